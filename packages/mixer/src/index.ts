@@ -1,1 +1,15 @@
-export {};
+export { MixingClock, ManualTimer, systemTimer } from './MixingClock.js';
+export type { Timer, MixingClockOptions, TickHandler } from './MixingClock.js';
+export { SpeakerSelection, SILENCE_DBOV } from './Selection.js';
+export type { SelectionOptions } from './Selection.js';
+export { AudioMixer } from './AudioMixer.js';
+export type { AudioMixerOptions, AudioMixerEvents, AudioMixerStats, MixerSink } from './AudioMixer.js';
+export { Participant } from './Participant.js';
+export type { ParticipantAudioStats } from './Participant.js';
+export { RtpEndpoint } from './RtpEndpoint.js';
+export type { RtpEndpointOptions, RtpEndpointStats } from './RtpEndpoint.js';
+export { MixerEvent } from './MixerEvent.js';
+export type { MixerEventOptions, RtpParticipantRequest, RtpParticipantInfo } from './MixerEvent.js';
+export { DropCounters } from './DropCounters.js';
+export { TickStats } from './TickStats.js';
+export { softLimitSample, frameLevelDbov, LIMIT_KNEE } from './Limiter.js';

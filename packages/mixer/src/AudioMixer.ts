@@ -1,0 +1,376 @@
+import { EventEmitter } from 'node:events';
+import { writeRtp } from '@mcu/rtp';
+import type { JitterBufferOptions, RtpBuildFields } from '@mcu/rtp';
+import { CodecPool, OpusDecoder, OpusEncoder } from '@mcu/codec';
+import type { OpusEncoderOptions } from '@mcu/codec';
+import { Participant } from './Participant.js';
+import { SpeakerSelection } from './Selection.js';
+import type { SelectionOptions } from './Selection.js';
+import { accumulate, applyRamp, frameLevelDbov, limitInto, limitMinusInto } from './Limiter.js';
+import { TickStats } from './TickStats.js';
+
+export interface AudioMixerOptions {
+  sampleRate?: number;
+  tickMs?: number;
+  maxSpeakers?: number;
+  payloadType?: number;
+  selection?: Omit<SelectionOptions, 'maxSpeakers' | 'tickMs'>;
+  jitter?: JitterBufferOptions;
+  encoder?: OpusEncoderOptions;
+  /** Monotonic milliseconds; the mixing clock's timer in production. */
+  now?: () => number;
+  random?: () => number;
+}
+
+/** Receives each outgoing packet; `packet` is valid until this participant's next-but-one packet. */
+export type MixerSink = (participant: Participant, packet: Uint8Array, length: number) => void;
+
+export interface AudioMixerEvents {
+  speakers: [ids: string[]];
+  dominantSpeaker: [id: string | null];
+}
+
+export interface AudioMixerStats {
+  ticks: number;
+  tickErrors: number;
+  encodes: number;
+  decodes: number;
+  packetsOut: number;
+}
+
+const TWO_32 = 0x1_0000_0000;
+
+/**
+ * The audio mix of one event, one call to `tick` per 20 ms.
+ *
+ * Per tick it reads every participant's next RFC 6464 level from its jitter buffer without
+ * decoding, selects the speakers, decodes only them (and participants without level extension),
+ * sums them once, and encodes N_speakers + 1 streams: a mix-minus for each speaker and ONE shared
+ * mix that every other participant receives. Each recipient's RTP header is then written around
+ * the payload it gets, with its own SSRC and continuous sequence numbers.
+ */
+export class AudioMixer extends EventEmitter<AudioMixerEvents> {
+  readonly frameSamples: number;
+  readonly selection: SpeakerSelection;
+  readonly tickStats = new TickStats();
+  readonly stats: AudioMixerStats = { ticks: 0, tickErrors: 0, encodes: 0, decodes: 0, packetsOut: 0 };
+
+  private readonly byId = new Map<string, Participant>();
+  private readonly list: Participant[] = [];
+  private bySlot: (Participant | undefined)[] = [];
+  private readonly freeSlots: number[] = [];
+  private readonly decoders: CodecPool<OpusDecoder>;
+  private readonly encoders: CodecPool<OpusEncoder>;
+  private readonly sharedEncoder: OpusEncoder;
+  private readonly sum: Int32Array;
+  private readonly mixPcm: Int16Array;
+  private readonly shared = new Uint8Array(1500);
+  private sharedLength = 0;
+  private readonly sharedCsrcs = new Uint32Array(15);
+  private sharedCsrcCount = 0;
+  private readonly minusCsrcs = new Uint32Array(15);
+  private readonly fields: RtpBuildFields & { csrcs: Uint32Array; csrcCount: number };
+  /** Participants mixed this tick: speakers plus those fading out. */
+  private readonly mixSet: Participant[] = [];
+  private mixCount = 0;
+  private dominant: string | null = null;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly jitterOptions: JitterBufferOptions | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly sink: MixerSink,
+    opts: AudioMixerOptions = {},
+  ) {
+    super();
+    const sampleRate = opts.sampleRate ?? 48_000;
+    const tickMs = opts.tickMs ?? 20;
+    this.frameSamples = (sampleRate * tickMs) / 1000;
+    this.now = opts.now ?? (() => performance.now());
+    this.random = opts.random ?? Math.random;
+    this.jitterOptions = { frameDurationMs: tickMs, clockRate: sampleRate, ...opts.jitter };
+    this.selection = new SpeakerSelection({ ...opts.selection, maxSpeakers: opts.maxSpeakers ?? 3, tickMs });
+    const encoderOptions: OpusEncoderOptions = { sampleRate: 48_000, channels: 1, ...opts.encoder };
+    this.decoders = new CodecPool(() => new OpusDecoder({ sampleRate: 48_000, channels: 1 }));
+    this.encoders = new CodecPool(() => new OpusEncoder(encoderOptions));
+    this.sharedEncoder = new OpusEncoder(encoderOptions);
+    this.sum = new Int32Array(this.frameSamples);
+    this.mixPcm = new Int16Array(this.frameSamples);
+    this.fields = {
+      payloadType: opts.payloadType ?? 111,
+      sequenceNumber: 0,
+      timestamp: 0,
+      ssrc: 0,
+      marker: false,
+      csrcs: this.sharedCsrcs,
+      csrcCount: 0,
+    };
+  }
+
+  get size(): number {
+    return this.list.length;
+  }
+
+  get speakerIds(): string[] {
+    const ids: string[] = [];
+    for (let i = 0; i < this.selection.speakerCount; i++) {
+      const p = this.bySlot[this.selection.speakers[i]];
+      if (p) ids.push(p.id);
+    }
+    return ids;
+  }
+
+  get dominantSpeaker(): string | null {
+    return this.dominant;
+  }
+
+  participant(id: string): Participant | undefined {
+    return this.byId.get(id);
+  }
+
+  participants(): readonly Participant[] {
+    return this.list;
+  }
+
+  addParticipant(id: string, opts: { receives?: boolean; outSsrc?: number } = {}): Participant {
+    if (this.closed) throw new Error('mixer is closed');
+    if (this.byId.has(id)) throw new Error(`participant ${id} already exists`);
+    const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.bySlot.length;
+    const outSsrc = opts.outSsrc ?? ((this.random() * TWO_32) >>> 0);
+    const p = new Participant(id, slot, outSsrc, opts.receives ?? true, this.frameSamples, this.jitterOptions, this.random);
+    this.byId.set(id, p);
+    this.list.push(p);
+    this.bySlot[slot] = p;
+    this.selection.add(slot);
+    return p;
+  }
+
+  /**
+   * Removes a participant. If its voice is in the mix, it fades out during the next tick and is
+   * removed after it, so that the others never hear a click.
+   */
+  removeParticipant(id: string): boolean {
+    const p = this.byId.get(id);
+    if (!p) return false;
+    if (p.audible && !this.closed) {
+      p.leaving = true;
+      return true;
+    }
+    this.detach(p);
+    return true;
+  }
+
+  /** One 20 ms tick. `tickIndex` counts wall-clock ticks since the clock started. */
+  tick(tickIndex: number): void {
+    if (this.closed) return;
+    const t0 = performance.now();
+    try {
+      this.runTick(tickIndex);
+    } catch {
+      this.stats.tickErrors++;
+    }
+    this.stats.ticks++;
+    this.tickStats.record(performance.now() - t0);
+  }
+
+  private runTick(tickIndex: number): void {
+    const now = this.now();
+    const list = this.list;
+    const sel = this.selection;
+    const n = list.length;
+
+    // 1. Levels: from RFC 6464 when present (no decoding), else from the decoded frame.
+    for (let i = 0; i < n; i++) {
+      const p = list[i];
+      p.hasPcm = false;
+      p.decodedThisTick = false;
+      p.mixMinusLength = 0;
+      if (p.leaving) {
+        sel.setLevel(p.slot, 127, now);
+        continue;
+      }
+      const level = p.jitter.peekAudioLevel();
+      if (level >= 0) {
+        p.levelsSeen = true;
+        sel.setLevel(p.slot, level, now);
+      } else if (!p.levelsSeen) {
+        this.decodeFrame(p, now);
+        p.decodedThisTick = true;
+        sel.setLevel(p.slot, p.hasPcm ? frameLevelDbov(p.pcm, this.frameSamples) : 127, now);
+      } else {
+        sel.setLevel(p.slot, 127, now);
+      }
+    }
+    if (sel.update(now)) this.emit('speakers', this.speakerIds);
+    const dom = sel.dominant >= 0 ? (this.bySlot[sel.dominant]?.id ?? null) : null;
+    if (dom !== this.dominant) {
+      this.dominant = dom;
+      this.emit('dominantSpeaker', dom);
+    }
+
+    // 2. Decode the speakers and those fading out; only advance everyone else's buffer.
+    this.mixCount = 0;
+    for (let i = 0; i < n; i++) {
+      const p = list[i];
+      const speaking = !p.leaving && sel.isSpeaker(p.slot);
+      const fadingOut = !speaking && p.audible;
+      if (speaking || fadingOut) {
+        if (!p.decodedThisTick) this.decodeFrame(p, now);
+        if (p.hasPcm) {
+          if (p.stopped) {
+            // decodeFrame already concealed and faded the frame of a stream that stopped.
+          } else if (fadingOut) {
+            applyRamp(p.pcm, this.frameSamples, 1, 0);
+            p.stats.fadeOuts++;
+          } else if (!p.audible) {
+            applyRamp(p.pcm, this.frameSamples, 0, 1);
+          }
+          this.mixSet[this.mixCount++] = p;
+        }
+        p.audible = speaking && p.hasPcm && !p.stopped;
+        if (speaking && p.receives && !p.encoder) p.encoder = this.encoders.acquire();
+      } else {
+        if (!p.decodedThisTick) p.jitter.pop(now);
+        this.releaseCodecs(p);
+      }
+    }
+
+    // 3. Mix once; encode the shared mix once and one mix-minus per speaker.
+    const samples = this.frameSamples;
+    this.sum.fill(0);
+    this.sharedCsrcCount = 0;
+    for (let i = 0; i < this.mixCount; i++) {
+      const p = this.mixSet[i];
+      accumulate(this.sum, p.pcm, samples);
+      if (this.sharedCsrcCount < 15) this.sharedCsrcs[this.sharedCsrcCount++] = p.inSsrc;
+    }
+    limitInto(this.sum, this.mixPcm, samples);
+    this.sharedLength = this.sharedEncoder.encode(this.mixPcm, this.shared);
+    this.stats.encodes++;
+    for (let i = 0; i < sel.speakerCount; i++) {
+      const p = this.bySlot[sel.speakers[i]];
+      if (!p || !p.receives || p.leaving || !p.encoder) continue;
+      if (p.hasPcm) limitMinusInto(this.sum, p.pcm, this.mixPcm, samples);
+      else limitInto(this.sum, this.mixPcm, samples);
+      p.mixMinusLength = p.encoder.encode(this.mixPcm, p.mixMinus);
+      this.stats.encodes++;
+    }
+
+    // 4. Packetize: each recipient's own header around the payload it gets.
+    const fields = this.fields;
+    const timestampOffset = (tickIndex * samples) % TWO_32;
+    for (let i = 0; i < n; i++) {
+      const p = list[i];
+      if (!p.receives || p.leaving) continue;
+      let payload: Uint8Array = this.shared;
+      let length = this.sharedLength;
+      fields.csrcs = this.sharedCsrcs;
+      fields.csrcCount = this.sharedCsrcCount;
+      if (p.mixMinusLength > 0) {
+        payload = p.mixMinus;
+        length = p.mixMinusLength;
+        let c = 0;
+        for (let k = 0; k < this.mixCount; k++) {
+          const q = this.mixSet[k];
+          if (q !== p && c < 15) this.minusCsrcs[c++] = q.inSsrc;
+        }
+        fields.csrcs = this.minusCsrcs;
+        fields.csrcCount = c;
+      }
+      fields.sequenceNumber = p.outSeq;
+      fields.timestamp = (p.outTimestampBase + timestampOffset) % TWO_32;
+      fields.ssrc = p.outSsrc;
+      fields.marker = p.stats.packetsSent === 0;
+      p.outSeq = (p.outSeq + 1) & 0xffff;
+      p.sendFlip ^= 1;
+      const buf = p.sendBuffers[p.sendFlip];
+      const written = writeRtp(buf, fields, payload, length);
+      p.stats.packetsSent++;
+      this.stats.packetsOut++;
+      this.sink(p, buf, written);
+    }
+
+    // 5. Participants that faded out on their way out leave now.
+    for (let i = list.length - 1; i >= 0; i--) {
+      if (list[i].leaving) this.detach(list[i]);
+    }
+  }
+
+  /** Pops this tick's frame and turns it into PCM: decode, FEC, PLC, or a fade-out on a stop. */
+  private decodeFrame(p: Participant, now: number): void {
+    const kind = p.jitter.pop(now);
+    if (!p.decoder) {
+      p.decoder = this.decoders.acquire();
+      p.decoder.reset();
+    }
+    const dec = p.decoder;
+    const samples = this.frameSamples;
+    p.hasPcm = false;
+    p.stopped = false;
+    if (kind === 'frame') {
+      const got = dec.decode(p.jitter.payload, p.pcm);
+      this.stats.decodes++;
+      if (got === samples) {
+        p.stats.decoded++;
+        p.hasPcm = true;
+      } else {
+        p.stats.corrupt++;
+        p.hasPcm = dec.conceal(p.pcm, samples) === samples;
+      }
+    } else if (kind === 'lost') {
+      const next = p.jitter.nextPayload;
+      if (next && dec.decodeFec(next, p.pcm, samples) === samples) {
+        p.stats.fecRecovered++;
+      } else {
+        dec.conceal(p.pcm, samples);
+        p.stats.concealed++;
+      }
+      p.hasPcm = true;
+    } else if (p.audible) {
+      // The stream stopped (underrun): conceal one frame and fade it to zero instead of a click.
+      dec.conceal(p.pcm, samples);
+      applyRamp(p.pcm, samples, 1, 0);
+      p.stats.fadeOuts++;
+      p.hasPcm = true;
+      p.stopped = true;
+    }
+  }
+
+  private releaseCodecs(p: Participant): void {
+    // Participants without level extension keep their decoder: they are decoded every tick.
+    if (p.decoder && p.levelsSeen) {
+      this.decoders.release(p.decoder);
+      p.decoder = null;
+    }
+    if (p.encoder) {
+      this.encoders.release(p.encoder);
+      p.encoder = null;
+    }
+  }
+
+  private detach(p: Participant): void {
+    if (!this.byId.delete(p.id)) return;
+    const idx = this.list.indexOf(p);
+    if (idx >= 0) this.list.splice(idx, 1);
+    this.bySlot[p.slot] = undefined;
+    this.freeSlots.push(p.slot);
+    const wasSpeaker = this.selection.isSpeaker(p.slot);
+    this.selection.remove(p.slot);
+    if (p.decoder) this.decoders.release(p.decoder);
+    if (p.encoder) this.encoders.release(p.encoder);
+    p.decoder = null;
+    p.encoder = null;
+    if (wasSpeaker && !this.closed) this.emit('speakers', this.speakerIds);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const p of [...this.list]) this.detach(p);
+    this.decoders.close();
+    this.encoders.close();
+    this.sharedEncoder.close();
+    this.removeAllListeners();
+  }
+}

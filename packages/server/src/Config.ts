@@ -1,0 +1,25 @@
+import { z } from 'zod';
+
+/** Settings of one node, with their defaults in one place (units in the names). */
+export const nodeConfigSchema = z.object({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65_535).default(8080),
+  /** Base of the absolute URLs handed out (whip, whep); defaults to http://host:port. */
+  publicUrl: z.url().optional(),
+  /** Address RTP sockets bind to; defaults to `host`. */
+  rtpHost: z.string().min(1).optional(),
+  /** Address advertised for RTP when behind a 1:1 NAT. */
+  publicIp: z.string().min(1).optional(),
+  /** Static admin bearer token; generated at start when unset. */
+  adminToken: z.string().min(16).optional(),
+  /** HMAC secret for event tokens (≥ 32 bytes); generated at start when unset. */
+  tokenSecret: z.string().min(32).optional(),
+  tokenTtlSeconds: z.number().int().positive().default(24 * 3600),
+  maxEvents: z.number().int().positive().default(100),
+  maxParticipantsPerEvent: z.number().int().positive().default(1000),
+  defaultMaxSpeakers: z.number().int().min(1).max(16).default(3),
+  maxBodyBytes: z.number().int().positive().default(64 * 1024),
+});
+
+export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
+export type NodeConfig = z.output<typeof nodeConfigSchema>;

@@ -1,0 +1,91 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { ConflictError, NotFoundError, ServiceUnavailableError } from '@mcu/control';
+import { MixerEvent } from '@mcu/mixer';
+
+export interface EventRecord {
+  id: string;
+  name: string;
+  maxSpeakers: number;
+  createdAt: string;
+  mixer: MixerEvent;
+}
+
+export interface EventRegistryOptions {
+  maxEvents: number;
+  rtpHost: string;
+  rtpAdvertiseHost?: string;
+}
+
+export interface EventRegistryEvents {
+  created: [EventRecord];
+  ended: [EventRecord];
+}
+
+/** Base64url ids are safe as URL segments and as NATS subject tokens. */
+function newEventId(): string {
+  return randomBytes(9).toString('base64url');
+}
+
+/** The events running on this node. */
+export class EventRegistry extends EventEmitter<EventRegistryEvents> {
+  private readonly events = new Map<string, EventRecord>();
+
+  constructor(private readonly opts: EventRegistryOptions) {
+    super();
+  }
+
+  create(input: { name?: string; maxSpeakers: number }): EventRecord {
+    if (this.events.size >= this.opts.maxEvents) {
+      throw new ServiceUnavailableError(`this node runs its maximum of ${this.opts.maxEvents} events`, 30);
+    }
+    let id = newEventId();
+    while (this.events.has(id)) id = newEventId();
+    if (input.name !== undefined && [...this.events.values()].some((e) => e.name === input.name)) {
+      throw new ConflictError(`an event named "${input.name}" is already running`);
+    }
+    const mixer = new MixerEvent({
+      id,
+      maxSpeakers: input.maxSpeakers,
+      rtpHost: this.opts.rtpHost,
+      rtpAdvertiseHost: this.opts.rtpAdvertiseHost,
+    });
+    const record: EventRecord = {
+      id,
+      name: input.name ?? `event-${id.slice(0, 6)}`,
+      maxSpeakers: input.maxSpeakers,
+      createdAt: new Date().toISOString(),
+      mixer,
+    };
+    this.events.set(id, record);
+    this.emit('created', record);
+    return record;
+  }
+
+  get(id: string): EventRecord {
+    const e = this.events.get(id);
+    if (!e) throw new NotFoundError(`event ${id} not found`, 'event_not_found');
+    return e;
+  }
+
+  has(id: string): boolean {
+    return this.events.has(id);
+  }
+
+  list(): EventRecord[] {
+    return [...this.events.values()];
+  }
+
+  /** Stops the event and frees every socket, timer and codec it holds. */
+  end(id: string): EventRecord {
+    const e = this.get(id);
+    this.events.delete(id);
+    e.mixer.close();
+    this.emit('ended', e);
+    return e;
+  }
+
+  close(): void {
+    for (const id of [...this.events.keys()]) this.end(id);
+  }
+}

@@ -1,0 +1,275 @@
+import http from 'node:http';
+import type { z } from 'zod';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import {
+  errorBody,
+  errorHeaders,
+  generateSecret,
+  httpStatusOf,
+  McuError,
+  parseJsonBody,
+  parseWith,
+  PayloadTooLargeError,
+  ServiceUnavailableError,
+  TokenIssuer,
+  UnsupportedMediaTypeError,
+  NotFoundError,
+} from '@mcu/control';
+import { Auth } from './Auth.js';
+import { nodeConfigSchema } from './Config.js';
+import type { NodeConfig, NodeConfigInput } from './Config.js';
+import { EventRegistry } from './EventRegistry.js';
+import type { EventRecord } from './EventRegistry.js';
+import { Router } from './Router.js';
+import type { RouteContext } from './Router.js';
+import { createEventBody, rtpParticipantBody } from './Schemas.js';
+
+export interface McuNodeInfo {
+  url: string;
+  adminToken: string;
+  adminTokenGenerated: boolean;
+}
+
+/**
+ * The all-in-one node: HTTP API, token checks and the events it mixes. `close()` ends every event
+ * and frees the listening socket.
+ */
+export class McuNode {
+  readonly config: NodeConfig;
+  readonly registry: EventRegistry;
+  readonly auth: Auth;
+  readonly adminToken: string;
+  readonly adminTokenGenerated: boolean;
+  private readonly server: http.Server;
+  private readonly router = new Router();
+  private readonly sseClients = new Set<ServerResponse>();
+  private baseUrl = '';
+  private closed = false;
+
+  constructor(input: NodeConfigInput = {}) {
+    this.config = parseWith(nodeConfigSchema, input, 'config');
+    this.adminTokenGenerated = this.config.adminToken === undefined;
+    this.adminToken = this.config.adminToken ?? randomBytes(24).toString('base64url');
+    const issuer = new TokenIssuer({ secret: this.config.tokenSecret ?? generateSecret(), defaultTtlSeconds: this.config.tokenTtlSeconds });
+    this.auth = new Auth(issuer, this.adminToken);
+    this.registry = new EventRegistry({
+      maxEvents: this.config.maxEvents,
+      rtpHost: this.config.rtpHost ?? this.config.host,
+      rtpAdvertiseHost: this.config.publicIp,
+    });
+    this.server = http.createServer((req, res) => void this.handle(req, res));
+    this.server.keepAliveTimeout = 5_000;
+    this.routes();
+  }
+
+  get url(): string {
+    return this.baseUrl;
+  }
+
+  async listen(): Promise<McuNodeInfo> {
+    this.server.listen(this.config.port, this.config.host);
+    await Promise.race([
+      once(this.server, 'listening'),
+      once(this.server, 'error').then(([err]) => {
+        throw err;
+      }),
+    ]);
+    const addr = this.server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : this.config.port;
+    const host = this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host;
+    this.baseUrl = (this.config.publicUrl ?? `http://${host}:${port}`).replace(/\/$/, '');
+    return { url: this.baseUrl, adminToken: this.adminToken, adminTokenGenerated: this.adminTokenGenerated };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.registry.close();
+    for (const res of this.sseClients) res.end();
+    this.sseClients.clear();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private routes(): void {
+    const r = this.router;
+    r.on('GET', '/healthz', ({ res }) => json(res, 200, { status: 'ok' }));
+    r.on('GET', '/readyz', ({ res }) => {
+      if (this.closed) throw new ServiceUnavailableError('shutting down');
+      json(res, 200, { status: 'ready', events: this.registry.list().length });
+    });
+
+    r.on('POST', '/api/events', async ({ req, res }) => {
+      this.auth.authorize(req.headers.authorization, { roles: ['admin'] });
+      const body = await readJson(req, this.config.maxBodyBytes, createEventBody);
+      const e = this.registry.create({ name: body.name, maxSpeakers: body.maxSpeakers ?? this.config.defaultMaxSpeakers });
+      const ttlSeconds = this.config.tokenTtlSeconds;
+      const issuer = this.auth.issuer;
+      res.setHeader('location', `/api/events/${e.id}`);
+      json(res, 201, {
+        ...this.describe(e),
+        tokens: {
+          producer: issuer.issue({ event: e.id, role: 'producer', ttlSeconds }),
+          presenter: issuer.issue({ event: e.id, role: 'presenter', ttlSeconds }),
+          viewer: issuer.issue({ event: e.id, role: 'viewer', ttlSeconds }),
+        },
+      });
+    });
+
+    r.on('GET', '/api/events', ({ req, res }) => {
+      const claims = this.auth.authorize(req.headers.authorization, { roles: ['admin', 'producer'] });
+      const events = this.registry.list().filter((e) => claims.role === 'admin' || claims.evt === e.id);
+      json(res, 200, { events: events.map((e) => this.describe(e)) });
+    });
+
+    r.on('GET', '/api/events/:id', ({ req, res, params }) => {
+      this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
+      const e = this.registry.get(params.id);
+      json(res, 200, { ...this.describe(e), stats: e.mixer.stats(), participants: e.mixer.participants() });
+    });
+
+    r.on('DELETE', '/api/events/:id', ({ req, res, params }) => {
+      this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
+      this.registry.end(params.id);
+      res.writeHead(204).end();
+    });
+
+    r.on('GET', '/api/events/:id/participants', ({ req, res, params }) => {
+      this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
+      json(res, 200, { participants: this.registry.get(params.id).mixer.participants() });
+    });
+
+    r.on('POST', '/api/events/:id/rtp-participants', async ({ req, res, params }) => {
+      this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer', 'presenter'] });
+      const e = this.registry.get(params.id);
+      const body = await readJson(req, this.config.maxBodyBytes, rtpParticipantBody);
+      if (e.mixer.mixer.size >= this.config.maxParticipantsPerEvent) {
+        throw new ServiceUnavailableError(`event ${e.id} has its maximum of ${this.config.maxParticipantsPerEvent} participants`, 10);
+      }
+      const info = await e.mixer.addRtpParticipant(body);
+      res.setHeader('location', `/api/events/${e.id}/rtp-participants/${info.id}`);
+      json(res, 201, info);
+    });
+
+    r.on('GET', '/api/events/:id/rtp-participants/:pid', ({ req, res, params }) => {
+      this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer', 'presenter'] });
+      const info = this.registry.get(params.id).mixer.participantInfo(params.pid);
+      if (!info) throw new NotFoundError(`participant ${params.pid} not found`, 'participant_not_found');
+      json(res, 200, info);
+    });
+
+    r.on('DELETE', '/api/events/:id/rtp-participants/:pid', ({ req, res, params }) => {
+      this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer', 'presenter'] });
+      if (!this.registry.get(params.id).mixer.removeParticipant(params.pid)) {
+        throw new NotFoundError(`participant ${params.pid} not found`, 'participant_not_found');
+      }
+      res.writeHead(204).end();
+    });
+
+    // Server-sent events: speaker changes as they happen. EventSource cannot set headers, so the
+    // token may also come as ?token=.
+    r.on('GET', '/api/events/:id/stream', ({ req, res, params, url }) => {
+      this.auth.authorize(
+        req.headers.authorization,
+        { event: params.id, roles: ['admin', 'producer', 'presenter', 'viewer'] },
+        url.searchParams.get('token'),
+      );
+      this.stream(this.registry.get(params.id), req, res);
+    });
+  }
+
+  private stream(e: EventRecord, req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    send('state', { speakers: e.mixer.mixer.speakerIds, dominantSpeaker: e.mixer.mixer.dominantSpeaker });
+    const onSpeakers = (ids: string[]) => send('speakers', { speakers: ids });
+    const onDominant = (id: string | null) => send('dominantSpeaker', { dominantSpeaker: id });
+    const onEnded = (ended: EventRecord) => {
+      if (ended.id !== e.id) return;
+      send('ended', { id: e.id });
+      res.end();
+    };
+    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    e.mixer.mixer.on('speakers', onSpeakers);
+    e.mixer.mixer.on('dominantSpeaker', onDominant);
+    this.registry.on('ended', onEnded);
+    this.sseClients.add(res);
+    const cleanup = () => {
+      clearInterval(keepAlive);
+      e.mixer.mixer.off('speakers', onSpeakers);
+      e.mixer.mixer.off('dominantSpeaker', onDominant);
+      this.registry.off('ended', onEnded);
+      this.sseClients.delete(res);
+    };
+    req.on('close', cleanup);
+    res.on('close', cleanup);
+  }
+
+  private describe(e: EventRecord) {
+    return {
+      id: e.id,
+      name: e.name,
+      maxSpeakers: e.maxSpeakers,
+      createdAt: e.createdAt,
+      whip: `${this.baseUrl}/whip/${e.id}`,
+      whep: `${this.baseUrl}/whep/${e.id}`,
+      participants: e.mixer.mixer.size,
+      speakers: e.mixer.mixer.speakerIds,
+      dominantSpeaker: e.mixer.mixer.dominantSpeaker,
+    };
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    res.setHeader('access-control-allow-origin', '*');
+    try {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      if (req.method === 'OPTIONS') {
+        res.writeHead(204, {
+          'access-control-allow-methods': 'GET, POST, PUT, PATCH, DELETE, OPTIONS',
+          'access-control-allow-headers': 'authorization, content-type',
+          'access-control-max-age': '86400',
+        });
+        res.end();
+        return;
+      }
+      const { handler, params } = this.router.match(req.method ?? 'GET', url.pathname);
+      const ctx: RouteContext = { req, res, url, params };
+      await handler(ctx);
+    } catch (err) {
+      if (res.headersSent) {
+        res.end();
+        return;
+      }
+      if (!(err instanceof McuError)) process.emitWarning(`unhandled error on ${req.method} ${req.url}: ${String(err)}`);
+      res.writeHead(httpStatusOf(err), { ...errorHeaders(err), 'content-type': 'application/json' });
+      res.end(JSON.stringify(errorBody(err)));
+      // Drain what the client still sends so that the connection can be reused.
+      req.resume();
+    }
+  }
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Reads and validates a JSON body (an empty body is `{}`), enforcing content type and size. */
+async function readJson<T>(req: IncomingMessage, maxBytes: number, schema: z.ZodType<T>): Promise<T> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > maxBytes) throw new PayloadTooLargeError(`body is larger than ${maxBytes} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > maxBytes) throw new PayloadTooLargeError(`body is larger than ${maxBytes} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) return parseWith(schema, {}, 'body');
+  if (type !== 'application/json') throw new UnsupportedMediaTypeError('body must be application/json');
+  return parseJsonBody(Buffer.concat(chunks).toString('utf8'), schema, 'body');
+}

@@ -1,0 +1,62 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { MethodNotAllowedError, NotFoundError } from '@mcu/control';
+
+export interface RouteContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  params: Record<string, string>;
+}
+
+export type RouteHandler = (ctx: RouteContext) => Promise<void> | void;
+
+interface Route {
+  pattern: RegExp;
+  keys: string[];
+  methods: Map<string, RouteHandler>;
+}
+
+/** Path patterns like `/api/events/:id`; a known path with an unknown method is a 405. */
+export class Router {
+  private readonly routes: Route[] = [];
+
+  on(method: string, path: string, handler: RouteHandler): this {
+    let route = this.routes.find((r) => r.pattern.source === Router.compile(path).pattern.source);
+    if (!route) {
+      route = { ...Router.compile(path), methods: new Map() };
+      this.routes.push(route);
+    }
+    route.methods.set(method.toUpperCase(), handler);
+    return this;
+  }
+
+  match(method: string, pathname: string): { handler: RouteHandler; params: Record<string, string> } {
+    for (const route of this.routes) {
+      const m = route.pattern.exec(pathname);
+      if (!m) continue;
+      const handler = route.methods.get(method.toUpperCase());
+      if (!handler) throw new MethodNotAllowedError([...route.methods.keys()]);
+      const params: Record<string, string> = {};
+      route.keys.forEach((k, i) => {
+        params[k] = decodeURIComponent(m[i + 1]);
+      });
+      return { handler, params };
+    }
+    throw new NotFoundError(`no route for ${pathname}`);
+  }
+
+  private static compile(path: string): { pattern: RegExp; keys: string[] } {
+    const keys: string[] = [];
+    const source = path
+      .split('/')
+      .map((seg) => {
+        if (seg.startsWith(':')) {
+          keys.push(seg.slice(1));
+          return '([^/]+)';
+        }
+        return seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      })
+      .join('/');
+    return { pattern: new RegExp(`^${source}/?$`), keys };
+  }
+}

@@ -1,0 +1,21 @@
+import { z } from 'zod';
+
+/** Bodies of the HTTP API, one schema each; the TypeScript types are inferred from them. */
+export const createEventBody = z
+  .object({
+    name: z.string().trim().min(1).max(200).optional(),
+    maxSpeakers: z.number().int().min(1).max(16).optional(),
+  })
+  .strict();
+
+export const rtpParticipantBody = z
+  .object({
+    host: z.string().min(1).max(253),
+    port: z.number().int().min(1).max(65_535),
+    payloadType: z.number().int().min(0).max(127),
+    audioLevelExtId: z.number().int().min(1).max(14).optional(),
+  })
+  .strict();
+
+export type CreateEventBody = z.infer<typeof createEventBody>;
+export type RtpParticipantBody = z.infer<typeof rtpParticipantBody>;
