@@ -1,1 +1,78 @@
-export {};
+export {
+  RtpHeader,
+  RTP_FIXED_HEADER_LENGTH,
+  parseRtp,
+  writeRtp,
+  buildRtp,
+  rtpPacketLength,
+  isRtcpPacket,
+  rewriteRtpHeader,
+} from './RtpPacket.js';
+export type { RtpDropReason, RtpBuildFields, RtpRewrite } from './RtpPacket.js';
+
+export {
+  ONE_BYTE_PROFILE,
+  TWO_BYTE_PROFILE,
+  ExtensionLocation,
+  findHeaderExtension,
+  validateHeaderExtensions,
+} from './HeaderExtensions.js';
+export type { HeaderExtension } from './HeaderExtensions.js';
+
+export { readAudioLevel, audioLevelOf, voiceActivityOf, audioLevelExtension, dBovToLinear } from './AudioLevel.js';
+
+export {
+  seqDiff,
+  seqLessThan,
+  seqNext,
+  tsDiff,
+  tsLessThan,
+  SequenceUnwrapper,
+  TimestampUnwrapper,
+} from './Sequence.js';
+
+export {
+  RtcpPacketType,
+  parseRtcp,
+  buildSenderReport,
+  buildReceiverReport,
+  buildSdes,
+  buildBye,
+  buildNack,
+  buildPli,
+  buildFir,
+  buildRemb,
+  buildCompound,
+  ntpFromUnixMs,
+  unixMsFromNtp,
+  middleNtp32,
+  roundTripTimeMs,
+} from './Rtcp.js';
+export type {
+  RtcpDropReason,
+  RtcpPacket,
+  RtcpParseResult,
+  ReportBlock,
+  SenderReport,
+  SenderReportFields,
+  ReceiverReport,
+  Sdes,
+  SdesChunk,
+  Bye,
+  Nack,
+  Pli,
+  Fir,
+  FirEntry,
+  Remb,
+  UnknownRtcp,
+  NtpTime,
+} from './Rtcp.js';
+
+export { ReceiverStats } from './ReceiverStats.js';
+export type { ReceiverStatsOptions } from './ReceiverStats.js';
+
+export { JitterBuffer, JITTER_BUFFER_DEFAULTS } from './JitterBuffer.js';
+export type { JitterBufferOptions, JitterBufferStats, PushResult, PopKind } from './JitterBuffer.js';
+
+export { RetransmissionBuffer, RETRANSMISSION_BUFFER_DEFAULTS } from './RetransmissionBuffer.js';
+export type { RetransmissionBufferOptions } from './RetransmissionBuffer.js';
