@@ -129,13 +129,7 @@ export class RtpEndpoint {
       level = readAudioLevel(msg, h, this.opts.audioLevelExtId);
       if (level >= 0) level &= 0x7f;
     }
-    const result = this.participant.jitter.push(
-      h.sequenceNumber,
-      h.timestamp,
-      msg.subarray(h.payloadOffset, h.payloadOffset + h.payloadLength),
-      now,
-      level,
-    );
+    const result = this.participant.jitter.push(h.sequenceNumber, h.timestamp, msg, now, level, h.payloadOffset, h.payloadLength);
     if (result !== 'accepted') drops.drop(result);
   };
 
