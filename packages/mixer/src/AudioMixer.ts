@@ -25,6 +25,9 @@ export interface AudioMixerOptions {
 /** Receives each outgoing packet; `packet` is valid until this participant's next-but-one packet. */
 export type MixerSink = (participant: Participant, packet: Uint8Array, length: number) => void;
 
+/** Receives each program-feed packet (the shared mix as its own RTP stream); the buffer is fresh per packet. */
+export type ProgramSink = (packet: Buffer) => void;
+
 export interface AudioMixerEvents {
   speakers: [ids: string[]];
   dominantSpeaker: [id: string | null];
@@ -74,6 +77,12 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
   private readonly mixSet: Participant[] = [];
   private mixCount = 0;
   private dominant: string | null = null;
+  private readonly programSinks = new Set<ProgramSink>();
+  /** SSRC of the program feed (the shared mix sent to viewers). */
+  readonly programSsrc: number;
+  private programSeq: number;
+  private readonly programTimestampBase: number;
+  private readonly programBuffer = new Uint8Array(1500);
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly jitterOptions: JitterBufferOptions | undefined;
@@ -95,6 +104,9 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     this.decoders = new CodecPool(() => new OpusDecoder({ sampleRate: 48_000, channels: 1 }));
     this.encoders = new CodecPool(() => new OpusEncoder(encoderOptions));
     this.sharedEncoder = new OpusEncoder(encoderOptions);
+    this.programSsrc = (this.random() * TWO_32) >>> 0;
+    this.programSeq = Math.floor(this.random() * 0x10000);
+    this.programTimestampBase = Math.floor(this.random() * TWO_32);
     this.sum = new Int32Array(this.frameSamples);
     this.mixPcm = new Int16Array(this.frameSamples);
     this.fields = {
@@ -260,6 +272,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     // 4. Packetize: each recipient's own header around the payload it gets.
     const fields = this.fields;
     const timestampOffset = (tickIndex * samples) % TWO_32;
+    if (this.programSinks.size > 0) this.sendProgram(timestampOffset);
     for (let i = 0; i < n; i++) {
       const p = list[i];
       if (!p.receives || p.leaving) continue;
@@ -294,6 +307,33 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     // 5. Participants that faded out on their way out leave now.
     for (let i = list.length - 1; i >= 0; i--) {
       if (list[i].leaving) this.detach(list[i]);
+    }
+  }
+
+  /** Subscribes to the program feed: the shared mix, once per tick, as one RTP stream for viewers. */
+  addProgramSink(sink: ProgramSink): () => void {
+    this.programSinks.add(sink);
+    return () => this.programSinks.delete(sink);
+  }
+
+  private sendProgram(timestampOffset: number): void {
+    const fields = this.fields;
+    fields.csrcs = this.sharedCsrcs;
+    fields.csrcCount = this.sharedCsrcCount;
+    fields.sequenceNumber = this.programSeq;
+    fields.timestamp = (this.programTimestampBase + timestampOffset) % TWO_32;
+    fields.ssrc = this.programSsrc;
+    fields.marker = false;
+    this.programSeq = (this.programSeq + 1) & 0xffff;
+    const written = writeRtp(this.programBuffer, fields, this.shared, this.sharedLength);
+    // One packet for all viewers, built once; a fresh buffer because transports may hold it.
+    const packet = Buffer.from(this.programBuffer.subarray(0, written));
+    for (const sink of this.programSinks) {
+      try {
+        sink(packet);
+      } catch {
+        this.stats.tickErrors++;
+      }
     }
   }
 
@@ -371,6 +411,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     this.decoders.close();
     this.encoders.close();
     this.sharedEncoder.close();
+    this.programSinks.clear();
     this.removeAllListeners();
   }
 }

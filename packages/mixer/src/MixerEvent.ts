@@ -28,7 +28,7 @@ export interface RtpParticipantRequest {
   audioLevelExtId?: number;
 }
 
-export interface RtpParticipantInfo {
+export interface RtpParticipantInfo extends ParticipantSummary {
   id: string;
   kind: 'rtp';
   /** Where the participant sends its RTP. */
@@ -42,6 +42,22 @@ export interface RtpParticipantInfo {
   stats: Participant['stats'] & { jitter: Participant['jitter']['stats']; packetsIn: number; rtcpIn: number };
 }
 
+/** A participant whose transport lives elsewhere (a WHIP session): the event only tracks it. */
+export interface ExternalParticipant {
+  kind: string;
+  /** Ends the participant's session; it detaches itself from the event. */
+  close(): void;
+  describe(): Record<string, unknown>;
+}
+
+export interface ParticipantSummary {
+  id: string;
+  kind: string;
+  speaking: boolean;
+  stats: Participant['stats'] & { jitter: Participant['jitter']['stats'] };
+  [key: string]: unknown;
+}
+
 /**
  * One running event on a mixer node: its mixing clock, its audio mixer and the sockets of its
  * plain-RTP participants. `close()` stops the clock and frees every socket and codec.
@@ -52,6 +68,7 @@ export class MixerEvent {
   readonly clock: MixingClock;
   readonly drops = new DropCounters();
   private readonly endpoints = new Map<string, RtpEndpoint>();
+  private readonly externals = new Map<string, ExternalParticipant>();
   private readonly rtpHost: string;
   private readonly advertiseHost: string;
   private readonly timer: Timer;
@@ -124,16 +141,47 @@ export class MixerEvent {
     };
   }
 
-  participants(): RtpParticipantInfo[] {
-    const out: RtpParticipantInfo[] = [];
+  participants(): ParticipantSummary[] {
+    const out: ParticipantSummary[] = [];
     for (const id of this.endpoints.keys()) {
       const info = this.participantInfo(id);
       if (info) out.push(info);
     }
+    for (const [id, ext] of this.externals) {
+      const p = this.mixer.participant(id);
+      if (!p) continue;
+      out.push({
+        ...ext.describe(),
+        id,
+        kind: ext.kind,
+        speaking: this.mixer.selection.isSpeaker(p.slot),
+        stats: { ...p.stats, jitter: { ...p.jitter.stats } },
+      });
+    }
     return out;
   }
 
+  /** Adds a participant whose media arrives through another transport (WebRTC). */
+  attachParticipant(id: string, external: ExternalParticipant): Participant {
+    if (this.closed) throw new Error('event is closed');
+    const p = this.mixer.addParticipant(id);
+    this.externals.set(id, external);
+    return p;
+  }
+
+  /** Called by the external transport when its session ends. */
+  detachParticipant(id: string): void {
+    if (!this.externals.delete(id)) return;
+    this.mixer.removeParticipant(id);
+  }
+
   removeParticipant(id: string): boolean {
+    const ext = this.externals.get(id);
+    if (ext) {
+      ext.close();
+      this.detachParticipant(id);
+      return true;
+    }
     const ep = this.endpoints.get(id);
     if (!ep) return false;
     this.endpoints.delete(id);
@@ -161,6 +209,8 @@ export class MixerEvent {
     this.clock.stop();
     for (const ep of this.endpoints.values()) ep.close();
     this.endpoints.clear();
+    for (const ext of [...this.externals.values()]) ext.close();
+    this.externals.clear();
     this.mixer.close();
   }
 }

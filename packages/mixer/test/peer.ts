@@ -49,12 +49,34 @@ export interface PeerOptions {
   random?: () => number;
 }
 
+/**
+ * Encoded frames of one second of a tone, shared by every peer sending that tone: encoding 50
+ * streams live would cost the test process more CPU than the mixer it is testing.
+ */
+const CYCLE_FRAMES = 50;
+const encodedCycles = new Map<string, Buffer[]>();
+function encodedCycle(freq: number, amplitude: number): Buffer[] {
+  const key = `${freq}/${amplitude}`;
+  let frames = encodedCycles.get(key);
+  if (!frames) {
+    const enc = new OpusEncoder({ bitrate: 32_000, fec: true, expectedLossPercent: 15 });
+    const pcm = new Int16Array(FRAME);
+    const out = new Uint8Array(1500);
+    frames = [];
+    for (let f = 0; f < CYCLE_FRAMES; f++) {
+      if (freq > 0) toneFrame(freq, f, amplitude, pcm);
+      else pcm.fill(0);
+      frames.push(Buffer.from(out.subarray(0, enc.encode(pcm, out))));
+    }
+    enc.close();
+    encodedCycles.set(key, frames);
+  }
+  return frames;
+}
+
 export class RtpPeer {
   readonly socket: dgram.Socket;
   readonly received: { seq: number; ts: number; ssrc: number; csrcs: number[]; at: number; payload: Buffer }[] = [];
-  private readonly encoder: OpusEncoder;
-  private readonly out = new Uint8Array(1500);
-  private readonly pcm = new Int16Array(FRAME);
   private frame = 0;
   private seq = Math.floor(Math.random() * 65536);
   private ts = Math.floor(Math.random() * 2 ** 32);
@@ -66,7 +88,6 @@ export class RtpPeer {
 
   private constructor(socket: dgram.Socket, readonly opts: PeerOptions) {
     this.socket = socket;
-    this.encoder = new OpusEncoder({ bitrate: 32_000, fec: true, expectedLossPercent: 15 });
     const header = new RtpHeader();
     socket.on('message', (msg) => {
       if (parseRtp(msg, header) !== null) return;
@@ -100,16 +121,14 @@ export class RtpPeer {
   sendFrame(): void {
     if (!this.target) throw new Error('peer not connected');
     const freq = this.opts.freq ?? 0;
-    if (freq > 0) toneFrame(freq, this.frame, this.opts.amplitude ?? 8000, this.pcm);
-    else this.pcm.fill(0);
-    const len = this.encoder.encode(this.pcm, this.out);
+    const payload = encodedCycle(freq, this.opts.amplitude ?? 8000)[this.frame % CYCLE_FRAMES];
     const level = freq > 0 ? 10 : 127;
     const extensions = this.opts.audioLevelExtId
       ? [audioLevelExtension(level, freq > 0, this.opts.audioLevelExtId)]
       : undefined;
     const packet = buildRtp(
       { payloadType: this.opts.payloadType ?? 111, sequenceNumber: this.seq, timestamp: this.ts, ssrc: this.ssrc, extensions },
-      this.out.subarray(0, len),
+      payload,
     );
     this.frame++;
     this.seq = (this.seq + 1) & 0xffff;
@@ -154,7 +173,6 @@ export class RtpPeer {
   }
 
   close(): void {
-    this.encoder.close();
     try {
       this.socket.close();
     } catch {

@@ -19,6 +19,15 @@ export const nodeConfigSchema = z.object({
   maxParticipantsPerEvent: z.number().int().positive().default(1000),
   defaultMaxSpeakers: z.number().int().min(1).max(16).default(3),
   maxBodyBytes: z.number().int().positive().default(64 * 1024),
+  /** UDP port range for WebRTC ICE host candidates, e.g. [40000, 40999]. */
+  rtcPorts: z.tuple([z.number().int().min(1024).max(65_535), z.number().int().min(1024).max(65_535)]).refine(([a, b]) => a < b, 'the first port must be below the second').optional(),
+  /** Restrict ICE to these addresses (CIDR); tests use 127.0.0.0/8. */
+  iceAllow: z.array(z.string().min(1)).optional(),
+  /** Extra host addresses for ICE (loopback is excluded by default). */
+  iceHostAddresses: z.array(z.string().min(1)).optional(),
+  /** Close a WebRTC session after this long without media. */
+  rtcMediaTimeoutMs: z.number().int().positive().default(30_000),
+  maxRtcSessions: z.number().int().positive().default(500),
 });
 
 export type NodeConfigInput = z.input<typeof nodeConfigSchema>;

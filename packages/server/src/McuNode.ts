@@ -16,6 +16,7 @@ import {
   TokenIssuer,
   UnsupportedMediaTypeError,
   NotFoundError,
+  MethodNotAllowedError,
 } from '@mcu/control';
 import { Auth } from './Auth.js';
 import { nodeConfigSchema } from './Config.js';
@@ -25,6 +26,7 @@ import type { EventRecord } from './EventRegistry.js';
 import { Router } from './Router.js';
 import type { RouteContext } from './Router.js';
 import { createEventBody, rtpParticipantBody } from './Schemas.js';
+import { WebRtcEdge } from '@mcu/webrtc';
 
 export interface McuNodeInfo {
   url: string;
@@ -39,6 +41,7 @@ export interface McuNodeInfo {
 export class McuNode {
   readonly config: NodeConfig;
   readonly registry: EventRegistry;
+  readonly edge: WebRtcEdge;
   readonly auth: Auth;
   readonly adminToken: string;
   readonly adminTokenGenerated: boolean;
@@ -59,6 +62,15 @@ export class McuNode {
       rtpHost: this.config.rtpHost ?? this.config.host,
       rtpAdvertiseHost: this.config.publicIp,
     });
+    this.edge = new WebRtcEdge({
+      portRange: this.config.rtcPorts,
+      publicIp: this.config.publicIp,
+      iceAllow: this.config.iceAllow,
+      additionalHostAddresses: this.config.iceHostAddresses,
+      mediaTimeoutMs: this.config.rtcMediaTimeoutMs,
+      maxSessions: this.config.maxRtcSessions,
+    });
+    this.registry.on('ended', (e) => this.edge.endEvent(e.id));
     this.server = http.createServer((req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 5_000;
     this.routes();
@@ -86,6 +98,7 @@ export class McuNode {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.edge.close();
     this.registry.close();
     for (const res of this.sseClients) res.end();
     this.sseClients.clear();
@@ -168,6 +181,40 @@ export class McuNode {
       res.writeHead(204).end();
     });
 
+    // WHIP (RFC 9725) ingest and WHEP playback: SDP offer in, SDP answer out, a session resource.
+    for (const kind of ['whip', 'whep'] as const) {
+      const roles = kind === 'whip' ? (['admin', 'producer', 'presenter'] as const) : (['admin', 'producer', 'presenter', 'viewer'] as const);
+      r.on('POST', `/${kind}/:id`, async ({ req, res, params }) => {
+        this.auth.authorize(req.headers.authorization, { event: params.id, roles: [...roles] });
+        const e = this.registry.get(params.id);
+        const offer = await readSdp(req, this.config.maxBodyBytes);
+        const { session, answer } = kind === 'whip' ? await this.edge.publish(e.mixer, offer) : await this.edge.play(e.mixer, offer);
+        res.writeHead(201, {
+          'content-type': 'application/sdp',
+          location: `/${kind}/${e.id}/${session.id}`,
+          etag: session.etag,
+          'content-length': Buffer.byteLength(answer),
+        });
+        res.end(answer);
+      });
+      r.on('DELETE', `/${kind}/:id/:sid`, ({ req, res, params }) => {
+        this.auth.authorize(req.headers.authorization, { event: params.id, roles: [...roles] });
+        this.edge.end(kind, params.id, params.sid);
+        res.writeHead(200).end();
+      });
+      // Trickle ICE and ICE restarts are optional in RFC 9725 §4.3: we answer 405 as it allows;
+      // clients send every candidate in the offer.
+      r.on('PATCH', `/${kind}/:id/:sid`, ({ req, params }) => {
+        this.auth.authorize(req.headers.authorization, { event: params.id, roles: [...roles] });
+        this.edge.get(kind, params.id, params.sid);
+        throw new MethodNotAllowedError(['DELETE', 'OPTIONS'], 'trickle ICE and ICE restart are not supported: send all candidates in the offer');
+      });
+      r.on('GET', `/${kind}/:id/:sid`, ({ req, res, params }) => {
+        this.auth.authorize(req.headers.authorization, { event: params.id, roles: [...roles] });
+        json(res, 200, this.edge.get(kind, params.id, params.sid).describe());
+      });
+    }
+
     // Server-sent events: speaker changes as they happen. EventSource cannot set headers, so the
     // token may also come as ?token=.
     r.on('GET', '/api/events/:id/stream', ({ req, res, params, url }) => {
@@ -222,15 +269,19 @@ export class McuNode {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // CORS on every endpoint so that a page on another origin can publish and play (RFC 9725 §4.6).
     res.setHeader('access-control-allow-origin', '*');
+    res.setHeader('access-control-expose-headers', 'location, etag, link, accept-post, retry-after');
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');
       if (req.method === 'OPTIONS') {
-        res.writeHead(204, {
+        const headers: Record<string, string> = {
           'access-control-allow-methods': 'GET, POST, PUT, PATCH, DELETE, OPTIONS',
-          'access-control-allow-headers': 'authorization, content-type',
+          'access-control-allow-headers': 'authorization, content-type, if-match',
           'access-control-max-age': '86400',
-        });
+        };
+        if (/^\/(whip|whep)\/[^/]+\/?$/.test(url.pathname)) headers['accept-post'] = 'application/sdp';
+        res.writeHead(204, headers);
         res.end();
         return;
       }
@@ -255,6 +306,20 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/** Reads an SDP offer body (RFC 9725: Content-Type application/sdp). */
+async function readSdp(req: IncomingMessage, maxBytes: number): Promise<string> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type !== 'application/sdp') throw new UnsupportedMediaTypeError('the offer must be sent as application/sdp');
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > maxBytes) throw new PayloadTooLargeError(`SDP is larger than ${maxBytes} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Reads and validates a JSON body (an empty body is `{}`), enforcing content type and size. */

@@ -1,1 +1,10 @@
-export {};
+export { WebRtcEdge } from './WebRtcEdge.js';
+export type { EdgeStats } from './WebRtcEdge.js';
+export { WebRtcSession } from './WebRtcSession.js';
+export type { SessionKind, SessionStats } from './WebRtcSession.js';
+export { WhipSession } from './WhipSession.js';
+export { WhepSession } from './WhepSession.js';
+export { peerConfig, OPUS_PT, VP8_PT, H264_PT } from './PeerConfig.js';
+export type { WebRtcOptions } from './PeerConfig.js';
+export { summarizeOffer, filterCandidates, addressAllowList } from './Sdp.js';
+export type { OfferSummary } from './Sdp.js';

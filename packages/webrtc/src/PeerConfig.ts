@@ -1,0 +1,74 @@
+import {
+  RTCRtpCodecParameters,
+  useAbsSendTime,
+  useAudioLevelIndication,
+  useSdesMid,
+} from 'werift';
+import type { PeerConfig } from 'werift';
+import { addressAllowList } from './Sdp.js';
+
+export interface WebRtcOptions {
+  /** UDP ports for ICE host candidates, e.g. [40000, 40999]. */
+  portRange?: [number, number];
+  /** Address advertised in host candidates for a host behind 1:1 NAT. */
+  publicIp?: string;
+  /**
+   * Only these addresses (CIDR) are used for ICE: our advertised candidates and the remote
+   * candidates we will send to. Tests use ["127.0.0.0/8"]; production leaves it unset.
+   */
+  iceAllow?: string[];
+  /** Extra host addresses to gather (loopback is excluded by ICE otherwise). */
+  additionalHostAddresses?: string[];
+  /** A session with no media for this long is closed. */
+  mediaTimeoutMs?: number;
+  /** At most this many WebRTC sessions per node; beyond it, 503 with Retry-After. */
+  maxSessions?: number;
+}
+
+export const OPUS_PT = 111;
+export const VP8_PT = 96;
+export const H264_PT = 102;
+
+/** werift's peer configuration for our endpoints: Opus, VP8 and H.264 (packetization-mode 1). */
+export function peerConfig(opts: WebRtcOptions): Partial<PeerConfig> {
+  const allow = addressAllowList(opts.iceAllow);
+  return {
+    codecs: {
+      audio: [
+        new RTCRtpCodecParameters({
+          mimeType: 'audio/opus',
+          clockRate: 48_000,
+          channels: 2,
+          payloadType: OPUS_PT,
+          parameters: 'minptime=10;useinbandfec=1',
+        }),
+      ],
+      video: [
+        new RTCRtpCodecParameters({
+          mimeType: 'video/VP8',
+          clockRate: 90_000,
+          payloadType: VP8_PT,
+          rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }, { type: 'goog-remb' }],
+        }),
+        new RTCRtpCodecParameters({
+          mimeType: 'video/H264',
+          clockRate: 90_000,
+          payloadType: H264_PT,
+          parameters: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
+          rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }, { type: 'goog-remb' }],
+        }),
+      ],
+    },
+    headerExtensions: {
+      audio: [useSdesMid(), useAudioLevelIndication()],
+      video: [useSdesMid(), useAbsSendTime()],
+    },
+    iceUseIpv4: true,
+    iceUseIpv6: false,
+    icePortRange: opts.portRange,
+    iceAdditionalHostAddresses: opts.additionalHostAddresses,
+    // Never answer or check an address outside the allow list (see iceAllow).
+    iceFilterStunResponse: opts.iceAllow ? (_msg, addr) => allow(addr[0]) : undefined,
+    iceFilterCandidatePair: opts.iceAllow ? (pair) => allow(pair.remoteCandidate.host) && allow(pair.localCandidate.host) : undefined,
+  };
+}

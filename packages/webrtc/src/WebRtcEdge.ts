@@ -1,0 +1,108 @@
+import { NotFoundError, ServiceUnavailableError, ValidationError } from '@mcu/control';
+import type { MixerEvent } from '@mcu/mixer';
+import type { PeerConfig } from 'werift';
+import { peerConfig } from './PeerConfig.js';
+import type { WebRtcOptions } from './PeerConfig.js';
+import { addressAllowList, summarizeOffer } from './Sdp.js';
+import type { WebRtcSession } from './WebRtcSession.js';
+import { WhepSession } from './WhepSession.js';
+import { WhipSession } from './WhipSession.js';
+
+export interface EdgeStats {
+  whipSessions: number;
+  whepSessions: number;
+  created: number;
+  closedByReason: Record<string, number>;
+  rejected: number;
+}
+
+/**
+ * The node's WebRTC edge: creates WHIP (ingest) and WHEP (playback) sessions from SDP offers,
+ * enforces the session limit, and tears sessions down on request or failure.
+ */
+export class WebRtcEdge {
+  private readonly sessions = new Map<string, WebRtcSession>();
+  private readonly config: Partial<PeerConfig>;
+  private readonly allow: (address: string) => boolean;
+  private readonly mediaTimeoutMs: number;
+  private readonly maxSessions: number;
+  private readonly counters = { created: 0, rejected: 0, closedByReason: {} as Record<string, number> };
+
+  constructor(private readonly opts: WebRtcOptions = {}) {
+    this.config = peerConfig(opts);
+    this.allow = addressAllowList(opts.iceAllow);
+    this.mediaTimeoutMs = opts.mediaTimeoutMs ?? 30_000;
+    this.maxSessions = opts.maxSessions ?? 500;
+  }
+
+  async publish(event: MixerEvent, offer: string): Promise<{ session: WebRtcSession; answer: string }> {
+    const summary = summarizeOffer(offer);
+    if (!summary.media.some((m) => m.kind === 'audio' && (m.direction === 'sendonly' || m.direction === 'sendrecv'))) {
+      throw new ValidationError('a WHIP offer must send audio (sendonly or sendrecv)', 'sdp');
+    }
+    this.checkRoom();
+    return this.start(new WhipSession(event, this.config, this.mediaTimeoutMs, summary), offer);
+  }
+
+  async play(event: MixerEvent, offer: string): Promise<{ session: WebRtcSession; answer: string }> {
+    const summary = summarizeOffer(offer);
+    if (!summary.media.some((m) => m.direction === 'recvonly' || m.direction === 'sendrecv')) {
+      throw new ValidationError('a WHEP offer must receive media (recvonly)', 'sdp');
+    }
+    this.checkRoom();
+    return this.start(new WhepSession(event, this.config, this.mediaTimeoutMs), offer);
+  }
+
+  get(kind: 'whip' | 'whep', eventId: string, sessionId: string): WebRtcSession {
+    const s = this.sessions.get(sessionId);
+    if (!s || s.kind !== kind || s.eventId !== eventId) throw new NotFoundError(`session ${sessionId} not found`, 'session_not_found');
+    return s;
+  }
+
+  end(kind: 'whip' | 'whep', eventId: string, sessionId: string): void {
+    this.get(kind, eventId, sessionId).close('deleted');
+  }
+
+  /** Ends every session of an event (the event ended). */
+  endEvent(eventId: string): void {
+    for (const s of [...this.sessions.values()]) if (s.eventId === eventId) s.close('event_ended');
+  }
+
+  stats(): EdgeStats {
+    let whip = 0;
+    let whep = 0;
+    for (const s of this.sessions.values()) (s.kind === 'whip' ? whip++ : whep++);
+    return { whipSessions: whip, whepSessions: whep, ...this.counters, closedByReason: { ...this.counters.closedByReason } };
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  close(): void {
+    for (const s of [...this.sessions.values()]) s.close('shutdown');
+  }
+
+  private checkRoom(): void {
+    if (this.sessions.size >= this.maxSessions) {
+      this.counters.rejected++;
+      throw new ServiceUnavailableError(`this node serves its maximum of ${this.maxSessions} WebRTC sessions`, 5);
+    }
+  }
+
+  private async start(session: WebRtcSession, offer: string): Promise<{ session: WebRtcSession; answer: string }> {
+    this.sessions.set(session.id, session);
+    this.counters.created++;
+    session.once('close', (reason) => {
+      this.sessions.delete(session.id);
+      this.counters.closedByReason[reason] = (this.counters.closedByReason[reason] ?? 0) + 1;
+    });
+    try {
+      const answer = await session.answer(offer, this.allow, this.opts.publicIp);
+      return { session, answer };
+    } catch (err) {
+      session.close('negotiation_failed');
+      throw new ValidationError(`SDP offer could not be negotiated: ${(err as Error).message}`.slice(0, 300), 'sdp');
+    }
+  }
+}

@@ -1,0 +1,115 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { RTCPeerConnection } from 'werift';
+import type { PeerConfig } from 'werift';
+import { filterCandidates } from './Sdp.js';
+
+export type SessionKind = 'whip' | 'whep';
+
+export interface SessionEvents {
+  close: [reason: string];
+}
+
+export interface SessionStats {
+  packetsIn: number;
+  packetsOut: number;
+  bytesIn: number;
+  dropped: number;
+}
+
+/**
+ * One WHIP or WHEP session: a werift peer connection and its lifetime. Closed on DELETE, on ICE
+ * or DTLS failure, or after `mediaTimeoutMs` without media; `close()` frees every socket, timer
+ * and DTLS context and emits `close` once.
+ */
+export abstract class WebRtcSession extends EventEmitter<SessionEvents> {
+  readonly id = randomBytes(12).toString('base64url');
+  readonly etag = `"${randomBytes(8).toString('hex')}"`;
+  readonly createdAt = Date.now();
+  readonly pc: RTCPeerConnection;
+  readonly stats: SessionStats = { packetsIn: 0, packetsOut: 0, bytesIn: 0, dropped: 0 };
+  protected lastMediaAt = performance.now();
+  private readonly watchdog: NodeJS.Timeout;
+  private closed = false;
+  closeReason: string | null = null;
+
+  constructor(
+    readonly kind: SessionKind,
+    readonly eventId: string,
+    config: Partial<PeerConfig>,
+    private readonly mediaTimeoutMs: number,
+  ) {
+    super();
+    this.pc = new RTCPeerConnection(config);
+    this.pc.connectionStateChange.subscribe((state) => {
+      if (state === 'failed') this.close('ice_failed');
+      else if (state === 'closed') this.close('peer_closed');
+    });
+    this.watchdog = setInterval(() => {
+      this.beforeWatchdog();
+      if (performance.now() - this.lastMediaAt > this.mediaTimeoutMs) this.close('media_timeout');
+    }, Math.min(1000, this.mediaTimeoutMs));
+    this.watchdog.unref();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  get connectionState(): string {
+    return this.pc.connectionState;
+  }
+
+  /** Applies the offer, waits for ICE gathering (WHIP/WHEP are not trickled) and returns the answer. */
+  async answer(offer: string, allow: (address: string) => boolean, publicIp?: string): Promise<string> {
+    await this.pc.setRemoteDescription({ type: 'offer', sdp: filterCandidates(offer, allow) });
+    await this.pc.setLocalDescription(await this.pc.createAnswer());
+    if (this.pc.iceGatheringState !== 'complete') {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 5000);
+        this.pc.iceGatheringStateChange.subscribe((s) => {
+          if (s === 'complete') {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+    }
+    const sdp = this.pc.localDescription?.sdp;
+    if (!sdp) throw new Error('no local description');
+    return filterCandidates(sdp, allow, publicIp);
+  }
+
+  /** Lets a session refresh its liveness from something other than received media. */
+  protected beforeWatchdog(): void {}
+
+  protected touch(): void {
+    this.lastMediaAt = performance.now();
+  }
+
+  describe(): Record<string, unknown> {
+    return {
+      session: this.id,
+      transport: this.kind,
+      connectionState: this.pc.connectionState,
+      packetsIn: this.stats.packetsIn,
+      packetsOut: this.stats.packetsOut,
+    };
+  }
+
+  protected abstract release(): void;
+
+  close(reason = 'closed'): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeReason = reason;
+    clearInterval(this.watchdog);
+    try {
+      this.release();
+    } finally {
+      void this.pc.close().catch(() => undefined);
+      this.emit('close', reason);
+      this.removeAllListeners();
+    }
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * A werift WHIP/WHEP client for tests and benchmarks: a real peer connection on loopback that
+ * speaks RFC 9725 over HTTP to the node.
+ */
+import { RTCPeerConnection, RtpPacket } from 'werift';
+import type { RTCRtpTransceiver } from 'werift';
+import { buildRtp } from '@mcu/rtp';
+import { OpusDecoder, OpusEncoder } from '@mcu/codec';
+import { addressAllowList, filterCandidates, peerConfig } from '../src/index.js';
+
+export const LOOPBACK = { iceAllow: ['127.0.0.0/8'], additionalHostAddresses: ['127.0.0.1'] };
+const allow = addressAllowList(LOOPBACK.iceAllow);
+
+export interface Received {
+  seq: number;
+  ts: number;
+  payload: Buffer;
+}
+
+export class WebRtcClient {
+  readonly pc = new RTCPeerConnection(peerConfig(LOOPBACK));
+  readonly received: Received[] = [];
+  audio!: RTCRtpTransceiver;
+  location: string | null = null;
+  private encoder: OpusEncoder | null = null;
+  private frame = 0;
+  private seq = 1000;
+  private ts = 0;
+  private readonly pcm = new Int16Array(960);
+  private readonly out = new Uint8Array(1500);
+
+  private constructor(
+    readonly base: string,
+    readonly token: string,
+  ) {}
+
+  /** Publishes over WHIP (sendrecv audio, so the mix-minus comes back) or plays over WHEP (recvonly). */
+  static async connect(kind: 'whip' | 'whep', url: string, token: string, opts: { video?: boolean } = {}): Promise<WebRtcClient> {
+    const c = new WebRtcClient(new URL(url).origin, token);
+    c.audio = c.pc.addTransceiver('audio', { direction: kind === 'whip' ? 'sendrecv' : 'recvonly' });
+    if (opts.video) c.pc.addTransceiver('video', { direction: kind === 'whip' ? 'sendonly' : 'recvonly' });
+    c.audio.onTrack.subscribe((track) => {
+      track.onReceiveRtp.subscribe((rtp: RtpPacket) => {
+        c.received.push({ seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp, payload: Buffer.from(rtp.payload) });
+      });
+    });
+    await c.pc.setLocalDescription(await c.pc.createOffer());
+    if (c.pc.iceGatheringState !== 'complete') {
+      await new Promise<void>((resolve) => c.pc.iceGatheringStateChange.subscribe((s) => s === 'complete' && resolve()));
+    }
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp', authorization: `Bearer ${token}` },
+      body: filterCandidates(c.pc.localDescription!.sdp, allow),
+    });
+    if (res.status !== 201) {
+      await c.pc.close();
+      throw new Error(`${kind} POST answered ${res.status}: ${await res.text()}`);
+    }
+    c.location = res.headers.get('location');
+    await c.pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+    return c;
+  }
+
+  async connected(timeoutMs = 10_000): Promise<void> {
+    if (this.pc.connectionState === 'connected') return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`not connected after ${timeoutMs} ms (${this.pc.connectionState})`)), timeoutMs);
+      this.pc.connectionStateChange.subscribe((s) => {
+        if (s === 'connected') {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+  }
+
+  /** Sends the next 20 ms of a tone (0 Hz: silence) as Opus RTP on the audio transceiver. */
+  sendTone(freq: number): void {
+    this.encoder ??= new OpusEncoder({ bitrate: 32_000 });
+    for (let i = 0; i < 960; i++) this.pcm[i] = freq ? Math.round(8000 * Math.sin((2 * Math.PI * freq * (this.frame * 960 + i)) / 48_000)) : 0;
+    const len = this.encoder.encode(this.pcm, this.out);
+    const packet = buildRtp({ payloadType: 111, sequenceNumber: this.seq, timestamp: this.ts, ssrc: 1 }, this.out.subarray(0, len));
+    this.frame++;
+    this.seq = (this.seq + 1) & 0xffff;
+    this.ts = (this.ts + 960) >>> 0;
+    void this.audio.sender.sendRtp(packet);
+  }
+
+  decodeReceived(fromIndex = 0): Int16Array {
+    const dec = new OpusDecoder();
+    const frames = this.received.slice(fromIndex);
+    const pcm = new Int16Array(frames.length * 960);
+    const tmp = new Int16Array(5760);
+    let off = 0;
+    for (const f of frames) {
+      const n = dec.decode(f.payload, tmp);
+      if (n >= 960) {
+        pcm.set(tmp.subarray(0, 960), off);
+        off += 960;
+      }
+    }
+    dec.close();
+    return pcm.subarray(0, off);
+  }
+
+  async hangUp(): Promise<number> {
+    let status = 0;
+    if (this.location) {
+      const res = await fetch(`${this.base}${this.location}`, { method: 'DELETE', headers: { authorization: `Bearer ${this.token}` } });
+      status = res.status;
+    }
+    this.encoder?.close();
+    this.encoder = null;
+    await this.pc.close();
+    return status;
+  }
+}
+
+export function tonePower(pcm: ArrayLike<number>, freq: number, sampleRate = 48_000): number {
+  const k = 2 * Math.cos((2 * Math.PI * freq) / sampleRate);
+  let s1 = 0;
+  let s2 = 0;
+  for (let i = 0; i < pcm.length; i++) {
+    const s0 = pcm[i] + k * s1 - s2;
+    s2 = s1;
+    s1 = s0;
+  }
+  return (s1 * s1 + s2 * s2 - k * s1 * s2) / Math.max(1, pcm.length);
+}
+
+export async function paceClients(clients: { client: WebRtcClient; freq: number }[], ms: number): Promise<void> {
+  const start = performance.now();
+  let frame = 0;
+  while (performance.now() - start < ms) {
+    for (const { client, freq } of clients) client.sendTone(freq);
+    frame++;
+    await new Promise((r) => setTimeout(r, Math.max(0, start + frame * 20 - performance.now())));
+  }
+}
