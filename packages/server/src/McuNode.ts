@@ -27,6 +27,7 @@ import { Router } from './Router.js';
 import type { RouteContext } from './Router.js';
 import { createEventBody, rtpParticipantBody } from './Schemas.js';
 import { WebRtcEdge } from '@mcu/webrtc';
+import { pageFor, staticFile } from '@mcu/web';
 
 export interface McuNodeInfo {
   url: string;
@@ -108,6 +109,21 @@ export class McuNode {
 
   private routes(): void {
     const r = this.router;
+    const page = async ({ res, url }: RouteContext) => {
+      const file = await staticFile(pageFor(url.pathname) ?? '');
+      if (!file) throw new NotFoundError('page not found');
+      res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-cache' });
+      res.end(file.body);
+    };
+    r.on('GET', '/', page);
+    r.on('GET', '/publish/:id', page);
+    r.on('GET', '/watch/:id', page);
+    r.on('GET', '/static/:file', async ({ res, params }) => {
+      const file = await staticFile(params.file);
+      if (!file) throw new NotFoundError(`static file ${params.file} not found`);
+      res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-cache' });
+      res.end(file.body);
+    });
     r.on('GET', '/healthz', ({ res }) => json(res, 200, { status: 'ok' }));
     r.on('GET', '/readyz', ({ res }) => {
       if (this.closed) throw new ServiceUnavailableError('shutting down');

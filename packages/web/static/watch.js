@@ -1,0 +1,77 @@
+import { createProbe, eventIdFromPath, hangUp, negotiate, params, show } from './mcu-client.js';
+
+const q = params();
+const eventId = q.get('event') ?? eventIdFromPath();
+const token = q.get('token') ?? '';
+const endpoint = q.get('whep') ?? new URL(`/whep/${eventId}`, location.href).toString();
+const status = document.getElementById('status');
+const player = document.getElementById('player');
+document.getElementById('event').textContent = eventId;
+
+const state = { connected: false, session: null, error: null, probe: null, reconnects: 0 };
+window.mcu = state;
+let pc = null;
+let retryTimer = null;
+
+async function connect() {
+  clearTimeout(retryTimer);
+  pc?.close();
+  pc = new RTCPeerConnection();
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  const stream = new MediaStream();
+  pc.ontrack = (e) => {
+    stream.addTrack(e.track);
+    player.srcObject = stream;
+    if (e.track.kind === 'audio') state.probe = createProbe(new MediaStream([e.track]));
+  };
+  pc.onconnectionstatechange = () => {
+    state.connected = pc.connectionState === 'connected';
+    show(status, pc.connectionState, state.connected ? 'ok' : 'muted');
+    // Reconnect on failure: the node (or another relay) places the viewer again.
+    if (pc.connectionState === 'failed' || pc.connectionState === 'disconnected') scheduleReconnect(1000);
+  };
+  try {
+    state.session = await negotiate(pc, endpoint, token);
+  } catch (err) {
+    state.error = String(err.message ?? err);
+    show(status, state.error, 'err');
+    if (err.status === 401 || err.status === 403 || err.status === 404) return;
+    scheduleReconnect(err.retryAfter ? err.retryAfter * 1000 : 2000);
+  }
+}
+
+function scheduleReconnect(ms) {
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(() => {
+    state.reconnects++;
+    void hangUp(state.session, token);
+    connect();
+  }, ms);
+}
+
+setInterval(() => {
+  if (!state.probe) return;
+  const db = state.probe.level();
+  document.getElementById('meter').style.width = `${Math.max(0, Math.min(300, (db + 100) * 3))}px`;
+}, 200);
+
+state.getStats = async () => {
+  const out = { packetsReceived: 0, packetsLost: 0, framesDecoded: 0 };
+  if (!pc) return out;
+  (await pc.getStats()).forEach((r) => {
+    if (r.type === 'inbound-rtp') {
+      out.packetsReceived += r.packetsReceived;
+      out.packetsLost += r.packetsLost;
+      if (r.kind === 'video') out.framesDecoded += r.framesDecoded ?? 0;
+    }
+  });
+  return out;
+};
+
+document.getElementById('unmute').onclick = () => {
+  player.muted = false;
+  state.probe?.ctx.resume();
+};
+addEventListener('pagehide', () => void hangUp(state.session, token));
+connect();

@@ -1,0 +1,102 @@
+import http from 'node:http';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { McuNode } from '@mcu/server';
+import { pageFor, staticFile } from '../src/index.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const ADMIN = 'browser-test-admin-token-0123456789';
+// The flags the project runs Chromium with; loopback ICE candidates in the clear (no mDNS) so that
+// WebRTC stays on 127.0.0.1, the only address tests may use.
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--autoplay-policy=no-user-gesture-required',
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns,MediaRouter,OptimizationHints,Translate',
+  '--disable-domain-reliability',
+  '--disable-default-apps',
+];
+
+let node: McuNode;
+let other: http.Server;
+let otherOrigin: string;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (.ci/run does)`);
+  node = new McuNode({ port: 0, adminToken: ADMIN, iceAllow: ['127.0.0.0/8'], iceHostAddresses: ['127.0.0.1'] });
+  await node.listen();
+  // The publishing page is served from another origin: WHIP must work cross-origin (CORS).
+  other = http.createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const name = url.pathname.startsWith('/static/') ? url.pathname.slice(8) : pageFor(url.pathname);
+    const file = name ? await staticFile(name) : null;
+    if (!file) return void res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': file.type }).end(file.body);
+  });
+  other.listen(0, '127.0.0.2');
+  await once(other, 'listening');
+  otherOrigin = `http://127.0.0.2:${(other.address() as { port: number }).port}`;
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  other?.close();
+  await node?.close();
+});
+
+async function waitFor(page: Page, predicate: string, timeoutMs = 15_000): Promise<void> {
+  await page.waitForFunction(predicate, null, { timeout: timeoutMs, polling: 100 });
+}
+
+describe('browsers over WHIP and WHEP', () => {
+  it('two presenters on another origin publish tones; each hears the other, the viewer hears both', async () => {
+    const res = await fetch(`${node.url}/api/events`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } });
+    const ev = (await res.json()) as { id: string; whip: string; tokens: Record<string, string> };
+    const ctx = await browser.newContext();
+    const publish = (tone: number, color: string) =>
+      `${otherOrigin}/publish/${ev.id}?token=${ev.tokens.presenter}&whip=${encodeURIComponent(ev.whip)}&source=test&tone=${tone}&color=${encodeURIComponent(color)}&autostart=1`;
+    const a = await ctx.newPage();
+    const b = await ctx.newPage();
+    const viewer = await ctx.newPage();
+    await a.goto(publish(440, '#ff0000'));
+    await b.goto(publish(1250, '#0000ff'));
+    await viewer.goto(`${node.url}/watch/${ev.id}?token=${ev.tokens.viewer}`);
+    for (const p of [a, b, viewer]) await waitFor(p, 'window.mcu && (window.mcu.connected || window.mcu.error)');
+    for (const p of [a, b, viewer]) expect(await p.evaluate('window.mcu.error')).toBeNull();
+    // Let selection settle and the analysers fill.
+    await waitFor(a, 'window.mcu.probe !== null');
+    await new Promise((r) => setTimeout(r, 4000));
+    const power = (p: Page, f: number) => p.evaluate(`window.mcu.probe.powerAt(${f})`) as Promise<number>;
+    const [a440, a1250, b440, b1250, v440, v1250] = await Promise.all([
+      power(a, 440), power(a, 1250), power(b, 440), power(b, 1250), power(viewer, 440), power(viewer, 1250),
+    ]);
+    // dB from the AnalyserNode: presence is well above the floor (~ -140 dB), and a speaker's own
+    // tone is at least 20 dB below the other's in its mix-minus.
+    expect(a1250).toBeGreaterThan(-70);
+    expect(a1250 - a440).toBeGreaterThan(20);
+    expect(b440).toBeGreaterThan(-70);
+    expect(b440 - b1250).toBeGreaterThan(20);
+    expect(v440).toBeGreaterThan(-70);
+    expect(v1250).toBeGreaterThan(-70);
+    const stats = (await viewer.evaluate('window.mcu.getStats()')) as { packetsReceived: number; packetsLost: number };
+    expect(stats.packetsReceived).toBeGreaterThan(100);
+    expect(stats.packetsLost / Math.max(1, stats.packetsReceived)).toBeLessThan(0.02);
+    const pub = (await a.evaluate('window.mcu.getStats()')) as { packetsSent: number; packetsReceived: number };
+    expect(pub.packetsSent).toBeGreaterThan(100);
+    expect(pub.packetsReceived).toBeGreaterThan(100);
+    await ctx.close();
+  }, 60_000);
+});
