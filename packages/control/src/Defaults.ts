@@ -14,4 +14,51 @@ export const controlDefaults = {
   reconnectTimeWaitMs: 2_000,
   /** How long the first NATS connect may take before it fails. */
   connectTimeoutMs: 5_000,
+
+  // ---- cluster liveness: a killed relay's viewers must be re-placed within 3 s ----
+  /**
+   * Each node publishes its load this often. Four beats fit in `deadAfterMs`,
+   * so one or two lost or late beats (a GC pause, a busy event loop) do not
+   * kill a node; 100 nodes make 400 small messages a second, nothing for NATS.
+   */
+  heartbeatIntervalMs: 250,
+  /**
+   * A node silent this long is dead. With the check below, death is detected
+   * 1.0–1.1 s after the last beat, leaving ~1.9 s of the 3 s budget for
+   * re-parenting (a few KV writes) and for viewers to reconnect over WHEP.
+   */
+  deadAfterMs: 1_000,
+  /** How often the registry looks for silent nodes (adds at most this much to detection). */
+  livenessCheckIntervalMs: 100,
+  /** A registry asks an unknown node that keeps beating to register again at most this often. */
+  reregisterRequestIntervalMs: 1_000,
+  /** Retry backoff of a node's registration while the bus or JetStream is unavailable. */
+  registerRetryMinMs: 100,
+  registerRetryMaxMs: 2_000,
+
+  // ---- relay tree ----
+  /**
+   * Children per parent in the relay tree. Depth grows as log_F(relays): with
+   * F = 8, 72 relays (10,000 viewers at ~150 per relay) sit within two hops
+   * of the mixer, and a parent sends at most 8 copies of the feed.
+   */
+  relayFanOut: 8,
+  /**
+   * A viewer sent to a relay counts against it until its heartbeats show the
+   * viewer arrived, or for this long at most (WHEP setup takes well under a
+   * second; a viewer that never shows up must not hold a seat for ever).
+   */
+  placementHoldMs: 2_000,
+  /** The tree controller re-checks every tree this often, besides reacting at once to joins and deaths. */
+  treeReconcileIntervalMs: 500,
+
+  // ---- leader lease (`tree.leader`): one tree controller acts per cluster ----
+  /**
+   * A holder that could not renew for this long stops acting; a standby that
+   * saw the lease unchanged for this long takes it. Controller failover is not
+   * on the viewer's 3 s path (relay deaths are), so it can be slower.
+   */
+  leaseTtlMs: 2_000,
+  /** Renewals (and a standby's checks) per lease: four per ttl. */
+  leaseRenewIntervalMs: 500,
 } as const;

@@ -110,6 +110,8 @@ export function subjects(cluster: string) {
       keyframe: `${base}.keyframe`,
       /** relay tree changes (parent assignments) */
       tree: `${base}.tree`,
+      /** request: which relay should a new viewer of this event connect to? */
+      place: `${base}.place`,
     };
   };
   return {
@@ -136,6 +138,8 @@ export function subjects(cluster: string) {
       events: `mcu_${cluster}_events`,
       nodes: `mcu_${cluster}_nodes`,
       tree: `mcu_${cluster}_tree`,
+      /** leases such as `tree.leader` (which controller acts) */
+      leases: `mcu_${cluster}_leases`,
     },
   };
 }

@@ -50,3 +50,79 @@ export { NatsBus, BusConnectError } from './NatsBus.js';
 export type { NatsBusOptions, BusConnectErrorReason } from './NatsBus.js';
 
 export { controlDefaults } from './Defaults.js';
+
+export { systemClock, ManualClock, settle, sleep } from './Clock.js';
+export type { Clock, TimerHandle } from './Clock.js';
+
+export { DropCounter, readMessage, checkMessage } from './Drops.js';
+export type { DropReason } from './Drops.js';
+
+export {
+  nodeRoleSchema,
+  mediaAddressSchema,
+  nodeInfoSchema,
+  nodeLoadSchema,
+  nodeLeaveSchema,
+  nodeControlSchema,
+  treeAssignmentSchema,
+  treeRemovalSchema,
+  treeChangeSchema,
+  eventDefinitionSchema,
+  placementRequestSchema,
+  placementReplySchema,
+  leaseRecordSchema,
+} from './ClusterMessages.js';
+export type {
+  NodeRole,
+  MediaAddress,
+  NodeInfo,
+  NodeLoad,
+  NodeLeave,
+  NodeControl,
+  TreeAssignment,
+  TreeRemoval,
+  TreeChange,
+  EventDefinition,
+  PlacementRequest,
+  PlacementReply,
+  LeaseRecord,
+} from './ClusterMessages.js';
+
+export {
+  shallowestWithRoom,
+  leastLoadedRelay,
+  reparent,
+  treeFromAssignments,
+  childrenOf,
+  childCounts,
+  depthsOf,
+  depthOf,
+  treeDepth,
+  subtreeOf,
+  findCycle,
+  validateTree,
+  assertValidTree,
+} from './Placement.js';
+export type {
+  Tree,
+  PlacementCandidate,
+  CandidateNode,
+  LoadedNode,
+  TreeMove,
+  TreeProblem,
+  LeastLoadedOptions,
+  ReparentResult,
+} from './Placement.js';
+
+export { NodeAgent } from './NodeAgent.js';
+export type { NodeAgentOptions, NodeAgentEvents, NodeAgentStats, NodeLoadSample } from './NodeAgent.js';
+export { NodeRegistry } from './NodeRegistry.js';
+export type { NodeRegistryOptions, NodeRegistryEvents, NodeRegistryStats, LiveNode } from './NodeRegistry.js';
+export { EventStore } from './EventStore.js';
+export type { EventChange } from './EventStore.js';
+export { Lease } from './Lease.js';
+export type { LeaseOptions, LeaseEvents } from './Lease.js';
+export { TreeController, treeLeaderKey } from './TreeController.js';
+export type { TreeControllerOptions, TreeControllerEvents, TreeControllerStats } from './TreeController.js';
+export { ClusterClient } from './ClusterClient.js';
+export type { ClusterClientOptions, ClusterClientEvents, NodeAddress } from './ClusterClient.js';

@@ -1,0 +1,207 @@
+/**
+ * A node's view of its place in one event's relay tree: where its feed
+ * comes from (the parent's media address) and where it must send it (its
+ * children's media addresses). Used by relays (and by the mixer for its
+ * children).
+ *
+ * It watches the `tree` KV bucket (keys `<event>.*`: its own assignment and
+ * the assignments naming it as parent) and the `nodes` bucket (addresses).
+ * KV watches resume after a reconnect without losing a change; if one ends
+ * with an error anyway, it is opened again (bounded by `close()`).
+ */
+import { EventEmitter } from 'node:events';
+import type { Bus, KvEntry, KvStore } from './Bus.js';
+import { sleep, systemClock, type Clock } from './Clock.js';
+import { nodeInfoSchema, treeAssignmentSchema, type MediaAddress, type NodeInfo, type TreeAssignment } from './ClusterMessages.js';
+import { DropCounter, readMessage } from './Drops.js';
+import { BusError } from './Errors.js';
+import { assertSafeId, subjects } from './Subjects.js';
+
+export interface NodeAddress {
+  id: string;
+  /** Where the node receives the feed (RTP over UDP). */
+  media: MediaAddress;
+  /** Its HTTP / WHEP base URL. */
+  http: string;
+}
+
+export interface ClusterClientOptions {
+  bus: Bus;
+  cluster: string;
+  event: string;
+  /** This node's id. */
+  nodeId: string;
+  /** For the backoff between watch retries. */
+  clock?: Clock;
+}
+
+export interface ClusterClientEvents {
+  /** This node's own assignment changed (null: not in the tree). */
+  assignment: [TreeAssignment | null];
+  /** The parent's address changed (null: no parent, or its address is unknown). */
+  parent: [NodeAddress | null];
+  /** The children (with known addresses) changed. */
+  children: [NodeAddress[]];
+  close: [];
+}
+
+export class ClusterClient extends EventEmitter<ClusterClientEvents> {
+  readonly drops = new DropCounter();
+  readonly event: string;
+  readonly nodeId: string;
+  readonly #bus: Bus;
+  readonly #cluster: string;
+  readonly #clock: Clock;
+  readonly #abort = new AbortController();
+  /** node → its assignment in this event. */
+  readonly #tree = new Map<string, TreeAssignment>();
+  readonly #nodes = new Map<string, NodeInfo>();
+  /** key → latest revision applied, per bucket, so a snapshot and a watch can overlap. */
+  readonly #treeRevisions = new Map<string, number>();
+  readonly #nodeRevisions = new Map<string, number>();
+  #assignment: TreeAssignment | null = null;
+  #parent: NodeAddress | null = null;
+  #children: NodeAddress[] = [];
+  #started = false;
+  #closed = false;
+
+  constructor(opts: ClusterClientOptions) {
+    super();
+    this.#bus = opts.bus;
+    this.#cluster = opts.cluster;
+    this.event = assertSafeId(opts.event, 'event');
+    this.nodeId = assertSafeId(opts.nodeId, 'nodeId');
+    this.#clock = opts.clock ?? systemClock;
+  }
+
+  get assignment(): TreeAssignment | null {
+    return this.#assignment;
+  }
+
+  /** The parent's address; null for the root, when unassigned, or while the parent's address is unknown. */
+  get parent(): NodeAddress | null {
+    return this.#parent;
+  }
+
+  /** Children with known addresses, sorted by id. */
+  get children(): readonly NodeAddress[] {
+    return this.#children;
+  }
+
+  /**
+   * Reads the current state (so it is known when this resolves; listeners
+   * attached before get it as a first change), then follows changes.
+   */
+  async start(): Promise<void> {
+    if (this.#started || this.#closed) return;
+    this.#started = true;
+    const buckets = subjects(this.#cluster).buckets;
+    const treeKv = await this.#bus.kv(buckets.tree);
+    const nodesKv = await this.#bus.kv(buckets.nodes);
+    const treeFilter = `${this.event}.*`;
+    await this.#snapshot(nodesKv, '>', (e) => this.#applyNode(e));
+    await this.#snapshot(treeKv, treeFilter, (e) => this.#applyTree(e));
+    this.#recompute();
+    this.#follow(nodesKv, '>', (e) => this.#applyNode(e));
+    this.#follow(treeKv, treeFilter, (e) => this.#applyTree(e));
+  }
+
+  /** Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#abort.abort();
+    this.emit('close');
+  }
+
+  async #snapshot(kv: KvStore, filter: string, apply: (e: KvEntry) => void): Promise<void> {
+    for (const key of await kv.keys(filter)) {
+      const entry = await kv.get(key);
+      if (entry) apply(entry);
+    }
+  }
+
+  #follow(kv: KvStore, filter: string, apply: (e: KvEntry) => void): void {
+    const signal = this.#abort.signal;
+    void (async () => {
+      for (let attempt = 0; !signal.aborted; attempt++) {
+        try {
+          for await (const entry of kv.watch({ key: filter, signal })) {
+            attempt = 0;
+            apply(entry);
+            this.#recompute();
+          }
+          return; // ended by close() or by the bus closing
+        } catch (err) {
+          if (err instanceof BusError && err.reason === 'closed') return;
+          await sleep(this.#clock, Math.min(100 * 2 ** attempt, 2000), signal);
+        }
+      }
+    })();
+  }
+
+  #applyTree(entry: KvEntry): void {
+    if ((this.#treeRevisions.get(entry.key) ?? 0) >= entry.revision) return;
+    this.#treeRevisions.set(entry.key, entry.revision);
+    const node = entry.key.slice(this.event.length + 1);
+    if (entry.operation === 'DEL') {
+      this.#tree.delete(node);
+      return;
+    }
+    const a = readMessage(treeAssignmentSchema, entry.value, this.drops);
+    if (!a) return;
+    if (a.event !== this.event || a.node !== node) {
+      this.drops.count('id_mismatch');
+      return;
+    }
+    this.#tree.set(node, a);
+  }
+
+  #applyNode(entry: KvEntry): void {
+    if ((this.#nodeRevisions.get(entry.key) ?? 0) >= entry.revision) return;
+    this.#nodeRevisions.set(entry.key, entry.revision);
+    if (entry.operation === 'DEL') {
+      this.#nodes.delete(entry.key);
+      return;
+    }
+    const info = readMessage(nodeInfoSchema, entry.value, this.drops);
+    if (!info) return;
+    if (info.id !== entry.key) {
+      this.drops.count('id_mismatch');
+      return;
+    }
+    this.#nodes.set(info.id, info);
+  }
+
+  #address(id: string): NodeAddress | null {
+    const info = this.#nodes.get(id);
+    return info ? { id, media: { ...info.media }, http: info.http } : null;
+  }
+
+  #recompute(): void {
+    if (this.#closed) return;
+    const assignment = this.#tree.get(this.nodeId) ?? null;
+    const parent = assignment?.parent ? this.#address(assignment.parent) : null;
+    const children: NodeAddress[] = [];
+    for (const [node, a] of this.#tree) {
+      if (a.parent !== this.nodeId) continue;
+      const address = this.#address(node);
+      if (address) children.push(address);
+    }
+    children.sort((a, b) => (a.id < b.id ? -1 : 1));
+
+    const assignmentChanged = !sameJson(assignment, this.#assignment);
+    const parentChanged = !sameJson(parent, this.#parent);
+    const childrenChanged = !sameJson(children, this.#children);
+    this.#assignment = assignment;
+    this.#parent = parent;
+    this.#children = children;
+    if (assignmentChanged) this.emit('assignment', assignment);
+    if (parentChanged) this.emit('parent', parent);
+    if (childrenChanged) this.emit('children', children);
+  }
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}

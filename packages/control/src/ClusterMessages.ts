@@ -1,0 +1,144 @@
+/**
+ * The messages of the cluster control plane, one zod schema each; the
+ * TypeScript types are inferred from them. Every message carries `v: 1`; a
+ * receiver drops (and counts) anything else, so a future v2 can be rolled out
+ * beside v1 receivers. Unknown extra fields are stripped, not rejected, so a
+ * v1 sender may add optional fields without breaking older receivers.
+ *
+ * Times are integer milliseconds since the Unix epoch (the sender's clock).
+ */
+import { z } from 'zod';
+import { safeIdSchema } from './Subjects.js';
+
+const v1 = z.literal(1);
+const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const timestampMs = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+export const nodeRoleSchema = z.enum(['mixer', 'relay']);
+export type NodeRole = z.infer<typeof nodeRoleSchema>;
+
+/** Where a node receives the program feed from its parent (RTP over UDP). */
+export const mediaAddressSchema = z.object({
+  host: z.string().min(1).max(253).regex(/^\S+$/).describe('host name or IP address'),
+  port: z.number().int().min(1).max(65_535),
+});
+export type MediaAddress = z.infer<typeof mediaAddressSchema>;
+
+/** A node announcing itself: published on `node.register` and stored in the `nodes` KV bucket under its id. */
+export const nodeInfoSchema = z.object({
+  v: v1,
+  id: safeIdSchema,
+  role: nodeRoleSchema,
+  cluster: safeIdSchema,
+  /** Base URL of the node's HTTP API / WHEP endpoint. */
+  http: z.url({ protocol: /^https?$/ }).max(2048),
+  media: mediaAddressSchema,
+  capacity: z.object({
+    /** WebRTC viewers this node can serve. */
+    viewers: count,
+    /** Child relays it can feed (its fan-out); the cluster fan-out caps it further. */
+    children: count,
+  }),
+  startedAt: timestampMs,
+});
+export type NodeInfo = z.infer<typeof nodeInfoSchema>;
+
+/** A heartbeat: published every `heartbeatIntervalMs` on `node.heartbeat.<id>`. */
+export const nodeLoadSchema = z.object({
+  v: v1,
+  id: safeIdSchema,
+  viewers: count,
+  children: count,
+  /** Busy fraction of the node's CPUs, 0..1, when the node measures it. */
+  cpu: z.number().min(0).max(1).optional(),
+  /** Increases by one per heartbeat of one node process; starts again at 1 when the process restarts. */
+  seq: count,
+  at: timestampMs,
+});
+export type NodeLoad = z.infer<typeof nodeLoadSchema>;
+
+/** A graceful stop: published on `node.leave.<id>` before the node's KV entry is deleted. */
+export const nodeLeaveSchema = z.object({ v: v1, id: safeIdSchema, at: timestampMs });
+export type NodeLeave = z.infer<typeof nodeLeaveSchema>;
+
+/**
+ * Requests to one node on `node.control.<id>`. `reregister`: a registry heard
+ * heartbeats from a node it does not know (its entry was lost or removed
+ * after a false death), so the node should announce itself again.
+ */
+export const nodeControlSchema = z.object({ v: v1, kind: z.enum(['reregister']) });
+export type NodeControl = z.infer<typeof nodeControlSchema>;
+
+/**
+ * Where one node sits in one event's relay tree. Stored in the `tree` KV
+ * bucket under `<event>.<node>` and published on `event.<id>.tree`. The root
+ * is the event's mixer (`parent: null`, `depth: 0`). `epoch` increases with
+ * every change to the event's tree, so a receiver can tell newer from older.
+ */
+export const treeAssignmentSchema = z
+  .object({
+    v: v1,
+    event: safeIdSchema,
+    node: safeIdSchema,
+    parent: safeIdSchema.nullable(),
+    depth: z.number().int().min(0).max(1024),
+    epoch: count,
+  })
+  .refine((a) => (a.parent === null) === (a.depth === 0), { message: 'depth is 0 exactly for the root (parent null)', path: ['depth'] })
+  .refine((a) => a.parent !== a.node, { message: 'a node cannot be its own parent', path: ['parent'] });
+export type TreeAssignment = z.infer<typeof treeAssignmentSchema>;
+
+/** Published on `event.<id>.tree` when a node leaves an event's tree (its KV key is deleted). */
+export const treeRemovalSchema = z.object({
+  v: v1,
+  event: safeIdSchema,
+  node: safeIdSchema,
+  removed: z.literal(true),
+  epoch: count,
+});
+export type TreeRemoval = z.infer<typeof treeRemovalSchema>;
+
+export const treeChangeSchema = z.union([treeRemovalSchema, treeAssignmentSchema]);
+export type TreeChange = z.infer<typeof treeChangeSchema>;
+
+/** An event as the cluster knows it; stored in the `events` KV bucket under its id. */
+export const eventDefinitionSchema = z.object({
+  v: v1,
+  id: safeIdSchema,
+  name: z.string().min(1).max(200),
+  /** Node id of the mixer that produces the program feed (the root of the event's tree). */
+  mixer: safeIdSchema,
+  createdAt: timestampMs,
+  maxSpeakers: z.number().int().min(1).max(64),
+  /** Owned by the mixer package; the control plane stores it as is. */
+  layout: z.unknown().optional(),
+  ended: z.boolean().optional(),
+});
+export type EventDefinition = z.infer<typeof eventDefinitionSchema>;
+
+/** Request on `event.<id>.place`: where should a new viewer connect? */
+export const placementRequestSchema = z.object({ v: v1 });
+export type PlacementRequest = z.infer<typeof placementRequestSchema>;
+
+export const placementReplySchema = z.object({
+  v: v1,
+  /** The relay to connect to (its `http` is the WHEP base URL), or null: serve locally or answer 503. */
+  relay: nodeInfoSchema.nullable(),
+  /** Why `relay` is null. */
+  reason: z.enum(['unknown_event', 'event_ended', 'no_room', 'not_leader']).optional(),
+});
+export type PlacementReply = z.infer<typeof placementReplySchema>;
+
+/**
+ * The value of a KV lease (e.g. `tree.leader`). `instance` is random per
+ * process, so a restarted node with the same id is a new holder. `holder:
+ * null` means released: anyone may take it at once.
+ */
+export const leaseRecordSchema = z.object({
+  v: v1,
+  holder: safeIdSchema.nullable(),
+  instance: z.string().min(1).max(64),
+  ttlMs: z.number().int().positive(),
+  at: timestampMs,
+});
+export type LeaseRecord = z.infer<typeof leaseRecordSchema>;

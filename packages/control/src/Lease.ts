@@ -1,0 +1,199 @@
+/**
+ * A lease on one KV key (e.g. `tree.leader`): at most one holder acts at a
+ * time, and a standby takes over when the holder stops renewing.
+ *
+ * Only revision checks decide who holds it, never comparisons of clocks
+ * between machines:
+ * - the key is taken with `create` (absent or deleted) or with `update`
+ *   against the revision the taker read, so of two contenders one wins;
+ * - the holder renews with `update` against its own last revision; a
+ *   conflict means someone else took it, so it stops at once;
+ * - a standby takes the key over only after it has seen the same revision
+ *   for a whole ttl on its own clock;
+ * - the holder counts itself as holding only until ttl after it *sent* its
+ *   last successful renewal, which is no later than the moment the standby
+ *   first saw that revision. So the old holder has stopped before a standby
+ *   can start, as long as the two clocks run at the same rate.
+ * Releasing writes `holder: null` (conditionally), so a standby takes over
+ * without waiting for the ttl.
+ */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { KvStore } from './Bus.js';
+import { systemClock, type Clock, type TimerHandle } from './Clock.js';
+import { leaseRecordSchema, type LeaseRecord } from './ClusterMessages.js';
+import { controlDefaults } from './Defaults.js';
+import { DropCounter, readMessage } from './Drops.js';
+import { ConflictError, ValidationError } from './Errors.js';
+import { assertSafeId } from './Subjects.js';
+
+export interface LeaseOptions {
+  kv: KvStore;
+  key: string;
+  /** Node id of the would-be holder (shown in the record). */
+  holder: string;
+  clock?: Clock;
+  ttlMs?: number;
+  renewIntervalMs?: number;
+}
+
+export interface LeaseEvents {
+  acquired: [];
+  lost: [];
+  close: [];
+}
+
+export class Lease extends EventEmitter<LeaseEvents> {
+  readonly drops = new DropCounter();
+  readonly holder: string;
+  readonly instance = randomBytes(8).toString('hex');
+  readonly #kv: KvStore;
+  readonly #key: string;
+  readonly #clock: Clock;
+  readonly #ttlMs: number;
+  readonly #renewIntervalMs: number;
+  #timer: TimerHandle | undefined;
+  /** Revision of our own record while we hold (or try to keep) the lease. */
+  #revision: number | undefined;
+  #lastRenewSentAt = 0;
+  /** A standby's view of someone else's record: which revision, seen since when. */
+  #observedRevision = 0;
+  #observedAt = 0;
+  #wasHeld = false;
+  #ticking: Promise<void> | undefined;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(opts: LeaseOptions) {
+    super();
+    this.holder = assertSafeId(opts.holder, 'holder');
+    this.#kv = opts.kv;
+    this.#key = opts.key;
+    this.#clock = opts.clock ?? systemClock;
+    this.#ttlMs = opts.ttlMs ?? controlDefaults.leaseTtlMs;
+    this.#renewIntervalMs = opts.renewIntervalMs ?? controlDefaults.leaseRenewIntervalMs;
+    if (!(this.#renewIntervalMs > 0 && this.#renewIntervalMs * 2 <= this.#ttlMs)) {
+      throw new ValidationError('renewIntervalMs: expected a positive value of at most half of ttlMs', 'renewIntervalMs');
+    }
+  }
+
+  /** True while this process may act as the holder. */
+  get held(): boolean {
+    return !this.#closed && this.#revision !== undefined && this.#clock.now() - this.#lastRenewSentAt < this.#ttlMs;
+  }
+
+  /** Makes a first attempt (so a free lease is held when this resolves), then keeps trying / renewing. */
+  async start(): Promise<void> {
+    if (this.#closed || this.#timer) return;
+    this.#timer = this.#clock.setInterval(() => void this.tick(), this.#renewIntervalMs);
+    await this.tick();
+  }
+
+  /** One renewal or acquisition attempt; runs on the timer, exposed for tests. Never throws. */
+  tick(): Promise<void> {
+    if (this.#ticking) return this.#ticking;
+    // `.finally` runs asynchronously, so `#ticking` is set before it is cleared.
+    const run: Promise<void> = this.#attempt()
+      .catch(() => {
+        // bus trouble: `held` runs out by itself if renewals keep failing
+      })
+      .finally(() => {
+        if (this.#ticking === run) this.#ticking = undefined;
+        this.#emitTransitions();
+      });
+    this.#ticking = run;
+    return run;
+  }
+
+  async #attempt(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#revision !== undefined) await this.#renew();
+    else await this.#tryAcquire();
+  }
+
+  /** Releases the lease if held (a standby may take it at once) and stops. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#timer?.cancel();
+      this.#timer = undefined;
+      await this.#ticking;
+      const revision = this.#revision;
+      this.#closed = true;
+      this.#emitTransitions();
+      if (revision !== undefined) {
+        try {
+          await this.#kv.update(this.#key, this.#record(null), revision);
+        } catch {
+          // lost it already, or the bus is gone: the ttl frees it
+        }
+      }
+      this.#revision = undefined;
+      this.emit('close');
+    })();
+    return this.#closing;
+  }
+
+  /** Stops renewing without releasing, as a crashed holder would (tests). */
+  abandon(): void {
+    if (this.#closed) return;
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    this.#closed = true;
+    this.#closing = Promise.resolve();
+    this.#emitTransitions();
+    this.emit('close');
+  }
+
+  async #renew(): Promise<void> {
+    const sentAt = this.#clock.now();
+    try {
+      this.#revision = await this.#kv.update(this.#key, this.#record(this.holder), this.#revision!);
+      this.#lastRenewSentAt = sentAt;
+    } catch (err) {
+      if (err instanceof ConflictError) this.#revision = undefined;
+      // other errors: keep the revision and try again; if nobody took it meanwhile we still hold it
+    }
+  }
+
+  async #tryAcquire(): Promise<void> {
+    const sentAt = this.#clock.now();
+    const entry = await this.#kv.get(this.#key);
+    if (!entry) {
+      await this.#take(sentAt, () => this.#kv.create(this.#key, this.#record(this.holder)));
+      return;
+    }
+    const current: LeaseRecord | undefined = readMessage(leaseRecordSchema, entry.value, this.drops);
+    const free = !current || current.holder === null || current.instance === this.instance;
+    if (!free) {
+      if (entry.revision !== this.#observedRevision) {
+        this.#observedRevision = entry.revision;
+        this.#observedAt = this.#clock.now();
+        return;
+      }
+      if (this.#clock.now() - this.#observedAt < Math.max(current.ttlMs, this.#ttlMs)) return;
+    }
+    await this.#take(sentAt, () => this.#kv.update(this.#key, this.#record(this.holder), entry.revision));
+  }
+
+  async #take(sentAt: number, write: () => Promise<number>): Promise<void> {
+    try {
+      const revision = await write();
+      if (this.#closed) return;
+      this.#revision = revision;
+      this.#lastRenewSentAt = sentAt;
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err;
+    }
+  }
+
+  #record(holder: string | null): LeaseRecord {
+    return { v: 1, holder, instance: this.instance, ttlMs: this.#ttlMs, at: this.#clock.now() };
+  }
+
+  #emitTransitions(): void {
+    const held = this.held;
+    if (held === this.#wasHeld) return;
+    this.#wasHeld = held;
+    this.emit(held ? 'acquired' : 'lost');
+  }
+}
