@@ -10,7 +10,8 @@ Options for "up":
   --host <addr>        address to listen on            (env HOST, default 127.0.0.1)
   --port <n>           HTTP port                        (env PORT, default 8080)
   --public-url <url>   base of the URLs handed out      (env MCU_PUBLIC_URL)
-  --public-ip <addr>   RTP address advertised (1:1 NAT) (env MCU_PUBLIC_IP)
+  --public-ip <addr>   address advertised for RTP and ICE host candidates (1:1 NAT) (env MCU_PUBLIC_IP)
+  --rtc-ports <a-b>    UDP port range for WebRTC ICE   (env MCU_RTC_PORTS, default: any ephemeral port)
   -h, --help           show this help
 
 Environment:
@@ -19,12 +20,19 @@ Environment:
 
 Examples:
   npm start
-  mcu up --host 0.0.0.0 --port 8080 --public-ip 203.0.113.7
+  mcu up --host 0.0.0.0 --port 8080 --public-ip 203.0.113.7 --rtc-ports 40000-40999
 `;
 
 function fail(message: string): never {
   process.stderr.write(`mcu: ${message}\n\n${USAGE}`);
   process.exit(2);
+}
+
+function portRange(value: string | undefined): [number, number] | undefined {
+  if (value === undefined || value === '') return undefined;
+  const m = /^(\d+)-(\d+)$/.exec(value);
+  if (!m) fail(`rtc-ports: expected a range like 40000-40999, got "${value}"`);
+  return [Number(m[1]), Number(m[2])];
 }
 
 function intOption(name: string, value: string | undefined): number | undefined {
@@ -44,6 +52,7 @@ async function up(argv: string[]): Promise<void> {
         port: { type: 'string' },
         'public-url': { type: 'string' },
         'public-ip': { type: 'string' },
+        'rtc-ports': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -62,6 +71,7 @@ async function up(argv: string[]): Promise<void> {
       port: intOption('port', values.port ?? env.PORT),
       publicUrl: values['public-url'] ?? env.MCU_PUBLIC_URL,
       publicIp: values['public-ip'] ?? env.MCU_PUBLIC_IP,
+      rtcPorts: portRange(values['rtc-ports'] ?? env.MCU_RTC_PORTS),
       adminToken: env.MCU_ADMIN_TOKEN || undefined,
       tokenSecret: env.MCU_TOKEN_SECRET || undefined,
     });
@@ -72,6 +82,7 @@ async function up(argv: string[]): Promise<void> {
   const lines = [
     `mcu: node up at ${info.url}`,
     `  API:        ${info.url}/api/events`,
+    `  console:    ${info.url}/`,
     `  health:     ${info.url}/healthz`,
     info.adminTokenGenerated
       ? `  admin token (generated, shown once; set MCU_ADMIN_TOKEN to fix it): ${info.adminToken}`
