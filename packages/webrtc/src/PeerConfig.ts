@@ -19,6 +19,16 @@ export interface WebRtcOptions {
   iceAllow?: string[];
   /** Extra host addresses to gather (loopback is excluded by ICE otherwise). */
   additionalHostAddresses?: string[];
+  /**
+   * STUN/TURN servers for ICE. None by default: werift would otherwise query a public Google STUN
+   * server on every gathering (and wait 5 s for it where the network is closed).
+   */
+  iceServers?: { urls: string; username?: string; credential?: string }[];
+  /**
+   * ICE-lite (RFC 8445 §2.5), as media servers with a reachable address run it: no candidate
+   * gathering beyond host candidates, controlled role. The node's endpoints use it; clients don't.
+   */
+  iceLite?: boolean;
   /** A session with no media for this long is closed. */
   mediaTimeoutMs?: number;
   /** At most this many WebRTC sessions per node; beyond it, 503 with Retry-After. */
@@ -28,6 +38,16 @@ export interface WebRtcOptions {
 export const OPUS_PT = 111;
 export const VP8_PT = 96;
 export const H264_PT = 102;
+
+/**
+ * werift's ICE agent queries stun.l.google.com whenever no STUN server is configured, even with
+ * `iceServers: []`, and waits up to 5 s for it. A full-ICE agent that must not do that (a test or
+ * benchmark client on a closed network) calls this after creating its transceivers, before
+ * setLocalDescription.
+ */
+export function disableDefaultStun(pc: { iceTransports: { connection?: { stunServer?: unknown } }[] }): void {
+  for (const t of pc.iceTransports) if (t.connection) t.connection.stunServer = undefined;
+}
 
 /** werift's peer configuration for our endpoints: Opus, VP8 and H.264 (packetization-mode 1). */
 export function peerConfig(opts: WebRtcOptions): Partial<PeerConfig> {
@@ -63,6 +83,8 @@ export function peerConfig(opts: WebRtcOptions): Partial<PeerConfig> {
       audio: [useSdesMid(), useAudioLevelIndication()],
       video: [useSdesMid(), useAbsSendTime()],
     },
+    iceServers: opts.iceServers ?? [],
+    iceLite: opts.iceLite ?? false,
     iceUseIpv4: true,
     iceUseIpv6: false,
     icePortRange: opts.portRange,

@@ -5,7 +5,8 @@ import { peerConfig } from './PeerConfig.js';
 import type { WebRtcOptions } from './PeerConfig.js';
 import { addressAllowList, summarizeOffer } from './Sdp.js';
 import type { WebRtcSession } from './WebRtcSession.js';
-import { WhepSession } from './WhepSession.js';
+import { ProgramFanOut, WhepSession } from './WhepSession.js';
+import type { SendPath } from './WhepSession.js';
 import { WhipSession } from './WhipSession.js';
 
 export interface EdgeStats {
@@ -26,10 +27,13 @@ export class WebRtcEdge {
   private readonly allow: (address: string) => boolean;
   private readonly mediaTimeoutMs: number;
   private readonly maxSessions: number;
+  private readonly fanOuts = new Map<string, ProgramFanOut>();
+  /** Per-viewer send path for new and existing viewers ('fast' unless benchmarking the baseline). */
+  private path: SendPath = 'fast';
   private readonly counters = { created: 0, rejected: 0, closedByReason: {} as Record<string, number> };
 
   constructor(private readonly opts: WebRtcOptions = {}) {
-    this.config = peerConfig(opts);
+    this.config = peerConfig({ iceLite: true, ...opts });
     this.allow = addressAllowList(opts.iceAllow);
     this.mediaTimeoutMs = opts.mediaTimeoutMs ?? 30_000;
     this.maxSessions = opts.maxSessions ?? 500;
@@ -50,7 +54,18 @@ export class WebRtcEdge {
       throw new ValidationError('a WHEP offer must receive media (recvonly)', 'sdp');
     }
     this.checkRoom();
-    return this.start(new WhepSession(event, this.config, this.mediaTimeoutMs), offer);
+    let fanOut = this.fanOuts.get(event.id);
+    if (!fanOut) {
+      fanOut = new ProgramFanOut(event);
+      this.fanOuts.set(event.id, fanOut);
+    }
+    return this.start(new WhepSession(event, this.config, this.mediaTimeoutMs, fanOut, this.path), offer);
+  }
+
+  /** Switches every viewer's send path (the benchmark compares both in one run). */
+  setSendPath(path: SendPath): void {
+    this.path = path;
+    for (const s of this.sessions.values()) if (s instanceof WhepSession) s.sendPath = path;
   }
 
   get(kind: 'whip' | 'whep', eventId: string, sessionId: string): WebRtcSession {
@@ -66,6 +81,7 @@ export class WebRtcEdge {
   /** Ends every session of an event (the event ended). */
   endEvent(eventId: string): void {
     for (const s of [...this.sessions.values()]) if (s.eventId === eventId) s.close('event_ended');
+    this.fanOuts.delete(eventId);
   }
 
   stats(): EdgeStats {

@@ -1,6 +1,40 @@
 import type { PeerConfig, RTCRtpSender } from 'werift';
 import type { MixerEvent } from '@mcu/mixer';
+import { parseRtp, RtpHeader as ParsedHeaderClass } from '@mcu/rtp';
+import type { RtpHeader as ParsedHeader } from '@mcu/rtp';
 import { WebRtcSession } from './WebRtcSession.js';
+import { FastSender } from './FastSender.js';
+
+/** How a program packet reaches each viewer: werift's generic sender, or the shared-parse fast path. */
+export type SendPath = 'werift' | 'fast';
+
+/** One per event: subscribes once to the mixer's program feed, parses each packet once, fans out. */
+export class ProgramFanOut {
+  private readonly viewers = new Set<WhepSession>();
+  private readonly parsed = new ParsedHeaderClass();
+  private unsubscribe: (() => void) | null = null;
+
+  constructor(private readonly event: MixerEvent) {}
+
+  add(viewer: WhepSession): () => void {
+    this.viewers.add(viewer);
+    this.unsubscribe ??= this.event.mixer.addProgramSink((packet) => {
+      if (parseRtp(packet, this.parsed) !== null) return;
+      for (const v of this.viewers) v.deliver(packet, this.parsed);
+    });
+    return () => {
+      this.viewers.delete(viewer);
+      if (this.viewers.size === 0) {
+        this.unsubscribe?.();
+        this.unsubscribe = null;
+      }
+    };
+  }
+
+  get size(): number {
+    return this.viewers.size;
+  }
+}
 
 /**
  * A viewer playing the program feed over WHEP: recvonly audio (and video once the video mixer
@@ -10,23 +44,33 @@ import { WebRtcSession } from './WebRtcSession.js';
 export class WhepSession extends WebRtcSession {
   private unsubscribe: (() => void) | null = null;
   private audioSender: RTCRtpSender | null = null;
+  private fast: FastSender | null = null;
 
   constructor(
-    private readonly event: MixerEvent,
+    event: MixerEvent,
     config: Partial<PeerConfig>,
     mediaTimeoutMs: number,
+    program: ProgramFanOut,
+    public sendPath: SendPath = 'fast',
   ) {
     super('whep', event.id, config, mediaTimeoutMs);
     this.pc.onRemoteTransceiverAdded.subscribe((t) => {
       t.setDirection('sendonly');
-      if (t.kind === 'audio' && !this.audioSender) this.audioSender = t.sender;
+      if (t.kind === 'audio' && !this.audioSender) {
+        this.audioSender = t.sender;
+        this.fast = new FastSender(t.sender);
+      }
     });
-    this.unsubscribe = event.mixer.addProgramSink((packet) => {
-      const sender = this.audioSender;
-      if (!sender) return;
-      this.stats.packetsOut++;
-      void sender.sendRtp(packet).catch(() => undefined);
-    });
+    this.unsubscribe = program.add(this);
+  }
+
+  /** Called by the event's fan-out once per program packet, parsed once for all viewers. */
+  deliver(packet: Buffer, parsed: ParsedHeader): void {
+    const sender = this.audioSender;
+    if (!sender) return;
+    this.stats.packetsOut++;
+    if (this.sendPath === 'fast') this.fast!.send(packet, parsed);
+    else void sender.sendRtp(packet).catch(() => undefined);
   }
 
   /** Viewers send no media: a viewer is alive while its connection (ICE consent) is up. */

@@ -6,7 +6,7 @@ import { RTCPeerConnection, RtpPacket } from 'werift';
 import type { RTCRtpTransceiver } from 'werift';
 import { buildRtp } from '@mcu/rtp';
 import { OpusDecoder, OpusEncoder } from '@mcu/codec';
-import { addressAllowList, filterCandidates, peerConfig } from '../src/index.js';
+import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig } from '../src/index.js';
 
 export const LOOPBACK = { iceAllow: ['127.0.0.0/8'], additionalHostAddresses: ['127.0.0.1'] };
 const allow = addressAllowList(LOOPBACK.iceAllow);
@@ -44,7 +44,9 @@ export class WebRtcClient {
         c.received.push({ seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp, payload: Buffer.from(rtp.payload) });
       });
     });
-    await c.pc.setLocalDescription(await c.pc.createOffer());
+    const offer = await c.pc.createOffer();
+    disableDefaultStun(c.pc as never);
+    await c.pc.setLocalDescription(offer);
     if (c.pc.iceGatheringState !== 'complete') {
       await new Promise<void>((resolve) => c.pc.iceGatheringStateChange.subscribe((s) => s === 'complete' && resolve()));
     }

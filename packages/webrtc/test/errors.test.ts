@@ -22,7 +22,10 @@ async function realOffer(): Promise<string> {
   const { RTCPeerConnection } = await import('werift');
   const pc = new RTCPeerConnection();
   pc.addTransceiver('audio', { direction: 'sendrecv' });
-  await pc.setLocalDescription(await pc.createOffer());
+  const { disableDefaultStun } = await import('../src/index.js');
+  const offer = await pc.createOffer();
+  disableDefaultStun(pc as never);
+  await pc.setLocalDescription(offer);
   const sdp = pc.localDescription!.sdp;
   await pc.close();
   return sdp;

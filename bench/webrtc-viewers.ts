@@ -1,0 +1,95 @@
+/**
+ * Child process of bench:webrtc: N werift WHEP viewers on loopback. Connects them all at once,
+ * then counts packets and sequence gaps per viewer, answering the parent's IPC requests.
+ */
+import { RTCPeerConnection } from 'werift';
+import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig } from '@mcu/webrtc';
+
+const [whep, token, countText] = process.argv.slice(2);
+const count = Number(countText);
+const loopback = { iceAllow: ['127.0.0.0/8'], additionalHostAddresses: ['127.0.0.1'] };
+const allow = addressAllowList(loopback.iceAllow);
+
+interface Viewer {
+  pc: RTCPeerConnection;
+  connectMs: number;
+  received: number;
+  lost: number;
+  lastSeq: number;
+  location: string | null;
+  phases: number[];
+}
+
+const viewers: Viewer[] = [];
+
+async function connect(start: number): Promise<Viewer> {
+  const pc = new RTCPeerConnection(peerConfig(loopback));
+  const v: Viewer = { pc, connectMs: -1, received: 0, lost: 0, lastSeq: -1, location: null, phases: [] };
+  const t = pc.addTransceiver('audio', { direction: 'recvonly' });
+  t.onTrack.subscribe((track) => {
+    track.onReceiveRtp.subscribe((rtp) => {
+      const seq = rtp.header.sequenceNumber;
+      if (v.lastSeq >= 0) {
+        const gap = (seq - v.lastSeq - 1) & 0xffff;
+        if (gap > 0 && gap < 1000) v.lost += gap;
+      }
+      v.lastSeq = seq;
+      v.received++;
+    });
+  });
+  const connected = new Promise<void>((resolve) =>
+    pc.connectionStateChange.subscribe((s) => {
+      if (s === 'connected') resolve();
+    }),
+  );
+  const offer = await pc.createOffer();
+  disableDefaultStun(pc as never);
+  await pc.setLocalDescription(offer);
+  if (pc.iceGatheringState !== 'complete') {
+    await new Promise<void>((resolve) => pc.iceGatheringStateChange.subscribe((s) => s === 'complete' && resolve()));
+  }
+  v.phases.push(performance.now() - start);
+  for (let attempt = 0; ; attempt++) {
+    const res = await fetch(whep, {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp', authorization: `Bearer ${token}` },
+      body: filterCandidates(pc.localDescription!.sdp, allow),
+    });
+    if (res.status === 201) {
+      v.location = res.headers.get('location');
+      v.phases.push(performance.now() - start);
+      await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+      break;
+    }
+    if (res.status !== 503 || attempt > 20) throw new Error(`WHEP answered ${res.status}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  await connected;
+  v.connectMs = performance.now() - start;
+  return v;
+}
+
+process.on('message', async (msg: { cmd: string }) => {
+  if (msg.cmd === 'connect') {
+    const start = performance.now();
+    const results = await Promise.allSettled(Array.from({ length: count }, () => connect(start)));
+    for (const r of results) if (r.status === 'fulfilled') viewers.push(r.value);
+    const failures = results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
+    const med = (i: number) => viewers.map((v) => v.phases[i]).sort((a, b) => a - b)[viewers.length >> 1];
+    process.stderr.write(`  child: gathered p50 ${med(0)?.toFixed(0)} ms, answered p50 ${med(1)?.toFixed(0)} ms\n`);
+    process.send!({ cmd: 'connected', connectMs: viewers.map((v) => v.connectMs), failures: failures.slice(0, 3), failed: failures.length });
+  } else if (msg.cmd === 'reset') {
+    for (const v of viewers) {
+      v.received = 0;
+      v.lost = 0;
+    }
+    process.send!({ cmd: 'reset' });
+  } else if (msg.cmd === 'count') {
+    process.send!({ cmd: 'count', received: viewers.map((v) => v.received), lost: viewers.map((v) => v.lost) });
+  } else if (msg.cmd === 'close') {
+    await Promise.allSettled(viewers.map((v) => v.pc.close()));
+    process.send!({ cmd: 'closed' });
+    setTimeout(() => process.exit(0), 100);
+  }
+});
+process.send!({ cmd: 'ready' });

@@ -1,0 +1,103 @@
+import { ntpTime, RtpHeader } from 'werift';
+import type { RTCRtpSender } from 'werift';
+import type { RtpHeader as ParsedHeader } from '@mcu/rtp';
+
+/**
+ * The per-viewer send path for a packet built once for all viewers.
+ *
+ * werift's `RTCRtpSender.sendRtp(buffer)` parses the buffer into a new packet object, rebuilds the
+ * extension list with closures, sorts it and serializes again, for every viewer. Here the packet is
+ * parsed once per tick (by the caller, into `parsed`), and per viewer only the header fields that
+ * differ (SSRC, payload type, the sender's sequence/timestamp offsets) are set on one reused header
+ * object before werift's SRTP encrypt and send. The sender's counters are kept so that werift's
+ * own RTCP sender reports stay correct.
+ */
+interface SenderInternals {
+  ssrc: number;
+  codec?: { payloadType: number };
+  seqOffset: number;
+  timestampOffset: number;
+  sequenceNumber?: number;
+  timestamp?: number;
+  ntpTimestamp: bigint;
+  rtpTimestamp: number;
+  octetCount: number;
+  packetCount: number;
+  dtlsTransport: DtlsInternals;
+}
+
+interface DtlsInternals {
+  state: string;
+  bytesSent: number;
+  packetsSent: number;
+  srtp?: { encrypt(payload: Buffer, header: RtpHeader): Buffer };
+  iceTransport?: { connection?: IceInternals };
+  sendRtp(payload: Buffer, header: RtpHeader): Promise<number>;
+}
+
+interface IceInternals {
+  canSendApplicationData?(): boolean;
+  nominated?: {
+    remoteAddr: [string, number];
+    packetsSent: number;
+    bytesSent: number;
+    protocol?: { transport?: { closed?: boolean; socket?: { send(data: Buffer, port: number, host: string): void } } };
+  };
+}
+
+/** The NTP time of the current program packet, computed once for all its viewers. */
+let sharedNtp = { at: -1, value: 0n };
+function ntpNow(): bigint {
+  const now = performance.now();
+  if (now - sharedNtp.at > 1) sharedNtp = { at: now, value: ntpTime() };
+  return sharedNtp.value;
+}
+
+export class FastSender {
+  private readonly header = new RtpHeader({ extensions: [] });
+  private readonly csrc: number[] = [];
+  packetsSent = 0;
+
+  constructor(private readonly sender: RTCRtpSender) {}
+
+  send(packet: Buffer, parsed: ParsedHeader): void {
+    const s = this.sender as unknown as SenderInternals;
+    if (s.dtlsTransport.state !== 'connected' || !s.codec) return;
+    const h = this.header;
+    h.ssrc = s.ssrc;
+    h.payloadType = s.codec.payloadType;
+    h.marker = parsed.marker;
+    h.sequenceNumber = (parsed.sequenceNumber + s.seqOffset) & 0xffff;
+    h.timestamp = (parsed.timestamp + s.timestampOffset) >>> 0;
+    this.csrc.length = parsed.csrcCount;
+    for (let i = 0; i < parsed.csrcCount; i++) this.csrc[i] = parsed.csrcs[i];
+    h.csrc = this.csrc;
+    h.csrcLength = parsed.csrcCount;
+    const payload = packet.subarray(parsed.payloadOffset, parsed.payloadOffset + parsed.payloadLength);
+    s.sequenceNumber = h.sequenceNumber;
+    s.timestamp = h.timestamp;
+    s.ntpTimestamp = ntpNow();
+    s.rtpTimestamp = h.timestamp;
+    s.octetCount += payload.length;
+    s.packetCount = (s.packetCount + 1) >>> 0;
+    this.packetsSent++;
+    const dtls = s.dtlsTransport;
+    const ice = dtls.iceTransport?.connection;
+    const pair = ice?.nominated;
+    const socket = pair?.protocol?.transport?.socket;
+    if (!dtls.srtp || !ice || !pair || !socket || pair.protocol?.transport?.closed || ice.canSendApplicationData?.() === false) {
+      // SRTP encryption serializes the header synchronously, so the header object can be reused.
+      void dtls.sendRtp(payload, h).catch(() => undefined);
+      return;
+    }
+    // werift's send path is four nested promises per packet; the nominated pair's socket is the
+    // same one it would end up on, written to directly.
+    const enc = dtls.srtp.encrypt(payload, h);
+    socket.send(enc, pair.remoteAddr[1], pair.remoteAddr[0]);
+    dtls.bytesSent += enc.length;
+    dtls.packetsSent++;
+    pair.packetsSent++;
+    pair.bytesSent += enc.length;
+  }
+}
+
