@@ -20,6 +20,8 @@ export interface AudioMixerOptions {
   /** Monotonic milliseconds; the mixing clock's timer in production. */
   now?: () => number;
   random?: () => number;
+  /** Called with each tick's duration in seconds (metrics). */
+  onTick?: (seconds: number) => void;
 }
 
 /** Receives each outgoing packet; `packet` is valid until this participant's next-but-one packet. */
@@ -86,6 +88,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly jitterOptions: JitterBufferOptions | undefined;
+  private readonly onTick: ((seconds: number) => void) | undefined;
   private closed = false;
 
   constructor(
@@ -98,6 +101,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     this.frameSamples = (sampleRate * tickMs) / 1000;
     this.now = opts.now ?? (() => performance.now());
     this.random = opts.random ?? Math.random;
+    this.onTick = opts.onTick;
     this.jitterOptions = { frameDurationMs: tickMs, clockRate: sampleRate, ...opts.jitter };
     this.selection = new SpeakerSelection({ ...opts.selection, maxSpeakers: opts.maxSpeakers ?? 3, tickMs });
     const encoderOptions: OpusEncoderOptions = { sampleRate: 48_000, channels: 1, ...opts.encoder };
@@ -183,7 +187,9 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
       this.stats.tickErrors++;
     }
     this.stats.ticks++;
-    this.tickStats.record(performance.now() - t0);
+    const ms = performance.now() - t0;
+    this.tickStats.record(ms);
+    this.onTick?.(ms / 1000);
   }
 
   private runTick(tickIndex: number): void {

@@ -15,6 +15,7 @@ export interface EventRegistryOptions {
   maxEvents: number;
   rtpHost: string;
   rtpAdvertiseHost?: string;
+  onTick?: (seconds: number) => void;
 }
 
 export interface EventRegistryEvents {
@@ -49,6 +50,7 @@ export class EventRegistry extends EventEmitter<EventRegistryEvents> {
       maxSpeakers: input.maxSpeakers,
       rtpHost: this.opts.rtpHost,
       rtpAdvertiseHost: this.opts.rtpAdvertiseHost,
+      mixer: { onTick: this.opts.onTick },
     });
     const record: EventRecord = {
       id,

@@ -24,6 +24,7 @@ import type { NodeConfig, NodeConfigInput } from './Config.js';
 import { EventRegistry } from './EventRegistry.js';
 import type { EventRecord } from './EventRegistry.js';
 import { Router } from './Router.js';
+import { Metrics } from './Metrics.js';
 import type { RouteContext } from './Router.js';
 import { createEventBody, rtpParticipantBody } from './Schemas.js';
 import { WebRtcEdge } from '@mcu/webrtc';
@@ -43,6 +44,7 @@ export class McuNode {
   readonly config: NodeConfig;
   readonly registry: EventRegistry;
   readonly edge: WebRtcEdge;
+  readonly metrics: Metrics;
   readonly auth: Auth;
   readonly adminToken: string;
   readonly adminTokenGenerated: boolean;
@@ -62,6 +64,7 @@ export class McuNode {
       maxEvents: this.config.maxEvents,
       rtpHost: this.config.rtpHost ?? this.config.host,
       rtpAdvertiseHost: this.config.publicIp,
+      onTick: (seconds) => this.metrics.tickSeconds.observe(seconds),
     });
     this.edge = new WebRtcEdge({
       portRange: this.config.rtcPorts,
@@ -72,6 +75,7 @@ export class McuNode {
       maxSessions: this.config.maxRtcSessions,
     });
     this.registry.on('ended', (e) => this.edge.endEvent(e.id));
+    this.metrics = new Metrics(this.registry, this.edge);
     this.server = http.createServer((req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 5_000;
     this.routes();
@@ -123,6 +127,11 @@ export class McuNode {
       if (!file) throw new NotFoundError(`static file ${params.file} not found`);
       res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-cache' });
       res.end(file.body);
+    });
+    r.on('GET', '/metrics', async ({ res }) => {
+      const { body, type } = await this.metrics.render();
+      res.writeHead(200, { 'content-type': type });
+      res.end(body);
     });
     r.on('GET', '/healthz', ({ res }) => json(res, 200, { status: 'ok' }));
     r.on('GET', '/readyz', ({ res }) => {

@@ -137,6 +137,60 @@ describe('HTTP API', () => {
     again.close();
   });
 
+  it('streams the dominant speaker as it changes', async () => {
+    const ev = (await api('POST', '/api/events', { token: ADMIN })).json;
+    const res = await fetch(`${base}/api/events/${ev.id}/stream`, { headers: { authorization: `Bearer ${ev.tokens.producer}` } });
+    const reader = res.body!.getReader();
+    const { RtpPeer, pace } = await import('../../mixer/test/peer.js');
+    const peer = await RtpPeer.open({ freq: 500, audioLevelExtId: 1 });
+    const add = await api('POST', `/api/events/${ev.id}/rtp-participants`, {
+      token: ev.tokens.presenter,
+      body: { host: '127.0.0.1', port: peer.port, payloadType: 111, audioLevelExtId: 1 },
+    });
+    peer.connect(add.json.host, add.json.port);
+    await pace([peer], 800);
+    let text = '';
+    const deadline = Date.now() + 3000;
+    while (!text.includes('event: dominantSpeaker') && Date.now() < deadline) {
+      const chunk = await reader.read();
+      if (chunk.done) break;
+      text += new TextDecoder().decode(chunk.value);
+    }
+    expect(text).toMatch(new RegExp(`event: dominantSpeaker\ndata: \{"dominantSpeaker":"${add.json.id}"\}`));
+    expect(text).toMatch(/event: speakers/);
+    await reader.cancel();
+    peer.close();
+    await api('DELETE', `/api/events/${ev.id}`, { token: ADMIN });
+  });
+
+  it('exports Prometheus metrics that follow the media', async () => {
+    const ev = (await api('POST', '/api/events', { token: ADMIN })).json;
+    const { RtpPeer, pace } = await import('../../mixer/test/peer.js');
+    const peer = await RtpPeer.open({ freq: 300, audioLevelExtId: 1 });
+    const add = await api('POST', `/api/events/${ev.id}/rtp-participants`, {
+      token: ev.tokens.presenter,
+      body: { host: '127.0.0.1', port: peer.port, payloadType: 111, audioLevelExtId: 1 },
+    });
+    peer.connect(add.json.host, add.json.port);
+    await pace([peer], 500);
+    for (let i = 0; i < 10; i++) peer.sendRaw(Buffer.from([0x40, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]));
+    await new Promise((r) => setTimeout(r, 100));
+    const value = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    const text = await (await fetch(`${base}/metrics`)).text();
+    expect(value(text, 'mcu_mixer_tick_seconds_count')).toBeGreaterThan(10);
+    expect(value(text, 'mcu_rtp_packets_in_total')).toBeGreaterThan(10);
+    expect(value(text, 'mcu_rtp_packets_out_total')).toBeGreaterThan(10);
+    expect(value(text, 'mcu_rtp_dropped_total{reason="bad_version"}')).toBe(10);
+    expect(value(text, 'mcu_participants{kind="rtp"}')).toBe(1);
+    expect(text).toMatch(/mcu_process_cpu_seconds_total/);
+    // Totals survive the end of the event.
+    await api('DELETE', `/api/events/${ev.id}`, { token: ADMIN });
+    const after = await (await fetch(`${base}/metrics`)).text();
+    expect(value(after, 'mcu_rtp_dropped_total{reason="bad_version"}')).toBe(10);
+    expect(value(after, 'mcu_rtp_packets_in_total')).toBeGreaterThanOrEqual(value(text, 'mcu_rtp_packets_in_total'));
+    peer.close();
+  });
+
   it('streams speaker changes as server-sent events', async () => {
     const ev = (await api('POST', '/api/events', { token: ADMIN })).json;
     const ac = new AbortController();

@@ -1,0 +1,149 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { WebRtcEdge } from '@mcu/webrtc';
+import type { EventRecord, EventRegistry } from './EventRegistry.js';
+
+type Totals = { packetsIn: number; packetsOut: number; dropped: Record<string, number>; lost: number; late: number; fec: number; plc: number; fades: number; decodes: number; encodes: number };
+
+function zero(): Totals {
+  return { packetsIn: 0, packetsOut: 0, dropped: {}, lost: 0, late: 0, fec: 0, plc: 0, fades: 0, decodes: 0, encodes: 0 };
+}
+
+function add(into: Totals, t: Totals): void {
+  for (const k of ['packetsIn', 'packetsOut', 'lost', 'late', 'fec', 'plc', 'fades', 'decodes', 'encodes'] as const) into[k] += t[k];
+  for (const [r, n] of Object.entries(t.dropped)) into.dropped[r] = (into.dropped[r] ?? 0) + n;
+}
+
+function totalsOf(e: EventRecord): Totals {
+  const t = zero();
+  const s = e.mixer.stats();
+  t.dropped = { ...s.dropped };
+  t.decodes = s.mixer.decodes;
+  t.encodes = s.mixer.encodes;
+  for (const p of e.mixer.participants()) {
+    t.packetsIn += p.stats.jitter.received;
+    t.packetsOut += p.stats.packetsSent;
+    t.lost += p.stats.jitter.lost;
+    t.late += p.stats.jitter.late;
+    t.fec += p.stats.fecRecovered;
+    t.plc += p.stats.concealed;
+    t.fades += p.stats.fadeOuts;
+  }
+  return t;
+}
+
+/**
+ * Prometheus metrics of one node (`GET /metrics`). Counters of events that ended are kept so that
+ * totals only grow; live values are read at scrape time from the events themselves, so the media
+ * path pays nothing for metrics but one histogram observation per tick.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly tickSeconds: Histogram;
+  private readonly ended = zero();
+
+  constructor(events: EventRegistry, edge: WebRtcEdge) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'mcu_' });
+    this.tickSeconds = new Histogram({
+      name: 'mcu_mixer_tick_seconds',
+      help: 'Duration of one 20 ms mixing tick',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.05],
+      registers: [this.registry],
+    });
+    events.on('ended', (e) => add(this.ended, totalsOf(e)));
+    const live = () => {
+      const t = zero();
+      add(t, this.ended);
+      for (const e of events.list()) add(t, totalsOf(e));
+      return t;
+    };
+    const counter = (name: string, help: string, pick: (t: Totals) => number) =>
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(pick(live()));
+        },
+      });
+    counter('mcu_rtp_packets_in_total', 'Audio packets accepted into jitter buffers', (t) => t.packetsIn);
+    counter('mcu_rtp_packets_out_total', 'Mixed audio packets sent to participants', (t) => t.packetsOut);
+    counter('mcu_jitter_lost_total', 'Frames missing at playout (recovered by FEC or concealed)', (t) => t.lost);
+    counter('mcu_jitter_late_total', 'Packets that arrived after their playout time', (t) => t.late);
+    counter('mcu_opus_fec_total', 'Frames recovered with Opus in-band FEC', (t) => t.fec);
+    counter('mcu_opus_plc_total', 'Frames concealed (PLC)', (t) => t.plc);
+    counter('mcu_mixer_fadeouts_total', 'One-frame fades of streams that stopped or left', (t) => t.fades);
+    counter('mcu_opus_decodes_total', 'Opus frames decoded by mixers', (t) => t.decodes);
+    counter('mcu_opus_encodes_total', 'Opus frames encoded by mixers (N speakers + 1 per tick)', (t) => t.encodes);
+    new Counter({
+      name: 'mcu_rtp_dropped_total',
+      help: 'Packets dropped on the media path, by reason',
+      labelNames: ['reason'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(live().dropped)) this.inc({ reason }, n);
+      },
+    });
+    new Gauge({
+      name: 'mcu_events',
+      help: 'Events running on this node',
+      registers: [this.registry],
+      collect() {
+        this.set(events.list().length);
+      },
+    });
+    new Gauge({
+      name: 'mcu_participants',
+      help: 'Participants by transport',
+      labelNames: ['kind'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const e of events.list()) for (const p of e.mixer.participants()) this.inc({ kind: p.kind });
+      },
+    });
+    new Gauge({
+      name: 'mcu_speakers',
+      help: 'Selected speakers across events',
+      registers: [this.registry],
+      collect() {
+        this.set(events.list().reduce((n, e) => n + e.mixer.mixer.speakerIds.length, 0));
+      },
+    });
+    new Gauge({
+      name: 'mcu_webrtc_sessions',
+      help: 'WebRTC sessions by kind (whip = presenters, whep = viewers)',
+      labelNames: ['kind'],
+      registers: [this.registry],
+      collect() {
+        const s = edge.stats();
+        this.set({ kind: 'whip' }, s.whipSessions);
+        this.set({ kind: 'whep' }, s.whepSessions);
+      },
+    });
+    new Counter({
+      name: 'mcu_webrtc_sessions_closed_total',
+      help: 'WebRTC sessions closed, by reason',
+      labelNames: ['reason'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(edge.stats().closedByReason)) this.inc({ reason }, n);
+      },
+    });
+    new Counter({
+      name: 'mcu_webrtc_sessions_rejected_total',
+      help: 'WebRTC sessions refused because the node was full',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(edge.stats().rejected);
+      },
+    });
+  }
+
+  async render(): Promise<{ body: string; type: string }> {
+    return { body: await this.registry.metrics(), type: this.registry.contentType };
+  }
+}
