@@ -20,6 +20,8 @@ export interface EventRegistryOptions {
 
 export interface EventRegistryEvents {
   created: [EventRecord];
+  /** Just before an event's resources are released (its counters are still readable). */
+  ending: [EventRecord];
   ended: [EventRecord];
 }
 
@@ -82,6 +84,7 @@ export class EventRegistry extends EventEmitter<EventRegistryEvents> {
   end(id: string): EventRecord {
     const e = this.get(id);
     this.events.delete(id);
+    this.emit('ending', e);
     e.mixer.close();
     this.emit('ended', e);
     return e;

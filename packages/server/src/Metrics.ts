@@ -49,7 +49,7 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.05],
       registers: [this.registry],
     });
-    events.on('ended', (e) => add(this.ended, totalsOf(e)));
+    events.on('ending', (e) => add(this.ended, totalsOf(e)));
     const live = () => {
       const t = zero();
       add(t, this.ended);
