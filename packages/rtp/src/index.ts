@@ -76,3 +76,25 @@ export type { JitterBufferOptions, JitterBufferStats, PushResult, PopKind } from
 
 export { RetransmissionBuffer, RETRANSMISSION_BUFFER_DEFAULTS } from './RetransmissionBuffer.js';
 export type { RetransmissionBufferOptions } from './RetransmissionBuffer.js';
+
+export { isKeyframePacket, isVp8Keyframe, isH264Keyframe, type VideoCodec } from './Keyframe.js';
+
+export { Vp8Descriptor, parseVp8Descriptor, isVp8KeyframeData, readVp8Dimensions, Vp8Packetizer } from './video/Vp8.js';
+export type { Vp8PacketizerOptions, PayloadSink } from './video/Vp8.js';
+export {
+  H264NalType,
+  ANNEX_B_START_CODE,
+  AnnexBNalUnits,
+  H264Packetizer,
+  isFirstSliceOfPicture,
+  splitAnnexBAccessUnits,
+} from './video/H264.js';
+export type { H264PacketizerOptions, H264PayloadSink } from './video/H264.js';
+export { readH264SpsDimensions } from './video/H264Sps.js';
+export { VideoFrameAssembler, AssembledFrame, FRAME_ASSEMBLER_DEFAULTS } from './video/FrameAssembler.js';
+export type {
+  VideoFrameAssemblerOptions,
+  FrameDropReason,
+  FrameAssemblerStats,
+  FrameSink,
+} from './video/FrameAssembler.js';
