@@ -27,7 +27,7 @@ import { Router } from './Router.js';
 import { Metrics } from './Metrics.js';
 import type { RouteContext } from './Router.js';
 import { createEventBody, rtpParticipantBody } from './Schemas.js';
-import { WebRtcEdge } from '@mcu/webrtc';
+import { programSourceOf, WebRtcEdge } from '@mcu/webrtc';
 import { pageFor, staticFile } from '@mcu/web';
 
 export interface McuNodeInfo {
@@ -213,7 +213,7 @@ export class McuNode {
         this.auth.authorize(req.headers.authorization, { event: params.id, roles: [...roles] });
         const e = this.registry.get(params.id);
         const offer = await readSdp(req, this.config.maxBodyBytes);
-        const { session, answer } = kind === 'whip' ? await this.edge.publish(e.mixer, offer) : await this.edge.play(e.mixer, offer);
+        const { session, answer } = kind === 'whip' ? await this.edge.publish(e.mixer, offer) : await this.edge.play(programSourceOf(e.mixer), offer);
         res.writeHead(201, {
           'content-type': 'application/sdp',
           location: `/${kind}/${e.id}/${session.id}`,

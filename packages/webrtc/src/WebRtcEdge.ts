@@ -6,7 +6,7 @@ import type { WebRtcOptions } from './PeerConfig.js';
 import { addressAllowList, summarizeOffer } from './Sdp.js';
 import type { WebRtcSession } from './WebRtcSession.js';
 import { ProgramFanOut, WhepSession } from './WhepSession.js';
-import type { SendPath } from './WhepSession.js';
+import type { ProgramSource, SendPath } from './WhepSession.js';
 import { WhipSession } from './WhipSession.js';
 
 export interface EdgeStats {
@@ -21,6 +21,11 @@ export interface EdgeStats {
  * The node's WebRTC edge: creates WHIP (ingest) and WHEP (playback) sessions from SDP offers,
  * enforces the session limit, and tears sessions down on request or failure.
  */
+/** A mixer event's program feed as a WHEP source. */
+export function programSourceOf(event: MixerEvent): ProgramSource {
+  return { id: event.id, addProgramSink: (sink) => event.mixer.addProgramSink(sink) };
+}
+
 export class WebRtcEdge {
   private readonly sessions = new Map<string, WebRtcSession>();
   private readonly config: Partial<PeerConfig>;
@@ -48,18 +53,19 @@ export class WebRtcEdge {
     return this.start(new WhipSession(event, this.config, this.mediaTimeoutMs, summary), offer);
   }
 
-  async play(event: MixerEvent, offer: string): Promise<{ session: WebRtcSession; answer: string }> {
+  /** Plays a program feed: a mixer event's (`programSourceOf`) or a relay's forwarded feed. */
+  async play(source: ProgramSource, offer: string): Promise<{ session: WebRtcSession; answer: string }> {
     const summary = summarizeOffer(offer);
     if (!summary.media.some((m) => m.direction === 'recvonly' || m.direction === 'sendrecv')) {
       throw new ValidationError('a WHEP offer must receive media (recvonly)', 'sdp');
     }
     this.checkRoom();
-    let fanOut = this.fanOuts.get(event.id);
+    let fanOut = this.fanOuts.get(source.id);
     if (!fanOut) {
-      fanOut = new ProgramFanOut(event);
-      this.fanOuts.set(event.id, fanOut);
+      fanOut = new ProgramFanOut(source);
+      this.fanOuts.set(source.id, fanOut);
     }
-    return this.start(new WhepSession(event, this.config, this.mediaTimeoutMs, fanOut, this.path), offer);
+    return this.start(new WhepSession(source.id, this.config, this.mediaTimeoutMs, fanOut, this.path), offer);
   }
 
   /** Switches every viewer's send path (the benchmark compares both in one run). */

@@ -1,5 +1,4 @@
 import type { PeerConfig, RTCRtpSender } from 'werift';
-import type { MixerEvent } from '@mcu/mixer';
 import { parseRtp, RtpHeader as ParsedHeaderClass } from '@mcu/rtp';
 import type { RtpHeader as ParsedHeader } from '@mcu/rtp';
 import { WebRtcSession } from './WebRtcSession.js';
@@ -8,17 +7,26 @@ import { FastSender } from './FastSender.js';
 /** How a program packet reaches each viewer: werift's generic sender, or the shared-parse fast path. */
 export type SendPath = 'werift' | 'fast';
 
-/** One per event: subscribes once to the mixer's program feed, parses each packet once, fans out. */
+/**
+ * Where a program feed comes from: the mixer's audio mixer on a mixer node, the relay forwarder's
+ * decrypted feed on a relay. `subscribe` returns the unsubscribe function.
+ */
+export interface ProgramSource {
+  readonly id: string;
+  addProgramSink(sink: (packet: Buffer) => void): () => void;
+}
+
+/** One per event: subscribes once to the program feed, parses each packet once, fans out. */
 export class ProgramFanOut {
   private readonly viewers = new Set<WhepSession>();
   private readonly parsed = new ParsedHeaderClass();
   private unsubscribe: (() => void) | null = null;
 
-  constructor(private readonly event: MixerEvent) {}
+  constructor(private readonly source: ProgramSource) {}
 
   add(viewer: WhepSession): () => void {
     this.viewers.add(viewer);
-    this.unsubscribe ??= this.event.mixer.addProgramSink((packet) => {
+    this.unsubscribe ??= this.source.addProgramSink((packet) => {
       if (parseRtp(packet, this.parsed) !== null) return;
       for (const v of this.viewers) v.deliver(packet, this.parsed);
     });
@@ -47,13 +55,13 @@ export class WhepSession extends WebRtcSession {
   private fast: FastSender | null = null;
 
   constructor(
-    event: MixerEvent,
+    eventId: string,
     config: Partial<PeerConfig>,
     mediaTimeoutMs: number,
     program: ProgramFanOut,
     public sendPath: SendPath = 'fast',
   ) {
-    super('whep', event.id, config, mediaTimeoutMs);
+    super('whep', eventId, config, mediaTimeoutMs);
     this.pc.onRemoteTransceiverAdded.subscribe((t) => {
       t.setDirection('sendonly');
       if (t.kind === 'audio' && !this.audioSender) {

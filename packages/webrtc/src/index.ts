@@ -1,10 +1,10 @@
-export { WebRtcEdge } from './WebRtcEdge.js';
+export { WebRtcEdge, programSourceOf } from './WebRtcEdge.js';
 export type { EdgeStats } from './WebRtcEdge.js';
 export { WebRtcSession } from './WebRtcSession.js';
 export type { SessionKind, SessionStats } from './WebRtcSession.js';
 export { WhipSession } from './WhipSession.js';
 export { WhepSession, ProgramFanOut } from './WhepSession.js';
-export type { SendPath } from './WhepSession.js';
+export type { SendPath, ProgramSource } from './WhepSession.js';
 export { FastSender } from './FastSender.js';
 export { peerConfig, disableDefaultStun, OPUS_PT, VP8_PT, H264_PT } from './PeerConfig.js';
 export type { WebRtcOptions } from './PeerConfig.js';
