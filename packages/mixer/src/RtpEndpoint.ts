@@ -1,6 +1,5 @@
-import dgram from 'node:dgram';
-import { once } from 'node:events';
-import { isRtcpPacket, parseRtcp, parseRtp, readAudioLevel, RtpHeader } from '@mcu/rtp';
+import type dgram from 'node:dgram';
+import { isRtcpPacket, openUdpSocket, parseRtcp, parseRtp, readAudioLevel, RtpHeader } from '@mcu/rtp';
 import type { Participant } from './Participant.js';
 import type { DropCounters } from './DropCounters.js';
 
@@ -51,20 +50,16 @@ export class RtpEndpoint {
     this.now = opts.now ?? (() => performance.now());
     this.relatchMs = opts.ssrcRelatchMs ?? 2000;
     socket.on('message', this.onMessage);
-    socket.on('error', () => this.drops.drop('socket_error'));
+    // Send errors arrive here too (no per-send callback on the hot path).
+    socket.on('error', () => {
+      this.stats.sendErrors++;
+      this.drops.drop('socket_error');
+    });
     participant.transport = this;
   }
 
   static async open(participant: Participant, opts: RtpEndpointOptions, drops: DropCounters): Promise<RtpEndpoint> {
-    const type = opts.bindHost.includes(':') ? 'udp6' : 'udp4';
-    const socket = dgram.createSocket({ type, recvBufferSize: 1 << 20, sendBufferSize: 1 << 20 });
-    socket.bind(opts.bindPort ?? 0, opts.bindHost);
-    await Promise.race([
-      once(socket, 'listening'),
-      once(socket, 'error').then(([err]) => {
-        throw err;
-      }),
-    ]);
+    const socket = await openUdpSocket({ host: opts.bindHost, port: opts.bindPort, bufferBytes: 1 << 20 });
     return new RtpEndpoint(socket, participant, opts, drops);
   }
 
@@ -91,12 +86,8 @@ export class RtpEndpoint {
   send(packet: Uint8Array, length: number): void {
     if (this.closed) return;
     this.stats.packetsOut++;
-    this.socket.send(packet, 0, length, this.opts.remotePort, this.opts.remoteHost, this.onSent);
+    this.socket.send(packet, 0, length, this.opts.remotePort, this.opts.remoteHost);
   }
-
-  private readonly onSent = (err: Error | null): void => {
-    if (err) this.stats.sendErrors++;
-  };
 
   private readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
     const drops = this.drops;

@@ -16,7 +16,7 @@ import { relayDefaults } from './RelayConfig.js';
 import type { RelayConfig } from './RelayConfig.js';
 import { toStreamMap } from './RelayTypes.js';
 import type { StreamInfo, StreamMap, UdpEndpoint } from './RelayTypes.js';
-import { openUdpSocket } from './UdpSocket.js';
+import { openUdpSocket } from '@mcu/rtp';
 
 export interface FeedSenderOptions {
   bindHost: string;

@@ -38,7 +38,7 @@ import { relayDefaults } from './RelayConfig.js';
 import type { RelayConfig } from './RelayConfig.js';
 import { clockRateOf, toStreamMap } from './RelayTypes.js';
 import type { RtpSink, StreamInfo, StreamMap, UdpEndpoint } from './RelayTypes.js';
-import { openUdpSocket } from './UdpSocket.js';
+import { openUdpSocket } from '@mcu/rtp';
 
 export interface RelayForwarderOptions {
   /** Local address to bind (loopback or the node's private address). */

@@ -98,3 +98,6 @@ export type {
   FrameAssemblerStats,
   FrameSink,
 } from './video/FrameAssembler.js';
+
+export { openUdpSocket } from './UdpSocket.js';
+export type { OpenUdpSocketOptions } from './UdpSocket.js';

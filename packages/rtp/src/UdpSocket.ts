@@ -1,5 +1,5 @@
 /**
- * Opening the UDP socket of a feed node. Destinations on the media path are IP literals, so the
+ * Opening a UDP socket of the media path (RTP endpoints, feed nodes). Destinations are IP literals, so the
  * socket gets a lookup that answers synchronously: Node's default `dns.lookup` defers every send
  * to the next tick even for an IP, which costs measurably when one packet goes to hundreds of
  * children (see bench/fanout.ts).
