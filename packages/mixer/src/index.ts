@@ -13,3 +13,23 @@ export type { MixerEventOptions, RtpParticipantRequest, RtpParticipantInfo, Exte
 export { DropCounters } from './DropCounters.js';
 export { TickStats } from './TickStats.js';
 export { softLimitSample, frameLevelDbov, LIMIT_KNEE } from './Limiter.js';
+export { computeLayout, parseLayout, fitInside, LAYOUT_DEFAULTS, MAX_GRID_TILES } from './Layouts.js';
+export type { VideoLayout, LayoutRegion, RelativeRegion, LayoutOptions, CanvasSize } from './Layouts.js';
+export { Compositor, rgbToYuv, BLACK } from './Compositor.js';
+export type { Yuv, CompositorOptions, CompositorTile } from './Compositor.js';
+export { glyphRows, textWidth, GLYPH_WIDTH, GLYPH_HEIGHT } from './BitmapFont.js';
+export { systemMediaClock, rtpTimestampAt, senderReportTimes } from './MediaClock.js';
+export type { MediaClock, SenderReportTimes } from './MediaClock.js';
+export { VideoSource } from './VideoSource.js';
+export type { VideoSourceStats } from './VideoSource.js';
+export { VideoMixer, VIDEO_MIXER_DEFAULTS } from './VideoMixer.js';
+export type {
+  VideoMixerOptions,
+  VideoMixerEvents,
+  VideoMixerStats,
+  VideoRendition,
+  VideoRenditionOptions,
+  VideoSink,
+  VideoSourceStatsSnapshot,
+  VideoRenditionStatsSnapshot,
+} from './VideoMixer.js';

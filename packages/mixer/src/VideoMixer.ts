@@ -1,0 +1,744 @@
+/**
+ * The video half of an event's MCU: sources in as RTP, one composite per rendition out as RTP.
+ *
+ * Per source, RTP goes through a frame assembler (reorder, loss → keyframe request) and, while
+ * the source is visible in the layout, into its own ffmpeg decoder that delivers pictures already
+ * scaled to the source's tile. A hidden source is not decoded at all: its decoder is stopped, and
+ * started again (with a keyframe request) when the layout shows it.
+ *
+ * Once per video tick (1/fps, on a MixingClock with absolute deadlines) the newest picture of each
+ * visible source is drawn into the canvas: once per distinct canvas aspect, at the size of the
+ * largest rendition with that aspect. Each rendition's encoder gets that canvas; a smaller
+ * rendition of the same aspect (360p next to 720p) is scaled down inside its encoder process by
+ * swscale, which costs less than a second TypeScript composition and a second set of tile
+ * decodes, and looks better than downscaling tiles here. Encoded frames come back asynchronously,
+ * are packetized (VP8: RFC 7741, H.264: RFC 6184) and handed to the sink with one SSRC per
+ * rendition, continuous sequence numbers (also across encoder restarts) and 90 kHz timestamps
+ * from the shared media clock (so audio and video sender reports agree, see MediaClock.ts).
+ *
+ * A source whose decoder has produced nothing for `stallMs` shows a placeholder (dark grey, with
+ * its name when labels are on) until pictures come back; until then its last picture stays.
+ */
+import { EventEmitter } from 'node:events';
+import { H264Packetizer, Vp8Packetizer, writeRtp } from '@mcu/rtp';
+import type { AssembledFrame, RtpBuildFields, VideoCodec, VideoFrameAssemblerOptions } from '@mcu/rtp';
+import { VideoDecoderProcess, VideoEncoderProcess } from '@mcu/codec';
+import { Compositor } from './Compositor.js';
+import type { CompositorOptions, CompositorTile } from './Compositor.js';
+import { computeLayout, fitInside, parseLayout } from './Layouts.js';
+import type { LayoutOptions, LayoutRegion, VideoLayout } from './Layouts.js';
+import { MixingClock, systemTimer } from './MixingClock.js';
+import type { Timer } from './MixingClock.js';
+import { rtpTimestampAt, senderReportTimes, systemMediaClock } from './MediaClock.js';
+import type { MediaClock, SenderReportTimes } from './MediaClock.js';
+import { VideoSource } from './VideoSource.js';
+import { TickStats } from './TickStats.js';
+import { DropCounters } from './DropCounters.js';
+
+export interface VideoRenditionOptions {
+  id: string;
+  width: number;
+  height: number;
+  /** At most the mixer's fps; a lower rate encodes every n-th composed frame. */
+  fps?: number;
+  codec?: VideoCodec;
+  bitrateKbps?: number;
+  payloadType?: number;
+  ssrc?: number;
+}
+
+/** What a transport needs to know about one output stream (SDP, sender reports). */
+export interface VideoRendition {
+  readonly id: string;
+  readonly width: number;
+  readonly height: number;
+  readonly fps: number;
+  readonly codec: VideoCodec;
+  readonly bitrateKbps: number;
+  readonly payloadType: number;
+  readonly ssrc: number;
+  /** RTP timestamp = rtpTimestampAt(mediaClock time, 90000, rtpTimestampBase). */
+  readonly rtpTimestampBase: number;
+}
+
+export interface VideoMixerOptions {
+  /** Composition rate (ticks per second). */
+  fps?: number;
+  renditions?: VideoRenditionOptions[];
+  /** Codec of renditions that do not name one. */
+  codec?: VideoCodec;
+  layout?: VideoLayout;
+  layoutOptions?: LayoutOptions;
+  compositor?: CompositorOptions;
+  mediaClock?: MediaClock;
+  /** Drives the video tick (a ManualTimer in tests). */
+  timer?: Timer;
+  /** Start the tick in the constructor (default); otherwise call `start()`, or drive `tick()` yourself. */
+  autoStart?: boolean;
+  /** A source without a new picture for this long shows the placeholder. */
+  stallMs?: number;
+  /** Keyframe requests towards one source at most this often (more are coalesced). */
+  sourceKeyframeIntervalMs?: number;
+  /** Regular keyframe interval of the renditions. */
+  keyframeIntervalMs?: number;
+  /** Forced keyframes per rendition at most this often (`requestKeyframe`). */
+  minKeyframeIntervalMs?: number;
+  /** Largest RTP packet written (header included). */
+  maxPacketBytes?: number;
+  /** Payload types when a rendition names none. */
+  payloadTypes?: { vp8?: number; h264?: number };
+  encoderThreads?: number;
+  decoderThreads?: number;
+  /**
+   * `nice -n` for the ffmpeg children: video can take a few ms more, the audio tick and packet
+   * forwarding in this process cannot. Default 5; 0 runs them at normal priority.
+   */
+  ffmpegNiceness?: number;
+  assembler?: Omit<VideoFrameAssemblerOptions, 'codec' | 'now'>;
+  random?: () => number;
+}
+
+export const VIDEO_MIXER_DEFAULTS = Object.freeze({
+  fps: 30,
+  codec: 'vp8' as VideoCodec,
+  renditions: Object.freeze([
+    { id: '720p', width: 1280, height: 720, fps: 30, bitrateKbps: 1500 },
+    { id: '360p', width: 640, height: 360, fps: 30, bitrateKbps: 500 },
+  ]) as readonly VideoRenditionOptions[],
+  stallMs: 2000,
+  sourceKeyframeIntervalMs: 500,
+  keyframeIntervalMs: 3000,
+  minKeyframeIntervalMs: 1000,
+  maxPacketBytes: 1200,
+  ffmpegNiceness: 5,
+  payloadTypes: Object.freeze({ vp8: 96, h264: 102 }),
+});
+
+/** Receives each outgoing packet; `packet` stays valid for the next 255 packets of that rendition. */
+export type VideoSink = (rendition: VideoRendition, packet: Uint8Array, length: number) => void;
+
+export interface VideoMixerEvents {
+  /** Ask this source for a keyframe (send it a PLI/FIR); already rate-limited per source. */
+  keyframeRequest: [sourceId: string];
+  sourceStalled: [sourceId: string];
+  sourceResumed: [sourceId: string];
+  close: [];
+}
+
+export interface VideoSourceStatsSnapshot {
+  codec: VideoCodec;
+  name: string;
+  visible: boolean;
+  stalled: boolean;
+  width: number;
+  height: number;
+  decodeWidth: number;
+  decodeHeight: number;
+  packets: number;
+  lost: number;
+  framesAssembled: number;
+  framesDecoded: number;
+  framesDropped: number;
+  keyframeRequests: number;
+  restarts: number;
+  decoderPid: number | null;
+}
+
+export interface VideoRenditionStatsSnapshot {
+  codec: VideoCodec;
+  width: number;
+  height: number;
+  framesIn: number;
+  framesEncoded: number;
+  keyframes: number;
+  forcedKeyframes: number;
+  dropped: number;
+  packetsOut: number;
+  bytesOut: number;
+  restarts: number;
+  encodeLatencyMs: number;
+  encodeLatencyAvgMs: number;
+  encoderPid: number | null;
+}
+
+export interface VideoMixerStats {
+  ticks: number;
+  tickErrors: number;
+  framesComposed: number;
+  composeMs: { p50: number; p99: number; max: number };
+  dropped: Record<string, number>;
+  /** Every decoder and encoder restart after a crash. */
+  restarts: number;
+  sources: Record<string, VideoSourceStatsSnapshot>;
+  renditions: Record<string, VideoRenditionStatsSnapshot>;
+}
+
+const TWO_32 = 0x1_0000_0000;
+const PACKET_RING = 256;
+
+/** One output stream: encoder, packetizer, RTP state. */
+class RenditionState implements VideoRendition {
+  readonly id: string;
+  readonly width: number;
+  readonly height: number;
+  readonly fps: number;
+  readonly codec: VideoCodec;
+  readonly bitrateKbps: number;
+  readonly payloadType: number;
+  readonly ssrc: number;
+  readonly rtpTimestampBase: number;
+  encoder!: VideoEncoderProcess;
+  packetizer!: Vp8Packetizer | H264Packetizer;
+  seq: number;
+  readonly packets: Uint8Array[];
+  packetIndex = 0;
+  packetsOut = 0;
+  bytesOut = 0;
+  /** Composition group (canvas) it encodes from. */
+  group!: CanvasGroup;
+  /** Frame slot (at its own fps) it last took, and whether it takes this tick's composition. */
+  lastSlot = -1;
+  due = false;
+  rtpTimestamp = 0;
+
+  constructor(o: Required<VideoRenditionOptions>, maxPacketBytes: number, seq: number, rtpBase: number) {
+    this.id = o.id;
+    this.width = o.width;
+    this.height = o.height;
+    this.fps = o.fps;
+    this.codec = o.codec;
+    this.bitrateKbps = o.bitrateKbps;
+    this.payloadType = o.payloadType;
+    this.ssrc = o.ssrc >>> 0;
+    this.rtpTimestampBase = rtpBase;
+    this.seq = seq;
+    this.packets = Array.from({ length: PACKET_RING }, () => new Uint8Array(maxPacketBytes));
+  }
+
+  info(): VideoRendition {
+    const { id, width, height, fps, codec, bitrateKbps, payloadType, ssrc, rtpTimestampBase } = this;
+    return { id, width, height, fps, codec, bitrateKbps, payloadType, ssrc, rtpTimestampBase };
+  }
+}
+
+/** One canvas size (per distinct aspect): its compositor, regions and canvas buffers. */
+class CanvasGroup {
+  readonly compositor: Compositor;
+  readonly renditions: RenditionState[] = [];
+  regions: LayoutRegion[] = [];
+  tiles: CompositorTile[] = [];
+  buffers: Uint8Array[] = [];
+  /** Encoders still reading each buffer. */
+  inFlight = new Int32Array(0);
+
+  constructor(
+    readonly width: number,
+    readonly height: number,
+    opts: CompositorOptions,
+  ) {
+    this.compositor = new Compositor(width, height, opts);
+  }
+
+  /**
+   * Canvas buffers: every encoder of the group may hold `held` frames in its pipe, and one more is
+   * needed to compose into, so a free buffer always exists for an encoder that accepts a frame.
+   */
+  allocate(held: number): void {
+    const n = held + 1;
+    this.buffers = Array.from({ length: n }, () => new Uint8Array(this.compositor.frameBytes));
+    this.inFlight = new Int32Array(n);
+  }
+
+  freeBuffer(): number {
+    for (let i = 0; i < this.inFlight.length; i++) if (this.inFlight[i] === 0) return i;
+    return -1;
+  }
+}
+
+export class VideoMixer extends EventEmitter<VideoMixerEvents> {
+  readonly fps: number;
+  readonly clock: MixingClock;
+  readonly drops = new DropCounters();
+  readonly composeStats = new TickStats(600);
+  private readonly counters = { ticks: 0, tickErrors: 0, framesComposed: 0 };
+
+  private readonly sink: VideoSink;
+  private readonly o: {
+    stallMs: number;
+    sourceKeyframeIntervalMs: number;
+    layoutOptions: LayoutOptions;
+    assembler: Omit<VideoFrameAssemblerOptions, 'codec' | 'now'>;
+    decoderThreads: number;
+    niceness: number;
+  };
+  private readonly mediaClock: MediaClock;
+  private readonly timer: Timer;
+  private readonly sources = new Map<string, VideoSource>();
+  private readonly order: string[] = [];
+  private readonly groups: CanvasGroup[] = [];
+  /** The group decoders are sized for: the one holding the largest rendition. */
+  private readonly mainGroup: CanvasGroup;
+  private readonly renditionList: RenditionState[] = [];
+  private layout: VideoLayout;
+  private activeSpeaker: string | null = null;
+  private readonly rtpFields: RtpBuildFields = { payloadType: 0, sequenceNumber: 0, timestamp: 0, ssrc: 0, marker: false };
+  private closed = false;
+
+  constructor(sink: VideoSink, opts: VideoMixerOptions = {}) {
+    super();
+    this.sink = sink;
+    const d = VIDEO_MIXER_DEFAULTS;
+    this.fps = opts.fps ?? d.fps;
+    if (!(this.fps > 0 && this.fps <= 120)) throw new RangeError(`fps ${this.fps} must be in (0, 120]`);
+    const random = opts.random ?? Math.random;
+    this.mediaClock = opts.mediaClock ?? systemMediaClock;
+    this.timer = opts.timer ?? systemTimer;
+    this.o = {
+      stallMs: opts.stallMs ?? d.stallMs,
+      sourceKeyframeIntervalMs: opts.sourceKeyframeIntervalMs ?? d.sourceKeyframeIntervalMs,
+      layoutOptions: opts.layoutOptions ?? {},
+      assembler: opts.assembler ?? {},
+      decoderThreads: opts.decoderThreads ?? 1,
+      niceness: opts.ffmpegNiceness ?? d.ffmpegNiceness,
+    };
+    this.layout = opts.layout ? parseLayout(opts.layout) : { kind: 'grid' };
+    const maxPacketBytes = opts.maxPacketBytes ?? d.maxPacketBytes;
+    const payloadTypes = { ...d.payloadTypes, ...opts.payloadTypes };
+    const renditions = opts.renditions ?? d.renditions;
+    if (renditions.length === 0) throw new RangeError('a video mixer needs at least one rendition');
+    const ids = new Set<string>();
+    for (const r of renditions) {
+      if (ids.has(r.id)) throw new RangeError(`duplicate rendition id ${r.id}`);
+      ids.add(r.id);
+      const codec = r.codec ?? opts.codec ?? d.codec;
+      const full: Required<VideoRenditionOptions> = {
+        id: r.id,
+        width: r.width,
+        height: r.height,
+        fps: Math.min(r.fps ?? this.fps, this.fps),
+        codec,
+        bitrateKbps: r.bitrateKbps ?? Math.round((r.width * r.height * 1.6) / 1000),
+        payloadType: r.payloadType ?? payloadTypes[codec],
+        ssrc: r.ssrc ?? Math.floor(random() * TWO_32),
+      };
+      const state = new RenditionState(full, maxPacketBytes, Math.floor(random() * 0x10000), Math.floor(random() * TWO_32));
+      this.renditionList.push(state);
+    }
+    // Group renditions by aspect; each group composes at its largest rendition's size.
+    const byAspect = new Map<string, RenditionState[]>();
+    for (const r of this.renditionList) {
+      const g = gcd(r.width, r.height);
+      const key = `${r.width / g}:${r.height / g}`;
+      const list = byAspect.get(key) ?? [];
+      list.push(r);
+      byAspect.set(key, list);
+    }
+    for (const list of byAspect.values()) {
+      const largest = list.reduce((a, b) => (b.width * b.height > a.width * a.height ? b : a));
+      const group = new CanvasGroup(largest.width, largest.height, opts.compositor ?? {});
+      for (const r of list) {
+        r.group = group;
+        group.renditions.push(r);
+      }
+      this.groups.push(group);
+    }
+    this.mainGroup = this.groups.reduce((a, b) => (b.width * b.height > a.width * a.height ? b : a));
+    for (const r of this.renditionList) {
+      r.packetizer = r.codec === 'vp8' ? new Vp8Packetizer({ maxPayloadBytes: maxPacketBytes - 12 }) : new H264Packetizer({ maxPayloadBytes: maxPacketBytes - 12 });
+      r.encoder = new VideoEncoderProcess({
+        codec: r.codec,
+        width: r.width,
+        height: r.height,
+        inputWidth: r.group.width,
+        inputHeight: r.group.height,
+        fps: r.fps,
+        bitrateKbps: r.bitrateKbps,
+        keyframeIntervalMs: opts.keyframeIntervalMs ?? d.keyframeIntervalMs,
+        minKeyframeIntervalMs: opts.minKeyframeIntervalMs ?? d.minKeyframeIntervalMs,
+        threads: opts.encoderThreads ?? 1,
+        niceness: this.o.niceness,
+        name: `encoder ${r.id}`,
+      });
+      r.encoder.onFrame = (data, length, keyframe, mediaMs) => this.sendFrame(r, data, length, keyframe, mediaMs);
+    }
+    for (const g of this.groups) g.allocate(g.renditions.reduce((n, r) => n + r.encoder.maxFramesHeld, 0));
+    this.clock = new MixingClock((i) => this.tick(i), { tickMs: 1000 / this.fps, timer: this.timer });
+    if (opts.autoStart !== false) this.clock.start();
+  }
+
+  /** The output streams, for SDP and sender reports. */
+  get renditions(): VideoRendition[] {
+    return this.renditionList.map((r) => r.info());
+  }
+
+  get currentLayout(): VideoLayout {
+    return this.layout;
+  }
+
+  /** Regions of the main canvas (the largest rendition's), as last computed. */
+  get regions(): readonly LayoutRegion[] {
+    return this.mainGroup.regions;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  start(): void {
+    if (!this.closed) this.clock.start();
+  }
+
+  addSource(id: string, opts: { codec: VideoCodec; name?: string }): void {
+    if (this.closed) throw new Error('video mixer is closed');
+    if (this.sources.has(id)) throw new Error(`video source ${id} already exists`);
+    const s = new VideoSource(id, opts.codec, opts.name ?? id, { ...this.o.assembler, now: () => this.timer.now() });
+    s.assembler.onFrame = (f) => this.onSourceFrame(s, f);
+    s.assembler.onKeyframeNeeded = () => {
+      if (s.visible) this.requestSourceKeyframe(s);
+    };
+    this.sources.set(id, s);
+    this.order.push(id);
+    this.relayout();
+  }
+
+  removeSource(id: string): boolean {
+    const s = this.sources.get(id);
+    if (!s) return false;
+    this.sources.delete(id);
+    this.order.splice(this.order.indexOf(id), 1);
+    this.stopDecoder(s);
+    if (this.activeSpeaker === id) this.activeSpeaker = null;
+    this.relayout();
+    return true;
+  }
+
+  hasSource(id: string): boolean {
+    return this.sources.has(id);
+  }
+
+  /** One RTP packet of a source (`packet[0 .. length)`, copied; the buffer may be reused at once). */
+  pushRtp(sourceId: string, packet: Uint8Array, length: number = packet.length): void {
+    const s = this.sources.get(sourceId);
+    if (!s) {
+      this.drops.drop('unknown_source');
+      return;
+    }
+    s.assembler.push(packet, length, this.timer.now());
+  }
+
+  /** Applies from the next composed frame; decoders of sources that appear start, of those that vanish stop. */
+  setLayout(layout: VideoLayout): void {
+    this.layout = parseLayout(layout);
+    this.relayout();
+  }
+
+  /** Drives the `speaker` layout and the active-speaker border. */
+  setActiveSpeaker(sourceId: string | null): void {
+    const id = sourceId !== null && this.sources.has(sourceId) ? sourceId : null;
+    if (id === this.activeSpeaker) return;
+    this.activeSpeaker = id;
+    this.relayout();
+  }
+
+  /** A viewer needs a keyframe on this rendition (all renditions when omitted); rate-limited per rendition. */
+  requestKeyframe(renditionId?: string): void {
+    for (const r of this.renditionList) if (renditionId === undefined || r.id === renditionId) r.encoder.requestKeyframe();
+  }
+
+  /** NTP and RTP times for a sender report on a rendition, from the shared media clock. */
+  senderReport(renditionId: string): SenderReportTimes {
+    const r = this.renditionList.find((x) => x.id === renditionId);
+    if (!r) throw new RangeError(`no rendition ${renditionId}`);
+    return senderReportTimes(this.mediaClock, 90_000, r.rtpTimestampBase);
+  }
+
+  /** Pids of the running ffmpeg children (for diagnostics, tests and CPU accounting). */
+  processIds(): { decoders: Record<string, number | null>; encoders: Record<string, number | null> } {
+    const decoders: Record<string, number | null> = {};
+    for (const s of this.sources.values()) if (s.decoder) decoders[s.id] = s.decoder.pid;
+    const encoders: Record<string, number | null> = {};
+    for (const r of this.renditionList) encoders[r.id] = r.encoder.pid;
+    return { decoders, encoders };
+  }
+
+  /** Last stderr lines of a source's decoder or a rendition's encoder. */
+  stderrTail(id: string): string[] {
+    return this.sources.get(id)?.decoder?.stderrTail() ?? this.renditionList.find((r) => r.id === id)?.encoder.stderrTail() ?? [];
+  }
+
+  /** One video tick: compose each canvas once and hand it to the renditions due. */
+  tick(tickIndex: number): void {
+    if (this.closed) return;
+    this.counters.ticks++;
+    try {
+      this.runTick(tickIndex);
+    } catch {
+      this.counters.tickErrors++;
+    }
+  }
+
+  private runTick(tickIndex: number): void {
+    const now = this.timer.now();
+    const mediaMs = this.mediaClock.nowMs();
+    for (const s of this.sources.values()) {
+      s.assembler.poll(now);
+      if (!s.visible) continue;
+      if (s.keyframeRequestPending) this.requestSourceKeyframe(s, now);
+      const stalled = now - s.lastFrameAt >= this.o.stallMs && s.lastFrameAt > -Infinity;
+      if (stalled !== s.stalled) {
+        s.stalled = stalled;
+        this.emit(stalled ? 'sourceStalled' : 'sourceResumed', s.id);
+      }
+    }
+    const highlight = this.mainGroup.regions.length > 1 ? this.activeSpeaker : null;
+    for (const group of this.groups) {
+      // Renditions at a lower fps take every n-th composition; an encoder that is behind (or
+      // restarting) skips this frame rather than queueing it.
+      let due = 0;
+      for (const r of group.renditions) {
+        const slot = Math.floor((tickIndex * r.fps) / this.fps);
+        r.due = slot !== r.lastSlot;
+        if (!r.due) continue;
+        r.lastSlot = slot;
+        if (r.encoder.canAccept()) due++;
+        else {
+          r.due = false;
+          this.drops.drop('encoder_busy');
+        }
+      }
+      if (due === 0) continue;
+      const b = group.freeBuffer();
+      if (b < 0) {
+        this.drops.drop('no_canvas'); // cannot happen: see CanvasGroup.allocate
+        continue;
+      }
+      for (const tile of group.tiles) {
+        const s = this.sources.get(tile.region.sourceId);
+        tile.frame = s?.picture ?? null;
+        tile.placeholder = s === undefined || s.stalled;
+        tile.highlight = highlight !== null && tile.region.sourceId === highlight;
+      }
+      const t0 = performance.now();
+      const buffer = group.buffers[b];
+      group.compositor.compose(buffer, group.tiles);
+      this.composeStats.record(performance.now() - t0);
+      this.counters.framesComposed++;
+      for (const r of group.renditions) {
+        if (!r.due) continue;
+        group.inFlight[b]++;
+        r.encoder.encode(buffer, mediaMs, () => {
+          group.inFlight[b]--;
+        });
+      }
+    }
+  }
+
+  private sendFrame(r: RenditionState, data: Uint8Array, length: number, _keyframe: boolean, mediaMs: number): void {
+    if (this.closed) return;
+    r.rtpTimestamp = rtpTimestampAt(mediaMs, 90_000, r.rtpTimestampBase);
+    r.packetizer.packetize(data, length, (payload, payloadLength, last) => this.sendPacket(r, payload, payloadLength, last));
+  }
+
+  private sendPacket(r: RenditionState, payload: Uint8Array, payloadLength: number, last: boolean): void {
+    const f = this.rtpFields;
+    f.payloadType = r.payloadType;
+    f.sequenceNumber = r.seq;
+    f.timestamp = r.rtpTimestamp;
+    f.ssrc = r.ssrc;
+    f.marker = last;
+    r.seq = (r.seq + 1) & 0xffff;
+    const buf = r.packets[r.packetIndex];
+    r.packetIndex = (r.packetIndex + 1) % PACKET_RING;
+    const n = writeRtp(buf, f, payload, payloadLength);
+    r.packetsOut++;
+    r.bytesOut += n;
+    try {
+      this.sink(r, buf, n);
+    } catch {
+      this.drops.drop('sink_error');
+    }
+  }
+
+  /** Recomputes regions and tiles of every canvas, and which sources are decoded at what size. */
+  private relayout(): void {
+    if (this.closed) return;
+    const ids = this.order;
+    for (const g of this.groups) {
+      g.regions = computeLayout(this.layout, ids, g, this.activeSpeaker, this.o.layoutOptions);
+      g.tiles = g.regions.map((region) => ({ region, frame: null, label: this.sources.get(region.sourceId)?.name }));
+    }
+    // Decoders are sized for the main canvas; a source shown twice is decoded for its largest region.
+    const boxes = new Map<string, { width: number; height: number }>();
+    for (const r of this.mainGroup.regions) {
+      const b = boxes.get(r.sourceId);
+      if (!b || r.width * r.height > b.width * b.height) boxes.set(r.sourceId, { width: r.width, height: r.height });
+    }
+    for (const s of this.sources.values()) {
+      const box = boxes.get(s.id) ?? null;
+      if (box === null) {
+        if (s.visible) {
+          s.box = null;
+          this.stopDecoder(s);
+        }
+        continue;
+      }
+      const wasVisible = s.visible;
+      s.box = box;
+      this.updateDecoder(s);
+      // Asked on the next tick, not from inside addSource/setLayout, so that listeners attached
+      // right after the call hear it.
+      if (!wasVisible && s.decoder === null) s.keyframeRequestPending = true;
+    }
+  }
+
+  /** Starts or resizes the decoder of a visible source whose size is known. */
+  private updateDecoder(s: VideoSource, requestKeyframe = true): void {
+    if (!s.box || s.width === 0) return; // size comes with the next keyframe
+    const size = fitInside(s.width, s.height, s.box.width, s.box.height);
+    if (s.decoder === null) {
+      const decoder = new VideoDecoderProcess({
+        codec: s.codec,
+        width: size.width,
+        height: size.height,
+        sourceWidth: s.width,
+        sourceHeight: s.height,
+        threads: this.o.decoderThreads,
+        niceness: this.o.niceness,
+        name: `decoder ${s.id}`,
+      });
+      decoder.on('frame', () => {
+        s.lastFrameAt = this.timer.now();
+        s.stats.framesDecoded++;
+      });
+      decoder.on('keyframeNeeded', () => {
+        s.keyframeRequestPending = true; // resize() is called from setLayout: ask on the next tick
+      });
+      decoder.on('restart', () => {
+        s.stats.restarts = s.pastRestarts + decoder.restarts;
+      });
+      s.decoder = decoder;
+      s.lastFrameAt = this.timer.now(); // the stall clock starts now, not at -Infinity
+      if (requestKeyframe) s.keyframeRequestPending = true;
+    } else if (size.width !== s.decoder.outputWidth || size.height !== s.decoder.outputHeight) {
+      s.decoder.resize(size.width, size.height, s.width, s.height);
+    }
+  }
+
+  private stopDecoder(s: VideoSource): void {
+    if (!s.decoder) return;
+    s.pastRestarts += s.decoder.restarts;
+    s.decoder.close();
+    s.decoder = null;
+    s.stalled = false;
+    s.lastFrameAt = -Infinity;
+  }
+
+  private onSourceFrame(s: VideoSource, f: AssembledFrame): void {
+    s.stats.framesAssembled++;
+    if (f.keyframe && f.width > 0 && (f.width !== s.width || f.height !== s.height)) {
+      s.width = f.width;
+      s.height = f.height;
+      // This keyframe is about to be fed: a new decoder needs no request of its own.
+      if (s.visible) this.updateDecoder(s, false);
+    }
+    const decoder = s.decoder;
+    if (decoder === null) {
+      s.stats.framesNotDecoded++;
+      return;
+    }
+    if (decoder.decode(f.data, f.length, f.keyframe)) {
+      s.stats.framesFed++;
+    } else {
+      s.stats.framesNotDecoded++;
+      if (decoder.needsKeyframe) this.requestSourceKeyframe(s);
+    }
+  }
+
+  /** Emits `keyframeRequest` now, or as soon as the per-source interval allows. */
+  private requestSourceKeyframe(s: VideoSource, now: number = this.timer.now()): void {
+    if (this.closed || !this.sources.has(s.id)) return;
+    if (now - s.lastKeyframeRequestAt < this.o.sourceKeyframeIntervalMs) {
+      s.keyframeRequestPending = true;
+      return;
+    }
+    s.keyframeRequestPending = false;
+    s.lastKeyframeRequestAt = now;
+    s.stats.keyframeRequests++;
+    this.emit('keyframeRequest', s.id);
+  }
+
+  stats(): VideoMixerStats {
+    const sources: Record<string, VideoSourceStatsSnapshot> = {};
+    let restarts = 0;
+    for (const s of this.sources.values()) {
+      const a = s.assembler.stats;
+      const r = s.pastRestarts + (s.decoder?.restarts ?? 0);
+      restarts += r;
+      sources[s.id] = {
+        codec: s.codec,
+        name: s.name,
+        visible: s.visible,
+        stalled: s.stalled,
+        width: s.width,
+        height: s.height,
+        decodeWidth: s.decoder?.outputWidth ?? 0,
+        decodeHeight: s.decoder?.outputHeight ?? 0,
+        packets: a.packets,
+        lost: a.lost,
+        framesAssembled: s.stats.framesAssembled,
+        framesDecoded: s.stats.framesDecoded,
+        framesDropped: a.framesDropped + s.stats.framesNotDecoded,
+        keyframeRequests: s.stats.keyframeRequests,
+        restarts: r,
+        decoderPid: s.decoder?.pid ?? null,
+      };
+    }
+    const renditions: Record<string, VideoRenditionStatsSnapshot> = {};
+    for (const r of this.renditionList) {
+      const e = r.encoder.stats;
+      restarts += r.encoder.restarts;
+      renditions[r.id] = {
+        codec: r.codec,
+        width: r.width,
+        height: r.height,
+        framesIn: e.framesIn,
+        framesEncoded: e.framesOut,
+        keyframes: e.keyframes,
+        forcedKeyframes: e.forcedKeyframes,
+        dropped: e.dropped,
+        packetsOut: r.packetsOut,
+        bytesOut: r.bytesOut,
+        restarts: r.encoder.restarts,
+        encodeLatencyMs: e.latencyMs,
+        encodeLatencyAvgMs: e.latencyAvgMs,
+        encoderPid: r.encoder.pid,
+      };
+    }
+    const c = this.composeStats;
+    return {
+      ticks: this.counters.ticks,
+      tickErrors: this.counters.tickErrors,
+      framesComposed: this.counters.framesComposed,
+      composeMs: { p50: c.percentile(50), p99: c.percentile(99), max: c.maxMs },
+      dropped: this.drops.snapshot(),
+      restarts,
+      sources,
+      renditions,
+    };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.clock.stop();
+    for (const s of this.sources.values()) this.stopDecoder(s);
+    for (const r of this.renditionList) r.encoder.close();
+    this.emit('close');
+    this.removeAllListeners();
+  }
+}
+
+function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
+}

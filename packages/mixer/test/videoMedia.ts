@@ -1,0 +1,188 @@
+/** Video test media: clips encoded by ffmpeg (lavfi), RTP senders that play them, receivers that decode the mixer's output. */
+import { spawnSync } from 'node:child_process';
+import { H264Packetizer, VideoFrameAssembler, Vp8Packetizer, buildRtp, splitAnnexBAccessUnits } from '@mcu/rtp';
+import type { VideoCodec } from '@mcu/rtp';
+import { readIvfFile, resolveFfmpeg } from '@mcu/codec';
+
+export interface Clip {
+  codec: VideoCodec;
+  frames: Uint8Array[];
+  keyframes: boolean[];
+}
+
+export function lavfiClip(opts: { source: string; width: number; height: number; frames: number; codec: VideoCodec; gop: number }): Clip {
+  const input = ['-f', 'lavfi', '-i', `${opts.source}:size=${opts.width}x${opts.height}:rate=30`, '-frames:v', String(opts.frames), '-pix_fmt', 'yuv420p'];
+  const enc =
+    opts.codec === 'vp8'
+      ? ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '400k', '-g', String(opts.gop), '-keyint_min', String(opts.gop), '-f', 'ivf']
+      : ['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-profile:v', 'baseline', '-b:v', '400k', '-g', String(opts.gop), '-bsf:v', 'h264_mp4toannexb', '-f', 'h264'];
+  const r = spawnSync(resolveFfmpeg().path, ['-hide_banner', '-loglevel', 'error', ...input, ...enc, 'pipe:1'], { maxBuffer: 1 << 28 });
+  if (r.status !== 0) throw new Error(`ffmpeg failed: ${r.stderr.toString()}`);
+  const frames = opts.codec === 'vp8' ? readIvfFile(r.stdout).frames.map((f) => f.data) : splitAnnexBAccessUnits(r.stdout);
+  return { codec: opts.codec, frames, keyframes: frames.map((f) => (opts.codec === 'vp8' ? (f[0] & 1) === 0 : hasIdr(f))) };
+}
+
+function hasIdr(au: Uint8Array): boolean {
+  for (let i = 3; i < au.length; i++) if (au[i - 1] === 1 && au[i - 2] === 0 && au[i - 3] === 0 && (au[i] & 0x1f) === 5) return true;
+  return false;
+}
+
+/**
+ * Plays a clip as an RTP sender would, looping it, 30 frames per second of wall time: each frame
+ * packetized by our packetizer and handed to `send`. Answers a keyframe request (PLI) by jumping
+ * to the clip's next keyframe, as an encoder forcing one would.
+ */
+export class ClipSender {
+  private k = 0;
+  private seq = Math.floor(Math.random() * 0x10000);
+  private ts = Math.floor(Math.random() * 0x1_0000_0000);
+  private timer: NodeJS.Timeout | null = null;
+  private jump = false;
+  framesSent = 0;
+  keyframeRequests = 0;
+  private readonly packetizer: Vp8Packetizer | H264Packetizer;
+  private readonly ssrc = Math.floor(Math.random() * 0x1_0000_0000);
+
+  constructor(
+    private readonly clip: Clip,
+    private readonly send: (packet: Buffer) => void,
+  ) {
+    this.packetizer = clip.codec === 'vp8' ? new Vp8Packetizer() : new H264Packetizer();
+  }
+
+  start(): this {
+    const t0 = performance.now();
+    let sent = 0;
+    this.timer = setInterval(() => {
+      const due = Math.floor((performance.now() - t0) / (1000 / 30)) + 1;
+      while (sent < due) {
+        this.sendFrame();
+        sent++;
+      }
+    }, 10);
+    return this;
+  }
+
+  requestKeyframe(): void {
+    this.keyframeRequests++;
+    this.jump = true;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private sendFrame(): void {
+    const n = this.clip.frames.length;
+    if (this.jump) {
+      this.jump = false;
+      let j = this.k % n;
+      while (!this.clip.keyframes[j]) j = (j + 1) % n;
+      this.k = j;
+    }
+    const frame = this.clip.frames[this.k % n];
+    this.k = (this.k + 1) % n;
+    this.packetizer.packetize(frame, frame.length, (payload, length, last) => {
+      this.send(buildRtp({ payloadType: 96, sequenceNumber: this.seq, timestamp: this.ts, ssrc: this.ssrc, marker: last }, payload.subarray(0, length)));
+      this.seq = (this.seq + 1) & 0xffff;
+    });
+    this.ts = (this.ts + 3000) >>> 0;
+    this.framesSent++;
+  }
+}
+
+export interface ReceivedFrame {
+  timestamp: number;
+  keyframe: boolean;
+  arrivalMs: number;
+  data: Uint8Array;
+}
+
+/** A viewer of one rendition: reassembles the mixer's VP8 RTP into frames and decodes them with ffmpeg. */
+export class Viewer {
+  readonly frames: ReceivedFrame[] = [];
+  readonly assembler: VideoFrameAssembler;
+
+  push(packet: Uint8Array, length: number): void {
+    this.assembler.push(packet, length);
+  }
+
+  constructor(private readonly codec: VideoCodec = 'vp8') {
+    this.assembler = new VideoFrameAssembler({ codec });
+    this.assembler.onFrame = (f) =>
+      this.frames.push({ timestamp: f.timestamp, keyframe: f.keyframe, arrivalMs: performance.now(), data: f.data.slice(0, f.length) });
+  }
+
+  /** Decodes frames [from, to) (from must be a keyframe) with ffmpeg into I420 pictures. */
+  decode(width: number, height: number, from = 0, to = this.frames.length): Uint8Array[] {
+    if (this.codec === 'h264') return this.run('h264', Buffer.concat(this.frames.slice(from, to).map((f) => f.data)), width, height);
+    const parts: Uint8Array[] = [];
+    const header = Buffer.alloc(32);
+    header.write('DKIF', 0);
+    header.writeUInt16LE(32, 6);
+    header.write('VP80', 8);
+    header.writeUInt16LE(width, 12);
+    header.writeUInt16LE(height, 14);
+    header.writeUInt32LE(30, 16);
+    header.writeUInt32LE(1, 20);
+    parts.push(header);
+    for (let k = from; k < to; k++) {
+      const h = Buffer.alloc(12);
+      h.writeUInt32LE(this.frames[k].data.length, 0);
+      h.writeUInt32LE(k, 4);
+      parts.push(h, this.frames[k].data);
+    }
+    return this.run('ivf', Buffer.concat(parts), width, height);
+  }
+
+  private run(format: string, input: Buffer, width: number, height: number): Uint8Array[] {
+    const r = spawnSync(resolveFfmpeg().path, ['-hide_banner', '-loglevel', 'error', '-f', format, '-i', 'pipe:0', '-f', 'rawvideo', '-pix_fmt', 'yuv420p', 'pipe:1'], {
+      input,
+      maxBuffer: 1 << 28,
+    });
+    if (r.status !== 0) throw new Error(`ffmpeg failed: ${r.stderr.toString()}`);
+    const size = (width * height * 3) / 2;
+    const out: Uint8Array[] = [];
+    for (let o = 0; o + size <= r.stdout.length; o += size) out.push(r.stdout.subarray(o, o + size));
+    return out;
+  }
+}
+
+export function meanYuv(data: Uint8Array, width: number, height: number, rect: { x: number; y: number; w: number; h: number }): { y: number; u: number; v: number } {
+  let y = 0;
+  let u = 0;
+  let v = 0;
+  for (let r = rect.y; r < rect.y + rect.h; r++) for (let c = rect.x; c < rect.x + rect.w; c++) y += data[r * width + c];
+  const cw = width / 2;
+  const uo = width * height;
+  const vo = uo + cw * (height / 2);
+  for (let r = rect.y / 2; r < (rect.y + rect.h) / 2; r++) {
+    for (let c = rect.x / 2; c < (rect.x + rect.w) / 2; c++) {
+      u += data[uo + r * cw + c];
+      v += data[vo + r * cw + c];
+    }
+  }
+  const n = rect.w * rect.h;
+  return { y: y / n, u: (u * 4) / n, v: (v * 4) / n };
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function until(cond: () => boolean, timeoutMs = 5000, stepMs = 20): Promise<boolean> {
+  const end = performance.now() + timeoutMs;
+  while (performance.now() < end) {
+    if (cond()) return true;
+    await sleep(stepMs);
+  }
+  return cond();
+}
