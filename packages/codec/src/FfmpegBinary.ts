@@ -90,3 +90,11 @@ export function resolveFfmpeg(): FfmpegBinary {
 export function passthroughTimingArgs(bin: FfmpegBinary = resolveFfmpeg()): string[] {
   return bin.major > 5 || (bin.major === 5 && bin.minor >= 1) ? ['-fps_mode', 'passthrough'] : ['-vsync', 'passthrough'];
 }
+
+let niceFound: boolean | null = null;
+
+/** Whether `nice` (which fluent-ffmpeg uses for a niceness) is on PATH; without it niceness is ignored. */
+export function niceAvailable(): boolean {
+  if (niceFound === null) niceFound = process.platform !== 'win32' && onPath('nice') !== null;
+  return niceFound;
+}

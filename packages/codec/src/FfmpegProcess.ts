@@ -14,7 +14,7 @@ import { Writable } from 'node:stream';
 import type { ChildProcess } from 'node:child_process';
 import ffmpeg from 'fluent-ffmpeg';
 import type { FfmpegCommand } from 'fluent-ffmpeg';
-import { resolveFfmpeg } from './FfmpegBinary.js';
+import { niceAvailable, resolveFfmpeg } from './FfmpegBinary.js';
 
 export interface FfmpegProcessOptions {
   /** For diagnostics ("decoder cam-1"). */
@@ -200,7 +200,8 @@ export class FfmpegProcess extends EventEmitter<FfmpegProcessEvents> {
       },
     });
     // `nice` execs ffmpeg, so the pid we get is ffmpeg's.
-    const cmd = ffmpeg({ stdoutLines: this.opts.stderrLines, niceness: this.opts.niceness }).input('pipe:0');
+    const niceness = this.opts.niceness !== 0 && niceAvailable() ? this.opts.niceness : 0;
+    const cmd = ffmpeg({ stdoutLines: this.opts.stderrLines, niceness }).input('pipe:0');
     this.opts.configure(cmd);
     cmd.output(output);
     this.command = cmd;

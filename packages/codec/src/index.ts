@@ -7,7 +7,7 @@ export type { CodecPoolOptions } from './CodecPool.js';
 export { opusBackend, opusBackendError } from './opusBackend.js';
 export type { OpusBackendName } from './opusBackend.js';
 export { OPUS_MAX_PACKET_BYTES, OPUS_MAX_FRAME_SAMPLES, opusFrameSamples } from './opusConstants.js';
-export { resolveFfmpeg, passthroughTimingArgs } from './FfmpegBinary.js';
+export { resolveFfmpeg, passthroughTimingArgs, niceAvailable } from './FfmpegBinary.js';
 export type { FfmpegBinary, FfmpegSource } from './FfmpegBinary.js';
 export { FfmpegProcess, processCpuTimeMs, reapedChildrenCpuTimeMs } from './FfmpegProcess.js';
 export type { FfmpegProcessOptions, FfmpegProcessEvents } from './FfmpegProcess.js';

@@ -596,33 +596,43 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     if (!s.box || s.width === 0) return; // size comes with the next keyframe
     const size = fitInside(s.width, s.height, s.box.width, s.box.height);
     if (s.decoder === null) {
-      const decoder = new VideoDecoderProcess({
-        codec: s.codec,
-        width: size.width,
-        height: size.height,
-        sourceWidth: s.width,
-        sourceHeight: s.height,
-        threads: this.o.decoderThreads,
-        niceness: this.o.niceness,
-        name: `decoder ${s.id}`,
-      });
-      decoder.on('frame', () => {
-        s.lastFrameAt = this.timer.now();
-        s.stats.framesDecoded++;
-      });
-      decoder.on('keyframeNeeded', () => {
-        s.keyframeRequestPending = true; // resize() is called from setLayout: ask on the next tick
-      });
-      decoder.on('restart', () => {
-        s.stats.restarts = s.pastRestarts + decoder.restarts;
-      });
-      s.decoder = decoder;
-      s.lastFrameAt = this.timer.now(); // the stall clock starts now, not at -Infinity
-      if (requestKeyframe) s.keyframeRequestPending = true;
+      this.startDecoder(s, size.width, size.height, 'stretch', requestKeyframe);
     } else if (size.width !== s.decoder.outputWidth || size.height !== s.decoder.outputHeight) {
       s.decoder.resize(size.width, size.height, s.width, s.height);
     }
   }
+
+  /**
+   * 'stretch' at the fitted size when the source size is known; 'fit' (ffmpeg keeps the aspect and
+   * pads to the tile) for a keyframe that does not say its size (H.264 whose SPS came out of band).
+   */
+  private startDecoder(s: VideoSource, width: number, height: number, fit: 'stretch' | 'fit', requestKeyframe: boolean): void {
+    const decoder = new VideoDecoderProcess({
+      codec: s.codec,
+      width,
+      height,
+      fit,
+      sourceWidth: s.width || width,
+      sourceHeight: s.height || height,
+      threads: this.o.decoderThreads,
+      niceness: this.o.niceness,
+      name: `decoder ${s.id}`,
+    });
+    decoder.on('frame', () => {
+      s.lastFrameAt = this.timer.now();
+      s.stats.framesDecoded++;
+    });
+    decoder.on('keyframeNeeded', () => {
+      s.keyframeRequestPending = true; // resize() is called from setLayout: ask on the next tick
+    });
+    decoder.on('restart', () => {
+      s.stats.restarts = s.pastRestarts + decoder.restarts;
+    });
+    s.decoder = decoder;
+    s.lastFrameAt = this.timer.now(); // the stall clock starts now, not at -Infinity
+    if (requestKeyframe) s.keyframeRequestPending = true;
+  }
+
 
   private stopDecoder(s: VideoSource): void {
     if (!s.decoder) return;
@@ -640,6 +650,10 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
       s.height = f.height;
       // This keyframe is about to be fed: a new decoder needs no request of its own.
       if (s.visible) this.updateDecoder(s, false);
+    }
+    if (s.decoder === null && f.keyframe && s.width === 0 && s.box !== null) {
+      const even = (v: number) => Math.max(2, v & ~1);
+      this.startDecoder(s, even(s.box.width), even(s.box.height), 'fit', false);
     }
     const decoder = s.decoder;
     if (decoder === null) {
