@@ -1,13 +1,36 @@
 import { defineConfig } from 'vitest/config';
 
+// Tests whose assertions depend on wall-clock cadence (50 packets/s to 50 participants, the real
+// 20 ms timer) run in a group of their own after everything else, one file at a time: on a 2-core
+// machine, ffmpeg or Chromium in a parallel test would otherwise starve them.
+const timing = ['packages/mixer/test/load.test.ts', 'packages/mixer/test/clock.test.ts', 'packages/mixer/test/mix.test.ts'];
+
 export default defineConfig({
   test: {
-    include: ['packages/*/test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // Real sockets and native codecs: isolate test files in child processes.
     pool: 'forks',
-    // Two cores: timing-sensitive tests (mixing clock, UDP loss) must not starve each other.
-    maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'main',
+          include: ['packages/*/test/**/*.test.ts'],
+          exclude: timing,
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'timing',
+          include: timing,
+          maxWorkers: 1,
+          sequence: { groupOrder: 1 },
+        },
+      },
+    ],
   },
 });
