@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import {
+  bearerToken,
   errorBody,
   errorHeaders,
   generateSecret,
@@ -30,6 +31,12 @@ import { createEventBody, rtpParticipantBody } from './Schemas.js';
 import { programSourceOf, WebRtcEdge } from '@mcu/webrtc';
 import { pageFor, staticFile } from '@mcu/web';
 
+/**
+ * Where a new viewer of an event should play: an absolute WHEP (or plain-RTP viewer) URL on a
+ * relay, or null to serve the viewer on this node. Set by the cluster's mixer role.
+ */
+export type ViewerPlacement = (eventId: string, kind: 'whep' | 'rtp-viewers') => Promise<string | null>;
+
 export interface McuNodeInfo {
   url: string;
   adminToken: string;
@@ -49,7 +56,10 @@ export class McuNode {
   readonly adminToken: string;
   readonly adminTokenGenerated: boolean;
   private readonly server: http.Server;
-  private readonly router = new Router();
+  /** The node's routes; roles (the cluster's mixer) add theirs. */
+  readonly router = new Router();
+  /** When set, WHEP viewers are redirected (307) to the URL it returns, if any. */
+  viewerPlacement: ViewerPlacement | undefined;
   private readonly sseClients = new Set<ServerResponse>();
   private baseUrl = '';
   private closed = false;
@@ -209,9 +219,19 @@ export class McuNode {
     // WHIP (RFC 9725) ingest and WHEP playback: SDP offer in, SDP answer out, a session resource.
     for (const kind of ['whip', 'whep'] as const) {
       const roles = kind === 'whip' ? (['admin', 'producer', 'presenter'] as const) : (['admin', 'producer', 'presenter', 'viewer'] as const);
-      r.on('POST', `/${kind}/:id`, async ({ req, res, params }) => {
-        this.auth.authorize(req.headers.authorization, { event: params.id, roles: [...roles] });
+      r.on('POST', `/${kind}/:id`, async ({ req, res, params, url }) => {
+        // ?token= too: a viewer redirected here from a mixer keeps its token in the URL, since
+        // fetch and browsers drop Authorization on a cross-origin redirect.
+        const token = url.searchParams.get('token');
+        this.auth.authorize(req.headers.authorization, { event: params.id, roles: [...roles] }, token);
         const e = this.registry.get(params.id);
+        if (kind === 'whep' && this.viewerPlacement) {
+          const target = await this.viewerPlacement(e.id, 'whep');
+          if (target !== null) {
+            redirectViewer(req, res, target, bearerToken(req.headers.authorization) ?? token);
+            return;
+          }
+        }
         const offer = await readSdp(req, this.config.maxBodyBytes);
         const { session, answer } = kind === 'whip' ? await this.edge.publish(e.mixer, offer) : await this.edge.play(programSourceOf(e.mixer), offer);
         res.writeHead(201, {
@@ -327,14 +347,26 @@ export class McuNode {
   }
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+/**
+ * 307 keeps the method and body (RFC 9110 §15.4.8): fetch, werift clients and browsers re-POST the
+ * SDP offer to the relay. The token goes along in the query string.
+ */
+export function redirectViewer(req: IncomingMessage, res: ServerResponse, target: string, token: string | null | undefined): void {
+  const location = new URL(target);
+  if (token) location.searchParams.set('token', token);
+  res.writeHead(307, { location: location.toString(), 'cache-control': 'no-store', 'content-length': 0 });
+  res.end();
+  req.resume();
+}
+
+export function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
 /** Reads an SDP offer body (RFC 9725: Content-Type application/sdp). */
-async function readSdp(req: IncomingMessage, maxBytes: number): Promise<string> {
+export async function readSdp(req: IncomingMessage, maxBytes: number): Promise<string> {
   const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   if (type !== 'application/sdp') throw new UnsupportedMediaTypeError('the offer must be sent as application/sdp');
   const chunks: Buffer[] = [];

@@ -1,7 +1,10 @@
 export { McuNode } from './McuNode.js';
-export type { McuNodeInfo } from './McuNode.js';
+export { redirectViewer, json, readSdp } from './McuNode.js';
+export type { McuNodeInfo, ViewerPlacement } from './McuNode.js';
+export { Auth } from './Auth.js';
 export { nodeConfigSchema } from './Config.js';
 export type { NodeConfig, NodeConfigInput } from './Config.js';
 export { EventRegistry } from './EventRegistry.js';
 export type { EventRecord } from './EventRegistry.js';
 export { Router } from './Router.js';
+export type { RouteContext, RouteHandler } from './Router.js';

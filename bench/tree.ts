@@ -1,0 +1,336 @@
+/**
+ * bench:tree — the relay tree end to end: a mixer and N relay processes (`mcu mixer`/`mcu relay`,
+ * real NATS on 127.0.0.1:4222 under a cluster name of its own, real UDP), simulated viewers (real
+ * UDP sockets in a few viewer processes, each placed through the mixer's 307 exactly as a player
+ * is), one loaded relay SIGKILLed mid-run.
+ *
+ * The probe is the program feed itself: the mixer sends one RTP packet per 20 ms tick (50 pps per
+ * viewer; `--pps` is accepted for the issue's interface but the feed rate is the mixer's tick), and
+ * relays keep its sequence numbers (StreamContinuity keeps the first source's numbers), so every
+ * viewer's received sequence numbers give its delivery. Per-hop latency: for a relay at depth d+1
+ * and its parent at depth d, the arrival time of the same packet at one viewer of each (process
+ * monotonic clocks are CLOCK_MONOTONIC, one clock per machine), p99 over packets. Recovery: the
+ * longest silence of any viewer that began after the kill, up to its first packet again.
+ *
+ * Usage: npm run bench:tree -- [--viewers 500] [--relays 6] [--fan-out 3] [--seconds 12] [--viewer-procs 2] [--json]
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { generateSecret, NatsBus, subjects } from '@mcu/control';
+import { SimViewer } from '../packages/cluster/test/simViewer.js';
+
+const { values } = parseArgs({
+  options: {
+    role: { type: 'string', default: 'main' },
+    viewers: { type: 'string', default: '500' },
+    relays: { type: 'string', default: '6' },
+    'fan-out': { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '12' },
+    pps: { type: 'string', default: '50' },
+    'viewer-procs': { type: 'string', default: '2' },
+    nats: { type: 'string', default: 'nats://127.0.0.1:4222' },
+    json: { type: 'boolean', default: false },
+  },
+});
+
+const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ------------------------------------------------------------------------------------ viewers
+
+interface ViewerReport {
+  relay: string;
+  joinMs: number;
+  joins: number;
+  /** Extended sequence numbers received. */
+  seqs: number[];
+  /** Longest silence (ms) that began after `since`, and when it ended. */
+  gapMs: number;
+  gapEndAt: number;
+}
+interface ProcReport {
+  viewers: ViewerReport[];
+  /** relay → [extended seq, arrival ms] at the first viewer of that relay in this process. */
+  probes: Record<string, Array<[number, number]>>;
+}
+
+async function viewerProcess(): Promise<void> {
+  let gapSince = Infinity;
+  const state: Array<{ v: SimViewer; seqs: number[]; last: number; lastAt: number; gapMs: number; gapEndAt: number }> = [];
+  const probes = new Map<string, Array<[number, number]>>();
+  const probeOwner = new Map<string, number>();
+  process.on('message', async (m: { type: string; url?: string; token?: string; count?: number; since?: number }) => {
+    if (m.type === 'start') {
+      for (let i = 0; i < m.count!; i++) {
+        const s = { v: null as unknown as SimViewer, seqs: [] as number[], last: -1, lastAt: 0, gapMs: 0, gapEndAt: 0 };
+        const index = i;
+        s.v = await SimViewer.open({
+          url: m.url!,
+          token: m.token!,
+          stallMs: 700,
+          onPacket: (msg, _at) => {
+            const at = nowMs();
+            if (msg.length < 12) return;
+            const seq = (msg[2] << 8) | msg[3];
+            const ext = s.last < 0 ? seq : s.last + ((((seq - (s.last & 0xffff) + 32768) & 0xffff) - 32768));
+            if (ext > s.last) s.last = ext;
+            s.seqs.push(ext);
+            if (s.lastAt > 0 && at > gapSince && at - s.lastAt > s.gapMs) {
+              s.gapMs = at - s.lastAt;
+              s.gapEndAt = at;
+            }
+            s.lastAt = at;
+            const relay = s.v.relay;
+            if (relay !== null) {
+              if (!probeOwner.has(relay)) probeOwner.set(relay, index);
+              if (probeOwner.get(relay) === index) {
+                let list = probes.get(relay);
+                if (!list) probes.set(relay, (list = []));
+                list.push([ext, at]);
+              }
+            }
+          },
+        });
+        state.push(s);
+      }
+      let next = 0;
+      const worker = async () => {
+        while (next < state.length) {
+          const s = state[next++];
+          await s.v.join(20_000).catch(() => undefined);
+          process.send!({ type: 'progress' });
+        }
+      };
+      await Promise.all(Array.from({ length: 16 }, worker));
+      process.send!({ type: 'joined' });
+    } else if (m.type === 'kill') {
+      gapSince = m.since!;
+    } else if (m.type === 'report') {
+      const report: ProcReport = {
+        viewers: state.map((s) => ({ relay: s.v.relay ?? '', joinMs: s.v.joinMs[0] ?? NaN, joins: s.v.joins, seqs: s.seqs, gapMs: s.gapMs, gapEndAt: s.gapEndAt })),
+        probes: Object.fromEntries(probes),
+      };
+      for (const s of state) s.v.close();
+      process.send!({ type: 'report', report }, () => process.exit(0));
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------ main
+
+interface NodeProc {
+  name: string;
+  id: string;
+  url: string;
+  child: ChildProcess;
+}
+
+function p99(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(0.99 * s.length))];
+}
+
+async function main(): Promise<void> {
+  const viewers = Number(values.viewers);
+  const relayCount = Number(values.relays);
+  const seconds = Number(values.seconds);
+  const procs = Math.max(1, Number(values['viewer-procs']));
+  const quiet = values.json;
+  const log = (s: string) => {
+    if (!quiet) process.stderr.write(s);
+  };
+  const cluster = `bench${randomBytes(4).toString('hex')}`;
+  const env = { ...process.env, MCU_TOKEN_SECRET: generateSecret(), MCU_ADMIN_TOKEN: randomBytes(24).toString('base64url') };
+  const mcu = fileURLToPath(new URL('../packages/cli/bin/mcu.js', import.meta.url));
+  const children: ChildProcess[] = [];
+
+  const startNode = (name: string, args: string[]): Promise<NodeProc> =>
+    new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [mcu, ...args, '--nats', values.nats!, '--cluster', cluster, '--port', '0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(child);
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`${name} did not start: ${out}`)), 20_000);
+      child.stdout!.on('data', (b: Buffer) => {
+        out += b.toString();
+        const m = /(mixer|relay) (\S+) up at (http\S+)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve({ name, id: m[2], url: m[3], child });
+        }
+      });
+      child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+    });
+
+  const stopAll = async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    await sleep(800);
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    try {
+      const bus = await NatsBus.connect({ servers: values.nats! });
+      for (const b of Object.values(subjects(cluster).buckets)) await (await bus.kv(b)).destroy().catch(() => undefined);
+      await bus.close();
+    } catch {
+      // NATS gone: nothing to clean
+    }
+  };
+
+  try {
+    log(`bench:tree: ${viewers} viewers, ${relayCount} relays (fan-out ${values['fan-out']}), ${seconds} s, cluster ${cluster}\n`);
+    const mixer = await startNode('mixer', ['mixer', '--fan-out', values['fan-out']!]);
+    const relays = await Promise.all(Array.from({ length: relayCount }, (_, i) => startNode(`relay-${i + 1}`, ['relay'])));
+    const admin = { authorization: `Bearer ${env.MCU_ADMIN_TOKEN}` };
+    const ev = (await (await fetch(`${mixer.url}/api/events`, { method: 'POST', headers: admin })).json()) as { id: string; tokens: { viewer: string } };
+    type RelayInfo = { id: string; viewers: number; feeds: Array<{ parent: { id: string } | null; children: string[]; depth: number | null; forwarder: { packetsIn: number } }> };
+    const info = async (r: NodeProc): Promise<RelayInfo | null> => {
+      try {
+        return (await (await fetch(`${r.url}/api/relay`, { signal: AbortSignal.timeout(1000) })).json()) as RelayInfo;
+      } catch {
+        return null;
+      }
+    };
+    for (let i = 0; i < 200; i++) {
+      const all = await Promise.all(relays.map(info));
+      if (all.every((x) => (x?.feeds[0]?.forwarder.packetsIn ?? 0) > 5)) break;
+      if (i === 199) throw new Error('the feed did not reach every relay within 20 s');
+      await sleep(100);
+    }
+    const before = await Promise.all(relays.map(info));
+    const depthOf = new Map(before.map((x) => [x!.id, x!.feeds[0].depth ?? 0]));
+    const parentOf = new Map(before.map((x) => [x!.id, x!.feeds[0].parent?.id ?? null]));
+    const depth = Math.max(...depthOf.values());
+
+    // Viewers join through the mixer, in `procs` processes.
+    const self = fileURLToPath(import.meta.url);
+    const execArgv = ['--import', import.meta.resolve('tsx')];
+    let joined = 0;
+    const viewerProcs = Array.from({ length: procs }, () => fork(self, ['--role', 'viewers'], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+    children.push(...viewerProcs);
+    const joinedAll = Promise.all(
+      viewerProcs.map(
+        (p, i) =>
+          new Promise<void>((resolve) => {
+            p.on('message', (m: { type: string }) => {
+              if (m.type === 'progress') joined++;
+              if (m.type === 'joined') resolve();
+            });
+            const count = Math.floor(viewers / procs) + (i < viewers % procs ? 1 : 0);
+            p.send({ type: 'start', url: `${mixer.url}/rtp-viewers/${ev.id}`, token: ev.tokens.viewer, count });
+          }),
+      ),
+    );
+    const bar = setInterval(() => log(`\r  joining  [${'#'.repeat(Math.round((30 * joined) / viewers)).padEnd(30)}] ${joined}/${viewers}`), 250);
+    await joinedAll;
+    clearInterval(bar);
+    log(`\r  joined   [${'#'.repeat(30)}] ${joined}/${viewers}\n`);
+
+    // Run; SIGKILL the most loaded relay (preferring one with child relays) at 40 % of the run.
+    const runStart = nowMs();
+    await sleep(seconds * 400);
+    const loads = (await Promise.all(relays.map(info))).filter((x): x is RelayInfo => x !== null);
+    loads.sort((a, b) => b.feeds[0].children.length - a.feeds[0].children.length || b.viewers - a.viewers);
+    const victim = relays.find((r) => r.id === loads[0].id)!;
+    const killAt = nowMs();
+    for (const p of viewerProcs) p.send({ type: 'kill', since: killAt });
+    victim.child.kill('SIGKILL');
+    log(`  killed ${victim.id} (${loads[0].viewers} viewers, ${loads[0].feeds[0].children.length} child relays) at ${((killAt - runStart) / 1000).toFixed(1)} s\n`);
+    while (nowMs() - runStart < seconds * 1000) {
+      log(`\r  running  [${'#'.repeat(Math.round((30 * (nowMs() - runStart)) / (seconds * 1000))).padEnd(30)}]`);
+      await sleep(250);
+    }
+    log('\n');
+
+    const reports = await Promise.all(
+      viewerProcs.map((p) => new Promise<ProcReport>((resolve) => p.on('message', (m: { type: string; report: ProcReport }) => m.type === 'report' && resolve(m.report)).send({ type: 'report' }))),
+    );
+    const all = reports.flatMap((r) => r.viewers);
+
+    // Recovery: the longest silence that began after the kill, up to the packet that ended it.
+    const recoveries = all.filter((v) => v.gapEndAt > killAt && v.gapMs > 500).map((v) => v.gapEndAt - killAt);
+    const recoveryMs = Math.max(0, ...recoveries);
+    // Delivery outside the recovery window, over the packets every viewer could have received.
+    const probeAll = reports.flatMap((r) => Object.values(r.probes).flat());
+    const seqAt = (t: number) => probeAll.reduce((best, [s, at]) => (Math.abs(at - t) < Math.abs(best[1] - t) ? [s, at] : best), probeAll[0])[0];
+    const killSeq = seqAt(killAt);
+    const windowEnd = killSeq + Math.ceil(recoveryMs / 20) + 10;
+    const from = Math.max(...all.map((v) => (v.seqs.length ? Math.min(...v.seqs) : Infinity)).filter(Number.isFinite)) + 5;
+    const to = Math.min(...all.map((v) => (v.seqs.length ? Math.max(...v.seqs) : -Infinity)).filter(Number.isFinite)) - 5;
+    let expected = 0;
+    let got = 0;
+    const perSeq = new Map<number, number>();
+    for (const v of all) {
+      const set = new Set(v.seqs);
+      for (let s = from; s <= to; s++) {
+        if (set.has(s)) perSeq.set(s, (perSeq.get(s) ?? 0) + 1);
+        if (s >= killSeq && s <= windowEnd) continue;
+        expected++;
+        if (set.has(s)) got++;
+      }
+    }
+    const deliveryRatio = expected > 0 ? got / expected : NaN;
+    // Per hop: arrival at a viewer of a relay minus arrival at a viewer of its parent relay.
+    const hop: number[] = [];
+    for (const r of reports) {
+      for (const [relay, list] of Object.entries(r.probes)) {
+        const parent = parentOf.get(relay);
+        const parentList = parent ? r.probes[parent] : undefined;
+        if (!parentList) continue;
+        const at = new Map(parentList);
+        // Steady state only: from 1 s into the run (joins settled) to the kill.
+        for (const [s, t] of list) if (t > runStart + 1000 && s < killSeq && at.has(s)) hop.push(t - at.get(s)!);
+      }
+    }
+    const result = {
+      viewers,
+      relays: relayCount,
+      depth,
+      deliveryRatio: Number(deliveryRatio.toFixed(5)),
+      hopLatencyP99Ms: hop.length ? Number(p99(hop).toFixed(2)) : null,
+      joinP99Ms: Number(p99(all.map((v) => v.joinMs).filter(Number.isFinite)).toFixed(0)),
+      recoverySeconds: Number((recoveryMs / 1000).toFixed(2)),
+    };
+    const detail = {
+      affectedViewers: recoveries.length,
+      recoveryP50Seconds: recoveries.length ? Number((recoveries.sort((a, b) => a - b)[Math.floor(recoveries.length / 2)] / 1000).toFixed(2)) : 0,
+      hopLatencyP50Ms: hop.length ? Number(hop.sort((a, b) => a - b)[Math.floor(hop.length / 2)].toFixed(2)) : null,
+      hopSamples: hop.length,
+    };
+    if (!quiet) process.stderr.write(`  ${JSON.stringify(detail)}\n`);
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    if (!quiet) {
+      const rows: Array<[string, string, string]> = [
+        ['viewers / relays / depth', `${viewers} / ${relayCount} / ${depth}`, ''],
+        ['delivery outside the recovery window', `${(deliveryRatio * 100).toFixed(3)} %`, '≥ 99.9 %'],
+        ['per-hop latency p99', result.hopLatencyP99Ms === null ? 'n/a (depth 1)' : `${result.hopLatencyP99Ms} ms`, '≤ 5 ms'],
+        ['join p99 (through the 307)', `${result.joinP99Ms} ms`, ''],
+        ['recovery after SIGKILL of a relay', `${result.recoverySeconds} s`, '≤ 3 s'],
+      ];
+      const table = ['| measure | value | target |', '| --- | ---: | ---: |', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+      process.stdout.write(`${table}\n`);
+      // Report with an SVG plot: share of viewers that received each packet, over the run.
+      const seqs = [...perSeq.keys()].sort((a, b) => a - b);
+      const w = 800;
+      const h = 200;
+      const points = seqs.map((s, i) => `${((i / Math.max(1, seqs.length - 1)) * w).toFixed(1)},${(h - (perSeq.get(s)! / viewers) * h).toFixed(1)}`).join(' ');
+      const killX = ((seqs.indexOf(killSeq) / Math.max(1, seqs.length - 1)) * w).toFixed(1);
+      const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h + 20}" font-family="sans-serif" font-size="11"><rect width="${w}" height="${h}" fill="#fafafa"/><line x1="${killX}" y1="0" x2="${killX}" y2="${h}" stroke="#c00" stroke-dasharray="4"/><polyline fill="none" stroke="#06c" points="${points}"/><text x="4" y="${h + 14}">share of viewers that received each program packet (50 per second); red: relay SIGKILLed</text></svg>`;
+      const dir = fileURLToPath(new URL('./results/', import.meta.url));
+      mkdirSync(dir, { recursive: true });
+      const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+      writeFileSync(`${dir}tree-${stamp}.svg`, svg);
+      writeFileSync(
+        `${dir}tree-${stamp}.md`,
+        `# bench:tree ${new Date().toISOString()}\n\n\`${JSON.stringify(result)}\`\n\n${table}\n\nKilled ${victim.id} (${loads[0].viewers} viewers, ${loads[0].feeds[0].children.length} child relays) at ${((killAt - runStart) / 1000).toFixed(1)} s.\n\n![delivery](tree-${stamp}.svg)\n`,
+      );
+      process.stdout.write(`report: bench/results/tree-${stamp}.md\n`);
+    }
+  } finally {
+    await stopAll();
+  }
+}
+
+if (values.role === 'viewers') await viewerProcess();
+else await main();

@@ -1,0 +1,24 @@
+/** Cluster-role constants that matter, in one place, with units in their names. */
+export const clusterDefaults = {
+  /** Placement asked over the bus (when this mixer's controller is not the leader) gives up after this. */
+  placementTimeoutMs: 1_000,
+  /** A relay asks the mixer for an event's feed key again after this long without an answer. */
+  feedKeyRetryMs: 250,
+  /** Child relays a mixer feeds directly (the tree controller's fan-out caps it further). */
+  mixerChildren: 8,
+  /** WebRTC viewers a relay takes before placement skips it. */
+  relayViewers: 500,
+  /** Plain-RTP viewers (benchmarks, gateways) per relay. */
+  relayRtpViewers: 5_000,
+} as const;
+
+/** The shared HMAC secret every node of a cluster signs and checks tokens with. */
+export function requireTokenSecret(secret: string | undefined): string {
+  if (!secret) {
+    throw new Error(
+      'MCU_TOKEN_SECRET is required when clustering: every node must sign and check tokens with the same secret (≥ 32 characters), e.g. `export MCU_TOKEN_SECRET=$(openssl rand -base64 32)`',
+    );
+  }
+  if (secret.length < 32) throw new Error(`MCU_TOKEN_SECRET must be at least 32 characters (got ${secret.length})`);
+  return secret;
+}

@@ -1,0 +1,55 @@
+/** The relay's small HTTP front: CORS, OPTIONS, routing and the one error-to-status mapping (as McuNode does). */
+import http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import { errorBody, errorHeaders, httpStatusOf, McuError } from '@mcu/control';
+import type { Router, RouteContext } from '@mcu/server';
+
+export function createHttpServer(router: Router): http.Server {
+  const server = http.createServer((req, res) => void handle(router, req, res));
+  server.keepAliveTimeout = 5_000;
+  return server;
+}
+
+export async function listen(server: http.Server, port: number, host: string): Promise<number> {
+  server.listen(port, host);
+  await Promise.race([
+    once(server, 'listening'),
+    once(server, 'error').then(([err]) => {
+      throw err;
+    }),
+  ]);
+  const addr = server.address();
+  return typeof addr === 'object' && addr ? addr.port : port;
+}
+
+async function handle(router: Router, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  res.setHeader('access-control-allow-origin', '*');
+  res.setHeader('access-control-expose-headers', 'location, etag, link, accept-post, retry-after');
+  try {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method === 'OPTIONS') {
+      const headers: Record<string, string> = {
+        'access-control-allow-methods': 'GET, POST, PATCH, DELETE, OPTIONS',
+        'access-control-allow-headers': 'authorization, content-type, if-match',
+        'access-control-max-age': '86400',
+      };
+      if (/^\/whep\/[^/]+\/?$/.test(url.pathname)) headers['accept-post'] = 'application/sdp';
+      res.writeHead(204, headers);
+      res.end();
+      return;
+    }
+    const { handler, params } = router.match(req.method ?? 'GET', url.pathname);
+    const ctx: RouteContext = { req, res, url, params };
+    await handler(ctx);
+  } catch (err) {
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    if (!(err instanceof McuError)) process.emitWarning(`unhandled error on ${req.method} ${req.url}: ${String(err)}`);
+    res.writeHead(httpStatusOf(err), { ...errorHeaders(err), 'content-type': 'application/json' });
+    res.end(JSON.stringify(errorBody(err)));
+    req.resume();
+  }
+}

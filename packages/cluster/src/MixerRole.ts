@@ -1,0 +1,248 @@
+/**
+ * A mixer node in a cluster: the McuNode (HTTP API, WHIP ingest, mixing) plus
+ *   - a NodeAgent (role 'mixer'): the root of its events' relay trees;
+ *   - a TreeController (only the holder of the `tree.leader` lease acts) that builds the trees and
+ *     places viewers; WHEP viewers of a clustered event are redirected (307) to the chosen relay;
+ *   - the EventStore: events created through the API are stored in KV, ended ones marked ended;
+ *   - per clustered event a FeedSender: the program feed, protected once with the event's feed key,
+ *     to the tree roots (this node's children in the event's tree, from a ClusterClient);
+ *   - the feed-key service: relays ask for the key on the control plane (FeedKeys.ts).
+ *
+ * A node advertises one media address (NodeInfo.media), and relays accept the feed only from
+ * their parent's address, so a mixer sends one clustered event at a time; events created while
+ * one is clustered are served by this node alone (their viewers play here).
+ */
+import { EventEmitter } from 'node:events';
+import {
+  ClusterClient,
+  NodeAgent,
+  placementReplySchema,
+  ServiceUnavailableError,
+  subjects,
+  TreeController,
+  type Bus,
+  type EventStore,
+  type PlacementReply,
+} from '@mcu/control';
+import { FeedSender, type FeedKey } from '@mcu/relay';
+import type { EventRecord, McuNode } from '@mcu/server';
+import { redirectViewer } from '@mcu/server';
+import { clusterDefaults } from './ClusterConfig.js';
+import { generateFeedKey, serveFeedKeys } from './FeedKeys.js';
+import { freeUdpPort, mediaAddressFor } from './UdpPort.js';
+
+export interface MixerRoleOptions {
+  /** A listening node (its URL is registered). */
+  node: McuNode;
+  bus: Bus;
+  cluster: string;
+  nodeId: string;
+  /** The cluster's shared token secret (the node must sign with it too); seals feed keys. */
+  tokenSecret: string;
+  /** Address the feed is sent from; relays see it as their parent's media address. */
+  mediaHost?: string;
+  /** Address relays receive the feed from (default: `mediaHost`, or this machine's IPv4 for a wildcard bind). */
+  advertiseHost?: string;
+  relayFanOut?: number;
+  heartbeatIntervalMs?: number;
+  deadAfterMs?: number;
+  livenessCheckIntervalMs?: number;
+}
+
+interface ClusteredEvent {
+  id: string;
+  key: FeedKey;
+  sender: FeedSender;
+  client: ClusterClient;
+  stopProgram: () => void;
+}
+
+export interface MixerRoleEvents {
+  /** An event's feed now goes to the cluster. */
+  clustered: [eventId: string];
+  /** An event's clustering failed (stored nowhere; viewers play on this node). */
+  error: [Error];
+}
+
+export class MixerRole extends EventEmitter<MixerRoleEvents> {
+  readonly node: McuNode;
+  readonly agent: NodeAgent;
+  readonly controller: TreeController;
+  readonly cluster: string;
+  readonly nodeId: string;
+  readonly #bus: Bus;
+  readonly #opts: MixerRoleOptions;
+  readonly #mediaHost: string;
+  readonly #mediaPort: number;
+  readonly #events = new Map<string, ClusteredEvent>();
+  /** Set while an event's feed is being set up: at most one clustered event at a time. */
+  #clustering: string | null = null;
+  #stopKeys: (() => void) | undefined;
+  #closed = false;
+
+  private constructor(opts: MixerRoleOptions, mediaPort: number) {
+    super();
+    this.node = opts.node;
+    this.#bus = opts.bus;
+    this.#opts = opts;
+    this.cluster = opts.cluster;
+    this.nodeId = opts.nodeId;
+    this.#mediaHost = opts.mediaHost ?? opts.node.config.rtpHost ?? opts.node.config.host;
+    this.#mediaPort = mediaPort;
+    const fanOut = opts.relayFanOut ?? clusterDefaults.mixerChildren;
+    this.agent = new NodeAgent({
+      bus: opts.bus,
+      cluster: opts.cluster,
+      node: {
+        id: opts.nodeId,
+        role: 'mixer',
+        http: opts.node.url,
+        media: { host: opts.advertiseHost ?? mediaAddressFor(this.#mediaHost), port: mediaPort },
+        capacity: { viewers: opts.node.config.maxRtcSessions, children: fanOut },
+      },
+      load: () => ({ viewers: this.node.edge.stats().whepSessions, children: this.#childCount() }),
+      heartbeatIntervalMs: opts.heartbeatIntervalMs,
+    });
+    this.controller = new TreeController({
+      bus: opts.bus,
+      cluster: opts.cluster,
+      nodeId: opts.nodeId,
+      relayFanOut: fanOut,
+      deadAfterMs: opts.deadAfterMs,
+      livenessCheckIntervalMs: opts.livenessCheckIntervalMs,
+    });
+  }
+
+  /** Registers the node, starts the tree controller and takes over the node's viewer placement. */
+  static async start(opts: MixerRoleOptions): Promise<MixerRole> {
+    if (!opts.node.url) throw new Error('MixerRole: the node must be listening');
+    const mediaPort = await freeUdpPort(opts.mediaHost ?? opts.node.config.rtpHost ?? opts.node.config.host);
+    const role = new MixerRole(opts, mediaPort);
+    try {
+      await role.#start();
+    } catch (err) {
+      await role.close();
+      throw err;
+    }
+    return role;
+  }
+
+  get events(): EventStore {
+    return this.controller.events;
+  }
+
+  /** The feed sender of a clustered event (tests and metrics). */
+  feedSender(eventId: string): FeedSender | undefined {
+    return this.#events.get(eventId)?.sender;
+  }
+
+  get clusteredEvents(): string[] {
+    return [...this.#events.keys()];
+  }
+
+  /** Where a new viewer of the event goes: a relay's URL for `kind`, or null (serve here). */
+  async placeViewer(eventId: string, kind: 'whep' | 'rtp-viewers'): Promise<string | null> {
+    if (!this.#events.has(eventId)) return null;
+    let reply: PlacementReply;
+    if (this.controller.isLeader) {
+      reply = this.controller.placeViewer(eventId);
+    } else {
+      try {
+        const m = await this.#bus.request(subjects(this.cluster).event(eventId).place, { v: 1 }, { timeoutMs: clusterDefaults.placementTimeoutMs });
+        reply = placementReplySchema.parse(m.json());
+      } catch {
+        return null;
+      }
+    }
+    return reply.relay ? `${reply.relay.http.replace(/\/$/, '')}/${kind}/${eventId}` : null;
+  }
+
+  async #start(): Promise<void> {
+    const node = this.node;
+    await this.controller.start();
+    await this.agent.start();
+    this.#stopKeys = serveFeedKeys(this.#bus, this.cluster, this.#opts.tokenSecret, (id) => this.#events.get(id)?.key);
+    node.registry.on('created', this.#onCreated);
+    node.registry.on('ending', this.#onEnding);
+    node.viewerPlacement = (id, kind) => this.placeViewer(id, kind);
+    // Plain-RTP viewers (benchmarks, gateways) are served by relays only: redirect, or 503.
+    node.router.on('POST', '/rtp-viewers/:id', async ({ req, res, params, url }) => {
+      const token = url.searchParams.get('token');
+      node.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer', 'presenter', 'viewer'] }, token);
+      node.registry.get(params.id);
+      const target = await this.placeViewer(params.id, 'rtp-viewers');
+      if (target === null) throw new ServiceUnavailableError('no relay has room for a plain-RTP viewer of this event', 1);
+      redirectViewer(req, res, target, req.headers.authorization?.replace(/^Bearer\s+/i, '') ?? token);
+    });
+    for (const e of node.registry.list()) this.#onCreated(e);
+  }
+
+  readonly #onCreated = (e: EventRecord): void => {
+    if (this.#closed || this.#clustering !== null) return;
+    this.#clustering = e.id;
+    this.#cluster(e).catch((err: unknown) => {
+      if (this.#clustering === e.id) this.#clustering = null;
+      this.emit('error', err instanceof Error ? err : new Error(String(err)));
+    });
+  };
+
+  async #cluster(e: EventRecord): Promise<void> {
+    const key = generateFeedKey();
+    const mixer = e.mixer.mixer;
+    const sender = await FeedSender.open({
+      bindHost: this.#mediaHost,
+      bindPort: this.#mediaPort,
+      key,
+      streams: { [mixer.programSsrc]: { kind: 'audio', codec: 'opus' } },
+    });
+    const client = new ClusterClient({ bus: this.#bus, cluster: this.cluster, event: e.id, nodeId: this.nodeId });
+    const entry: ClusteredEvent = { id: e.id, key, sender, client, stopProgram: () => undefined };
+    if (this.#closed || e.mixer.isClosed) {
+      sender.close();
+      return;
+    }
+    this.#events.set(e.id, entry);
+    entry.stopProgram = mixer.addProgramSink((packet) => sender.send(packet));
+    client.on('children', (children) => sender.setChildren(children.map((c) => c.media)));
+    await client.start();
+    sender.setChildren(client.children.map((c) => c.media));
+    await this.events.put({ v: 1, id: e.id, name: e.name.slice(0, 200), mixer: this.nodeId, createdAt: Date.now(), maxSpeakers: e.maxSpeakers });
+    this.emit('clustered', e.id);
+  }
+
+  readonly #onEnding = (e: EventRecord): void => {
+    const entry = this.#events.get(e.id);
+    if (!entry) return;
+    this.#events.delete(e.id);
+    if (this.#clustering === e.id) this.#clustering = null;
+    entry.stopProgram();
+    entry.sender.close();
+    void entry.client.close();
+    // Relays see it ended and free their feeds; the controller drops the tree.
+    this.events.end(e.id).catch(() => undefined);
+  };
+
+  #childCount(): number {
+    let n = 0;
+    for (const e of this.#events.values()) n += e.sender.children.length;
+    return n;
+  }
+
+  /** Graceful: ends feeds (events stay running on the node), leaves the cluster. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.node.registry.off('created', this.#onCreated);
+    this.node.registry.off('ending', this.#onEnding);
+    this.node.viewerPlacement = undefined;
+    this.#stopKeys?.();
+    for (const entry of this.#events.values()) {
+      entry.stopProgram();
+      entry.sender.close();
+      await entry.client.close();
+    }
+    this.#events.clear();
+    await this.agent.close();
+    await this.controller.close();
+  }
+}
