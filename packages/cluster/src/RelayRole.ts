@@ -30,7 +30,7 @@ import { Auth, json, readSdp, Router } from '@mcu/server';
 import { WebRtcEdge } from '@mcu/webrtc';
 import { clusterDefaults } from './ClusterConfig.js';
 import { fetchFeedKey } from './FeedKeys.js';
-import { createHttpServer, listen } from './Http.js';
+import { createHttpServer, listen } from '@mcu/server';
 import { RelayFeed } from './RelayFeed.js';
 import { freeUdpPort, mediaAddressFor } from './UdpPort.js';
 

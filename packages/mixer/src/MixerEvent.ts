@@ -8,6 +8,9 @@ import type { Timer } from './MixingClock.js';
 import { RtpEndpoint } from './RtpEndpoint.js';
 import { DropCounters } from './DropCounters.js';
 import type { Participant } from './Participant.js';
+import { VideoMixer } from './VideoMixer.js';
+import type { VideoMixerOptions, VideoRendition } from './VideoMixer.js';
+import type { VideoCodec } from '@mcu/rtp';
 
 export interface MixerEventOptions {
   id: string;
@@ -19,7 +22,12 @@ export interface MixerEventOptions {
   tickMs?: number;
   timer?: Timer;
   mixer?: Omit<AudioMixerOptions, 'maxSpeakers' | 'tickMs' | 'now'>;
+  /** Options of the event's video mixer, created when the first video source is added (VideoMixer defaults otherwise). */
+  video?: VideoMixerOptions;
 }
+
+/** Receives the program video of one rendition. */
+export type VideoProgramSink = (packet: Uint8Array, length: number, rendition: VideoRendition) => void;
 
 export interface RtpParticipantRequest {
   host: string;
@@ -73,6 +81,10 @@ export class MixerEvent {
   private readonly advertiseHost: string;
   private readonly timer: Timer;
   private closed = false;
+  private readonly videoOptions: VideoMixerOptions;
+  private video: VideoMixer | null = null;
+  /** Program video sinks per rendition id ('' = the first rendition). */
+  private readonly videoSinks = new Map<string, Set<VideoProgramSink>>();
 
   constructor(opts: MixerEventOptions) {
     this.id = opts.id;
@@ -88,6 +100,70 @@ export class MixerEvent {
     });
     this.clock = new MixingClock((i) => this.mixer.tick(i), { tickMs, timer: this.timer });
     this.clock.start();
+    this.videoOptions = opts.video ?? {};
+    this.mixer.on('dominantSpeaker', (id) => this.video?.setActiveSpeaker(id));
+  }
+
+  /** The event's video mixer, or null until the first video source is added. */
+  get videoMixer(): VideoMixer | null {
+    return this.video;
+  }
+
+  private ensureVideo(): VideoMixer {
+    if (this.closed) throw new Error('event is closed');
+    if (!this.video) {
+      const first = () => this.video?.renditions[0]?.id;
+      const v = new VideoMixer((rendition, packet, length) => {
+        const named = this.videoSinks.get(rendition.id);
+        if (named) for (const sink of named) sink(packet, length, rendition);
+        if (rendition.id === first()) {
+          const dflt = this.videoSinks.get('');
+          if (dflt) for (const sink of dflt) sink(packet, length, rendition);
+        }
+      }, this.videoOptions);
+      this.video = v;
+      v.setActiveSpeaker(this.mixer.dominantSpeaker);
+    }
+    return this.video;
+  }
+
+  /** Adds a video source (a presenter's camera) to the event's video mixer, creating it when needed. */
+  addVideoSource(id: string, codec: VideoCodec, name?: string): void {
+    const v = this.ensureVideo();
+    if (!v.hasSource(id)) v.addSource(id, { codec, name });
+  }
+
+  removeVideoSource(id: string): boolean {
+    return this.video?.removeSource(id) ?? false;
+  }
+
+  pushVideoRtp(id: string, packet: Uint8Array, length: number = packet.length): void {
+    this.video?.pushRtp(id, packet, length);
+  }
+
+  /**
+   * Subscribes to the program video of a rendition (by id; the first, largest, when omitted).
+   * The sink may be added before the video mixer exists. Returns the unsubscribe function.
+   */
+  addVideoProgramSink(rendition: string | undefined, sink: VideoProgramSink): () => void {
+    const key = rendition ?? '';
+    let set = this.videoSinks.get(key);
+    if (!set) {
+      set = new Set();
+      this.videoSinks.set(key, set);
+    }
+    set.add(sink);
+    return () => {
+      const s = this.videoSinks.get(key);
+      if (!s) return;
+      s.delete(sink);
+      if (s.size === 0) this.videoSinks.delete(key);
+    };
+  }
+
+  /** A viewer lost a picture: ask the rendition's encoder (all when omitted) for a keyframe. */
+  requestVideoKeyframe(rendition?: string): void {
+    this.video?.requestKeyframe(rendition);
   }
 
   get isClosed(): boolean {
@@ -212,5 +288,8 @@ export class MixerEvent {
     for (const ext of [...this.externals.values()]) ext.close();
     this.externals.clear();
     this.mixer.close();
+    this.video?.close();
+    this.video = null;
+    this.videoSinks.clear();
   }
 }

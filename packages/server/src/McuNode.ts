@@ -1,15 +1,10 @@
 import http from 'node:http';
 import type { z } from 'zod';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import {
   bearerToken,
-  errorBody,
-  errorHeaders,
   generateSecret,
-  httpStatusOf,
-  McuError,
   parseJsonBody,
   parseWith,
   PayloadTooLargeError,
@@ -25,6 +20,7 @@ import type { NodeConfig, NodeConfigInput } from './Config.js';
 import { EventRegistry } from './EventRegistry.js';
 import type { EventRecord } from './EventRegistry.js';
 import { Router } from './Router.js';
+import { createHttpServer, listen } from './HttpFront.js';
 import { Metrics } from './Metrics.js';
 import type { RouteContext } from './Router.js';
 import { createEventBody, rtpParticipantBody } from './Schemas.js';
@@ -86,8 +82,7 @@ export class McuNode {
     });
     this.registry.on('ended', (e) => this.edge.endEvent(e.id));
     this.metrics = new Metrics(this.registry, this.edge);
-    this.server = http.createServer((req, res) => void this.handle(req, res));
-    this.server.keepAliveTimeout = 5_000;
+    this.server = createHttpServer(this.router);
     this.routes();
   }
 
@@ -96,15 +91,7 @@ export class McuNode {
   }
 
   async listen(): Promise<McuNodeInfo> {
-    this.server.listen(this.config.port, this.config.host);
-    await Promise.race([
-      once(this.server, 'listening'),
-      once(this.server, 'error').then(([err]) => {
-        throw err;
-      }),
-    ]);
-    const addr = this.server.address();
-    const port = typeof addr === 'object' && addr ? addr.port : this.config.port;
+    const port = await listen(this.server, this.config.port, this.config.host);
     const host = this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host;
     this.baseUrl = (this.config.publicUrl ?? `http://${host}:${port}`).replace(/\/$/, '');
     return { url: this.baseUrl, adminToken: this.adminToken, adminTokenGenerated: this.adminTokenGenerated };
@@ -233,7 +220,7 @@ export class McuNode {
           }
         }
         const offer = await readSdp(req, this.config.maxBodyBytes);
-        const { session, answer } = kind === 'whip' ? await this.edge.publish(e.mixer, offer) : await this.edge.play(programSourceOf(e.mixer), offer);
+        const { session, answer } = kind === 'whip' ? await this.edge.publish(e.mixer, offer) : await this.edge.play(programSourceOf(e.mixer), offer, { rendition: url.searchParams.get('rendition') ?? undefined });
         res.writeHead(201, {
           'content-type': 'application/sdp',
           location: `/${kind}/${e.id}/${session.id}`,
@@ -313,38 +300,6 @@ export class McuNode {
     };
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    // CORS on every endpoint so that a page on another origin can publish and play (RFC 9725 §4.6).
-    res.setHeader('access-control-allow-origin', '*');
-    res.setHeader('access-control-expose-headers', 'location, etag, link, accept-post, retry-after');
-    try {
-      const url = new URL(req.url ?? '/', 'http://localhost');
-      if (req.method === 'OPTIONS') {
-        const headers: Record<string, string> = {
-          'access-control-allow-methods': 'GET, POST, PUT, PATCH, DELETE, OPTIONS',
-          'access-control-allow-headers': 'authorization, content-type, if-match',
-          'access-control-max-age': '86400',
-        };
-        if (/^\/(whip|whep)\/[^/]+\/?$/.test(url.pathname)) headers['accept-post'] = 'application/sdp';
-        res.writeHead(204, headers);
-        res.end();
-        return;
-      }
-      const { handler, params } = this.router.match(req.method ?? 'GET', url.pathname);
-      const ctx: RouteContext = { req, res, url, params };
-      await handler(ctx);
-    } catch (err) {
-      if (res.headersSent) {
-        res.end();
-        return;
-      }
-      if (!(err instanceof McuError)) process.emitWarning(`unhandled error on ${req.method} ${req.url}: ${String(err)}`);
-      res.writeHead(httpStatusOf(err), { ...errorHeaders(err), 'content-type': 'application/json' });
-      res.end(JSON.stringify(errorBody(err)));
-      // Drain what the client still sends so that the connection can be reused.
-      req.resume();
-    }
-  }
 }
 
 /**

@@ -8,3 +8,4 @@ export { EventRegistry } from './EventRegistry.js';
 export type { EventRecord } from './EventRegistry.js';
 export { Router } from './Router.js';
 export type { RouteContext, RouteHandler } from './Router.js';
+export { createHttpServer, listen, handle as handleHttp } from './HttpFront.js';

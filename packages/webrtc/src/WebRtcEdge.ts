@@ -23,7 +23,14 @@ export interface EdgeStats {
  */
 /** A mixer event's program feed as a WHEP source. */
 export function programSourceOf(event: MixerEvent): ProgramSource {
-  return { id: event.id, addProgramSink: (sink) => event.mixer.addProgramSink(sink) };
+  return {
+    id: event.id,
+    addProgramSink: (sink) => event.mixer.addProgramSink(sink),
+    video: {
+      addVideoProgramSink: (rendition, sink) => event.addVideoProgramSink(rendition, sink),
+      requestKeyframe: (rendition) => event.requestVideoKeyframe(rendition),
+    },
+  };
 }
 
 export class WebRtcEdge {
@@ -54,7 +61,7 @@ export class WebRtcEdge {
   }
 
   /** Plays a program feed: a mixer event's (`programSourceOf`) or a relay's forwarded feed. */
-  async play(source: ProgramSource, offer: string): Promise<{ session: WebRtcSession; answer: string }> {
+  async play(source: ProgramSource, offer: string, opts: { rendition?: string } = {}): Promise<{ session: WebRtcSession; answer: string }> {
     const summary = summarizeOffer(offer);
     if (!summary.media.some((m) => m.direction === 'recvonly' || m.direction === 'sendrecv')) {
       throw new ValidationError('a WHEP offer must receive media (recvonly)', 'sdp');
@@ -65,7 +72,10 @@ export class WebRtcEdge {
       fanOut = new ProgramFanOut(source);
       this.fanOuts.set(source.id, fanOut);
     }
-    return this.start(new WhepSession(source.id, this.config, this.mediaTimeoutMs, fanOut, this.path), offer);
+    const video = source.video && summary.media.some((m) => m.kind === 'video' && (m.direction === 'recvonly' || m.direction === 'sendrecv'))
+      ? { source: source.video, rendition: opts.rendition }
+      : undefined;
+    return this.start(new WhepSession(source.id, this.config, this.mediaTimeoutMs, fanOut, this.path, video), offer);
   }
 
   /** Switches every viewer's send path (the benchmark compares both in one run). */

@@ -14,6 +14,16 @@ export type SendPath = 'werift' | 'fast';
 export interface ProgramSource {
   readonly id: string;
   addProgramSink(sink: (packet: Buffer) => void): () => void;
+  /** The program video, when the source has one (a mixer event; not yet a relay). */
+  readonly video?: ProgramVideoSource;
+}
+
+/** A program video feed: one RTP stream per rendition. */
+export interface ProgramVideoSource {
+  /** Subscribes to a rendition (the first, largest, when omitted); returns the unsubscribe function. */
+  addVideoProgramSink(rendition: string | undefined, sink: (packet: Uint8Array, length: number) => void): () => void;
+  /** A viewer lost a picture: ask for a keyframe on the rendition (all when omitted). */
+  requestKeyframe(rendition?: string): void;
 }
 
 /** One per event: subscribes once to the program feed, parses each packet once, fans out. */
@@ -45,14 +55,21 @@ export class ProgramFanOut {
 }
 
 /**
- * A viewer playing the program feed over WHEP: recvonly audio (and video once the video mixer
- * exists). The program packet is built once per tick by the mixer; per viewer only werift's
- * header rewrite and SRTP remain.
+ * A viewer playing the program feed over WHEP: recvonly audio, and the program video when the
+ * viewer offered a video transceiver. The program packet is built once per tick by the mixer;
+ * per viewer only werift's header rewrite and SRTP remain. A viewer's PLI asks the rendition's
+ * encoder for a keyframe.
  */
 export class WhepSession extends WebRtcSession {
   private unsubscribe: (() => void) | null = null;
   private audioSender: RTCRtpSender | null = null;
   private fast: FastSender | null = null;
+  private videoSender: RTCRtpSender | null = null;
+  private videoFast: FastSender | null = null;
+  private unsubscribeVideo: (() => void) | null = null;
+  private readonly videoParsed = new ParsedHeaderClass();
+  videoPacketsOut = 0;
+  pliReceived = 0;
 
   constructor(
     eventId: string,
@@ -60,6 +77,7 @@ export class WhepSession extends WebRtcSession {
     mediaTimeoutMs: number,
     program: ProgramFanOut,
     public sendPath: SendPath = 'fast',
+    video?: { source: ProgramVideoSource; rendition?: string },
   ) {
     super('whep', eventId, config, mediaTimeoutMs);
     this.pc.onRemoteTransceiverAdded.subscribe((t) => {
@@ -67,9 +85,28 @@ export class WhepSession extends WebRtcSession {
       if (t.kind === 'audio' && !this.audioSender) {
         this.audioSender = t.sender;
         this.fast = new FastSender(t.sender);
+      } else if (t.kind === 'video' && video && !this.videoSender) {
+        this.attachVideo(t.sender, video.source, video.rendition);
       }
     });
     this.unsubscribe = program.add(this);
+  }
+
+  private attachVideo(sender: RTCRtpSender, source: ProgramVideoSource, rendition: string | undefined): void {
+    this.videoSender = sender;
+    const fast = new FastSender(sender);
+    this.videoFast = fast;
+    const parsed = this.videoParsed;
+    this.unsubscribeVideo = source.addVideoProgramSink(rendition, (packet, length) => {
+      const buf = Buffer.from(packet.buffer, packet.byteOffset, length);
+      if (parseRtp(buf, parsed) !== null) return;
+      this.videoPacketsOut++;
+      fast.send(buf, parsed);
+    });
+    sender.onPictureLossIndication.subscribe(() => {
+      this.pliReceived++;
+      source.requestKeyframe(rendition);
+    });
   }
 
   /** Called by the event's fan-out once per program packet, parsed once for all viewers. */
@@ -86,8 +123,14 @@ export class WhepSession extends WebRtcSession {
     if (this.pc.connectionState === 'connected') this.touch();
   }
 
+  override describe(): Record<string, unknown> {
+    return { ...super.describe(), videoPacketsOut: this.videoPacketsOut, pliReceived: this.pliReceived };
+  }
+
   protected release(): void {
     this.unsubscribe?.();
     this.unsubscribe = null;
+    this.unsubscribeVideo?.();
+    this.unsubscribeVideo = null;
   }
 }

@@ -1,20 +1,35 @@
-import type { RtpPacket } from 'werift';
+import type { MediaStreamTrack, RTCRtpTransceiver, RtpPacket } from 'werift';
+import type { VideoCodec } from '@mcu/rtp';
 import type { MixerEvent, Participant } from '@mcu/mixer';
 import type { PeerConfig } from 'werift';
 import { WebRtcSession } from './WebRtcSession.js';
 import type { OfferSummary } from './Sdp.js';
 
 const AUDIO_LEVEL_URI = 'urn:ietf:params:rtp-hdrext:ssrc-audio-level';
+/** PLIs towards the presenter at most this often. */
+const PLI_INTERVAL_MS = 500;
+
+function videoCodecOf(mimeType: string | undefined): VideoCodec | null {
+  const m = (mimeType ?? '').toLowerCase();
+  if (m === 'video/vp8') return 'vp8';
+  if (m === 'video/h264') return 'h264';
+  return null;
+}
 
 /**
  * A presenter publishing over WHIP: its Opus goes into the event's mixer like a plain-RTP
  * participant's; when its audio transceiver is sendrecv it receives its own mix-minus back on it.
- * Video is negotiated and counted; the video mixer consumes it when it exists.
+ * Its video (VP8 or H.264) becomes a source of the event's video mixer; the mixer's keyframe
+ * requests for it are sent to the presenter as PLIs.
  */
 export class WhipSession extends WebRtcSession {
   private participant: Participant | null = null;
   private audioLevelId = -1;
   videoPackets = 0;
+  pliSent = 0;
+  private videoSource = false;
+  private lastPliAt = -Infinity;
+  private unsubscribeKeyframes: (() => void) | null = null;
 
   constructor(
     private readonly event: MixerEvent,
@@ -29,7 +44,7 @@ export class WhipSession extends WebRtcSession {
       if (t.kind === 'audio' && audioSendRecv) t.setDirection('sendrecv');
       t.onTrack.subscribe((track) => {
         if (track.kind === 'audio') track.onReceiveRtp.subscribe((rtp) => this.onAudio(rtp));
-        else track.onReceiveRtp.subscribe(() => this.onVideo());
+        else this.onVideoTrack(t, track);
       });
       if (t.kind === 'audio' && audioSendRecv && this.participant) {
         const sender = t.sender;
@@ -72,18 +87,50 @@ export class WhipSession extends WebRtcSession {
     }
   }
 
-  private onVideo(): void {
-    this.touch();
-    this.videoPackets++;
+  private onVideoTrack(t: RTCRtpTransceiver, track: MediaStreamTrack): void {
+    const codec = videoCodecOf(track.codec?.mimeType ?? t.codecs[0]?.mimeType);
+    if (codec && !this.videoSource && !this.isClosed && !this.event.isClosed) {
+      try {
+        this.event.addVideoSource(this.id, codec);
+        this.videoSource = true;
+        const video = this.event.videoMixer!;
+        const onKeyframe = (sourceId: string) => {
+          if (sourceId === this.id) this.sendPli(t, track);
+        };
+        video.on('keyframeRequest', onKeyframe);
+        this.unsubscribeKeyframes = () => video.off('keyframeRequest', onKeyframe);
+      } catch {
+        this.videoSource = false;
+      }
+    }
+    track.onReceiveRtp.subscribe((rtp) => {
+      this.touch();
+      this.videoPackets++;
+      if (!this.videoSource) return;
+      const packet = rtp.serialize();
+      this.event.pushVideoRtp(this.id, packet, packet.length);
+    });
+  }
+
+  private sendPli(t: RTCRtpTransceiver, track: MediaStreamTrack): void {
+    const now = performance.now();
+    if (now - this.lastPliAt < PLI_INTERVAL_MS || track.ssrc === undefined) return;
+    this.lastPliAt = now;
+    this.pliSent++;
+    void t.receiver.sendRtcpPLI(track.ssrc).catch(() => undefined);
   }
 
   override describe(): Record<string, unknown> {
-    return { ...super.describe(), videoPackets: this.videoPackets };
+    return { ...super.describe(), videoPackets: this.videoPackets, pliSent: this.pliSent };
   }
 
   protected release(): void {
     if (this.participant) this.participant.transport = null;
     this.participant = null;
+    this.unsubscribeKeyframes?.();
+    this.unsubscribeKeyframes = null;
+    if (this.videoSource) this.event.removeVideoSource(this.id);
+    this.videoSource = false;
     this.event.detachParticipant(this.id);
   }
 }

@@ -4,7 +4,7 @@ export { WebRtcSession } from './WebRtcSession.js';
 export type { SessionKind, SessionStats } from './WebRtcSession.js';
 export { WhipSession } from './WhipSession.js';
 export { WhepSession, ProgramFanOut } from './WhepSession.js';
-export type { SendPath, ProgramSource } from './WhepSession.js';
+export type { SendPath, ProgramSource, ProgramVideoSource } from './WhepSession.js';
 export { FastSender } from './FastSender.js';
 export { peerConfig, disableDefaultStun, OPUS_PT, VP8_PT, H264_PT } from './PeerConfig.js';
 export type { WebRtcOptions } from './PeerConfig.js';

@@ -1,9 +1,13 @@
-/** The relay's small HTTP front: CORS, OPTIONS, routing and the one error-to-status mapping (as McuNode does). */
+/**
+ * The HTTP front of every node (mixer and relay): CORS on every endpoint so that a page on another
+ * origin can publish and play (RFC 9725 §4.6), OPTIONS preflight, routing, and the one place where
+ * an error becomes a status and a JSON body (never a stack trace).
+ */
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import { errorBody, errorHeaders, httpStatusOf, McuError } from '@mcu/control';
-import type { Router, RouteContext } from '@mcu/server';
+import type { Router, RouteContext } from './Router.js';
 
 export function createHttpServer(router: Router): http.Server {
   const server = http.createServer((req, res) => void handle(router, req, res));
@@ -23,18 +27,18 @@ export async function listen(server: http.Server, port: number, host: string): P
   return typeof addr === 'object' && addr ? addr.port : port;
 }
 
-async function handle(router: Router, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function handle(router: Router, req: IncomingMessage, res: ServerResponse): Promise<void> {
   res.setHeader('access-control-allow-origin', '*');
   res.setHeader('access-control-expose-headers', 'location, etag, link, accept-post, retry-after');
   try {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (req.method === 'OPTIONS') {
       const headers: Record<string, string> = {
-        'access-control-allow-methods': 'GET, POST, PATCH, DELETE, OPTIONS',
+        'access-control-allow-methods': 'GET, POST, PUT, PATCH, DELETE, OPTIONS',
         'access-control-allow-headers': 'authorization, content-type, if-match',
         'access-control-max-age': '86400',
       };
-      if (/^\/whep\/[^/]+\/?$/.test(url.pathname)) headers['accept-post'] = 'application/sdp';
+      if (/^\/(whip|whep)\/[^/]+\/?$/.test(url.pathname)) headers['accept-post'] = 'application/sdp';
       res.writeHead(204, headers);
       res.end();
       return;
@@ -50,6 +54,7 @@ async function handle(router: Router, req: IncomingMessage, res: ServerResponse)
     if (!(err instanceof McuError)) process.emitWarning(`unhandled error on ${req.method} ${req.url}: ${String(err)}`);
     res.writeHead(httpStatusOf(err), { ...errorHeaders(err), 'content-type': 'application/json' });
     res.end(JSON.stringify(errorBody(err)));
+    // Drain what the client still sends so that the connection can be reused.
     req.resume();
   }
 }
