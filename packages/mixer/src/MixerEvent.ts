@@ -5,6 +5,7 @@ import { AudioMixer } from './AudioMixer.js';
 import type { AudioMixerOptions } from './AudioMixer.js';
 import { MixingClock, systemTimer } from './MixingClock.js';
 import type { Timer } from './MixingClock.js';
+import type { VideoLayout } from './Layouts.js';
 import { RtpEndpoint } from './RtpEndpoint.js';
 import { DropCounters } from './DropCounters.js';
 import type { Participant } from './Participant.js';
@@ -82,6 +83,7 @@ export class MixerEvent {
   private readonly timer: Timer;
   private closed = false;
   private readonly videoOptions: VideoMixerOptions;
+  private currentLayout: VideoLayout;
   private video: VideoMixer | null = null;
   /** Program video sinks per rendition id ('' = the first rendition). */
   private readonly videoSinks = new Map<string, Set<VideoProgramSink>>();
@@ -101,7 +103,18 @@ export class MixerEvent {
     this.clock = new MixingClock((i) => this.mixer.tick(i), { tickMs, timer: this.timer });
     this.clock.start();
     this.videoOptions = opts.video ?? {};
+    this.currentLayout = opts.video?.layout ?? { kind: 'grid' };
     this.mixer.on('dominantSpeaker', (id) => this.video?.setActiveSpeaker(id));
+  }
+
+  /** The producer's layout; applied on the next composed frame (and to a video mixer created later). */
+  get layout(): VideoLayout {
+    return this.currentLayout;
+  }
+
+  setLayout(layout: VideoLayout): void {
+    this.currentLayout = layout;
+    this.video?.setLayout(layout);
   }
 
   /** The event's video mixer, or null until the first video source is added. */
@@ -123,6 +136,7 @@ export class MixerEvent {
       }, this.videoOptions);
       this.video = v;
       v.setActiveSpeaker(this.mixer.dominantSpeaker);
+      v.setLayout(this.currentLayout);
     }
     return this.video;
   }

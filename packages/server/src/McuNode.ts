@@ -13,7 +13,10 @@ import {
   UnsupportedMediaTypeError,
   NotFoundError,
   MethodNotAllowedError,
+  ValidationError,
 } from '@mcu/control';
+import { parseLayout } from '@mcu/mixer';
+import type { VideoLayout } from '@mcu/mixer';
 import { Auth } from './Auth.js';
 import { nodeConfigSchema } from './Config.js';
 import type { NodeConfig, NodeConfigInput } from './Config.js';
@@ -23,7 +26,7 @@ import { Router } from './Router.js';
 import { createHttpServer, listen } from './HttpFront.js';
 import { Metrics } from './Metrics.js';
 import type { RouteContext } from './Router.js';
-import { createEventBody, rtpParticipantBody } from './Schemas.js';
+import { createEventBody, layoutBody, rtpParticipantBody } from './Schemas.js';
 import { programSourceOf, WebRtcEdge } from '@mcu/webrtc';
 import { pageFor, staticFile } from '@mcu/web';
 
@@ -171,6 +174,21 @@ export class McuNode {
       res.writeHead(204).end();
     });
 
+    // The video layout switches on the next composed frame, without restarting encoders.
+    r.on('PUT', '/api/events/:id/layout', async ({ req, res, params }) => {
+      this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
+      const e = this.registry.get(params.id);
+      const body = await readJson(req, this.config.maxBodyBytes, layoutBody);
+      let layout: VideoLayout;
+      try {
+        layout = parseLayout(body);
+      } catch (err) {
+        throw new ValidationError(`layout: ${(err as Error).message}`, 'kind');
+      }
+      e.mixer.setLayout(layout);
+      json(res, 200, { layout });
+    });
+
     r.on('GET', '/api/events/:id/participants', ({ req, res, params }) => {
       this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
       json(res, 200, { participants: this.registry.get(params.id).mixer.participants() });
@@ -295,6 +313,7 @@ export class McuNode {
       whip: `${this.baseUrl}/whip/${e.id}`,
       whep: `${this.baseUrl}/whep/${e.id}`,
       participants: e.mixer.mixer.size,
+      layout: e.mixer.layout,
       speakers: e.mixer.mixer.speakerIds,
       dominantSpeaker: e.mixer.mixer.dominantSpeaker,
     };

@@ -19,3 +19,15 @@ export const rtpParticipantBody = z
 
 export type CreateEventBody = z.infer<typeof createEventBody>;
 export type RtpParticipantBody = z.infer<typeof rtpParticipantBody>;
+
+/** A video layout: grid, speaker, presentation {sourceId} or custom {regions}; checked in depth by parseLayout. */
+export const layoutBody = z
+  .object({
+    kind: z.enum(['grid', 'speaker', 'presentation', 'custom']),
+    sourceId: z.string().min(1).max(200).optional(),
+    regions: z
+      .array(z.object({ sourceId: z.string().min(1), x: z.number(), y: z.number(), width: z.number(), height: z.number() }).strict())
+      .max(64)
+      .optional(),
+  })
+  .strict();

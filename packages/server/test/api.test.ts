@@ -191,6 +191,27 @@ describe('HTTP API', () => {
     peer.close();
   });
 
+  it('switches the video layout live and rejects bad layouts', async () => {
+    const ev = (await api('POST', '/api/events', { token: ADMIN })).json;
+    const ok = await api('PUT', `/api/events/${ev.id}/layout`, { token: ev.tokens.producer, body: { kind: 'speaker' } });
+    expect(ok.status).toBe(200);
+    expect(node.registry.get(ev.id).mixer.layout).toEqual({ kind: 'speaker' });
+    const custom = { kind: 'custom', regions: [{ sourceId: 'a', x: 0, y: 0, width: 0.5, height: 1 }] };
+    expect((await api('PUT', `/api/events/${ev.id}/layout`, { token: ADMIN, body: custom })).status).toBe(200);
+    expect((await api('GET', `/api/events/${ev.id}`, { token: ADMIN })).json.layout).toEqual(custom);
+    const bad = await api('PUT', `/api/events/${ev.id}/layout`, { token: ADMIN, body: { kind: 'mosaic' } });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.field).toBe('kind');
+    const outside = await api('PUT', `/api/events/${ev.id}/layout`, {
+      token: ADMIN,
+      body: { kind: 'custom', regions: [{ sourceId: 'a', x: 0.8, y: 0, width: 0.5, height: 1 }] },
+    });
+    expect(outside.status).toBe(400);
+    expect(outside.json.error.message).toMatch(/past the canvas/);
+    expect((await api('PUT', `/api/events/${ev.id}/layout`, { token: ev.tokens.viewer, body: { kind: 'grid' } })).status).toBe(403);
+    await api('DELETE', `/api/events/${ev.id}`, { token: ADMIN });
+  });
+
   it('streams speaker changes as server-sent events', async () => {
     const ev = (await api('POST', '/api/events', { token: ADMIN })).json;
     const ac = new AbortController();
