@@ -1,9 +1,14 @@
 import { defineConfig } from 'vitest/config';
 
 // Tests whose assertions depend on wall-clock cadence (50 packets/s to 50 participants, the real
-// 20 ms timer) run in a group of their own after everything else, one file at a time: on a 2-core
+// 20 ms timer, the browser composite at ≥ 25 fps) run in a group of their own after everything else, one file at a time: on a 2-core
 // machine, ffmpeg or Chromium in a parallel test would otherwise starve them.
-const timing = ['packages/mixer/test/load.test.ts', 'packages/mixer/test/clock.test.ts', 'packages/mixer/test/mix.test.ts'];
+const timing = [
+  'packages/mixer/test/load.test.ts',
+  'packages/mixer/test/clock.test.ts',
+  'packages/mixer/test/mix.test.ts',
+  'packages/web/test/browser.test.ts',
+];
 
 export default defineConfig({
   test: {

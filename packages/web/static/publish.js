@@ -25,16 +25,17 @@ function testStream(freq, color) {
   osc.connect(gain).connect(dest);
   osc.start();
   const canvas = document.createElement('canvas');
-  canvas.width = 640;
-  canvas.height = 360;
+  const [w, h] = (q.get('size') ?? '640x360').split('x').map(Number);
+  canvas.width = w || 640;
+  canvas.height = h || 360;
   const g = canvas.getContext('2d');
   let frame = 0;
   setInterval(() => {
     g.fillStyle = color;
     g.fillRect(0, 0, canvas.width, canvas.height);
     g.fillStyle = '#fff';
-    g.font = '32px sans-serif';
-    g.fillText(`${freq} Hz · ${frame++}`, 20, 50);
+    g.font = `${Math.round(canvas.height / 11)}px sans-serif`;
+    g.fillText(`${freq} Hz · ${frame++}`, canvas.width / 32, canvas.height / 7);
   }, 1000 / 30);
   const video = canvas.captureStream(30);
   return new MediaStream([...dest.stream.getAudioTracks(), ...video.getVideoTracks()]);

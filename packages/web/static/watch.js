@@ -69,6 +69,25 @@ state.getStats = async () => {
   return out;
 };
 
+/** For tests and diagnostics: the mean colour (R, G, B) around points of the picture, in 0..1 coordinates. */
+state.sample = (points) => {
+  const w = player.videoWidth;
+  const h = player.videoHeight;
+  if (!w || !h) return { width: 0, height: 0, colors: [] };
+  const canvas = document.createElement('canvas');
+  canvas.width = w;
+  canvas.height = h;
+  const g = canvas.getContext('2d');
+  g.drawImage(player, 0, 0, w, h);
+  const colors = points.map(([x, y]) => {
+    const d = g.getImageData(Math.round(x * w) - 8, Math.round(y * h) - 8, 16, 16).data;
+    const c = [0, 0, 0];
+    for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) c[k] += d[i + k];
+    return c.map((v) => Math.round(v / (d.length / 4)));
+  });
+  return { width: w, height: h, colors };
+};
+
 document.getElementById('unmute').onclick = () => {
   player.muted = false;
   state.probe?.ctx.resume();

@@ -98,5 +98,46 @@ describe('browsers over WHIP and WHEP', () => {
     expect(pub.packetsSent).toBeGreaterThan(100);
     expect(pub.packetsReceived).toBeGreaterThan(100);
     await ctx.close();
+    // End the event: its video mixer (the test pages publish a canvas too) stops with it.
+    await fetch(`${node.url}/api/events/${ev.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
   }, 60_000);
+
+  it('two presenters publish red and blue canvases; the viewer decodes a 720p composite showing both', async () => {
+    const res = await fetch(`${node.url}/api/events`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } });
+    const ev = (await res.json()) as { id: string; whip: string; tokens: Record<string, string> };
+    const ctx = await browser.newContext();
+    // Small canvases: two Chromium encoders, a 720p decoder and our pipeline share two cores.
+    const publish = (tone: number, color: string) =>
+      `${otherOrigin}/publish/${ev.id}?token=${ev.tokens.presenter}&whip=${encodeURIComponent(ev.whip)}&source=test&size=320x180&tone=${tone}&color=${encodeURIComponent(color)}&autostart=1`;
+    const red = await ctx.newPage();
+    await red.goto(publish(440, '#ff0000'));
+    await waitFor(red, 'window.mcu && (window.mcu.connected || window.mcu.error)');
+    const blue = await ctx.newPage();
+    await blue.goto(publish(1250, '#0000ff'));
+    await waitFor(blue, 'window.mcu && (window.mcu.connected || window.mcu.error)');
+    const viewer = await ctx.newPage();
+    await viewer.goto(`${node.url}/watch/${ev.id}?token=${ev.tokens.viewer}`);
+    await waitFor(viewer, 'window.mcu && (window.mcu.connected || window.mcu.error)');
+    expect(await viewer.evaluate('window.mcu.error')).toBeNull();
+    // Both tiles in the grid: red on the left, blue on the right (the order presenters joined).
+    await waitFor(
+      viewer,
+      `(() => { const s = window.mcu.sample([[0.25, 0.5], [0.75, 0.5]]); if (!s.width) return false;
+        const [l, r] = s.colors; return l[0] > 150 && l[2] < 100 && r[2] > 150 && r[0] < 100; })()`,
+      30_000,
+    );
+    const shot = (await viewer.evaluate('window.mcu.sample([[0.25, 0.5], [0.75, 0.5]])')) as { width: number; height: number; colors: number[][] };
+    expect(shot.width).toBe(1280);
+    expect(shot.height).toBe(720);
+    // Frame rate as the browser decodes it, over 4 s once the pipeline has settled.
+    await new Promise((r) => setTimeout(r, 2000));
+    const f0 = (await viewer.evaluate('window.mcu.getStats()')) as { framesDecoded: number };
+    await new Promise((r) => setTimeout(r, 4000));
+    const f1 = (await viewer.evaluate('window.mcu.getStats()')) as { framesDecoded: number };
+    const fps = (f1.framesDecoded - f0.framesDecoded) / 4;
+    console.log(`composite: ${shot.width}x${shot.height}, ${fps.toFixed(1)} fps, left ${shot.colors[0]}, right ${shot.colors[1]}`);
+    expect(fps).toBeGreaterThanOrEqual(25);
+    await ctx.close();
+    await fetch(`${node.url}/api/events/${ev.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
+  }, 90_000);
 });
