@@ -28,6 +28,22 @@ export const nodeConfigSchema = z.object({
   /** Close a WebRTC session after this long without media. */
   rtcMediaTimeoutMs: z.number().int().positive().default(30_000),
   maxRtcSessions: z.number().int().positive().default(500),
+  /** Program video renditions (default 1280x720 and 640x360 at 30 fps, VP8). */
+  videoRenditions: z
+    .array(
+      z
+        .object({
+          id: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/),
+          width: z.number().int().min(16).max(3840).multipleOf(2),
+          height: z.number().int().min(16).max(2160).multipleOf(2),
+          fps: z.number().int().min(1).max(60).optional(),
+          codec: z.enum(['vp8', 'h264']).optional(),
+          bitrateKbps: z.number().int().min(50).max(20_000).optional(),
+        })
+        .strict(),
+    )
+    .min(1)
+    .optional(),
 });
 
 export type NodeConfigInput = z.input<typeof nodeConfigSchema>;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ConflictError, NotFoundError, ServiceUnavailableError } from '@mcu/control';
 import { MixerEvent } from '@mcu/mixer';
+import type { VideoRenditionOptions } from '@mcu/mixer';
 
 export interface EventRecord {
   id: string;
@@ -16,6 +17,7 @@ export interface EventRegistryOptions {
   rtpHost: string;
   rtpAdvertiseHost?: string;
   onTick?: (seconds: number) => void;
+  videoRenditions?: VideoRenditionOptions[];
 }
 
 export interface EventRegistryEvents {
@@ -53,6 +55,7 @@ export class EventRegistry extends EventEmitter<EventRegistryEvents> {
       rtpHost: this.opts.rtpHost,
       rtpAdvertiseHost: this.opts.rtpAdvertiseHost,
       mixer: { onTick: this.opts.onTick },
+      video: this.opts.videoRenditions ? { renditions: this.opts.videoRenditions } : undefined,
     });
     const record: EventRecord = {
       id,

@@ -74,6 +74,7 @@ export class McuNode {
       rtpHost: this.config.rtpHost ?? this.config.host,
       rtpAdvertiseHost: this.config.publicIp,
       onTick: (seconds) => this.metrics.tickSeconds.observe(seconds),
+      videoRenditions: this.config.videoRenditions,
     });
     this.edge = new WebRtcEdge({
       portRange: this.config.rtcPorts,

@@ -35,7 +35,14 @@ let browser: Browser;
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (.ci/run does)`);
-  node = new McuNode({ port: 0, adminToken: ADMIN, iceAllow: ['127.0.0.0/8'], iceHostAddresses: ['127.0.0.1'] });
+  // One 720p rendition: the viewer plays it, and two cores are shared with four Chromium pages.
+  node = new McuNode({
+    port: 0,
+    adminToken: ADMIN,
+    iceAllow: ['127.0.0.0/8'],
+    iceHostAddresses: ['127.0.0.1'],
+    videoRenditions: [{ id: '720p', width: 1280, height: 720, fps: 30 }],
+  });
   await node.listen();
   // The publishing page is served from another origin: WHIP must work cross-origin (CORS).
   other = http.createServer(async (req, res) => {
@@ -136,6 +143,10 @@ describe('browsers over WHIP and WHEP', () => {
     const f1 = (await viewer.evaluate('window.mcu.getStats()')) as { framesDecoded: number };
     const fps = (f1.framesDecoded - f0.framesDecoded) / 4;
     console.log(`composite: ${shot.width}x${shot.height}, ${fps.toFixed(1)} fps, left ${shot.colors[0]}, right ${shot.colors[1]}`);
+    if (fps < 25) {
+      const v = node.registry.get(ev.id).mixer.videoMixer?.stats();
+      console.log(JSON.stringify({ dropped: v?.dropped, renditions: v?.renditions, sources: Object.values(v?.sources ?? {}).map((x: any) => [x.framesAssembled, x.framesDecoded, x.lost, x.framesDropped]) }));
+    }
     expect(fps).toBeGreaterThanOrEqual(25);
     await ctx.close();
     await fetch(`${node.url}/api/events/${ev.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });

@@ -24,6 +24,9 @@ interface SenderInternals {
   octetCount: number;
   packetCount: number;
   dtlsTransport: DtlsInternals;
+  rtcpRunning: boolean;
+  runRtcp(): Promise<void>;
+  rtpCache: { header: RtpHeader; payload: Buffer }[];
 }
 
 interface DtlsInternals {
@@ -53,12 +56,26 @@ function ntpNow(): bigint {
   return sharedNtp.value;
 }
 
+/** werift answers NACKs from a 128-entry history indexed by sequence number. */
+const RTP_HISTORY_SIZE = 128;
+
+export interface FastSenderOptions {
+  /** Keep each sent packet in werift's history so that viewers' NACKs are answered (video). */
+  retransmit?: boolean;
+}
+
 export class FastSender {
   private readonly header = new RtpHeader({ extensions: [] });
   private readonly csrc: number[] = [];
+  private readonly retransmit: boolean;
   packetsSent = 0;
 
-  constructor(private readonly sender: RTCRtpSender) {}
+  constructor(
+    private readonly sender: RTCRtpSender,
+    opts: FastSenderOptions = {},
+  ) {
+    this.retransmit = opts.retransmit ?? false;
+  }
 
   send(packet: Buffer, parsed: ParsedHeader): void {
     const s = this.sender as unknown as SenderInternals;
@@ -81,6 +98,14 @@ export class FastSender {
     s.octetCount += payload.length;
     s.packetCount = (s.packetCount + 1) >>> 0;
     this.packetsSent++;
+    // werift starts its sender-report loop from its own sendRtp; this path must start it too.
+    if (!s.rtcpRunning) void s.runRtcp().catch(() => undefined);
+    if (this.retransmit) {
+      s.rtpCache[h.sequenceNumber % RTP_HISTORY_SIZE] = {
+        header: new RtpHeader({ ...h, csrc: [...this.csrc], extensions: [] }),
+        payload: Buffer.from(payload),
+      };
+    }
     const dtls = s.dtlsTransport;
     const ice = dtls.iceTransport?.connection;
     const pair = ice?.nominated;

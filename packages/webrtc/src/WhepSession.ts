@@ -94,7 +94,8 @@ export class WhepSession extends WebRtcSession {
 
   private attachVideo(sender: RTCRtpSender, source: ProgramVideoSource, rendition: string | undefined): void {
     this.videoSender = sender;
-    const fast = new FastSender(sender);
+    // Video viewers NACK lost packets: keep the history werift answers them from.
+    const fast = new FastSender(sender, { retransmit: true });
     this.videoFast = fast;
     const parsed = this.videoParsed;
     this.unsubscribeVideo = source.addVideoProgramSink(rendition, (packet, length) => {

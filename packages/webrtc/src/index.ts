@@ -6,6 +6,7 @@ export { WhipSession } from './WhipSession.js';
 export { WhepSession, ProgramFanOut } from './WhepSession.js';
 export type { SendPath, ProgramSource, ProgramVideoSource } from './WhepSession.js';
 export { FastSender } from './FastSender.js';
+export type { FastSenderOptions } from './FastSender.js';
 export { peerConfig, disableDefaultStun, OPUS_PT, VP8_PT, H264_PT } from './PeerConfig.js';
 export type { WebRtcOptions } from './PeerConfig.js';
 export { summarizeOffer, filterCandidates, addressAllowList } from './Sdp.js';

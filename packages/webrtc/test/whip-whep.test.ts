@@ -39,6 +39,8 @@ describe('WHIP and WHEP between werift peers', () => {
     expect(tonePower(bHears, 440)).toBeGreaterThan(100 * tonePower(bHears, 1250));
     expect(tonePower(vHears, 440)).toBeGreaterThan(1000);
     expect(tonePower(vHears, 1250)).toBeGreaterThan(1000);
+    // The node sends RTCP sender reports on the program feed (the viewer recorded one).
+    expect(Object.keys(viewer.audio.receiver.lastSRtimestamp).length).toBeGreaterThan(0);
     // The viewer's stream is continuous.
     const r = viewer.received.slice(-100);
     for (let i = 1; i < r.length; i++) expect((r[i].seq - r[i - 1].seq) & 0xffff).toBe(1);
