@@ -64,7 +64,14 @@ async function connect(start: number): Promise<Viewer> {
     if (res.status !== 503 || attempt > 20) throw new Error(`WHEP answered ${res.status}`);
     await new Promise((r) => setTimeout(r, 500));
   }
-  await connected;
+  // Bounded: a viewer that does not connect within 20 s is counted as failed, never waited for.
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    connected,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`not connected after 20 s (${pc.connectionState})`)), 20_000);
+    }),
+  ]).finally(() => clearTimeout(timer));
   v.connectMs = performance.now() - start;
   return v;
 }
