@@ -149,40 +149,5 @@ export class Viewer {
   }
 }
 
-export function meanYuv(data: Uint8Array, width: number, height: number, rect: { x: number; y: number; w: number; h: number }): { y: number; u: number; v: number } {
-  let y = 0;
-  let u = 0;
-  let v = 0;
-  for (let r = rect.y; r < rect.y + rect.h; r++) for (let c = rect.x; c < rect.x + rect.w; c++) y += data[r * width + c];
-  const cw = width / 2;
-  const uo = width * height;
-  const vo = uo + cw * (height / 2);
-  for (let r = rect.y / 2; r < (rect.y + rect.h) / 2; r++) {
-    for (let c = rect.x / 2; c < (rect.x + rect.w) / 2; c++) {
-      u += data[uo + r * cw + c];
-      v += data[vo + r * cw + c];
-    }
-  }
-  const n = rect.w * rect.h;
-  return { y: y / n, u: (u * 4) / n, v: (v * 4) / n };
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export async function until(cond: () => boolean, timeoutMs = 5000, stepMs = 20): Promise<boolean> {
-  const end = performance.now() + timeoutMs;
-  while (performance.now() < end) {
-    if (cond()) return true;
-    await sleep(stepMs);
-  }
-  return cond();
-}
+// Picture checks and polling helpers are shared with the codec's tests.
+export { isAlive, meanYuv, sleep, until } from '../../codec/test/videoMedia.js';
