@@ -154,6 +154,27 @@ function onStop(stop: () => Promise<void>): void {
   process.on('SIGTERM', () => void handler('SIGTERM'));
 }
 
+/** The node of `mcu up` and `mcu mixer`: flags first, then environment, then defaults (validated). */
+function nodeFromOptions(
+  values: { host?: string; port?: string; 'public-url'?: string; 'public-ip'?: string; 'rtc-ports'?: string },
+  tokenSecret: string | undefined,
+): McuNode {
+  const env = process.env;
+  try {
+    return new McuNode({
+      host: values.host ?? env.HOST ?? undefined,
+      port: intOption('port', values.port ?? env.PORT),
+      publicUrl: values['public-url'] ?? env.MCU_PUBLIC_URL,
+      publicIp: values['public-ip'] ?? env.MCU_PUBLIC_IP,
+      rtcPorts: portRange(values['rtc-ports'] ?? env.MCU_RTC_PORTS),
+      adminToken: env.MCU_ADMIN_TOKEN || undefined,
+      tokenSecret,
+    });
+  } catch (err) {
+    fail((err as Error).message);
+  }
+}
+
 async function mixer(argv: string[]): Promise<void> {
   const values = parse(argv, clusterOptions);
   if (values.help) return void process.stdout.write(USAGE);
@@ -161,20 +182,7 @@ async function mixer(argv: string[]): Promise<void> {
   const env = process.env;
   const nodeId = nodeIdOf(values, 'mixer');
   const bus = await connectBus(values, 'mixer', nodeId);
-  let node: McuNode;
-  try {
-    node = new McuNode({
-      host: values.host ?? env.HOST ?? undefined,
-      port: intOption('port', values.port ?? env.PORT),
-      publicUrl: values['public-url'] ?? env.MCU_PUBLIC_URL,
-      publicIp: values['public-ip'] ?? env.MCU_PUBLIC_IP,
-      rtcPorts: portRange(values['rtc-ports'] ?? env.MCU_RTC_PORTS),
-      adminToken: env.MCU_ADMIN_TOKEN || undefined,
-      tokenSecret: secret,
-    });
-  } catch (err) {
-    fail((err as Error).message);
-  }
+  const node = nodeFromOptions(values, secret);
   const info = await node.listen();
   const role = await MixerRole.start({ node, bus, cluster: clusterName(values), nodeId, tokenSecret: secret, advertiseHost: values['media-ip'] ?? env.MCU_MEDIA_IP, relayFanOut: intOption('fan-out', values['fan-out']) });
   role.on('error', (err) => process.stderr.write(`mcu: clustering an event failed: ${err.message}\n`));
@@ -270,20 +278,7 @@ async function up(argv: string[]): Promise<void> {
     return;
   }
   const env = process.env;
-  let node: McuNode;
-  try {
-    node = new McuNode({
-      host: values.host ?? env.HOST ?? undefined,
-      port: intOption('port', values.port ?? env.PORT),
-      publicUrl: values['public-url'] ?? env.MCU_PUBLIC_URL,
-      publicIp: values['public-ip'] ?? env.MCU_PUBLIC_IP,
-      rtcPorts: portRange(values['rtc-ports'] ?? env.MCU_RTC_PORTS),
-      adminToken: env.MCU_ADMIN_TOKEN || undefined,
-      tokenSecret: env.MCU_TOKEN_SECRET || undefined,
-    });
-  } catch (err) {
-    fail((err as Error).message);
-  }
+  const node = nodeFromOptions(values, env.MCU_TOKEN_SECRET || undefined);
   const info = await node.listen();
   const lines = [
     `mcu: node up at ${info.url}`,
