@@ -9,7 +9,7 @@ import type { VideoLayout } from './Layouts.js';
 import { RtpEndpoint } from './RtpEndpoint.js';
 import { DropCounters } from './DropCounters.js';
 import type { Participant } from './Participant.js';
-import { VideoMixer } from './VideoMixer.js';
+import { renditionBitrateKbps, VIDEO_MIXER_DEFAULTS, VideoMixer } from './VideoMixer.js';
 import type { VideoMixerOptions, VideoRendition } from './VideoMixer.js';
 import type { VideoCodec } from '@mcu/rtp';
 
@@ -173,6 +173,22 @@ export class MixerEvent {
       s.delete(sink);
       if (s.size === 0) this.videoSinks.delete(key);
     };
+  }
+
+  /**
+   * The program video renditions (id, codec, target bitrate and what each actually sends), largest
+   * first, known before the video mixer starts: a viewer that joins before any presenter can still
+   * be given a rendition.
+   */
+  get videoRenditions(): { id: string; codec: VideoCodec; bitrateKbps: number; sendingKbps: number | null }[] {
+    if (this.video) return this.video.renditions.map(({ id, codec, bitrateKbps }, i) => ({ id, codec, bitrateKbps, sendingKbps: this.video!.sendingKbps(i) }));
+    const d = VIDEO_MIXER_DEFAULTS;
+    return (this.videoOptions.renditions ?? d.renditions).map((r) => ({
+      id: r.id,
+      codec: r.codec ?? this.videoOptions.codec ?? d.codec,
+      bitrateKbps: renditionBitrateKbps(r),
+      sendingKbps: null,
+    }));
   }
 
   /** A viewer lost a picture: ask the rendition's encoder (all when omitted) for a keyframe. */

@@ -104,6 +104,11 @@ export interface VideoMixerOptions {
   random?: () => number;
 }
 
+/** A rendition's bitrate: as configured, or about 1.6 bits per pixel per second (1500 kbps at 720p). */
+export function renditionBitrateKbps(r: { width: number; height: number; bitrateKbps?: number }): number {
+  return r.bitrateKbps ?? Math.round((r.width * r.height * 1.6) / 1000);
+}
+
 export const VIDEO_MIXER_DEFAULTS = Object.freeze({
   fps: 30,
   codec: 'vp8' as VideoCodec,
@@ -206,6 +211,25 @@ class RenditionState implements VideoRendition {
   lastSlot = -1;
   due = false;
   rtpTimestamp = 0;
+  /** What the encoder actually sends (kbps, smoothed over seconds), or null before the first second. */
+  sendingKbps: number | null = null;
+  private rateMark = { at: -1, bytes: 0 };
+
+  /** Updates `sendingKbps` once a second: a still composite sends far less than its target bitrate. */
+  measureRate(nowMs: number): void {
+    const m = this.rateMark;
+    if (m.at < 0) {
+      m.at = nowMs;
+      m.bytes = this.bytesOut;
+      return;
+    }
+    const elapsed = nowMs - m.at;
+    if (elapsed < 1000) return;
+    const kbps = ((this.bytesOut - m.bytes) * 8) / elapsed;
+    this.sendingKbps = this.sendingKbps === null ? kbps : 0.5 * this.sendingKbps + 0.5 * kbps;
+    m.at = nowMs;
+    m.bytes = this.bytesOut;
+  }
 
   constructor(o: Required<VideoRenditionOptions>, maxPacketBytes: number, seq: number, rtpBase: number) {
     this.id = o.id;
@@ -323,7 +347,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
         height: r.height,
         fps: Math.min(r.fps ?? this.fps, this.fps),
         codec,
-        bitrateKbps: r.bitrateKbps ?? Math.round((r.width * r.height * 1.6) / 1000),
+        bitrateKbps: renditionBitrateKbps(r),
         payloadType: r.payloadType ?? payloadTypes[codec],
         ssrc: r.ssrc ?? Math.floor(random() * TWO_32),
       };
@@ -375,6 +399,11 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
   /** The output streams, for SDP and sender reports. */
   get renditions(): VideoRendition[] {
     return this.renditionList.map((r) => r.info());
+  }
+
+  /** What rendition `index` (in `renditions` order) actually sends, kbps; null before its first second. */
+  sendingKbps(index: number): number | null {
+    return this.renditionList[index]?.sendingKbps ?? null;
   }
 
   get currentLayout(): VideoLayout {
@@ -486,6 +515,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
   private runTick(tickIndex: number): void {
     const now = this.timer.now();
     const mediaMs = this.mediaClock.nowMs();
+    for (const r of this.renditionList) r.measureRate(now);
     for (const s of this.sources.values()) {
       s.assembler.poll(now);
       if (!s.visible) continue;

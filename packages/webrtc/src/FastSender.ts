@@ -27,6 +27,7 @@ interface SenderInternals {
   rtcpRunning: boolean;
   runRtcp(): Promise<void>;
   rtpCache: { header: RtpHeader; payload: Buffer }[];
+  headerExtensions?: { uri: string; id: number }[];
 }
 
 interface DtlsInternals {
@@ -62,12 +63,24 @@ const RTP_HISTORY_SIZE = 128;
 export interface FastSenderOptions {
   /** Keep each sent packet in werift's history so that viewers' NACKs are answered (video). */
   retransmit?: boolean;
+  /**
+   * Stamp each packet with abs-send-time when the viewer negotiated it (video). A receiver's
+   * bandwidth estimate (REMB) then times packets by when they left, not by their RTP timestamps,
+   * which carry the composition time and so the encoder's varying delay as fake queuing delay.
+   */
+  absSendTime?: boolean;
 }
+
+const ABS_SEND_TIME_URI = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time';
 
 export class FastSender {
   private readonly header = new RtpHeader({ extensions: [] });
   private readonly csrc: number[] = [];
   private readonly retransmit: boolean;
+  private readonly absSendTime: boolean;
+  /** The negotiated abs-send-time extension id: undefined until looked up, 0 when not negotiated. */
+  private absSendTimeId: number | undefined;
+  private readonly absSendTimeExt = { id: 0, payload: Buffer.alloc(3) };
   packetsSent = 0;
 
   constructor(
@@ -75,7 +88,23 @@ export class FastSender {
     opts: FastSenderOptions = {},
   ) {
     this.retransmit = opts.retransmit ?? false;
+    this.absSendTime = opts.absSendTime ?? false;
   }
+
+  /** The header extensions this packet carries: abs-send-time (24 bits, 6.18 fixed-point seconds of NTP time) or none. */
+  private extensions(s: SenderInternals, ntp: bigint): { id: number; payload: Buffer }[] {
+    if (!this.absSendTime) return [];
+    if (this.absSendTimeId === undefined) {
+      if (!s.headerExtensions) return [];
+      this.absSendTimeId = s.headerExtensions.find((e) => e.uri === ABS_SEND_TIME_URI)?.id ?? 0;
+      this.absSendTimeExt.id = this.absSendTimeId;
+    }
+    if (this.absSendTimeId === 0) return [];
+    this.absSendTimeExt.payload.writeUIntBE(Number((ntp >> 14n) & 0xffffffn), 0, 3);
+    return this.absSendTimeList;
+  }
+
+  private readonly absSendTimeList = [this.absSendTimeExt];
 
   send(packet: Buffer, parsed: ParsedHeader): void {
     const s = this.sender as unknown as SenderInternals;
@@ -94,6 +123,7 @@ export class FastSender {
     s.sequenceNumber = h.sequenceNumber;
     s.timestamp = h.timestamp;
     s.ntpTimestamp = ntpNow();
+    h.extensions = this.extensions(s, s.ntpTimestamp);
     s.rtpTimestamp = h.timestamp;
     s.octetCount += payload.length;
     s.packetCount = (s.packetCount + 1) >>> 0;

@@ -6,6 +6,7 @@ import {
 } from 'werift';
 import type { PeerConfig } from 'werift';
 import { addressAllowList } from './Sdp.js';
+import type { RenditionChooserOptions } from './RenditionChooser.js';
 
 export interface WebRtcOptions {
   /** UDP ports for ICE host candidates, e.g. [40000, 40999]. */
@@ -33,6 +34,8 @@ export interface WebRtcOptions {
   mediaTimeoutMs?: number;
   /** At most this many WebRTC sessions per node; beyond it, 503 with Retry-After. */
   maxSessions?: number;
+  /** How WHEP viewers are moved between renditions by their bandwidth (RenditionChooser's defaults otherwise). */
+  renditionChooser?: RenditionChooserOptions;
 }
 
 export const OPUS_PT = 111;

@@ -2,7 +2,9 @@ import { ValidationError } from '@mcu/control';
 
 /** What the edge needs to know of an SDP offer, checked before werift sees it. */
 export interface OfferSummary {
-  media: { kind: string; direction: 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive'; mid: string | null }[];
+  media: { kind: string; direction: 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive'; mid: string | null; bandwidthKbps?: number }[];
+  /** Session-level bandwidth (b=AS or b=TIAS), kbps. */
+  bandwidthKbps?: number;
 }
 
 const MAX_SDP_BYTES = 64 * 1024;
@@ -14,6 +16,20 @@ interface Section {
   ufrag: boolean;
   pwd: boolean;
   fingerprint: boolean;
+  bandwidthKbps?: number;
+  tias?: boolean;
+}
+
+/** b=AS:<kbps> (RFC 8866 §5.8) or b=TIAS:<bps> (RFC 3890); TIAS wins when both are given. */
+function bandwidthLine(line: string, target: { bandwidthKbps?: number; tias?: boolean }): void {
+  const m = /^b=(AS|TIAS):(\d{1,12})$/.exec(line);
+  if (!m) return;
+  const kbps = m[1] === 'AS' ? Number(m[2]) : Number(m[2]) / 1000;
+  if (!(kbps > 0)) return;
+  if (m[1] === 'TIAS') {
+    target.bandwidthKbps = kbps;
+    target.tias = true;
+  } else if (!target.tias) target.bandwidthKbps = kbps;
 }
 
 /**
@@ -31,7 +47,7 @@ export function summarizeOffer(sdp: string): OfferSummary {
   }
   if (!lines.some((l) => l.startsWith('o='))) throw new ValidationError('SDP offer has no o= line', 'sdp');
   const media: OfferSummary['media'] = [];
-  const session = { ufrag: false, pwd: false, fingerprint: false };
+  const session: { ufrag: boolean; pwd: boolean; fingerprint: boolean; bandwidthKbps?: number; tias?: boolean } = { ufrag: false, pwd: false, fingerprint: false };
   let current: Section | null = null;
   const sections: Section[] = [];
   for (const l of lines) {
@@ -48,15 +64,16 @@ export function summarizeOffer(sdp: string): OfferSummary {
     else if (l.startsWith('a=fingerprint:')) target.fingerprint = true;
     else if (current && /^a=(sendrecv|sendonly|recvonly|inactive)$/.test(l)) current.direction = l.slice(2) as Section['direction'];
     else if (current && l.startsWith('a=mid:')) current.mid = l.slice(6);
+    else if (l.startsWith('b=')) bandwidthLine(l, target);
   }
   for (const s of sections) {
     if (s.kind !== 'audio' && s.kind !== 'video') continue;
     if (!(s.ufrag || session.ufrag) || !(s.pwd || session.pwd)) throw new ValidationError(`SDP ${s.kind} section has no ICE credentials`, 'sdp');
     if (!(s.fingerprint || session.fingerprint)) throw new ValidationError(`SDP ${s.kind} section has no DTLS fingerprint`, 'sdp');
-    media.push({ kind: s.kind, direction: s.direction, mid: s.mid });
+    media.push({ kind: s.kind, direction: s.direction, mid: s.mid, ...(s.bandwidthKbps !== undefined && { bandwidthKbps: s.bandwidthKbps }) });
   }
   if (media.length === 0) throw new ValidationError('SDP offer has no audio or video section', 'sdp');
-  return { media };
+  return { media, ...(session.bandwidthKbps !== undefined && { bandwidthKbps: session.bandwidthKbps }) };
 }
 
 /**

@@ -29,6 +29,7 @@ export function programSourceOf(event: MixerEvent): ProgramSource {
     video: {
       addVideoProgramSink: (rendition, sink) => event.addVideoProgramSink(rendition, sink),
       requestKeyframe: (rendition) => event.requestVideoKeyframe(rendition),
+      renditions: () => event.videoRenditions,
     },
   };
 }
@@ -72,9 +73,8 @@ export class WebRtcEdge {
       fanOut = new ProgramFanOut(source);
       this.fanOuts.set(source.id, fanOut);
     }
-    const video = source.video && summary.media.some((m) => m.kind === 'video' && (m.direction === 'recvonly' || m.direction === 'sendrecv'))
-      ? { source: source.video, rendition: opts.rendition }
-      : undefined;
+    const videoSection = summary.media.find((m) => m.kind === 'video' && (m.direction === 'recvonly' || m.direction === 'sendrecv'));
+    const video = source.video && videoSection ? { source: source.video, rendition: opts.rendition, initialKbps: videoSection.bandwidthKbps ?? summary.bandwidthKbps, chooser: this.opts.renditionChooser } : undefined;
     return this.start(new WhepSession(source.id, this.config, this.mediaTimeoutMs, fanOut, this.path, video), offer);
   }
 

@@ -1,8 +1,10 @@
 import type { PeerConfig, RTCRtpSender } from 'werift';
 import { parseRtp, RtpHeader as ParsedHeaderClass } from '@mcu/rtp';
-import type { RtpHeader as ParsedHeader } from '@mcu/rtp';
+import type { RtpHeader as ParsedHeader, VideoCodec } from '@mcu/rtp';
 import { WebRtcSession } from './WebRtcSession.js';
 import { FastSender } from './FastSender.js';
+import { ViewerVideo } from './ViewerVideo.js';
+import type { ViewerVideoOptions } from './ViewerVideo.js';
 
 /** How a program packet reaches each viewer: werift's generic sender, or the shared-parse fast path. */
 export type SendPath = 'werift' | 'fast';
@@ -24,6 +26,11 @@ export interface ProgramVideoSource {
   addVideoProgramSink(rendition: string | undefined, sink: (packet: Uint8Array, length: number) => void): () => void;
   /** A viewer lost a picture: ask for a keyframe on the rendition (all when omitted). */
   requestKeyframe(rendition?: string): void;
+  /**
+   * The renditions, largest first, with codec and bitrate: a viewer that did not pin one gets the
+   * highest its link holds, switched as that changes. Without it every viewer gets the default.
+   */
+  renditions?(): readonly { id: string; codec: VideoCodec; bitrateKbps: number; sendingKbps?: number | null }[];
 }
 
 /** One per event: subscribes once to the program feed, parses each packet once, fans out. */
@@ -65,11 +72,7 @@ export class WhepSession extends WebRtcSession {
   private audioSender: RTCRtpSender | null = null;
   private fast: FastSender | null = null;
   private videoSender: RTCRtpSender | null = null;
-  private videoFast: FastSender | null = null;
-  private unsubscribeVideo: (() => void) | null = null;
-  private readonly videoParsed = new ParsedHeaderClass();
-  videoPacketsOut = 0;
-  pliReceived = 0;
+  private video: ViewerVideo | null = null;
 
   constructor(
     eventId: string,
@@ -77,7 +80,7 @@ export class WhepSession extends WebRtcSession {
     mediaTimeoutMs: number,
     program: ProgramFanOut,
     public sendPath: SendPath = 'fast',
-    video?: { source: ProgramVideoSource; rendition?: string },
+    video?: { source: ProgramVideoSource } & ViewerVideoOptions,
   ) {
     super('whep', eventId, config, mediaTimeoutMs);
     this.pc.onRemoteTransceiverAdded.subscribe((t) => {
@@ -86,28 +89,29 @@ export class WhepSession extends WebRtcSession {
         this.audioSender = t.sender;
         this.fast = new FastSender(t.sender);
       } else if (t.kind === 'video' && video && !this.videoSender) {
-        this.attachVideo(t.sender, video.source, video.rendition);
+        this.attachVideo(t.sender, video.source, video);
       }
     });
     this.unsubscribe = program.add(this);
   }
 
-  private attachVideo(sender: RTCRtpSender, source: ProgramVideoSource, rendition: string | undefined): void {
+  private attachVideo(sender: RTCRtpSender, source: ProgramVideoSource, opts: ViewerVideoOptions): void {
     this.videoSender = sender;
     // Video viewers NACK lost packets: keep the history werift answers them from.
-    const fast = new FastSender(sender, { retransmit: true });
-    this.videoFast = fast;
-    const parsed = this.videoParsed;
-    this.unsubscribeVideo = source.addVideoProgramSink(rendition, (packet, length) => {
-      const buf = Buffer.from(packet.buffer, packet.byteOffset, length);
-      if (parseRtp(buf, parsed) !== null) return;
-      this.videoPacketsOut++;
-      fast.send(buf, parsed);
-    });
-    sender.onPictureLossIndication.subscribe(() => {
-      this.pliReceived++;
-      source.requestKeyframe(rendition);
-    });
+    this.video = new ViewerVideo(sender, new FastSender(sender, { retransmit: true, absSendTime: true }), source, opts);
+  }
+
+  get videoPacketsOut(): number {
+    return this.video?.packetsOut ?? 0;
+  }
+
+  get pliReceived(): number {
+    return this.video?.pliReceived ?? 0;
+  }
+
+  /** The viewer's program video (rendition, switches), once its video transceiver is attached. */
+  get viewerVideo(): ViewerVideo | null {
+    return this.video;
   }
 
   /** Called by the event's fan-out once per program packet, parsed once for all viewers. */
@@ -125,13 +129,12 @@ export class WhepSession extends WebRtcSession {
   }
 
   override describe(): Record<string, unknown> {
-    return { ...super.describe(), videoPacketsOut: this.videoPacketsOut, pliReceived: this.pliReceived };
+    return { ...super.describe(), videoPacketsOut: this.videoPacketsOut, pliReceived: this.pliReceived, ...this.video?.describe() };
   }
 
   protected release(): void {
     this.unsubscribe?.();
     this.unsubscribe = null;
-    this.unsubscribeVideo?.();
-    this.unsubscribeVideo = null;
+    this.video?.close();
   }
 }

@@ -11,3 +11,7 @@ export { peerConfig, disableDefaultStun, OPUS_PT, VP8_PT, H264_PT } from './Peer
 export type { WebRtcOptions } from './PeerConfig.js';
 export { summarizeOffer, filterCandidates, addressAllowList } from './Sdp.js';
 export type { OfferSummary } from './Sdp.js';
+export { RenditionChooser, renditionChooserDefaults } from './RenditionChooser.js';
+export type { RenditionOption, RenditionChooserOptions } from './RenditionChooser.js';
+export { ViewerVideo } from './ViewerVideo.js';
+export type { ViewerVideoOptions } from './ViewerVideo.js';

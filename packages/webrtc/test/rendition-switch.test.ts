@@ -1,0 +1,140 @@
+/**
+ * A WHEP viewer that did not pin a rendition is moved between the program's renditions by the
+ * bandwidth it reports (REMB), receiving one continuous stream: the same SSRC, sequence numbers
+ * going on by one, and a keyframe of the new size at each switch.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { ReceiverEstimatedMaxBitrate, RTCPeerConnection, RtcpPayloadSpecificFeedback } from 'werift';
+import type { RTCRtpTransceiver, RtpPacket } from 'werift';
+import { MixerEvent } from '@mcu/mixer';
+import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig, programSourceOf, WebRtcEdge, WhepSession } from '../src/index.js';
+import { LOOPBACK } from './client.js';
+import { ClipSender, isAlive, lavfiClip, until, Viewer } from '../../mixer/test/videoMedia.js';
+
+const allow = addressAllowList(LOOPBACK.iceAllow);
+let event: MixerEvent | null = null;
+let edge: WebRtcEdge | null = null;
+let pc: RTCPeerConnection | null = null;
+let clip: ClipSender | null = null;
+let rembTimer: NodeJS.Timeout | null = null;
+
+afterAll(async () => {
+  if (rembTimer) clearInterval(rembTimer);
+  clip?.stop();
+  const ids = event?.videoMixer?.processIds();
+  const pids = ids ? [...Object.values(ids.decoders), ...Object.values(ids.encoders)].filter((p): p is number => p !== null) : [];
+  edge?.close();
+  event?.close();
+  await pc?.close().catch(() => undefined);
+  expect(await until(() => pids.every((pid) => !isAlive(pid)), 5000)).toBe(true);
+});
+
+/** REMB (draft-alvestrand-rmcat-remb): bitrate = mantissa (18 bits) << exponent. */
+function remb(bitrate: number, mediaSsrc: number): RtcpPayloadSpecificFeedback {
+  let exp = 0;
+  while (bitrate >> exp >= 1 << 18) exp++;
+  return new RtcpPayloadSpecificFeedback({
+    feedback: new ReceiverEstimatedMaxBitrate({ senderSsrc: 1, mediaSsrc: 0, uniqueID: 'REMB', ssrcNum: 1, brExp: exp, brMantissa: bitrate >> exp, ssrcFeedbacks: [mediaSsrc] }),
+  });
+}
+
+/** Width and height in a VP8 keyframe's header (RFC 6386 §9.1). */
+function vp8Size(frame: Uint8Array): { width: number; height: number } {
+  return { width: (frame[6] | (frame[7] << 8)) & 0x3fff, height: (frame[8] | (frame[9] << 8)) & 0x3fff };
+}
+
+describe('rendition by the viewer’s bandwidth', () => {
+  it('moves a viewer down when its estimate drops and back up when it recovers, in one continuous stream', async () => {
+    event = new MixerEvent({
+      id: 'renditions',
+      video: {
+        renditions: [
+          { id: 'hi', width: 320, height: 180, bitrateKbps: 400 },
+          { id: 'lo', width: 160, height: 90, bitrateKbps: 100 },
+        ],
+        keyframeIntervalMs: 30_000, // only requested keyframes: a switch must ask for one
+        minKeyframeIntervalMs: 200,
+      },
+    });
+    edge = new WebRtcEdge({
+      iceAllow: LOOPBACK.iceAllow,
+      additionalHostAddresses: LOOPBACK.additionalHostAddresses,
+      renditionChooser: { settleMs: 500, downAfterMs: 500, upAfterMs: 1000, probeAfterMs: 600_000 },
+    });
+    event.addVideoSource('cam', 'vp8', 'Cam');
+    clip = new ClipSender(lavfiClip({ source: 'color=green', width: 320, height: 240, frames: 30, codec: 'vp8', gop: 15 }), (p) => event?.pushVideoRtp('cam', p)).start();
+
+    pc = new RTCPeerConnection(peerConfig(LOOPBACK));
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    const video: RTCRtpTransceiver = pc.addTransceiver('video', { direction: 'recvonly' });
+    const viewer = new Viewer('vp8');
+    const packets: { seq: number; ts: number; ssrc: number }[] = [];
+    let estimate = 5_000_000;
+    video.onTrack.subscribe((track) => {
+      track.onReceiveRtp.subscribe((rtp: RtpPacket) => {
+        packets.push({ seq: rtp.header.sequenceNumber, ts: rtp.header.timestamp, ssrc: rtp.header.ssrc });
+        const buf = rtp.serialize();
+        viewer.push(buf, buf.length);
+        if (rembTimer === null) {
+          void video.receiver.sendRtcpPLI(rtp.header.ssrc).catch(() => undefined);
+          rembTimer = setInterval(() => void video.receiver.dtlsTransport.sendRtcp([remb(estimate, rtp.header.ssrc)]).catch(() => undefined), 200);
+        }
+      });
+    });
+    const offer = await pc.createOffer();
+    disableDefaultStun(pc as never);
+    await pc.setLocalDescription(offer);
+    if (pc.iceGatheringState !== 'complete') await new Promise<void>((r) => pc!.iceGatheringStateChange.subscribe((s) => s === 'complete' && r()));
+    const { session, answer } = await edge.play(programSourceOf(event), filterCandidates(pc.localDescription!.sdp, allow));
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    const whep = session as WhepSession;
+    const vv = () => whep.viewerVideo;
+
+    const keyframeSizes = () => viewer.frames.filter((f) => f.keyframe).map((f) => `${vp8Size(f.data).width}x${vp8Size(f.data).height}`);
+    expect(await until(() => keyframeSizes().includes('320x180'), 10_000, 50), `frames ${viewer.frames.length}`).toBe(true);
+    expect(vv()?.rendition).toBe('hi');
+
+    // The link degrades: 2 kbps is below what even a still picture sends, so the lowest.
+    estimate = 2_000;
+    expect(await until(() => vv()?.rendition === 'lo' && keyframeSizes().includes('160x90'), 10_000, 50), JSON.stringify(whep.describe())).toBe(true);
+    const downAt = packets.length;
+
+    // It recovers.
+    estimate = 5_000_000;
+    expect(await until(() => vv()?.rendition === 'hi' && keyframeSizes().lastIndexOf('320x180') > keyframeSizes().indexOf('160x90'), 10_000, 50), JSON.stringify(whep.describe())).toBe(true);
+    expect(vv()?.switches).toBe(2);
+    expect(whep.describe()).toMatchObject({ rendition: 'hi', renditionSwitches: 2, adaptive: true, estimateKbps: 5000 });
+
+    // One stream for the viewer: one SSRC, sequence numbers without a gap or a jump back,
+    // timestamps that never go back by more than a frame.
+    expect(new Set(packets.map((p) => p.ssrc)).size).toBe(1);
+    let jumps = 0;
+    for (let i = 1; i < packets.length; i++) {
+      const d = (packets[i].seq - packets[i - 1].seq) & 0xffff;
+      if (d !== 1) jumps++;
+      const dt = (packets[i].ts - packets[i - 1].ts) | 0;
+      expect(dt, `timestamp step at packet ${i} (switch near ${downAt})`).toBeGreaterThanOrEqual(0);
+      expect(dt).toBeLessThan(90_000);
+    }
+    expect(jumps, 'sequence gaps').toBe(0);
+  }, 40_000);
+
+  it('keeps a viewer on the rendition it asked for', async () => {
+    const e = event!;
+    const p2 = new RTCPeerConnection(peerConfig(LOOPBACK));
+    try {
+      p2.addTransceiver('video', { direction: 'recvonly' });
+      const offer = await p2.createOffer();
+      disableDefaultStun(p2 as never);
+      await p2.setLocalDescription(offer);
+      if (p2.iceGatheringState !== 'complete') await new Promise<void>((r) => p2.iceGatheringStateChange.subscribe((s) => s === 'complete' && r()));
+      const { session, answer } = await edge!.play(programSourceOf(e), filterCandidates(p2.localDescription!.sdp, allow), { rendition: 'lo' });
+      await p2.setRemoteDescription({ type: 'answer', sdp: answer });
+      const whep = session as WhepSession;
+      expect(await until(() => (whep.viewerVideo?.packetsOut ?? 0) > 20, 10_000, 50)).toBe(true);
+      expect(whep.describe()).toMatchObject({ rendition: 'lo', adaptive: false, renditionSwitches: 0 });
+    } finally {
+      await p2.close().catch(() => undefined);
+    }
+  }, 20_000);
+});
