@@ -14,7 +14,7 @@ export type SendPath = 'werift' | 'fast';
 export interface ProgramSource {
   readonly id: string;
   addProgramSink(sink: (packet: Buffer) => void): () => void;
-  /** The program video, when the source has one (a mixer event; not yet a relay). */
+  /** The program video, when the source has one (a mixer event, a relay's feed). */
   readonly video?: ProgramVideoSource;
 }
 
@@ -24,6 +24,12 @@ export interface ProgramVideoSource {
   addVideoProgramSink(rendition: string | undefined, sink: (packet: Uint8Array, length: number) => void): () => void;
   /** A viewer lost a picture: ask for a keyframe on the rendition (all when omitted). */
   requestKeyframe(rendition?: string): void;
+  /**
+   * Sends the rendition's cached group of pictures (from its last keyframe) to one sink, at once;
+   * returns the packets sent (0: nothing cached). A source that has it (a relay) starts each new
+   * viewer from the cache instead of asking upstream for a keyframe.
+   */
+  replayGop?(rendition: string | undefined, sink: (packet: Uint8Array, length: number) => void): number;
 }
 
 /** One per event: subscribes once to the program feed, parses each packet once, fans out. */
@@ -70,6 +76,8 @@ export class WhepSession extends WebRtcSession {
   private readonly videoParsed = new ParsedHeaderClass();
   videoPacketsOut = 0;
   pliReceived = 0;
+  /** Packets of the first group of pictures replayed from the source's cache (a relay's). */
+  gopPacketsReplayed = 0;
 
   constructor(
     eventId: string,
@@ -98,12 +106,33 @@ export class WhepSession extends WebRtcSession {
     const fast = new FastSender(sender, { retransmit: true });
     this.videoFast = fast;
     const parsed = this.videoParsed;
-    this.unsubscribeVideo = source.addVideoProgramSink(rendition, (packet, length) => {
+    const send = (packet: Uint8Array, length: number): void => {
       const buf = Buffer.from(packet.buffer, packet.byteOffset, length);
       if (parseRtp(buf, parsed) !== null) return;
       this.videoPacketsOut++;
       fast.send(buf, parsed);
-    });
+    };
+    const replay = source.replayGop?.bind(source);
+    if (!replay) {
+      this.unsubscribeVideo = source.addVideoProgramSink(rendition, send);
+    } else {
+      // Live packets wait until the transport is up; then the cached group of pictures goes first
+      // and the live stream follows it in the same turn, so the viewer's first frame is a keyframe
+      // and no sequence number goes backwards.
+      let live = false;
+      this.unsubscribeVideo = source.addVideoProgramSink(rendition, (packet, length) => {
+        if (live) send(packet, length);
+      });
+      const start = (): void => {
+        if (live || this.pc.connectionState !== 'connected') return;
+        live = true;
+        const n = replay(rendition, send);
+        this.gopPacketsReplayed += n;
+        if (n === 0) source.requestKeyframe(rendition);
+      };
+      this.pc.connectionStateChange.subscribe(start);
+      start();
+    }
     sender.onPictureLossIndication.subscribe(() => {
       this.pliReceived++;
       source.requestKeyframe(rendition);
@@ -125,7 +154,7 @@ export class WhepSession extends WebRtcSession {
   }
 
   override describe(): Record<string, unknown> {
-    return { ...super.describe(), videoPacketsOut: this.videoPacketsOut, pliReceived: this.pliReceived };
+    return { ...super.describe(), videoPacketsOut: this.videoPacketsOut, pliReceived: this.pliReceived, gopPacketsReplayed: this.gopPacketsReplayed };
   }
 
   protected release(): void {
