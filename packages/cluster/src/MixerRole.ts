@@ -83,7 +83,6 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   readonly #bus: Bus;
   readonly #opts: MixerRoleOptions;
   readonly #mediaHost: string;
-  readonly #mediaPort: number;
   readonly #events = new Map<string, ClusteredEvent>();
   /** Events whose feed is being set up. */
   readonly #clustering = new Set<string>();
@@ -98,7 +97,6 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     this.cluster = opts.cluster;
     this.nodeId = opts.nodeId;
     this.#mediaHost = opts.mediaHost ?? opts.node.config.rtpHost ?? opts.node.config.host;
-    this.#mediaPort = mediaPort;
     const fanOut = opts.relayFanOut ?? clusterDefaults.mixerChildren;
     this.agent = new NodeAgent({
       bus: opts.bus,
@@ -107,6 +105,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
         id: opts.nodeId,
         role: 'mixer',
         http: opts.node.url,
+        // The registry wants a media address; each event's feed has its own port, advertised
+        // per event in the `feeds` bucket (that is where relays take their parent's address from).
         media: { host: opts.advertiseHost ?? mediaAddressFor(this.#mediaHost), port: mediaPort },
         capacity: { viewers: opts.node.config.maxRtcSessions, children: fanOut },
       },
