@@ -5,7 +5,7 @@
  * is), one loaded relay SIGKILLed mid-run.
  *
  * The probe is the program feed itself: the mixer sends one RTP packet per 20 ms tick (50 pps per
- * viewer; `--pps` is accepted for the issue's interface but the feed rate is the mixer's tick), and
+ * viewer; there is no `--pps`: the feed rate is the mixer's audio tick, not the bench's to set), and
  * relays keep its sequence numbers (StreamContinuity keeps the first source's numbers), so every
  * viewer's received sequence numbers give its delivery. Per-hop latency: for a relay at depth d+1
  * and its parent at depth d, the arrival time of the same packet at one viewer of each (process
@@ -29,7 +29,6 @@ const { values } = parseArgs({
     relays: { type: 'string', default: '6' },
     'fan-out': { type: 'string', default: '3' },
     seconds: { type: 'string', default: '12' },
-    pps: { type: 'string', default: '50' },
     'viewer-procs': { type: 'string', default: '2' },
     nats: { type: 'string', default: 'nats://127.0.0.1:4222' },
     json: { type: 'boolean', default: false },

@@ -4,17 +4,19 @@
  *   - a TreeController (only the holder of the `tree.leader` lease acts) that builds the trees and
  *     places viewers; WHEP viewers of a clustered event are redirected (307) to the chosen relay;
  *   - the EventStore: events created through the API are stored in KV, ended ones marked ended;
- *   - per clustered event a FeedSender: the program feed, protected once with the event's feed key,
- *     to the tree roots (this node's children in the event's tree, from a ClusterClient);
+ *   - per clustered event a FeedSender on a UDP port of its own: the program feed (audio and every
+ *     video rendition, each on its SSRC), protected once with the event's feed key, to the tree
+ *     roots (this node's children in the event's tree, from a ClusterClient). The port and the
+ *     description of the streams (kind, codec, rendition, size) are advertised in the `feeds` KV
+ *     bucket, so one mixer feeds any number of clustered events at once;
+ *   - keyframe requests from the tree (already aggregated per SSRC by the FeedSender) go to the
+ *     rendition's encoder;
  *   - the feed-key service: relays ask for the key on the control plane (FeedKeys.ts).
- *
- * A node advertises one media address (NodeInfo.media), and relays accept the feed only from
- * their parent's address, so a mixer sends one clustered event at a time; events created while
- * one is clustered are served by this node alone (their viewers play here).
  */
 import { EventEmitter } from 'node:events';
 import {
   ClusterClient,
+  type FeedStream,
   NodeAgent,
   placementReplySchema,
   ServiceUnavailableError,
@@ -24,7 +26,8 @@ import {
   type EventStore,
   type PlacementReply,
 } from '@mcu/control';
-import { FeedSender, type FeedKey } from '@mcu/relay';
+import { FeedSender, type FeedKey, type StreamInfo } from '@mcu/relay';
+import type { VideoRendition } from '@mcu/mixer';
 import type { EventRecord, McuNode } from '@mcu/server';
 import { redirectViewer } from '@mcu/server';
 import { clusterDefaults } from './ClusterConfig.js';
@@ -55,6 +58,13 @@ interface ClusteredEvent {
   sender: FeedSender;
   client: ClusterClient;
   stopProgram: () => void;
+  stopVideo: () => void;
+  /** The feed's streams as advertised: the audio program, then one per video rendition. */
+  streams: FeedStream[];
+  /** Video SSRC → rendition id, for keyframe requests coming up the tree. */
+  renditionBySsrc: Map<number, string>;
+  /** Keyframe requests from the tree passed to the encoders. */
+  keyframeRequests: number;
 }
 
 export interface MixerRoleEvents {
@@ -73,10 +83,9 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   readonly #bus: Bus;
   readonly #opts: MixerRoleOptions;
   readonly #mediaHost: string;
-  readonly #mediaPort: number;
   readonly #events = new Map<string, ClusteredEvent>();
-  /** Set while an event's feed is being set up: at most one clustered event at a time. */
-  #clustering: string | null = null;
+  /** Events whose feed is being set up. */
+  readonly #clustering = new Set<string>();
   #stopKeys: (() => void) | undefined;
   #closed = false;
 
@@ -88,7 +97,6 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     this.cluster = opts.cluster;
     this.nodeId = opts.nodeId;
     this.#mediaHost = opts.mediaHost ?? opts.node.config.rtpHost ?? opts.node.config.host;
-    this.#mediaPort = mediaPort;
     const fanOut = opts.relayFanOut ?? clusterDefaults.mixerChildren;
     this.agent = new NodeAgent({
       bus: opts.bus,
@@ -97,6 +105,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
         id: opts.nodeId,
         role: 'mixer',
         http: opts.node.url,
+        // The registry wants a media address; each event's feed has its own port, advertised
+        // per event in the `feeds` bucket (that is where relays take their parent's address from).
         media: { host: opts.advertiseHost ?? mediaAddressFor(this.#mediaHost), port: mediaPort },
         capacity: { viewers: opts.node.config.maxRtcSessions, children: fanOut },
       },
@@ -140,6 +150,16 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     return [...this.#events.keys()];
   }
 
+  /** The feed's streams as advertised to the relays (tests and diagnostics). */
+  feedStreams(eventId: string): readonly FeedStream[] | undefined {
+    return this.#events.get(eventId)?.streams;
+  }
+
+  /** Keyframe requests that came up an event's tree and reached its encoders. */
+  keyframeRequestsFromTree(eventId: string): number {
+    return this.#events.get(eventId)?.keyframeRequests ?? 0;
+  }
+
   /** Where a new viewer of the event goes: a relay's URL for `kind`, or null (serve here). */
   async placeViewer(eventId: string, kind: 'whep' | 'rtp-viewers'): Promise<string | null> {
     if (!this.#events.has(eventId)) return null;
@@ -178,44 +198,74 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   }
 
   readonly #onCreated = (e: EventRecord): void => {
-    if (this.#closed || this.#clustering !== null) return;
-    this.#clustering = e.id;
-    this.#cluster(e).catch((err: unknown) => {
-      if (this.#clustering === e.id) this.#clustering = null;
-      this.emit('error', err instanceof Error ? err : new Error(String(err)));
-    });
+    if (this.#closed || this.#clustering.has(e.id) || this.#events.has(e.id)) return;
+    this.#clustering.add(e.id);
+    this.#cluster(e)
+      .catch((err: unknown) => {
+        this.emit('error', err instanceof Error ? err : new Error(String(err)));
+      })
+      .finally(() => this.#clustering.delete(e.id));
   };
 
   async #cluster(e: EventRecord): Promise<void> {
     const key = generateFeedKey();
     const mixer = e.mixer.mixer;
-    const sender = await FeedSender.open({
-      bindHost: this.#mediaHost,
-      bindPort: this.#mediaPort,
+    const audio: FeedStream = { ssrc: mixer.programSsrc, kind: 'audio', codec: 'opus' };
+    // A port of its own per event: relays accept an event's feed only from its parent's address.
+    const sender = await FeedSender.open({ bindHost: this.#mediaHost, bindPort: 0, key, streams: streamMapOf([audio]) });
+    const client = new ClusterClient({ bus: this.#bus, cluster: this.cluster, event: e.id, nodeId: this.nodeId, eventMedia: true });
+    const entry: ClusteredEvent = {
+      id: e.id,
       key,
-      streams: { [mixer.programSsrc]: { kind: 'audio', codec: 'opus' } },
-    });
-    const client = new ClusterClient({ bus: this.#bus, cluster: this.cluster, event: e.id, nodeId: this.nodeId });
-    const entry: ClusteredEvent = { id: e.id, key, sender, client, stopProgram: () => undefined };
-    if (this.#closed || e.mixer.isClosed) {
+      sender,
+      client,
+      stopProgram: () => undefined,
+      stopVideo: () => undefined,
+      streams: [audio],
+      renditionBySsrc: new Map(),
+      keyframeRequests: 0,
+    };
+    if (this.#closed || e.mixer.isClosed || !this.node.registry.has(e.id)) {
       sender.close();
       return;
     }
     this.#events.set(e.id, entry);
+    const media = { host: this.#opts.advertiseHost ?? mediaAddressFor(this.#mediaHost), port: sender.address.port };
     entry.stopProgram = mixer.addProgramSink((packet) => sender.send(packet));
+    entry.stopVideo = e.mixer.addAllVideoProgramSink((packet, length, rendition) => {
+      if (!entry.renditionBySsrc.has(rendition.ssrc)) this.#describeRendition(entry, media, rendition);
+      sender.send(packet, length);
+    });
+    sender.on('keyframeRequest', (ssrc) => {
+      const rendition = entry.renditionBySsrc.get(ssrc);
+      if (rendition === undefined) return;
+      entry.keyframeRequests++;
+      e.mixer.requestVideoKeyframe(rendition);
+    });
     client.on('children', (children) => sender.setChildren(children.map((c) => c.media)));
     await client.start();
+    await client.advertise(media, entry.streams);
     sender.setChildren(client.children.map((c) => c.media));
     await this.events.put({ v: 1, id: e.id, name: e.name.slice(0, 200), mixer: this.nodeId, createdAt: Date.now(), maxSpeakers: e.maxSpeakers });
     this.emit('clustered', e.id);
+  }
+
+  /** A rendition's first packet (or its new SSRC after an encoder's restart): describe it to the relays. */
+  #describeRendition(entry: ClusteredEvent, media: { host: string; port: number }, r: VideoRendition): void {
+    for (const [ssrc, id] of entry.renditionBySsrc) if (id === r.id) entry.renditionBySsrc.delete(ssrc);
+    entry.renditionBySsrc.set(r.ssrc, r.id);
+    const video: FeedStream = { ssrc: r.ssrc, kind: 'video', codec: r.codec, rendition: r.id, width: r.width, height: r.height };
+    entry.streams = [...entry.streams.filter((s) => s.kind !== 'video' || s.rendition !== r.id), video];
+    entry.sender.setStreams(streamMapOf(entry.streams));
+    entry.client.advertise(media, entry.streams).catch((err: unknown) => this.emit('error', err instanceof Error ? err : new Error(String(err))));
   }
 
   readonly #onEnding = (e: EventRecord): void => {
     const entry = this.#events.get(e.id);
     if (!entry) return;
     this.#events.delete(e.id);
-    if (this.#clustering === e.id) this.#clustering = null;
     entry.stopProgram();
+    entry.stopVideo();
     entry.sender.close();
     void entry.client.close();
     // Relays see it ended and free their feeds; the controller drops the tree.
@@ -238,6 +288,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     this.#stopKeys?.();
     for (const entry of this.#events.values()) {
       entry.stopProgram();
+      entry.stopVideo();
       entry.sender.close();
       await entry.client.close();
     }
@@ -245,4 +296,10 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     await this.agent.close();
     await this.controller.close();
   }
+}
+
+function streamMapOf(streams: readonly FeedStream[]): Map<number, StreamInfo> {
+  const map = new Map<number, StreamInfo>();
+  for (const s of streams) map.set(s.ssrc, s.kind === 'audio' ? { kind: 'audio', codec: 'opus' } : { kind: 'video', codec: s.codec });
+  return map;
 }

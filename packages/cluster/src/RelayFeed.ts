@@ -1,16 +1,23 @@
 /**
- * One event's program feed on a relay: a RelayForwarder whose parent and children follow the
- * event's relay tree (ClusterClient), and a ProgramSource over its plaintext so that WHEP viewers
- * (WebRtcEdge.play) and plain-RTP viewers play it.
+ * One event's program feed on a relay: a RelayForwarder on a UDP port of its own (advertised for
+ * this event in the `feeds` bucket) whose parent and children follow the event's relay tree
+ * (ClusterClient), and a ProgramSource over its plaintext so that WHEP viewers (WebRtcEdge.play)
+ * and plain-RTP viewers play it: the program audio, and the video of the rendition a viewer
+ * chose (the mixer's stream description, validated by the ClusterClient, says which SSRC carries
+ * which rendition).
  *
- * Viewers see one continuous stream for the life of their session: a StreamContinuity rewrites
- * SSRC, sequence numbers and timestamps when the feed's source changes under them (the mixer
- * restarted with a new SSRC and random sequence numbers).
+ * A new WHEP viewer's video starts from the forwarder's GOP cache (`replayGop`), so it gets a
+ * keyframe without asking the mixer; viewers' keyframe requests go up through the forwarder's
+ * limiter (at most one per rendition per 500 ms).
+ *
+ * Viewers see one continuous stream per kind for the life of their session: a StreamContinuity
+ * per stream rewrites SSRC, sequence numbers and timestamps when the feed's source changes under
+ * them (the mixer restarted with new SSRCs and random sequence numbers).
  */
-import { ClusterClient, type Bus } from '@mcu/control';
-import { RelayForwarder, StreamContinuity, type FeedKey, type UdpEndpoint } from '@mcu/relay';
+import { ClusterClient, type Bus, type FeedStream } from '@mcu/control';
+import { RelayForwarder, StreamContinuity, type FeedKey, type RtpSink, type StreamInfo, type UdpEndpoint } from '@mcu/relay';
 import type { RtpHeader } from '@mcu/rtp';
-import type { ProgramSource } from '@mcu/webrtc';
+import type { ProgramSource, ProgramVideoSource } from '@mcu/webrtc';
 import { randomInt } from 'node:crypto';
 
 export interface RelayFeedOptions {
@@ -20,20 +27,47 @@ export interface RelayFeedOptions {
   nodeId: string;
   key: FeedKey;
   bindHost: string;
-  bindPort: number;
+  /** The address other nodes send this event's feed to (the bind address, or the node's IP for a wildcard bind). */
+  advertiseHost: string;
 }
 
 /** Where the forwarder listens before the tree names a parent: nothing is accepted from it. */
 const NO_PARENT: UdpEndpoint = { host: '127.0.0.1', port: 9 };
+
+type VideoSink = (packet: Uint8Array, length: number) => void;
+
+/** One rendition as this relay plays it: its current SSRC on the feed and its viewers. */
+interface RenditionPlayback {
+  readonly id: string;
+  ssrc: number;
+  width: number;
+  height: number;
+  readonly continuity: StreamContinuity;
+  sinks: readonly VideoSink[];
+}
 
 export class RelayFeed implements ProgramSource {
   readonly id: string;
   readonly forwarder: RelayForwarder;
   readonly client: ClusterClient;
   readonly continuity: StreamContinuity;
+  readonly video: ProgramVideoSource;
   #sinks: ReadonlyArray<(packet: Buffer) => void> = [];
+  /** SSRC of the program audio (null until the mixer's description arrives). */
+  #audioSsrc: number | null = null;
+  readonly #renditions = new Map<string, RenditionPlayback>();
+  readonly #renditionBySsrc = new Map<number, RenditionPlayback>();
+  /** Sinks of the default (largest) rendition, subscribed without naming one. */
+  #defaultSinks: readonly VideoSink[] = [];
+  #defaultRendition: RenditionPlayback | null = null;
   /** Packets handed to viewers (after continuity). */
   packetsOut = 0;
+  videoPacketsOut = 0;
+  /** Packets replayed to new viewers from the GOP cache, and replays that found a cached group. */
+  gopPacketsReplayed = 0;
+  gopReplays = 0;
+  /** Packets dropped because no stream description names their SSRC (yet). */
+  undescribed = 0;
   #closed = false;
 
   private constructor(id: string, forwarder: RelayForwarder, client: ClusterClient) {
@@ -41,31 +75,50 @@ export class RelayFeed implements ProgramSource {
     this.forwarder = forwarder;
     this.client = client;
     this.continuity = new StreamContinuity({ outputSsrc: randomInt(1, 0xffff_ffff), clockRate: 48_000, frameSamples: 960 });
-    forwarder.addConsumer({ onRtp: this.#onRtp });
+    forwarder.addConsumer({ onRtp: this.#onRtp }, { replayGop: false });
     client.on('parent', (p) => {
       if (!this.#closed) forwarder.setParent(p ? p.media : NO_PARENT);
     });
     client.on('children', (children) => {
       if (!this.#closed) forwarder.setChildren(children.map((c) => c.media));
     });
+    client.on('streams', (streams) => {
+      if (!this.#closed) this.#describe(streams ?? []);
+    });
+    this.video = {
+      addVideoProgramSink: (rendition, sink) => this.#addVideoSink(rendition, sink),
+      requestKeyframe: (rendition) => this.#requestKeyframe(rendition),
+      replayGop: (rendition, sink) => this.#replayGop(rendition, sink),
+    };
   }
 
   static async open(opts: RelayFeedOptions): Promise<RelayFeed> {
-    const forwarder = await RelayForwarder.open({ bindHost: opts.bindHost, bindPort: opts.bindPort, parent: NO_PARENT, key: opts.key });
-    const client = new ClusterClient({ bus: opts.bus, cluster: opts.cluster, event: opts.event, nodeId: opts.nodeId });
+    // A port of its own per event: the parent sends this event's feed here and nowhere else.
+    const forwarder = await RelayForwarder.open({ bindHost: opts.bindHost, bindPort: 0, parent: NO_PARENT, key: opts.key });
+    const client = new ClusterClient({ bus: opts.bus, cluster: opts.cluster, event: opts.event, nodeId: opts.nodeId, eventMedia: true });
     const feed = new RelayFeed(opts.event, forwarder, client);
     try {
       await client.start();
+      await client.advertise({ host: opts.advertiseHost, port: forwarder.address.port });
     } catch (err) {
       feed.close();
       throw err;
     }
     if (client.parent) forwarder.setParent(client.parent.media);
     forwarder.setChildren(client.children.map((c) => c.media));
+    feed.#describe(client.streams ?? []);
     return feed;
   }
 
-  /** ProgramSource: `sink` gets each program packet (a Buffer of its own, shared by all sinks). */
+  /** The renditions this feed carries (id and size), largest first. */
+  get renditions(): { id: string; width: number; height: number }[] {
+    return [...this.#renditions.values()]
+      .filter((r) => r.ssrc >= 0)
+      .sort((a, b) => b.width * b.height - a.width * a.height)
+      .map(({ id, width, height }) => ({ id, width, height }));
+  }
+
+  /** ProgramSource: `sink` gets each program audio packet (a Buffer of its own, shared by all sinks). */
   addProgramSink(sink: (packet: Buffer) => void): () => void {
     this.#sinks = [...this.#sinks, sink];
     return () => {
@@ -77,27 +130,130 @@ export class RelayFeed implements ProgramSource {
     return this.#sinks.length;
   }
 
-  readonly #onRtp = (packet: Uint8Array, length: number, header: RtpHeader): void => {
-    const sinks = this.#sinks;
-    if (sinks.length === 0) return;
-    // One copy per packet per relay (not per viewer): the forwarder's buffer is scratch.
-    const out = Buffer.from(packet.subarray(0, length));
-    if (!this.continuity.rewrite(out, header)) return;
-    this.packetsOut++;
-    for (let i = 0; i < sinks.length; i++) {
-      try {
-        sinks[i](out);
-      } catch {
-        // a viewer's send path must not stop the others
+  /** Applies the mixer's stream description: which SSRC is the audio, which each rendition. */
+  #describe(streams: readonly FeedStream[]): void {
+    const infos = new Map<number, StreamInfo>();
+    this.#audioSsrc = null;
+    this.#renditionBySsrc.clear();
+    for (const r of this.#renditions.values()) r.ssrc = -1;
+    for (const s of streams) {
+      if (s.kind === 'audio') {
+        this.#audioSsrc = s.ssrc;
+        infos.set(s.ssrc, { kind: 'audio', codec: 'opus' });
+        continue;
       }
+      infos.set(s.ssrc, { kind: 'video', codec: s.codec });
+      const r = this.#rendition(s.rendition);
+      r.ssrc = s.ssrc;
+      r.width = s.width;
+      r.height = s.height;
+      this.#renditionBySsrc.set(s.ssrc, r);
     }
+    let largest: RenditionPlayback | null = null;
+    for (const r of this.#renditionBySsrc.values()) if (largest === null || r.width * r.height > largest.width * largest.height) largest = r;
+    this.#defaultRendition = largest;
+    // The forwarder caches the GOP of the streams described as video, and keys its statistics.
+    this.forwarder.setStreams(infos);
+  }
+
+  #rendition(id: string): RenditionPlayback {
+    let r = this.#renditions.get(id);
+    if (!r) {
+      r = { id, ssrc: -1, width: 0, height: 0, continuity: new StreamContinuity({ outputSsrc: randomInt(1, 0xffff_ffff), clockRate: 90_000 }), sinks: [] };
+      this.#renditions.set(id, r);
+    }
+    return r;
+  }
+
+  #addVideoSink(rendition: string | undefined, sink: VideoSink): () => void {
+    if (rendition === undefined) {
+      this.#defaultSinks = [...this.#defaultSinks, sink];
+      return () => {
+        this.#defaultSinks = this.#defaultSinks.filter((s) => s !== sink);
+      };
+    }
+    const r = this.#rendition(rendition);
+    r.sinks = [...r.sinks, sink];
+    return () => {
+      r.sinks = r.sinks.filter((s) => s !== sink);
+    };
+  }
+
+  #target(rendition: string | undefined): RenditionPlayback | null {
+    if (rendition === undefined) return this.#defaultRendition;
+    const r = this.#renditions.get(rendition);
+    return r && r.ssrc >= 0 ? r : null;
+  }
+
+  #requestKeyframe(rendition: string | undefined): void {
+    const r = this.#target(rendition);
+    if (r) this.forwarder.requestKeyframe(r.ssrc);
+  }
+
+  /** Sends the rendition's cached group of pictures to one new viewer; returns the packets sent. */
+  #replayGop(rendition: string | undefined, sink: VideoSink): number {
+    const r = this.#target(rendition);
+    if (!r || this.#closed) return 0;
+    const replay: RtpSink = {
+      onRtp: (packet, length, header) => {
+        const out = Buffer.from(packet.subarray(0, length));
+        if (r.continuity.rewrite(out, header)) sink(out, length);
+      },
+    };
+    const n = this.forwarder.replayGop(replay, r.ssrc);
+    this.gopPacketsReplayed += n;
+    if (n > 0) this.gopReplays++;
+    return n;
+  }
+
+  readonly #onRtp = (packet: Uint8Array, length: number, header: RtpHeader): void => {
+    const ssrc = header.ssrc >>> 0;
+    if (ssrc === this.#audioSsrc) {
+      const sinks = this.#sinks;
+      if (sinks.length === 0) return;
+      // One copy per packet per relay (not per viewer): the forwarder's buffer is scratch.
+      const out = Buffer.from(packet.subarray(0, length));
+      if (!this.continuity.rewrite(out, header)) return;
+      this.packetsOut++;
+      for (let i = 0; i < sinks.length; i++) {
+        try {
+          sinks[i](out);
+        } catch {
+          // a viewer's send path must not stop the others
+        }
+      }
+      return;
+    }
+    const r = this.#renditionBySsrc.get(ssrc);
+    if (r === undefined) {
+      this.undescribed++;
+      return;
+    }
+    const named = r.sinks;
+    const dflt = r === this.#defaultRendition ? this.#defaultSinks : null;
+    if (named.length === 0 && (dflt === null || dflt.length === 0)) return;
+    const out = Buffer.from(packet.subarray(0, length));
+    if (!r.continuity.rewrite(out, header)) return;
+    this.videoPacketsOut++;
+    for (let i = 0; i < named.length; i++) deliver(named[i], out, length);
+    if (dflt !== null) for (let i = 0; i < dflt.length; i++) deliver(dflt[i], out, length);
   };
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#sinks = [];
+    this.#defaultSinks = [];
+    for (const r of this.#renditions.values()) r.sinks = [];
     this.forwarder.close();
     void this.client.close();
+  }
+}
+
+function deliver(sink: VideoSink, packet: Buffer, length: number): void {
+  try {
+    sink(packet, length);
+  } catch {
+    // a viewer's send path must not stop the others
   }
 }

@@ -3,12 +3,12 @@
  * to its child relays, and plays it to viewers.
  *   - NodeAgent (role 'relay') with its capacity and load (viewers, child relays);
  *   - follows the EventStore: for each live event, asks the mixer for the feed key (FeedKeys.ts)
- *     and opens a RelayFeed (forwarder + ProgramSource) whose parent and children come from the tree;
- *   - HTTP: `POST /whep/:id` (WHEP, RFC 9725) and `POST /rtp-viewers/:id` (plain RTP to a UDP
- *     address, for benchmarks and gateways), with tokens signed by the cluster's shared secret
- *     (in `Authorization` or, after a mixer's 307, in `?token=`).
- *
- * Like the mixer, a relay advertises one media address, so it carries one live event at a time.
+ *     and opens a RelayFeed (forwarder on a UDP port of its own + ProgramSource) whose parent and
+ *     children come from the tree, so it carries any number of live events at once;
+ *   - HTTP: `POST /whep/:id[?rendition=]` (WHEP, RFC 9725: audio and the chosen video rendition,
+ *     the largest by default) and `POST /rtp-viewers/:id` (plain RTP audio to a UDP address, for
+ *     benchmarks and gateways), with tokens signed by the cluster's shared secret (in
+ *     `Authorization` or, after a mixer's 307, in `?token=`).
  */
 import dgram from 'node:dgram';
 import http from 'node:http';
@@ -23,6 +23,7 @@ import {
   parseJsonBody,
   ServiceUnavailableError,
   TokenIssuer,
+  ValidationError,
   type Bus,
   type Role,
 } from '@mcu/control';
@@ -32,7 +33,7 @@ import { clusterDefaults } from './ClusterConfig.js';
 import { fetchFeedKey } from './FeedKeys.js';
 import { createHttpServer, listen } from '@mcu/server';
 import { RelayFeed } from './RelayFeed.js';
-import { freeUdpPort, mediaAddressFor } from './UdpPort.js';
+import { mediaAddressFor } from './UdpPort.js';
 
 export interface RelayRoleOptions {
   bus: Bus;
@@ -79,8 +80,6 @@ export class RelayRole {
   readonly edge: WebRtcEdge;
   readonly auth: Auth;
   readonly feeds = new Map<string, RelayFeed>();
-  /** Live events this relay could not carry (it carries one at a time). */
-  skippedEvents = 0;
   agent!: NodeAgent;
   #url = '';
   readonly #opts: RelayRoleOptions;
@@ -91,7 +90,6 @@ export class RelayRole {
   readonly #opening = new Map<string, AbortController>();
   readonly #abort = new AbortController();
   #rtpSocket: dgram.Socket | undefined;
-  #mediaPort = 0;
   #closed = false;
 
   private constructor(opts: RelayRoleOptions) {
@@ -136,7 +134,6 @@ export class RelayRole {
     const port = await listen(this.#server, o.port ?? 0, host);
     this.#url = (o.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/$/, '');
     const mediaHost = o.mediaHost ?? host;
-    this.#mediaPort = await freeUdpPort(mediaHost);
     this.#rtpSocket = dgram.createSocket({ type: 'udp4', sendBufferSize: 4 << 20 });
     this.#rtpSocket.on('error', () => undefined);
     this.#rtpSocket.bind(0, mediaHost);
@@ -148,7 +145,9 @@ export class RelayRole {
         id: this.nodeId,
         role: 'relay',
         http: this.#url,
-        media: { host: o.mediaAdvertiseHost ?? mediaAddressFor(mediaHost), port: this.#mediaPort },
+        // Each event's feed has a port of its own (advertised per event in the `feeds` bucket);
+        // the node's own entry names the socket plain-RTP viewers are served from.
+        media: { host: o.mediaAdvertiseHost ?? mediaAddressFor(mediaHost), port: this.#rtpSocket.address().port },
         capacity: { viewers: (o.maxViewers ?? clusterDefaults.relayViewers) + (o.maxRtpViewers ?? clusterDefaults.relayRtpViewers), children: o.maxChildren ?? 8 },
       },
       load: () => ({ viewers: this.viewers, children: this.#childCount() }),
@@ -187,10 +186,6 @@ export class RelayRole {
 
   #openFeed(event: string): void {
     if (this.#closed || this.feeds.has(event) || this.#opening.has(event)) return;
-    if (this.feeds.size + this.#opening.size >= 1) {
-      this.skippedEvents++;
-      return;
-    }
     const abort = new AbortController();
     this.#opening.set(event, abort);
     void (async () => {
@@ -200,19 +195,20 @@ export class RelayRole {
           retryMs: clusterDefaults.feedKeyRetryMs,
           timeoutMs: clusterDefaults.placementTimeoutMs,
         });
+        const bindHost = this.#opts.mediaHost ?? this.#opts.host ?? '127.0.0.1';
         const feed = await RelayFeed.open({
           bus: this.#bus,
           cluster: this.cluster,
           event,
           nodeId: this.nodeId,
           key,
-          bindHost: this.#opts.mediaHost ?? this.#opts.host ?? '127.0.0.1',
-          bindPort: this.#mediaPort,
+          bindHost,
+          advertiseHost: this.#opts.mediaAdvertiseHost ?? mediaAddressFor(bindHost),
         });
         if (abort.signal.aborted || this.#closed) feed.close();
         else this.feeds.set(event, feed);
       } catch {
-        // aborted (event ended, relay closing) or the port is taken: the next change retries
+        // aborted (event ended, relay closing) or the bus failed: the next change retries
       } finally {
         if (this.#opening.get(event) === abort) this.#opening.delete(event);
       }
@@ -271,6 +267,9 @@ export class RelayRole {
           children: f.client.children.map((c) => c.id),
           depth: f.client.assignment?.depth ?? null,
           packetsOut: f.packetsOut,
+          videoPacketsOut: f.videoPacketsOut,
+          renditions: f.renditions,
+          gopReplays: f.gopReplays,
           forwarder: f.forwarder.stats,
         })),
       }),
@@ -278,8 +277,13 @@ export class RelayRole {
     r.on('POST', '/whep/:id', async ({ req, res, params, url }) => {
       this.auth.authorize(req.headers.authorization, { event: params.id, roles: viewerRoles }, url.searchParams.get('token'));
       const feed = this.#feed(params.id);
+      const rendition = url.searchParams.get('rendition') ?? undefined;
+      const known = feed.renditions;
+      if (rendition !== undefined && known.length > 0 && !known.some((r) => r.id === rendition)) {
+        throw new ValidationError(`unknown rendition ${JSON.stringify(rendition.slice(0, 64))}; this event has ${known.map((r) => r.id).join(', ')}`, 'rendition');
+      }
       const offer = await readSdp(req, 64 * 1024);
-      const { session, answer } = await this.edge.play(feed, offer);
+      const { session, answer } = await this.edge.play(feed, offer, { rendition });
       res.writeHead(201, {
         'content-type': 'application/sdp',
         location: `/whep/${params.id}/${session.id}`,

@@ -3,8 +3,8 @@ import { once } from 'node:events';
 import { networkInterfaces } from 'node:os';
 
 /**
- * A free UDP port on `host`, for a node's media address: the node registers it before the
- * event's socket binds it (a node's NodeInfo carries one media address).
+ * A free UDP port on `host`, for the media address in a mixer's NodeInfo (the schema wants one;
+ * each event's feed socket binds a port of its own and advertises it in the `feeds` bucket).
  */
 export async function freeUdpPort(host: string): Promise<number> {
   const s = dgram.createSocket('udp4');

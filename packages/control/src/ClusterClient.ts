@@ -6,13 +6,26 @@
  *
  * It watches the `tree` KV bucket (keys `<event>.*`: its own assignment and
  * the assignments naming it as parent) and the `nodes` bucket (addresses).
+ * With `eventMedia`, a node's address in this event is the one it advertised
+ * for the event in the `feeds` bucket (`advertise`: a socket per event per
+ * node), and the root's entry there describes the feed's streams; a node that
+ * has not advertised one is not a known parent or child yet.
  * KV watches resume after a reconnect without losing a change; if one ends
  * with an error anyway, it is opened again (bounded by `close()`).
  */
 import { EventEmitter } from 'node:events';
 import type { Bus, KvEntry, KvStore } from './Bus.js';
 import { sleep, systemClock, type Clock } from './Clock.js';
-import { nodeInfoSchema, treeAssignmentSchema, type MediaAddress, type NodeInfo, type TreeAssignment } from './ClusterMessages.js';
+import {
+  eventFeedSchema,
+  nodeInfoSchema,
+  treeAssignmentSchema,
+  type EventFeed,
+  type FeedStream,
+  type MediaAddress,
+  type NodeInfo,
+  type TreeAssignment,
+} from './ClusterMessages.js';
 import { DropCounter, readMessage } from './Drops.js';
 import { BusError } from './Errors.js';
 import { assertSafeId, subjects } from './Subjects.js';
@@ -33,6 +46,8 @@ export interface ClusterClientOptions {
   nodeId: string;
   /** For the backoff between watch retries. */
   clock?: Clock;
+  /** Addresses come from the nodes' per-event entries in the `feeds` bucket, not their NodeInfo. */
+  eventMedia?: boolean;
 }
 
 export interface ClusterClientEvents {
@@ -42,6 +57,8 @@ export interface ClusterClientEvents {
   parent: [NodeAddress | null];
   /** The children (with known addresses) changed. */
   children: [NodeAddress[]];
+  /** The root's description of the feed's streams changed (null: none yet). */
+  streams: [FeedStream[] | null];
   close: [];
 }
 
@@ -59,6 +76,12 @@ export class ClusterClient extends EventEmitter<ClusterClientEvents> {
   /** key → latest revision applied, per bucket, so a snapshot and a watch can overlap. */
   readonly #treeRevisions = new Map<string, number>();
   readonly #nodeRevisions = new Map<string, number>();
+  readonly #feeds = new Map<string, EventFeed>();
+  readonly #feedRevisions = new Map<string, number>();
+  readonly #eventMedia: boolean;
+  #feedsKv: KvStore | null = null;
+  #advertised = false;
+  #streams: FeedStream[] | null = null;
   #assignment: TreeAssignment | null = null;
   #parent: NodeAddress | null = null;
   #children: NodeAddress[] = [];
@@ -72,6 +95,24 @@ export class ClusterClient extends EventEmitter<ClusterClientEvents> {
     this.event = assertSafeId(opts.event, 'event');
     this.nodeId = assertSafeId(opts.nodeId, 'nodeId');
     this.#clock = opts.clock ?? systemClock;
+    this.#eventMedia = opts.eventMedia ?? false;
+  }
+
+  /** The feed's streams as the root (the mixer) describes them; null until it has. */
+  get streams(): FeedStream[] | null {
+    return this.#streams;
+  }
+
+  /**
+   * Publishes this node's end of the event's feed (its socket's address, and on the mixer the
+   * stream description) in the `feeds` bucket; `close()` withdraws it.
+   */
+  async advertise(media: MediaAddress, streams?: FeedStream[]): Promise<void> {
+    if (this.#closed) return;
+    const kv = (this.#feedsKv ??= await this.#bus.kv(subjects(this.#cluster).buckets.feeds));
+    const entry: EventFeed = eventFeedSchema.parse({ v: 1, event: this.event, node: this.nodeId, media, ...(streams ? { streams } : {}) });
+    await kv.put(`${this.event}.${this.nodeId}`, entry);
+    this.#advertised = true;
   }
 
   get assignment(): TreeAssignment | null {
@@ -101,6 +142,11 @@ export class ClusterClient extends EventEmitter<ClusterClientEvents> {
     const treeFilter = `${this.event}.*`;
     await this.#snapshot(nodesKv, '>', (e) => this.#applyNode(e));
     await this.#snapshot(treeKv, treeFilter, (e) => this.#applyTree(e));
+    if (this.#eventMedia) {
+      const feedsKv = (this.#feedsKv ??= await this.#bus.kv(buckets.feeds));
+      await this.#snapshot(feedsKv, treeFilter, (e) => this.#applyFeed(e));
+      this.#follow(feedsKv, treeFilter, (e) => this.#applyFeed(e));
+    }
     this.#recompute();
     this.#follow(nodesKv, '>', (e) => this.#applyNode(e));
     this.#follow(treeKv, treeFilter, (e) => this.#applyTree(e));
@@ -111,6 +157,7 @@ export class ClusterClient extends EventEmitter<ClusterClientEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#abort.abort();
+    if (this.#advertised) await this.#feedsKv?.delete(`${this.event}.${this.nodeId}`).catch(() => undefined);
     this.emit('close');
   }
 
@@ -173,9 +220,29 @@ export class ClusterClient extends EventEmitter<ClusterClientEvents> {
     this.#nodes.set(info.id, info);
   }
 
+  #applyFeed(entry: KvEntry): void {
+    if ((this.#feedRevisions.get(entry.key) ?? 0) >= entry.revision) return;
+    this.#feedRevisions.set(entry.key, entry.revision);
+    const node = entry.key.slice(this.event.length + 1);
+    if (entry.operation === 'DEL') {
+      this.#feeds.delete(node);
+      return;
+    }
+    const f = readMessage(eventFeedSchema, entry.value, this.drops);
+    if (!f) return;
+    if (f.event !== this.event || f.node !== node) {
+      this.drops.count('id_mismatch');
+      return;
+    }
+    this.#feeds.set(node, f);
+  }
+
   #address(id: string): NodeAddress | null {
     const info = this.#nodes.get(id);
-    return info ? { id, media: { ...info.media }, http: info.http } : null;
+    if (!info) return null;
+    if (!this.#eventMedia) return { id, media: { ...info.media }, http: info.http };
+    const feed = this.#feeds.get(id);
+    return feed ? { id, media: { ...feed.media }, http: info.http } : null;
   }
 
   #recompute(): void {
@@ -189,16 +256,23 @@ export class ClusterClient extends EventEmitter<ClusterClientEvents> {
       if (address) children.push(address);
     }
     children.sort((a, b) => (a.id < b.id ? -1 : 1));
+    let streams: FeedStream[] | null = null;
+    if (this.#eventMedia) {
+      for (const [node, a] of this.#tree) if (a.parent === null) streams = this.#feeds.get(node)?.streams ?? null;
+    }
 
     const assignmentChanged = !sameJson(assignment, this.#assignment);
     const parentChanged = !sameJson(parent, this.#parent);
     const childrenChanged = !sameJson(children, this.#children);
+    const streamsChanged = !sameJson(streams, this.#streams);
+    this.#streams = streams;
     this.#assignment = assignment;
     this.#parent = parent;
     this.#children = children;
     if (assignmentChanged) this.emit('assignment', assignment);
     if (parentChanged) this.emit('parent', parent);
     if (childrenChanged) this.emit('children', children);
+    if (streamsChanged) this.emit('streams', streams);
   }
 }
 

@@ -101,6 +101,38 @@ export type TreeRemoval = z.infer<typeof treeRemovalSchema>;
 export const treeChangeSchema = z.union([treeRemovalSchema, treeAssignmentSchema]);
 export type TreeChange = z.infer<typeof treeChangeSchema>;
 
+/**
+ * One stream of an event's program feed, as the mixer describes it to the relays: the SSRC it
+ * travels on, its kind and codec, and for video the rendition (id and picture size) it carries.
+ */
+export const feedStreamSchema = z.discriminatedUnion('kind', [
+  z.object({ ssrc: z.number().int().min(0).max(0xffff_ffff), kind: z.literal('audio'), codec: z.literal('opus') }),
+  z.object({
+    ssrc: z.number().int().min(0).max(0xffff_ffff),
+    kind: z.literal('video'),
+    codec: z.enum(['vp8', 'h264']),
+    rendition: safeIdSchema,
+    width: z.number().int().min(16).max(7680),
+    height: z.number().int().min(16).max(4320),
+  }),
+]);
+export type FeedStream = z.infer<typeof feedStreamSchema>;
+
+/**
+ * A node's end of one event's feed: the UDP address its socket for this event is bound at (a
+ * port per event per node, so a mixer feeds and a relay carries several events at once), and on
+ * the mixer's entry the description of the feed's streams. Stored in the `feeds` KV bucket under
+ * `<event>.<node>` by the node itself; deleted when it stops carrying the event.
+ */
+export const eventFeedSchema = z.object({
+  v: v1,
+  event: safeIdSchema,
+  node: safeIdSchema,
+  media: mediaAddressSchema,
+  streams: z.array(feedStreamSchema).max(64).optional(),
+});
+export type EventFeed = z.infer<typeof eventFeedSchema>;
+
 /** An event as the cluster knows it; stored in the `events` KV bucket under its id. */
 export const eventDefinitionSchema = z.object({
   v: v1,

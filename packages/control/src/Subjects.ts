@@ -138,6 +138,8 @@ export function subjects(cluster: string) {
       events: `mcu_${cluster}_events`,
       nodes: `mcu_${cluster}_nodes`,
       tree: `mcu_${cluster}_tree`,
+      /** per event and node: the media address of its feed socket, and the mixer's stream description */
+      feeds: `mcu_${cluster}_feeds`,
       /** leases such as `tree.leader` (which controller acts) */
       leases: `mcu_${cluster}_leases`,
     },

@@ -71,6 +71,8 @@ export {
   placementRequestSchema,
   placementReplySchema,
   leaseRecordSchema,
+  feedStreamSchema,
+  eventFeedSchema,
 } from './ClusterMessages.js';
 export type {
   NodeRole,
@@ -86,6 +88,8 @@ export type {
   PlacementRequest,
   PlacementReply,
   LeaseRecord,
+  FeedStream,
+  EventFeed,
 } from './ClusterMessages.js';
 
 export {

@@ -87,6 +87,8 @@ export class MixerEvent {
   private video: VideoMixer | null = null;
   /** Program video sinks per rendition id ('' = the first rendition). */
   private readonly videoSinks = new Map<string, Set<VideoProgramSink>>();
+  /** Sinks of every rendition's program video (the cluster's feed to the relays). */
+  private allVideoSinks: readonly VideoProgramSink[] = [];
 
   constructor(opts: MixerEventOptions) {
     this.id = opts.id;
@@ -133,6 +135,8 @@ export class MixerEvent {
           const dflt = this.videoSinks.get('');
           if (dflt) for (const sink of dflt) sink(packet, length, rendition);
         }
+        const all = this.allVideoSinks;
+        for (let i = 0; i < all.length; i++) all[i](packet, length, rendition);
       }, this.videoOptions);
       this.video = v;
       v.setActiveSpeaker(this.mixer.dominantSpeaker);
@@ -189,6 +193,17 @@ export class MixerEvent {
       bitrateKbps: renditionBitrateKbps(r),
       sendingKbps: null,
     }));
+  }
+
+  /**
+   * Subscribes to the program video of every rendition (each packet comes with its rendition:
+   * SSRC, codec, size). May be added before the video mixer exists. Returns the unsubscribe function.
+   */
+  addAllVideoProgramSink(sink: VideoProgramSink): () => void {
+    this.allVideoSinks = [...this.allVideoSinks, sink];
+    return () => {
+      this.allVideoSinks = this.allVideoSinks.filter((s) => s !== sink);
+    };
   }
 
   /** A viewer lost a picture: ask the rendition's encoder (all when omitted) for a keyframe. */

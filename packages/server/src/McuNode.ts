@@ -234,7 +234,10 @@ export class McuNode {
         if (kind === 'whep' && this.viewerPlacement) {
           const target = await this.viewerPlacement(e.id, 'whep');
           if (target !== null) {
-            redirectViewer(req, res, target, bearerToken(req.headers.authorization) ?? token);
+            // The relay plays the rendition the viewer asked the mixer for.
+            const rendition = url.searchParams.get('rendition');
+            const located = rendition === null ? target : withQuery(target, 'rendition', rendition);
+            redirectViewer(req, res, located, bearerToken(req.headers.authorization) ?? token);
             return;
           }
         }
@@ -326,6 +329,12 @@ export class McuNode {
  * 307 keeps the method and body (RFC 9110 §15.4.8): fetch, werift clients and browsers re-POST the
  * SDP offer to the relay. The token goes along in the query string.
  */
+function withQuery(url: string, name: string, value: string): string {
+  const u = new URL(url);
+  u.searchParams.set(name, value);
+  return u.toString();
+}
+
 export function redirectViewer(req: IncomingMessage, res: ServerResponse, target: string, token: string | null | undefined): void {
   const location = new URL(target);
   if (token) location.searchParams.set('token', token);

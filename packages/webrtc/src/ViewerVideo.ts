@@ -37,6 +37,13 @@ export class ViewerVideo {
   pliReceived = 0;
   /** Packets of a rendition being switched to, dropped while waiting for its keyframe. */
   packetsBeforeKeyframe = 0;
+  /** Packets of the first group of pictures replayed from the source's cache (a relay's). */
+  gopPacketsReplayed = 0;
+  /**
+   * False until `startLive()` when the source replays a cached group of pictures: the viewer's
+   * first packets must be that keyframe, not live packets sent before the transport was up.
+   */
+  private live: boolean;
   private current: string | undefined;
   private pending: string | null = null;
   private unsubscribeCurrent: (() => void) | null = null;
@@ -62,6 +69,7 @@ export class ViewerVideo {
     opts: ViewerVideoOptions = {},
   ) {
     this.now = opts.now ?? (() => performance.now());
+    this.live = source.replayGop === undefined;
     const all = opts.rendition === undefined ? (source.renditions?.() ?? []) : [];
     // Only renditions of one codec: the viewer negotiated one payload type.
     const list = all.filter((r) => r.codec === all[0]?.codec);
@@ -74,6 +82,16 @@ export class ViewerVideo {
       source.requestKeyframe(this.current);
     });
     sender.onRtcp.subscribe((packet) => this.onRtcp(packet));
+  }
+
+  /** The transport is up: send the source's cached group of pictures, then the live stream. */
+  startLive(): void {
+    if (this.live || this.closed) return;
+    this.live = true;
+    const rendition = this.current;
+    const n = this.source.replayGop?.(rendition, (packet, length) => this.onPacket(rendition, packet, length)) ?? 0;
+    this.gopPacketsReplayed += n;
+    if (n === 0) this.source.requestKeyframe(rendition);
   }
 
   /** The rendition the viewer receives now (undefined: the source's default). */
@@ -90,6 +108,7 @@ export class ViewerVideo {
       rendition: this.current ?? null,
       renditionPending: this.pending,
       renditionSwitches: this.switches,
+      gopPacketsReplayed: this.gopPacketsReplayed,
       adaptive: this.chooser !== null,
       estimateKbps: this.rembKbps ?? null,
       lossFraction: this.lossFraction ?? null,
@@ -143,6 +162,7 @@ export class ViewerVideo {
   }
 
   private onPacket(rendition: string | undefined, packet: Uint8Array, length: number): void {
+    if (!this.live) return;
     const buf = Buffer.from(packet.buffer, packet.byteOffset, length);
     const h = this.parsed;
     if (parseRtp(buf, h) !== null) return;

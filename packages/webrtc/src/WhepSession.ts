@@ -16,7 +16,7 @@ export type SendPath = 'werift' | 'fast';
 export interface ProgramSource {
   readonly id: string;
   addProgramSink(sink: (packet: Buffer) => void): () => void;
-  /** The program video, when the source has one (a mixer event; not yet a relay). */
+  /** The program video, when the source has one (a mixer event, a relay's feed). */
   readonly video?: ProgramVideoSource;
 }
 
@@ -31,6 +31,12 @@ export interface ProgramVideoSource {
    * highest its link holds, switched as that changes. Without it every viewer gets the default.
    */
   renditions?(): readonly { id: string; codec: VideoCodec; bitrateKbps: number; sendingKbps?: number | null }[];
+  /**
+   * Sends the rendition's cached group of pictures (from its last keyframe) to one sink, at once;
+   * returns the packets sent (0: nothing cached). A source that has it (a relay) starts each new
+   * viewer from the cache instead of asking upstream for a keyframe.
+   */
+  replayGop?(rendition: string | undefined, sink: (packet: Uint8Array, length: number) => void): number;
 }
 
 /** One per event: subscribes once to the program feed, parses each packet once, fans out. */
@@ -98,7 +104,17 @@ export class WhepSession extends WebRtcSession {
   private attachVideo(sender: RTCRtpSender, source: ProgramVideoSource, opts: ViewerVideoOptions): void {
     this.videoSender = sender;
     // Video viewers NACK lost packets: keep the history werift answers them from.
-    this.video = new ViewerVideo(sender, new FastSender(sender, { retransmit: true, absSendTime: true }), source, opts);
+    const video = new ViewerVideo(sender, new FastSender(sender, { retransmit: true, absSendTime: true }), source, opts);
+    this.video = video;
+    if (source.replayGop) {
+      // Live packets wait until the transport is up; then the cached group of pictures goes first
+      // and the live stream follows it in the same turn (see ViewerVideo.startLive).
+      const start = (): void => {
+        if (this.pc.connectionState === 'connected') video.startLive();
+      };
+      this.pc.connectionStateChange.subscribe(start);
+      start();
+    }
   }
 
   get videoPacketsOut(): number {

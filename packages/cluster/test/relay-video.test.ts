@@ -1,0 +1,408 @@
+/**
+ * Program video down the relay tree, and several clustered events at once, on real NATS (a
+ * dedicated nats-server), real UDP and real ffmpeg: one mixer and two relays (fan-out 1, so the
+ * second relay is fed by the first). A werift WHIP presenter sends a red VP8 clip and a 440 Hz
+ * tone into event A; werift WHEP viewers placed through the mixer's 307 decode the composite on
+ * a relay. Event B (a plain-RTP presenter's 1000 Hz tone) runs beside it on the same nodes.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RTCPeerConnection } from 'werift';
+import type { RTCRtpTransceiver, RtpPacket } from 'werift';
+import { NatsBus, subjects, type Bus } from '@mcu/control';
+import { McuNode } from '@mcu/server';
+import { buildRtp } from '@mcu/rtp';
+import { OpusDecoder, OpusEncoder } from '@mcu/codec';
+import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig } from '@mcu/webrtc';
+import { MixerRole, RelayRole } from '../src/index.js';
+import { NatsServerProcess } from '../../control/test/natsServer.js';
+import { RtpPeer } from '../../mixer/test/peer.js';
+import { LOOPBACK, tonePower } from '../../webrtc/test/client.js';
+import { ClipSender, Viewer, isAlive, lavfiClip, meanYuv } from '../../mixer/test/videoMedia.js';
+
+const SECRET = 'cluster-video-secret-0123456789abcdef-xyz';
+const ADMIN = 'cluster-video-admin-token-0123456789';
+const CLUSTER = `cv${Date.now().toString(36)}`;
+const RED = { y: 81, u: 90, v: 240 };
+const RENDITIONS = [
+  { id: 'main', width: 320, height: 180, bitrateKbps: 300 },
+  { id: 'low', width: 160, height: 90, bitrateKbps: 100 },
+];
+const allow = addressAllowList(LOOPBACK.iceAllow);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
+  const start = performance.now();
+  for (;;) {
+    if (await cond()) return performance.now() - start;
+    if (performance.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+async function offer(pc: RTCPeerConnection): Promise<string> {
+  const o = await pc.createOffer();
+  disableDefaultStun(pc as never);
+  await pc.setLocalDescription(o);
+  if (pc.iceGatheringState !== 'complete') {
+    await new Promise<void>((resolve) => pc.iceGatheringStateChange.subscribe((s) => s === 'complete' && resolve()));
+  }
+  return filterCandidates(pc.localDescription!.sdp, allow);
+}
+
+async function connected(pc: RTCPeerConnection, timeoutMs = 10_000): Promise<void> {
+  if (pc.connectionState === 'connected') return;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`not connected after ${timeoutMs} ms (${pc.connectionState})`)), timeoutMs);
+    pc.connectionStateChange.subscribe((s) => {
+      if (s === 'connected') {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+}
+
+/** A werift WHEP viewer (audio, and video when asked) that POSTs its offer and follows a 307. */
+class PlayerPeer {
+  readonly pc = new RTCPeerConnection(peerConfig(LOOPBACK));
+  readonly audio: { seq: number; payload: Buffer }[] = [];
+  readonly video = new Viewer('vp8');
+  readonly videoArrivals: number[] = [];
+  videoTransceiver: RTCRtpTransceiver | null = null;
+  videoSsrc: number | undefined;
+  connectedAt = 0;
+  /** Where the offer was answered (after the redirect). */
+  answeredBy = '';
+
+  static async play(url: string, token: string, opts: { video: boolean }): Promise<PlayerPeer> {
+    const p = new PlayerPeer();
+    const a = p.pc.addTransceiver('audio', { direction: 'recvonly' });
+    a.onTrack.subscribe((track) =>
+      track.onReceiveRtp.subscribe((rtp: RtpPacket) => p.audio.push({ seq: rtp.header.sequenceNumber, payload: Buffer.from(rtp.payload) })),
+    );
+    if (opts.video) {
+      const v = p.pc.addTransceiver('video', { direction: 'recvonly' });
+      p.videoTransceiver = v;
+      v.onTrack.subscribe((track) =>
+        track.onReceiveRtp.subscribe((rtp: RtpPacket) => {
+          p.videoSsrc = rtp.header.ssrc;
+          p.videoArrivals.push(performance.now());
+          const buf = rtp.serialize();
+          p.video.push(buf, buf.length);
+        }),
+      );
+    }
+    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${token}` }, body: await offer(p.pc) });
+    if (res.status !== 201) {
+      await p.pc.close();
+      throw new Error(`WHEP POST answered ${res.status}: ${await res.text()}`);
+    }
+    p.answeredBy = res.url;
+    await p.pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+    await connected(p.pc);
+    p.connectedAt = performance.now();
+    return p;
+  }
+
+  sendPli(): void {
+    if (this.videoTransceiver && this.videoSsrc !== undefined) void this.videoTransceiver.receiver.sendRtcpPLI(this.videoSsrc).catch(() => undefined);
+  }
+
+  lastKeyframe(): number {
+    const f = this.video.frames;
+    for (let i = f.length - 1; i >= 0; i--) if (f[i].keyframe) return i;
+    return -1;
+  }
+
+  decodeAudio(last: number): Int16Array {
+    const dec = new OpusDecoder();
+    const frames = this.audio.slice(-last);
+    const pcm = new Int16Array(frames.length * 960);
+    const tmp = new Int16Array(5760);
+    let off = 0;
+    for (const f of frames) {
+      if (dec.decode(f.payload, tmp) >= 960) {
+        pcm.set(tmp.subarray(0, 960), off);
+        off += 960;
+      }
+    }
+    dec.close();
+    return pcm.subarray(0, off);
+  }
+
+  close(): Promise<void> {
+    return this.pc.close().catch(() => undefined);
+  }
+}
+
+interface CreatedEvent {
+  id: string;
+  whep: string;
+  tokens: { viewer: string; presenter: string };
+}
+
+describe('video and several events down a relay tree over NATS', () => {
+  let server: NatsServerProcess;
+  let storeDir: string;
+  const buses: Bus[] = [];
+  let node: McuNode;
+  let mixer: MixerRole;
+  const relays: RelayRole[] = [];
+  const players: PlayerPeer[] = [];
+  const timers: NodeJS.Timeout[] = [];
+  let presenterPc: RTCPeerConnection | undefined;
+  let clip: ClipSender | undefined;
+  let opus: OpusEncoder | undefined;
+  let toneB: RtpPeer | undefined;
+  let a: CreatedEvent;
+  let b: CreatedEvent;
+
+  const bus = async () => {
+    const x = await NatsBus.connect({ servers: server.url, name: 'cluster-video-test', reconnectTimeWaitMs: 100 });
+    buses.push(x);
+    return x;
+  };
+  const createEvent = async (name: string): Promise<CreatedEvent> => {
+    const res = await fetch(`${node.url}/api/events`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name }),
+    });
+    expect(res.status).toBe(201);
+    return (await res.json()) as CreatedEvent;
+  };
+  const feedOf = (r: RelayRole, id: string) => r.feeds.get(id);
+
+  beforeAll(async () => {
+    storeDir = await mkdtemp(join(tmpdir(), 'mcu-cluster-video-'));
+    server = await NatsServerProcess.start(['-js', '-sd', storeDir]);
+    node = new McuNode({
+      port: 0,
+      adminToken: ADMIN,
+      tokenSecret: SECRET,
+      iceAllow: LOOPBACK.iceAllow,
+      iceHostAddresses: LOOPBACK.additionalHostAddresses,
+      videoRenditions: RENDITIONS,
+    });
+    await node.listen();
+    mixer = await MixerRole.start({ node, bus: await bus(), cluster: CLUSTER, nodeId: 'mixer', tokenSecret: SECRET, relayFanOut: 1 });
+    for (let i = 1; i <= 2; i++) {
+      relays.push(
+        await RelayRole.start({
+          bus: await bus(),
+          cluster: CLUSTER,
+          nodeId: `r${i}`,
+          tokenSecret: SECRET,
+          adminToken: ADMIN,
+          maxChildren: 1,
+          iceAllow: LOOPBACK.iceAllow,
+          iceHostAddresses: LOOPBACK.additionalHostAddresses,
+        }),
+      );
+    }
+  });
+
+  afterAll(async () => {
+    for (const t of timers) clearInterval(t);
+    clip?.stop();
+    toneB?.close();
+    opus?.close();
+    const pids: number[] = [];
+    const ids = a ? node.registry.get(a.id).mixer.videoMixer?.processIds() : undefined;
+    if (ids) for (const pid of [...Object.values(ids.decoders), ...Object.values(ids.encoders)]) if (pid !== null) pids.push(pid);
+    for (const p of players) await p.close();
+    await presenterPc?.close().catch(() => undefined);
+    for (const r of relays) await r.close();
+    await mixer?.close();
+    await node?.close();
+    for (const x of buses) await x.close().catch(() => undefined);
+    await server?.kill();
+    await rm(storeDir, { recursive: true, force: true });
+    await waitFor(() => pids.every((pid) => !isAlive(pid)), 5000, 'the ffmpeg children to exit');
+  });
+
+  it('a VP8 presenter in event A: a viewer placed on a relay through the 307 decodes the composite, a later one starts from the relay’s GOP cache', async () => {
+    a = await createEvent('video-a');
+    await waitFor(() => mixer.clusteredEvents.includes(a.id), 5000, 'event A to be clustered');
+
+    // The presenter: WHIP to the mixer, a red VP8 clip (answering PLIs with a keyframe) and a 440 Hz tone.
+    presenterPc = new RTCPeerConnection(peerConfig(LOOPBACK));
+    const audioT = presenterPc.addTransceiver('audio', { direction: 'sendonly' });
+    const videoT = presenterPc.addTransceiver('video', { direction: 'sendonly' });
+    const res = await fetch(`${node.url}/whip/${a.id}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp', authorization: `Bearer ${a.tokens.presenter}` },
+      body: await offer(presenterPc),
+    });
+    expect(res.status).toBe(201);
+    await presenterPc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+    await connected(presenterPc);
+    const red = lavfiClip({ source: 'color=red', width: 320, height: 240, frames: 30, codec: 'vp8', gop: 15 });
+    clip = new ClipSender(red, (packet) => void videoT.sender.sendRtp(packet).catch(() => undefined)).start();
+    videoT.sender.onPictureLossIndication.subscribe(() => clip!.requestKeyframe());
+    opus = new OpusEncoder({ bitrate: 32_000 });
+    const pcm = new Int16Array(960);
+    const out = new Uint8Array(1500);
+    let frame = 0;
+    timers.push(
+      setInterval(() => {
+        for (let i = 0; i < 960; i++) pcm[i] = Math.round(6000 * Math.sin((2 * Math.PI * 440 * (frame * 960 + i)) / 48_000));
+        const len = opus!.encode(pcm, out);
+        void audioT.sender.sendRtp(buildRtp({ payloadType: 111, sequenceNumber: frame & 0xffff, timestamp: (frame * 960) >>> 0, ssrc: 1 }, out.subarray(0, len))).catch(() => undefined);
+        frame++;
+      }, 20),
+    );
+
+    // Both renditions reach both relays (the second one hop further down), described by the mixer.
+    await waitFor(
+      () => relays.every((r) => feedOf(r, a.id)?.renditions.length === 2 && (feedOf(r, a.id)?.forwarder.stats.gopBytes ?? 0) > 0),
+      15_000,
+      'both renditions and a cached GOP at every relay',
+    );
+    expect(relays.map((r) => feedOf(r, a.id)!.client.assignment?.depth).sort()).toEqual([1, 2]);
+    expect(mixer.feedStreams(a.id)!.map((s) => (s.kind === 'video' ? `${s.rendition} ${s.width}x${s.height} ${s.codec}` : s.kind)).sort()).toEqual([
+      'audio',
+      'low 160x90 vp8',
+      'main 320x180 vp8',
+    ]);
+    expect(feedOf(relays[0], a.id)!.renditions.map((r) => r.id)).toEqual(['main', 'low']);
+
+    // Viewer 1 through the mixer: 307 to a relay, the default (largest) rendition.
+    const v1 = await PlayerPeer.play(a.whep, a.tokens.viewer, { video: true });
+    players.push(v1);
+    expect(node.edge.stats().whepSessions).toBe(0);
+    const relay1 = relays.find((r) => v1.answeredBy.startsWith(r.url))!;
+    expect(relay1).toBeDefined();
+    await waitFor(() => v1.lastKeyframe() >= 0 && v1.video.frames.length - v1.lastKeyframe() >= 10, 10_000, 'viewer 1 to receive a keyframe and 10 frames');
+    const pictures = v1.video.decode(320, 180, v1.lastKeyframe());
+    expect(pictures.length).toBeGreaterThan(5);
+    const c = meanYuv(pictures[pictures.length - 1], 320, 180, { x: 120, y: 60, w: 80, h: 60 });
+    expect(Math.abs(c.y - RED.y) <= 12 && Math.abs(c.u - RED.u) <= 12 && Math.abs(c.v - RED.v) <= 12, `centre ${JSON.stringify(c)}`).toBe(true);
+    // Its audio is the presenter's tone.
+    const tone = v1.decodeAudio(50);
+    expect(tonePower(tone, 440)).toBeGreaterThan(50 * tonePower(tone, 1000));
+
+    // Keyframe requests go up the tree, aggregated: a burst of PLIs from the viewer costs the
+    // relay one upstream request per 500 ms, and reaches the rendition's encoder.
+    const sender = mixer.feedSender(a.id)!;
+    const video = () => node.registry.get(a.id).mixer.videoMixer!.stats().renditions.main;
+    const before = { relay: feedOf(relay1, a.id)!.forwarder.stats.pliForwarded, tree: mixer.keyframeRequestsFromTree(a.id), forced: video().forcedKeyframes };
+    for (let i = 0; i < 8; i++) {
+      v1.sendPli();
+      await sleep(25);
+    }
+    await waitFor(() => mixer.keyframeRequestsFromTree(a.id) > before.tree, 3000, 'the PLI to reach the mixer');
+    await sleep(700);
+    const relayForwarded = feedOf(relay1, a.id)!.forwarder.stats.pliForwarded - before.relay;
+    expect(relayForwarded).toBeGreaterThanOrEqual(1);
+    expect(relayForwarded).toBeLessThanOrEqual(2);
+    expect(feedOf(relay1, a.id)!.forwarder.stats.pliSuppressed).toBeGreaterThan(0);
+    expect(mixer.keyframeRequestsFromTree(a.id) - before.tree).toBeLessThanOrEqual(2);
+    await waitFor(() => video().forcedKeyframes > before.forced, 3000, 'the encoder to force a keyframe');
+
+    // Viewer 2 joins later, on the small rendition, and asks for nothing: its first frame is the
+    // relay's cached keyframe, sent as one burst, and the mixer hears of no new request.
+    await sleep(1200);
+    const quiet = { tree: mixer.keyframeRequestsFromTree(a.id), senderPli: sender.stats.pliForwarded, forced: video().forcedKeyframes };
+    const relayPli = relays.map((r) => feedOf(r, a.id)!.forwarder.stats.pliForwarded);
+    const replaysBefore = relays.map((r) => feedOf(r, a.id)!.gopReplays);
+    const v2 = await PlayerPeer.play(`${a.whep}?rendition=low`, a.tokens.viewer, { video: true });
+    players.push(v2);
+    await waitFor(() => v2.video.frames.length >= 3, 5000, 'viewer 2 to receive frames');
+    expect(v2.video.frames[0].keyframe).toBe(true);
+    // The cached group arrives at once: several frames within the first 100 ms.
+    const burst = v2.video.frames.filter((f) => f.arrivalMs - v2.video.frames[0].arrivalMs < 100).length;
+    expect(burst).toBeGreaterThanOrEqual(3);
+    expect(relays.reduce((n, r, i) => n + feedOf(r, a.id)!.gopReplays - replaysBefore[i], 0)).toBe(1);
+    await waitFor(() => v2.video.frames.length >= 15, 5000, 'viewer 2 to receive 15 frames');
+    const small = v2.video.decode(160, 90, 0);
+    expect(small.length).toBeGreaterThan(5);
+    const cs = meanYuv(small[small.length - 1], 160, 90, { x: 60, y: 30, w: 40, h: 30 });
+    expect(Math.abs(cs.y - RED.y) <= 12 && Math.abs(cs.u - RED.u) <= 12 && Math.abs(cs.v - RED.v) <= 12, `centre ${JSON.stringify(cs)}`).toBe(true);
+    await sleep(600);
+    expect(mixer.keyframeRequestsFromTree(a.id)).toBe(quiet.tree);
+    expect(sender.stats.pliForwarded).toBe(quiet.senderPli);
+    expect(video().forcedKeyframes).toBe(quiet.forced);
+    expect(relays.map((r) => feedOf(r, a.id)!.forwarder.stats.pliForwarded)).toEqual(relayPli);
+    // An unknown rendition is refused by the relay with a clear error.
+    const bad = await fetch(`${relay1.url}/whep/${a.id}?rendition=4k`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp', authorization: `Bearer ${a.tokens.viewer}` },
+      body: 'v=0\r\n',
+    });
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toContain('unknown rendition');
+  }, 60_000);
+
+  it('two clustered events at once: each relay carries both, viewers of each on the same relay hear their own tone', async () => {
+    b = await createEvent('audio-b');
+    await waitFor(() => mixer.clusteredEvents.includes(b.id), 5000, 'event B to be clustered');
+    expect(mixer.clusteredEvents.sort()).toEqual([a.id, b.id].sort());
+    toneB = await RtpPeer.open({ freq: 1000, audioLevelExtId: 1 });
+    const p = (await (
+      await fetch(`${node.url}/api/events/${b.id}/rtp-participants`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ host: '127.0.0.1', port: toneB.port, payloadType: 111, audioLevelExtId: 1 }),
+      })
+    ).json()) as { host: string; port: number };
+    toneB.connect(p.host, p.port);
+    timers.push(setInterval(() => toneB!.sendFrame(), 20));
+
+    await waitFor(() => relays.every((r) => (feedOf(r, b.id)?.forwarder.stats.packetsIn ?? 0) > 20), 8000, 'event B at every relay');
+    // One socket per event per node: the two feeds arrive on different ports, from different mixer ports.
+    for (const r of relays) {
+      const fa = feedOf(r, a.id)!;
+      const fb = feedOf(r, b.id)!;
+      expect(fa.forwarder.address.port).not.toBe(fb.forwarder.address.port);
+      expect(fa.forwarder.parent.port).not.toBe(fb.forwarder.parent.port);
+      expect(fb.forwarder.stats.dropped.unknown_source + fb.forwarder.stats.dropped.bad_tag).toBe(0);
+    }
+
+    // Both viewers on the deeper relay (two hops from the mixer).
+    const deep = relays.find((r) => feedOf(r, a.id)!.client.assignment?.depth === 2)!;
+    const va = await PlayerPeer.play(`${deep.url}/whep/${a.id}?token=${encodeURIComponent(a.tokens.viewer)}`, a.tokens.viewer, { video: false });
+    const vb = await PlayerPeer.play(`${deep.url}/whep/${b.id}?token=${encodeURIComponent(b.tokens.viewer)}`, b.tokens.viewer, { video: false });
+    players.push(va, vb);
+    await waitFor(() => va.audio.length > 60 && vb.audio.length > 60, 8000, 'both viewers to receive 60 packets');
+    const pa = va.decodeAudio(50);
+    const pb = vb.decodeAudio(50);
+    expect(pa.length).toBeGreaterThan(30 * 960);
+    expect(pb.length).toBeGreaterThan(30 * 960);
+    expect(tonePower(pa, 440)).toBeGreaterThan(1000);
+    expect(tonePower(pb, 1000)).toBeGreaterThan(1000);
+    // No cross-talk: each hears its own event's tone and not the other's.
+    expect(tonePower(pa, 440)).toBeGreaterThan(50 * tonePower(pa, 1000));
+    expect(tonePower(pb, 1000)).toBeGreaterThan(50 * tonePower(pb, 440));
+    for (const v of [va, vb]) {
+      const r = v.audio.slice(-40);
+      for (let i = 1; i < r.length; i++) expect((r[i].seq - r[i - 1].seq) & 0xffff).toBe(1);
+    }
+
+    // A malformed stream description (an unknown codec, an impossible size) is dropped and
+    // counted by every relay; what the mixer described before stays in force.
+    const dropsBefore = relays.map((r) => feedOf(r, a.id)!.client.drops.total);
+    const feeds = await buses[0].kv(subjects(CLUSTER).buckets.feeds);
+    const real = await feeds.get(`${a.id}.mixer`);
+    await feeds.put(`${a.id}.mixer`, {
+      v: 1,
+      event: a.id,
+      node: 'mixer',
+      media: { host: '127.0.0.1', port: 9 },
+      streams: [{ ssrc: 5, kind: 'video', codec: 'theora', rendition: 'x', width: 100_000, height: 1 }],
+    });
+    await waitFor(() => relays.every((r, i) => feedOf(r, a.id)!.client.drops.total > dropsBefore[i]), 3000, 'the relays to drop the bad description');
+    for (const r of relays) expect(feedOf(r, a.id)!.renditions.map((x) => x.id)).toEqual(['main', 'low']);
+    await feeds.put(`${a.id}.mixer`, real!.value);
+
+    // Ending B frees its feed on every relay; A plays on.
+    const ended = await fetch(`${node.url}/api/events/${b.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(ended.status).toBeLessThan(300);
+    await waitFor(() => relays.every((r) => !r.feeds.has(b.id)), 5000, 'event B to leave every relay');
+    const n = va.audio.length;
+    await waitFor(() => va.audio.length > n + 20, 3000, 'event A to play on');
+  }, 60_000);
+});
