@@ -6,27 +6,9 @@ import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { McuNode } from '@mcu/server';
 import { pageFor, staticFile } from '../src/index.js';
+import { CHROMIUM, CHROMIUM_ARGS, waitFor } from './chromium.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ADMIN = 'browser-test-admin-token-0123456789';
-// The flags the project runs Chromium with; loopback ICE candidates in the clear (no mDNS) so that
-// WebRTC stays on 127.0.0.1, the only address tests may use.
-export const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--autoplay-policy=no-user-gesture-required',
-  '--allow-loopback-in-peer-connection',
-  '--disable-features=WebRtcHideLocalIpsWithMdns,MediaRouter,OptimizationHints,Translate',
-  '--disable-domain-reliability',
-  '--disable-default-apps',
-];
 
 let node: McuNode;
 let other: http.Server;
@@ -63,10 +45,6 @@ afterAll(async () => {
   other?.close();
   await node?.close();
 });
-
-async function waitFor(page: Page, predicate: string, timeoutMs = 15_000): Promise<void> {
-  await page.waitForFunction(predicate, null, { timeout: timeoutMs, polling: 100 });
-}
 
 describe('browsers over WHIP and WHEP', () => {
   it('two presenters on another origin publish tones; each hears the other, the viewer hears both', async () => {
