@@ -1,12 +1,10 @@
 import http from 'node:http';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { McuNode } from '@mcu/server';
 import { pageFor, staticFile } from '../src/index.js';
-import { CHROMIUM, CHROMIUM_ARGS, waitFor } from './chromium.js';
+import { launchChromium, LOOPBACK_NODE, waitFor } from './chromium.js';
 
 const ADMIN = 'browser-test-admin-token-0123456789';
 
@@ -16,15 +14,8 @@ let otherOrigin: string;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (.ci/run does)`);
   // One 720p rendition: the viewer plays it, and two cores are shared with four Chromium pages.
-  node = new McuNode({
-    port: 0,
-    adminToken: ADMIN,
-    iceAllow: ['127.0.0.0/8'],
-    iceHostAddresses: ['127.0.0.1'],
-    videoRenditions: [{ id: '720p', width: 1280, height: 720, fps: 30 }],
-  });
+  node = new McuNode({ port: 0, adminToken: ADMIN, ...LOOPBACK_NODE, videoRenditions: [{ id: '720p', width: 1280, height: 720, fps: 30 }] });
   await node.listen();
   // The publishing page is served from another origin: WHIP must work cross-origin (CORS).
   other = http.createServer(async (req, res) => {
@@ -37,7 +28,7 @@ beforeAll(async () => {
   other.listen(0, '127.0.0.2');
   await once(other, 'listening');
   otherOrigin = `http://127.0.0.2:${(other.address() as { port: number }).port}`;
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {

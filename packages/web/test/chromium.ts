@@ -1,5 +1,7 @@
 /** How tests launch Chromium here (playwright-core with the system browser). */
-import type { Page } from 'playwright-core';
+import { existsSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 // The flags the project runs Chromium with; loopback ICE candidates in the clear (no mDNS) so that
@@ -24,4 +26,12 @@ export const CHROMIUM_ARGS = [
 /** Waits until a JavaScript expression is truthy in the page. */
 export async function waitFor(page: Page, predicate: string, timeoutMs = 15_000): Promise<void> {
   await page.waitForFunction(predicate, null, { timeout: timeoutMs, polling: 100 });
+}
+
+/** Node options that keep ICE on loopback, where the browser's candidates are. */
+export const LOOPBACK_NODE = { iceAllow: ['127.0.0.0/8'], iceHostAddresses: ['127.0.0.1'] };
+
+export async function launchChromium(): Promise<Browser> {
+  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (.ci/run does)`);
+  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 }

@@ -4,12 +4,10 @@
  * and as active speaker, mutes it, switches the layout, previews the program over WHEP, draws the
  * delivery tree and ends the event — each step checked against the HTTP API.
  */
-import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium } from 'playwright-core';
 import type { Browser } from 'playwright-core';
 import { McuNode } from '@mcu/server';
-import { CHROMIUM, CHROMIUM_ARGS, waitFor } from './chromium.js';
+import { launchChromium, LOOPBACK_NODE, waitFor } from './chromium.js';
 
 const ADMIN = 'console-test-admin-token-0123456789';
 let node: McuNode;
@@ -22,17 +20,10 @@ async function api(path: string): Promise<{ status: number; json: any }> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (.ci/run does)`);
   // One small rendition: the preview needs frames, not 720p, on two shared cores.
-  node = new McuNode({
-    port: 0,
-    adminToken: ADMIN,
-    iceAllow: ['127.0.0.0/8'],
-    iceHostAddresses: ['127.0.0.1'],
-    videoRenditions: [{ id: '360p', width: 640, height: 360, fps: 15 }],
-  });
+  node = new McuNode({ port: 0, adminToken: ADMIN, ...LOOPBACK_NODE, videoRenditions: [{ id: '360p', width: 640, height: 360, fps: 15 }] });
   await node.listen();
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
