@@ -8,6 +8,7 @@ const timing = [
   'packages/mixer/test/clock.test.ts',
   'packages/mixer/test/mix.test.ts',
   'packages/web/test/browser.test.ts',
+  'packages/web/test/console.test.ts',
 ];
 
 export default defineConfig({

@@ -28,8 +28,8 @@ import {
 } from '@mcu/control';
 import { FeedSender, type FeedKey, type StreamInfo } from '@mcu/relay';
 import type { VideoRendition } from '@mcu/mixer';
-import type { EventRecord, McuNode } from '@mcu/server';
-import { redirectViewer } from '@mcu/server';
+import type { EventRecord, EventTreeView, McuNode } from '@mcu/server';
+import { redirectViewer, viewerLoad } from '@mcu/server';
 import { clusterDefaults } from './ClusterConfig.js';
 import { generateFeedKey, serveFeedKeys } from './FeedKeys.js';
 import { freeUdpPort, mediaAddressFor } from './UdpPort.js';
@@ -177,6 +177,32 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     return reply.relay ? `${reply.relay.http.replace(/\/$/, '')}/${kind}/${eventId}` : null;
   }
 
+  /**
+   * The relay tree of a clustered event for the console: assignments from KV (as every node sees
+   * them), viewers and capacity from the registry's heartbeats. Null for an event served here alone.
+   */
+  eventTree(eventId: string): EventTreeView | null {
+    const entry = this.#events.get(eventId);
+    if (!entry) return null;
+    const registry = this.controller.registry;
+    const nodes = entry.client.tree().map((a) => {
+      const live = registry.get(a.node);
+      const viewers = live?.viewers ?? 0;
+      const capacity = live?.info.capacity.viewers ?? 0;
+      return {
+        id: a.node,
+        role: a.parent === null ? ('mixer' as const) : ('relay' as const),
+        parent: a.parent,
+        depth: a.depth,
+        viewers,
+        capacity,
+        load: viewerLoad(viewers, capacity),
+        ...(live?.cpu !== undefined ? { cpu: live.cpu } : {}),
+      };
+    });
+    return nodes.length > 0 ? { nodes } : null;
+  }
+
   async #start(): Promise<void> {
     const node = this.node;
     await this.controller.start();
@@ -185,6 +211,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     node.registry.on('created', this.#onCreated);
     node.registry.on('ending', this.#onEnding);
     node.viewerPlacement = (id, kind) => this.placeViewer(id, kind);
+    node.eventTree = async (id) => this.eventTree(id);
     // Plain-RTP viewers (benchmarks, gateways) are served by relays only: redirect, or 503.
     node.router.on('POST', '/rtp-viewers/:id', async ({ req, res, params, url }) => {
       const token = url.searchParams.get('token');
@@ -285,6 +312,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     this.node.registry.off('created', this.#onCreated);
     this.node.registry.off('ending', this.#onEnding);
     this.node.viewerPlacement = undefined;
+    this.node.eventTree = undefined;
     this.#stopKeys?.();
     for (const entry of this.#events.values()) {
       entry.stopProgram();

@@ -200,6 +200,31 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
     await waitFor(() => sims.every((s) => s.packets > 50), 3000, 'every simulated viewer to receive');
   });
 
+  it("the console's tree picture: the mixer at the root, three relays with their parents, depths and viewers", async () => {
+    type TreeNode = { id: string; role: string; parent: string | null; depth: number; viewers: number; capacity: number; load: number };
+    const tree = async () => {
+      const res = await fetch(`${node.url}/api/events/${event.id}/tree`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { nodes: TreeNode[] }).nodes;
+    };
+    // Relays report their viewers in heartbeats: wait for all 50 to show.
+    await waitFor(async () => (await tree()).reduce((n, t) => n + t.viewers, 0) === 50, 5000, 'the tree to show 50 viewers');
+    const nodes = await tree();
+    expect(nodes.map((t) => t.id).sort()).toEqual(['mixer', 'r1', 'r2', 'r3']);
+    const root = nodes.find((t) => t.id === 'mixer')!;
+    expect(root).toMatchObject({ role: 'mixer', parent: null, depth: 0, viewers: 0 });
+    const byId = new Map(nodes.map((t) => [t.id, t]));
+    for (const t of nodes.filter((n) => n.role === 'relay')) {
+      expect(t.depth).toBe(byId.get(t.parent!)!.depth + 1);
+      // Each relay's count is what it actually serves.
+      const relay = relays.find((r) => r.nodeId === t.id)!;
+      expect(t.viewers).toBe(sims.filter((s) => s.relay === relay.nodeId).length + relay.edge.stats().whepSessions);
+      expect(t.capacity).toBeGreaterThan(0);
+      expect(t.load).toBeCloseTo(t.viewers / t.capacity, 2);
+    }
+    expect(nodes.map((t) => t.depth).sort()).toEqual([0, 1, 1, 2]);
+  });
+
   it('killing a relay: its viewers are re-placed and receive again within 3 s, its child relay re-parents', async () => {
     // Kill the depth-1 relay that feeds the depth-2 one.
     const victim = relays.find((r) => (r.feeds.get(event.id)?.client.children.length ?? 0) > 0)!;

@@ -124,6 +124,11 @@ export class ClusterClient extends EventEmitter<ClusterClientEvents> {
     return this.#parent;
   }
 
+  /** The event's whole tree as last read from KV, sorted by depth, then node id. */
+  tree(): TreeAssignment[] {
+    return [...this.#tree.values()].sort((a, b) => a.depth - b.depth || (a.node < b.node ? -1 : 1));
+  }
+
   /** Children with known addresses, sorted by id. */
   get children(): readonly NodeAddress[] {
     return this.#children;

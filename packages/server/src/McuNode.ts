@@ -23,10 +23,12 @@ import type { NodeConfig, NodeConfigInput } from './Config.js';
 import { EventRegistry } from './EventRegistry.js';
 import type { EventRecord } from './EventRegistry.js';
 import { Router } from './Router.js';
+import { viewerLoad } from './EventTree.js';
+import type { EventTreeProvider, EventTreeView } from './EventTree.js';
 import { createHttpServer, listen } from './HttpFront.js';
 import { Metrics } from './Metrics.js';
 import type { RouteContext } from './Router.js';
-import { createEventBody, layoutBody, rtpParticipantBody } from './Schemas.js';
+import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody } from './Schemas.js';
 import { programSourceOf, WebRtcEdge } from '@mcu/webrtc';
 import { pageFor, staticFile } from '@mcu/web';
 
@@ -35,6 +37,9 @@ import { pageFor, staticFile } from '@mcu/web';
  * relay, or null to serve the viewer on this node. Set by the cluster's mixer role.
  */
 export type ViewerPlacement = (eventId: string, kind: 'whep' | 'rtp-viewers') => Promise<string | null>;
+
+/** The `levels` server-sent event: 4 per second, enough for a meter, cheap for many consoles. */
+const levelsIntervalMs = 250;
 
 export interface McuNodeInfo {
   url: string;
@@ -59,6 +64,8 @@ export class McuNode {
   readonly router = new Router();
   /** When set, WHEP viewers are redirected (307) to the URL it returns, if any. */
   viewerPlacement: ViewerPlacement | undefined;
+  /** When set and it returns a tree, `GET /api/events/:id/tree` shows it (the cluster's relay tree). */
+  eventTree: EventTreeProvider | undefined;
   private readonly sseClients = new Set<ServerResponse>();
   private baseUrl = '';
   private closed = false;
@@ -190,9 +197,34 @@ export class McuNode {
       json(res, 200, { layout });
     });
 
+    r.on('GET', '/api/events/:id/tree', async ({ req, res, params }) => {
+      this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
+      const e = this.registry.get(params.id);
+      json(res, 200, (await this.eventTree?.(e.id)) ?? this.singleNodeTree(e));
+    });
+
     r.on('GET', '/api/events/:id/participants', ({ req, res, params }) => {
       this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
       json(res, 200, { participants: this.registry.get(params.id).mixer.participants() });
+    });
+
+    // Moderation: mute (out of selection and every mix until unmuted) and kick (WHIP sessions are
+    // torn down, RTP sockets closed).
+    r.on('PATCH', '/api/events/:id/participants/:pid', async ({ req, res, params }) => {
+      this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
+      const e = this.registry.get(params.id);
+      const body = await readJson(req, this.config.maxBodyBytes, participantPatchBody);
+      const info = e.mixer.setMuted(params.pid, body.muted);
+      if (!info) throw new NotFoundError(`participant ${params.pid} not found`, 'participant_not_found');
+      json(res, 200, info);
+    });
+
+    r.on('DELETE', '/api/events/:id/participants/:pid', ({ req, res, params }) => {
+      this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
+      if (!this.registry.get(params.id).mixer.removeParticipant(params.pid)) {
+        throw new NotFoundError(`participant ${params.pid} not found`, 'participant_not_found');
+      }
+      res.writeHead(204).end();
     });
 
     r.on('POST', '/api/events/:id/rtp-participants', async ({ req, res, params }) => {
@@ -283,7 +315,9 @@ export class McuNode {
 
   private stream(e: EventRecord, req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
-    const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    const send = (event: string, data: unknown) => {
+      if (!res.writableEnded) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    };
     send('state', { speakers: e.mixer.mixer.speakerIds, dominantSpeaker: e.mixer.mixer.dominantSpeaker });
     const onSpeakers = (ids: string[]) => send('speakers', { speakers: ids });
     const onDominant = (id: string | null) => send('dominantSpeaker', { dominantSpeaker: id });
@@ -293,12 +327,27 @@ export class McuNode {
       res.end();
     };
     const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    // Levels for meters, read from speaker selection (nothing is decoded for them); `participants`
+    // whenever someone joins or leaves, noticed on the same beat.
+    let roster = '';
+    const sendLevels = () => {
+      const levels = e.mixer.levels();
+      const ids = levels.map((l) => l.id).join(',');
+      if (ids !== roster) {
+        roster = ids;
+        send('participants', { participants: e.mixer.participants() });
+      }
+      send('levels', { participants: levels, dominantSpeaker: e.mixer.mixer.dominantSpeaker });
+    };
+    sendLevels();
+    const levelTimer = setInterval(sendLevels, levelsIntervalMs);
     e.mixer.mixer.on('speakers', onSpeakers);
     e.mixer.mixer.on('dominantSpeaker', onDominant);
     this.registry.on('ended', onEnded);
     this.sseClients.add(res);
     const cleanup = () => {
       clearInterval(keepAlive);
+      clearInterval(levelTimer);
       e.mixer.mixer.off('speakers', onSpeakers);
       e.mixer.mixer.off('dominantSpeaker', onDominant);
       this.registry.off('ended', onEnded);
@@ -306,6 +355,13 @@ export class McuNode {
     };
     req.on('close', cleanup);
     res.on('close', cleanup);
+  }
+
+  /** This node alone: the root of its own tree, serving the event's WHEP viewers. */
+  private singleNodeTree(e: EventRecord): EventTreeView {
+    const viewers = this.edge.sessionCount('whep', e.id);
+    const capacity = this.config.maxRtcSessions;
+    return { nodes: [{ id: new URL(this.baseUrl || 'http://local').host, role: 'mixer', parent: null, depth: 0, viewers, capacity, load: viewerLoad(this.edge.size, capacity) }] };
   }
 
   private describe(e: EventRecord) {

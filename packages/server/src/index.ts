@@ -9,3 +9,5 @@ export type { EventRecord } from './EventRegistry.js';
 export { Router } from './Router.js';
 export type { RouteContext, RouteHandler } from './Router.js';
 export { createHttpServer, listen, handle as handleHttp } from './HttpFront.js';
+export { viewerLoad } from './EventTree.js';
+export type { EventTreeProvider, EventTreeView, TreeNodeView } from './EventTree.js';

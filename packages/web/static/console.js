@@ -1,92 +1,479 @@
-import { show } from './mcu-client.js';
+// The producer console: events, links and tokens, participants with live levels, mute and kick,
+// the layout, a WHEP preview of the program and the delivery tree. Plain DOM, no framework.
+import { hangUp, negotiate, show } from './mcu-client.js';
 
-const status = document.getElementById('status');
-const tokenInput = document.getElementById('token');
-const tbody = document.querySelector('#events tbody');
-// Tokens handed out at creation, kept in this tab only so that links can carry them.
+const $ = (id) => document.getElementById(id);
+const SVG = 'http://www.w3.org/2000/svg';
+const LIST_REFRESH_MS = 3000;
+const TREE_REFRESH_MS = 2000;
+
+// Tokens handed out at creation, kept in this tab only (sessionStorage) so links can carry them.
 const issued = JSON.parse(sessionStorage.getItem('mcu.tokens') ?? '{}');
-let token = sessionStorage.getItem('mcu.token') ?? '';
-tokenInput.value = token;
+const state = {
+  token: sessionStorage.getItem('mcu.token') ?? '',
+  loggedIn: false,
+  /** The open event (as GET /api/events/:id returned it), or null. */
+  event: null,
+  participants: [],
+  dominantSpeaker: null,
+  stream: null,
+  preview: { pc: null, session: null, token: null },
+  treeTimer: null,
+  tree: [],
+};
+// For diagnostics and tests.
+window.mcuConsole = state;
 
 async function api(method, path, body) {
   const res = await fetch(path, {
     method,
-    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    headers: { authorization: `Bearer ${state.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await res.text();
-  const json = text ? JSON.parse(text) : null;
-  if (!res.ok) throw new Error(json?.error?.message ?? `HTTP ${res.status}`);
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {}
+  if (!res.ok) {
+    const err = new Error(json?.error?.message ?? `HTTP ${res.status}`);
+    err.status = res.status;
+    throw err;
+  }
   return json;
 }
 
-function cell(content) {
-  const td = document.createElement('td');
-  if (content instanceof Node) td.append(content);
-  else td.textContent = content;
-  return td;
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'dataset') Object.assign(node.dataset, v);
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  node.append(...children);
+  return node;
 }
 
-function link(text, href) {
-  const a = document.createElement('a');
-  a.href = href;
-  a.textContent = text;
-  a.target = '_blank';
-  return a;
+function fail(err) {
+  show($('status'), String(err.message ?? err), 'err');
 }
 
-async function refresh() {
+// ---- login and the event list ----
+
+async function login() {
   try {
     const { events } = await api('GET', '/api/events');
-    show(status, `logged in · ${events.length} event(s)`, 'ok');
-    document.getElementById('create').hidden = false;
-    tbody.replaceChildren(
-      ...events.map((e) => {
-        const tr = document.createElement('tr');
-        tr.dataset.id = e.id;
-        const t = issued[e.id];
-        const links = document.createElement('div');
-        if (t) {
-          links.append(link('publish', `/publish/${e.id}?token=${t.presenter}`), ' · ', link('watch', `/watch/${e.id}?token=${t.viewer}`));
-          const urls = document.createElement('div');
-          urls.className = 'mono muted';
-          urls.textContent = `WHIP ${e.whip} · WHEP ${e.whep} · OBS: Settings → Stream → Service "WHIP", Server = WHIP URL, Bearer Token = presenter token`;
-          links.append(urls);
-        } else {
-          links.append(`WHIP ${e.whip} · WHEP ${e.whep}`);
-        }
-        const end = document.createElement('button');
-        end.textContent = 'End';
-        end.onclick = async () => {
-          await api('DELETE', `/api/events/${e.id}`);
-          refresh();
-        };
-        tr.append(cell(`${e.name} (${e.id})`), cell(String(e.participants)), cell(e.speakers.length ? e.speakers.join(', ') : '—'), cell(links), cell(end));
-        return tr;
-      }),
-    );
+    state.loggedIn = true;
+    $('logout').hidden = false;
+    $('events-section').hidden = false;
+    renderEvents(events);
+    // Reopen the event this tab had open; a producer token lists exactly its own event.
+    const open = sessionStorage.getItem('mcu.event');
+    if (!state.event && open && events.some((e) => e.id === open)) openEvent(open);
+    else if (!state.event && events.length === 1) openEvent(events[0].id);
   } catch (err) {
-    show(status, String(err.message), 'err');
+    state.loggedIn = false;
+    fail(err.status === 401 ? new Error('that token is not valid') : err);
   }
 }
 
-document.getElementById('login').onclick = () => {
-  token = tokenInput.value.trim();
-  sessionStorage.setItem('mcu.token', token);
-  refresh();
-};
-document.getElementById('createBtn').onclick = async () => {
+function logout() {
+  closeEvent();
+  state.token = '';
+  state.loggedIn = false;
+  sessionStorage.removeItem('mcu.token');
+  $('token').value = '';
+  $('logout').hidden = true;
+  $('create').hidden = true;
+  $('events-section').hidden = true;
+  show($('status'), 'logged out', 'muted');
+}
+
+async function refreshEvents() {
+  if (!state.loggedIn) return;
   try {
-    const name = document.getElementById('name').value.trim();
-    const body = { maxSpeakers: Number(document.getElementById('speakers').value) };
+    const { events } = await api('GET', '/api/events');
+    renderEvents(events);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+function renderEvents(events) {
+  show($('status'), `logged in · ${events.length} event(s)`, 'ok');
+  // Creating needs the admin token; a producer who tries is told so by the API.
+  $('create').hidden = false;
+  $('events').tBodies[0].replaceChildren(
+    ...events.map((e) =>
+      el(
+        'tr',
+        { dataset: { id: e.id, testid: 'event-row' }, class: state.event?.id === e.id ? 'selected' : '' },
+        el('td', {}, e.name, ' ', el('span', { class: 'mono muted' }, e.id)),
+        el('td', {}, String(e.participants)),
+        el('td', { class: 'muted' }, new Date(e.createdAt).toLocaleTimeString()),
+        el('td', {}, el('button', { type: 'button', dataset: { testid: 'open-event' }, onclick: () => openEvent(e.id) }, 'Open')),
+      ),
+    ),
+  );
+  if (state.event && !events.some((e) => e.id === state.event.id)) {
+    closeEvent();
+    show($('status'), 'the event has ended', 'muted');
+  }
+}
+
+async function createEvent() {
+  try {
+    const name = $('name').value.trim();
+    const body = { maxSpeakers: Number($('speakers').value) };
     if (name) body.name = name;
     const e = await api('POST', '/api/events', body);
     issued[e.id] = e.tokens;
     sessionStorage.setItem('mcu.tokens', JSON.stringify(issued));
-    refresh();
+    $('name').value = '';
+    await refreshEvents();
+    await openEvent(e.id);
   } catch (err) {
-    show(status, String(err.message), 'err');
+    fail(err.status === 403 ? new Error('creating events needs the admin token') : err);
   }
+}
+
+// ---- one event ----
+
+async function openEvent(id) {
+  closeEvent();
+  let e;
+  try {
+    e = await api('GET', `/api/events/${encodeURIComponent(id)}`);
+  } catch (err) {
+    return fail(err);
+  }
+  state.event = e;
+  sessionStorage.setItem('mcu.event', id);
+  $('event').hidden = false;
+  $('event-name').textContent = e.name;
+  $('event-id').textContent = e.id;
+  for (const row of $('events').tBodies[0].rows) row.classList.toggle('selected', row.dataset.id === id);
+
+  const t = issued[e.id];
+  $('whip-url').value = e.whip;
+  $('whep-url').value = e.whep;
+  $('presenter-token').value = t?.presenter ?? '';
+  $('viewer-token').value = t?.viewer ?? '';
+  $('producer-token').value = t?.producer ?? '';
+  $('tokens-missing').hidden = Boolean(t);
+  $('publish-link').href = `/publish/${e.id}?token=${encodeURIComponent(t?.presenter ?? state.token)}`;
+  $('watch-link').href = `/watch/${e.id}?token=${encodeURIComponent(t?.viewer ?? state.token)}`;
+
+  showLayout(e.layout);
+  state.participants = e.participants;
+  state.dominantSpeaker = e.dominantSpeaker;
+  renderParticipants();
+  openStream(e.id);
+  startPreview();
+  refreshTree();
+  state.treeTimer = setInterval(refreshTree, TREE_REFRESH_MS);
+}
+
+function closeEvent() {
+  state.stream?.close();
+  state.stream = null;
+  clearInterval(state.treeTimer);
+  state.treeTimer = null;
+  stopPreview();
+  state.event = null;
+  state.participants = [];
+  sessionStorage.removeItem('mcu.event');
+  $('event').hidden = true;
+  for (const row of $('events').tBodies[0].rows) row.classList.remove('selected');
+}
+
+async function endEvent() {
+  const e = state.event;
+  if (!e || !confirm(`End "${e.name}"? Every presenter and viewer is disconnected.`)) return;
+  try {
+    await api('DELETE', `/api/events/${encodeURIComponent(e.id)}`);
+    closeEvent();
+    show($('status'), `ended ${e.name}`, 'ok');
+    await refreshEvents();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+// ---- live participants: `participants` and `levels` server-sent events ----
+
+function openStream(id) {
+  // EventSource cannot send headers: the token goes in the query string.
+  const es = new EventSource(`/api/events/${encodeURIComponent(id)}/stream?token=${encodeURIComponent(state.token)}`);
+  state.stream = es;
+  es.addEventListener('participants', (m) => {
+    state.participants = JSON.parse(m.data).participants;
+    renderParticipants();
+  });
+  es.addEventListener('levels', (m) => updateLevels(JSON.parse(m.data)));
+  es.addEventListener('ended', () => {
+    closeEvent();
+    show($('status'), 'the event has ended', 'muted');
+    refreshEvents();
+  });
+}
+
+function label(p) {
+  return `${p.kind.toUpperCase()} ${p.id.slice(0, 8)}`;
+}
+
+function renderParticipants() {
+  const rows = state.participants.map((p) =>
+    el(
+      'tr',
+      { dataset: { id: p.id, testid: 'participant', muted: String(p.muted), level: '0', speaker: 'false' } },
+      el('td', {}, el('span', { class: 'name' }, label(p)), ' ', el('span', { class: 'badge', title: 'active speaker' }, 'speaking')),
+      el('td', {}, el('span', { class: 'meter-track' }, el('span', { class: 'meter-fill', dataset: { testid: 'level' } }))),
+      el(
+        'td',
+        {},
+        el('button', { type: 'button', dataset: { testid: 'mute' }, onclick: () => setMuted(p.id) }, p.muted ? 'Unmute' : 'Mute'),
+        ' ',
+        el('button', { type: 'button', class: 'danger', dataset: { testid: 'kick' }, onclick: () => kick(p.id) }, 'Kick'),
+      ),
+    ),
+  );
+  $('participants').tBodies[0].replaceChildren(...rows);
+  $('no-participants').hidden = rows.length > 0;
+  $('participant-count').textContent = rows.length ? `(${rows.length})` : '';
+  updateSourceChoices();
+}
+
+function rowOf(id) {
+  return $('participants').querySelector(`tr[data-id="${CSS.escape(id)}"]`);
+}
+
+function updateLevels({ participants, dominantSpeaker }) {
+  state.dominantSpeaker = dominantSpeaker;
+  for (const p of participants) {
+    const row = rowOf(p.id);
+    if (!row) continue;
+    row.dataset.level = String(p.level);
+    row.dataset.dbov = String(p.dbov);
+    row.dataset.muted = String(p.muted);
+    row.dataset.speaking = String(p.speaking);
+    row.dataset.speaker = String(p.id === dominantSpeaker);
+    row.classList.toggle('active-speaker', p.id === dominantSpeaker);
+    row.classList.toggle('is-muted', p.muted);
+    row.querySelector('.meter-fill').style.width = `${Math.round(p.level * 100)}%`;
+    row.querySelector('[data-testid="mute"]').textContent = p.muted ? 'Unmute' : 'Mute';
+  }
+}
+
+async function setMuted(id) {
+  const row = rowOf(id);
+  const muted = row?.dataset.muted !== 'true';
+  try {
+    const p = await api('PATCH', `/api/events/${encodeURIComponent(state.event.id)}/participants/${encodeURIComponent(id)}`, { muted });
+    if (row) {
+      row.dataset.muted = String(p.muted);
+      row.classList.toggle('is-muted', p.muted);
+      row.querySelector('[data-testid="mute"]').textContent = p.muted ? 'Unmute' : 'Mute';
+    }
+  } catch (err) {
+    fail(err);
+  }
+}
+
+async function kick(id) {
+  if (!confirm(`Remove ${id.slice(0, 8)} from the event?`)) return;
+  try {
+    await api('DELETE', `/api/events/${encodeURIComponent(state.event.id)}/participants/${encodeURIComponent(id)}`);
+    rowOf(id)?.remove();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+// ---- layout ----
+
+function showLayout(layout) {
+  $('layout-kind').value = layout.kind === 'custom' ? 'grid' : layout.kind;
+  $('layout-current').textContent = `now: ${layout.kind}${layout.sourceId ? ` (${layout.sourceId.slice(0, 8)})` : ''}`;
+  $('layout-source').dataset.selected = layout.sourceId ?? '';
+  updateSourceChoices();
+}
+
+function updateSourceChoices() {
+  const select = $('layout-source');
+  const wanted = select.value || select.dataset.selected || '';
+  select.replaceChildren(...state.participants.map((p) => el('option', { value: p.id }, label(p))));
+  if (state.participants.some((p) => p.id === wanted)) select.value = wanted;
+  select.disabled = $('layout-kind').value !== 'presentation';
+}
+
+async function applyLayout() {
+  const kind = $('layout-kind').value;
+  const body = { kind };
+  if (kind === 'presentation') {
+    if (!$('layout-source').value) return fail(new Error('pick the presentation source'));
+    body.sourceId = $('layout-source').value;
+  }
+  try {
+    const { layout } = await api('PUT', `/api/events/${encodeURIComponent(state.event.id)}/layout`, body);
+    showLayout(layout);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+// ---- program preview over WHEP ----
+
+async function startPreview() {
+  const e = state.event;
+  if (!e || state.preview.pc) return;
+  const token = issued[e.id]?.viewer ?? state.token;
+  const pc = new RTCPeerConnection();
+  state.preview = { pc, session: null, token };
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  const stream = new MediaStream();
+  pc.ontrack = (ev) => {
+    stream.addTrack(ev.track);
+    $('program').srcObject = stream;
+  };
+  pc.onconnectionstatechange = () => show($('preview-status'), pc.connectionState, pc.connectionState === 'connected' ? 'ok' : 'muted');
+  $('preview-toggle').textContent = 'Stop preview';
+  try {
+    state.preview.session = await negotiate(pc, e.whep, token);
+  } catch (err) {
+    show($('preview-status'), String(err.message ?? err), 'err');
+  }
+}
+
+function stopPreview() {
+  const { pc, session, token } = state.preview;
+  if (!pc) return;
+  void hangUp(session, token);
+  pc.close();
+  state.preview = { pc: null, session: null, token: null };
+  $('program').srcObject = null;
+  $('preview-toggle').textContent = 'Start preview';
+  show($('preview-status'), 'stopped', 'muted');
+}
+
+// ---- delivery tree ----
+
+async function refreshTree() {
+  const e = state.event;
+  if (!e) return;
+  try {
+    const { nodes } = await api('GET', `/api/events/${encodeURIComponent(e.id)}/tree`);
+    if (state.event?.id !== e.id) return;
+    state.tree = nodes;
+    drawTree(nodes);
+  } catch (err) {
+    if (err.status === 404) return;
+    fail(err);
+  }
+}
+
+/** Nodes in rows by depth, each row spread evenly; a line from each node to its parent. */
+function drawTree(nodes) {
+  const svg = $('tree');
+  const width = Math.max(320, svg.clientWidth || 800);
+  const boxW = 150;
+  const boxH = 44;
+  const rowH = 76;
+  const byDepth = new Map();
+  for (const n of nodes) {
+    if (!byDepth.has(n.depth)) byDepth.set(n.depth, []);
+    byDepth.get(n.depth).push(n);
+  }
+  const pos = new Map();
+  for (const [depth, row] of byDepth) {
+    row.sort((a, b) => (a.parent ?? '').localeCompare(b.parent ?? '') || a.id.localeCompare(b.id));
+    row.forEach((n, i) => pos.set(n.id, { x: ((i + 0.5) * width) / row.length, y: 12 + depth * rowH }));
+  }
+  const maxDepth = Math.max(0, ...byDepth.keys());
+  svg.setAttribute('height', String(24 + (maxDepth + 1) * rowH - (rowH - boxH)));
+  svg.setAttribute('viewBox', `0 0 ${width} ${24 + (maxDepth + 1) * rowH - (rowH - boxH)}`);
+  const shapes = [];
+  for (const n of nodes) {
+    const p = n.parent === null ? null : pos.get(n.parent);
+    const c = pos.get(n.id);
+    if (p) shapes.push(svgEl('line', { x1: p.x, y1: p.y + boxH, x2: c.x, y2: c.y, class: 'edge' }));
+  }
+  for (const n of nodes) {
+    const { x, y } = pos.get(n.id);
+    const g = svgEl('g', { 'data-testid': 'tree-node', 'data-id': n.id, 'data-role': n.role, 'data-viewers': n.viewers, 'data-load': n.load, class: `node ${n.role}` });
+    // Green to red with load.
+    const hue = Math.round(120 * (1 - Math.min(1, n.load)));
+    g.append(
+      svgEl('rect', { x: x - boxW / 2, y, width: boxW, height: boxH, rx: 6, fill: `hsl(${hue} 60% 88%)`, stroke: `hsl(${hue} 50% 35%)` }),
+      svgText(x, y + 17, `${n.role === 'mixer' ? '◆ ' : ''}${n.id.length > 18 ? `${n.id.slice(0, 17)}…` : n.id}`, 'title'),
+      svgText(x, y + 35, `${n.viewers}/${n.capacity} viewers · ${Math.round(n.load * 100)}%${n.cpu !== undefined ? ` · cpu ${Math.round(n.cpu * 100)}%` : ''}`, 'detail'),
+    );
+    shapes.push(g);
+  }
+  svg.replaceChildren(...shapes);
+  const viewers = nodes.reduce((s, n) => s + n.viewers, 0);
+  $('tree-summary').textContent = `${nodes.length} node(s) · ${viewers} viewer(s) · depth ${maxDepth}`;
+}
+
+function svgEl(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return node;
+}
+
+function svgText(x, y, text, cls) {
+  const t = svgEl('text', { x, y, 'text-anchor': 'middle', class: cls });
+  t.textContent = text;
+  return t;
+}
+
+// ---- copy buttons ----
+
+async function copy(button) {
+  const input = $(button.dataset.copy);
+  if (!input.value) return;
+  try {
+    await navigator.clipboard.writeText(input.value);
+  } catch {
+    // Plain http on a non-local host is not a secure context: no Clipboard API there.
+    input.select();
+    document.execCommand('copy');
+  }
+  const before = button.textContent;
+  button.textContent = 'Copied';
+  setTimeout(() => (button.textContent = before), 1200);
+}
+
+// ---- wiring ----
+
+$('login-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  state.token = $('token').value.trim();
+  sessionStorage.setItem('mcu.token', state.token);
+  login();
+});
+$('logout').onclick = logout;
+$('create-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  createEvent();
+});
+$('end-event').onclick = endEvent;
+$('close-event').onclick = closeEvent;
+$('layout-kind').onchange = () => updateSourceChoices();
+$('layout-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  applyLayout();
+});
+$('preview-toggle').onclick = () => (state.preview.pc ? stopPreview() : startPreview());
+$('preview-sound').onclick = () => {
+  const v = $('program');
+  v.muted = !v.muted;
+  $('preview-sound').textContent = v.muted ? 'Sound on' : 'Sound off';
 };
-if (token) refresh();
-setInterval(() => token && refresh(), 3000);
+for (const b of document.querySelectorAll('[data-copy]')) b.onclick = () => copy(b);
+addEventListener('pagehide', () => stopPreview());
+
+$('token').value = state.token;
+if (state.token) login();
+setInterval(refreshEvents, LIST_REFRESH_MS);

@@ -1,32 +1,12 @@
 import http from 'node:http';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { McuNode } from '@mcu/server';
 import { pageFor, staticFile } from '../src/index.js';
+import { launchChromium, LOOPBACK_NODE, waitFor } from './chromium.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ADMIN = 'browser-test-admin-token-0123456789';
-// The flags the project runs Chromium with; loopback ICE candidates in the clear (no mDNS) so that
-// WebRTC stays on 127.0.0.1, the only address tests may use.
-export const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--autoplay-policy=no-user-gesture-required',
-  '--allow-loopback-in-peer-connection',
-  '--disable-features=WebRtcHideLocalIpsWithMdns,MediaRouter,OptimizationHints,Translate',
-  '--disable-domain-reliability',
-  '--disable-default-apps',
-];
 
 let node: McuNode;
 let other: http.Server;
@@ -34,15 +14,8 @@ let otherOrigin: string;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (.ci/run does)`);
   // One 720p rendition: the viewer plays it, and two cores are shared with four Chromium pages.
-  node = new McuNode({
-    port: 0,
-    adminToken: ADMIN,
-    iceAllow: ['127.0.0.0/8'],
-    iceHostAddresses: ['127.0.0.1'],
-    videoRenditions: [{ id: '720p', width: 1280, height: 720, fps: 30 }],
-  });
+  node = new McuNode({ port: 0, adminToken: ADMIN, ...LOOPBACK_NODE, videoRenditions: [{ id: '720p', width: 1280, height: 720, fps: 30 }] });
   await node.listen();
   // The publishing page is served from another origin: WHIP must work cross-origin (CORS).
   other = http.createServer(async (req, res) => {
@@ -55,7 +28,7 @@ beforeAll(async () => {
   other.listen(0, '127.0.0.2');
   await once(other, 'listening');
   otherOrigin = `http://127.0.0.2:${(other.address() as { port: number }).port}`;
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
@@ -63,10 +36,6 @@ afterAll(async () => {
   other?.close();
   await node?.close();
 });
-
-async function waitFor(page: Page, predicate: string, timeoutMs = 15_000): Promise<void> {
-  await page.waitForFunction(predicate, null, { timeout: timeoutMs, polling: 100 });
-}
 
 describe('browsers over WHIP and WHEP', () => {
   it('two presenters on another origin publish tones; each hears the other, the viewer hears both', async () => {

@@ -94,6 +94,13 @@ export class WebRtcEdge {
     this.get(kind, eventId, sessionId).close('deleted');
   }
 
+  /** Sessions of one kind, of one event or of all. */
+  sessionCount(kind: 'whip' | 'whep', eventId?: string): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.kind === kind && (eventId === undefined || s.eventId === eventId)) n++;
+    return n;
+  }
+
   /** Ends every session of an event (the event ended). */
   endEvent(eventId: string): void {
     for (const s of [...this.sessions.values()]) if (s.eventId === eventId) s.close('event_ended');
