@@ -177,6 +177,19 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     return true;
   }
 
+  /**
+   * Mutes or unmutes a participant. A muted participant is never selected and never decoded for
+   * mixing (a speaker fades out during the next tick); its RFC 6464 level is still read, so a
+   * console can show that it talks. Returns false for an unknown participant.
+   */
+  setMuted(id: string, muted: boolean): boolean {
+    const p = this.byId.get(id);
+    if (!p) return false;
+    p.muted = muted;
+    if (this.selection.setExcluded(p.slot, muted) && !this.closed) this.emit('speakers', this.speakerIds);
+    return true;
+  }
+
   /** One 20 ms tick. `tickIndex` counts wall-clock ticks since the clock started. */
   tick(tickIndex: number): void {
     if (this.closed) return;
@@ -212,7 +225,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
       if (level >= 0) {
         p.levelsSeen = true;
         sel.setLevel(p.slot, level, now);
-      } else if (!p.levelsSeen) {
+      } else if (!p.levelsSeen && !p.muted) {
         this.decodeFrame(p, now);
         p.decodedThisTick = true;
         sel.setLevel(p.slot, p.hasPcm ? frameLevelDbov(p.pcm, this.frameSamples) : 127, now);
@@ -384,8 +397,9 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
   }
 
   private releaseCodecs(p: Participant): void {
-    // Participants without level extension keep their decoder: they are decoded every tick.
-    if (p.decoder && p.levelsSeen) {
+    // Participants without level extension keep their decoder: they are decoded every tick
+    // (unless muted).
+    if (p.decoder && (p.levelsSeen || p.muted)) {
       this.decoders.release(p.decoder);
       p.decoder = null;
     }

@@ -63,8 +63,24 @@ export interface ParticipantSummary {
   id: string;
   kind: string;
   speaking: boolean;
+  /** Muted by the producer (out of selection and every mix). */
+  muted: boolean;
   stats: Participant['stats'] & { jitter: Participant['jitter']['stats'] };
   [key: string]: unknown;
+}
+
+/** A meter shows 0..-90 dBov; quieter is empty. */
+const LEVEL_FLOOR_DBOV = 90;
+
+export interface ParticipantLevel {
+  id: string;
+  kind: string;
+  /** Smoothed -dBov (0 = full scale, 127 = silence). */
+  dbov: number;
+  /** 0..1 for a meter: 1 - dbov / 90, clamped. */
+  level: number;
+  muted: boolean;
+  speaking: boolean;
 }
 
 /**
@@ -227,25 +243,66 @@ export class MixerEvent {
       remotePort: ep.remotePort,
       payloadType: ep.payloadType,
       speaking: this.mixer.selection.isSpeaker(p.slot),
+      muted: p.muted,
       stats: { ...p.stats, jitter: { ...p.jitter.stats }, packetsIn: ep.stats.packetsIn, rtcpIn: ep.stats.rtcpIn },
+    };
+  }
+
+  /** One participant of either kind (plain RTP or an attached WebRTC session), or undefined. */
+  participantSummary(id: string): ParticipantSummary | undefined {
+    const rtp = this.participantInfo(id);
+    if (rtp) return rtp;
+    const ext = this.externals.get(id);
+    const p = this.mixer.participant(id);
+    if (!ext || !p) return undefined;
+    return {
+      ...ext.describe(),
+      id,
+      kind: ext.kind,
+      speaking: this.mixer.selection.isSpeaker(p.slot),
+      muted: p.muted,
+      stats: { ...p.stats, jitter: { ...p.jitter.stats } },
     };
   }
 
   participants(): ParticipantSummary[] {
     const out: ParticipantSummary[] = [];
-    for (const id of this.endpoints.keys()) {
-      const info = this.participantInfo(id);
+    for (const id of [...this.endpoints.keys(), ...this.externals.keys()]) {
+      const info = this.participantSummary(id);
       if (info) out.push(info);
     }
-    for (const [id, ext] of this.externals) {
+    return out;
+  }
+
+  /**
+   * Mutes or unmutes a participant of either kind; the mute holds until unmuted. Returns the
+   * participant's summary, or undefined when it is unknown.
+   */
+  setMuted(id: string, muted: boolean): ParticipantSummary | undefined {
+    if (!this.endpoints.has(id) && !this.externals.has(id)) return undefined;
+    if (!this.mixer.setMuted(id, muted)) return undefined;
+    return this.participantSummary(id);
+  }
+
+  /**
+   * Every participant's smoothed audio level as speaker selection sees it (from RFC 6464 or the
+   * energy of frames already decoded; nothing is decoded for this). `dbov` is -dBov, 0 = full
+   * scale, 127 = silence; `level` maps 0..-90 dBov linearly onto 1..0 for a meter.
+   */
+  levels(): ParticipantLevel[] {
+    const out: ParticipantLevel[] = [];
+    const sel = this.mixer.selection;
+    for (const id of [...this.endpoints.keys(), ...this.externals.keys()]) {
       const p = this.mixer.participant(id);
       if (!p) continue;
+      const dbov = Math.round(sel.levelOf(p.slot) * 10) / 10;
       out.push({
-        ...ext.describe(),
         id,
-        kind: ext.kind,
-        speaking: this.mixer.selection.isSpeaker(p.slot),
-        stats: { ...p.stats, jitter: { ...p.jitter.stats } },
+        kind: this.externals.get(id)?.kind ?? 'rtp',
+        dbov,
+        level: Math.round(Math.max(0, Math.min(1, (LEVEL_FLOOR_DBOV - dbov) / LEVEL_FLOOR_DBOV)) * 1000) / 1000,
+        muted: p.muted,
+        speaking: sel.isSpeaker(p.slot),
       });
     }
     return out;

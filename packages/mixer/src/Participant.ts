@@ -35,6 +35,8 @@ export class Participant {
   audible = false;
   /** This tick's frame is the faded concealment of a stream that stopped. */
   stopped = false;
+  /** Muted by the producer: out of speaker selection and every mix until unmuted. */
+  muted = false;
   /** Leaving after one more tick, in which it fades out. */
   leaving = false;
   /** This tick's encoded mix-minus (valid when `mixMinusLength` > 0). */

@@ -39,6 +39,8 @@ export class SpeakerSelection {
   private capacity = 0;
   private present = new Uint8Array(0);
   private speakerFlag = new Uint8Array(0);
+  /** Muted by the producer: never a candidate, never a speaker. */
+  private excluded = new Uint8Array(0);
   private smoothed = new Float32Array(0);
   private lastActiveMs = new Float64Array(0);
   private selectedAtMs = new Float64Array(0);
@@ -67,6 +69,7 @@ export class SpeakerSelection {
     this.ensureCapacity(slot + 1);
     this.present[slot] = 1;
     this.speakerFlag[slot] = 0;
+    this.excluded[slot] = 0;
     this.smoothed[slot] = SILENCE_DBOV;
     this.lastActiveMs[slot] = -Infinity;
   }
@@ -76,6 +79,25 @@ export class SpeakerSelection {
     if (this.speakerFlag[slot]) this.dropSpeaker(slot);
     this.present[slot] = 0;
     if (this.dominant === slot) this.dominant = -1;
+  }
+
+  /**
+   * Excludes a participant from selection (muted) or lets it compete again. An excluded speaker
+   * leaves the speaker set at once, without waiting for its hold. Returns true when the speaker
+   * set changed.
+   */
+  setExcluded(slot: number, excluded: boolean): boolean {
+    if (slot >= this.capacity || !this.present[slot]) return false;
+    this.excluded[slot] = excluded ? 1 : 0;
+    if (!excluded) return false;
+    if (this.dominant === slot) this.dominant = -1;
+    if (!this.speakerFlag[slot]) return false;
+    this.dropSpeaker(slot);
+    return true;
+  }
+
+  isExcluded(slot: number): boolean {
+    return this.excluded[slot] === 1;
   }
 
   isSpeaker(slot: number): boolean {
@@ -159,7 +181,7 @@ export class SpeakerSelection {
     let best = -1;
     let bestLevel = this.threshold;
     for (let slot = 0; slot < this.capacity; slot++) {
-      if (!this.present[slot] || this.speakerFlag[slot]) continue;
+      if (!this.present[slot] || this.speakerFlag[slot] || this.excluded[slot]) continue;
       const l = this.smoothed[slot];
       if (l < bestLevel) {
         bestLevel = l;
@@ -197,6 +219,7 @@ export class SpeakerSelection {
     };
     this.present = grow(this.present, (k) => new Uint8Array(k));
     this.speakerFlag = grow(this.speakerFlag, (k) => new Uint8Array(k));
+    this.excluded = grow(this.excluded, (k) => new Uint8Array(k));
     this.smoothed = grow(this.smoothed, (k) => new Float32Array(k));
     this.lastActiveMs = grow(this.lastActiveMs, (k) => new Float64Array(k));
     this.selectedAtMs = grow(this.selectedAtMs, (k) => new Float64Array(k));

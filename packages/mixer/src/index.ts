@@ -9,7 +9,7 @@ export type { ParticipantAudioStats } from './Participant.js';
 export { RtpEndpoint } from './RtpEndpoint.js';
 export type { RtpEndpointOptions, RtpEndpointStats } from './RtpEndpoint.js';
 export { MixerEvent } from './MixerEvent.js';
-export type { MixerEventOptions, RtpParticipantRequest, RtpParticipantInfo, ExternalParticipant, ParticipantSummary, VideoProgramSink } from './MixerEvent.js';
+export type { MixerEventOptions, RtpParticipantRequest, RtpParticipantInfo, ExternalParticipant, ParticipantSummary, ParticipantLevel, VideoProgramSink } from './MixerEvent.js';
 export { DropCounters } from './DropCounters.js';
 export { TickStats } from './TickStats.js';
 export { softLimitSample, frameLevelDbov, LIMIT_KNEE } from './Limiter.js';

@@ -13,6 +13,25 @@ function run(sel: SpeakerSelection, ms: number, levels: (t: number) => number[],
 const speakersOf = (sel: SpeakerSelection) => [...sel.speakers.subarray(0, sel.speakerCount)].sort();
 
 describe('SpeakerSelection', () => {
+  it('an excluded (muted) participant leaves the speakers at once and is never selected until readmitted', () => {
+    const sel = new SpeakerSelection({ maxSpeakers: 2, holdMs: 400 });
+    for (let i = 0; i < 3; i++) sel.add(i);
+    run(sel, 600, () => [10, 30, 127]);
+    expect(speakersOf(sel)).toEqual([0, 1]);
+    expect(sel.dominant).toBe(0);
+    // Within its hold, and louder than anyone: it still goes at once.
+    expect(sel.setExcluded(0, true)).toBe(true);
+    expect(speakersOf(sel)).toEqual([1]);
+    expect(sel.dominant).toBe(-1);
+    run(sel, 1000, () => [10, 30, 40], 600);
+    expect(speakersOf(sel)).toEqual([1, 2]);
+    expect(sel.dominant).toBe(1);
+    expect(sel.isExcluded(0)).toBe(true);
+    expect(sel.setExcluded(0, false)).toBe(false);
+    run(sel, 1000, () => [10, 30, 40], 1600);
+    expect(speakersOf(sel)).toContain(0);
+  });
+
   it('selects the loudest N and leaves silent participants out', () => {
     const sel = new SpeakerSelection({ maxSpeakers: 3 });
     for (let i = 0; i < 10; i++) sel.add(i);

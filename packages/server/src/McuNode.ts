@@ -26,7 +26,7 @@ import { Router } from './Router.js';
 import { createHttpServer, listen } from './HttpFront.js';
 import { Metrics } from './Metrics.js';
 import type { RouteContext } from './Router.js';
-import { createEventBody, layoutBody, rtpParticipantBody } from './Schemas.js';
+import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody } from './Schemas.js';
 import { programSourceOf, WebRtcEdge } from '@mcu/webrtc';
 import { pageFor, staticFile } from '@mcu/web';
 
@@ -193,6 +193,25 @@ export class McuNode {
     r.on('GET', '/api/events/:id/participants', ({ req, res, params }) => {
       this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
       json(res, 200, { participants: this.registry.get(params.id).mixer.participants() });
+    });
+
+    // Moderation: mute (out of selection and every mix until unmuted) and kick (WHIP sessions are
+    // torn down, RTP sockets closed).
+    r.on('PATCH', '/api/events/:id/participants/:pid', async ({ req, res, params }) => {
+      this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
+      const e = this.registry.get(params.id);
+      const body = await readJson(req, this.config.maxBodyBytes, participantPatchBody);
+      const info = e.mixer.setMuted(params.pid, body.muted);
+      if (!info) throw new NotFoundError(`participant ${params.pid} not found`, 'participant_not_found');
+      json(res, 200, info);
+    });
+
+    r.on('DELETE', '/api/events/:id/participants/:pid', ({ req, res, params }) => {
+      this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
+      if (!this.registry.get(params.id).mixer.removeParticipant(params.pid)) {
+        throw new NotFoundError(`participant ${params.pid} not found`, 'participant_not_found');
+      }
+      res.writeHead(204).end();
     });
 
     r.on('POST', '/api/events/:id/rtp-participants', async ({ req, res, params }) => {

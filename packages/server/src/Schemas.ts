@@ -17,6 +17,9 @@ export const rtpParticipantBody = z
   })
   .strict();
 
+/** A producer's change to one participant (PATCH /api/events/:id/participants/:pid). */
+export const participantPatchBody = z.object({ muted: z.boolean() }).strict();
+
 export type CreateEventBody = z.infer<typeof createEventBody>;
 export type RtpParticipantBody = z.infer<typeof rtpParticipantBody>;
 
