@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { parse as parseYaml } from 'yaml';
 import { nodeConfigSchema } from '@mcu/server/config';
 import { CliError } from './CliError.js';
 
@@ -128,9 +127,9 @@ export interface ResolvedConfig {
  * unset. A bad value throws a CliError naming the key, where it came from, the value and what is
  * allowed; nothing has started by then.
  */
-export function resolveConfig(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
+export async function resolveConfig(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): Promise<ResolvedConfig> {
   const file = typeof flags.config === 'string' ? flags.config : env.MCU_CONFIG || undefined;
-  const fromFile = file === undefined ? {} : readConfigFile(file);
+  const fromFile = file === undefined ? {} : await readConfigFile(file);
   const merged: Record<string, unknown> = {};
   const sources: Record<string, string> = {};
   for (const key of configKeys) {
@@ -174,19 +173,22 @@ function describeIssue(issue: z.core.$ZodIssue, merged: Record<string, unknown>,
 }
 
 /** A JSON or YAML mapping whose keys are settings; an unknown key is an error naming it. */
-export function readConfigFile(file: string): Record<string, unknown> {
+export async function readConfigFile(file: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new CliError(`config file ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, 2);
   }
+  const isJson = path.extname(file).toLowerCase() === '.json';
+  // YAML 1.2 is a superset of JSON, but a .json file gets JSON's own error messages (and the YAML
+  // parser is loaded only when needed: every command pays for what it imports).
+  const parse: (text: string) => unknown = isJson ? JSON.parse : (await import('yaml')).parse;
   let data: unknown;
   try {
-    // YAML 1.2 is a superset of JSON, but a .json file gets JSON's own error messages.
-    data = path.extname(file).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
+    data = parse(text);
   } catch (err) {
-    throw new CliError(`config file ${file}: not valid ${path.extname(file).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message}`, 2);
+    throw new CliError(`config file ${file}: not valid ${isJson ? 'JSON' : 'YAML'}: ${(err as Error).message}`, 2);
   }
   if (data === null || data === undefined) return {};
   if (typeof data !== 'object' || Array.isArray(data)) throw new CliError(`config file ${file}: expected a mapping of settings, got ${Array.isArray(data) ? 'a list' : typeof data}`, 2);

@@ -10,8 +10,8 @@ type Flags = Record<string, unknown> & { json?: boolean };
 
 export const defaultUrl = 'http://127.0.0.1:8080';
 
-function client(flags: Flags): NodeApi {
-  const { config } = resolveConfig(flags);
+async function client(flags: Flags): Promise<NodeApi> {
+  const { config } = await resolveConfig(flags);
   // MCU_TOKEN, then MCU_ADMIN_TOKEN (keySources), then the config file's token or adminToken.
   return new NodeApi(config.url ?? defaultUrl, config.token ?? config.adminToken);
 }
@@ -37,7 +37,7 @@ function layoutText(layout: { kind: string; sourceId?: unknown; regions?: unknow
 }
 
 export async function create(name: string | undefined, flags: Flags): Promise<void> {
-  const api = client(flags);
+  const api = await client(flags);
   const body: { name?: string; maxSpeakers?: number } = {};
   if (name !== undefined) body.name = name;
   if (flags.maxSpeakers !== undefined) body.maxSpeakers = optionValue('--max-speakers', flags.maxSpeakers, z.coerce.number().int().min(1).max(16), 'an integer 1–16');
@@ -58,7 +58,7 @@ export async function create(name: string | undefined, flags: Flags): Promise<vo
 }
 
 export async function list(flags: Flags): Promise<void> {
-  const { events } = await client(flags).request('GET', '/api/events', eventListSchema);
+  const { events } = await (await client(flags)).request('GET', '/api/events', eventListSchema);
   if (flags.json) return printJson({ events });
   if (events.length === 0) return printLines(['no events']);
   printTable(
@@ -68,7 +68,7 @@ export async function list(flags: Flags): Promise<void> {
 }
 
 export async function show(id: string, flags: Flags): Promise<void> {
-  const e = await client(flags).request('GET', path('api', 'events', id), eventDetailSchema);
+  const e = await (await client(flags)).request('GET', path('api', 'events', id), eventDetailSchema);
   if (flags.json) return printJson(e);
   printLines([
     `event ${e.id}${e.name ? ` ("${e.name}")` : ''}`,
@@ -89,7 +89,7 @@ export async function show(id: string, flags: Flags): Promise<void> {
 }
 
 export async function end(id: string, flags: Flags): Promise<void> {
-  await client(flags).request('DELETE', path('api', 'events', id), null);
+  await (await client(flags)).request('DELETE', path('api', 'events', id), null);
   if (flags.json) return printJson({ id, ended: true });
   printLines([`event ${id} ended`]);
 }
@@ -114,20 +114,20 @@ export async function layout(id: string, kind: 'grid' | 'speaker' | 'presentatio
   }
   if (kind !== 'presentation' && flags.source !== undefined) throw new CliError(`--source applies to the presentation layout only, not ${kind}`, 2);
   if (kind !== 'custom' && flags.regions !== undefined) throw new CliError(`--regions applies to the custom layout only, not ${kind}`, 2);
-  const answer = await client(flags).request('PUT', path('api', 'events', id, 'layout'), layoutAnswerSchema, body);
+  const answer = await (await client(flags)).request('PUT', path('api', 'events', id, 'layout'), layoutAnswerSchema, body);
   if (flags.json) return printJson({ id, ...answer });
   printLines([`event ${id} layout: ${layoutText(answer.layout)}`]);
 }
 
 export async function mute(id: string, participant: string, flags: Flags): Promise<void> {
   const muted = flags.off !== true;
-  const answer = await client(flags).request('PATCH', path('api', 'events', id, 'participants', participant), participantSchema, { muted });
+  const answer = await (await client(flags)).request('PATCH', path('api', 'events', id, 'participants', participant), participantSchema, { muted });
   if (flags.json) return printJson(answer);
   printLines([`participant ${participant} of event ${id} ${muted ? 'muted' : 'unmuted'}`]);
 }
 
 export async function kick(id: string, participant: string, flags: Flags): Promise<void> {
-  await client(flags).request('DELETE', path('api', 'events', id, 'participants', participant), null);
+  await (await client(flags)).request('DELETE', path('api', 'events', id, 'participants', participant), null);
   if (flags.json) return printJson({ id, participant, kicked: true });
   printLines([`participant ${participant} removed from event ${id}`]);
 }

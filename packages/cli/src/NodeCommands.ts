@@ -7,12 +7,15 @@ import type { McuNodeInfo, NodeConfigInput } from '@mcu/server';
 import { NatsBus, generateSecret, type Bus } from '@mcu/control';
 import { MixerRole, RelayRole, requireTokenSecret } from '@mcu/cluster';
 import { CliError } from './CliError.js';
-import { keySources, resolveConfig, type CliConfig } from './Config.js';
+import { keySources, type CliConfig, type ResolvedConfig } from './Config.js';
 import { printJson, printLines, Progress } from './Output.js';
 
 /** `mcu up`, `mcu mixer`, `mcu relay` and `mcu cluster`: the processes that serve. */
 
-type Flags = Record<string, unknown> & { json?: boolean };
+/** What every command here gets: its resolved settings (validated before this module loads) and --json. */
+interface Run extends ResolvedConfig {
+  json: boolean;
+}
 
 // config.logLevel is resolved and validated here but not used yet: the logger that will take it
 // is being added separately and gets wired in by the lead.
@@ -112,11 +115,10 @@ function nodeJson(role: string, info: McuNodeInfo, config: CliConfig, extra: Rec
   };
 }
 
-export async function up(flags: Flags): Promise<void> {
-  const { config } = resolveConfig(flags);
+export async function up({ config, json }: Run): Promise<void> {
   const node = newNode(config, config.tokenSecret);
   const info = await listen(node, config);
-  if (flags.json) printJson(nodeJson('up', info, config));
+  if (json) printJson(nodeJson('up', info, config));
   else
     printLines([
       `mcu: node up at ${info.url}`,
@@ -129,8 +131,7 @@ export async function up(flags: Flags): Promise<void> {
   onStop(() => node.close());
 }
 
-export async function mixer(flags: Flags): Promise<void> {
-  const { config } = resolveConfig(flags);
+export async function mixer({ config, json }: Run): Promise<void> {
   const secret = secretOrFail(config);
   const nodeId = nodeIdOf(config, 'mixer');
   const cluster = clusterOf(config);
@@ -148,7 +149,7 @@ export async function mixer(flags: Flags): Promise<void> {
     throw err;
   }
   role.on('error', (err) => process.stderr.write(`mcu: clustering an event failed: ${err.message}\n`));
-  if (flags.json) printJson(nodeJson('mixer', info, config, { nodeId, cluster }));
+  if (json) printJson(nodeJson('mixer', info, config, { nodeId, cluster }));
   else
     printLines([
       `mcu: mixer ${nodeId} up at ${info.url} (cluster "${cluster}")`,
@@ -164,8 +165,7 @@ export async function mixer(flags: Flags): Promise<void> {
   });
 }
 
-export async function relay(flags: Flags): Promise<void> {
-  const { config } = resolveConfig(flags);
+export async function relay({ config, json }: Run): Promise<void> {
   const secret = secretOrFail(config);
   const nodeId = nodeIdOf(config, 'relay');
   const cluster = clusterOf(config);
@@ -191,7 +191,7 @@ export async function relay(flags: Flags): Promise<void> {
     await bus.close();
     throw new CliError(`relay did not start: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 1);
   }
-  if (flags.json) printJson({ role: 'relay', nodeId, cluster, url: role.url, whep: `${role.url}/whep/<event>`, health: `${role.url}/healthz`, logLevel: config.logLevel ?? 'info' });
+  if (json) printJson({ role: 'relay', nodeId, cluster, url: role.url, whep: `${role.url}/whep/<event>`, health: `${role.url}/healthz`, logLevel: config.logLevel ?? 'info' });
   else printLines([`mcu: relay ${nodeId} up at ${role.url} (cluster "${cluster}")`, `  WHEP: ${role.url}/whep/<event>`]);
   onStop(async () => {
     await role.close();
@@ -212,8 +212,7 @@ interface Started {
  * A mixer and N relays as child processes of this one, sharing a generated secret and admin token;
  * returns once every one of them listens (progress on stderr), or fails if one exits first.
  */
-export async function cluster(flags: Flags): Promise<void> {
-  const { config, file } = resolveConfig(flags);
+export async function cluster({ config, file, json }: Run): Promise<void> {
   const relays = config.relays ?? 2;
   const adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
   const env: NodeJS.ProcessEnv = { ...process.env, MCU_TOKEN_SECRET: config.tokenSecret ?? generateSecret(), MCU_ADMIN_TOKEN: adminToken };
@@ -225,7 +224,7 @@ export async function cluster(flags: Flags): Promise<void> {
   const bin = fileURLToPath(new URL('../bin/mcu.js', import.meta.url));
   const children: ChildProcess[] = [];
   // With --json stdout carries only the summary line; the children's own output goes to stderr.
-  const out = flags.json ? process.stderr : process.stdout;
+  const out = json ? process.stderr : process.stdout;
   const progress = new Progress();
   const started = new Map<string, Started>();
   const total = relays + 1;
@@ -282,7 +281,7 @@ export async function cluster(flags: Flags): Promise<void> {
   const mixerNode = started.get('mixer')!;
   const relayNodes = [...started.values()].filter((s) => s.name !== 'mixer').sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
   const generated = config.adminToken === undefined;
-  if (flags.json) {
+  if (json) {
     printJson({ cluster: clusterOf(config), mixer: { nodeId: mixerNode.nodeId, url: mixerNode.url }, relays: relayNodes.map((r) => ({ nodeId: r.nodeId, url: r.url })), adminToken: generated ? adminToken : null, adminTokenGenerated: generated });
     return;
   }

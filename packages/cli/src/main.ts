@@ -59,7 +59,13 @@ function clientOptions(cmd: Command): Command {
 }
 
 type Flags = Record<string, unknown>;
-const nodeCommands = () => import('./NodeCommands.js');
+/** Settings are resolved before the node's code loads: a bad value fails fast and starts nothing. */
+async function runNode(command: 'up' | 'mixer' | 'relay' | 'cluster', flags: Flags): Promise<void> {
+  const { resolveConfig } = await import('./Config.js');
+  const resolved = await resolveConfig(flags);
+  const commands = await import('./NodeCommands.js');
+  await commands[command]({ ...resolved, json: flags.json === true });
+}
 const eventCommands = () => import('./EventCommands.js');
 
 const program = new Command('mcu')
@@ -82,25 +88,25 @@ const program = new Command('mcu')
 nodeOptions(common(program.command('up'), 'print the URLs and the admin token as one JSON line'))
   .description('run the all-in-one node (mixer + HTTP API) in one process, no NATS needed')
   .addHelpText('after', `${nodeEnvironment}\n${examples('mcu up', 'mcu up --host 0.0.0.0 --port 8080 --public-ip 203.0.113.7 --rtc-ports 40000-40999', 'MCU_PORT=9000 mcu up --config mcu.yaml --json')}`)
-  .action(async (flags: Flags) => (await nodeCommands()).up(flags));
+  .action((flags: Flags) => runNode('up', flags));
 
 clusterOptions(nodeOptions(common(program.command('mixer'), 'print the URLs and the admin token as one JSON line')))
   .option('--fan-out <n>', 'children per parent in the relay tree (env MCU_FAN_OUT, default 8)')
   .description('run a mixer node of a cluster (HTTP API, mixing, relay tree controller; viewers go to relays)')
   .addHelpText('after', `${nodeEnvironment}\n${clusterEnvironment}\n${examples('MCU_TOKEN_SECRET=… mcu mixer --nats nats://10.0.0.5:4222 --cluster prod --nats-tls-ca ca.pem', 'mcu mixer --config /etc/mcu/mixer.yaml --fan-out 4')}`)
-  .action(async (flags: Flags) => (await nodeCommands()).mixer(flags));
+  .action((flags: Flags) => runNode('mixer', flags));
 
 clusterOptions(nodeOptions(common(program.command('relay'), 'print the URLs as one JSON line')))
   .description('run a relay node of a cluster (receives the program feed, forwards it, serves WHEP viewers)')
   .addHelpText('after', `${nodeEnvironment}\n${clusterEnvironment}\n${examples('MCU_TOKEN_SECRET=… mcu relay --nats nats://10.0.0.5:4222 --cluster prod --public-ip 203.0.113.8 --rtc-ports 40000-40999')}`)
-  .action(async (flags: Flags) => (await nodeCommands()).relay(flags));
+  .action((flags: Flags) => runNode('relay', flags));
 
 clusterOptions(nodeOptions(common(program.command('cluster'), 'print the mixer and relay URLs and the admin token as one JSON line once all are up')))
   .option('--relays <n>', 'relay processes to start, 0–64 (env MCU_RELAYS, default 2)')
   .option('--fan-out <n>', 'children per parent in the relay tree (env MCU_FAN_OUT, default 8)')
   .description('start a mixer and N relay processes on this machine over NATS (generated secret and admin token) and print their URLs')
   .addHelpText('after', `${nodeEnvironment}\n${clusterEnvironment}\n${examples('mcu cluster --relays 3', 'mcu cluster --relays 2 --nats nats://127.0.0.1:4222 --cluster demo --json')}`)
-  .action(async (flags: Flags) => (await nodeCommands()).cluster(flags));
+  .action((flags: Flags) => runNode('cluster', flags));
 
 const event = program
   .command('event')

@@ -46,22 +46,29 @@ describe('mcu event against a running node', () => {
     expect(human.stdout).toMatch(/viewer token: +\S+\n/);
     expect(human.stdout).toContain(`OBS: Settings → Stream → Service "WHIP", Server = ${url}/whip/${qa}, Bearer Token = the presenter token`);
     // The printed presenter token is a real one: the node accepts it for this event's stream.
-    expect((await fetch(`${url}/api/events/${qa}/stream?token=${presenter}`, { signal: AbortSignal.timeout(2000) })).status).toBe(200);
+    const stream = await fetch(`${url}/api/events/${qa}/stream?token=${presenter}`);
+    expect(stream.status).toBe(200);
+    await stream.body?.cancel();
 
-    const [listJson, listHuman] = await Promise.all([mcu('event', 'list', '--json'), mcu('event', 'list')]);
+    // Independent steps run side by side: a list, and a layout change on each event.
+    const regions = [{ sourceId: 'a', x: 0, y: 0, width: 0.5, height: 1 }, { sourceId: 'b', x: 0.5, y: 0, width: 0.5, height: 1 }];
+    const [listJson, listHuman, presentation, custom] = await Promise.all([
+      mcu('event', 'list', '--json'),
+      mcu('event', 'list'),
+      mcu('event', 'layout', ev.id, 'presentation', '--source', 'p1', '--json'),
+      mcu('event', 'layout', qa, 'custom', '--regions', JSON.stringify(regions)),
+    ]);
     expect((JSON.parse(listJson.stdout).events as { id: string }[]).map((e) => e.id).sort()).toEqual([ev.id, qa].sort());
     expect(listHuman.stdout).toMatch(/^ID +NAME +PARTICIPANTS/);
     expect(listHuman.stdout).toMatch(new RegExp(`${ev.id} +Town hall +0`));
-
-    const layout = await mcu('event', 'layout', ev.id, 'presentation', '--source', 'p1', '--json');
-    expect(JSON.parse(layout.stdout).layout).toEqual({ kind: 'presentation', sourceId: 'p1' });
+    expect(JSON.parse(presentation.stdout).layout).toEqual({ kind: 'presentation', sourceId: 'p1' });
     expect((await api('GET', `/api/events/${ev.id}`)).json.layout).toEqual({ kind: 'presentation', sourceId: 'p1' });
-    const regions = [{ sourceId: 'a', x: 0, y: 0, width: 0.5, height: 1 }, { sourceId: 'b', x: 0.5, y: 0, width: 0.5, height: 1 }];
-    expect((await mcu('event', 'layout', ev.id, 'custom', '--regions', JSON.stringify(regions))).stdout).toBe(`event ${ev.id} layout: custom (2 regions)\n`);
-    expect((await api('GET', `/api/events/${ev.id}`)).json.layout).toEqual({ kind: 'custom', regions });
+    expect(custom.stdout).toBe(`event ${qa} layout: custom (2 regions)\n`);
+    expect((await api('GET', `/api/events/${qa}`)).json.layout).toEqual({ kind: 'custom', regions });
 
-    const shown = JSON.parse((await mcu('event', 'show', ev.id, '--json')).stdout);
-    expect(shown).toMatchObject({ id: ev.id, name: 'Town hall', layout: { kind: 'custom' }, participants: [] });
+    const [shown] = await Promise.all([mcu('event', 'show', ev.id, '--json'), mcu('event', 'end', qa, '--json')]);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ id: ev.id, name: 'Town hall', layout: { kind: 'presentation', sourceId: 'p1' }, participants: [] });
+    expect((await api('GET', `/api/events/${qa}`)).status).toBe(404);
 
     expect((await mcu('event', 'end', ev.id)).stdout).toBe(`event ${ev.id} ended\n`);
     expect((await api('GET', `/api/events/${ev.id}`)).status).toBe(404);
