@@ -63,7 +63,7 @@ type CliKey = keyof typeof cliKeys;
 const secretKeys = new Set<string>(['adminToken', 'tokenSecret', 'natsPass', 'natsToken', 'token']);
 
 /** Settings only a config file sets (the rest of the node's settings: limits, renditions, ICE). */
-const { host: _h, port: _p, publicUrl: _u, publicIp: _i, rtcPorts: _r, adminToken: _a, tokenSecret: _t, ...fileOnlyNode } = node;
+const fileOnlyNode = nodeConfigSchema.omit({ host: true, port: true, publicUrl: true, publicIp: true, rtcPorts: true, adminToken: true, tokenSecret: true }).shape;
 const withoutDefault = (s: z.ZodType): z.ZodType => (s instanceof z.ZodDefault ? (s.unwrap() as z.ZodType).optional() : s);
 
 export const cliConfigSchema = z
