@@ -1,319 +1,202 @@
-import { parseArgs } from 'node:util';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
-import { McuNode } from '@mcu/server';
-import { NatsBus, generateSecret, type Bus } from '@mcu/control';
-import { MixerRole, RelayRole, requireTokenSecret } from '@mcu/cluster';
+import { Argument, Command, CommanderError } from 'commander';
+import { CliError } from './CliError.js';
+import { benches, type BenchName } from './BenchCommand.js';
 
-const USAGE = `Usage: mcu <command> [options]
+/**
+ * The `mcu` command. Only commander and this file load for `--help`; a command's module (and with
+ * it the node, NATS or HTTP client code) is imported when that command runs.
+ */
 
-Commands:
-  up        run the all-in-one node (mixer + HTTP API) on one process, no NATS needed
-  mixer     run a mixer node of a cluster (HTTP API, mixing, tree controller; viewers go to relays)
-  relay     run a relay node of a cluster (receives the program feed, forwards it, serves WHEP viewers)
-  cluster   start a mixer and N relay processes on this machine over NATS and print their URLs
+const examples = (...lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
 
-Options for "up":
-  --host <addr>        address to listen on            (env HOST, default 127.0.0.1)
-  --port <n>           HTTP port                        (env PORT, default 8080)
-  --public-url <url>   base of the URLs handed out      (env MCU_PUBLIC_URL)
-  --public-ip <addr>   address advertised for RTP and ICE host candidates (1:1 NAT) (env MCU_PUBLIC_IP)
-  --rtc-ports <a-b>    UDP port range for WebRTC ICE   (env MCU_RTC_PORTS, default: any ephemeral port)
-  -h, --help           show this help
+const nodeEnvironment = `
+Settings come from flags, then environment variables, then the config file (--config or
+MCU_CONFIG, JSON or YAML, camelCase keys: port, host, publicUrl, rtcPorts, logLevel, …).
+Environment: MCU_HOST (or HOST), MCU_PORT (or PORT), MCU_PUBLIC_URL, MCU_PUBLIC_IP, MCU_RTC_PORTS,
+  MCU_LOG_LEVEL, MCU_CONFIG, MCU_ADMIN_TOKEN (admin bearer token; generated and printed when
+  unset), MCU_TOKEN_SECRET (HMAC secret for event tokens, ≥ 32 characters; random per start when
+  unset, required by mixer and relay: every node of a cluster needs the same one).`;
 
-Options for "mixer", "relay" and "cluster" (besides those of "up"):
-  --nats <url,…>       NATS server(s)                   (env MCU_NATS, default nats://127.0.0.1:4222)
-  --cluster <name>     cluster name (subjects mcu.<name>.…) (env MCU_CLUSTER, default "default")
-  --node-id <id>       this node's id                   (default <role>-<host>-<random>)
-  --creds <file>       NATS credentials file (JWT + nkey)
-  --nats-user <u> --nats-pass <p>   NATS user and password (env MCU_NATS_USER, MCU_NATS_PASS)
-  --nats-token <t>     NATS token                       (env MCU_NATS_TOKEN)
-  --nats-tls-ca <file> CA for NATS over TLS (also --nats-tls-cert, --nats-tls-key)
-  --media-ip <addr>    address other nodes send/receive the program feed at (env MCU_MEDIA_IP;
-                       default: the listen address, or this machine's IPv4 when listening on 0.0.0.0)
-  --fan-out <n>        "mixer": children per parent in the relay tree (default 8)
-  --relays <n>         "cluster": relay processes to start (default 2)
+const clusterEnvironment = `Cluster environment: MCU_NATS, MCU_CLUSTER, MCU_NODE_ID, MCU_NATS_CREDS, MCU_NATS_USER,
+  MCU_NATS_PASS, MCU_NATS_TOKEN, MCU_NATS_TLS_CA, MCU_NATS_TLS_CERT, MCU_NATS_TLS_KEY,
+  MCU_MEDIA_IP, MCU_FAN_OUT, MCU_RELAYS.`;
 
-Environment:
-  MCU_ADMIN_TOKEN      admin bearer token (generated and printed when unset)
-  MCU_TOKEN_SECRET     HMAC secret for event tokens, ≥ 32 chars (random per start when unset;
-                       required by "mixer" and "relay": every node of a cluster needs the same one.
-                       It also seals the feed keys the mixer hands to relays over NATS.)
-
-Examples:
-  npm start
-  MCU_TOKEN_SECRET=… mcu mixer --nats nats://10.0.0.5:4222 --cluster prod --nats-tls-ca ca.pem
-  MCU_TOKEN_SECRET=… mcu relay --nats nats://10.0.0.5:4222 --cluster prod --public-ip 203.0.113.8 --rtc-ports 40000-40999
-  mcu cluster --relays 3
-  mcu up --host 0.0.0.0 --port 8080 --public-ip 203.0.113.7 --rtc-ports 40000-40999
-`;
-
-function fail(message: string): never {
-  process.stderr.write(`mcu: ${message}\n\n${USAGE}`);
-  process.exit(2);
+function common(cmd: Command, json: string): Command {
+  return cmd
+    .option('--config <file>', 'config file, JSON or YAML (env MCU_CONFIG)')
+    .option('--log-level <level>', 'trace, debug, info, warn, error or silent (env MCU_LOG_LEVEL, default info)')
+    .option('--json', json);
 }
 
-function portRange(value: string | undefined): [number, number] | undefined {
-  if (value === undefined || value === '') return undefined;
-  const m = /^(\d+)-(\d+)$/.exec(value);
-  if (!m) fail(`rtc-ports: expected a range like 40000-40999, got "${value}"`);
-  return [Number(m[1]), Number(m[2])];
+function nodeOptions(cmd: Command): Command {
+  return cmd
+    .option('--host <addr>', 'address to listen on (env MCU_HOST or HOST, default 127.0.0.1)')
+    .option('--port <n>', 'HTTP port, 0 for any free one (env MCU_PORT or PORT, default 8080; relay: 0)')
+    .option('--public-url <url>', 'base of the URLs handed out (env MCU_PUBLIC_URL, default http://host:port)')
+    .option('--public-ip <addr>', 'address advertised for RTP and ICE host candidates behind 1:1 NAT (env MCU_PUBLIC_IP)')
+    .option('--rtc-ports <a-b>', 'UDP port range for WebRTC ICE, e.g. 40000-40999 (env MCU_RTC_PORTS, default any ephemeral port)');
 }
 
-function intOption(name: string, value: string | undefined): number | undefined {
-  if (value === undefined || value === '') return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n)) fail(`${name}: expected an integer, got "${value}"`);
-  return n;
+function clusterOptions(cmd: Command): Command {
+  return cmd
+    .option('--nats <url,…>', 'NATS server(s) (env MCU_NATS, default nats://127.0.0.1:4222)')
+    .option('--cluster <name>', 'cluster name, subjects mcu.<name>.… (env MCU_CLUSTER, default "default")')
+    .option('--node-id <id>', "this node's id (env MCU_NODE_ID, default <role>-<host>-<random>)")
+    .option('--creds <file>', 'NATS credentials file, JWT + nkey (env MCU_NATS_CREDS)')
+    .option('--nats-user <user>', 'NATS user (env MCU_NATS_USER)')
+    .option('--nats-pass <password>', 'NATS password (env MCU_NATS_PASS)')
+    .option('--nats-token <token>', 'NATS token (env MCU_NATS_TOKEN)')
+    .option('--nats-tls-ca <file>', 'CA for NATS over TLS (env MCU_NATS_TLS_CA)')
+    .option('--nats-tls-cert <file>', 'client certificate for NATS over TLS (env MCU_NATS_TLS_CERT)')
+    .option('--nats-tls-key <file>', 'client key for NATS over TLS (env MCU_NATS_TLS_KEY)')
+    .option('--media-ip <addr>', 'address other nodes send/receive the program feed at (env MCU_MEDIA_IP; default the listen address, or this machine\'s IPv4 on 0.0.0.0)');
 }
 
-const nodeOptions = {
-  host: { type: 'string' },
-  port: { type: 'string' },
-  'public-url': { type: 'string' },
-  'public-ip': { type: 'string' },
-  'rtc-ports': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
-
-const clusterOptions = {
-  ...nodeOptions,
-  nats: { type: 'string' },
-  cluster: { type: 'string' },
-  'node-id': { type: 'string' },
-  creds: { type: 'string' },
-  'nats-user': { type: 'string' },
-  'nats-pass': { type: 'string' },
-  'nats-token': { type: 'string' },
-  'nats-tls-ca': { type: 'string' },
-  'nats-tls-cert': { type: 'string' },
-  'nats-tls-key': { type: 'string' },
-  relays: { type: 'string' },
-  'media-ip': { type: 'string' },
-  'fan-out': { type: 'string' },
-} as const;
-
-function parse<T extends typeof nodeOptions | typeof clusterOptions>(argv: string[], options: T) {
-  try {
-    return parseArgs({ args: argv, options }).values;
-  } catch (err) {
-    fail((err as Error).message);
-  }
+function clientOptions(cmd: Command): Command {
+  return common(cmd, 'print the API answer as JSON')
+    .option('--url <url>', 'the node (env MCU_URL, default http://127.0.0.1:8080)')
+    .option('--token <token>', "bearer token: the admin token or the event's producer token (env MCU_TOKEN, then MCU_ADMIN_TOKEN)");
 }
 
-type ClusterValues = ReturnType<typeof parse<typeof clusterOptions>>;
+type Flags = Record<string, unknown>;
+/** Settings are resolved before the node's code loads: a bad value fails fast and starts nothing. */
+async function runNode(command: 'up' | 'mixer' | 'relay' | 'cluster', flags: Flags): Promise<void> {
+  const { resolveConfig } = await import('./Config.js');
+  const resolved = await resolveConfig(flags);
+  const commands = await import('./NodeCommands.js');
+  await commands[command]({ ...resolved, json: flags.json === true });
+}
+const eventCommands = () => import('./EventCommands.js');
 
-async function connectBus(values: ClusterValues, role: string, nodeId: string): Promise<Bus> {
-  const env = process.env;
-  const ca = values['nats-tls-ca'];
-  const cert = values['nats-tls-cert'];
-  const key = values['nats-tls-key'];
-  try {
-    return await NatsBus.connect({
-      servers: (values.nats ?? env.MCU_NATS ?? 'nats://127.0.0.1:4222').split(','),
-      name: `mcu-${role}-${nodeId}`,
-      user: values['nats-user'] ?? env.MCU_NATS_USER,
-      pass: values['nats-pass'] ?? env.MCU_NATS_PASS,
-      token: values['nats-token'] ?? env.MCU_NATS_TOKEN,
-      credsFile: values.creds,
-      tls: ca || cert || key ? { caFile: ca, certFile: cert, keyFile: key } : undefined,
+const program = new Command('mcu')
+  .description('Cascading MCU: run a node or a cluster, manage events over the HTTP API, run the benchmarks.')
+  .exitOverride()
+  .configureOutput({ outputError: (text, write) => write(`mcu: ${text.replace(/^error: /, '')}`) })
+  .showHelpAfterError('(add --help for usage and examples)')
+  .addHelpText(
+    'after',
+    examples(
+      'mcu up                                    # all-in-one node on http://127.0.0.1:8080',
+      'mcu event create "Town hall" --max-speakers 4',
+      'MCU_TOKEN_SECRET=… mcu mixer --nats nats://10.0.0.5:4222 --cluster prod',
+      'mcu cluster --relays 3',
+      'mcu bench mix -- --json',
+      'mcu <command> --help                      # options, environment and examples of one command',
+    ),
+  );
+
+nodeOptions(common(program.command('up'), 'print the URLs and the admin token as one JSON line'))
+  .description('run the all-in-one node (mixer + HTTP API) in one process, no NATS needed')
+  .addHelpText('after', `${nodeEnvironment}\n${examples('mcu up', 'mcu up --host 0.0.0.0 --port 8080 --public-ip 203.0.113.7 --rtc-ports 40000-40999', 'MCU_PORT=9000 mcu up --config mcu.yaml --json')}`)
+  .action((flags: Flags) => runNode('up', flags));
+
+clusterOptions(nodeOptions(common(program.command('mixer'), 'print the URLs and the admin token as one JSON line')))
+  .option('--fan-out <n>', 'children per parent in the relay tree (env MCU_FAN_OUT, default 8)')
+  .description('run a mixer node of a cluster (HTTP API, mixing, relay tree controller; viewers go to relays)')
+  .addHelpText('after', `${nodeEnvironment}\n${clusterEnvironment}\n${examples('MCU_TOKEN_SECRET=… mcu mixer --nats nats://10.0.0.5:4222 --cluster prod --nats-tls-ca ca.pem', 'mcu mixer --config /etc/mcu/mixer.yaml --fan-out 4')}`)
+  .action((flags: Flags) => runNode('mixer', flags));
+
+clusterOptions(nodeOptions(common(program.command('relay'), 'print the URLs as one JSON line')))
+  .description('run a relay node of a cluster (receives the program feed, forwards it, serves WHEP viewers)')
+  .addHelpText('after', `${nodeEnvironment}\n${clusterEnvironment}\n${examples('MCU_TOKEN_SECRET=… mcu relay --nats nats://10.0.0.5:4222 --cluster prod --public-ip 203.0.113.8 --rtc-ports 40000-40999')}`)
+  .action((flags: Flags) => runNode('relay', flags));
+
+clusterOptions(nodeOptions(common(program.command('cluster'), 'print the mixer and relay URLs and the admin token as one JSON line once all are up')))
+  .option('--relays <n>', 'relay processes to start, 0–64 (env MCU_RELAYS, default 2)')
+  .option('--fan-out <n>', 'children per parent in the relay tree (env MCU_FAN_OUT, default 8)')
+  .description('start a mixer and N relay processes on this machine over NATS (generated secret and admin token) and print their URLs')
+  .addHelpText('after', `${nodeEnvironment}\n${clusterEnvironment}\n${examples('mcu cluster --relays 3', 'mcu cluster --relays 2 --nats nats://127.0.0.1:4222 --cluster demo --json')}`)
+  .action((flags: Flags) => runNode('cluster', flags));
+
+const event = program
+  .command('event')
+  .description("manage events through a node's HTTP API (create, list, show, end, layout, mute, kick)")
+  .addHelpText('after', examples('export MCU_URL=http://127.0.0.1:8080 MCU_TOKEN=<admin token>', 'mcu event create "Town hall"', 'mcu event list --json'));
+
+clientOptions(event.command('create'))
+  .argument('[name]', 'a name for the event')
+  .option('--max-speakers <n>', 'speakers mixed at once, 1–16 (default: the node\'s, 3)')
+  .description('create an event; prints its id, WHIP and WHEP URLs, the producer, presenter and viewer tokens, and how to set up OBS')
+  .addHelpText('after', examples('mcu event create "Town hall" --max-speakers 4', 'mcu event create --url https://mcu.example.com --token "$ADMIN" --json | jq -r .tokens.presenter'))
+  .action(async (name: string | undefined, flags: Flags) => (await eventCommands()).create(name, flags));
+
+clientOptions(event.command('list'))
+  .description('list the events of the node (a producer token sees its own event)')
+  .addHelpText('after', examples('mcu event list', 'mcu event list --json | jq -r ".events[].id"'))
+  .action(async (flags: Flags) => (await eventCommands()).list(flags));
+
+clientOptions(event.command('show'))
+  .argument('<event>', 'event id')
+  .description('show an event: layout, speakers, URLs and its participants')
+  .addHelpText('after', examples('mcu event show 3f2a9c', 'mcu event show 3f2a9c --json'))
+  .action(async (id: string, flags: Flags) => (await eventCommands()).show(id, flags));
+
+clientOptions(event.command('end'))
+  .argument('<event>', 'event id')
+  .description('end an event: every presenter and viewer is disconnected')
+  .addHelpText('after', examples('mcu event end 3f2a9c'))
+  .action(async (id: string, flags: Flags) => (await eventCommands()).end(id, flags));
+
+clientOptions(event.command('layout'))
+  .argument('<event>', 'event id')
+  .addArgument(new Argument('<kind>', 'layout of the program video').choices(['grid', 'speaker', 'presentation', 'custom']))
+  .option('--source <participant>', 'presentation: the participant shown large')
+  .option('--regions <json>', 'custom: JSON array of {sourceId, x, y, width, height}, fractions of the canvas')
+  .description('switch the video layout of an event (takes effect on the next frame)')
+  .addHelpText(
+    'after',
+    examples(
+      'mcu event layout 3f2a9c grid',
+      'mcu event layout 3f2a9c presentation --source p-7d1e',
+      'mcu event layout 3f2a9c custom --regions \'[{"sourceId":"p1","x":0,"y":0,"width":0.5,"height":1},{"sourceId":"p2","x":0.5,"y":0,"width":0.5,"height":1}]\'',
+    ),
+  )
+  .action(async (id: string, kind: 'grid' | 'speaker' | 'presentation' | 'custom', flags: Flags) => (await eventCommands()).layout(id, kind, flags));
+
+clientOptions(event.command('mute'))
+  .argument('<event>', 'event id')
+  .argument('<participant>', 'participant id (see mcu event show)')
+  .option('--off', 'unmute instead')
+  .description('mute a participant: out of speaker selection and every mix until unmuted')
+  .addHelpText('after', examples('mcu event mute 3f2a9c p-7d1e', 'mcu event mute 3f2a9c p-7d1e --off'))
+  .action(async (id: string, participant: string, flags: Flags) => (await eventCommands()).mute(id, participant, flags));
+
+clientOptions(event.command('kick'))
+  .argument('<event>', 'event id')
+  .argument('<participant>', 'participant id (see mcu event show)')
+  .description('remove a participant from an event (its WebRTC session or RTP socket is closed)')
+  .addHelpText('after', examples('mcu event kick 3f2a9c p-7d1e'))
+  .action(async (id: string, participant: string, flags: Flags) => (await eventCommands()).kick(id, participant, flags));
+
+const bench = program
+  .command('bench')
+  .description('run a benchmark (bench/*.ts under tsx, as npm run bench:<name> does); arguments after the name go to it, exit code kept')
+  .addHelpText('after', examples('mcu bench mix', 'mcu bench tree -- --viewers 1000 --relays 6 --json'));
+
+for (const [name, b] of Object.entries(benches)) {
+  bench
+    .command(name)
+    .description(b.description)
+    .argument('[args...]', `arguments for bench/${b.file} (put them after -- so that --help and the like reach it)`)
+    .allowUnknownOption()
+    .helpOption('-h, --help', 'show this help (mcu bench <name> -- --help passes it on)')
+    .addHelpText('after', examples(b.example))
+    .action(async (args: string[]) => {
+      const { runBench } = await import('./BenchCommand.js');
+      process.exitCode = await runBench(name as BenchName, args);
     });
-  } catch (err) {
-    fail(`cannot connect to NATS: ${(err as Error).message}`);
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Help and version exit 0; a usage error exits 2, like a bad setting.
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+  } else if (err instanceof CliError) {
+    process.stderr.write(`mcu: ${err.message}\n`);
+    process.exitCode = err.exitCode;
+  } else {
+    throw err;
   }
-}
-
-function clusterName(values: ClusterValues): string {
-  return values.cluster ?? process.env.MCU_CLUSTER ?? 'default';
-}
-
-function nodeIdOf(values: ClusterValues, role: string): string {
-  const host = hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 40);
-  return values['node-id'] ?? `${role}-${host}-${randomBytes(3).toString('hex')}`;
-}
-
-function secretOrFail(): string {
-  try {
-    return requireTokenSecret(process.env.MCU_TOKEN_SECRET);
-  } catch (err) {
-    fail((err as Error).message);
-  }
-}
-
-function onStop(stop: () => Promise<void>): void {
-  let stopping = false;
-  const handler = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    process.stdout.write(`mcu: ${signal}, stopping\n`);
-    await stop().catch(() => undefined);
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void handler('SIGINT'));
-  process.on('SIGTERM', () => void handler('SIGTERM'));
-}
-
-/** The node of `mcu up` and `mcu mixer`: flags first, then environment, then defaults (validated). */
-function nodeFromOptions(
-  values: { host?: string; port?: string; 'public-url'?: string; 'public-ip'?: string; 'rtc-ports'?: string },
-  tokenSecret: string | undefined,
-): McuNode {
-  const env = process.env;
-  try {
-    return new McuNode({
-      host: values.host ?? env.HOST ?? undefined,
-      port: intOption('port', values.port ?? env.PORT),
-      publicUrl: values['public-url'] ?? env.MCU_PUBLIC_URL,
-      publicIp: values['public-ip'] ?? env.MCU_PUBLIC_IP,
-      rtcPorts: portRange(values['rtc-ports'] ?? env.MCU_RTC_PORTS),
-      adminToken: env.MCU_ADMIN_TOKEN || undefined,
-      tokenSecret,
-    });
-  } catch (err) {
-    fail((err as Error).message);
-  }
-}
-
-async function mixer(argv: string[]): Promise<void> {
-  const values = parse(argv, clusterOptions);
-  if (values.help) return void process.stdout.write(USAGE);
-  const secret = secretOrFail();
-  const env = process.env;
-  const nodeId = nodeIdOf(values, 'mixer');
-  const bus = await connectBus(values, 'mixer', nodeId);
-  const node = nodeFromOptions(values, secret);
-  const info = await node.listen();
-  const role = await MixerRole.start({ node, bus, cluster: clusterName(values), nodeId, tokenSecret: secret, advertiseHost: values['media-ip'] ?? env.MCU_MEDIA_IP, relayFanOut: intOption('fan-out', values['fan-out']) });
-  role.on('error', (err) => process.stderr.write(`mcu: clustering an event failed: ${err.message}\n`));
-  const lines = [
-    `mcu: mixer ${nodeId} up at ${info.url} (cluster "${clusterName(values)}")`,
-    `  API:        ${info.url}/api/events`,
-    `  console:    ${info.url}/`,
-    info.adminTokenGenerated
-      ? `  admin token (generated, shown once; set MCU_ADMIN_TOKEN to fix it): ${info.adminToken}`
-      : '  admin token: from MCU_ADMIN_TOKEN',
-    `  viewers POST ${info.url}/whep/<event> and are redirected (307) to a relay`,
-  ];
-  process.stdout.write(`${lines.join('\n')}\n`);
-  onStop(async () => {
-    await role.close();
-    await node.close();
-    await bus.close();
-  });
-}
-
-async function relay(argv: string[]): Promise<void> {
-  const values = parse(argv, clusterOptions);
-  if (values.help) return void process.stdout.write(USAGE);
-  const secret = secretOrFail();
-  const env = process.env;
-  const nodeId = nodeIdOf(values, 'relay');
-  const bus = await connectBus(values, 'relay', nodeId);
-  let role: RelayRole;
-  try {
-    role = await RelayRole.start({
-      bus,
-      cluster: clusterName(values),
-      nodeId,
-      tokenSecret: secret,
-      adminToken: env.MCU_ADMIN_TOKEN || undefined,
-      host: values.host ?? env.HOST ?? undefined,
-      port: intOption('port', values.port ?? env.PORT) ?? 0,
-      publicUrl: values['public-url'] ?? env.MCU_PUBLIC_URL,
-      publicIp: values['public-ip'] ?? env.MCU_PUBLIC_IP,
-      mediaAdvertiseHost: values['media-ip'] ?? env.MCU_MEDIA_IP,
-      rtcPorts: portRange(values['rtc-ports'] ?? env.MCU_RTC_PORTS),
-    });
-  } catch (err) {
-    await bus.close();
-    fail((err as Error).message);
-  }
-  process.stdout.write(`mcu: relay ${nodeId} up at ${role.url} (cluster "${clusterName(values)}")\n  WHEP: ${role.url}/whep/<event>\n`);
-  onStop(async () => {
-    await role.close();
-    await bus.close();
-  });
-}
-
-/** A mixer and N relays as child processes of this one, sharing a generated secret and admin token. */
-async function cluster(argv: string[]): Promise<void> {
-  const values = parse(argv, clusterOptions);
-  if (values.help) return void process.stdout.write(USAGE);
-  const relays = intOption('relays', values.relays) ?? 2;
-  if (relays < 0 || relays > 64) fail('relays: expected 0 to 64');
-  const env = {
-    ...process.env,
-    MCU_TOKEN_SECRET: process.env.MCU_TOKEN_SECRET || generateSecret(),
-    MCU_ADMIN_TOKEN: process.env.MCU_ADMIN_TOKEN || randomBytes(24).toString('base64url'),
-  };
-  const shared: string[] = [];
-  for (const name of ['nats', 'cluster', 'creds', 'nats-user', 'nats-pass', 'nats-token', 'nats-tls-ca', 'nats-tls-cert', 'nats-tls-key', 'host', 'public-ip', 'media-ip'] as const) {
-    const v = values[name];
-    if (v !== undefined) shared.push(`--${name}`, v);
-  }
-  const children: ChildProcess[] = [];
-  const start = (name: string, args: string[]) => {
-    const child = spawn(process.execPath, [process.argv[1], ...args, ...shared], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const prefix = (b: Buffer) => b.toString().split('\n').filter(Boolean).map((l) => `[${name}] ${l}\n`).join('');
-    child.stdout!.on('data', (b: Buffer) => process.stdout.write(prefix(b)));
-    child.stderr!.on('data', (b: Buffer) => process.stderr.write(prefix(b)));
-    child.on('exit', (code, signal) => process.stdout.write(`[${name}] exited (${signal ?? code})\n`));
-    children.push(child);
-  };
-  start('mixer', ['mixer', ...(values.port ? ['--port', values.port] : [])]);
-  for (let i = 1; i <= relays; i++) start(`relay-${i}`, ['relay', '--port', '0']);
-  process.stdout.write(`mcu: cluster of 1 mixer and ${relays} relays starting; admin token ${process.env.MCU_ADMIN_TOKEN ? 'from MCU_ADMIN_TOKEN' : env.MCU_ADMIN_TOKEN}\n`);
-  onStop(async () => {
-    for (const c of children) c.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 1000));
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  });
-}
-
-async function up(argv: string[]): Promise<void> {
-  const values = parse(argv, nodeOptions);
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return;
-  }
-  const env = process.env;
-  const node = nodeFromOptions(values, env.MCU_TOKEN_SECRET || undefined);
-  const info = await node.listen();
-  const lines = [
-    `mcu: node up at ${info.url}`,
-    `  API:        ${info.url}/api/events`,
-    `  console:    ${info.url}/`,
-    `  health:     ${info.url}/healthz`,
-    info.adminTokenGenerated
-      ? `  admin token (generated, shown once; set MCU_ADMIN_TOKEN to fix it): ${info.adminToken}`
-      : '  admin token: from MCU_ADMIN_TOKEN',
-    `  create an event: curl -X POST -H "Authorization: Bearer <admin token>" ${info.url}/api/events`,
-  ];
-  process.stdout.write(`${lines.join('\n')}\n`);
-  onStop(() => node.close());
-}
-
-const [command, ...rest] = process.argv.slice(2);
-switch (command) {
-  case 'up':
-    await up(rest);
-    break;
-  case 'mixer':
-    await mixer(rest);
-    break;
-  case 'relay':
-    await relay(rest);
-    break;
-  case 'cluster':
-    await cluster(rest);
-    break;
-  case undefined:
-  case '-h':
-  case '--help':
-  case 'help':
-    process.stdout.write(USAGE);
-    break;
-  default:
-    fail(`unknown command "${command}"`);
 }

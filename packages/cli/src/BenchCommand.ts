@@ -1,0 +1,40 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { constants } from 'node:os';
+import { CliError } from './CliError.js';
+
+/** The benchmarks under bench/, one question each (see README "Benchmarks"). */
+export const benches = {
+  mix: { file: 'mix.ts', description: 'mixing hot path: participants per core at a 20 ms tick, against the naive per-participant mix-minus', example: 'mcu bench mix -- --n 100,500 --ticks 300 --json' },
+  video: { file: 'video.ts', description: 'video: compositor alone and decode+compose+encode, against ffmpeg\'s compositor', example: 'mcu bench video -- --seconds 5 --skip-pipeline' },
+  tree: { file: 'tree.ts', description: 'relay tree end to end over NATS: join time, delivery, latency per hop, recovery after a relay is killed', example: 'mcu bench tree -- --viewers 1000 --relays 6 --fan-out 3 --seconds 12' },
+  fanout: { file: 'fanout.ts', description: 'UDP receivers one relay process feeds at full rate, against raw dgram.send', example: 'mcu bench fanout -- --budget-s 60 --json' },
+  webrtc: { file: 'webrtc.ts', description: 'WHEP viewers served by one node process (connect time, CPU per viewer, loss)', example: 'mcu bench webrtc -- --viewers 200 --seconds 10' },
+  'rtp-load': { file: 'rtp-load.ts', description: 'the whole node under plain-RTP load (N participants, 3 talking), against Janus AudioBridge', example: 'mcu bench rtp-load -- --n 150 --seconds 10 --json' },
+} as const;
+
+export type BenchName = keyof typeof benches;
+
+const root = new URL('../../../', import.meta.url);
+
+/**
+ * Runs bench/<name>.ts under tsx exactly as `npm run bench:<name>` does (from the repository root),
+ * with `args` passed through; resolves with the exit code to leave with (128 + n for a signal).
+ */
+export async function runBench(name: BenchName, args: string[]): Promise<number> {
+  const script = fileURLToPath(new URL(`bench/${benches[name].file}`, root));
+  if (!existsSync(script)) throw new CliError(`bench ${name}: ${script} not found (benchmarks run from a checkout of the repository)`);
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), script, ...args], { cwd: fileURLToPath(root), stdio: 'inherit' });
+  // Ctrl-C reaches the child through the terminal's process group; a SIGTERM sent to us alone is passed on.
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  process.on('SIGTERM', forward);
+  process.on('SIGINT', () => undefined);
+  return new Promise((resolve, reject) => {
+    child.on('error', (err) => reject(new CliError(`bench ${name}: cannot start: ${err.message}`)));
+    child.on('exit', (code, signal) => {
+      process.off('SIGTERM', forward);
+      resolve(code ?? 128 + (signal ? constants.signals[signal] : 0));
+    });
+  });
+}

@@ -1,0 +1,294 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { McuNode, nodeConfigSchema } from '@mcu/server';
+import type { McuNodeInfo, NodeConfigInput } from '@mcu/server';
+import { NatsBus, generateSecret, type Bus } from '@mcu/control';
+import { MixerRole, RelayRole, requireTokenSecret } from '@mcu/cluster';
+import { CliError } from './CliError.js';
+import { keySources, type CliConfig, type ResolvedConfig } from './Config.js';
+import { printJson, printLines, Progress } from './Output.js';
+
+/** `mcu up`, `mcu mixer`, `mcu relay` and `mcu cluster`: the processes that serve. */
+
+/** What every command here gets: its resolved settings (validated before this module loads) and --json. */
+interface Run extends ResolvedConfig {
+  json: boolean;
+}
+
+// config.logLevel is resolved and validated here but not used yet: the logger that will take it
+// is being added separately and gets wired in by the lead.
+
+const defaultNats = ['nats://127.0.0.1:4222'];
+
+/** The node's settings out of the CLI's: every key nodeConfigSchema knows that was given. */
+function nodeInput(config: CliConfig): NodeConfigInput {
+  const input: Record<string, unknown> = {};
+  for (const key of Object.keys(nodeConfigSchema.shape)) {
+    const v = config[key as keyof CliConfig];
+    if (v !== undefined) input[key] = v;
+  }
+  return input as NodeConfigInput;
+}
+
+function secretOrFail(config: CliConfig): string {
+  try {
+    return requireTokenSecret(config.tokenSecret);
+  } catch (err) {
+    throw new CliError((err as Error).message, 2);
+  }
+}
+
+function clusterOf(config: CliConfig): string {
+  return config.cluster ?? 'default';
+}
+
+function nodeIdOf(config: CliConfig, role: string): string {
+  const host = hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 40);
+  return config.nodeId ?? `${role}-${host}-${randomBytes(3).toString('hex')}`;
+}
+
+async function connectBus(config: CliConfig, role: string, nodeId: string): Promise<Bus> {
+  const { natsTlsCa: caFile, natsTlsCert: certFile, natsTlsKey: keyFile } = config;
+  try {
+    return await NatsBus.connect({
+      servers: config.nats ?? defaultNats,
+      name: `mcu-${role}-${nodeId}`,
+      user: config.natsUser,
+      pass: config.natsPass,
+      token: config.natsToken,
+      credsFile: config.creds,
+      tls: caFile || certFile || keyFile ? { caFile, certFile, keyFile } : undefined,
+    });
+  } catch (err) {
+    throw new CliError(`cannot connect to NATS at ${(config.nats ?? defaultNats).join(',')}: ${(err as Error).message}`, 2);
+  }
+}
+
+function newNode(config: CliConfig, tokenSecret: string | undefined): McuNode {
+  try {
+    return new McuNode({ ...nodeInput(config), tokenSecret });
+  } catch (err) {
+    throw new CliError((err as Error).message, 2);
+  }
+}
+
+async function listen(node: McuNode, config: CliConfig): Promise<McuNodeInfo> {
+  try {
+    return await node.listen();
+  } catch (err) {
+    await node.close();
+    throw new CliError(`cannot listen on ${config.host ?? '127.0.0.1'}:${config.port ?? 8080}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+function onStop(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`mcu: ${signal}, stopping\n`);
+    await stop().catch(() => undefined);
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void handler('SIGINT'));
+  process.on('SIGTERM', () => void handler('SIGTERM'));
+}
+
+function adminTokenLine(info: McuNodeInfo): string {
+  return info.adminTokenGenerated ? `  admin token (generated, shown once; set MCU_ADMIN_TOKEN to fix it): ${info.adminToken}` : '  admin token: from MCU_ADMIN_TOKEN or the config file';
+}
+
+/** The URLs and token of a started node, as one JSON line. A token the operator set is not echoed. */
+function nodeJson(role: string, info: McuNodeInfo, config: CliConfig, extra: Record<string, unknown> = {}) {
+  return {
+    role,
+    ...extra,
+    url: info.url,
+    api: `${info.url}/api/events`,
+    console: `${info.url}/`,
+    health: `${info.url}/healthz`,
+    adminToken: info.adminTokenGenerated ? info.adminToken : null,
+    adminTokenGenerated: info.adminTokenGenerated,
+    logLevel: config.logLevel ?? 'info',
+  };
+}
+
+export async function up({ config, json }: Run): Promise<void> {
+  const node = newNode(config, config.tokenSecret);
+  const info = await listen(node, config);
+  if (json) printJson(nodeJson('up', info, config));
+  else
+    printLines([
+      `mcu: node up at ${info.url}`,
+      `  API:        ${info.url}/api/events`,
+      `  console:    ${info.url}/`,
+      `  health:     ${info.url}/healthz`,
+      adminTokenLine(info),
+      `  create an event: mcu event create "My event" --url ${info.url}   (token from MCU_ADMIN_TOKEN or --token)`,
+    ]);
+  onStop(() => node.close());
+}
+
+export async function mixer({ config, json }: Run): Promise<void> {
+  const secret = secretOrFail(config);
+  const nodeId = nodeIdOf(config, 'mixer');
+  const cluster = clusterOf(config);
+  const bus = await connectBus(config, 'mixer', nodeId);
+  let node: McuNode | undefined;
+  let info: McuNodeInfo;
+  let role: MixerRole;
+  try {
+    node = newNode(config, secret);
+    info = await listen(node, config);
+    role = await MixerRole.start({ node, bus, cluster, nodeId, tokenSecret: secret, advertiseHost: config.mediaIp, relayFanOut: config.fanOut });
+  } catch (err) {
+    await node?.close();
+    await bus.close();
+    throw err;
+  }
+  role.on('error', (err) => process.stderr.write(`mcu: clustering an event failed: ${err.message}\n`));
+  if (json) printJson(nodeJson('mixer', info, config, { nodeId, cluster }));
+  else
+    printLines([
+      `mcu: mixer ${nodeId} up at ${info.url} (cluster "${cluster}")`,
+      `  API:        ${info.url}/api/events`,
+      `  console:    ${info.url}/`,
+      adminTokenLine(info),
+      `  viewers POST ${info.url}/whep/<event> and are redirected (307) to a relay`,
+    ]);
+  onStop(async () => {
+    await role.close();
+    await node!.close();
+    await bus.close();
+  });
+}
+
+export async function relay({ config, json }: Run): Promise<void> {
+  const secret = secretOrFail(config);
+  const nodeId = nodeIdOf(config, 'relay');
+  const cluster = clusterOf(config);
+  const bus = await connectBus(config, 'relay', nodeId);
+  let role: RelayRole;
+  try {
+    role = await RelayRole.start({
+      bus,
+      cluster,
+      nodeId,
+      tokenSecret: secret,
+      adminToken: config.adminToken,
+      host: config.host,
+      port: config.port ?? 0,
+      publicUrl: config.publicUrl,
+      publicIp: config.publicIp,
+      mediaAdvertiseHost: config.mediaIp,
+      rtcPorts: config.rtcPorts,
+      iceAllow: config.iceAllow,
+      iceHostAddresses: config.iceHostAddresses,
+    });
+  } catch (err) {
+    await bus.close();
+    throw new CliError(`relay did not start: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 1);
+  }
+  if (json) printJson({ role: 'relay', nodeId, cluster, url: role.url, whep: `${role.url}/whep/<event>`, health: `${role.url}/healthz`, logLevel: config.logLevel ?? 'info' });
+  else printLines([`mcu: relay ${nodeId} up at ${role.url} (cluster "${cluster}")`, `  WHEP: ${role.url}/whep/<event>`]);
+  onStop(async () => {
+    await role.close();
+    await bus.close();
+  });
+}
+
+/** Settings every process of `mcu cluster` shares, handed down through their environment. */
+const sharedKeys = ['host', 'publicIp', 'mediaIp', 'nats', 'cluster', 'creds', 'natsUser', 'natsPass', 'natsToken', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'fanOut', 'logLevel'] as const;
+
+interface Started {
+  name: string;
+  nodeId: string;
+  url: string;
+}
+
+/**
+ * A mixer and N relays as child processes of this one, sharing a generated secret and admin token;
+ * returns once every one of them listens (progress on stderr), or fails if one exits first.
+ */
+export async function cluster({ config, file, json }: Run): Promise<void> {
+  const relays = config.relays ?? 2;
+  const adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
+  const env: NodeJS.ProcessEnv = { ...process.env, MCU_TOKEN_SECRET: config.tokenSecret ?? generateSecret(), MCU_ADMIN_TOKEN: adminToken };
+  if (file) env.MCU_CONFIG = file;
+  for (const key of sharedKeys) {
+    const v = config[key];
+    if (v !== undefined) env[keySources[key].env[0]] = Array.isArray(v) ? v.join(',') : String(v);
+  }
+  const bin = fileURLToPath(new URL('../bin/mcu.js', import.meta.url));
+  const children: ChildProcess[] = [];
+  // With --json stdout carries only the summary line; the children's own output goes to stderr.
+  const out = json ? process.stderr : process.stdout;
+  const progress = new Progress();
+  const started = new Map<string, Started>();
+  const total = relays + 1;
+  const show = () => progress.update(`mcu cluster: ${started.size}/${total} nodes up (mixer ${started.has('mixer') ? 'up' : 'starting'}, relays ${[...started.keys()].filter((n) => n !== 'mixer').length}/${relays})`);
+
+  const allUp = new Promise<void>((resolve, reject) => {
+    const start = (name: string, args: string[]) => {
+      const child = spawn(process.execPath, [bin, ...args, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(child);
+      let buffered = '';
+      child.stdout!.on('data', (b: Buffer) => {
+        buffered += b.toString();
+        const lines = buffered.split('\n');
+        buffered = lines.pop()!;
+        for (const line of lines) {
+          if (!started.has(name) && line.startsWith('{')) {
+            try {
+              const up = JSON.parse(line) as { nodeId: string; url: string };
+              started.set(name, { name, nodeId: up.nodeId, url: up.url });
+              show();
+              if (started.size === total) resolve();
+              continue;
+            } catch {
+              // not the start line: print it as it is
+            }
+          }
+          if (line) out.write(`[${name}] ${line}\n`);
+        }
+      });
+      child.stderr!.on('data', (b: Buffer) => process.stderr.write(b.toString().split('\n').filter(Boolean).map((l) => `[${name}] ${l}\n`).join('')));
+      child.on('exit', (code, signal) => {
+        if (!started.has(name)) reject(new CliError(`cluster: ${name} exited (${signal ?? code}) before it was up`));
+        else process.stderr.write(`[${name}] exited (${signal ?? code})\n`);
+      });
+    };
+    start('mixer', ['mixer', ...(config.port !== undefined ? ['--port', String(config.port)] : [])]);
+    for (let i = 1; i <= relays; i++) start(`relay-${i}`, ['relay', '--port', '0']);
+    show();
+  });
+  const stopChildren = async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 1000));
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  };
+  onStop(stopChildren);
+  try {
+    await allUp;
+  } catch (err) {
+    progress.done();
+    await stopChildren();
+    throw err;
+  }
+  progress.done();
+  const mixerNode = started.get('mixer')!;
+  const relayNodes = [...started.values()].filter((s) => s.name !== 'mixer').sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
+  const generated = config.adminToken === undefined;
+  if (json) {
+    printJson({ cluster: clusterOf(config), mixer: { nodeId: mixerNode.nodeId, url: mixerNode.url }, relays: relayNodes.map((r) => ({ nodeId: r.nodeId, url: r.url })), adminToken: generated ? adminToken : null, adminTokenGenerated: generated });
+    return;
+  }
+  printLines([
+    `mcu: cluster "${clusterOf(config)}" up: 1 mixer and ${relays} relay${relays === 1 ? '' : 's'}`,
+    `  mixer     ${mixerNode.url}  (${mixerNode.nodeId}; API, console, WHIP; viewers are redirected to relays)`,
+    ...relayNodes.map((r) => `  ${r.name.padEnd(9)} ${r.url}  (${r.nodeId})`),
+    generated ? `  admin token (generated, shown once; set MCU_ADMIN_TOKEN to fix it): ${adminToken}` : '  admin token: from MCU_ADMIN_TOKEN or the config file',
+  ]);
+}
