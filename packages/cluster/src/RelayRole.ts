@@ -34,7 +34,7 @@ import {
   type Logger,
   type Role,
 } from '@mcu/control';
-import { Auth, drainingGauge, healthRoutes, json, natsConnectedGauge, openApiDocument, readSdp, renderMetrics, Router, type NotReady } from '@mcu/server';
+import { Auth, drainingGauge, healthRoutes, json, natsConnectedGauge, openApiDocument, readSdp, renderMetrics, Router, type NotReady, type RouteEntry } from '@mcu/server';
 import { WebRtcEdge } from '@mcu/webrtc';
 import { clusterDefaults } from './ClusterConfig.js';
 import { fetchFeedKey } from './FeedKeys.js';
@@ -152,6 +152,11 @@ export class RelayRole {
 
   get viewers(): number {
     return this.edge.stats().whepSessions + this.#rtpViewers.size;
+  }
+
+  /** Its HTTP routes (the OpenAPI test holds them to `relayOperations`). */
+  routes(): RouteEntry[] {
+    return this.#router.routes();
   }
 
   get isDraining(): boolean {
