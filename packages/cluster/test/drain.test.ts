@@ -14,22 +14,12 @@ import { NatsBus, type Bus } from '@mcu/control';
 import { McuNode, openApiPath, type RouteEntry } from '@mcu/server';
 import { MixerRole, RelayRole } from '../src/index.js';
 import { NatsServerProcess } from '../../control/test/natsServer.js';
-import { RtpPeer } from '../../mixer/test/peer.js';
 import { SimViewer } from './simViewer.js';
+import { sleep, TonePresenter, waitFor } from './harness.js';
 
 const SECRET = 'drain-test-secret-0123456789abcdef-xyz';
 const ADMIN = 'drain-test-admin-token-0123456789';
 const CLUSTER = `dr${Date.now().toString(36)}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
-  const start = performance.now();
-  for (;;) {
-    if (await cond()) return performance.now() - start;
-    if (performance.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 async function readyz(url: string): Promise<{ status: number; body: { status: string; reason?: string } }> {
   const res = await fetch(`${url}/readyz`);
@@ -52,9 +42,7 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
   let node: McuNode;
   let mixer: MixerRole;
   const relays: RelayRole[] = [];
-  let presenter: RtpPeer;
-  let presenting = true;
-  let pacing: Promise<void> = Promise.resolve();
+  let presenter: TonePresenter | undefined;
   const sims: SimViewer[] = [];
   const children: ChildProcess[] = [];
   let event: { id: string; tokens: { viewer: string } };
@@ -84,22 +72,7 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
       body: JSON.stringify({ name: 'drain' }),
     });
     event = (await res.json()) as typeof event;
-    presenter = await RtpPeer.open({ freq: 440, audioLevelExtId: 1 });
-    const p = (await (
-      await fetch(`${node.url}/api/events/${event.id}/rtp-participants`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ host: '127.0.0.1', port: presenter.port, payloadType: 111, audioLevelExtId: 1 }),
-      })
-    ).json()) as { host: string; port: number };
-    presenter.connect(p.host, p.port);
-    pacing = (async () => {
-      const start = performance.now();
-      for (let frame = 0; presenting && frame < 6000; frame++) {
-        presenter.sendFrame();
-        await sleep(Math.max(0, start + (frame + 1) * 20 - performance.now()));
-      }
-    })();
+    presenter = await TonePresenter.join(node.url, event.id, ADMIN);
     // A chain: r1 under the mixer, r2 under r1 (fan-out 1).
     const r1 = await startRelay('r1');
     await waitFor(() => depthOf(r1) === 1, 8000, 'r1 in the tree');
@@ -109,9 +82,7 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
   });
 
   afterAll(async () => {
-    presenting = false;
-    await pacing;
-    presenter?.close();
+    await presenter?.stop();
     for (const s of sims) s.close();
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     for (const r of relays) await r.close();
