@@ -34,7 +34,7 @@ import {
   type Logger,
   type Role,
 } from '@mcu/control';
-import { Auth, drainingGauge, healthRoutes, json, natsConnectedGauge, openApiDocument, readSdp, renderMetrics, Router, type NotReady, type RouteEntry } from '@mcu/server';
+import { Auth, drainingGauge, healthRoutes, json, natsConnectedGauge, openApiDocument, readSdp, renderMetrics, Router, webrtcMetrics, type NotReady, type RouteEntry } from '@mcu/server';
 import { WebRtcEdge } from '@mcu/webrtc';
 import { clusterDefaults } from './ClusterConfig.js';
 import { fetchFeedKey } from './FeedKeys.js';
@@ -350,6 +350,7 @@ export class RelayRole {
     collectDefaultMetrics({ register: registry, prefix: 'mcu_' });
     drainingGauge(registry, () => this.isDraining || this.#closed);
     natsConnectedGauge(registry, () => this.#bus.connected);
+    webrtcMetrics(registry, this.edge);
     const edge = this.edge;
     const rtpViewers = this.#rtpViewers;
     new Gauge({

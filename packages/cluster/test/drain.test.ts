@@ -98,7 +98,7 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
     expect((await readyz(node.url)).status).toBe(200);
 
     const relayText = await (await fetch(`${relays[0].url}/metrics`)).text();
-    for (const name of ['mcu_process_cpu_seconds_total', 'mcu_process_resident_memory_bytes', 'mcu_nodejs_eventloop_lag_seconds', 'mcu_relay_viewers', 'mcu_feed_packets_in_total', 'mcu_feed_nack_sent_total', 'mcu_feed_nack_received_total', 'mcu_feed_pli_forwarded_total', 'mcu_feed_retransmitted_total']) {
+    for (const name of ['mcu_process_cpu_seconds_total', 'mcu_process_resident_memory_bytes', 'mcu_nodejs_eventloop_lag_seconds', 'mcu_relay_viewers', 'mcu_webrtc_sessions', 'mcu_feed_packets_in_total', 'mcu_feed_nack_sent_total', 'mcu_feed_nack_received_total', 'mcu_feed_pli_forwarded_total', 'mcu_feed_retransmitted_total']) {
       expect(relayText, name).toMatch(new RegExp(`^${name}[ {]`, 'm'));
     }
     expect(relayText).toMatch(/^mcu_nats_connected 1$/m);

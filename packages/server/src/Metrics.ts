@@ -112,36 +112,7 @@ export class Metrics {
         this.set(events.list().reduce((n, e) => n + e.mixer.mixer.speakerIds.length, 0));
       },
     });
-    new Gauge({
-      name: 'mcu_webrtc_sessions',
-      help: 'WebRTC sessions by kind (whip = presenters, whep = viewers)',
-      labelNames: ['kind'],
-      registers: [this.registry],
-      collect() {
-        const s = edge.stats();
-        this.set({ kind: 'whip' }, s.whipSessions);
-        this.set({ kind: 'whep' }, s.whepSessions);
-      },
-    });
-    new Counter({
-      name: 'mcu_webrtc_sessions_closed_total',
-      help: 'WebRTC sessions closed, by reason',
-      labelNames: ['reason'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [reason, n] of Object.entries(edge.stats().closedByReason)) this.inc({ reason }, n);
-      },
-    });
-    new Counter({
-      name: 'mcu_webrtc_sessions_rejected_total',
-      help: 'WebRTC sessions refused because the node was full',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(edge.stats().rejected);
-      },
-    });
+    webrtcMetrics(this.registry, edge);
   }
 
   /** A cluster role attached the node to a bus: `mcu_nats_connected` from now on. */
@@ -179,6 +150,40 @@ export function natsConnectedGauge(registry: Registry, connected: () => boolean)
     registers: [registry],
     collect() {
       this.set(connected() ? 1 : 0);
+    },
+  });
+}
+
+/** WHIP/WHEP sessions of a node's WebRTC edge (mixer and relay): open, closed by reason, refused. */
+export function webrtcMetrics(registry: Registry, edge: WebRtcEdge): void {
+  new Gauge({
+    name: 'mcu_webrtc_sessions',
+    help: 'WebRTC sessions by kind (whip = presenters, whep = viewers)',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      const s = edge.stats();
+      this.set({ kind: 'whip' }, s.whipSessions);
+      this.set({ kind: 'whep' }, s.whepSessions);
+    },
+  });
+  new Counter({
+    name: 'mcu_webrtc_sessions_closed_total',
+    help: 'WebRTC sessions closed, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(edge.stats().closedByReason)) this.inc({ reason }, n);
+    },
+  });
+  new Counter({
+    name: 'mcu_webrtc_sessions_rejected_total',
+    help: 'WebRTC sessions refused because the node was full',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(edge.stats().rejected);
     },
   });
 }

@@ -11,6 +11,6 @@ export type { RouteContext, RouteHandler, RouteEntry } from './Router.js';
 export { createHttpServer, json, listen, handle as handleHttp } from './HttpFront.js';
 export { firstNotReady, healthRoutes } from './Readiness.js';
 export type { NotReady, NotReadyReason, ReadinessCheck } from './Readiness.js';
-export { Metrics, drainingGauge, natsConnectedGauge, renderMetrics } from './Metrics.js';
+export { Metrics, drainingGauge, natsConnectedGauge, renderMetrics, webrtcMetrics } from './Metrics.js';
 export { nodeOperations, webrtcOperations, openApiDocument, openApiPath, operationKey } from './OpenApi.js';
 export type { OperationSpec, OperationTable } from './OpenApi.js';
