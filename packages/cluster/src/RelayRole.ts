@@ -327,7 +327,7 @@ export class RelayRole {
     const id = randomUUID();
     const stop = feed.addProgramSink((packet) => socket.send(packet, port, host));
     this.#rtpViewers.set(id, { id, event, host, port, stop });
-    this.log.info({ event, viewer: id, host, port }, 'RTP viewer joined');
+    this.log.debug({ event, viewer: id, host, port }, 'RTP viewer joined');
     return id;
   }
 
@@ -336,7 +336,7 @@ export class RelayRole {
     if (!v) return false;
     v.stop();
     this.#rtpViewers.delete(id);
-    this.log.info({ event: v.event, viewer: id, reason }, 'RTP viewer left');
+    this.log.debug({ event: v.event, viewer: id, reason }, 'RTP viewer left');
     return true;
   }
 
