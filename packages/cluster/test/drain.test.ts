@@ -10,16 +10,30 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NatsBus, type Bus } from '@mcu/control';
+import { Writable } from 'node:stream';
+import { createLogger, NatsBus, type Bus } from '@mcu/control';
 import { McuNode, openApiPath, type RouteEntry } from '@mcu/server';
 import { MixerRole, RelayRole } from '../src/index.js';
 import { NatsServerProcess } from '../../control/test/natsServer.js';
 import { SimViewer } from './simViewer.js';
-import { sleep, TonePresenter, waitFor } from './harness.js';
+import { sleep, TonePresenter, waitFor, WhepViewer } from './harness.js';
+import { LOOPBACK } from '../../webrtc/test/client.js';
 
 const SECRET = 'drain-test-secret-0123456789abcdef-xyz';
 const ADMIN = 'drain-test-admin-token-0123456789';
 const CLUSTER = `dr${Date.now().toString(36)}`;
+
+/** A logger whose JSON lines the test reads back. */
+function captureLog(name: string) {
+  const lines: Record<string, unknown>[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { lines, logger: createLogger({ level: 'info', name, destination }) };
+}
 
 async function readyz(url: string): Promise<{ status: number; body: { status: string; reason?: string } }> {
   const res = await fetch(`${url}/readyz`);
@@ -45,7 +59,10 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
   let presenter: TonePresenter | undefined;
   const sims: SimViewer[] = [];
   const children: ChildProcess[] = [];
-  let event: { id: string; tokens: { viewer: string } };
+  const wheps: WhepViewer[] = [];
+  const mixerLog = captureLog('mixer');
+  const relayLog = captureLog('relay');
+  let event: { id: string; whep: string; tokens: { viewer: string } };
 
   const bus = async () => {
     const b = await NatsBus.connect({ servers: server.url, name: 'drain-test', reconnectTimeWaitMs: 100 });
@@ -53,7 +70,16 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
     return b;
   };
   const startRelay = async (id: string) => {
-    const r = await RelayRole.start({ bus: await bus(), cluster: CLUSTER, nodeId: id, tokenSecret: SECRET, adminToken: ADMIN });
+    const r = await RelayRole.start({
+      bus: await bus(),
+      cluster: CLUSTER,
+      nodeId: id,
+      tokenSecret: SECRET,
+      adminToken: ADMIN,
+      iceAllow: LOOPBACK.iceAllow,
+      iceHostAddresses: LOOPBACK.additionalHostAddresses,
+      logger: relayLog.logger,
+    });
     relays.push(r);
     return r;
   };
@@ -63,9 +89,9 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
   beforeAll(async () => {
     storeDir = await mkdtemp(join(tmpdir(), 'mcu-drain-'));
     server = await NatsServerProcess.start(['-js', '-sd', storeDir]);
-    node = new McuNode({ port: 0, adminToken: ADMIN, tokenSecret: SECRET });
+    node = new McuNode({ port: 0, adminToken: ADMIN, tokenSecret: SECRET, iceAllow: LOOPBACK.iceAllow, iceHostAddresses: LOOPBACK.additionalHostAddresses });
     await node.listen();
-    mixer = await MixerRole.start({ node, bus: await bus(), cluster: CLUSTER, nodeId: 'mixer', tokenSecret: SECRET, relayFanOut: 1 });
+    mixer = await MixerRole.start({ node, bus: await bus(), cluster: CLUSTER, nodeId: 'mixer', tokenSecret: SECRET, relayFanOut: 1, logger: mixerLog.logger });
     const res = await fetch(`${node.url}/api/events`, {
       method: 'POST',
       headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
@@ -84,6 +110,7 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
   afterAll(async () => {
     await presenter?.stop();
     for (const s of sims) s.close();
+    for (const w of wheps) await w.close();
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     for (const r of relays) await r.close();
     await mixer?.close();
@@ -120,6 +147,14 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
 
   it('draining the relay in the middle: its viewers receive again from the other relay, its child re-parents, no new viewer lands on it, it exits within the timeout', async () => {
     const [r1, r2] = relays;
+    // Two WHEP viewers: both relays are empty, so the first goes to r1 (the smaller id), the second to r2.
+    for (let i = 0; i < 2; i++) {
+      const w = new WhepViewer(event.whep, event.tokens.viewer);
+      await w.connect();
+      wheps.push(w);
+    }
+    expect(r1.edge.stats().whepSessions).toBe(1);
+    expect(r2.edge.stats().whepSessions).toBe(1);
     for (let i = 0; i < 8; i++) sims.push(await SimViewer.open({ url: viewerUrl(), token: event.tokens.viewer, stallMs: 300 }));
     await Promise.all(sims.map((s) => s.join()));
     await waitFor(() => sims.every((s) => s.packets > 20), 4000, 'every viewer to receive');
@@ -142,7 +177,7 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
     const result = await drained;
     const tookMs = performance.now() - started;
     expect(result.timedOut).toBe(false);
-    expect(result.viewersEnded).toBe(onR1.length);
+    expect(result.viewersEnded).toBe(onR1.length + 1);
     expect(tookMs).toBeLessThan(5000);
     await expect(fetch(`${r1.url}/healthz`)).rejects.toThrow();
     relays.splice(relays.indexOf(r1), 1);
@@ -151,6 +186,20 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
     await waitFor(() => r2.feeds.get(event.id)?.client.parent?.id === 'mixer', 3000, 'r2 to re-parent to the mixer');
     const at = performance.now();
     await waitFor(() => sims.every((s) => s.relay === 'r2' && s.lastAt > at + 100), 5000, 'every viewer to receive from r2');
+    // The WHEP viewer of r1 reconnected through the mixer and plays from r2.
+    await waitFor(() => r2.edge.stats().whepSessions === 2 && wheps.every((w) => w.client.pc.connectionState === 'connected'), 8000, 'the WHEP viewer to play from r2');
+    const counts = wheps.map((w) => w.client.received.length);
+    await waitFor(() => wheps.every((w, i) => w.client.received.length > counts[i] + 10), 3000, 'both WHEP viewers to receive');
+    expect(wheps.reduce((n, w) => n + w.reconnects, 0)).toBe(1);
+
+    // The log tells the story, one JSON line per step, with the ids.
+    const r1Lines = relayLog.lines.filter((l) => l.node === 'r1');
+    expect(r1Lines.find((l) => l.msg === 'relay draining')).toMatchObject({ name: 'relay', viewers: onR1.length + 1, children: 1 });
+    expect(r1Lines.find((l) => l.msg === 'WHEP viewer left')).toMatchObject({ event: event.id, kind: 'whep', reason: 'draining' });
+    expect(r1Lines.find((l) => l.msg === 'relay drained')).toMatchObject({ viewersEnded: onR1.length + 1 });
+    expect(mixerLog.lines.find((l) => l.msg === 'relay re-parented')).toMatchObject({ node: 'mixer', event: event.id, relay: 'r2', parent: 'mixer', previousParent: 'r1' });
+    expect(mixerLog.lines.find((l) => l.msg === 'node left the cluster')).toMatchObject({ relay: 'r1' });
+    expect(mixerLog.lines.filter((l) => l.msg === 'relay registered').map((l) => l.relay)).toEqual(['r1', 'r2']);
     console.log(`drain: ${onR1.length} viewers moved from r1 to r2, r1 closed after ${Math.round(tookMs)} ms; longest viewer gap ${Math.round(Math.max(...onR1.map((s) => s.maxGapMs)))} ms`);
   });
 

@@ -1,5 +1,6 @@
-/** Pieces shared by the cluster tests: polling with a deadline, and a plain-RTP presenter. */
+/** Pieces shared by the cluster tests: polling with a deadline, a plain-RTP presenter, a WHEP viewer that reconnects. */
 import { RtpPeer } from '../../mixer/test/peer.js';
+import { WebRtcClient } from '../../webrtc/test/client.js';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -44,5 +45,56 @@ export class TonePresenter {
     this.#presenting = false;
     await this.#pacing;
     this.peer.close();
+  }
+}
+
+/** A werift WHEP viewer that reconnects through the mixer when its audio stalls (its relay died). */
+export class WhepViewer {
+  client!: WebRtcClient;
+  reconnects = 0;
+  #closed = false;
+  #timer: NodeJS.Timeout | undefined;
+  #lastCount = 0;
+  #lastChange = 0;
+  #busy = false;
+  constructor(
+    readonly url: string,
+    readonly token: string,
+  ) {}
+  async connect(): Promise<void> {
+    this.client = await WebRtcClient.connect('whep', this.url, this.token);
+    await this.client.connected();
+    this.#lastChange = performance.now();
+    this.#lastCount = 0;
+    this.#timer ??= setInterval(() => this.#check(), 50);
+  }
+  #check(): void {
+    if (this.#closed || this.#busy) return;
+    const n = this.client.received.length;
+    if (n !== this.#lastCount) {
+      this.#lastCount = n;
+      this.#lastChange = performance.now();
+      return;
+    }
+    if (performance.now() - this.#lastChange < 400) return;
+    this.#busy = true;
+    void (async () => {
+      await this.client.pc.close().catch(() => undefined);
+      for (let attempt = 0; attempt < 50 && !this.#closed; attempt++) {
+        try {
+          await this.connect();
+          this.reconnects++;
+          break;
+        } catch {
+          await sleep(100);
+        }
+      }
+      this.#busy = false;
+    })();
+  }
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.client?.pc.close().catch(() => undefined);
   }
 }

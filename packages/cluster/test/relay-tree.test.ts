@@ -11,64 +11,13 @@ import { NatsBus, type Bus } from '@mcu/control';
 import { McuNode } from '@mcu/server';
 import { MixerRole, RelayRole } from '../src/index.js';
 import { NatsServerProcess } from '../../control/test/natsServer.js';
-import { LOOPBACK, tonePower, WebRtcClient } from '../../webrtc/test/client.js';
+import { LOOPBACK, tonePower } from '../../webrtc/test/client.js';
 import { SimViewer } from './simViewer.js';
-import { sleep, TonePresenter, waitFor } from './harness.js';
+import { sleep, TonePresenter, waitFor, WhepViewer } from './harness.js';
 
 const SECRET = 'cluster-test-secret-0123456789abcdef-xyz';
 const ADMIN = 'cluster-test-admin-token-0123456789';
 const CLUSTER = `ct${Date.now().toString(36)}`;
-
-/** A werift WHEP viewer that reconnects through the mixer when its audio stalls (its relay died). */
-class WhepViewer {
-  client!: WebRtcClient;
-  reconnects = 0;
-  #closed = false;
-  #timer: NodeJS.Timeout | undefined;
-  #lastCount = 0;
-  #lastChange = 0;
-  #busy = false;
-  constructor(
-    readonly url: string,
-    readonly token: string,
-  ) {}
-  async connect(): Promise<void> {
-    this.client = await WebRtcClient.connect('whep', this.url, this.token);
-    await this.client.connected();
-    this.#lastChange = performance.now();
-    this.#lastCount = 0;
-    this.#timer ??= setInterval(() => this.#check(), 50);
-  }
-  #check(): void {
-    if (this.#closed || this.#busy) return;
-    const n = this.client.received.length;
-    if (n !== this.#lastCount) {
-      this.#lastCount = n;
-      this.#lastChange = performance.now();
-      return;
-    }
-    if (performance.now() - this.#lastChange < 400) return;
-    this.#busy = true;
-    void (async () => {
-      await this.client.pc.close().catch(() => undefined);
-      for (let attempt = 0; attempt < 50 && !this.#closed; attempt++) {
-        try {
-          await this.connect();
-          this.reconnects++;
-          break;
-        } catch {
-          await sleep(100);
-        }
-      }
-      this.#busy = false;
-    })();
-  }
-  async close(): Promise<void> {
-    this.#closed = true;
-    clearInterval(this.#timer);
-    await this.client?.pc.close().catch(() => undefined);
-  }
-}
 
 describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
   let server: NatsServerProcess;
