@@ -179,15 +179,21 @@ describe('/healthz and /readyz', () => {
     await expect(fetch(`${node.url}/healthz`)).rejects.toThrow();
   });
 
-  it('503 sessions_full when the WebRTC sessions are at their maximum', async () => {
-    const node = await startNode({ maxRtcSessions: 1, iceAllow: LOOPBACK.iceAllow, iceHostAddresses: LOOPBACK.additionalHostAddresses });
+  it('503 sessions_full when the WebRTC sessions are at their maximum; the WHEP viewer joining and leaving is logged', async () => {
+    const { lines, logger } = capture();
+    const node = await startNode({ maxRtcSessions: 1, iceAllow: LOOPBACK.iceAllow, iceHostAddresses: LOOPBACK.additionalHostAddresses }, { logger });
     expect(node.notReady()).toBeNull();
     // Fill the one session slot with a real WHEP offer from a werift client.
-    const e = (await call(node, 'POST', '/api/events')).json as { whep: string; tokens: { viewer: string } };
+    const e = (await call(node, 'POST', '/api/events')).json as { id: string; whep: string; tokens: { viewer: string } };
     const client = await WebRtcClient.connect('whep', e.whep, e.tokens.viewer);
     try {
       const r = await call(node, 'GET', '/readyz');
       expect(r).toMatchObject({ status: 503, json: { reason: 'sessions_full' } });
+      const sid = client.location!.split('/').pop();
+      expect(lines.find((l) => l.msg === 'WHEP viewer joined')).toMatchObject({ event: e.id, session: sid, kind: 'whep' });
+      expect((await fetch(`${node.url}${client.location}`, { method: 'DELETE', headers: { authorization: `Bearer ${e.tokens.viewer}` } })).status).toBe(200);
+      expect(lines.find((l) => l.msg === 'WHEP viewer left')).toMatchObject({ event: e.id, session: sid, reason: 'deleted' });
+      expect((await call(node, 'GET', '/readyz')).status).toBe(200);
     } finally {
       await client.pc.close();
     }
