@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Writable } from 'node:stream';
-import { createLogger, NatsBus, type Bus } from '@mcu/control';
+import { NatsBus, type Bus } from '@mcu/control';
+import { captureLog } from '../../control/test/logCapture.js';
 import { McuNode, openApiPath, type RouteEntry } from '@mcu/server';
 import { MixerRole, RelayRole } from '../src/index.js';
 import { NatsServerProcess } from '../../control/test/natsServer.js';
@@ -22,18 +22,6 @@ import { LOOPBACK } from '../../webrtc/test/client.js';
 const SECRET = 'drain-test-secret-0123456789abcdef-xyz';
 const ADMIN = 'drain-test-admin-token-0123456789';
 const CLUSTER = `dr${Date.now().toString(36)}`;
-
-/** A logger whose JSON lines the test reads back. */
-function captureLog(name: string) {
-  const lines: Record<string, unknown>[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { lines, logger: createLogger({ level: 'info', name, destination }) };
-}
 
 async function readyz(url: string): Promise<{ status: number; body: { status: string; reason?: string } }> {
   const res = await fetch(`${url}/readyz`);
@@ -60,8 +48,8 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
   const sims: SimViewer[] = [];
   const children: ChildProcess[] = [];
   const wheps: WhepViewer[] = [];
-  const mixerLog = captureLog('mixer');
-  const relayLog = captureLog('relay');
+  const mixerLog = captureLog({ name: 'mixer' });
+  const relayLog = captureLog({ name: 'relay' });
   let event: { id: string; whep: string; tokens: { viewer: string } };
 
   const bus = async () => {

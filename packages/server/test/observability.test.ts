@@ -4,9 +4,9 @@
  */
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '@mcu/control';
+import { captureLog } from '../../control/test/logCapture.js';
 import { McuNode, openApiPath, operationKey, Router } from '../src/index.js';
 import { LOOPBACK, WebRtcClient } from '../../webrtc/test/client.js';
 
@@ -18,16 +18,8 @@ afterEach(async () => {
   for (const n of nodes.splice(0)) await n.close();
 });
 
-/** A logger whose JSON lines the test reads back. */
 function capture() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { lines, logger: createLogger({ level: 'info', name: 'test', bindings: { node: 'n1' }, destination: stream }) };
+  return captureLog({ name: 'test', bindings: { node: 'n1' } });
 }
 
 async function startNode(config: ConstructorParameters<typeof McuNode>[0] = {}, opts: ConstructorParameters<typeof McuNode>[1] = {}) {
