@@ -62,7 +62,9 @@ export async function handle(router: Router, req: IncomingMessage, res: ServerRe
     if (status >= 500) {
       // The path only: tokens may ride in the query string.
       const fields = { method: req.method, path: (req.url ?? '/').split('?')[0], status, err };
-      if (log) log.error(fields, err instanceof McuError ? 'HTTP request refused' : 'HTTP request failed');
+      // A refusal we chose (503 at capacity, draining) is a warning; anything else is a bug.
+      if (log && err instanceof McuError) log.warn(fields, 'HTTP request refused');
+      else if (log) log.error(fields, 'HTTP request failed');
       else if (!(err instanceof McuError)) process.emitWarning(`unhandled error on ${req.method} ${fields.path}: ${String(err)}`);
     }
     res.writeHead(status, { ...errorHeaders(err), 'content-type': 'application/json' });

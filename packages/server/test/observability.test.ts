@@ -75,7 +75,7 @@ describe('structured logs', () => {
     const before = lines.length;
     expect((await call(node, 'POST', '/api/events')).status).toBe(503);
     const line = lines.slice(before).find((l) => l.status === 503);
-    expect(line).toMatchObject({ level: 'error', method: 'POST', path: '/api/events', status: 503 });
+    expect(line).toMatchObject({ level: 'warn', msg: 'HTTP request refused', method: 'POST', path: '/api/events', status: 503 });
     expect((line!.err as { message: string }).message).toMatch(/maximum of 1 events/);
     expect(lines.filter((l) => l.path === '/api/events' && l.status !== 503)).toEqual([]);
   });
