@@ -52,6 +52,7 @@ const cliKeys = {
   natsTlsKey: { schema: z.string().min(1).optional(), allowed: 'a PEM file' },
   mediaIp: { schema: z.string().min(1).optional(), allowed: 'an IP address' },
   fanOut: { schema: int(1, 64).optional(), allowed: 'an integer 1–64' },
+  drainTimeoutMs: { schema: int(0, 3_600_000).optional(), allowed: 'milliseconds, 0–3600000' },
   relays: { schema: int(0, 64).optional(), allowed: 'an integer 0–64' },
   url: { schema: z.url({ protocol: /^https?$/ }).optional(), allowed: 'an http(s) URL of a node, e.g. http://127.0.0.1:8080' },
   token: { schema: z.string().min(1).optional(), allowed: 'a bearer token' },
@@ -108,6 +109,7 @@ export const keySources: { [K in CliKey]: KeySource } = {
   natsTlsKey: { flag: '--nats-tls-key', env: ['MCU_NATS_TLS_KEY'] },
   mediaIp: { flag: '--media-ip', env: ['MCU_MEDIA_IP'] },
   fanOut: { flag: '--fan-out', env: ['MCU_FAN_OUT'] },
+  drainTimeoutMs: { flag: '--drain-timeout-ms', env: ['MCU_DRAIN_TIMEOUT_MS'] },
   relays: { flag: '--relays', env: ['MCU_RELAYS'] },
   url: { flag: '--url', env: ['MCU_URL'] },
   // The client falls back to the admin token, so that one variable serves the node and the client.

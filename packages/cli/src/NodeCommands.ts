@@ -4,8 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { McuNode, nodeConfigSchema } from '@mcu/server';
 import type { McuNodeInfo, NodeConfigInput } from '@mcu/server';
-import { NatsBus, generateSecret, type Bus } from '@mcu/control';
-import { MixerRole, RelayRole, requireTokenSecret } from '@mcu/cluster';
+import { createLogger, NatsBus, generateSecret, type Bus, type Logger } from '@mcu/control';
+import { MixerRole, onShutdownSignals, RelayRole, requireTokenSecret, type Drainable } from '@mcu/cluster';
 import { CliError } from './CliError.js';
 import { keySources, type CliConfig, type ResolvedConfig } from './Config.js';
 import { printJson, printLines, Progress } from './Output.js';
@@ -17,8 +17,25 @@ interface Run extends ResolvedConfig {
   json: boolean;
 }
 
-// config.logLevel is resolved and validated here but not used yet: the logger that will take it
-// is being added separately and gets wired in by the lead.
+/**
+ * The process's structured log (pino JSON lines) goes to stderr: stdout carries the command's own
+ * output (the URLs, or the --json line) that scripts and `mcu cluster` read.
+ */
+function processLogger(config: CliConfig, name: string): Logger {
+  return createLogger({ level: config.logLevel ?? 'info', name, destination: process.stderr });
+}
+
+/**
+ * SIGTERM (an orchestrator stopping the pod) drains: no new viewers or events, viewers move to
+ * other relays, then exit 0; a second signal exits at once. SIGINT (Ctrl-C at a terminal) stops now.
+ */
+function onSignals(config: CliConfig, target: Drainable, log: Logger, after?: () => Promise<unknown>): void {
+  onShutdownSignals(target, log, { signals: ['SIGTERM'], drainTimeoutMs: config.drainTimeoutMs, after });
+  onStop(async () => {
+    await target.close();
+    await after?.();
+  }, ['SIGINT']);
+}
 
 const defaultNats = ['nats://127.0.0.1:4222'];
 
@@ -49,7 +66,7 @@ function nodeIdOf(config: CliConfig, role: string): string {
   return config.nodeId ?? `${role}-${host}-${randomBytes(3).toString('hex')}`;
 }
 
-async function connectBus(config: CliConfig, role: string, nodeId: string): Promise<Bus> {
+async function connectBus(config: CliConfig, role: string, nodeId: string, logger: Logger): Promise<Bus> {
   const { natsTlsCa: caFile, natsTlsCert: certFile, natsTlsKey: keyFile } = config;
   try {
     return await NatsBus.connect({
@@ -60,15 +77,16 @@ async function connectBus(config: CliConfig, role: string, nodeId: string): Prom
       token: config.natsToken,
       credsFile: config.creds,
       tls: caFile || certFile || keyFile ? { caFile, certFile, keyFile } : undefined,
+      log: logger,
     });
   } catch (err) {
     throw new CliError(`cannot connect to NATS at ${(config.nats ?? defaultNats).join(',')}: ${(err as Error).message}`, 2);
   }
 }
 
-function newNode(config: CliConfig, tokenSecret: string | undefined): McuNode {
+function newNode(config: CliConfig, tokenSecret: string | undefined, logger: Logger): McuNode {
   try {
-    return new McuNode({ ...nodeInput(config), tokenSecret });
+    return new McuNode({ ...nodeInput(config), tokenSecret }, { logger });
   } catch (err) {
     throw new CliError((err as Error).message, 2);
   }
@@ -83,7 +101,7 @@ async function listen(node: McuNode, config: CliConfig): Promise<McuNodeInfo> {
   }
 }
 
-function onStop(stop: () => Promise<void>): void {
+function onStop(stop: () => Promise<void>, signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM']): void {
   let stopping = false;
   const handler = async (signal: string) => {
     if (stopping) return;
@@ -92,8 +110,7 @@ function onStop(stop: () => Promise<void>): void {
     await stop().catch(() => undefined);
     process.exit(0);
   };
-  process.on('SIGINT', () => void handler('SIGINT'));
-  process.on('SIGTERM', () => void handler('SIGTERM'));
+  for (const s of signals) process.on(s, () => void handler(s));
 }
 
 function adminTokenLine(info: McuNodeInfo): string {
@@ -116,7 +133,8 @@ function nodeJson(role: string, info: McuNodeInfo, config: CliConfig, extra: Rec
 }
 
 export async function up({ config, json }: Run): Promise<void> {
-  const node = newNode(config, config.tokenSecret);
+  const log = processLogger(config, 'node');
+  const node = newNode(config, config.tokenSecret, log);
   const info = await listen(node, config);
   if (json) printJson(nodeJson('up', info, config));
   else
@@ -128,19 +146,20 @@ export async function up({ config, json }: Run): Promise<void> {
       adminTokenLine(info),
       `  create an event: mcu event create "My event" --url ${info.url}   (token from MCU_ADMIN_TOKEN or --token)`,
     ]);
-  onStop(() => node.close());
+  onSignals(config, node, log);
 }
 
 export async function mixer({ config, json }: Run): Promise<void> {
   const secret = secretOrFail(config);
   const nodeId = nodeIdOf(config, 'mixer');
   const cluster = clusterOf(config);
-  const bus = await connectBus(config, 'mixer', nodeId);
+  const log = processLogger(config, 'mixer');
+  const bus = await connectBus(config, 'mixer', nodeId, log);
   let node: McuNode | undefined;
   let info: McuNodeInfo;
   let role: MixerRole;
   try {
-    node = newNode(config, secret);
+    node = newNode(config, secret, log);
     info = await listen(node, config);
     role = await MixerRole.start({ node, bus, cluster, nodeId, tokenSecret: secret, advertiseHost: config.mediaIp, relayFanOut: config.fanOut });
   } catch (err) {
@@ -158,18 +177,16 @@ export async function mixer({ config, json }: Run): Promise<void> {
       adminTokenLine(info),
       `  viewers POST ${info.url}/whep/<event> and are redirected (307) to a relay`,
     ]);
-  onStop(async () => {
-    await role.close();
-    await node!.close();
-    await bus.close();
-  });
+  const mixerNode = node;
+  onSignals(config, { drain: (o) => role.drain(o), close: async () => { await role.close(); await mixerNode.close(); } }, role.log, () => bus.close());
 }
 
 export async function relay({ config, json }: Run): Promise<void> {
   const secret = secretOrFail(config);
   const nodeId = nodeIdOf(config, 'relay');
   const cluster = clusterOf(config);
-  const bus = await connectBus(config, 'relay', nodeId);
+  const log = processLogger(config, 'relay');
+  const bus = await connectBus(config, 'relay', nodeId, log);
   let role: RelayRole;
   try {
     role = await RelayRole.start({
@@ -186,6 +203,7 @@ export async function relay({ config, json }: Run): Promise<void> {
       rtcPorts: config.rtcPorts,
       iceAllow: config.iceAllow,
       iceHostAddresses: config.iceHostAddresses,
+      logger: log,
     });
   } catch (err) {
     await bus.close();
@@ -193,14 +211,11 @@ export async function relay({ config, json }: Run): Promise<void> {
   }
   if (json) printJson({ role: 'relay', nodeId, cluster, url: role.url, whep: `${role.url}/whep/<event>`, health: `${role.url}/healthz`, logLevel: config.logLevel ?? 'info' });
   else printLines([`mcu: relay ${nodeId} up at ${role.url} (cluster "${cluster}")`, `  WHEP: ${role.url}/whep/<event>`]);
-  onStop(async () => {
-    await role.close();
-    await bus.close();
-  });
+  onSignals(config, role, role.log, () => bus.close());
 }
 
 /** Settings every process of `mcu cluster` shares, handed down through their environment. */
-const sharedKeys = ['host', 'publicIp', 'mediaIp', 'nats', 'cluster', 'creds', 'natsUser', 'natsPass', 'natsToken', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'fanOut', 'logLevel'] as const;
+const sharedKeys = ['host', 'publicIp', 'mediaIp', 'nats', 'cluster', 'creds', 'natsUser', 'natsPass', 'natsToken', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'fanOut', 'logLevel', 'drainTimeoutMs'] as const;
 
 interface Started {
   name: string;

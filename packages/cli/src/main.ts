@@ -13,7 +13,7 @@ const nodeEnvironment = `
 Settings come from flags, then environment variables, then the config file (--config or
 MCU_CONFIG, JSON or YAML, camelCase keys: port, host, publicUrl, rtcPorts, logLevel, …).
 Environment: MCU_HOST (or HOST), MCU_PORT (or PORT), MCU_PUBLIC_URL, MCU_PUBLIC_IP, MCU_RTC_PORTS,
-  MCU_LOG_LEVEL, MCU_CONFIG, MCU_ADMIN_TOKEN (admin bearer token; generated and printed when
+  MCU_LOG_LEVEL, MCU_DRAIN_TIMEOUT_MS, MCU_CONFIG, MCU_ADMIN_TOKEN (admin bearer token; generated and printed when
   unset), MCU_TOKEN_SECRET (HMAC secret for event tokens, ≥ 32 characters; random per start when
   unset, required by mixer and relay: every node of a cluster needs the same one).`;
 
@@ -33,6 +33,7 @@ function nodeOptions(cmd: Command): Command {
     .option('--host <addr>', 'address to listen on (env MCU_HOST or HOST, default 127.0.0.1)')
     .option('--port <n>', 'HTTP port, 0 for any free one (env MCU_PORT or PORT, default 8080; relay: 0)')
     .option('--public-url <url>', 'base of the URLs handed out (env MCU_PUBLIC_URL, default http://host:port)')
+    .option('--drain-timeout-ms <ms>', 'on SIGTERM, how long to drain viewers and events before exiting (env MCU_DRAIN_TIMEOUT_MS, default 25000)')
     .option('--public-ip <addr>', 'address advertised for RTP and ICE host candidates behind 1:1 NAT (env MCU_PUBLIC_IP)')
     .option('--rtc-ports <a-b>', 'UDP port range for WebRTC ICE, e.g. 40000-40999 (env MCU_RTC_PORTS, default any ephemeral port)');
 }

@@ -17,6 +17,7 @@ import { EventEmitter } from 'node:events';
 import {
   ClusterClient,
   type FeedStream,
+  createLogger,
   NodeAgent,
   placementReplySchema,
   ServiceUnavailableError,
@@ -24,6 +25,7 @@ import {
   TreeController,
   type Bus,
   type EventStore,
+  type Logger,
   type PlacementReply,
 } from '@mcu/control';
 import { FeedSender, type FeedKey, type StreamInfo } from '@mcu/relay';
@@ -32,6 +34,8 @@ import type { EventRecord, EventTreeView, McuNode } from '@mcu/server';
 import { redirectViewer, viewerLoad } from '@mcu/server';
 import { clusterDefaults } from './ClusterConfig.js';
 import { generateFeedKey, serveFeedKeys } from './FeedKeys.js';
+import { mixerOperations } from './ClusterApi.js';
+import { feedMetrics } from './FeedMetrics.js';
 import { freeUdpPort, mediaAddressFor } from './UdpPort.js';
 
 export interface MixerRoleOptions {
@@ -50,6 +54,8 @@ export interface MixerRoleOptions {
   heartbeatIntervalMs?: number;
   deadAfterMs?: number;
   livenessCheckIntervalMs?: number;
+  /** Cluster events (relays registered, dead, re-parented; feeds) with `node` bound; default: the node's logger. */
+  logger?: Logger;
 }
 
 interface ClusteredEvent {
@@ -80,6 +86,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   readonly controller: TreeController;
   readonly cluster: string;
   readonly nodeId: string;
+  readonly log: Logger;
   readonly #bus: Bus;
   readonly #opts: MixerRoleOptions;
   readonly #mediaHost: string;
@@ -96,6 +103,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     this.#opts = opts;
     this.cluster = opts.cluster;
     this.nodeId = opts.nodeId;
+    this.log = (opts.logger ?? opts.node.log ?? createLogger({ name: 'mixer' })).child({ node: opts.nodeId });
     this.#mediaHost = opts.mediaHost ?? opts.node.config.rtpHost ?? opts.node.config.host;
     const fanOut = opts.relayFanOut ?? clusterDefaults.mixerChildren;
     this.agent = new NodeAgent({
@@ -212,6 +220,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     node.registry.on('ending', this.#onEnding);
     node.viewerPlacement = (id, kind) => this.placeViewer(id, kind);
     node.eventTree = async (id) => this.eventTree(id);
+    this.#observe();
     // Plain-RTP viewers (benchmarks, gateways) are served by relays only: redirect, or 503.
     node.router.on('POST', '/rtp-viewers/:id', async ({ req, res, params, url }) => {
       const token = url.searchParams.get('token');
@@ -221,7 +230,46 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       if (target === null) throw new ServiceUnavailableError('no relay has room for a plain-RTP viewer of this event', 1);
       redirectViewer(req, res, target, req.headers.authorization?.replace(/^Bearer\s+/i, '') ?? token);
     });
+    Object.assign(node.operations, mixerOperations);
+    this.log.info({ url: node.url, media: this.agent.info.media }, 'mixer registered with the cluster');
     for (const e of node.registry.list()) this.#onCreated(e);
+  }
+
+  /** Logs, readiness and metrics of the cluster side of the node. */
+  #observe(): void {
+    const log = this.log;
+    const registry = this.controller.registry;
+    registry.on('nodeJoined', (info) => log.info({ relay: info.id, role: info.role, http: info.http }, `${info.role} registered`));
+    registry.on('nodeLeft', (id) => log.info({ relay: id }, 'node left the cluster'));
+    registry.on('nodeDead', (id) => log.warn({ relay: id }, 'node declared dead'));
+    const parents = new Map<string, string | null>();
+    this.controller.on('assigned', (a) => {
+      const key = `${a.event}.${a.node}`;
+      const before = parents.get(key);
+      parents.set(key, a.parent);
+      if (a.parent === null) return;
+      if (before === undefined) log.info({ event: a.event, relay: a.node, parent: a.parent, depth: a.depth }, 'relay joined the tree');
+      else if (before !== a.parent) log.info({ event: a.event, relay: a.node, parent: a.parent, previousParent: before, depth: a.depth }, 'relay re-parented');
+    });
+    this.controller.on('removed', (event, node) => parents.delete(`${event}.${node}`));
+    this.controller.on('leader', () => log.info('tree controller leading'));
+    this.controller.on('follower', () => log.info('tree controller following'));
+    const bus = this.#bus;
+    this.node.readinessChecks.push(
+      () => (bus.connected ? null : { reason: 'bus_disconnected', message: 'the mixer is disconnected from NATS' }),
+      () => (this.agent.registered ? null : { reason: 'not_registered', message: 'the mixer is not registered with the cluster' }),
+    );
+    this.node.metrics.watchBus(() => bus.connected);
+    feedMetrics(this.node.metrics.registry, () => [...this.#events.values()].map((e) => e.sender.stats), () => this.#childCount());
+  }
+
+  /**
+   * Graceful stop of a mixer: the node drains (no new events; `/readyz` 503) and the running events
+   * go on until they end or `timeoutMs` passes; then the role leaves the cluster and the node closes.
+   */
+  async drain(opts: { timeoutMs: number }): Promise<void> {
+    await this.node.drain(opts);
+    await this.close();
   }
 
   readonly #onCreated = (e: EventRecord): void => {
@@ -258,6 +306,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     }
     this.#events.set(e.id, entry);
     const media = { host: this.#opts.advertiseHost ?? mediaAddressFor(this.#mediaHost), port: sender.address.port };
+    this.log.info({ event: e.id }, 'event clustered: its feed goes to the relay tree');
     entry.stopProgram = mixer.addProgramSink((packet) => sender.send(packet));
     entry.stopVideo = e.mixer.addAllVideoProgramSink((packet, length, rendition) => {
       if (!entry.renditionBySsrc.has(rendition.ssrc)) this.#describeRendition(entry, media, rendition);

@@ -9,14 +9,22 @@
  *     the largest by default) and `POST /rtp-viewers/:id` (plain RTP audio to a UDP address, for
  *     benchmarks and gateways), with tokens signed by the cluster's shared secret (in
  *     `Authorization` or, after a mixer's 307, in `?token=`).
+ *
+ *   - `/healthz`, `/readyz` (503 when closing, draining, disconnected from NATS, not registered, or
+ *     at its WebRTC viewer maximum), `/metrics`, `/api/openapi.json`;
+ *   - `drain()`: graceful stop (see there).
+ *
+ * A relay that carries no event is ready: placement only sends viewers to relays attached to an
+ * event's tree, and an idle relay must not hold up a rolling update.
  */
 import dgram from 'node:dgram';
 import http from 'node:http';
 import { once } from 'node:events';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { z } from 'zod';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import {
   BusError,
+  createLogger,
   EventStore,
   NodeAgent,
   NotFoundError,
@@ -25,15 +33,18 @@ import {
   TokenIssuer,
   ValidationError,
   type Bus,
+  type Logger,
   type Role,
 } from '@mcu/control';
-import { Auth, json, readSdp, Router } from '@mcu/server';
+import { Auth, drainingGauge, healthRoutes, json, natsConnectedGauge, openApiDocument, readSdp, renderMetrics, Router, webrtcMetrics, type NotReady, type RouteEntry } from '@mcu/server';
 import { WebRtcEdge } from '@mcu/webrtc';
 import { clusterDefaults } from './ClusterConfig.js';
 import { fetchFeedKey } from './FeedKeys.js';
 import { createHttpServer, listen } from '@mcu/server';
 import { RelayFeed } from './RelayFeed.js';
 import { mediaAddressFor } from './UdpPort.js';
+import { relayOperations, rtpViewerBody } from './ClusterApi.js';
+import { feedMetrics } from './FeedMetrics.js';
 
 export interface RelayRoleOptions {
   bus: Bus;
@@ -61,10 +72,18 @@ export interface RelayRoleOptions {
   /** Child relays it feeds at most. */
   maxChildren?: number;
   heartbeatIntervalMs?: number;
+  /** Lifecycle events (one JSON line each, with `node` bound); default: a logger at MCU_LOG_LEVEL / info. */
+  logger?: Logger;
+}
+
+export interface RelayDrainResult {
+  /** WHEP and plain-RTP viewers ended so that they reconnect through the mixer. */
+  viewersEnded: number;
+  /** The timeout passed before the viewers were gone and the child relays had moved. */
+  timedOut: boolean;
 }
 
 const viewerRoles: Role[] = ['admin', 'producer', 'presenter', 'viewer'];
-const rtpViewerBody = z.object({ host: z.ipv4(), port: z.number().int().min(1).max(65_535) }).strict();
 
 interface RtpViewer {
   id: string;
@@ -80,6 +99,8 @@ export class RelayRole {
   readonly edge: WebRtcEdge;
   readonly auth: Auth;
   readonly feeds = new Map<string, RelayFeed>();
+  readonly log: Logger;
+  readonly metrics = new Registry();
   agent!: NodeAgent;
   #url = '';
   readonly #opts: RelayRoleOptions;
@@ -91,12 +112,14 @@ export class RelayRole {
   readonly #abort = new AbortController();
   #rtpSocket: dgram.Socket | undefined;
   #closed = false;
+  #draining: Promise<RelayDrainResult> | undefined;
 
   private constructor(opts: RelayRoleOptions) {
     this.#opts = opts;
     this.#bus = opts.bus;
     this.nodeId = opts.nodeId;
     this.cluster = opts.cluster;
+    this.log = (opts.logger ?? createLogger({ name: 'relay' })).child({ node: opts.nodeId });
     this.auth = new Auth(new TokenIssuer({ secret: opts.tokenSecret }), opts.adminToken ?? randomBytes(24).toString('base64url'));
     this.edge = new WebRtcEdge({
       portRange: opts.rtcPorts,
@@ -104,9 +127,11 @@ export class RelayRole {
       iceAllow: opts.iceAllow,
       additionalHostAddresses: opts.iceHostAddresses,
       maxSessions: opts.maxViewers ?? clusterDefaults.relayViewers,
+      log: this.log,
     });
-    this.#server = createHttpServer(this.#router);
+    this.#server = createHttpServer(this.#router, this.log);
     this.#routes();
+    this.#registerMetrics();
   }
 
   static async start(opts: RelayRoleOptions): Promise<RelayRole> {
@@ -128,6 +153,53 @@ export class RelayRole {
     return this.edge.stats().whepSessions + this.#rtpViewers.size;
   }
 
+  /** Its HTTP routes (the OpenAPI test holds them to `relayOperations`). */
+  routes(): RouteEntry[] {
+    return this.#router.routes();
+  }
+
+  get isDraining(): boolean {
+    return this.#draining !== undefined;
+  }
+
+  /** Why `/readyz` answers 503 now, or null (ready). */
+  notReady(): NotReady | null {
+    if (this.#closed) return { reason: 'closing', message: 'the relay is shutting down' };
+    if (this.#draining) return { reason: 'draining', message: 'the relay is draining: its viewers move to other relays' };
+    if (!this.#bus.connected) return { reason: 'bus_disconnected', message: 'the relay is disconnected from NATS' };
+    if (!this.agent?.registered) return { reason: 'not_registered', message: 'the relay is not registered with the cluster' };
+    const max = this.#opts.maxViewers ?? clusterDefaults.relayViewers;
+    if (this.edge.size >= max) return { reason: 'sessions_full', message: `the relay serves its maximum of ${max} WebRTC viewers` };
+    return null;
+  }
+
+  /**
+   * Graceful stop: `/readyz` answers 503 and the heartbeat says draining at once, so placement sends
+   * no new viewers or child relays here and the tree controller moves this relay's children to other
+   * parents; new viewers are refused (503, they ask the mixer again); the WHEP and plain-RTP viewers
+   * are ended so that they reconnect through the mixer onto another relay. Then it waits until no
+   * viewer and no child relay is left, or `timeoutMs` passes, and closes. Idempotent.
+   */
+  drain(opts: { timeoutMs: number }): Promise<RelayDrainResult> {
+    this.#draining ??= this.#drain(opts.timeoutMs);
+    return this.#draining;
+  }
+
+  async #drain(timeoutMs: number): Promise<RelayDrainResult> {
+    const deadline = performance.now() + timeoutMs;
+    this.log.info({ viewers: this.viewers, children: this.#childCount(), timeoutMs }, 'relay draining');
+    await this.agent?.beatNow();
+    const viewersEnded = this.edge.endViewers('draining') + this.#rtpViewers.size;
+    for (const v of [...this.#rtpViewers.keys()]) this.#removeRtpViewer(v, 'draining');
+    while (!this.#closed && (this.viewers > 0 || this.#childCount() > 0) && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const timedOut = this.viewers > 0 || this.#childCount() > 0;
+    if (timedOut) this.log.warn({ viewers: this.viewers, children: this.#childCount() }, 'drain timed out: closing anyway');
+    else this.log.info({ viewersEnded }, 'relay drained');
+    await this.close();
+    return { viewersEnded, timedOut };
+  }
   async #start(): Promise<void> {
     const o = this.#opts;
     const host = o.host ?? '127.0.0.1';
@@ -150,12 +222,13 @@ export class RelayRole {
         media: { host: o.mediaAdvertiseHost ?? mediaAddressFor(mediaHost), port: this.#rtpSocket.address().port },
         capacity: { viewers: (o.maxViewers ?? clusterDefaults.relayViewers) + (o.maxRtpViewers ?? clusterDefaults.relayRtpViewers), children: o.maxChildren ?? 8 },
       },
-      load: () => ({ viewers: this.viewers, children: this.#childCount() }),
+      load: () => ({ viewers: this.viewers, children: this.#childCount(), draining: this.isDraining }),
       heartbeatIntervalMs: o.heartbeatIntervalMs,
     });
     const store = await EventStore.open(this.#bus, this.cluster);
     this.#followEvents(store);
     await this.agent.start();
+    this.log.info({ url: this.#url, media: this.agent.info.media }, 'relay listening and registered');
   }
 
   #childCount(): number {
@@ -206,7 +279,14 @@ export class RelayRole {
           advertiseHost: this.#opts.mediaAdvertiseHost ?? mediaAddressFor(bindHost),
         });
         if (abort.signal.aborted || this.#closed) feed.close();
-        else this.feeds.set(event, feed);
+        else {
+          this.feeds.set(event, feed);
+          this.log.info({ event, parent: feed.client.parent?.id ?? null }, 'feed opened');
+          feed.client.on('assignment', (a) => {
+            if (a) this.log.info({ event, parent: a.parent, depth: a.depth }, 'relay placed in the tree');
+            else this.log.info({ event }, 'relay taken out of the tree');
+          });
+        }
       } catch {
         // aborted (event ended, relay closing) or the bus failed: the next change retries
       } finally {
@@ -222,8 +302,9 @@ export class RelayRole {
     if (!feed) return;
     this.feeds.delete(event);
     this.edge.endEvent(event);
-    for (const v of [...this.#rtpViewers.values()]) if (v.event === event) this.#removeRtpViewer(v.id);
+    for (const v of [...this.#rtpViewers.values()]) if (v.event === event) this.#removeRtpViewer(v.id, 'event_ended');
     feed.close();
+    this.log.info({ event }, 'feed closed');
   }
 
   #feed(event: string): RelayFeed {
@@ -235,6 +316,7 @@ export class RelayRole {
   /** Attaches a plain-RTP viewer: the program RTP goes to host:port over UDP. */
   addRtpViewer(event: string, host: string, port: number): string {
     const feed = this.#feed(event);
+    this.#refuseWhileDraining();
     if (this.#rtpViewers.size >= (this.#opts.maxRtpViewers ?? clusterDefaults.relayRtpViewers)) {
       throw new ServiceUnavailableError('this relay serves its maximum of plain-RTP viewers', 1);
     }
@@ -242,20 +324,54 @@ export class RelayRole {
     const id = randomUUID();
     const stop = feed.addProgramSink((packet) => socket.send(packet, port, host));
     this.#rtpViewers.set(id, { id, event, host, port, stop });
+    this.log.debug({ event, viewer: id, host, port }, 'RTP viewer joined');
     return id;
   }
 
-  #removeRtpViewer(id: string): boolean {
+  #removeRtpViewer(id: string, reason: string): boolean {
     const v = this.#rtpViewers.get(id);
     if (!v) return false;
     v.stop();
     this.#rtpViewers.delete(id);
+    this.log.debug({ event: v.event, viewer: id, reason }, 'RTP viewer left');
     return true;
+  }
+
+  /** A viewer sent here while draining asks the mixer again and is placed elsewhere. */
+  #refuseWhileDraining(): void {
+    if (this.#draining || this.#closed) throw new ServiceUnavailableError('this relay is draining: join through the mixer again', 1, 'draining');
+  }
+
+  #registerMetrics(): void {
+    const registry = this.metrics;
+    collectDefaultMetrics({ register: registry, prefix: 'mcu_' });
+    drainingGauge(registry, () => this.isDraining || this.#closed);
+    natsConnectedGauge(registry, () => this.#bus.connected);
+    webrtcMetrics(registry, this.edge);
+    const edge = this.edge;
+    const rtpViewers = this.#rtpViewers;
+    new Gauge({
+      name: 'mcu_relay_viewers',
+      help: 'Viewers this relay plays to, by transport',
+      labelNames: ['kind'],
+      registers: [registry],
+      collect() {
+        this.set({ kind: 'whep' }, edge.stats().whepSessions);
+        this.set({ kind: 'rtp' }, rtpViewers.size);
+      },
+    });
+    feedMetrics(registry, () => [...this.feeds.values()].map((f) => f.forwarder.stats), () => this.#childCount());
   }
 
   #routes(): void {
     const r = this.#router;
-    r.on('GET', '/healthz', ({ res }) => json(res, 200, { status: 'ok' }));
+    healthRoutes(r, () => [() => this.notReady()], () => ({ viewers: this.viewers, feeds: this.feeds.size }));
+    r.on('GET', '/metrics', async ({ res }) => {
+      const { body, type } = await renderMetrics(this.metrics);
+      res.writeHead(200, { 'content-type': type });
+      res.end(body);
+    });
+    r.on('GET', '/api/openapi.json', ({ res }) => json(res, 200, openApiDocument(relayOperations, { title: 'mcu relay' })));
     r.on('GET', '/api/relay', ({ res }) =>
       json(res, 200, {
         id: this.nodeId,
@@ -282,6 +398,7 @@ export class RelayRole {
       if (rendition !== undefined && known.length > 0 && !known.some((r) => r.id === rendition)) {
         throw new ValidationError(`unknown rendition ${JSON.stringify(rendition.slice(0, 64))}; this event has ${known.map((r) => r.id).join(', ')}`, 'rendition');
       }
+      this.#refuseWhileDraining();
       const offer = await readSdp(req, 64 * 1024);
       const { session, answer } = await this.edge.play(feed, offer, { rendition });
       res.writeHead(201, {
@@ -313,7 +430,7 @@ export class RelayRole {
     });
     r.on('DELETE', '/rtp-viewers/:id/:vid', ({ req, res, params, url }) => {
       this.auth.authorize(req.headers.authorization, { event: params.id, roles: viewerRoles }, url.searchParams.get('token'));
-      if (!this.#removeRtpViewer(params.vid)) throw new NotFoundError(`viewer ${params.vid} not found`);
+      if (!this.#removeRtpViewer(params.vid, 'deleted')) throw new NotFoundError(`viewer ${params.vid} not found`);
       res.writeHead(204).end();
     });
   }
@@ -323,7 +440,7 @@ export class RelayRole {
     this.#abort.abort();
     for (const a of this.#opening.values()) a.abort();
     this.#opening.clear();
-    for (const v of [...this.#rtpViewers.keys()]) this.#removeRtpViewer(v);
+    for (const v of [...this.#rtpViewers.keys()]) this.#removeRtpViewer(v, 'shutdown');
     this.edge.close();
     for (const f of this.feeds.values()) f.close();
     this.feeds.clear();
@@ -338,6 +455,7 @@ export class RelayRole {
   /** Graceful: leaves the cluster (its place in the trees is given up at once), frees everything. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.log.info({ viewers: this.viewers }, 'relay closing');
     await this.agent?.close();
     this.#release();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));

@@ -7,3 +7,8 @@ export type { RelayFeedOptions } from './RelayFeed.js';
 export { clusterDefaults, requireTokenSecret } from './ClusterConfig.js';
 export { feedKeySubject, generateFeedKey, sealFeedKey, openFeedKey, serveFeedKeys, fetchFeedKey } from './FeedKeys.js';
 export { freeUdpPort, mediaAddressFor } from './UdpPort.js';
+export type { RelayDrainResult } from './RelayRole.js';
+export { onShutdownSignals, defaultDrainTimeoutMs } from './Shutdown.js';
+export type { Drainable, ShutdownOptions } from './Shutdown.js';
+export { relayOperations, mixerOperations, rtpViewerBody } from './ClusterApi.js';
+export { feedMetrics } from './FeedMetrics.js';

@@ -11,74 +11,13 @@ import { NatsBus, type Bus } from '@mcu/control';
 import { McuNode } from '@mcu/server';
 import { MixerRole, RelayRole } from '../src/index.js';
 import { NatsServerProcess } from '../../control/test/natsServer.js';
-import { RtpPeer } from '../../mixer/test/peer.js';
-import { LOOPBACK, tonePower, WebRtcClient } from '../../webrtc/test/client.js';
+import { LOOPBACK, tonePower } from '../../webrtc/test/client.js';
 import { SimViewer } from './simViewer.js';
+import { sleep, TonePresenter, waitFor, WhepViewer } from './harness.js';
 
 const SECRET = 'cluster-test-secret-0123456789abcdef-xyz';
 const ADMIN = 'cluster-test-admin-token-0123456789';
 const CLUSTER = `ct${Date.now().toString(36)}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
-  const start = performance.now();
-  for (;;) {
-    if (await cond()) return performance.now() - start;
-    if (performance.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-/** A werift WHEP viewer that reconnects through the mixer when its audio stalls (its relay died). */
-class WhepViewer {
-  client!: WebRtcClient;
-  reconnects = 0;
-  #closed = false;
-  #timer: NodeJS.Timeout | undefined;
-  #lastCount = 0;
-  #lastChange = 0;
-  #busy = false;
-  constructor(
-    readonly url: string,
-    readonly token: string,
-  ) {}
-  async connect(): Promise<void> {
-    this.client = await WebRtcClient.connect('whep', this.url, this.token);
-    await this.client.connected();
-    this.#lastChange = performance.now();
-    this.#lastCount = 0;
-    this.#timer ??= setInterval(() => this.#check(), 50);
-  }
-  #check(): void {
-    if (this.#closed || this.#busy) return;
-    const n = this.client.received.length;
-    if (n !== this.#lastCount) {
-      this.#lastCount = n;
-      this.#lastChange = performance.now();
-      return;
-    }
-    if (performance.now() - this.#lastChange < 400) return;
-    this.#busy = true;
-    void (async () => {
-      await this.client.pc.close().catch(() => undefined);
-      for (let attempt = 0; attempt < 50 && !this.#closed; attempt++) {
-        try {
-          await this.connect();
-          this.reconnects++;
-          break;
-        } catch {
-          await sleep(100);
-        }
-      }
-      this.#busy = false;
-    })();
-  }
-  async close(): Promise<void> {
-    this.#closed = true;
-    clearInterval(this.#timer);
-    await this.client?.pc.close().catch(() => undefined);
-  }
-}
 
 describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
   let server: NatsServerProcess;
@@ -87,9 +26,7 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
   let node: McuNode;
   let mixer: MixerRole;
   const relays: RelayRole[] = [];
-  let presenter: RtpPeer;
-  let presenting = true;
-  let pacing: Promise<void> = Promise.resolve();
+  let presenter: TonePresenter | undefined;
   const sims: SimViewer[] = [];
   const wheps: WhepViewer[] = [];
   let event: { id: string; whep: string; tokens: { viewer: string } };
@@ -122,9 +59,7 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
   });
 
   afterAll(async () => {
-    presenting = false;
-    await pacing;
-    presenter?.close();
+    await presenter?.stop();
     for (const s of sims) s.close();
     for (const w of wheps) await w.close();
     for (const r of relays) await r.close();
@@ -146,22 +81,7 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
     expect((await mixer.events.get(event.id))?.mixer).toBe('mixer');
     expect(mixer.clusteredEvents).toEqual([event.id]);
 
-    presenter = await RtpPeer.open({ freq: 440, audioLevelExtId: 1 });
-    const p = (await (
-      await fetch(`${node.url}/api/events/${event.id}/rtp-participants`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ host: '127.0.0.1', port: presenter.port, payloadType: 111, audioLevelExtId: 1 }),
-      })
-    ).json()) as { host: string; port: number };
-    presenter.connect(p.host, p.port);
-    pacing = (async () => {
-      const start = performance.now();
-      for (let frame = 0; presenting && frame < 6000; frame++) {
-        presenter.sendFrame();
-        await sleep(Math.max(0, start + (frame + 1) * 20 - performance.now()));
-      }
-    })();
+    presenter = await TonePresenter.join(node.url, event.id, ADMIN);
 
     await waitFor(() => relays.every((r) => (r.feeds.get(event.id)?.forwarder.stats.packetsIn ?? 0) > 10), 8000, 'the feed at every relay');
     const depths = relays.map((r) => r.feeds.get(event.id)!.client.assignment?.depth).sort();

@@ -41,6 +41,14 @@ export interface FfmpegProcessOptions {
   /** Back-off after a failure: first delay, doubled per failure in a row, up to the max. */
   restartDelayMs?: number;
   maxRestartDelayMs?: number;
+  /** Deaths and restarts are logged here (one line each). */
+  log?: ProcessLog;
+}
+
+/** Where a process logs its deaths and restarts; a pino Logger (from @mcu/control) fits. */
+export interface ProcessLog {
+  info(fields: object, msg: string): void;
+  warn(fields: object, msg: string): void;
 }
 
 export interface FfmpegProcessEvents {
@@ -71,7 +79,7 @@ export class FfmpegProcess extends EventEmitter<FfmpegProcessEvents> {
   refusedWrites = 0;
   lastError: string | null = null;
 
-  private readonly opts: Required<Omit<FfmpegProcessOptions, 'onSpawn'>> & Pick<FfmpegProcessOptions, 'onSpawn'>;
+  private readonly opts: Required<Omit<FfmpegProcessOptions, 'onSpawn' | 'log'>> & Pick<FfmpegProcessOptions, 'onSpawn' | 'log'>;
   private readonly stderrRing: string[] = [];
   private run = 0;
   private command: FfmpegCommand | null = null;
@@ -246,11 +254,13 @@ export class FfmpegProcess extends EventEmitter<FfmpegProcessEvents> {
     this.emit('exit', reason);
     this.failuresInARow = ranMs >= HEALTHY_RUN_MS ? 1 : this.failuresInARow + 1;
     const delay = Math.min(this.opts.maxRestartDelayMs, this.opts.restartDelayMs * 2 ** (this.failuresInARow - 1));
+    this.opts.log?.warn({ process: this.name, reason, ranMs: Math.round(ranMs), restartInMs: delay, stderr: this.stderrRing.slice(-3) }, 'ffmpeg process died');
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
       if (this.closed) return;
       this.restarts++;
       this.spawnRun();
+      this.opts.log?.info({ process: this.name, restarts: this.restarts }, 'ffmpeg process restarted');
       this.emit('restart', this.restarts);
     }, delay);
   }

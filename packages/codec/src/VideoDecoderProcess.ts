@@ -21,7 +21,7 @@
 import { EventEmitter } from 'node:events';
 import type { FfmpegCommand } from 'fluent-ffmpeg';
 import type { VideoCodec } from '@mcu/rtp';
-import { FfmpegProcess } from './FfmpegProcess.js';
+import { FfmpegProcess, type ProcessLog } from './FfmpegProcess.js';
 import { passthroughTimingArgs, resolveFfmpeg } from './FfmpegBinary.js';
 import { IVF_FRAME_HEADER_BYTES, ivfFileHeader, writeIvfFrameHeader } from './Ivf.js';
 import { Y4mReader } from './Y4m.js';
@@ -49,6 +49,8 @@ export interface VideoDecoderOptions {
   /** `nice -n` for the ffmpeg child (see FfmpegProcessOptions.niceness). */
   niceness?: number;
   name?: string;
+  /** Deaths and restarts of the ffmpeg child are logged here. */
+  log?: ProcessLog;
 }
 
 export interface VideoDecoderStats {
@@ -122,6 +124,7 @@ export class VideoDecoderProcess extends EventEmitter<VideoDecoderEvents> {
       name: opts.name ?? `decoder ${opts.codec}`,
       maxQueuedBytes: opts.maxQueuedBytes ?? 4 << 20,
       niceness: opts.niceness ?? 0,
+      log: opts.log,
       configure: (cmd) => this.configure(cmd),
       onStdout: (chunk) => this.reader.push(chunk),
       onSpawn: () => {

@@ -26,7 +26,7 @@
 import { EventEmitter } from 'node:events';
 import type { FfmpegCommand } from 'fluent-ffmpeg';
 import type { VideoCodec } from '@mcu/rtp';
-import { FfmpegProcess } from './FfmpegProcess.js';
+import { FfmpegProcess, type ProcessLog } from './FfmpegProcess.js';
 import { passthroughTimingArgs, resolveFfmpeg } from './FfmpegBinary.js';
 import { IVF_FRAME_HEADER_BYTES, IvfReader, ivfFileHeader, writeIvfFrameHeader } from './Ivf.js';
 import { FlvH264Reader } from './Flv.js';
@@ -54,6 +54,8 @@ export interface VideoEncoderOptions {
   /** `nice -n` for the ffmpeg child (see FfmpegProcessOptions.niceness). */
   niceness?: number;
   name?: string;
+  /** Deaths and restarts of the ffmpeg child are logged here. */
+  log?: ProcessLog;
 }
 
 export const VIDEO_ENCODER_DEFAULTS = Object.freeze({
@@ -115,7 +117,7 @@ export class VideoEncoderProcess extends EventEmitter<VideoEncoderEvents> {
   };
   onFrame: EncodedFrameSink | null = null;
 
-  private readonly o: Required<Omit<VideoEncoderOptions, 'name' | 'inputWidth' | 'inputHeight'>>;
+  private readonly o: Required<Omit<VideoEncoderOptions, 'name' | 'inputWidth' | 'inputHeight' | 'log'>>;
   private readonly process: FfmpegProcess;
   private readonly ivf: IvfReader | null = null;
   private readonly flv: FlvH264Reader | null = null;
@@ -139,7 +141,7 @@ export class VideoEncoderProcess extends EventEmitter<VideoEncoderEvents> {
     this.o = {
       ...VIDEO_ENCODER_DEFAULTS,
       ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
-    } as Required<Omit<VideoEncoderOptions, 'name' | 'inputWidth' | 'inputHeight'>>;
+    } as Required<Omit<VideoEncoderOptions, 'name' | 'inputWidth' | 'inputHeight' | 'log'>>;
     this.codec = opts.codec;
     this.width = opts.width;
     this.height = opts.height;
@@ -161,6 +163,7 @@ export class VideoEncoderProcess extends EventEmitter<VideoEncoderEvents> {
       // Headers and one frame in the pipe beyond what maxQueuedFrames allows are never refused.
       maxQueuedBytes: (this.o.maxQueuedFrames + 1) * (this.frameBytes + IVF_FRAME_HEADER_BYTES) + 64,
       niceness: this.o.niceness,
+      log: opts.log,
       configure: (cmd) => this.configure(cmd),
       onStdout: (chunk) => (this.ivf ?? this.flv)!.push(chunk),
       onSpawn: () => {

@@ -10,7 +10,7 @@ export { OPUS_MAX_PACKET_BYTES, OPUS_MAX_FRAME_SAMPLES, opusFrameSamples } from 
 export { resolveFfmpeg, passthroughTimingArgs, niceAvailable } from './FfmpegBinary.js';
 export type { FfmpegBinary, FfmpegSource } from './FfmpegBinary.js';
 export { FfmpegProcess, processCpuTimeMs, reapedChildrenCpuTimeMs } from './FfmpegProcess.js';
-export type { FfmpegProcessOptions, FfmpegProcessEvents } from './FfmpegProcess.js';
+export type { FfmpegProcessOptions, FfmpegProcessEvents, ProcessLog } from './FfmpegProcess.js';
 export { i420FrameBytes } from './VideoFrame.js';
 export type { I420Frame } from './VideoFrame.js';
 export { IvfReader, ivfFileHeader, writeIvfFrameHeader, readIvfFile, IVF_FILE_HEADER_BYTES, IVF_FRAME_HEADER_BYTES } from './Ivf.js';

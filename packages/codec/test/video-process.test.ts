@@ -84,15 +84,23 @@ describe('VideoDecoderProcess', () => {
     expect(dec.stats.restarts).toBe(0);
   });
 
-  it('a killed ffmpeg is restarted, counted, and decodes again from the next keyframe', async () => {
+  it('a killed ffmpeg is restarted, counted, logged, and decodes again from the next keyframe', async () => {
     const clip = lavfiClip({ source: 'color=red', width: 320, height: 240, frames: 20, codec: 'vp8', gop: 10 });
-    const dec = track(new VideoDecoderProcess({ niceness: 10, codec: 'vp8', width: 160, height: 120 }));
+    const logged: { level: string; fields: Record<string, unknown>; msg: string }[] = [];
+    const log = {
+      info: (fields: object, msg: string) => logged.push({ level: 'info', fields: fields as Record<string, unknown>, msg }),
+      warn: (fields: object, msg: string) => logged.push({ level: 'warn', fields: fields as Record<string, unknown>, msg }),
+    };
+    const dec = track(new VideoDecoderProcess({ niceness: 10, codec: 'vp8', width: 160, height: 120, name: 'decoder p1', log }));
     await feed(dec, clip, 0, 5);
     expect(await until(() => dec.stats.framesOut === 5)).toBe(true);
     const pid = dec.pid!;
     process.kill(pid, 'SIGKILL');
     expect(await until(() => dec.restarts === 1 && dec.pid !== null && dec.pid !== pid)).toBe(true);
     expect(dec.needsKeyframe).toBe(true);
+    expect(logged.map((l) => `${l.level} ${l.msg}`)).toEqual(['warn ffmpeg process died', 'info ffmpeg process restarted']);
+    expect(logged[0].fields).toMatchObject({ process: 'decoder p1' });
+    expect(logged[1].fields).toMatchObject({ process: 'decoder p1', restarts: 1 });
     await feed(dec, clip, 5, 20);
     expect(await until(() => dec.stats.framesOut === 15)).toBe(true); // 5 before, 10 from the keyframe at 10
     expect(dec.stderrTail).toBeTypeOf('function');

@@ -51,6 +51,11 @@ export const nodeLoadSchema = z.object({
   children: count,
   /** Busy fraction of the node's CPUs, 0..1, when the node measures it. */
   cpu: z.number().min(0).max(1).optional(),
+  /**
+   * The node is shutting down gracefully: placement sends it no new viewers and no child relays,
+   * and the tree controller moves its child relays elsewhere. Absent = false.
+   */
+  draining: z.boolean().optional(),
   /** Increases by one per heartbeat of one node process; starts again at 1 when the process restarts. */
   seq: count,
   at: timestampMs,

@@ -41,6 +41,7 @@ import {
 import { controlDefaults } from './Defaults.js';
 import { BusError, ConflictError } from './Errors.js';
 import { assertSubject } from './Subjects.js';
+import { createLogger, type Logger } from './Log.js';
 
 export interface NatsBusOptions {
   servers: string | string[];
@@ -57,6 +58,8 @@ export interface NatsBusOptions {
   reconnectTimeWaitMs?: number;
   /** How long the first connect may take. */
   connectTimeoutMs?: number;
+  /** Connects, disconnects and reconnects are logged here; default: a logger at MCU_LOG_LEVEL / info. */
+  log?: Logger;
 }
 
 export type BusConnectErrorReason = 'auth' | 'unreachable' | 'timeout' | 'tls' | 'other';
@@ -159,9 +162,11 @@ export class NatsBus implements Bus {
   #connected = true;
   #closed = false;
   #closing: Promise<void> | undefined;
+  readonly #log: Logger;
 
-  private constructor(nc: NatsConnection) {
+  private constructor(nc: NatsConnection, log: Logger) {
     this.#nc = nc;
+    this.#log = log;
     void this.#pumpStatus();
     nc.closed().then(
       (err) => this.#shutdown(err ? messageOf(err) : undefined),
@@ -198,7 +203,9 @@ export class NatsBus implements Bus {
     } catch (err) {
       throw connectError(err, where);
     }
-    return new NatsBus(nc);
+    const log = opts.log ?? createLogger({ name: 'nats' });
+    log.info({ server: nc.getServer() }, 'NATS connected');
+    return new NatsBus(nc, log);
   }
 
   get connected(): boolean {
@@ -363,6 +370,7 @@ export class NatsBus implements Bus {
           case Events.Disconnect:
             this.#connected = false;
             status = { type: 'disconnected', detail };
+            this.#log.warn({ server: detail }, 'NATS disconnected');
             break;
           case DebugEvents.Reconnecting:
             status = { type: 'reconnecting', detail };
@@ -370,6 +378,7 @@ export class NatsBus implements Bus {
           case Events.Reconnect:
             this.#connected = true;
             status = { type: 'reconnected', detail };
+            this.#log.info({ server: detail }, 'NATS reconnected');
             for (const listener of [...this.#reconnectListeners]) listener();
             break;
           case Events.Error:
@@ -391,6 +400,7 @@ export class NatsBus implements Bus {
     this.#closed = true;
     this.#connected = false;
     if (unexpected) {
+      this.#log.error({ error }, 'NATS connection closed');
       const status: BusStatus = { type: 'error', detail: `connection closed${error ? `: ${error}` : ''}` };
       for (const q of this.#statusQueues) q.push(status);
     }

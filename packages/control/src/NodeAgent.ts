@@ -30,6 +30,8 @@ export interface NodeLoadSample {
   viewers: number;
   children: number;
   cpu?: number;
+  /** Shutting down gracefully: placement skips the node (see nodeLoadSchema). */
+  draining?: boolean;
 }
 
 export interface NodeAgentOptions {
@@ -107,6 +109,18 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
     return this.#closed;
   }
 
+  /** Registered at least once and not stopped (the bus may still be down: see `Bus.connected`). */
+  get registered(): boolean {
+    return this.stats.registrations > 0 && !this.#closed;
+  }
+
+  /** Publishes a heartbeat now (e.g. the node started draining) and waits until the server has it. */
+  async beatNow(): Promise<void> {
+    if (!this.#started || this.#closed) return;
+    this.#beat();
+    await this.#bus.flush().catch(() => undefined);
+  }
+
   /** Registers once (rejects if that fails), then heartbeats and keeps the registration alive. */
   async start(): Promise<void> {
     if (this.#started || this.#closed) return;
@@ -174,6 +188,7 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
         viewers: Math.max(0, Math.floor(sample.viewers)),
         children: Math.max(0, Math.floor(sample.children)),
         ...(sample.cpu !== undefined ? { cpu: Math.min(1, Math.max(0, sample.cpu)) } : {}),
+        ...(sample.draining ? { draining: true } : {}),
         seq: ++this.#seq,
         at: this.#clock.now(),
       };

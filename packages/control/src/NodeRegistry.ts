@@ -29,6 +29,8 @@ export interface LiveNode {
   viewers: number;
   children: number;
   cpu: number | undefined;
+  /** From the latest heartbeat: the node is shutting down gracefully. */
+  draining: boolean;
   /** seq of the latest heartbeat applied; 0 before the first. */
   seq: number;
   /** Registry clock time of the last sign of life. */
@@ -196,7 +198,7 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
     this.#reregisterAskedAt.delete(info.id);
     const known = this.#nodes.get(info.id);
     if (!known) {
-      this.#nodes.set(info.id, { info, viewers: 0, children: 0, cpu: undefined, seq: 0, lastSeenAt: now, joinedAt: now });
+      this.#nodes.set(info.id, { info, viewers: 0, children: 0, cpu: undefined, draining: false, seq: 0, lastSeenAt: now, joinedAt: now });
       this.stats.joined++;
       this.emit('nodeJoined', info);
       return;
@@ -230,6 +232,7 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
     node.viewers = load.viewers;
     node.children = load.children;
     node.cpu = load.cpu;
+    node.draining = load.draining === true;
     this.emit('load', node);
   }
 

@@ -25,6 +25,8 @@ export interface PlacementCandidate {
 /** A live node. The registry's `LiveNode` fits. */
 export interface CandidateNode {
   info: PlacementCandidate;
+  /** Shutting down gracefully: takes no new viewers and no new child relays. */
+  draining?: boolean;
 }
 
 /** A live node with its current viewer count. */
@@ -190,7 +192,8 @@ function indexById<N extends CandidateNode>(nodes: Iterable<N>): Map<string, N> 
  * Parent for a new relay: the live node in the tree (mixer or relay) of
  * smallest depth that has room for another child; ties go to the one with
  * fewest children, then to the smallest id. Only nodes that reach the root
- * count (a node cut off from the feed cannot pass it on). Null if none.
+ * count (a node cut off from the feed cannot pass it on), and no draining
+ * node. Null if none.
  */
 export function shallowestWithRoom(
   tree: Tree,
@@ -204,7 +207,7 @@ export function shallowestWithRoom(
   for (const [id, depth] of depthsOf(tree)) {
     if (opts.exclude?.has(id)) continue;
     const node = live.get(id);
-    if (!node) continue;
+    if (!node || node.draining) continue;
     const children = counts.get(id) ?? 0;
     if (roomOf(node, children, fanOut) <= 0) continue;
     if (
@@ -229,14 +232,15 @@ export interface LeastLoadedOptions {
 /**
  * Relay for a new viewer: the relay with room (viewers + pending below its
  * viewer capacity) and the smallest viewers/capacity ratio; ties go to the
- * smallest id. Null if every relay is full: serve locally or answer 503.
+ * smallest id; draining relays are skipped. Null if every relay is full:
+ * serve locally or answer 503.
  */
 export function leastLoadedRelay<N extends LoadedNode>(nodes: Iterable<N>, opts: LeastLoadedOptions = {}): N | null {
   const attached = opts.within ? depthsOf(opts.within) : undefined;
   let best: { node: N; load: number; cap: number } | undefined;
   for (const node of nodes) {
     const { id, role, capacity } = node.info;
-    if (role !== 'relay' || opts.exclude?.has(id)) continue;
+    if (role !== 'relay' || node.draining || opts.exclude?.has(id)) continue;
     if (attached && !attached.has(id)) continue;
     const cap = capacity.viewers;
     const load = node.viewers + (opts.pending?.get(id) ?? 0);

@@ -12,6 +12,9 @@
  *   2. dead nodes leave the tree, their children re-parent (`reparent`);
  *   3. nodes cut off from the root (corrupt or half-written state) leave too;
  *   4. every live relay not in the tree joins under `shallowestWithRoom`.
+ * A draining relay (its heartbeat says so) keeps its place until it leaves, but its child relays
+ * move to other parents as a dead node's would (if they all find room), no new relay joins under
+ * it and no viewer is placed on it.
  * Joins, deaths and event changes trigger a pass at once; a timer runs one
  * every `reconcileIntervalMs` anyway, which retries anything a failed write
  * left undone. Each assignment is written to KV (`<event>.<node>`) and then
@@ -117,6 +120,8 @@ export class TreeController extends EventEmitter<TreeControllerEvents> {
   readonly #pending = new Map<string, number[]>();
   /** relay → viewers in its previous heartbeat, to tell how many placed viewers arrived. */
   readonly #lastViewers = new Map<string, number>();
+  /** Nodes whose latest heartbeat said they are draining. */
+  readonly #draining = new Set<string>();
   #acting = false;
   #actingSince = 0;
   #placeSub: BusSubscription | undefined;
@@ -281,6 +286,7 @@ export class TreeController extends EventEmitter<TreeControllerEvents> {
 
   readonly #onGone = (id: string): void => {
     this.#gone.add(id);
+    this.#draining.delete(id);
     this.#pending.delete(id);
     this.#kick();
   };
@@ -288,6 +294,11 @@ export class TreeController extends EventEmitter<TreeControllerEvents> {
   /** A heartbeat: as many pending placements as the relay's viewer count grew are settled (the viewers arrived). */
   readonly #onLoad = (node: LiveNode): void => {
     const id = node.info.id;
+    if (node.draining !== this.#draining.has(id)) {
+      if (node.draining) this.#draining.add(id);
+      else this.#draining.delete(id);
+      this.#kick();
+    }
     const before = this.#lastViewers.get(id);
     this.#lastViewers.set(id, node.viewers);
     const times = this.#pending.get(id);
@@ -459,6 +470,15 @@ export class TreeController extends EventEmitter<TreeControllerEvents> {
       await this.#remove(event, node);
     }
 
+    // 2b. A draining relay's children move to other parents; it keeps its own place (and its
+    // viewers) until it leaves. If some child found no room, they all stay for now.
+    for (const node of [...tree.keys()]) {
+      if (node === def.mixer || !this.#draining.has(node) || !this.registry.has(node)) continue;
+      const result = reparent(parentMap(tree), node, live, this.relayFanOut);
+      if (result.detached.length > 0) continue;
+      for (const move of result.changed) await this.#write(event, move.node, move.parent, move.depth);
+    }
+
     // 3. Nodes cut off from the root, or with a stale depth, are removed or rewritten.
     const current = depthsOf(parentMap(tree));
     for (const [node, a] of [...tree]) {
@@ -470,7 +490,7 @@ export class TreeController extends EventEmitter<TreeControllerEvents> {
     // 4. Live relays not in the tree join under the shallowest parent with room.
     let unplaced = 0;
     const waiting = live
-      .filter((n) => n.info.role === 'relay' && !tree.has(n.info.id))
+      .filter((n) => n.info.role === 'relay' && !n.draining && !tree.has(n.info.id))
       .sort((a, b) => a.joinedAt - b.joinedAt || (a.info.id < b.info.id ? -1 : 1));
     for (const relay of waiting) {
       const parents = parentMap(tree);

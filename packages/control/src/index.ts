@@ -130,3 +130,6 @@ export { TreeController, treeLeaderKey } from './TreeController.js';
 export type { TreeControllerOptions, TreeControllerEvents, TreeControllerStats } from './TreeController.js';
 export { ClusterClient } from './ClusterClient.js';
 export type { ClusterClientOptions, ClusterClientEvents, NodeAddress } from './ClusterClient.js';
+
+export { createLogger, defaultLogLevel, logLevelSchema } from './Log.js';
+export type { Logger, LoggerOptions, LogLevel } from './Log.js';

@@ -285,3 +285,33 @@ describe('reparent', () => {
     }
   });
 });
+
+describe('draining nodes', () => {
+  it('a draining relay gets no viewer and no child relay, even when it is the least loaded', () => {
+    const draining = { ...node('a', { viewers: 0 }), draining: true };
+    const nodes = [node('m', { role: 'mixer' }), draining, node('b', { viewers: 50 })];
+    expect(leastLoadedRelay(nodes)?.info.id).toBe('b');
+    expect(leastLoadedRelay([draining])).toBeNull();
+    const t = tree([
+      ['m', null],
+      ['a', 'm'],
+      ['b', 'm'],
+    ]);
+    // 'a' has fewer children at the same depth, but drains.
+    t.set('c', 'b');
+    expect(shallowestWithRoom(t, nodes, 2, { exclude: new Set(['d']) })).toBe('b');
+    expect(shallowestWithRoom(t, nodes.map((n) => (n.info.id === 'b' ? { ...n, draining: true } : n)), 2)).toBeNull();
+  });
+
+  it("a draining relay's children move as a dead node's would (the controller keeps the draining relay itself)", () => {
+    const t = tree([
+      ['m', null],
+      ['a', 'm'],
+      ['c', 'a'],
+    ]);
+    const nodes = [node('m', { role: 'mixer' }), { ...node('a'), draining: true }, node('c')];
+    const r = reparent(t, 'a', nodes, 1);
+    expect(r.detached).toEqual([]);
+    expect(r.changed).toEqual([{ node: 'c', parent: 'm', depth: 1 }]);
+  });
+});

@@ -22,7 +22,7 @@
 import { EventEmitter } from 'node:events';
 import { H264Packetizer, Vp8Packetizer, writeRtp } from '@mcu/rtp';
 import type { AssembledFrame, RtpBuildFields, VideoCodec, VideoFrameAssemblerOptions } from '@mcu/rtp';
-import { VideoDecoderProcess, VideoEncoderProcess } from '@mcu/codec';
+import { VideoDecoderProcess, VideoEncoderProcess, type ProcessLog } from '@mcu/codec';
 import { Compositor } from './Compositor.js';
 import type { CompositorOptions, CompositorTile } from './Compositor.js';
 import { computeLayout, fitInside, parseLayout } from './Layouts.js';
@@ -102,6 +102,8 @@ export interface VideoMixerOptions {
   encoderNiceness?: number;
   assembler?: Omit<VideoFrameAssemblerOptions, 'codec' | 'now'>;
   random?: () => number;
+  /** Deaths and restarts of the ffmpeg decoders and encoders are logged here. */
+  log?: ProcessLog;
 }
 
 /** A rendition's bitrate: as configured, or about 1.6 bits per pixel per second (1500 kbps at 720p). */
@@ -300,6 +302,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     assembler: Omit<VideoFrameAssemblerOptions, 'codec' | 'now'>;
     decoderThreads: number;
     niceness: number;
+    log: ProcessLog | undefined;
   };
   private readonly mediaClock: MediaClock;
   private readonly timer: Timer;
@@ -330,6 +333,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
       assembler: opts.assembler ?? {},
       decoderThreads: opts.decoderThreads ?? 1,
       niceness: opts.ffmpegNiceness ?? d.ffmpegNiceness,
+      log: opts.log,
     };
     this.layout = opts.layout ? parseLayout(opts.layout) : { kind: 'grid' };
     const maxPacketBytes = opts.maxPacketBytes ?? d.maxPacketBytes;
@@ -388,6 +392,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
         threads: opts.encoderThreads ?? 1,
         niceness: opts.encoderNiceness ?? 0,
         name: `encoder ${r.id}`,
+        log: opts.log,
       });
       r.encoder.onFrame = (data, length, keyframe, mediaMs) => this.sendFrame(r, data, length, keyframe, mediaMs);
     }
@@ -653,6 +658,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
       threads: this.o.decoderThreads,
       niceness: this.o.niceness,
       name: `decoder ${s.id}`,
+      log: this.o.log,
     });
     decoder.on('frame', () => {
       s.lastFrameAt = this.timer.now();

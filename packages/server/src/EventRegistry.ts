@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { ConflictError, NotFoundError, ServiceUnavailableError } from '@mcu/control';
+import { ConflictError, NotFoundError, ServiceUnavailableError, type Logger } from '@mcu/control';
 import { MixerEvent } from '@mcu/mixer';
 import type { VideoRenditionOptions } from '@mcu/mixer';
 
@@ -18,6 +18,8 @@ export interface EventRegistryOptions {
   rtpAdvertiseHost?: string;
   onTick?: (seconds: number) => void;
   videoRenditions?: VideoRenditionOptions[];
+  /** Each event's ffmpeg deaths and restarts are logged here (with the event's id). */
+  log?: Logger;
 }
 
 export interface EventRegistryEvents {
@@ -55,7 +57,7 @@ export class EventRegistry extends EventEmitter<EventRegistryEvents> {
       rtpHost: this.opts.rtpHost,
       rtpAdvertiseHost: this.opts.rtpAdvertiseHost,
       mixer: { onTick: this.opts.onTick },
-      video: this.opts.videoRenditions ? { renditions: this.opts.videoRenditions } : undefined,
+      video: { ...(this.opts.videoRenditions ? { renditions: this.opts.videoRenditions } : {}), log: this.opts.log?.child({ event: id }) },
     });
     const record: EventRecord = {
       id,

@@ -6,13 +6,20 @@
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { once } from 'node:events';
-import { errorBody, errorHeaders, httpStatusOf, McuError } from '@mcu/control';
+import { errorBody, errorHeaders, httpStatusOf, McuError, type Logger } from '@mcu/control';
 import type { Router, RouteContext } from './Router.js';
 
-export function createHttpServer(router: Router): http.Server {
-  const server = http.createServer((req, res) => void handle(router, req, res));
+/** `log`: where 5xx answers are logged, with the error (requests themselves are not logged at info). */
+export function createHttpServer(router: Router, log?: Logger): http.Server {
+  const server = http.createServer((req, res) => void handle(router, req, res, log));
   server.keepAliveTimeout = 5_000;
   return server;
+}
+
+export function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
 }
 
 export async function listen(server: http.Server, port: number, host: string): Promise<number> {
@@ -27,7 +34,7 @@ export async function listen(server: http.Server, port: number, host: string): P
   return typeof addr === 'object' && addr ? addr.port : port;
 }
 
-export async function handle(router: Router, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function handle(router: Router, req: IncomingMessage, res: ServerResponse, log?: Logger): Promise<void> {
   res.setHeader('access-control-allow-origin', '*');
   res.setHeader('access-control-expose-headers', 'location, etag, link, accept-post, retry-after');
   try {
@@ -51,8 +58,16 @@ export async function handle(router: Router, req: IncomingMessage, res: ServerRe
       res.end();
       return;
     }
-    if (!(err instanceof McuError)) process.emitWarning(`unhandled error on ${req.method} ${req.url}: ${String(err)}`);
-    res.writeHead(httpStatusOf(err), { ...errorHeaders(err), 'content-type': 'application/json' });
+    const status = httpStatusOf(err);
+    if (status >= 500) {
+      // The path only: tokens may ride in the query string.
+      const fields = { method: req.method, path: (req.url ?? '/').split('?')[0], status, err };
+      // A refusal we chose (503 at capacity, draining) is a warning; anything else is a bug.
+      if (log && err instanceof McuError) log.warn(fields, 'HTTP request refused');
+      else if (log) log.error(fields, 'HTTP request failed');
+      else if (!(err instanceof McuError)) process.emitWarning(`unhandled error on ${req.method} ${fields.path}: ${String(err)}`);
+    }
+    res.writeHead(status, { ...errorHeaders(err), 'content-type': 'application/json' });
     res.end(JSON.stringify(errorBody(err)));
     // Drain what the client still sends so that the connection can be reused.
     req.resume();

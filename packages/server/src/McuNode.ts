@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import {
   bearerToken,
+  createLogger,
   generateSecret,
   parseJsonBody,
   parseWith,
@@ -14,6 +15,7 @@ import {
   NotFoundError,
   MethodNotAllowedError,
   ValidationError,
+  type Logger,
 } from '@mcu/control';
 import { parseLayout } from '@mcu/mixer';
 import type { VideoLayout } from '@mcu/mixer';
@@ -25,10 +27,12 @@ import type { EventRecord } from './EventRegistry.js';
 import { Router } from './Router.js';
 import { viewerLoad } from './EventTree.js';
 import type { EventTreeProvider, EventTreeView } from './EventTree.js';
-import { createHttpServer, listen } from './HttpFront.js';
+import { createHttpServer, json, listen } from './HttpFront.js';
 import { Metrics } from './Metrics.js';
 import type { RouteContext } from './Router.js';
 import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody } from './Schemas.js';
+import { healthRoutes, type NotReady, type ReadinessCheck } from './Readiness.js';
+import { nodeOperations, openApiDocument, type OperationTable } from './OpenApi.js';
 import { programSourceOf, WebRtcEdge } from '@mcu/webrtc';
 import { pageFor, staticFile } from '@mcu/web';
 
@@ -40,6 +44,16 @@ export type ViewerPlacement = (eventId: string, kind: 'whep' | 'rtp-viewers') =>
 
 /** The `levels` server-sent event: 4 per second, enough for a meter, cheap for many consoles. */
 const levelsIntervalMs = 250;
+
+export interface McuNodeOptions {
+  /** Lifecycle events go here, one JSON line each; default: a logger at MCU_LOG_LEVEL / info (silent under vitest). */
+  logger?: Logger;
+}
+
+export interface DrainOptions {
+  /** Close after this long even if events are still running. */
+  timeoutMs: number;
+}
 
 export interface McuNodeInfo {
   url: string;
@@ -62,16 +76,23 @@ export class McuNode {
   private readonly server: http.Server;
   /** The node's routes; roles (the cluster's mixer) add theirs. */
   readonly router = new Router();
+  /** The OpenAPI description of `router`'s routes (`GET /api/openapi.json`); a role adding a route documents it here. */
+  readonly operations: OperationTable = { ...nodeOperations };
   /** When set, WHEP viewers are redirected (307) to the URL it returns, if any. */
   viewerPlacement: ViewerPlacement | undefined;
   /** When set and it returns a tree, `GET /api/events/:id/tree` shows it (the cluster's relay tree). */
   eventTree: EventTreeProvider | undefined;
+  readonly log: Logger;
+  /** Conditions of `/readyz` beyond the node's own (cluster roles add theirs: bus, registration). */
+  readonly readinessChecks: ReadinessCheck[] = [];
   private readonly sseClients = new Set<ServerResponse>();
   private baseUrl = '';
   private closed = false;
+  private draining = false;
 
-  constructor(input: NodeConfigInput = {}) {
+  constructor(input: NodeConfigInput = {}, opts: McuNodeOptions = {}) {
     this.config = parseWith(nodeConfigSchema, input, 'config');
+    this.log = opts.logger ?? createLogger({ name: 'mcu' });
     this.adminTokenGenerated = this.config.adminToken === undefined;
     this.adminToken = this.config.adminToken ?? randomBytes(24).toString('base64url');
     const issuer = new TokenIssuer({ secret: this.config.tokenSecret ?? generateSecret(), defaultTtlSeconds: this.config.tokenTtlSeconds });
@@ -82,6 +103,7 @@ export class McuNode {
       rtpAdvertiseHost: this.config.publicIp,
       onTick: (seconds) => this.metrics.tickSeconds.observe(seconds),
       videoRenditions: this.config.videoRenditions,
+      log: this.log,
     });
     this.edge = new WebRtcEdge({
       portRange: this.config.rtcPorts,
@@ -90,11 +112,52 @@ export class McuNode {
       additionalHostAddresses: this.config.iceHostAddresses,
       mediaTimeoutMs: this.config.rtcMediaTimeoutMs,
       maxSessions: this.config.maxRtcSessions,
+      log: this.log,
     });
-    this.registry.on('ended', (e) => this.edge.endEvent(e.id));
-    this.metrics = new Metrics(this.registry, this.edge);
-    this.server = createHttpServer(this.router);
+    this.registry.on('created', (e) => this.log.info({ event: e.id, name: e.name }, 'event created'));
+    this.registry.on('ended', (e) => {
+      this.edge.endEvent(e.id);
+      this.log.info({ event: e.id }, 'event ended');
+    });
+    this.metrics = new Metrics(this.registry, this.edge, () => this.draining || this.closed);
+    this.server = createHttpServer(this.router, this.log);
     this.routes();
+  }
+
+  /** Why the node does not take new participants or viewers now (`/readyz` answers 503), or null. */
+  notReady(): NotReady | null {
+    if (this.closed) return { reason: 'closing', message: 'the node is shutting down' };
+    if (this.draining) return { reason: 'draining', message: 'the node is draining: no new events' };
+    if (this.registry.list().length >= this.config.maxEvents) {
+      return { reason: 'events_full', message: `the node runs its maximum of ${this.config.maxEvents} events` };
+    }
+    if (this.edge.size >= this.config.maxRtcSessions) {
+      return { reason: 'sessions_full', message: `the node serves its maximum of ${this.config.maxRtcSessions} WebRTC sessions` };
+    }
+    return null;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /**
+   * Graceful stop of a node: `/readyz` answers 503 and no new event is created; running events go
+   * on (their presenters and viewers stay) until they end or `timeoutMs` passes, then the node
+   * closes. Idempotent; resolves when closed.
+   */
+  async drain(opts: DrainOptions): Promise<void> {
+    if (this.closed) return;
+    if (!this.draining) {
+      this.draining = true;
+      this.log.info({ events: this.registry.list().length, timeoutMs: opts.timeoutMs }, 'node draining');
+    }
+    const deadline = performance.now() + opts.timeoutMs;
+    while (!this.closed && this.registry.list().length > 0 && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (this.registry.list().length > 0) this.log.warn({ events: this.registry.list().length }, 'drain timed out: ending the events still running');
+    await this.close();
   }
 
   get url(): string {
@@ -105,12 +168,14 @@ export class McuNode {
     const port = await listen(this.server, this.config.port, this.config.host);
     const host = this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host;
     this.baseUrl = (this.config.publicUrl ?? `http://${host}:${port}`).replace(/\/$/, '');
+    this.log.info({ url: this.baseUrl }, 'node listening');
     return { url: this.baseUrl, adminToken: this.adminToken, adminTokenGenerated: this.adminTokenGenerated };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.log.info({ events: this.registry.list().length }, 'node closing');
     this.edge.close();
     this.registry.close();
     for (const res of this.sseClients) res.end();
@@ -141,14 +206,12 @@ export class McuNode {
       res.writeHead(200, { 'content-type': type });
       res.end(body);
     });
-    r.on('GET', '/healthz', ({ res }) => json(res, 200, { status: 'ok' }));
-    r.on('GET', '/readyz', ({ res }) => {
-      if (this.closed) throw new ServiceUnavailableError('shutting down');
-      json(res, 200, { status: 'ready', events: this.registry.list().length });
-    });
+    healthRoutes(r, () => [() => this.notReady(), ...this.readinessChecks], () => ({ events: this.registry.list().length, sessions: this.edge.size }));
+    r.on('GET', '/api/openapi.json', ({ res }) => json(res, 200, openApiDocument(this.operations, { title: 'mcu node' })));
 
     r.on('POST', '/api/events', async ({ req, res }) => {
       this.auth.authorize(req.headers.authorization, { roles: ['admin'] });
+      if (this.draining || this.closed) throw new ServiceUnavailableError('this node is draining: create the event on another node', 30, 'draining');
       const body = await readJson(req, this.config.maxBodyBytes, createEventBody);
       const e = this.registry.create({ name: body.name, maxSpeakers: body.maxSpeakers ?? this.config.defaultMaxSpeakers });
       const ttlSeconds = this.config.tokenTtlSeconds;
@@ -235,6 +298,7 @@ export class McuNode {
         throw new ServiceUnavailableError(`event ${e.id} has its maximum of ${this.config.maxParticipantsPerEvent} participants`, 10);
       }
       const info = await e.mixer.addRtpParticipant(body);
+      this.log.info({ event: e.id, participant: info.id, host: info.remoteHost, port: info.remotePort }, 'RTP participant joined');
       res.setHeader('location', `/api/events/${e.id}/rtp-participants/${info.id}`);
       json(res, 201, info);
     });
@@ -251,6 +315,7 @@ export class McuNode {
       if (!this.registry.get(params.id).mixer.removeParticipant(params.pid)) {
         throw new NotFoundError(`participant ${params.pid} not found`, 'participant_not_found');
       }
+      this.log.info({ event: params.id, participant: params.pid, reason: 'deleted' }, 'RTP participant left');
       res.writeHead(204).end();
     });
 
@@ -397,12 +462,6 @@ export function redirectViewer(req: IncomingMessage, res: ServerResponse, target
   res.writeHead(307, { location: location.toString(), 'cache-control': 'no-store', 'content-length': 0 });
   res.end();
   req.resume();
-}
-
-export function json(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
 }
 
 /** Reads an SDP offer body (RFC 9725: Content-Type application/sdp). */

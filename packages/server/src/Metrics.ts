@@ -41,8 +41,9 @@ export class Metrics {
   readonly tickSeconds: Histogram;
   private readonly ended = zero();
 
-  constructor(events: EventRegistry, edge: WebRtcEdge) {
+  constructor(events: EventRegistry, edge: WebRtcEdge, draining: () => boolean = () => false) {
     collectDefaultMetrics({ register: this.registry, prefix: 'mcu_' });
+    drainingGauge(this.registry, draining);
     this.tickSeconds = new Histogram({
       name: 'mcu_mixer_tick_seconds',
       help: 'Duration of one 20 ms mixing tick',
@@ -111,39 +112,78 @@ export class Metrics {
         this.set(events.list().reduce((n, e) => n + e.mixer.mixer.speakerIds.length, 0));
       },
     });
-    new Gauge({
-      name: 'mcu_webrtc_sessions',
-      help: 'WebRTC sessions by kind (whip = presenters, whep = viewers)',
-      labelNames: ['kind'],
-      registers: [this.registry],
-      collect() {
-        const s = edge.stats();
-        this.set({ kind: 'whip' }, s.whipSessions);
-        this.set({ kind: 'whep' }, s.whepSessions);
-      },
-    });
-    new Counter({
-      name: 'mcu_webrtc_sessions_closed_total',
-      help: 'WebRTC sessions closed, by reason',
-      labelNames: ['reason'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [reason, n] of Object.entries(edge.stats().closedByReason)) this.inc({ reason }, n);
-      },
-    });
-    new Counter({
-      name: 'mcu_webrtc_sessions_rejected_total',
-      help: 'WebRTC sessions refused because the node was full',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(edge.stats().rejected);
-      },
-    });
+    webrtcMetrics(this.registry, edge);
+  }
+
+  /** A cluster role attached the node to a bus: `mcu_nats_connected` from now on. */
+  watchBus(connected: () => boolean): void {
+    if (this.registry.getSingleMetric('mcu_nats_connected')) this.registry.removeSingleMetric('mcu_nats_connected');
+    natsConnectedGauge(this.registry, connected);
   }
 
   async render(): Promise<{ body: string; type: string }> {
-    return { body: await this.registry.metrics(), type: this.registry.contentType };
+    return renderMetrics(this.registry);
   }
+}
+
+export async function renderMetrics(registry: Registry): Promise<{ body: string; type: string }> {
+  return { body: await registry.metrics(), type: registry.contentType };
+}
+
+/** `mcu_draining`, every node's: 1 while it drains (or closes). */
+export function drainingGauge(registry: Registry, draining: () => boolean): void {
+  new Gauge({
+    name: 'mcu_draining',
+    help: '1 while the node drains (or closes): it takes no new participants or viewers',
+    registers: [registry],
+    collect() {
+      this.set(draining() ? 1 : 0);
+    },
+  });
+}
+
+/** `mcu_nats_connected`, cluster roles': 1 while the bus is connected. */
+export function natsConnectedGauge(registry: Registry, connected: () => boolean): void {
+  new Gauge({
+    name: 'mcu_nats_connected',
+    help: '1 while the connection to NATS (the cluster control plane) is up',
+    registers: [registry],
+    collect() {
+      this.set(connected() ? 1 : 0);
+    },
+  });
+}
+
+/** WHIP/WHEP sessions of a node's WebRTC edge (mixer and relay): open, closed by reason, refused. */
+export function webrtcMetrics(registry: Registry, edge: WebRtcEdge): void {
+  new Gauge({
+    name: 'mcu_webrtc_sessions',
+    help: 'WebRTC sessions by kind (whip = presenters, whep = viewers)',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      const s = edge.stats();
+      this.set({ kind: 'whip' }, s.whipSessions);
+      this.set({ kind: 'whep' }, s.whepSessions);
+    },
+  });
+  new Counter({
+    name: 'mcu_webrtc_sessions_closed_total',
+    help: 'WebRTC sessions closed, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(edge.stats().closedByReason)) this.inc({ reason }, n);
+    },
+  });
+  new Counter({
+    name: 'mcu_webrtc_sessions_rejected_total',
+    help: 'WebRTC sessions refused because the node was full',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(edge.stats().rejected);
+    },
+  });
 }

@@ -10,7 +10,15 @@ export interface RouteContext {
 
 export type RouteHandler = (ctx: RouteContext) => Promise<void> | void;
 
+/** A registered route, as the OpenAPI document lists it. */
+export interface RouteEntry {
+  method: string;
+  /** The pattern as registered, e.g. `/api/events/:id`. */
+  path: string;
+}
+
 interface Route {
+  path: string;
   pattern: RegExp;
   keys: string[];
   methods: Map<string, RouteHandler>;
@@ -18,20 +26,27 @@ interface Route {
 
 /** Path patterns like `/api/events/:id`; a known path with an unknown method is a 405. */
 export class Router {
-  private readonly routes: Route[] = [];
+  private readonly table: Route[] = [];
 
   on(method: string, path: string, handler: RouteHandler): this {
-    let route = this.routes.find((r) => r.pattern.source === Router.compile(path).pattern.source);
+    let route = this.table.find((r) => r.pattern.source === Router.compile(path).pattern.source);
     if (!route) {
-      route = { ...Router.compile(path), methods: new Map() };
-      this.routes.push(route);
+      route = { path, ...Router.compile(path), methods: new Map() };
+      this.table.push(route);
     }
     route.methods.set(method.toUpperCase(), handler);
     return this;
   }
 
+  /** Every (method, path) registered, in registration order. */
+  routes(): RouteEntry[] {
+    const out: RouteEntry[] = [];
+    for (const route of this.table) for (const method of route.methods.keys()) out.push({ method, path: route.path });
+    return out;
+  }
+
   match(method: string, pathname: string): { handler: RouteHandler; params: Record<string, string> } {
-    for (const route of this.routes) {
+    for (const route of this.table) {
       const m = route.pattern.exec(pathname);
       if (!m) continue;
       const handler = route.methods.get(method.toUpperCase());

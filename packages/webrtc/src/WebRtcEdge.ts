@@ -1,4 +1,4 @@
-import { NotFoundError, ServiceUnavailableError, ValidationError } from '@mcu/control';
+import { createLogger, NotFoundError, ServiceUnavailableError, ValidationError, type Logger } from '@mcu/control';
 import type { MixerEvent } from '@mcu/mixer';
 import type { PeerConfig } from 'werift';
 import { peerConfig } from './PeerConfig.js';
@@ -34,6 +34,14 @@ export function programSourceOf(event: MixerEvent): ProgramSource {
   };
 }
 
+export interface WebRtcEdgeOptions extends WebRtcOptions {
+  /** Sessions opened and closed (with why) are logged here; default: a logger at MCU_LOG_LEVEL / info. */
+  log?: Logger;
+}
+
+/** How a session is named in the logs: WHIP sessions are participants, WHEP sessions viewers. */
+const sessionNoun = { whip: 'WHIP participant', whep: 'WHEP viewer' } as const;
+
 export class WebRtcEdge {
   private readonly sessions = new Map<string, WebRtcSession>();
   private readonly config: Partial<PeerConfig>;
@@ -44,8 +52,10 @@ export class WebRtcEdge {
   /** Per-viewer send path for new and existing viewers ('fast' unless benchmarking the baseline). */
   private path: SendPath = 'fast';
   private readonly counters = { created: 0, rejected: 0, closedByReason: {} as Record<string, number> };
+  private readonly log: Logger;
 
-  constructor(private readonly opts: WebRtcOptions = {}) {
+  constructor(private readonly opts: WebRtcEdgeOptions = {}) {
+    this.log = opts.log ?? createLogger({ name: 'webrtc' });
     this.config = peerConfig({ iceLite: true, ...opts });
     this.allow = addressAllowList(opts.iceAllow);
     this.mediaTimeoutMs = opts.mediaTimeoutMs ?? 30_000;
@@ -122,6 +132,17 @@ export class WebRtcEdge {
     for (const s of [...this.sessions.values()]) s.close('shutdown');
   }
 
+  /** Ends every WHEP session (the node is draining: its viewers reconnect elsewhere). Returns how many. */
+  endViewers(reason = 'draining'): number {
+    let n = 0;
+    for (const s of [...this.sessions.values()]) {
+      if (s.kind !== 'whep') continue;
+      s.close(reason);
+      n++;
+    }
+    return n;
+  }
+
   private checkRoom(): void {
     if (this.sessions.size >= this.maxSessions) {
       this.counters.rejected++;
@@ -132,12 +153,21 @@ export class WebRtcEdge {
   private async start(session: WebRtcSession, offer: string): Promise<{ session: WebRtcSession; answer: string }> {
     this.sessions.set(session.id, session);
     this.counters.created++;
+    let answered = false;
     session.once('close', (reason) => {
       this.sessions.delete(session.id);
       this.counters.closedByReason[reason] = (this.counters.closedByReason[reason] ?? 0) + 1;
+      if (answered) {
+        const fields = { event: session.eventId, session: session.id, kind: session.kind, reason };
+        // A failure of the network or the peer is worth a warning; a DELETE or an ended event is not.
+        const level = reason === 'ice_failed' || reason === 'media_timeout' ? 'warn' : 'info';
+        this.log[level](fields, `${sessionNoun[session.kind]} left`);
+      }
     });
     try {
       const answer = await session.answer(offer, this.allow, this.opts.publicIp);
+      answered = true;
+      this.log.info({ event: session.eventId, session: session.id, kind: session.kind }, `${sessionNoun[session.kind]} joined`);
       return { session, answer };
     } catch (err) {
       session.close('negotiation_failed');

@@ -1,5 +1,5 @@
 export { WebRtcEdge, programSourceOf } from './WebRtcEdge.js';
-export type { EdgeStats } from './WebRtcEdge.js';
+export type { EdgeStats, WebRtcEdgeOptions } from './WebRtcEdge.js';
 export { WebRtcSession } from './WebRtcSession.js';
 export type { SessionKind, SessionStats } from './WebRtcSession.js';
 export { WhipSession } from './WhipSession.js';

@@ -1,0 +1,47 @@
+/**
+ * The HTTP routes the cluster roles add, described for `GET /api/openapi.json` like the node's own
+ * (see OpenApi.ts in @mcu/server): the relay's whole API, and the mixer's plain-RTP viewer redirect.
+ */
+import { z } from 'zod';
+import { nodeOperations, webrtcOperations, type OperationTable } from '@mcu/server';
+
+/** A plain-RTP viewer: the program RTP goes to this UDP address. */
+export const rtpViewerBody = z.object({ host: z.ipv4(), port: z.number().int().min(1).max(65_535) }).strict();
+
+const viewerRoles = ['producer', 'presenter', 'viewer'] as const;
+
+const rtpViewerPost = {
+  summary: 'Add a plain-RTP viewer (benchmarks, gateways): the program RTP goes to host:port',
+  tag: 'viewers',
+  auth: viewerRoles,
+  tokenInQuery: true,
+  body: rtpViewerBody,
+} as const;
+
+/** The mixer's extra route: placement of plain-RTP viewers on relays. */
+export const mixerOperations: OperationTable = {
+  'POST /rtp-viewers/:id': {
+    ...rtpViewerPost,
+    ok: { status: 307, description: 'play on this relay (Location; the token rides in ?token=)', headers: ['location'] },
+    errors: { 503: 'no relay has room for a plain-RTP viewer of this event' },
+  },
+};
+
+const whep = webrtcOperations('whep', viewerRoles, 'WHEP playback of the event this relay carries');
+
+/** Every route of a relay. */
+export const relayOperations: OperationTable = {
+  'GET /healthz': nodeOperations['GET /healthz'],
+  'GET /readyz': nodeOperations['GET /readyz'],
+  'GET /metrics': nodeOperations['GET /metrics'],
+  'GET /api/openapi.json': nodeOperations['GET /api/openapi.json'],
+  'GET /api/relay': { summary: "The relay's feeds, tree position and counters", tag: 'operations', auth: 'none', ok: { status: 200, description: 'the relay' } },
+  'POST /whep/:id': { ...whep['POST /whep/:id'], errors: { 503: 'the relay serves its maximum of viewers, or is draining' } },
+  'DELETE /whep/:id/:sid': whep['DELETE /whep/:id/:sid'],
+  'POST /rtp-viewers/:id': {
+    ...rtpViewerPost,
+    ok: { status: 201, description: '`{"id":…,"relay":…}`', headers: ['location'] },
+    errors: { 503: 'the relay serves its maximum of plain-RTP viewers, or is draining' },
+  },
+  'DELETE /rtp-viewers/:id/:vid': { summary: 'Remove a plain-RTP viewer', tag: 'viewers', auth: viewerRoles, tokenInQuery: true, ok: { status: 204, description: 'removed' } },
+};
