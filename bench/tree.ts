@@ -22,6 +22,9 @@ import { parseArgs } from 'node:util';
 import { generateSecret, NatsBus, subjects } from '@mcu/control';
 import { SimViewer } from '../packages/cluster/test/simViewer.js';
 
+// Nodes log lifecycle events at info by default; a benchmark reports its own figures.
+process.env.MCU_LOG_LEVEL ??= 'warn';
+
 const { values } = parseArgs({
   options: {
     role: { type: 'string', default: 'main' },

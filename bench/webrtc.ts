@@ -19,6 +19,9 @@ import { buildRtp } from '@mcu/rtp';
 import { OpusEncoder } from '@mcu/codec';
 import { McuNode } from '@mcu/server';
 
+// Nodes log lifecycle events at info by default; a benchmark reports its own figures.
+process.env.MCU_LOG_LEVEL ??= 'warn';
+
 const { values } = parseArgs({
   options: {
     viewers: { type: 'string', default: '200' },
