@@ -22,7 +22,32 @@ interface Viewer {
 
 const viewers: Viewer[] = [];
 
+/** A viewer that has not connected this long after its answer starts over, as the watch page does. */
+const STALL_MS = 5000;
+/** Overall bound: a viewer not connected by then is counted as failed, never waited for. */
+const GIVE_UP_MS = 20_000;
+let retries = 0;
+
+/**
+ * One viewer, retrying like a player: werift's client DTLS sometimes stalls for good when 100
+ * handshakes share one process (ICE connected, DTLS "connecting", flight 3 retransmitted ten times
+ * while the server's flight 4 is never taken), so a stalled attempt is torn down (DELETE) and
+ * started again.
+ */
 async function connect(start: number): Promise<Viewer> {
+  let lastError: unknown;
+  while (performance.now() - start < GIVE_UP_MS) {
+    try {
+      return await attempt(start, Math.min(STALL_MS, GIVE_UP_MS - (performance.now() - start)));
+    } catch (err) {
+      lastError = err;
+      retries++;
+    }
+  }
+  throw lastError instanceof Error ? lastError : new Error(String(lastError));
+}
+
+async function attempt(start: number, stallMs: number): Promise<Viewer> {
   const pc = new RTCPeerConnection(peerConfig(loopback));
   const v: Viewer = { pc, connectMs: -1, received: 0, lost: 0, lastSeq: -1, location: null, phases: [] };
   const t = pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -64,14 +89,24 @@ async function connect(start: number): Promise<Viewer> {
     if (res.status !== 503 || attempt > 20) throw new Error(`WHEP answered ${res.status}`);
     await new Promise((r) => setTimeout(r, 500));
   }
-  // Bounded: a viewer that does not connect within 20 s is counted as failed, never waited for.
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    connected,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`not connected after 20 s (${pc.connectionState})`)), 20_000);
-    }),
-  ]).finally(() => clearTimeout(timer));
+  try {
+    await Promise.race([
+      connected,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => {
+          const dtls = (pc as unknown as { dtlsTransports: { state: string; iceTransport: { state: string } }[] }).dtlsTransports.map((d) => `dtls ${d.state}/ice ${d.iceTransport.state}`).join(', ');
+          reject(new Error(`not connected ${stallMs} ms after the answer (${pc.connectionState}; ice ${pc.iceConnectionState}; ${dtls})`));
+        }, stallMs);
+      }),
+    ]);
+  } catch (err) {
+    await pc.close().catch(() => undefined);
+    if (v.location) await fetch(new URL(v.location, whep), { method: 'DELETE', headers: { authorization: `Bearer ${token}` } }).catch(() => undefined);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
   v.connectMs = performance.now() - start;
   return v;
 }
@@ -84,7 +119,7 @@ process.on('message', async (msg: { cmd: string }) => {
     const failures = results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
     const med = (i: number) => viewers.map((v) => v.phases[i]).sort((a, b) => a - b)[viewers.length >> 1];
     process.stderr.write(`  child: gathered p50 ${med(0)?.toFixed(0)} ms, answered p50 ${med(1)?.toFixed(0)} ms\n`);
-    process.send!({ cmd: 'connected', connectMs: viewers.map((v) => v.connectMs), failures: failures.slice(0, 3), failed: failures.length });
+    process.send!({ cmd: 'connected', connectMs: viewers.map((v) => v.connectMs), failures: failures.slice(0, 3), failed: failures.length, retries });
   } else if (msg.cmd === 'reset') {
     for (const v of viewers) {
       v.received = 0;

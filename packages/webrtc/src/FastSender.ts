@@ -1,6 +1,8 @@
 import { ntpTime, RtpHeader } from 'werift';
 import type { RTCRtpSender } from 'werift';
 import type { RtpHeader as ParsedHeader } from '@mcu/rtp';
+import { loadSrtpGcm, nativeSrtpEnabled, SRTP_GCM_TAG_BYTES } from './SrtpGcm.js';
+import type { SrtpGcmSession } from './SrtpGcm.js';
 
 /**
  * The per-viewer send path for a packet built once for all viewers.
@@ -34,9 +36,78 @@ interface DtlsInternals {
   state: string;
   bytesSent: number;
   packetsSent: number;
-  srtp?: { encrypt(payload: Buffer, header: RtpHeader): Buffer };
+  srtp?: SrtpInternals;
   iceTransport?: { connection?: IceInternals };
   sendRtp(payload: Buffer, header: RtpHeader): Promise<number>;
+}
+
+interface SrtpInternals {
+  encrypt(payload: Buffer, header: RtpHeader): Buffer;
+  localContext?: {
+    cipher?: { srtpSessionKey?: Buffer; srtpSessionSalt?: Buffer; aeadAuthTagLen?: number };
+    getSrtpSsrcState(ssrc: number): { rolloverCounter: number };
+    updateRolloverCount(sequenceNumber: number, state: { rolloverCounter: number }): void;
+  };
+}
+
+/**
+ * The native GCM session of each werift SRTP session (null: not GCM, or no addon). Weak: a
+ * viewer's session and its OpenSSL context go when its transport does.
+ */
+const nativeSessions = new WeakMap<SrtpInternals, SrtpGcmSession | null>();
+
+function nativeSessionOf(srtp: SrtpInternals): SrtpGcmSession | null {
+  let n = nativeSessions.get(srtp);
+  if (n !== undefined) return n;
+  n = null;
+  const cipher = srtp.localContext?.cipher;
+  const binding = loadSrtpGcm().binding;
+  // Only AEAD_AES_128_GCM (werift's CipherAesGcm: 16-byte tag); AES-CM stays werift's. werift
+  // derives a 14-byte session salt (RFC 3711's length) and uses its first 12 bytes, as we do.
+  if (binding && cipher?.aeadAuthTagLen === SRTP_GCM_TAG_BYTES && cipher.srtpSessionKey?.length === 16 && (cipher.srtpSessionSalt?.length ?? 0) >= 12) {
+    try {
+      n = new binding.SrtpGcm(cipher.srtpSessionKey, cipher.srtpSessionSalt!.subarray(0, 12));
+    } catch {
+      n = null;
+    }
+  }
+  nativeSessions.set(srtp, n);
+  return n;
+}
+
+/** RFC 3550 §5.1 header (with CSRCs) and RFC 8285 one-byte extensions into `out`; returns its length. */
+function writeHeader(out: Buffer, h: RtpHeader, csrc: readonly number[], extensions: readonly { id: number; payload: Buffer }[]): number {
+  out[0] = 0x80 | (extensions.length > 0 ? 0x10 : 0) | csrc.length;
+  out[1] = (h.marker ? 0x80 : 0) | (h.payloadType & 0x7f);
+  out.writeUInt16BE(h.sequenceNumber, 2);
+  out.writeUInt32BE(h.timestamp >>> 0, 4);
+  out.writeUInt32BE(h.ssrc >>> 0, 8);
+  let o = 12;
+  for (const c of csrc) {
+    out.writeUInt32BE(c >>> 0, o);
+    o += 4;
+  }
+  if (extensions.length === 0) return o;
+  const start = o;
+  out[o] = 0xbe;
+  out[o + 1] = 0xde;
+  o += 4;
+  for (const e of extensions) {
+    out[o++] = (e.id << 4) | (e.payload.length - 1);
+    e.payload.copy(out, o);
+    o += e.payload.length;
+  }
+  while ((o - start) % 4 !== 0) out[o++] = 0;
+  out.writeUInt16BE((o - start - 4) / 4, start + 2);
+  return o;
+}
+
+/** Header bytes `writeHeader` will write. */
+function headerLength(csrcCount: number, extensions: readonly { payload: Buffer }[]): number {
+  if (extensions.length === 0) return 12 + 4 * csrcCount;
+  let ext = 0;
+  for (const e of extensions) ext += 1 + e.payload.length;
+  return 12 + 4 * csrcCount + 4 + Math.ceil(ext / 4) * 4;
 }
 
 interface IceInternals {
@@ -106,6 +177,31 @@ export class FastSender {
 
   private readonly absSendTimeList = [this.absSendTimeExt];
 
+  /** Packets sealed by the native GCM path (the rest by werift's). */
+  nativePackets = 0;
+
+  /**
+   * The packet sealed by the native AES-GCM session, with werift's rollover counter kept in step;
+   * null when the session is not GCM or the addon is missing or failed (werift encrypts then).
+   */
+  private protect(srtp: SrtpInternals, payload: Buffer, h: RtpHeader): Buffer | null {
+    if (!nativeSrtpEnabled()) return null;
+    const native = nativeSessionOf(srtp);
+    const ctx = srtp.localContext;
+    if (native === null || !ctx) return null;
+    const ext = h.extensions;
+    const hdr = headerLength(this.csrc.length, ext);
+    // One buffer per packet: the socket holds it until the datagram is out.
+    const out = Buffer.allocUnsafe(hdr + payload.length + SRTP_GCM_TAG_BYTES);
+    writeHeader(out, h, this.csrc, ext);
+    payload.copy(out, hdr);
+    const state = ctx.getSrtpSsrcState(h.ssrc);
+    ctx.updateRolloverCount(h.sequenceNumber, state);
+    if (native.protect(out, hdr, payload.length, state.rolloverCounter) < 0) return null;
+    this.nativePackets++;
+    return out;
+  }
+
   send(packet: Buffer, parsed: ParsedHeader): void {
     const s = this.sender as unknown as SenderInternals;
     if (s.dtlsTransport.state !== 'connected' || !s.codec) return;
@@ -147,7 +243,7 @@ export class FastSender {
     }
     // werift's send path is four nested promises per packet; the nominated pair's socket is the
     // same one it would end up on, written to directly.
-    const enc = dtls.srtp.encrypt(payload, h);
+    const enc = this.protect(dtls.srtp, payload, h) ?? dtls.srtp.encrypt(payload, h);
     socket.send(enc, pair.remoteAddr[1], pair.remoteAddr[0]);
     dtls.bytesSent += enc.length;
     dtls.packetsSent++;

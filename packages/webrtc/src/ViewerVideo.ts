@@ -109,6 +109,7 @@ export class ViewerVideo {
       renditionPending: this.pending,
       renditionSwitches: this.switches,
       gopPacketsReplayed: this.gopPacketsReplayed,
+      videoNativeSrtpPackets: this.fast.nativePackets,
       adaptive: this.chooser !== null,
       estimateKbps: this.rembKbps ?? null,
       lossFraction: this.lossFraction ?? null,

@@ -117,6 +117,8 @@ describe('rendition by the viewer’s bandwidth', () => {
       expect(dt).toBeLessThan(90_000);
     }
     expect(jumps, 'sequence gaps').toBe(0);
+    // The viewer (werift) decrypted every packet, and they were sealed by the native AES-GCM path.
+    expect(whep.describe().videoNativeSrtpPackets as number).toBeGreaterThan(packets.length / 2);
   }, 40_000);
 
   it('keeps a viewer on the rendition it asked for', async () => {

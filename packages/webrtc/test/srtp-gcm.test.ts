@@ -1,0 +1,66 @@
+/**
+ * The native AEAD_AES_128_GCM sealing (native/srtp_addon.c) gives exactly werift's SRTP output, so
+ * any receiver that decrypts werift's packets decrypts ours, across a rollover of the sequence
+ * number, with CSRCs and with header extensions.
+ */
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { ProtectionProfileAeadAes128Gcm, RtpHeader, SrtpSession } from 'werift';
+import { loadSrtpGcm, SRTP_GCM_TAG_BYTES } from '../src/SrtpGcm.js';
+
+function sessions() {
+  const keys = { localMasterKey: randomBytes(16), localMasterSalt: randomBytes(12), remoteMasterKey: randomBytes(16), remoteMasterSalt: randomBytes(12) };
+  // Two werift sessions with the same keys: one to encrypt as werift does, one to keep our rollover state.
+  const a = new SrtpSession({ keys, profile: ProtectionProfileAeadAes128Gcm });
+  const b = new SrtpSession({ keys, profile: ProtectionProfileAeadAes128Gcm });
+  return { a, b };
+}
+
+describe('native SRTP AES-GCM', () => {
+  const binding = loadSrtpGcm().binding;
+
+  it('is built on this machine', () => {
+    expect(loadSrtpGcm().error).toBeNull();
+    expect(binding).not.toBeNull();
+  });
+
+  it('seals packets byte for byte as werift does, across a sequence-number rollover, with CSRCs and extensions', () => {
+    const { a, b } = sessions();
+    const cipher = b.localContext.cipher as unknown as { srtpSessionKey: Buffer; srtpSessionSalt: Buffer };
+    // werift derives a 14-byte session salt and uses its first 12 bytes (RFC 7714's salt length).
+    const native = new binding!.SrtpGcm(cipher.srtpSessionKey, cipher.srtpSessionSalt.subarray(0, 12));
+    let compared = 0;
+    for (let i = 0; i < 300; i++) {
+      const seq = (65_400 + i) & 0xffff; // wraps at i = 136: the rollover counter goes to 1
+      const ext = i % 3 === 0 ? [{ id: 3, payload: randomBytes(3) }] : [];
+      const header = new RtpHeader({ payloadType: 111, sequenceNumber: seq, timestamp: i * 960, ssrc: 0x1234_5678, marker: i % 7 === 0, csrc: i % 5 === 0 ? [1, 2] : [], extensions: ext });
+      const payload = randomBytes(20 + (i % 200));
+      const expected = a.encrypt(payload, header);
+
+      const hdr = header.serialize(header.serializeSize);
+      const out = Buffer.alloc(hdr.length + payload.length + SRTP_GCM_TAG_BYTES);
+      hdr.copy(out);
+      payload.copy(out, hdr.length);
+      const state = b.localContext.getSrtpSsrcState(header.ssrc);
+      b.localContext.updateRolloverCount(seq, state);
+      const n = native.protect(out, hdr.length, payload.length, state.rolloverCounter);
+      expect(n).toBe(expected.length);
+      expect(out.equals(expected), `packet ${i} (seq ${seq}, roc ${state.rolloverCounter})`).toBe(true);
+      compared++;
+    }
+    expect(compared).toBe(300);
+    expect(b.localContext.getSrtpSsrcState(0x1234_5678).rolloverCounter).toBe(1);
+    native.close();
+    expect(() => native.protect(Buffer.alloc(64), 12, 10, 0)).toThrow(/closed/);
+  });
+
+  it('refuses bad arguments with an error, not a crash', () => {
+    expect(() => new binding!.SrtpGcm(randomBytes(15), randomBytes(12))).toThrow(RangeError);
+    expect(() => new binding!.SrtpGcm(randomBytes(16), 'salt' as unknown as Uint8Array)).toThrow(TypeError);
+    const s = new binding!.SrtpGcm(randomBytes(16), randomBytes(12));
+    expect(() => s.protect(Buffer.alloc(20), 12, 8, 0)).toThrow(RangeError); // no room for the tag
+    expect(() => s.protect(Buffer.alloc(40), 8, 4, 0)).toThrow(RangeError); // header shorter than RTP's
+    expect(() => s.protect(Buffer.alloc(40), 12, 4, 'x' as unknown as number)).toThrow(TypeError);
+    s.close();
+  });
+});
