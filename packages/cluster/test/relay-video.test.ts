@@ -3,24 +3,22 @@
  * dedicated nats-server), real UDP and real ffmpeg: one mixer and two relays (fan-out 1, so the
  * second relay is fed by the first). A werift WHIP presenter sends a red VP8 clip and a 440 Hz
  * tone into event A; werift WHEP viewers placed through the mixer's 307 decode the composite on
- * a relay. Event B (a plain-RTP presenter's 1000 Hz tone) runs beside it on the same nodes.
+ * a relay, and one that sends REMB is moved between the renditions by it. Event B (a plain-RTP
+ * presenter's 1000 Hz tone) runs beside it on the same nodes.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RTCPeerConnection } from 'werift';
 import type { RTCRtpTransceiver, RtpPacket } from 'werift';
-import { NatsBus, subjects, type Bus } from '@mcu/control';
-import { McuNode } from '@mcu/server';
-import { buildRtp } from '@mcu/rtp';
+import { subjects, type Bus } from '@mcu/control';
+import type { McuNode } from '@mcu/server';
+import { buildRtp, readVp8Dimensions } from '@mcu/rtp';
 import { OpusDecoder, OpusEncoder } from '@mcu/codec';
-import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig } from '@mcu/webrtc';
-import { MixerRole, RelayRole } from '../src/index.js';
-import { NatsServerProcess } from '../../control/test/natsServer.js';
+import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig, type WhepSession } from '@mcu/webrtc';
+import type { MixerRole, RelayRole } from '../src/index.js';
 import { RtpPeer } from '../../mixer/test/peer.js';
-import { LOOPBACK, tonePower } from '../../webrtc/test/client.js';
+import { LOOPBACK, rembPacket, tonePower } from '../../webrtc/test/client.js';
 import { ClipSender, Viewer, isAlive, lavfiClip, meanYuv } from '../../mixer/test/videoMedia.js';
+import { ClusterWorld, sleep, waitFor, type CreatedEvent } from './harness.js';
 
 const SECRET = 'cluster-video-secret-0123456789abcdef-xyz';
 const ADMIN = 'cluster-video-admin-token-0123456789';
@@ -31,16 +29,6 @@ const RENDITIONS = [
   { id: 'low', width: 160, height: 90, bitrateKbps: 100 },
 ];
 const allow = addressAllowList(LOOPBACK.iceAllow);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
-  const start = performance.now();
-  for (;;) {
-    if (await cond()) return performance.now() - start;
-    if (performance.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 async function offer(pc: RTCPeerConnection): Promise<string> {
   const o = await pc.createOffer();
@@ -71,11 +59,15 @@ class PlayerPeer {
   readonly audio: { seq: number; payload: Buffer }[] = [];
   readonly video = new Viewer('vp8');
   readonly videoArrivals: number[] = [];
+  /** Every video packet's SSRC and sequence number, in arrival order. */
+  readonly videoPackets: { ssrc: number; seq: number }[] = [];
   videoTransceiver: RTCRtpTransceiver | null = null;
   videoSsrc: number | undefined;
   connectedAt = 0;
-  /** Where the offer was answered (after the redirect). */
+  /** Where the offer was answered (after the redirect), and the session's resource path. */
   answeredBy = '';
+  location = '';
+  #rembTimer: NodeJS.Timeout | undefined;
 
   static async play(url: string, token: string, opts: { video: boolean }): Promise<PlayerPeer> {
     const p = new PlayerPeer();
@@ -90,6 +82,7 @@ class PlayerPeer {
         track.onReceiveRtp.subscribe((rtp: RtpPacket) => {
           p.videoSsrc = rtp.header.ssrc;
           p.videoArrivals.push(performance.now());
+          p.videoPackets.push({ ssrc: rtp.header.ssrc, seq: rtp.header.sequenceNumber });
           const buf = rtp.serialize();
           p.video.push(buf, buf.length);
         }),
@@ -101,6 +94,7 @@ class PlayerPeer {
       throw new Error(`WHEP POST answered ${res.status}: ${await res.text()}`);
     }
     p.answeredBy = res.url;
+    p.location = res.headers.get('location') ?? '';
     await p.pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
     await connected(p.pc);
     p.connectedAt = performance.now();
@@ -109,6 +103,23 @@ class PlayerPeer {
 
   sendPli(): void {
     if (this.videoTransceiver && this.videoSsrc !== undefined) void this.videoTransceiver.receiver.sendRtcpPLI(this.videoSsrc).catch(() => undefined);
+  }
+
+  /** Sends a REMB with `estimate()` bits per second every 200 ms (once video arrives), until closed. */
+  sendRemb(estimate: () => number): void {
+    this.#rembTimer ??= setInterval(() => {
+      if (this.videoTransceiver && this.videoSsrc !== undefined) {
+        void this.videoTransceiver.receiver.dtlsTransport.sendRtcp([rembPacket(estimate(), this.videoSsrc)]).catch(() => undefined);
+      }
+    }, 200);
+  }
+
+  /** The picture size of each keyframe received, in order (`320x180`). */
+  keyframeSizes(): string[] {
+    const sizes: string[] = [];
+    const size = [0, 0];
+    for (const f of this.video.frames) if (f.keyframe && readVp8Dimensions(f.data, 0, f.data.length, size)) sizes.push(`${size[0]}x${size[1]}`);
+    return sizes;
   }
 
   lastKeyframe(): number {
@@ -134,23 +145,17 @@ class PlayerPeer {
   }
 
   close(): Promise<void> {
+    clearInterval(this.#rembTimer);
     return this.pc.close().catch(() => undefined);
   }
 }
 
-interface CreatedEvent {
-  id: string;
-  whep: string;
-  tokens: { viewer: string; presenter: string };
-}
-
 describe('video and several events down a relay tree over NATS', () => {
-  let server: NatsServerProcess;
-  let storeDir: string;
-  const buses: Bus[] = [];
+  let world: ClusterWorld | undefined;
+  let buses: Bus[];
   let node: McuNode;
   let mixer: MixerRole;
-  const relays: RelayRole[] = [];
+  let relays: RelayRole[];
   const players: PlayerPeer[] = [];
   const timers: NodeJS.Timeout[] = [];
   let presenterPc: RTCPeerConnection | undefined;
@@ -160,49 +165,22 @@ describe('video and several events down a relay tree over NATS', () => {
   let a: CreatedEvent;
   let b: CreatedEvent;
 
-  const bus = async () => {
-    const x = await NatsBus.connect({ servers: server.url, name: 'cluster-video-test', reconnectTimeWaitMs: 100 });
-    buses.push(x);
-    return x;
-  };
-  const createEvent = async (name: string): Promise<CreatedEvent> => {
-    const res = await fetch(`${node.url}/api/events`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name }),
-    });
-    expect(res.status).toBe(201);
-    return (await res.json()) as CreatedEvent;
-  };
+  const createEvent = (name: string): Promise<CreatedEvent> => world!.createEvent(name);
   const feedOf = (r: RelayRole, id: string) => r.feeds.get(id);
 
   beforeAll(async () => {
-    storeDir = await mkdtemp(join(tmpdir(), 'mcu-cluster-video-'));
-    server = await NatsServerProcess.start(['-js', '-sd', storeDir]);
-    node = new McuNode({
-      port: 0,
+    world = await ClusterWorld.start({
+      name: 'cluster-video',
+      cluster: CLUSTER,
+      secret: SECRET,
       adminToken: ADMIN,
-      tokenSecret: SECRET,
-      iceAllow: LOOPBACK.iceAllow,
-      iceHostAddresses: LOOPBACK.additionalHostAddresses,
-      videoRenditions: RENDITIONS,
+      relayFanOut: 1,
+      relays: 2,
+      node: { videoRenditions: RENDITIONS },
+      // Quick decisions, as in the mixer's rendition-switch test: settle, move down and up within a second or so.
+      relay: { maxChildren: 1, renditionChooser: { settleMs: 500, downAfterMs: 500, upAfterMs: 1000, probeAfterMs: 600_000 } },
     });
-    await node.listen();
-    mixer = await MixerRole.start({ node, bus: await bus(), cluster: CLUSTER, nodeId: 'mixer', tokenSecret: SECRET, relayFanOut: 1 });
-    for (let i = 1; i <= 2; i++) {
-      relays.push(
-        await RelayRole.start({
-          bus: await bus(),
-          cluster: CLUSTER,
-          nodeId: `r${i}`,
-          tokenSecret: SECRET,
-          adminToken: ADMIN,
-          maxChildren: 1,
-          iceAllow: LOOPBACK.iceAllow,
-          iceHostAddresses: LOOPBACK.additionalHostAddresses,
-        }),
-      );
-    }
+    ({ buses, node, mixer, relays } = world);
   });
 
   afterAll(async () => {
@@ -215,12 +193,7 @@ describe('video and several events down a relay tree over NATS', () => {
     if (ids) for (const pid of [...Object.values(ids.decoders), ...Object.values(ids.encoders)]) if (pid !== null) pids.push(pid);
     for (const p of players) await p.close();
     await presenterPc?.close().catch(() => undefined);
-    for (const r of relays) await r.close();
-    await mixer?.close();
-    await node?.close();
-    for (const x of buses) await x.close().catch(() => undefined);
-    await server?.kill();
-    await rm(storeDir, { recursive: true, force: true });
+    await world?.close();
     await waitFor(() => pids.every((pid) => !isAlive(pid)), 5000, 'the ffmpeg children to exit');
   });
 
@@ -404,5 +377,55 @@ describe('video and several events down a relay tree over NATS', () => {
     await waitFor(() => relays.every((r) => !r.feeds.has(b.id)), 5000, 'event B to leave every relay');
     const n = va.audio.length;
     await waitFor(() => va.audio.length > n + 20, 3000, 'event A to play on');
+  }, 60_000);
+
+  it('a viewer on a relay that pins no rendition follows its REMB: down to the small rendition, back up to the large one, in one continuous stream', async () => {
+    // Two hops down: the relay measures what each rendition sends and knows its target from the mixer.
+    const deep = relays.find((r) => feedOf(r, a.id)!.client.assignment?.depth === 2)!;
+    const feed = feedOf(deep, a.id)!;
+    await waitFor(() => feed.adaptiveRenditions().every((r) => (r.sendingKbps ?? 0) > 0), 5000, 'the relay to measure both renditions');
+    const offered = feed.video.renditions!();
+    expect(offered.map((r) => `${r.id} ${r.codec} ${r.bitrateKbps}`)).toEqual(['main vp8 300', 'low vp8 100']);
+    // What the relay measures is what the mixer's encoders send (the same RTP bytes, a hop later).
+    const atMixer = new Map(node.registry.get(a.id).mixer.videoRenditions.map((r) => [r.id, r.sendingKbps ?? 0]));
+    for (const r of offered) {
+      expect(r.sendingKbps!, `${r.id}: relay ${r.sendingKbps} kbps, mixer ${atMixer.get(r.id)} kbps`).toBeGreaterThan(0.5 * atMixer.get(r.id)!);
+      expect(r.sendingKbps!).toBeLessThan(2 * atMixer.get(r.id)!);
+    }
+    const measured = offered.map((r) => `${r.id} ${r.sendingKbps!.toFixed(1)} kbps`).join(', ');
+
+    let estimate = 5_000_000;
+    const v = await PlayerPeer.play(`${deep.url}/whep/${a.id}?token=${encodeURIComponent(a.tokens.viewer)}`, a.tokens.viewer, { video: true });
+    players.push(v);
+    v.sendRemb(() => estimate);
+    const session = deep.edge.get('whep', a.id, v.location.split('/').pop()!) as WhepSession;
+    await waitFor(() => v.keyframeSizes().includes('320x180'), 10_000, 'the large rendition’s keyframe');
+    expect(session.viewerVideo?.rendition).toBe('main');
+
+    // The link degrades: 2 kbps is below what even a still picture sends, so the smallest.
+    estimate = 2_000;
+    const requestsBefore = mixer.keyframeRequestsFromTree(a.id);
+    await waitFor(() => session.viewerVideo?.rendition === 'low' && v.keyframeSizes().includes('160x90'), 10_000, `the small rendition (${JSON.stringify(session.describe())})`);
+    // Its keyframe was asked of the mixer, up two hops.
+    expect(mixer.keyframeRequestsFromTree(a.id)).toBeGreaterThan(requestsBefore);
+
+    // It recovers.
+    estimate = 5_000_000;
+    await waitFor(
+      () => session.viewerVideo?.rendition === 'main' && v.keyframeSizes().lastIndexOf('320x180') > v.keyframeSizes().indexOf('160x90'),
+      10_000,
+      `the large rendition again (${JSON.stringify(session.describe())})`,
+    );
+    expect(session.describe()).toMatchObject({ rendition: 'main', renditionSwitches: 2, adaptive: true, estimateKbps: 5000 });
+    await waitFor(() => v.video.frames.length - v.lastKeyframe() >= 5, 5000, 'frames after the last keyframe');
+    const pictures = v.video.decode(320, 180, v.lastKeyframe());
+    expect(pictures.length).toBeGreaterThanOrEqual(5);
+
+    // One stream for the viewer: one SSRC, sequence numbers going on by one across both switches.
+    expect(new Set(v.videoPackets.map((p) => p.ssrc)).size).toBe(1);
+    let gaps = 0;
+    for (let i = 1; i < v.videoPackets.length; i++) if (((v.videoPackets[i].seq - v.videoPackets[i - 1].seq) & 0xffff) !== 1) gaps++;
+    expect(gaps, 'sequence gaps').toBe(0);
+    console.log(`relay viewer: keyframes ${v.keyframeSizes().join(' → ')} over ${v.videoPackets.length} packets; measured on the relay: ${measured}`);
   }, 60_000);
 });
