@@ -3,80 +3,43 @@
  * relays (fan-out 2, so one relay sits two hops down), a plain-RTP presenter sending a tone, 3
  * werift WHEP viewers and 47 simulated plain-RTP viewers, all placed through the mixer's 307.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NatsBus, type Bus } from '@mcu/control';
-import { McuNode } from '@mcu/server';
-import { MixerRole, RelayRole } from '../src/index.js';
-import { NatsServerProcess } from '../../control/test/natsServer.js';
-import { LOOPBACK, tonePower } from '../../webrtc/test/client.js';
+import type { McuNode } from '@mcu/server';
+import type { MixerRole, RelayRole } from '../src/index.js';
+import type { NatsServerProcess } from '../../control/test/natsServer.js';
+import { tonePower } from '../../webrtc/test/client.js';
 import { SimViewer } from './simViewer.js';
-import { sleep, TonePresenter, waitFor, WhepViewer } from './harness.js';
+import { ClusterWorld, sleep, TonePresenter, waitFor, WhepViewer } from './harness.js';
 
 const SECRET = 'cluster-test-secret-0123456789abcdef-xyz';
 const ADMIN = 'cluster-test-admin-token-0123456789';
 const CLUSTER = `ct${Date.now().toString(36)}`;
 
 describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
+  let world: ClusterWorld | undefined;
   let server: NatsServerProcess;
-  let storeDir: string;
-  const buses: Bus[] = [];
   let node: McuNode;
   let mixer: MixerRole;
-  const relays: RelayRole[] = [];
+  let relays: RelayRole[];
   let presenter: TonePresenter | undefined;
   const sims: SimViewer[] = [];
   const wheps: WhepViewer[] = [];
   let event: { id: string; whep: string; tokens: { viewer: string } };
 
-  const bus = async () => {
-    const b = await NatsBus.connect({ servers: server.url, name: 'cluster-test', reconnectTimeWaitMs: 100 });
-    buses.push(b);
-    return b;
-  };
-
   beforeAll(async () => {
-    storeDir = await mkdtemp(join(tmpdir(), 'mcu-cluster-'));
-    server = await NatsServerProcess.start(['-js', '-sd', storeDir]);
-    node = new McuNode({ port: 0, adminToken: ADMIN, tokenSecret: SECRET, iceAllow: LOOPBACK.iceAllow, iceHostAddresses: LOOPBACK.additionalHostAddresses });
-    await node.listen();
-    mixer = await MixerRole.start({ node, bus: await bus(), cluster: CLUSTER, nodeId: 'mixer', tokenSecret: SECRET, relayFanOut: 2 });
-    for (let i = 1; i <= 3; i++) {
-      relays.push(
-        await RelayRole.start({
-          bus: await bus(),
-          cluster: CLUSTER,
-          nodeId: `r${i}`,
-          tokenSecret: SECRET,
-          adminToken: ADMIN,
-          iceAllow: LOOPBACK.iceAllow,
-          iceHostAddresses: LOOPBACK.additionalHostAddresses,
-        }),
-      );
-    }
+    world = await ClusterWorld.start({ name: 'cluster', cluster: CLUSTER, secret: SECRET, adminToken: ADMIN, relayFanOut: 2, relays: 3 });
+    ({ server, node, mixer, relays } = world);
   });
 
   afterAll(async () => {
     await presenter?.stop();
     for (const s of sims) s.close();
     for (const w of wheps) await w.close();
-    for (const r of relays) await r.close();
-    await mixer?.close();
-    await node?.close();
-    for (const b of buses) await b.close().catch(() => undefined);
-    await server?.kill();
-    await rm(storeDir, { recursive: true, force: true });
+    await world?.close();
   });
 
   it('an event created through the API is stored in KV and its feed reaches every relay, one hop deeper for the third', async () => {
-    const res = await fetch(`${node.url}/api/events`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'keynote' }),
-    });
-    event = (await res.json()) as typeof event;
+    event = await world!.createEvent('keynote');
     await waitFor(async () => (await mixer.events.get(event.id)) !== null, 5000, 'the event definition in KV');
     expect((await mixer.events.get(event.id))?.mixer).toBe('mixer');
     expect(mixer.clusteredEvents).toEqual([event.id]);
