@@ -5,19 +5,14 @@
  * says why a node is not ready; /metrics and the OpenAPI documents of the roles.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NatsBus, type Bus } from '@mcu/control';
 import { captureLog } from '../../control/test/logCapture.js';
-import { McuNode, openApiPath, type RouteEntry } from '@mcu/server';
-import { MixerRole, RelayRole } from '../src/index.js';
-import { NatsServerProcess } from '../../control/test/natsServer.js';
+import { openApiPath, type McuNode, type RouteEntry } from '@mcu/server';
+import type { MixerRole, RelayRole } from '../src/index.js';
+import type { NatsServerProcess } from '../../control/test/natsServer.js';
 import { SimViewer } from './simViewer.js';
-import { sleep, TonePresenter, waitFor, WhepViewer } from './harness.js';
-import { LOOPBACK } from '../../webrtc/test/client.js';
+import { ClusterWorld, sleep, TonePresenter, waitFor, WhepViewer } from './harness.js';
 
 const SECRET = 'drain-test-secret-0123456789abcdef-xyz';
 const ADMIN = 'drain-test-admin-token-0123456789';
@@ -38,12 +33,11 @@ function expectDocMatches(doc: { paths: Record<string, Record<string, unknown>> 
 }
 
 describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
+  let world: ClusterWorld | undefined;
   let server: NatsServerProcess;
-  let storeDir: string;
-  const buses: Bus[] = [];
   let node: McuNode;
   let mixer: MixerRole;
-  const relays: RelayRole[] = [];
+  let relays: RelayRole[];
   let presenter: TonePresenter | undefined;
   const sims: SimViewer[] = [];
   const children: ChildProcess[] = [];
@@ -52,45 +46,26 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
   const relayLog = captureLog({ name: 'relay' });
   let event: { id: string; whep: string; tokens: { viewer: string } };
 
-  const bus = async () => {
-    const b = await NatsBus.connect({ servers: server.url, name: 'drain-test', reconnectTimeWaitMs: 100 });
-    buses.push(b);
-    return b;
-  };
-  const startRelay = async (id: string) => {
-    const r = await RelayRole.start({
-      bus: await bus(),
-      cluster: CLUSTER,
-      nodeId: id,
-      tokenSecret: SECRET,
-      adminToken: ADMIN,
-      iceAllow: LOOPBACK.iceAllow,
-      iceHostAddresses: LOOPBACK.additionalHostAddresses,
-      logger: relayLog.logger,
-    });
-    relays.push(r);
-    return r;
-  };
   const depthOf = (r: RelayRole) => r.feeds.get(event.id)?.client.assignment?.depth;
   const viewerUrl = () => `${node.url}/rtp-viewers/${event.id}`;
 
   beforeAll(async () => {
-    storeDir = await mkdtemp(join(tmpdir(), 'mcu-drain-'));
-    server = await NatsServerProcess.start(['-js', '-sd', storeDir]);
-    node = new McuNode({ port: 0, adminToken: ADMIN, tokenSecret: SECRET, iceAllow: LOOPBACK.iceAllow, iceHostAddresses: LOOPBACK.additionalHostAddresses });
-    await node.listen();
-    mixer = await MixerRole.start({ node, bus: await bus(), cluster: CLUSTER, nodeId: 'mixer', tokenSecret: SECRET, relayFanOut: 1, logger: mixerLog.logger });
-    const res = await fetch(`${node.url}/api/events`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'drain' }),
+    world = await ClusterWorld.start({
+      name: 'drain',
+      cluster: CLUSTER,
+      secret: SECRET,
+      adminToken: ADMIN,
+      relayFanOut: 1,
+      relay: { logger: relayLog.logger },
+      mixerLogger: mixerLog.logger,
     });
-    event = (await res.json()) as typeof event;
+    ({ server, node, mixer, relays } = world);
+    event = await world.createEvent('drain');
     presenter = await TonePresenter.join(node.url, event.id, ADMIN);
     // A chain: r1 under the mixer, r2 under r1 (fan-out 1).
-    const r1 = await startRelay('r1');
+    const r1 = await world.startRelay('r1');
     await waitFor(() => depthOf(r1) === 1, 8000, 'r1 in the tree');
-    const r2 = await startRelay('r2');
+    const r2 = await world.startRelay('r2');
     await waitFor(() => depthOf(r2) === 2, 8000, 'r2 under r1');
     await waitFor(() => relays.every((r) => (r.feeds.get(event.id)?.forwarder.stats.packetsIn ?? 0) > 10), 8000, 'the feed at both relays');
   });
@@ -100,12 +75,7 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
     for (const s of sims) s.close();
     for (const w of wheps) await w.close();
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    for (const r of relays) await r.close();
-    await mixer?.close();
-    await node?.close();
-    for (const b of buses) await b.close().catch(() => undefined);
-    await server?.kill();
-    await rm(storeDir, { recursive: true, force: true });
+    await world?.close();
   });
 
   it('relays and mixer: /readyz ready, /metrics with NATS, draining, process and feed metrics, OpenAPI matching the routes', async () => {
