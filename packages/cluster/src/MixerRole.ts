@@ -7,7 +7,7 @@
  *   - per clustered event a FeedSender on a UDP port of its own: the program feed (audio and every
  *     video rendition, each on its SSRC), protected once with the event's feed key, to the tree
  *     roots (this node's children in the event's tree, from a ClusterClient). The port and the
- *     description of the streams (kind, codec, rendition, size) are advertised in the `feeds` KV
+ *     description of the streams (kind, codec, rendition, size, target bitrate) are advertised in the `feeds` KV
  *     bucket, so one mixer feeds any number of clustered events at once;
  *   - keyframe requests from the tree (already aggregated per SSRC by the FeedSender) go to the
  *     rendition's encoder;
@@ -330,7 +330,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   #describeRendition(entry: ClusteredEvent, media: { host: string; port: number }, r: VideoRendition): void {
     for (const [ssrc, id] of entry.renditionBySsrc) if (id === r.id) entry.renditionBySsrc.delete(ssrc);
     entry.renditionBySsrc.set(r.ssrc, r.id);
-    const video: FeedStream = { ssrc: r.ssrc, kind: 'video', codec: r.codec, rendition: r.id, width: r.width, height: r.height };
+    const video: FeedStream = { ssrc: r.ssrc, kind: 'video', codec: r.codec, rendition: r.id, width: r.width, height: r.height, bitrateKbps: r.bitrateKbps };
     entry.streams = [...entry.streams.filter((s) => s.kind !== 'video' || s.rendition !== r.id), video];
     entry.sender.setStreams(streamMapOf(entry.streams));
     entry.client.advertise(media, entry.streams).catch((err: unknown) => this.emit('error', err instanceof Error ? err : new Error(String(err))));

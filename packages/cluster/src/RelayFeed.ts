@@ -10,13 +10,20 @@
  * keyframe without asking the mixer; viewers' keyframe requests go up through the forwarder's
  * limiter (at most one per rendition per 500 ms).
  *
+ * A WHEP viewer that did not pin a rendition is moved between them by its link (ViewerVideo,
+ * RenditionChooser), as on the mixer: `renditions()` gives each one's target bitrate from the
+ * mixer's description and what it actually sends, measured here on the feed. A switch waits for
+ * a keyframe requested upstream, not for the GOP cache: replaying a whole cached group mid-stream
+ * would be a burst of up to a GOP's bytes (seconds of video) at the moment the viewer's link is
+ * congested, and would put the viewer's picture behind by the group's age.
+ *
  * Viewers see one continuous stream per kind for the life of their session: a StreamContinuity
  * per stream rewrites SSRC, sequence numbers and timestamps when the feed's source changes under
  * them (the mixer restarted with new SSRCs and random sequence numbers).
  */
 import { ClusterClient, type Bus, type FeedStream } from '@mcu/control';
 import { RelayForwarder, StreamContinuity, type FeedKey, type RtpSink, type StreamInfo, type UdpEndpoint } from '@mcu/relay';
-import type { RtpHeader } from '@mcu/rtp';
+import { BitrateMeter, type RtpHeader, type VideoCodec } from '@mcu/rtp';
 import type { ProgramSource, ProgramVideoSource } from '@mcu/webrtc';
 import { randomInt } from 'node:crypto';
 
@@ -31,6 +38,9 @@ export interface RelayFeedOptions {
   advertiseHost: string;
 }
 
+/** How often the renditions' send rates are sampled (BitrateMeter smooths over 1 s windows). */
+const RATE_SAMPLE_MS = 250;
+
 /** Where the forwarder listens before the tree names a parent: nothing is accepted from it. */
 const NO_PARENT: UdpEndpoint = { host: '127.0.0.1', port: 9 };
 
@@ -42,8 +52,22 @@ interface RenditionPlayback {
   ssrc: number;
   width: number;
   height: number;
+  codec: VideoCodec;
+  /** The encoder's target (the mixer's description; null from a mixer that does not say). */
+  bitrateKbps: number | null;
+  /** Plaintext bytes of this rendition the feed carried, and what that makes per second. */
+  bytesIn: number;
+  readonly rate: BitrateMeter;
   readonly continuity: StreamContinuity;
   sinks: readonly VideoSink[];
+}
+
+/** A rendition as WHEP viewers choose between them (ProgramVideoSource.renditions). */
+export interface RelayRendition {
+  id: string;
+  codec: VideoCodec;
+  bitrateKbps: number;
+  sendingKbps: number | null;
 }
 
 export class RelayFeed implements ProgramSource {
@@ -68,6 +92,7 @@ export class RelayFeed implements ProgramSource {
   gopReplays = 0;
   /** Packets dropped because no stream description names their SSRC (yet). */
   undescribed = 0;
+  readonly #rateTimer: NodeJS.Timeout;
   #closed = false;
 
   private constructor(id: string, forwarder: RelayForwarder, client: ClusterClient) {
@@ -89,7 +114,12 @@ export class RelayFeed implements ProgramSource {
       addVideoProgramSink: (rendition, sink) => this.#addVideoSink(rendition, sink),
       requestKeyframe: (rendition) => this.#requestKeyframe(rendition),
       replayGop: (rendition, sink) => this.#replayGop(rendition, sink),
+      renditions: () => this.adaptiveRenditions(),
     };
+    this.#rateTimer = setInterval(() => {
+      const now = performance.now();
+      for (const r of this.#renditions.values()) r.rate.measure(now, r.bytesIn);
+    }, RATE_SAMPLE_MS).unref();
   }
 
   static async open(opts: RelayFeedOptions): Promise<RelayFeed> {
@@ -112,10 +142,26 @@ export class RelayFeed implements ProgramSource {
 
   /** The renditions this feed carries (id and size), largest first. */
   get renditions(): { id: string; width: number; height: number }[] {
-    return [...this.#renditions.values()]
-      .filter((r) => r.ssrc >= 0)
-      .sort((a, b) => b.width * b.height - a.width * a.height)
-      .map(({ id, width, height }) => ({ id, width, height }));
+    return this.#described().map(({ id, width, height }) => ({ id, width, height }));
+  }
+
+  /**
+   * The renditions with their target bitrate and measured send rate (kbps), largest first: what an
+   * adaptive viewer chooses from. Empty while the mixer's description lacks a target bitrate for
+   * any of them (an older mixer): its viewers then get the largest.
+   */
+  adaptiveRenditions(): RelayRendition[] {
+    const described = this.#described();
+    const out: RelayRendition[] = [];
+    for (const r of described) {
+      if (r.bitrateKbps === null) return [];
+      out.push({ id: r.id, codec: r.codec, bitrateKbps: r.bitrateKbps, sendingKbps: r.rate.kbps });
+    }
+    return out;
+  }
+
+  #described(): RenditionPlayback[] {
+    return [...this.#renditions.values()].filter((r) => r.ssrc >= 0).sort((a, b) => b.width * b.height - a.width * a.height);
   }
 
   /** ProgramSource: `sink` gets each program audio packet (a Buffer of its own, shared by all sinks). */
@@ -147,6 +193,8 @@ export class RelayFeed implements ProgramSource {
       r.ssrc = s.ssrc;
       r.width = s.width;
       r.height = s.height;
+      r.codec = s.codec;
+      r.bitrateKbps = s.bitrateKbps ?? null;
       this.#renditionBySsrc.set(s.ssrc, r);
     }
     let largest: RenditionPlayback | null = null;
@@ -159,7 +207,7 @@ export class RelayFeed implements ProgramSource {
   #rendition(id: string): RenditionPlayback {
     let r = this.#renditions.get(id);
     if (!r) {
-      r = { id, ssrc: -1, width: 0, height: 0, continuity: new StreamContinuity({ outputSsrc: randomInt(1, 0xffff_ffff), clockRate: 90_000 }), sinks: [] };
+      r = { id, ssrc: -1, width: 0, height: 0, codec: 'vp8', bitrateKbps: null, bytesIn: 0, rate: new BitrateMeter(), continuity: new StreamContinuity({ outputSsrc: randomInt(1, 0xffff_ffff), clockRate: 90_000 }), sinks: [] };
       this.#renditions.set(id, r);
     }
     return r;
@@ -229,6 +277,7 @@ export class RelayFeed implements ProgramSource {
       this.undescribed++;
       return;
     }
+    r.bytesIn += length;
     const named = r.sinks;
     const dflt = r === this.#defaultRendition ? this.#defaultSinks : null;
     if (named.length === 0 && (dflt === null || dflt.length === 0)) return;
@@ -242,6 +291,7 @@ export class RelayFeed implements ProgramSource {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#rateTimer);
     this.#sinks = [];
     this.#defaultSinks = [];
     for (const r of this.#renditions.values()) r.sinks = [];

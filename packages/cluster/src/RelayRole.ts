@@ -5,8 +5,8 @@
  *   - follows the EventStore: for each live event, asks the mixer for the feed key (FeedKeys.ts)
  *     and opens a RelayFeed (forwarder on a UDP port of its own + ProgramSource) whose parent and
  *     children come from the tree, so it carries any number of live events at once;
- *   - HTTP: `POST /whep/:id[?rendition=]` (WHEP, RFC 9725: audio and the chosen video rendition,
- *     the largest by default) and `POST /rtp-viewers/:id` (plain RTP audio to a UDP address, for
+ *   - HTTP: `POST /whep/:id[?rendition=]` (WHEP, RFC 9725: audio and the chosen video rendition;
+ *     without one, the highest the viewer's link holds, switched as that changes) and `POST /rtp-viewers/:id` (plain RTP audio to a UDP address, for
  *     benchmarks and gateways), with tokens signed by the cluster's shared secret (in
  *     `Authorization` or, after a mixer's 307, in `?token=`).
  *
@@ -37,7 +37,7 @@ import {
   type Role,
 } from '@mcu/control';
 import { Auth, drainingGauge, healthRoutes, json, natsConnectedGauge, openApiDocument, readSdp, renderMetrics, Router, webrtcMetrics, type NotReady, type RouteEntry } from '@mcu/server';
-import { WebRtcEdge } from '@mcu/webrtc';
+import { WebRtcEdge, type RenditionChooserOptions } from '@mcu/webrtc';
 import { clusterDefaults } from './ClusterConfig.js';
 import { fetchFeedKey } from './FeedKeys.js';
 import { createHttpServer, listen } from '@mcu/server';
@@ -72,6 +72,8 @@ export interface RelayRoleOptions {
   /** Child relays it feeds at most. */
   maxChildren?: number;
   heartbeatIntervalMs?: number;
+  /** How WHEP viewers that did not pin a rendition are moved between renditions by their link (RenditionChooser's defaults otherwise). */
+  renditionChooser?: RenditionChooserOptions;
   /** Lifecycle events (one JSON line each, with `node` bound); default: a logger at MCU_LOG_LEVEL / info. */
   logger?: Logger;
 }
@@ -127,6 +129,7 @@ export class RelayRole {
       iceAllow: opts.iceAllow,
       additionalHostAddresses: opts.iceHostAddresses,
       maxSessions: opts.maxViewers ?? clusterDefaults.relayViewers,
+      renditionChooser: opts.renditionChooser,
       log: this.log,
     });
     this.#server = createHttpServer(this.#router, this.log);

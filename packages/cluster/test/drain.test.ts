@@ -5,19 +5,13 @@
  * says why a node is not ready; /metrics and the OpenAPI documents of the roles.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NatsBus, type Bus } from '@mcu/control';
 import { captureLog } from '../../control/test/logCapture.js';
-import { McuNode, openApiPath, type RouteEntry } from '@mcu/server';
-import { MixerRole, RelayRole } from '../src/index.js';
-import { NatsServerProcess } from '../../control/test/natsServer.js';
+import { openApiPath, type RouteEntry } from '@mcu/server';
+import type { RelayRole } from '../src/index.js';
 import { SimViewer } from './simViewer.js';
-import { sleep, TonePresenter, waitFor, WhepViewer } from './harness.js';
-import { LOOPBACK } from '../../webrtc/test/client.js';
+import { ClusterWorld, sleep, TonePresenter, waitFor, WhepViewer } from './harness.js';
 
 const SECRET = 'drain-test-secret-0123456789abcdef-xyz';
 const ADMIN = 'drain-test-admin-token-0123456789';
@@ -38,12 +32,7 @@ function expectDocMatches(doc: { paths: Record<string, Record<string, unknown>> 
 }
 
 describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
-  let server: NatsServerProcess;
-  let storeDir: string;
-  const buses: Bus[] = [];
-  let node: McuNode;
-  let mixer: MixerRole;
-  const relays: RelayRole[] = [];
+  let world: ClusterWorld;
   let presenter: TonePresenter | undefined;
   const sims: SimViewer[] = [];
   const children: ChildProcess[] = [];
@@ -52,47 +41,27 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
   const relayLog = captureLog({ name: 'relay' });
   let event: { id: string; whep: string; tokens: { viewer: string } };
 
-  const bus = async () => {
-    const b = await NatsBus.connect({ servers: server.url, name: 'drain-test', reconnectTimeWaitMs: 100 });
-    buses.push(b);
-    return b;
-  };
-  const startRelay = async (id: string) => {
-    const r = await RelayRole.start({
-      bus: await bus(),
-      cluster: CLUSTER,
-      nodeId: id,
-      tokenSecret: SECRET,
-      adminToken: ADMIN,
-      iceAllow: LOOPBACK.iceAllow,
-      iceHostAddresses: LOOPBACK.additionalHostAddresses,
-      logger: relayLog.logger,
-    });
-    relays.push(r);
-    return r;
-  };
   const depthOf = (r: RelayRole) => r.feeds.get(event.id)?.client.assignment?.depth;
-  const viewerUrl = () => `${node.url}/rtp-viewers/${event.id}`;
+  const viewerUrl = () => `${world.node.url}/rtp-viewers/${event.id}`;
 
   beforeAll(async () => {
-    storeDir = await mkdtemp(join(tmpdir(), 'mcu-drain-'));
-    server = await NatsServerProcess.start(['-js', '-sd', storeDir]);
-    node = new McuNode({ port: 0, adminToken: ADMIN, tokenSecret: SECRET, iceAllow: LOOPBACK.iceAllow, iceHostAddresses: LOOPBACK.additionalHostAddresses });
-    await node.listen();
-    mixer = await MixerRole.start({ node, bus: await bus(), cluster: CLUSTER, nodeId: 'mixer', tokenSecret: SECRET, relayFanOut: 1, logger: mixerLog.logger });
-    const res = await fetch(`${node.url}/api/events`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'drain' }),
+    world = await ClusterWorld.start({
+      name: 'drain',
+      cluster: CLUSTER,
+      secret: SECRET,
+      adminToken: ADMIN,
+      relayFanOut: 1,
+      relay: { logger: relayLog.logger },
+      mixerLogger: mixerLog.logger,
     });
-    event = (await res.json()) as typeof event;
-    presenter = await TonePresenter.join(node.url, event.id, ADMIN);
+    event = await world.createEvent('drain');
+    presenter = await TonePresenter.join(world.node.url, event.id, ADMIN);
     // A chain: r1 under the mixer, r2 under r1 (fan-out 1).
-    const r1 = await startRelay('r1');
+    const r1 = await world.startRelay('r1');
     await waitFor(() => depthOf(r1) === 1, 8000, 'r1 in the tree');
-    const r2 = await startRelay('r2');
+    const r2 = await world.startRelay('r2');
     await waitFor(() => depthOf(r2) === 2, 8000, 'r2 under r1');
-    await waitFor(() => relays.every((r) => (r.feeds.get(event.id)?.forwarder.stats.packetsIn ?? 0) > 10), 8000, 'the feed at both relays');
+    await waitFor(() => world.relays.every((r) => (r.feeds.get(event.id)?.forwarder.stats.packetsIn ?? 0) > 10), 8000, 'the feed at both relays');
   });
 
   afterAll(async () => {
@@ -100,19 +69,14 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
     for (const s of sims) s.close();
     for (const w of wheps) await w.close();
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    for (const r of relays) await r.close();
-    await mixer?.close();
-    await node?.close();
-    for (const b of buses) await b.close().catch(() => undefined);
-    await server?.kill();
-    await rm(storeDir, { recursive: true, force: true });
+    await world?.close();
   });
 
   it('relays and mixer: /readyz ready, /metrics with NATS, draining, process and feed metrics, OpenAPI matching the routes', async () => {
-    for (const r of relays) expect(await readyz(r.url)).toMatchObject({ status: 200, body: { status: 'ready' } });
-    expect((await readyz(node.url)).status).toBe(200);
+    for (const r of world.relays) expect(await readyz(r.url)).toMatchObject({ status: 200, body: { status: 'ready' } });
+    expect((await readyz(world.node.url)).status).toBe(200);
 
-    const relayText = await (await fetch(`${relays[0].url}/metrics`)).text();
+    const relayText = await (await fetch(`${world.relays[0].url}/metrics`)).text();
     for (const name of ['mcu_process_cpu_seconds_total', 'mcu_process_resident_memory_bytes', 'mcu_nodejs_eventloop_lag_seconds', 'mcu_relay_viewers', 'mcu_webrtc_sessions', 'mcu_feed_packets_in_total', 'mcu_feed_nack_sent_total', 'mcu_feed_nack_received_total', 'mcu_feed_pli_forwarded_total', 'mcu_feed_retransmitted_total']) {
       expect(relayText, name).toMatch(new RegExp(`^${name}[ {]`, 'm'));
     }
@@ -121,20 +85,20 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
     expect(relayText).toMatch(/^mcu_relay_children 1$/m); // r1 feeds r2
     expect(Number(/^mcu_feed_packets_in_total (\d+)/m.exec(relayText)![1])).toBeGreaterThan(10);
 
-    const mixerText = await (await fetch(`${node.url}/metrics`)).text();
+    const mixerText = await (await fetch(`${world.node.url}/metrics`)).text();
     expect(mixerText).toMatch(/^mcu_nats_connected 1$/m);
     expect(mixerText).toMatch(/^mcu_relay_children 1$/m);
     expect(Number(/^mcu_feed_packets_out_total (\d+)/m.exec(mixerText)![1])).toBeGreaterThan(10);
 
-    const relayDoc = (await (await fetch(`${relays[0].url}/api/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
-    expectDocMatches(relayDoc, relays[0].routes());
-    const mixerDoc = (await (await fetch(`${node.url}/api/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
-    expectDocMatches(mixerDoc, node.router.routes());
+    const relayDoc = (await (await fetch(`${world.relays[0].url}/api/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+    expectDocMatches(relayDoc, world.relays[0].routes());
+    const mixerDoc = (await (await fetch(`${world.node.url}/api/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+    expectDocMatches(mixerDoc, world.node.router.routes());
     expect(mixerDoc.paths['/rtp-viewers/{id}']).toHaveProperty('post');
   });
 
   it('draining the relay in the middle: its viewers receive again from the other relay, its child re-parents, no new viewer lands on it, it exits within the timeout', async () => {
-    const [r1, r2] = relays;
+    const [r1, r2] = world.relays;
     // Two WHEP viewers: both relays are empty, so the first goes to r1 (the smaller id), the second to r2.
     for (let i = 0; i < 2; i++) {
       const w = new WhepViewer(event.whep, event.tokens.viewer);
@@ -154,8 +118,8 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
     const drained = r1.drain({ timeoutMs: 5000 });
     expect(await readyz(r1.url)).toMatchObject({ status: 503, body: { reason: 'draining' } });
     // Once the controller has r1's draining heartbeat, every placement goes to r2.
-    await waitFor(() => mixer.controller.registry.nodes().some((n) => n.info.id === 'r1' && n.draining), 2000, 'the registry to see r1 draining');
-    for (let i = 0; i < 10; i++) expect(mixer.controller.placeViewer(event.id).relay?.id).toBe('r2');
+    await waitFor(() => world.mixer.controller.registry.nodes().some((n) => n.info.id === 'r1' && n.draining), 2000, 'the registry to see r1 draining');
+    for (let i = 0; i < 10; i++) expect(world.mixer.controller.placeViewer(event.id).relay?.id).toBe('r2');
     // A viewer asking now joins r2 (r1 would refuse it with 503 anyway).
     const late = await SimViewer.open({ url: viewerUrl(), token: event.tokens.viewer });
     sims.push(late);
@@ -168,7 +132,7 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
     expect(result.viewersEnded).toBe(onR1.length + 1);
     expect(tookMs).toBeLessThan(5000);
     await expect(fetch(`${r1.url}/healthz`)).rejects.toThrow();
-    relays.splice(relays.indexOf(r1), 1);
+    world.relays.splice(world.relays.indexOf(r1), 1);
 
     // r2 is fed by the mixer now, and every viewer (r1's too) receives from r2.
     await waitFor(() => r2.feeds.get(event.id)?.client.parent?.id === 'mixer', 3000, 'r2 to re-parent to the mixer');
@@ -193,7 +157,7 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
 
   it('SIGTERM to a relay process: it drains (its viewer moves to another relay) and exits 0', async () => {
     const script = fileURLToPath(new URL('./shutdownChild.ts', import.meta.url));
-    const child = spawn(process.execPath, ['--import', 'tsx', script, server.url, CLUSTER, 'r3', SECRET], {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, world.server.url, CLUSTER, 'r3', SECRET], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, VITEST: '' },
     });
@@ -204,7 +168,7 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
     child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     await waitFor(() => /^ready r3 /m.test(out), 20_000, `the relay process to start (${err})`);
-    await waitFor(() => mixer.controller.tree(event.id).some((a) => a.node === 'r3'), 8000, 'r3 in the tree');
+    await waitFor(() => world.mixer.controller.tree(event.id).some((a) => a.node === 'r3'), 8000, 'r3 in the tree');
     // r3 has no viewers and r2 has them all: the next viewer goes to r3.
     const v = await SimViewer.open({ url: viewerUrl(), token: event.tokens.viewer, stallMs: 300 });
     sims.push(v);
@@ -232,15 +196,15 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
   });
 
   it('/readyz: 503 bus_disconnected while NATS is down (relay and mixer), ready again after; 503 not_registered once a relay left the cluster', async () => {
-    const r2 = relays[0];
-    await server.kill('SIGKILL');
+    const r2 = world.relays[0];
+    await world.server.kill('SIGKILL');
     await waitFor(async () => (await readyz(r2.url)).body.reason === 'bus_disconnected', 5000, 'the relay to see NATS gone');
-    expect(await readyz(node.url)).toMatchObject({ status: 503, body: { reason: 'bus_disconnected' } });
+    expect(await readyz(world.node.url)).toMatchObject({ status: 503, body: { reason: 'bus_disconnected' } });
     expect((await fetch(`${r2.url}/healthz`)).status).toBe(200);
     expect(await (await fetch(`${r2.url}/metrics`)).text()).toMatch(/^mcu_nats_connected 0$/m);
-    await server.restart();
+    await world.server.restart();
     await waitFor(async () => (await readyz(r2.url)).status === 200, 10_000, 'the relay to be ready again');
-    await waitFor(async () => (await readyz(node.url)).status === 200, 10_000, 'the mixer to be ready again');
+    await waitFor(async () => (await readyz(world.node.url)).status === 200, 10_000, 'the mixer to be ready again');
 
     r2.agent.abandon();
     expect(await readyz(r2.url)).toMatchObject({ status: 503, body: { reason: 'not_registered' } });

@@ -1,6 +1,16 @@
-/** Pieces shared by the cluster tests: polling with a deadline, a plain-RTP presenter, a WHEP viewer that reconnects. */
+/**
+ * Pieces shared by the cluster tests: a cluster on a dedicated nats-server (ClusterWorld), polling
+ * with a deadline, a plain-RTP presenter, a WHEP viewer that reconnects.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NatsBus, type Bus, type Logger } from '@mcu/control';
+import { McuNode, type NodeConfigInput } from '@mcu/server';
+import { MixerRole, RelayRole, type RelayRoleOptions } from '../src/index.js';
+import { NatsServerProcess } from '../../control/test/natsServer.js';
 import { RtpPeer } from '../../mixer/test/peer.js';
-import { WebRtcClient } from '../../webrtc/test/client.js';
+import { LOOPBACK, WebRtcClient } from '../../webrtc/test/client.js';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -96,5 +106,124 @@ export class WhepViewer {
     this.#closed = true;
     clearInterval(this.#timer);
     await this.client?.pc.close().catch(() => undefined);
+  }
+}
+
+export interface ClusterWorldOptions {
+  /** Names the temp dir (`mcu-<name>-`) and the NATS connections (`<name>-test`). */
+  name: string;
+  cluster: string;
+  secret: string;
+  adminToken: string;
+  /** The mixer's fan-out (relays directly under it). */
+  relayFanOut: number;
+  /** Relays `r1`…`rN` started at once (more with `startRelay`); default 0. */
+  relays?: number;
+  /** Extra options of every relay (child count, rendition chooser, logger). */
+  relay?: Partial<RelayRoleOptions>;
+  /** Extra configuration of the mixer's node (e.g. its video renditions). */
+  node?: NodeConfigInput;
+  mixerLogger?: Logger;
+}
+
+export interface CreatedEvent {
+  id: string;
+  whep: string;
+  tokens: { viewer: string; presenter: string };
+}
+
+/**
+ * A cluster for a test file: a dedicated nats-server with JetStream in a temp dir, a listening
+ * McuNode with its MixerRole (node id `mixer`), and relays, each node on a NATS connection of its
+ * own. `close()` stops all of it, relays first, and removes the temp dir.
+ */
+export class ClusterWorld {
+  readonly cluster: string;
+  readonly buses: Bus[] = [];
+  /** The relays started and not yet closed by the test (tests remove those they kill). */
+  readonly relays: RelayRole[] = [];
+  node!: McuNode;
+  mixer!: MixerRole;
+  #server: NatsServerProcess | undefined;
+  #storeDir = '';
+
+  private constructor(readonly opts: ClusterWorldOptions) {
+    this.cluster = opts.cluster;
+  }
+
+  static async start(opts: ClusterWorldOptions): Promise<ClusterWorld> {
+    const w = new ClusterWorld(opts);
+    try {
+      await w.#start();
+    } catch (err) {
+      await w.close();
+      throw err;
+    }
+    return w;
+  }
+
+  get server(): NatsServerProcess {
+    return this.#server!;
+  }
+
+  async #start(): Promise<void> {
+    const o = this.opts;
+    this.#storeDir = await mkdtemp(join(tmpdir(), `mcu-${o.name}-`));
+    this.#server = await NatsServerProcess.start(['-js', '-sd', this.#storeDir]);
+    this.node = new McuNode({
+      port: 0,
+      adminToken: o.adminToken,
+      tokenSecret: o.secret,
+      iceAllow: LOOPBACK.iceAllow,
+      iceHostAddresses: LOOPBACK.additionalHostAddresses,
+      ...o.node,
+    });
+    await this.node.listen();
+    this.mixer = await MixerRole.start({ node: this.node, bus: await this.bus(), cluster: this.cluster, nodeId: 'mixer', tokenSecret: o.secret, relayFanOut: o.relayFanOut, logger: o.mixerLogger });
+    for (let i = 1; i <= (o.relays ?? 0); i++) await this.startRelay(`r${i}`);
+  }
+
+  /** A new NATS connection to the world's server (closed with the world). */
+  async bus(): Promise<Bus> {
+    const b = await NatsBus.connect({ servers: this.server.url, name: `${this.opts.name}-test`, reconnectTimeWaitMs: 100 });
+    this.buses.push(b);
+    return b;
+  }
+
+  async startRelay(nodeId: string): Promise<RelayRole> {
+    const o = this.opts;
+    const r = await RelayRole.start({
+      bus: await this.bus(),
+      cluster: this.cluster,
+      nodeId,
+      tokenSecret: o.secret,
+      adminToken: o.adminToken,
+      iceAllow: LOOPBACK.iceAllow,
+      iceHostAddresses: LOOPBACK.additionalHostAddresses,
+      ...o.relay,
+    });
+    this.relays.push(r);
+    return r;
+  }
+
+  /** Creates an event through the mixer's API (admin token). */
+  async createEvent(name: string): Promise<CreatedEvent> {
+    const res = await fetch(`${this.node.url}/api/events`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.opts.adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name }),
+    });
+    if (res.status !== 201) throw new Error(`creating event ${name} answered ${res.status}: ${await res.text()}`);
+    return (await res.json()) as CreatedEvent;
+  }
+
+  /** Closes the relays, the mixer and its node, the NATS connections and server; removes the temp dir. */
+  async close(): Promise<void> {
+    for (const r of this.relays) await r.close();
+    await this.mixer?.close();
+    await this.node?.close();
+    for (const b of this.buses) await b.close().catch(() => undefined);
+    await this.#server?.kill();
+    if (this.#storeDir) await rm(this.#storeDir, { recursive: true, force: true });
   }
 }

@@ -3,90 +3,46 @@
  * relays (fan-out 2, so one relay sits two hops down), a plain-RTP presenter sending a tone, 3
  * werift WHEP viewers and 47 simulated plain-RTP viewers, all placed through the mixer's 307.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NatsBus, type Bus } from '@mcu/control';
-import { McuNode } from '@mcu/server';
-import { MixerRole, RelayRole } from '../src/index.js';
-import { NatsServerProcess } from '../../control/test/natsServer.js';
-import { LOOPBACK, tonePower } from '../../webrtc/test/client.js';
+import type { MixerRole } from '../src/index.js';
+import { tonePower } from '../../webrtc/test/client.js';
 import { SimViewer } from './simViewer.js';
-import { sleep, TonePresenter, waitFor, WhepViewer } from './harness.js';
+import { ClusterWorld, sleep, TonePresenter, waitFor, WhepViewer } from './harness.js';
 
 const SECRET = 'cluster-test-secret-0123456789abcdef-xyz';
 const ADMIN = 'cluster-test-admin-token-0123456789';
 const CLUSTER = `ct${Date.now().toString(36)}`;
 
 describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
-  let server: NatsServerProcess;
-  let storeDir: string;
-  const buses: Bus[] = [];
-  let node: McuNode;
-  let mixer: MixerRole;
-  const relays: RelayRole[] = [];
+  let world: ClusterWorld;
   let presenter: TonePresenter | undefined;
   const sims: SimViewer[] = [];
   const wheps: WhepViewer[] = [];
   let event: { id: string; whep: string; tokens: { viewer: string } };
 
-  const bus = async () => {
-    const b = await NatsBus.connect({ servers: server.url, name: 'cluster-test', reconnectTimeWaitMs: 100 });
-    buses.push(b);
-    return b;
-  };
-
   beforeAll(async () => {
-    storeDir = await mkdtemp(join(tmpdir(), 'mcu-cluster-'));
-    server = await NatsServerProcess.start(['-js', '-sd', storeDir]);
-    node = new McuNode({ port: 0, adminToken: ADMIN, tokenSecret: SECRET, iceAllow: LOOPBACK.iceAllow, iceHostAddresses: LOOPBACK.additionalHostAddresses });
-    await node.listen();
-    mixer = await MixerRole.start({ node, bus: await bus(), cluster: CLUSTER, nodeId: 'mixer', tokenSecret: SECRET, relayFanOut: 2 });
-    for (let i = 1; i <= 3; i++) {
-      relays.push(
-        await RelayRole.start({
-          bus: await bus(),
-          cluster: CLUSTER,
-          nodeId: `r${i}`,
-          tokenSecret: SECRET,
-          adminToken: ADMIN,
-          iceAllow: LOOPBACK.iceAllow,
-          iceHostAddresses: LOOPBACK.additionalHostAddresses,
-        }),
-      );
-    }
+    world = await ClusterWorld.start({ name: 'cluster', cluster: CLUSTER, secret: SECRET, adminToken: ADMIN, relayFanOut: 2, relays: 3 });
   });
 
   afterAll(async () => {
     await presenter?.stop();
     for (const s of sims) s.close();
     for (const w of wheps) await w.close();
-    for (const r of relays) await r.close();
-    await mixer?.close();
-    await node?.close();
-    for (const b of buses) await b.close().catch(() => undefined);
-    await server?.kill();
-    await rm(storeDir, { recursive: true, force: true });
+    await world?.close();
   });
 
   it('an event created through the API is stored in KV and its feed reaches every relay, one hop deeper for the third', async () => {
-    const res = await fetch(`${node.url}/api/events`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'keynote' }),
-    });
-    event = (await res.json()) as typeof event;
-    await waitFor(async () => (await mixer.events.get(event.id)) !== null, 5000, 'the event definition in KV');
-    expect((await mixer.events.get(event.id))?.mixer).toBe('mixer');
-    expect(mixer.clusteredEvents).toEqual([event.id]);
+    event = await world.createEvent('keynote');
+    await waitFor(async () => (await world.mixer.events.get(event.id)) !== null, 5000, 'the event definition in KV');
+    expect((await world.mixer.events.get(event.id))?.mixer).toBe('mixer');
+    expect(world.mixer.clusteredEvents).toEqual([event.id]);
 
-    presenter = await TonePresenter.join(node.url, event.id, ADMIN);
+    presenter = await TonePresenter.join(world.node.url, event.id, ADMIN);
 
-    await waitFor(() => relays.every((r) => (r.feeds.get(event.id)?.forwarder.stats.packetsIn ?? 0) > 10), 8000, 'the feed at every relay');
-    const depths = relays.map((r) => r.feeds.get(event.id)!.client.assignment?.depth).sort();
+    await waitFor(() => world.relays.every((r) => (r.feeds.get(event.id)?.forwarder.stats.packetsIn ?? 0) > 10), 8000, 'the feed at every relay');
+    const depths = world.relays.map((r) => r.feeds.get(event.id)!.client.assignment?.depth).sort();
     expect(depths).toEqual([1, 1, 2]);
-    for (const r of relays) expect(r.feeds.get(event.id)!.forwarder.stats.dropped.bad_tag).toBe(0);
+    for (const r of world.relays) expect(r.feeds.get(event.id)!.forwarder.stats.dropped.bad_tag).toBe(0);
   });
 
   it('50 viewers placed through the mixer: 3 WHEP viewers (307 to a relay) hear the tone, 47 plain-RTP viewers receive', async () => {
@@ -95,7 +51,7 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
       await w.connect();
       wheps.push(w);
     }
-    const url = `${node.url}/rtp-viewers/${event.id}`;
+    const url = `${world.node.url}/rtp-viewers/${event.id}`;
     for (let i = 0; i < 47; i++) {
       const s = await SimViewer.open({ url, token: event.tokens.viewer });
       sims.push(s);
@@ -105,8 +61,8 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
     const perRelay = new Map<string, number>();
     for (const s of sims) perRelay.set(s.relay!, (perRelay.get(s.relay!) ?? 0) + 1);
     expect(perRelay.size).toBe(3);
-    expect(node.edge.stats().whepSessions).toBe(0); // no viewer played on the mixer
-    expect(relays.reduce((n, r) => n + r.edge.stats().whepSessions, 0)).toBe(3);
+    expect(world.node.edge.stats().whepSessions).toBe(0); // no viewer played on the mixer
+    expect(world.relays.reduce((n, r) => n + r.edge.stats().whepSessions, 0)).toBe(3);
 
     await sleep(1500);
     for (const w of wheps) {
@@ -123,7 +79,7 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
   it("the console's tree picture: the mixer at the root, three relays with their parents, depths and viewers", async () => {
     type TreeNode = { id: string; role: string; parent: string | null; depth: number; viewers: number; capacity: number; load: number };
     const tree = async () => {
-      const res = await fetch(`${node.url}/api/events/${event.id}/tree`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      const res = await fetch(`${world.node.url}/api/events/${event.id}/tree`, { headers: { authorization: `Bearer ${ADMIN}` } });
       expect(res.status).toBe(200);
       return ((await res.json()) as { nodes: TreeNode[] }).nodes;
     };
@@ -137,7 +93,7 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
     for (const t of nodes.filter((n) => n.role === 'relay')) {
       expect(t.depth).toBe(byId.get(t.parent!)!.depth + 1);
       // Each relay's count is what it actually serves.
-      const relay = relays.find((r) => r.nodeId === t.id)!;
+      const relay = world.relays.find((r) => r.nodeId === t.id)!;
       expect(t.viewers).toBe(sims.filter((s) => s.relay === relay.nodeId).length + relay.edge.stats().whepSessions);
       expect(t.capacity).toBeGreaterThan(0);
       expect(t.load).toBeCloseTo(t.viewers / t.capacity, 2);
@@ -147,8 +103,8 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
 
   it('killing a relay: its viewers are re-placed and receive again within 3 s, its child relay re-parents', async () => {
     // Kill the depth-1 relay that feeds the depth-2 one.
-    const victim = relays.find((r) => (r.feeds.get(event.id)?.client.children.length ?? 0) > 0)!;
-    const child = relays.find((r) => r.feeds.get(event.id)?.client.parent?.id === victim.nodeId)!;
+    const victim = world.relays.find((r) => (r.feeds.get(event.id)?.client.children.length ?? 0) > 0)!;
+    const child = world.relays.find((r) => r.feeds.get(event.id)?.client.parent?.id === victim.nodeId)!;
     expect(victim).toBeDefined();
     expect(child).toBeDefined();
     const onVictim = sims.filter((s) => s.relay === victim.nodeId);
@@ -158,14 +114,14 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
     const killedAt = performance.now();
     const timeline: string[] = [];
     const mark = (what: string) => timeline.push(`${what} +${Math.round(performance.now() - killedAt)}ms`);
-    mixer.controller.registry.once('nodeDead', (id) => mark(`dead ${id}`));
-    mixer.controller.on('removed', (_e, n) => mark(`removed ${n}`));
-    mixer.controller.on('assigned', (a) => mark(`assigned ${a.node}->${a.parent}`));
+    world.mixer.controller.registry.once('nodeDead', (id) => mark(`dead ${id}`));
+    world.mixer.controller.on('removed', (_e, n) => mark(`removed ${n}`));
+    world.mixer.controller.on('assigned', (a) => mark(`assigned ${a.node}->${a.parent}`));
     await victim.crash();
 
     // Every viewer (those of the dead relay and those below it) receives again within 3 s.
     const recovered = await waitFor(() => sims.every((s) => s.lastAt > killedAt + 200 && performance.now() - s.lastAt < 100), 6000, 'every viewer to receive again').catch((err) => {
-      console.log(timeline.join('\n'), sims.map((s) => `${s.relay} ${Math.round(s.lastAt - killedAt)} j${s.joins} f${s.joinFailures}`).join('; '), mixer.controller.isLeader, mixer.controller.stats);
+      console.log(timeline.join('\n'), sims.map((s) => `${s.relay} ${Math.round(s.lastAt - killedAt)} j${s.joins} f${s.joinFailures}`).join('; '), world.mixer.controller.isLeader, world.mixer.controller.stats);
       throw err;
     });
     const worstGap = Math.max(...sims.map((s) => s.maxGapMs));
@@ -181,23 +137,23 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
       const pcm = w.client.decodeReceived(Math.max(0, w.client.received.length - 25));
       expect(tonePower(pcm, 440)).toBeGreaterThan(1000);
     }
-    relays.splice(relays.indexOf(victim), 1);
+    world.relays.splice(world.relays.indexOf(victim), 1);
   });
   it('a NATS restart mid-event loses no event definition, relays re-register, media never stops', async () => {
-    const deadBefore = mixer.controller.registry.stats.dead;
+    const deadBefore = world.mixer.controller.registry.stats.dead;
     for (const s of sims) s.resetGap();
-    const regsBefore = relays.map((r) => r.agent.stats.registrations);
+    const regsBefore = world.relays.map((r) => r.agent.stats.registrations);
     const packetsBefore = sims.map((s) => s.packets);
-    await server.kill('SIGKILL');
+    await world.server.kill('SIGKILL');
     await sleep(300);
-    await server.restart();
-    await waitFor(() => relays.every((r, i) => r.agent.stats.registrations > regsBefore[i]), 10_000, 'relays to re-register');
-    await waitFor(() => relays.every((r) => mixer.controller.registry.has(r.nodeId)), 5000, 'the registry to see every relay');
+    await world.server.restart();
+    await waitFor(() => world.relays.every((r, i) => r.agent.stats.registrations > regsBefore[i]), 10_000, 'relays to re-register');
+    await waitFor(() => world.relays.every((r) => world.mixer.controller.registry.has(r.nodeId)), 5000, 'the registry to see every relay');
     // JetStream may need a moment after the restart: ask until it answers (bounded).
     let stored: Awaited<ReturnType<MixerRole['events']['get']>> = null;
     await waitFor(async () => {
       try {
-        stored = await mixer.events.get(event.id);
+        stored = await world.mixer.events.get(event.id);
         return true;
       } catch {
         return false;
@@ -211,8 +167,8 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
     expect(worst).toBeLessThan(250);
     expect(sims.every((s, i) => s.packets > packetsBefore[i] + 20)).toBe(true);
     // Placement works again once the controller leads again.
-    await waitFor(() => mixer.controller.isLeader, 10_000, 'the controller to lead again');
-    const late = await SimViewer.open({ url: `${node.url}/rtp-viewers/${event.id}`, token: event.tokens.viewer });
+    await waitFor(() => world.mixer.controller.isLeader, 10_000, 'the controller to lead again');
+    const late = await SimViewer.open({ url: `${world.node.url}/rtp-viewers/${event.id}`, token: event.tokens.viewer });
     sims.push(late);
     await late.join(5000);
     await waitFor(() => late.packets > 10, 3000, 'a viewer placed after the restart to receive');

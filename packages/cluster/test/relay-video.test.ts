@@ -3,24 +3,21 @@
  * dedicated nats-server), real UDP and real ffmpeg: one mixer and two relays (fan-out 1, so the
  * second relay is fed by the first). A werift WHIP presenter sends a red VP8 clip and a 440 Hz
  * tone into event A; werift WHEP viewers placed through the mixer's 307 decode the composite on
- * a relay. Event B (a plain-RTP presenter's 1000 Hz tone) runs beside it on the same nodes.
+ * a relay, and one that sends REMB is moved between the renditions by it. Event B (a plain-RTP
+ * presenter's 1000 Hz tone) runs beside it on the same nodes.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RTCPeerConnection } from 'werift';
 import type { RTCRtpTransceiver, RtpPacket } from 'werift';
-import { NatsBus, subjects, type Bus } from '@mcu/control';
-import { McuNode } from '@mcu/server';
-import { buildRtp } from '@mcu/rtp';
+import { subjects } from '@mcu/control';
+import { buildRtp, readVp8Dimensions } from '@mcu/rtp';
 import { OpusDecoder, OpusEncoder } from '@mcu/codec';
-import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig } from '@mcu/webrtc';
-import { MixerRole, RelayRole } from '../src/index.js';
-import { NatsServerProcess } from '../../control/test/natsServer.js';
+import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig, type WhepSession } from '@mcu/webrtc';
+import type { RelayRole } from '../src/index.js';
 import { RtpPeer } from '../../mixer/test/peer.js';
-import { LOOPBACK, tonePower } from '../../webrtc/test/client.js';
+import { LOOPBACK, rembPacket, tonePower } from '../../webrtc/test/client.js';
 import { ClipSender, Viewer, isAlive, lavfiClip, meanYuv } from '../../mixer/test/videoMedia.js';
+import { ClusterWorld, sleep, waitFor, type CreatedEvent } from './harness.js';
 
 const SECRET = 'cluster-video-secret-0123456789abcdef-xyz';
 const ADMIN = 'cluster-video-admin-token-0123456789';
@@ -31,16 +28,6 @@ const RENDITIONS = [
   { id: 'low', width: 160, height: 90, bitrateKbps: 100 },
 ];
 const allow = addressAllowList(LOOPBACK.iceAllow);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
-  const start = performance.now();
-  for (;;) {
-    if (await cond()) return performance.now() - start;
-    if (performance.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 async function offer(pc: RTCPeerConnection): Promise<string> {
   const o = await pc.createOffer();
@@ -71,11 +58,15 @@ class PlayerPeer {
   readonly audio: { seq: number; payload: Buffer }[] = [];
   readonly video = new Viewer('vp8');
   readonly videoArrivals: number[] = [];
+  /** Every video packet's SSRC and sequence number, in arrival order. */
+  readonly videoPackets: { ssrc: number; seq: number }[] = [];
   videoTransceiver: RTCRtpTransceiver | null = null;
   videoSsrc: number | undefined;
   connectedAt = 0;
-  /** Where the offer was answered (after the redirect). */
+  /** Where the offer was answered (after the redirect), and the session's resource path. */
   answeredBy = '';
+  location = '';
+  #rembTimer: NodeJS.Timeout | undefined;
 
   static async play(url: string, token: string, opts: { video: boolean }): Promise<PlayerPeer> {
     const p = new PlayerPeer();
@@ -90,6 +81,7 @@ class PlayerPeer {
         track.onReceiveRtp.subscribe((rtp: RtpPacket) => {
           p.videoSsrc = rtp.header.ssrc;
           p.videoArrivals.push(performance.now());
+          p.videoPackets.push({ ssrc: rtp.header.ssrc, seq: rtp.header.sequenceNumber });
           const buf = rtp.serialize();
           p.video.push(buf, buf.length);
         }),
@@ -101,6 +93,7 @@ class PlayerPeer {
       throw new Error(`WHEP POST answered ${res.status}: ${await res.text()}`);
     }
     p.answeredBy = res.url;
+    p.location = res.headers.get('location') ?? '';
     await p.pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
     await connected(p.pc);
     p.connectedAt = performance.now();
@@ -109,6 +102,23 @@ class PlayerPeer {
 
   sendPli(): void {
     if (this.videoTransceiver && this.videoSsrc !== undefined) void this.videoTransceiver.receiver.sendRtcpPLI(this.videoSsrc).catch(() => undefined);
+  }
+
+  /** Sends a REMB with `estimate()` bits per second every 200 ms (once video arrives), until closed. */
+  sendRemb(estimate: () => number): void {
+    this.#rembTimer ??= setInterval(() => {
+      if (this.videoTransceiver && this.videoSsrc !== undefined) {
+        void this.videoTransceiver.receiver.dtlsTransport.sendRtcp([rembPacket(estimate(), this.videoSsrc)]).catch(() => undefined);
+      }
+    }, 200);
+  }
+
+  /** The picture size of each keyframe received, in order (`320x180`). */
+  keyframeSizes(): string[] {
+    const sizes: string[] = [];
+    const size = [0, 0];
+    for (const f of this.video.frames) if (f.keyframe && readVp8Dimensions(f.data, 0, f.data.length, size)) sizes.push(`${size[0]}x${size[1]}`);
+    return sizes;
   }
 
   lastKeyframe(): number {
@@ -134,23 +144,13 @@ class PlayerPeer {
   }
 
   close(): Promise<void> {
+    clearInterval(this.#rembTimer);
     return this.pc.close().catch(() => undefined);
   }
 }
 
-interface CreatedEvent {
-  id: string;
-  whep: string;
-  tokens: { viewer: string; presenter: string };
-}
-
 describe('video and several events down a relay tree over NATS', () => {
-  let server: NatsServerProcess;
-  let storeDir: string;
-  const buses: Bus[] = [];
-  let node: McuNode;
-  let mixer: MixerRole;
-  const relays: RelayRole[] = [];
+  let world: ClusterWorld;
   const players: PlayerPeer[] = [];
   const timers: NodeJS.Timeout[] = [];
   let presenterPc: RTCPeerConnection | undefined;
@@ -160,49 +160,21 @@ describe('video and several events down a relay tree over NATS', () => {
   let a: CreatedEvent;
   let b: CreatedEvent;
 
-  const bus = async () => {
-    const x = await NatsBus.connect({ servers: server.url, name: 'cluster-video-test', reconnectTimeWaitMs: 100 });
-    buses.push(x);
-    return x;
-  };
-  const createEvent = async (name: string): Promise<CreatedEvent> => {
-    const res = await fetch(`${node.url}/api/events`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name }),
-    });
-    expect(res.status).toBe(201);
-    return (await res.json()) as CreatedEvent;
-  };
+  const createEvent = (name: string): Promise<CreatedEvent> => world.createEvent(name);
   const feedOf = (r: RelayRole, id: string) => r.feeds.get(id);
 
   beforeAll(async () => {
-    storeDir = await mkdtemp(join(tmpdir(), 'mcu-cluster-video-'));
-    server = await NatsServerProcess.start(['-js', '-sd', storeDir]);
-    node = new McuNode({
-      port: 0,
+    world = await ClusterWorld.start({
+      name: 'cluster-video',
+      cluster: CLUSTER,
+      secret: SECRET,
       adminToken: ADMIN,
-      tokenSecret: SECRET,
-      iceAllow: LOOPBACK.iceAllow,
-      iceHostAddresses: LOOPBACK.additionalHostAddresses,
-      videoRenditions: RENDITIONS,
+      relayFanOut: 1,
+      relays: 2,
+      node: { videoRenditions: RENDITIONS },
+      // Quick decisions, as in the mixer's rendition-switch test: settle, move down and up within a second or so.
+      relay: { maxChildren: 1, renditionChooser: { settleMs: 500, downAfterMs: 500, upAfterMs: 1000, probeAfterMs: 600_000 } },
     });
-    await node.listen();
-    mixer = await MixerRole.start({ node, bus: await bus(), cluster: CLUSTER, nodeId: 'mixer', tokenSecret: SECRET, relayFanOut: 1 });
-    for (let i = 1; i <= 2; i++) {
-      relays.push(
-        await RelayRole.start({
-          bus: await bus(),
-          cluster: CLUSTER,
-          nodeId: `r${i}`,
-          tokenSecret: SECRET,
-          adminToken: ADMIN,
-          maxChildren: 1,
-          iceAllow: LOOPBACK.iceAllow,
-          iceHostAddresses: LOOPBACK.additionalHostAddresses,
-        }),
-      );
-    }
   });
 
   afterAll(async () => {
@@ -211,28 +183,23 @@ describe('video and several events down a relay tree over NATS', () => {
     toneB?.close();
     opus?.close();
     const pids: number[] = [];
-    const ids = a ? node.registry.get(a.id).mixer.videoMixer?.processIds() : undefined;
+    const ids = a ? world.node.registry.get(a.id).mixer.videoMixer?.processIds() : undefined;
     if (ids) for (const pid of [...Object.values(ids.decoders), ...Object.values(ids.encoders)]) if (pid !== null) pids.push(pid);
     for (const p of players) await p.close();
     await presenterPc?.close().catch(() => undefined);
-    for (const r of relays) await r.close();
-    await mixer?.close();
-    await node?.close();
-    for (const x of buses) await x.close().catch(() => undefined);
-    await server?.kill();
-    await rm(storeDir, { recursive: true, force: true });
+    await world?.close();
     await waitFor(() => pids.every((pid) => !isAlive(pid)), 5000, 'the ffmpeg children to exit');
   });
 
   it('a VP8 presenter in event A: a viewer placed on a relay through the 307 decodes the composite, a later one starts from the relay’s GOP cache', async () => {
     a = await createEvent('video-a');
-    await waitFor(() => mixer.clusteredEvents.includes(a.id), 5000, 'event A to be clustered');
+    await waitFor(() => world.mixer.clusteredEvents.includes(a.id), 5000, 'event A to be clustered');
 
     // The presenter: WHIP to the mixer, a red VP8 clip (answering PLIs with a keyframe) and a 440 Hz tone.
     presenterPc = new RTCPeerConnection(peerConfig(LOOPBACK));
     const audioT = presenterPc.addTransceiver('audio', { direction: 'sendonly' });
     const videoT = presenterPc.addTransceiver('video', { direction: 'sendonly' });
-    const res = await fetch(`${node.url}/whip/${a.id}`, {
+    const res = await fetch(`${world.node.url}/whip/${a.id}`, {
       method: 'POST',
       headers: { 'content-type': 'application/sdp', authorization: `Bearer ${a.tokens.presenter}` },
       body: await offer(presenterPc),
@@ -258,23 +225,23 @@ describe('video and several events down a relay tree over NATS', () => {
 
     // Both renditions reach both relays (the second one hop further down), described by the mixer.
     await waitFor(
-      () => relays.every((r) => feedOf(r, a.id)?.renditions.length === 2 && (feedOf(r, a.id)?.forwarder.stats.gopBytes ?? 0) > 0),
+      () => world.relays.every((r) => feedOf(r, a.id)?.renditions.length === 2 && (feedOf(r, a.id)?.forwarder.stats.gopBytes ?? 0) > 0),
       15_000,
       'both renditions and a cached GOP at every relay',
     );
-    expect(relays.map((r) => feedOf(r, a.id)!.client.assignment?.depth).sort()).toEqual([1, 2]);
-    expect(mixer.feedStreams(a.id)!.map((s) => (s.kind === 'video' ? `${s.rendition} ${s.width}x${s.height} ${s.codec}` : s.kind)).sort()).toEqual([
+    expect(world.relays.map((r) => feedOf(r, a.id)!.client.assignment?.depth).sort()).toEqual([1, 2]);
+    expect(world.mixer.feedStreams(a.id)!.map((s) => (s.kind === 'video' ? `${s.rendition} ${s.width}x${s.height} ${s.codec}` : s.kind)).sort()).toEqual([
       'audio',
       'low 160x90 vp8',
       'main 320x180 vp8',
     ]);
-    expect(feedOf(relays[0], a.id)!.renditions.map((r) => r.id)).toEqual(['main', 'low']);
+    expect(feedOf(world.relays[0], a.id)!.renditions.map((r) => r.id)).toEqual(['main', 'low']);
 
     // Viewer 1 through the mixer: 307 to a relay, the default (largest) rendition.
     const v1 = await PlayerPeer.play(a.whep, a.tokens.viewer, { video: true });
     players.push(v1);
-    expect(node.edge.stats().whepSessions).toBe(0);
-    const relay1 = relays.find((r) => v1.answeredBy.startsWith(r.url))!;
+    expect(world.node.edge.stats().whepSessions).toBe(0);
+    const relay1 = world.relays.find((r) => v1.answeredBy.startsWith(r.url))!;
     expect(relay1).toBeDefined();
     await waitFor(() => v1.lastKeyframe() >= 0 && v1.video.frames.length - v1.lastKeyframe() >= 10, 10_000, 'viewer 1 to receive a keyframe and 10 frames');
     const pictures = v1.video.decode(320, 180, v1.lastKeyframe());
@@ -287,28 +254,28 @@ describe('video and several events down a relay tree over NATS', () => {
 
     // Keyframe requests go up the tree, aggregated: a burst of PLIs from the viewer costs the
     // relay one upstream request per 500 ms, and reaches the rendition's encoder.
-    const sender = mixer.feedSender(a.id)!;
-    const video = () => node.registry.get(a.id).mixer.videoMixer!.stats().renditions.main;
-    const before = { relay: feedOf(relay1, a.id)!.forwarder.stats.pliForwarded, tree: mixer.keyframeRequestsFromTree(a.id), forced: video().forcedKeyframes };
+    const sender = world.mixer.feedSender(a.id)!;
+    const video = () => world.node.registry.get(a.id).mixer.videoMixer!.stats().renditions.main;
+    const before = { relay: feedOf(relay1, a.id)!.forwarder.stats.pliForwarded, tree: world.mixer.keyframeRequestsFromTree(a.id), forced: video().forcedKeyframes };
     for (let i = 0; i < 8; i++) {
       v1.sendPli();
       await sleep(25);
     }
-    await waitFor(() => mixer.keyframeRequestsFromTree(a.id) > before.tree, 3000, 'the PLI to reach the mixer');
+    await waitFor(() => world.mixer.keyframeRequestsFromTree(a.id) > before.tree, 3000, 'the PLI to reach the mixer');
     await sleep(700);
     const relayForwarded = feedOf(relay1, a.id)!.forwarder.stats.pliForwarded - before.relay;
     expect(relayForwarded).toBeGreaterThanOrEqual(1);
     expect(relayForwarded).toBeLessThanOrEqual(2);
     expect(feedOf(relay1, a.id)!.forwarder.stats.pliSuppressed).toBeGreaterThan(0);
-    expect(mixer.keyframeRequestsFromTree(a.id) - before.tree).toBeLessThanOrEqual(2);
+    expect(world.mixer.keyframeRequestsFromTree(a.id) - before.tree).toBeLessThanOrEqual(2);
     await waitFor(() => video().forcedKeyframes > before.forced, 3000, 'the encoder to force a keyframe');
 
     // Viewer 2 joins later, on the small rendition, and asks for nothing: its first frame is the
     // relay's cached keyframe, sent as one burst, and the mixer hears of no new request.
     await sleep(1200);
-    const quiet = { tree: mixer.keyframeRequestsFromTree(a.id), senderPli: sender.stats.pliForwarded, forced: video().forcedKeyframes };
-    const relayPli = relays.map((r) => feedOf(r, a.id)!.forwarder.stats.pliForwarded);
-    const replaysBefore = relays.map((r) => feedOf(r, a.id)!.gopReplays);
+    const quiet = { tree: world.mixer.keyframeRequestsFromTree(a.id), senderPli: sender.stats.pliForwarded, forced: video().forcedKeyframes };
+    const relayPli = world.relays.map((r) => feedOf(r, a.id)!.forwarder.stats.pliForwarded);
+    const replaysBefore = world.relays.map((r) => feedOf(r, a.id)!.gopReplays);
     const v2 = await PlayerPeer.play(`${a.whep}?rendition=low`, a.tokens.viewer, { video: true });
     players.push(v2);
     await waitFor(() => v2.video.frames.length >= 3, 5000, 'viewer 2 to receive frames');
@@ -316,17 +283,17 @@ describe('video and several events down a relay tree over NATS', () => {
     // The cached group arrives at once: several frames within the first 100 ms.
     const burst = v2.video.frames.filter((f) => f.arrivalMs - v2.video.frames[0].arrivalMs < 100).length;
     expect(burst).toBeGreaterThanOrEqual(3);
-    expect(relays.reduce((n, r, i) => n + feedOf(r, a.id)!.gopReplays - replaysBefore[i], 0)).toBe(1);
+    expect(world.relays.reduce((n, r, i) => n + feedOf(r, a.id)!.gopReplays - replaysBefore[i], 0)).toBe(1);
     await waitFor(() => v2.video.frames.length >= 15, 5000, 'viewer 2 to receive 15 frames');
     const small = v2.video.decode(160, 90, 0);
     expect(small.length).toBeGreaterThan(5);
     const cs = meanYuv(small[small.length - 1], 160, 90, { x: 60, y: 30, w: 40, h: 30 });
     expect(Math.abs(cs.y - RED.y) <= 12 && Math.abs(cs.u - RED.u) <= 12 && Math.abs(cs.v - RED.v) <= 12, `centre ${JSON.stringify(cs)}`).toBe(true);
     await sleep(600);
-    expect(mixer.keyframeRequestsFromTree(a.id)).toBe(quiet.tree);
+    expect(world.mixer.keyframeRequestsFromTree(a.id)).toBe(quiet.tree);
     expect(sender.stats.pliForwarded).toBe(quiet.senderPli);
     expect(video().forcedKeyframes).toBe(quiet.forced);
-    expect(relays.map((r) => feedOf(r, a.id)!.forwarder.stats.pliForwarded)).toEqual(relayPli);
+    expect(world.relays.map((r) => feedOf(r, a.id)!.forwarder.stats.pliForwarded)).toEqual(relayPli);
     // An unknown rendition is refused by the relay with a clear error.
     const bad = await fetch(`${relay1.url}/whep/${a.id}?rendition=4k`, {
       method: 'POST',
@@ -339,11 +306,11 @@ describe('video and several events down a relay tree over NATS', () => {
 
   it('two clustered events at once: each relay carries both, viewers of each on the same relay hear their own tone', async () => {
     b = await createEvent('audio-b');
-    await waitFor(() => mixer.clusteredEvents.includes(b.id), 5000, 'event B to be clustered');
-    expect(mixer.clusteredEvents.sort()).toEqual([a.id, b.id].sort());
+    await waitFor(() => world.mixer.clusteredEvents.includes(b.id), 5000, 'event B to be clustered');
+    expect(world.mixer.clusteredEvents.sort()).toEqual([a.id, b.id].sort());
     toneB = await RtpPeer.open({ freq: 1000, audioLevelExtId: 1 });
     const p = (await (
-      await fetch(`${node.url}/api/events/${b.id}/rtp-participants`, {
+      await fetch(`${world.node.url}/api/events/${b.id}/rtp-participants`, {
         method: 'POST',
         headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
         body: JSON.stringify({ host: '127.0.0.1', port: toneB.port, payloadType: 111, audioLevelExtId: 1 }),
@@ -352,9 +319,9 @@ describe('video and several events down a relay tree over NATS', () => {
     toneB.connect(p.host, p.port);
     timers.push(setInterval(() => toneB!.sendFrame(), 20));
 
-    await waitFor(() => relays.every((r) => (feedOf(r, b.id)?.forwarder.stats.packetsIn ?? 0) > 20), 8000, 'event B at every relay');
+    await waitFor(() => world.relays.every((r) => (feedOf(r, b.id)?.forwarder.stats.packetsIn ?? 0) > 20), 8000, 'event B at every relay');
     // One socket per event per node: the two feeds arrive on different ports, from different mixer ports.
-    for (const r of relays) {
+    for (const r of world.relays) {
       const fa = feedOf(r, a.id)!;
       const fb = feedOf(r, b.id)!;
       expect(fa.forwarder.address.port).not.toBe(fb.forwarder.address.port);
@@ -363,7 +330,7 @@ describe('video and several events down a relay tree over NATS', () => {
     }
 
     // Both viewers on the deeper relay (two hops from the mixer).
-    const deep = relays.find((r) => feedOf(r, a.id)!.client.assignment?.depth === 2)!;
+    const deep = world.relays.find((r) => feedOf(r, a.id)!.client.assignment?.depth === 2)!;
     const va = await PlayerPeer.play(`${deep.url}/whep/${a.id}?token=${encodeURIComponent(a.tokens.viewer)}`, a.tokens.viewer, { video: false });
     const vb = await PlayerPeer.play(`${deep.url}/whep/${b.id}?token=${encodeURIComponent(b.tokens.viewer)}`, b.tokens.viewer, { video: false });
     players.push(va, vb);
@@ -384,8 +351,8 @@ describe('video and several events down a relay tree over NATS', () => {
 
     // A malformed stream description (an unknown codec, an impossible size) is dropped and
     // counted by every relay; what the mixer described before stays in force.
-    const dropsBefore = relays.map((r) => feedOf(r, a.id)!.client.drops.total);
-    const feeds = await buses[0].kv(subjects(CLUSTER).buckets.feeds);
+    const dropsBefore = world.relays.map((r) => feedOf(r, a.id)!.client.drops.total);
+    const feeds = await world.buses[0].kv(subjects(CLUSTER).buckets.feeds);
     const real = await feeds.get(`${a.id}.mixer`);
     await feeds.put(`${a.id}.mixer`, {
       v: 1,
@@ -394,15 +361,65 @@ describe('video and several events down a relay tree over NATS', () => {
       media: { host: '127.0.0.1', port: 9 },
       streams: [{ ssrc: 5, kind: 'video', codec: 'theora', rendition: 'x', width: 100_000, height: 1 }],
     });
-    await waitFor(() => relays.every((r, i) => feedOf(r, a.id)!.client.drops.total > dropsBefore[i]), 3000, 'the relays to drop the bad description');
-    for (const r of relays) expect(feedOf(r, a.id)!.renditions.map((x) => x.id)).toEqual(['main', 'low']);
+    await waitFor(() => world.relays.every((r, i) => feedOf(r, a.id)!.client.drops.total > dropsBefore[i]), 3000, 'the relays to drop the bad description');
+    for (const r of world.relays) expect(feedOf(r, a.id)!.renditions.map((x) => x.id)).toEqual(['main', 'low']);
     await feeds.put(`${a.id}.mixer`, real!.value);
 
     // Ending B frees its feed on every relay; A plays on.
-    const ended = await fetch(`${node.url}/api/events/${b.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
+    const ended = await fetch(`${world.node.url}/api/events/${b.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
     expect(ended.status).toBeLessThan(300);
-    await waitFor(() => relays.every((r) => !r.feeds.has(b.id)), 5000, 'event B to leave every relay');
+    await waitFor(() => world.relays.every((r) => !r.feeds.has(b.id)), 5000, 'event B to leave every relay');
     const n = va.audio.length;
     await waitFor(() => va.audio.length > n + 20, 3000, 'event A to play on');
+  }, 60_000);
+
+  it('a viewer on a relay that pins no rendition follows its REMB: down to the small rendition, back up to the large one, in one continuous stream', async () => {
+    // Two hops down: the relay measures what each rendition sends and knows its target from the mixer.
+    const deep = world.relays.find((r) => feedOf(r, a.id)!.client.assignment?.depth === 2)!;
+    const feed = feedOf(deep, a.id)!;
+    await waitFor(() => feed.adaptiveRenditions().every((r) => (r.sendingKbps ?? 0) > 0), 5000, 'the relay to measure both renditions');
+    const offered = feed.video.renditions!();
+    expect(offered.map((r) => `${r.id} ${r.codec} ${r.bitrateKbps}`)).toEqual(['main vp8 300', 'low vp8 100']);
+    // What the relay measures is what the mixer's encoders send (the same RTP bytes, a hop later).
+    const atMixer = new Map(world.node.registry.get(a.id).mixer.videoRenditions.map((r) => [r.id, r.sendingKbps ?? 0]));
+    for (const r of offered) {
+      expect(r.sendingKbps!, `${r.id}: relay ${r.sendingKbps} kbps, mixer ${atMixer.get(r.id)} kbps`).toBeGreaterThan(0.5 * atMixer.get(r.id)!);
+      expect(r.sendingKbps!).toBeLessThan(2 * atMixer.get(r.id)!);
+    }
+    const measured = offered.map((r) => `${r.id} ${r.sendingKbps!.toFixed(1)} kbps`).join(', ');
+
+    let estimate = 5_000_000;
+    const v = await PlayerPeer.play(`${deep.url}/whep/${a.id}?token=${encodeURIComponent(a.tokens.viewer)}`, a.tokens.viewer, { video: true });
+    players.push(v);
+    v.sendRemb(() => estimate);
+    const session = deep.edge.get('whep', a.id, v.location.split('/').pop()!) as WhepSession;
+    await waitFor(() => v.keyframeSizes().includes('320x180'), 10_000, 'the large rendition’s keyframe');
+    expect(session.viewerVideo?.rendition).toBe('main');
+
+    // The link degrades: 2 kbps is below what even a still picture sends, so the smallest.
+    estimate = 2_000;
+    const requestsBefore = world.mixer.keyframeRequestsFromTree(a.id);
+    await waitFor(() => session.viewerVideo?.rendition === 'low' && v.keyframeSizes().includes('160x90'), 10_000, `the small rendition (${JSON.stringify(session.describe())})`);
+    // Its keyframe was asked of the mixer, up two hops.
+    expect(world.mixer.keyframeRequestsFromTree(a.id)).toBeGreaterThan(requestsBefore);
+
+    // It recovers.
+    estimate = 5_000_000;
+    await waitFor(
+      () => session.viewerVideo?.rendition === 'main' && v.keyframeSizes().lastIndexOf('320x180') > v.keyframeSizes().indexOf('160x90'),
+      10_000,
+      `the large rendition again (${JSON.stringify(session.describe())})`,
+    );
+    expect(session.describe()).toMatchObject({ rendition: 'main', renditionSwitches: 2, adaptive: true, estimateKbps: 5000 });
+    await waitFor(() => v.video.frames.length - v.lastKeyframe() >= 5, 5000, 'frames after the last keyframe');
+    const pictures = v.video.decode(320, 180, v.lastKeyframe());
+    expect(pictures.length).toBeGreaterThanOrEqual(5);
+
+    // One stream for the viewer: one SSRC, sequence numbers going on by one across both switches.
+    expect(new Set(v.videoPackets.map((p) => p.ssrc)).size).toBe(1);
+    let gaps = 0;
+    for (let i = 1; i < v.videoPackets.length; i++) if (((v.videoPackets[i].seq - v.videoPackets[i - 1].seq) & 0xffff) !== 1) gaps++;
+    expect(gaps, 'sequence gaps').toBe(0);
+    console.log(`relay viewer: keyframes ${v.keyframeSizes().join(' → ')} over ${v.videoPackets.length} packets; measured on the relay: ${measured}`);
   }, 60_000);
 });

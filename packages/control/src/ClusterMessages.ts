@@ -108,7 +108,9 @@ export type TreeChange = z.infer<typeof treeChangeSchema>;
 
 /**
  * One stream of an event's program feed, as the mixer describes it to the relays: the SSRC it
- * travels on, its kind and codec, and for video the rendition (id and picture size) it carries.
+ * travels on, its kind and codec, and for video the rendition (id and picture size) it carries
+ * and its encoder's target bitrate (relays' WHEP viewers are moved between renditions by it;
+ * absent from descriptions of older mixers, whose relay viewers then get the largest rendition).
  */
 export const feedStreamSchema = z.discriminatedUnion('kind', [
   z.object({ ssrc: z.number().int().min(0).max(0xffff_ffff), kind: z.literal('audio'), codec: z.literal('opus') }),
@@ -119,6 +121,7 @@ export const feedStreamSchema = z.discriminatedUnion('kind', [
     rendition: safeIdSchema,
     width: z.number().int().min(16).max(7680),
     height: z.number().int().min(16).max(4320),
+    bitrateKbps: z.number().int().min(1).max(100_000).optional(),
   }),
 ]);
 export type FeedStream = z.infer<typeof feedStreamSchema>;

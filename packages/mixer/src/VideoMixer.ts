@@ -20,7 +20,7 @@
  * its name when labels are on) until pictures come back; until then its last picture stays.
  */
 import { EventEmitter } from 'node:events';
-import { H264Packetizer, Vp8Packetizer, writeRtp } from '@mcu/rtp';
+import { BitrateMeter, H264Packetizer, Vp8Packetizer, writeRtp } from '@mcu/rtp';
 import type { AssembledFrame, RtpBuildFields, VideoCodec, VideoFrameAssemblerOptions } from '@mcu/rtp';
 import { VideoDecoderProcess, VideoEncoderProcess, type ProcessLog } from '@mcu/codec';
 import { Compositor } from './Compositor.js';
@@ -213,24 +213,16 @@ class RenditionState implements VideoRendition {
   lastSlot = -1;
   due = false;
   rtpTimestamp = 0;
-  /** What the encoder actually sends (kbps, smoothed over seconds), or null before the first second. */
-  sendingKbps: number | null = null;
-  private rateMark = { at: -1, bytes: 0 };
+  private readonly rate = new BitrateMeter();
 
-  /** Updates `sendingKbps` once a second: a still composite sends far less than its target bitrate. */
+  /** What the encoder actually sends (kbps, smoothed over seconds), or null before the first second. */
+  get sendingKbps(): number | null {
+    return this.rate.kbps;
+  }
+
+  /** Called every tick; updates `sendingKbps` once a second: a still composite sends far less than its target bitrate. */
   measureRate(nowMs: number): void {
-    const m = this.rateMark;
-    if (m.at < 0) {
-      m.at = nowMs;
-      m.bytes = this.bytesOut;
-      return;
-    }
-    const elapsed = nowMs - m.at;
-    if (elapsed < 1000) return;
-    const kbps = ((this.bytesOut - m.bytes) * 8) / elapsed;
-    this.sendingKbps = this.sendingKbps === null ? kbps : 0.5 * this.sendingKbps + 0.5 * kbps;
-    m.at = nowMs;
-    m.bytes = this.bytesOut;
+    this.rate.measure(nowMs, this.bytesOut);
   }
 
   constructor(o: Required<VideoRenditionOptions>, maxPacketBytes: number, seq: number, rtpBase: number) {

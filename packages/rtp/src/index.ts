@@ -69,6 +69,7 @@ export type {
 } from './Rtcp.js';
 
 export { ReceiverStats } from './ReceiverStats.js';
+export { BitrateMeter } from './BitrateMeter.js';
 export type { ReceiverStatsOptions } from './ReceiverStats.js';
 
 export { JitterBuffer, JITTER_BUFFER_DEFAULTS } from './JitterBuffer.js';

@@ -2,11 +2,20 @@
  * A werift WHIP/WHEP client for tests and benchmarks: a real peer connection on loopback that
  * speaks RFC 9725 over HTTP to the node.
  */
-import { RTCPeerConnection, RtpPacket } from 'werift';
+import { ReceiverEstimatedMaxBitrate, RTCPeerConnection, RtcpPayloadSpecificFeedback, RtpPacket } from 'werift';
 import type { RTCRtpTransceiver } from 'werift';
 import { buildRtp } from '@mcu/rtp';
 import { OpusDecoder, OpusEncoder } from '@mcu/codec';
 import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig } from '../src/index.js';
+
+/** A viewer's REMB (draft-alvestrand-rmcat-remb) for `mediaSsrc`: bitrate = mantissa (18 bits) << exponent. */
+export function rembPacket(bitrate: number, mediaSsrc: number): RtcpPayloadSpecificFeedback {
+  let exp = 0;
+  while (bitrate >> exp >= 1 << 18) exp++;
+  return new RtcpPayloadSpecificFeedback({
+    feedback: new ReceiverEstimatedMaxBitrate({ senderSsrc: 1, mediaSsrc: 0, uniqueID: 'REMB', ssrcNum: 1, brExp: exp, brMantissa: bitrate >> exp, ssrcFeedbacks: [mediaSsrc] }),
+  });
+}
 
 export const LOOPBACK = { iceAllow: ['127.0.0.0/8'], additionalHostAddresses: ['127.0.0.1'] };
 const allow = addressAllowList(LOOPBACK.iceAllow);

@@ -4,11 +4,11 @@
  * going on by one, and a keyframe of the new size at each switch.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { ReceiverEstimatedMaxBitrate, RTCPeerConnection, RtcpPayloadSpecificFeedback } from 'werift';
+import { RTCPeerConnection } from 'werift';
 import type { RTCRtpTransceiver, RtpPacket } from 'werift';
 import { MixerEvent } from '@mcu/mixer';
 import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig, programSourceOf, WebRtcEdge, WhepSession } from '../src/index.js';
-import { LOOPBACK } from './client.js';
+import { LOOPBACK, rembPacket } from './client.js';
 import { ClipSender, isAlive, lavfiClip, until, Viewer } from '../../mixer/test/videoMedia.js';
 
 const allow = addressAllowList(LOOPBACK.iceAllow);
@@ -28,15 +28,6 @@ afterAll(async () => {
   await pc?.close().catch(() => undefined);
   expect(await until(() => pids.every((pid) => !isAlive(pid)), 5000)).toBe(true);
 });
-
-/** REMB (draft-alvestrand-rmcat-remb): bitrate = mantissa (18 bits) << exponent. */
-function remb(bitrate: number, mediaSsrc: number): RtcpPayloadSpecificFeedback {
-  let exp = 0;
-  while (bitrate >> exp >= 1 << 18) exp++;
-  return new RtcpPayloadSpecificFeedback({
-    feedback: new ReceiverEstimatedMaxBitrate({ senderSsrc: 1, mediaSsrc: 0, uniqueID: 'REMB', ssrcNum: 1, brExp: exp, brMantissa: bitrate >> exp, ssrcFeedbacks: [mediaSsrc] }),
-  });
-}
 
 /** Width and height in a VP8 keyframe's header (RFC 6386 §9.1). */
 function vp8Size(frame: Uint8Array): { width: number; height: number } {
@@ -77,7 +68,7 @@ describe('rendition by the viewer’s bandwidth', () => {
         viewer.push(buf, buf.length);
         if (rembTimer === null) {
           void video.receiver.sendRtcpPLI(rtp.header.ssrc).catch(() => undefined);
-          rembTimer = setInterval(() => void video.receiver.dtlsTransport.sendRtcp([remb(estimate, rtp.header.ssrc)]).catch(() => undefined), 200);
+          rembTimer = setInterval(() => void video.receiver.dtlsTransport.sendRtcp([rembPacket(estimate, rtp.header.ssrc)]).catch(() => undefined), 200);
         }
       });
     });
