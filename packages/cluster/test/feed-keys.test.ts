@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { InProcessBus } from '@mcu/control';
-import { fetchFeedKey, generateFeedKey, openFeedKey, sealFeedKey, serveFeedKeys } from '../src/index.js';
+import { fetchFeedKeys, generateFeedKey, openFeedKey, sealFeedKey, serveFeedKeys } from '../src/index.js';
 
 const SECRET = 'feed-key-test-secret-0123456789abcdef';
 
@@ -23,12 +23,16 @@ describe('feed keys over the control plane', () => {
   it('a relay asks until the mixer knows the event, then gets its key', async () => {
     const bus = new InProcessBus();
     const keys = new Map<string, ReturnType<typeof generateFeedKey>>();
-    const stop = serveFeedKeys(bus, 'c1', SECRET, (id) => keys.get(id));
+    const stop = serveFeedKeys(bus, 'c1', SECRET, (id) => {
+      const current = keys.get(id);
+      return current ? { current } : undefined;
+    });
     const abort = new AbortController();
-    const asked = fetchFeedKey(bus, 'c1', SECRET, 'ev1', { signal: abort.signal, retryMs: 20, timeoutMs: 200 });
+    const asked = fetchFeedKeys(bus, 'c1', SECRET, 'ev1', { signal: abort.signal, retryMs: 20, timeoutMs: 200 });
     setTimeout(() => keys.set('ev1', generateFeedKey()), 100);
     const got = await asked;
-    expect(Buffer.from(got.key).equals(Buffer.from(keys.get('ev1')!.key))).toBe(true);
+    expect(Buffer.from(got.current.key).equals(Buffer.from(keys.get('ev1')!.key))).toBe(true);
+    expect(got.next).toBeUndefined();
     stop();
     await bus.close();
   });
