@@ -87,9 +87,10 @@ export class FeedKeyFollower {
     return this.#current?.id ?? -1;
   }
 
-  /** From now on every key change goes to `target` (which should already hold `current` and `accepted`). */
+  /** Hands the keys to `target` now and on every change from now on. */
   attach(target: FeedKeyTarget): void {
     this.#target = target;
+    this.#push();
   }
 
   /** The forwarder met a key id it does not hold: fetch the set (rate-limited; never throws). */
