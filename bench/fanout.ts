@@ -43,8 +43,8 @@ const HOST = '127.0.0.1';
 const AUDIO_SSRC = 0xa0d1_0001;
 const VIDEO_SSRC = 0x71de_0002;
 const STREAMS: Record<number, StreamInfo> = { [AUDIO_SSRC]: { kind: 'audio', codec: 'opus' }, [VIDEO_SSRC]: { kind: 'video', codec: 'vp8' } };
-const AUDIO_PAYLOAD_BYTES = 88; // 12 header + 88 = 100-byte RTP (Opus at ~32 kbit/s), 120 bytes protected
-const VIDEO_PAYLOAD_BYTES = 1188; // 1200-byte RTP, 1220 protected
+const AUDIO_PAYLOAD_BYTES = 88; // 12 header + 88 = 100-byte RTP (Opus at ~32 kbit/s), 124 bytes protected
+const VIDEO_PAYLOAD_BYTES = 1188; // 1200-byte RTP, 1224 protected
 const VIDEO_PACKETS_PER_FRAME = [5, 5, 6]; // 5.33 × 30 fps = 160 pps ≈ 1.54 Mbit/s
 const AUDIO_PPS = 50;
 const AV_PPS = 50 + 160;
@@ -446,11 +446,11 @@ async function main(): Promise<void> {
     await relay.call('children', { children: [] });
     const rawTargets = childrenFor(400).map((c) => c.port);
     const raw = {
-      audio: await relay.call<{ ppsPerCore: number }>('raw', { ports: rawTargets, size: 120, durationMs: 1500, lookup: 'default' }),
-      audioIpLookup: await relay.call<{ ppsPerCore: number }>('raw', { ports: rawTargets, size: 120, durationMs: 1500, lookup: 'ip' }),
-      video: await relay.call<{ ppsPerCore: number }>('raw', { ports: rawTargets, size: 1220, durationMs: 1500, lookup: 'default' }),
+      audio: await relay.call<{ ppsPerCore: number }>('raw', { ports: rawTargets, size: 124, durationMs: 1500, lookup: 'default' }),
+      audioIpLookup: await relay.call<{ ppsPerCore: number }>('raw', { ports: rawTargets, size: 124, durationMs: 1500, lookup: 'ip' }),
+      video: await relay.call<{ ppsPerCore: number }>('raw', { ports: rawTargets, size: 1224, durationMs: 1500, lookup: 'default' }),
     };
-    log(`raw dgram.send per core: ${Math.round(raw.audio.ppsPerCore)} pps (120 B), ${Math.round(raw.audioIpLookup.ppsPerCore)} pps (120 B, IP lookup), ${Math.round(raw.video.ppsPerCore)} pps (1220 B)`);
+    log(`raw dgram.send per core: ${Math.round(raw.audio.ppsPerCore)} pps (124 B), ${Math.round(raw.audioIpLookup.ppsPerCore)} pps (124 B, IP lookup), ${Math.round(raw.video.ppsPerCore)} pps (1224 B)`);
     await sleep(300); // let the receivers drain the flood
 
     const steps: Step[] = [];
@@ -537,7 +537,7 @@ async function main(): Promise<void> {
         relayCpu.push((await relay.call<{ cpuPct: number }>('measure')).cpuPct);
         await relay.call('children', { children: [] });
         await sleep(200);
-        rawCpu.push((await relay.call<{ cpuPct: number }>('rawPaced', { ports: targets.map((c) => c.port), size: 120, pps: AUDIO_PPS, durationMs: 1000 })).cpuPct);
+        rawCpu.push((await relay.call<{ cpuPct: number }>('rawPaced', { ports: targets.map((c) => c.port), size: 124, pps: AUDIO_PPS, durationMs: 1000 })).cpuPct);
       }
       const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[1];
       sameLoad.relayCpuPct = median(relayCpu);
@@ -593,7 +593,7 @@ async function main(): Promise<void> {
       console.log(fmt(header));
       for (const r of rows) console.log(fmt(r));
       console.log(
-        `raw dgram.send, one process: ${summary.rawSendPpsDefaultLookup} pps/core at 120 B with the default lookup, ${summary.rawSendPpsIpLookup} with an IP lookup; ${summary.rawSendPpsVideo} at 1220 B → ${summary.rawReceiversPerCoreAudio} receivers/core at 50 pps`,
+        `raw dgram.send, one process: ${summary.rawSendPpsDefaultLookup} pps/core at 124 B with the default lookup, ${summary.rawSendPpsIpLookup} with an IP lookup; ${summary.rawSendPpsVideo} at 1224 B → ${summary.rawReceiversPerCoreAudio} receivers/core at 50 pps`,
       );
       console.log(
         `same load, interleaved (K=${summary.receivers} × 50 pps, same burst pattern): raw dgram.send ${summary.rawCpuPctAtSameLoad} % CPU, relay ${summary.relayCpuPctAtSameLoad} % (×${summary.relayCostVsRawAtSameLoad})`,

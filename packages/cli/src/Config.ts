@@ -53,6 +53,8 @@ const cliKeys = {
   mediaIp: { schema: z.string().min(1).optional(), allowed: 'an IP address' },
   fanOut: { schema: int(1, 64).optional(), allowed: 'an integer 1–64' },
   drainTimeoutMs: { schema: int(0, 3_600_000).optional(), allowed: 'milliseconds, 0–3600000' },
+  // At least 10 s: a rotation announces its key 2 s before use.
+  feedKeyRotationMs: { schema: int(10_000, 86_400_000).optional(), allowed: 'milliseconds, 10000–86400000' },
   relays: { schema: int(0, 64).optional(), allowed: 'an integer 0–64' },
   url: { schema: z.url({ protocol: /^https?$/ }).optional(), allowed: 'an http(s) URL of a node, e.g. http://127.0.0.1:8080' },
   token: { schema: z.string().min(1).optional(), allowed: 'a bearer token' },
@@ -110,6 +112,7 @@ export const keySources: { [K in CliKey]: KeySource } = {
   mediaIp: { flag: '--media-ip', env: ['MCU_MEDIA_IP'] },
   fanOut: { flag: '--fan-out', env: ['MCU_FAN_OUT'] },
   drainTimeoutMs: { flag: '--drain-timeout-ms', env: ['MCU_DRAIN_TIMEOUT_MS'] },
+  feedKeyRotationMs: { flag: '--feed-key-rotation-ms', env: ['MCU_FEED_KEY_ROTATION_MS'] },
   relays: { flag: '--relays', env: ['MCU_RELAYS'] },
   url: { flag: '--url', env: ['MCU_URL'] },
   // The client falls back to the admin token, so that one variable serves the node and the client.

@@ -161,7 +161,7 @@ export async function mixer({ config, json }: Run): Promise<void> {
   try {
     node = newNode(config, secret, log);
     info = await listen(node, config);
-    role = await MixerRole.start({ node, bus, cluster, nodeId, tokenSecret: secret, advertiseHost: config.mediaIp, relayFanOut: config.fanOut });
+    role = await MixerRole.start({ node, bus, cluster, nodeId, tokenSecret: secret, advertiseHost: config.mediaIp, relayFanOut: config.fanOut, feedKeyRotationMs: config.feedKeyRotationMs });
   } catch (err) {
     await node?.close();
     await bus.close();
@@ -215,7 +215,7 @@ export async function relay({ config, json }: Run): Promise<void> {
 }
 
 /** Settings every process of `mcu cluster` shares, handed down through their environment. */
-const sharedKeys = ['host', 'publicIp', 'mediaIp', 'nats', 'cluster', 'creds', 'natsUser', 'natsPass', 'natsToken', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'fanOut', 'logLevel', 'drainTimeoutMs'] as const;
+const sharedKeys = ['host', 'publicIp', 'mediaIp', 'nats', 'cluster', 'creds', 'natsUser', 'natsPass', 'natsToken', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'fanOut', 'logLevel', 'drainTimeoutMs', 'feedKeyRotationMs'] as const;
 
 interface Started {
   name: string;

@@ -93,6 +93,7 @@ nodeOptions(common(program.command('up'), 'print the URLs and the admin token as
 
 clusterOptions(nodeOptions(common(program.command('mixer'), 'print the URLs and the admin token as one JSON line')))
   .option('--fan-out <n>', 'children per parent in the relay tree (env MCU_FAN_OUT, default 8)')
+  .option('--feed-key-rotation-ms <ms>', "how often each event's feed key is replaced (env MCU_FEED_KEY_ROTATION_MS, default 600000)")
   .description('run a mixer node of a cluster (HTTP API, mixing, relay tree controller; viewers go to relays)')
   .addHelpText('after', `${nodeEnvironment}\n${clusterEnvironment}\n${examples('MCU_TOKEN_SECRET=… mcu mixer --nats nats://10.0.0.5:4222 --cluster prod --nats-tls-ca ca.pem', 'mcu mixer --config /etc/mcu/mixer.yaml --fan-out 4')}`)
   .action((flags: Flags) => runNode('mixer', flags));
@@ -105,6 +106,7 @@ clusterOptions(nodeOptions(common(program.command('relay'), 'print the URLs as o
 clusterOptions(nodeOptions(common(program.command('cluster'), 'print the mixer and relay URLs and the admin token as one JSON line once all are up')))
   .option('--relays <n>', 'relay processes to start, 0–64 (env MCU_RELAYS, default 2)')
   .option('--fan-out <n>', 'children per parent in the relay tree (env MCU_FAN_OUT, default 8)')
+  .option('--feed-key-rotation-ms <ms>', "how often each event's feed key is replaced (env MCU_FEED_KEY_ROTATION_MS, default 600000)")
   .description('start a mixer and N relay processes on this machine over NATS (generated secret and admin token) and print their URLs')
   .addHelpText('after', `${nodeEnvironment}\n${clusterEnvironment}\n${examples('mcu cluster --relays 3', 'mcu cluster --relays 2 --nats nats://127.0.0.1:4222 --cluster demo --json')}`)
   .action((flags: Flags) => runNode('cluster', flags));

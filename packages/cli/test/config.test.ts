@@ -71,6 +71,12 @@ describe('configuration: bad values stop the command before anything starts', ()
     for (const p of [p1, p2, p3, p4, p5]) expect(await listening(p)).toBe(false);
   });
 
+  it('a feed-key rotation shorter than 10 s is refused (a rotation announces its key 2 s before use)', async () => {
+    const r = await run(['mixer', '--feed-key-rotation-ms', '500', '--nats', 'nats://127.0.0.1:1'], cleanEnv({ MCU_TOKEN_SECRET: 'a-cluster-secret-of-at-least-32-characters' }));
+    expect(r.stderr).toContain('mcu: config "feedKeyRotationMs" (from --feed-key-rotation-ms): "500" is not valid: expected milliseconds, 10000–86400000');
+    expect(r.code).toBe(2);
+  });
+
   it('a secret is named but never echoed', async () => {
     const r = await run(['up', '--port', '0'], cleanEnv({ MCU_TOKEN_SECRET: 'too-short-secret' }));
     expect(r.code).toBe(2);

@@ -4,6 +4,14 @@ export const clusterDefaults = {
   placementTimeoutMs: 1_000,
   /** A relay asks the mixer for an event's feed key again after this long without an answer. */
   feedKeyRetryMs: 250,
+  /** The mixer replaces each event's feed key this often (and when a node leaves or dies). */
+  feedKeyRotationMs: 600_000,
+  /** A rotation's next key is announced this long before the feed is sealed with it. */
+  feedKeyGraceMs: 2_000,
+  /** A replaced key is still accepted this long (packets in flight, retransmissions), then retired. */
+  feedKeyOverlapMs: 2_000,
+  /** A relay that meets a key id it does not hold asks for the keys at most once per this long. */
+  feedKeyFetchIntervalMs: 250,
   /** Child relays a mixer feeds directly (the tree controller's fan-out caps it further). */
   mixerChildren: 8,
   /** WebRTC viewers a relay takes before placement skips it. */

@@ -1,8 +1,10 @@
 /**
- * The event's feed key, handed from the mixer to its relays over the control plane.
+ * The event's feed keys, handed from the mixer to its relays over the control plane.
  *
- * The mixer generates one key per event (AES-128-GCM master key and salt for FeedCipher) and
- * answers requests on `mcu.<cluster>.event.<id>.feedkey`. The key never crosses NATS in clear: the
+ * The mixer keeps a key set per event (AES-128-GCM master keys and salts for FeedCipher): the key
+ * the feed is sealed with now and, during a rotation (FeedKeyRotation), the next one. It answers
+ * requests on `mcu.<cluster>.event.<id>.feedkey` with that set, and publishes the same message
+ * unasked on `….feedkey.announce` whenever the set changes. The keys never cross NATS in clear: the
  * reply is sealed with AES-256-GCM under a key derived (HKDF-SHA256) from the cluster's shared
  * token secret (`MCU_TOKEN_SECRET`), bound to the event id, so a NATS user without the secret who
  * subscribes to the reply inbox learns nothing. NATS auth (user/pass, token, creds) and TLS
@@ -16,30 +18,47 @@ import type { Bus, BusSubscription } from '@mcu/control';
 import type { FeedKey } from '@mcu/relay';
 
 const b64 = z.string().regex(/^[A-Za-z0-9_-]+$/).max(200);
+const sealedKeySchema = z.object({ id: z.number().int().min(0).max(0xffff_ffff), iv: b64, data: b64, tag: b64 });
+export type SealedFeedKey = z.infer<typeof sealedKeySchema>;
 
 export const feedKeyRequestSchema = z.object({ v: z.literal(1) });
+/** The reply to a feed-key request, and the announcement the mixer publishes when the set changes. */
 export const feedKeyReplySchema = z.object({
   v: z.literal(1),
   event: safeIdSchema,
-  /** The sealed key (absent with `error`). */
-  sealed: z.object({ id: z.number().int().nonnegative(), iv: b64, data: b64, tag: b64 }).optional(),
+  /** The key the feed is sealed with now (absent with `error`). */
+  sealed: sealedKeySchema.optional(),
+  /** During a rotation: the key the feed is sealed with after the grace period. */
+  next: sealedKeySchema.optional(),
   error: z.enum(['unknown_event']).optional(),
 });
 export type FeedKeyReply = z.infer<typeof feedKeyReplySchema>;
+
+/** An event's keys as the mixer hands them out: the current one, and the next during a rotation. */
+export interface FeedKeySet {
+  current: FeedKey;
+  next?: FeedKey;
+}
 
 export function feedKeySubject(cluster: string, event: string): string {
   return `${subjects(cluster).root}.event.${event === '*' ? '*' : assertSafeId(event, 'event')}.feedkey`;
 }
 
-export function generateFeedKey(): FeedKey {
-  return { id: randomInt(1, 2 ** 31 - 1), key: new Uint8Array(randomBytes(16)), salt: new Uint8Array(randomBytes(12)) };
+/** Where the mixer publishes an event's key set when it changes (not matched by `feedKeySubject(…, '*')`). */
+export function feedKeyAnnounceSubject(cluster: string, event: string): string {
+  return `${feedKeySubject(cluster, event)}.announce`;
+}
+
+/** A fresh random key; `id` (a u32) names it on the wire, random unless given. */
+export function generateFeedKey(id: number = randomInt(1, 2 ** 31 - 1)): FeedKey {
+  return { id, key: new Uint8Array(randomBytes(16)), salt: new Uint8Array(randomBytes(12)) };
 }
 
 function wrappingKey(secret: string, event: string): Buffer {
   return Buffer.from(hkdfSync('sha256', Buffer.from(secret), Buffer.from('mcu feed key wrap v1'), Buffer.from(event), 32));
 }
 
-export function sealFeedKey(secret: string, event: string, key: FeedKey): NonNullable<FeedKeyReply['sealed']> {
+export function sealFeedKey(secret: string, event: string, key: FeedKey): SealedFeedKey {
   const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', wrappingKey(secret, event), iv);
   cipher.setAAD(Buffer.from(`${event}/${key.id}`));
@@ -48,7 +67,7 @@ export function sealFeedKey(secret: string, event: string, key: FeedKey): NonNul
 }
 
 /** Throws if the seal does not authenticate (another secret, another event, tampering). */
-export function openFeedKey(secret: string, event: string, sealed: NonNullable<FeedKeyReply['sealed']>): FeedKey {
+export function openFeedKey(secret: string, event: string, sealed: SealedFeedKey): FeedKey {
   const decipher = createDecipheriv('aes-256-gcm', wrappingKey(secret, event), Buffer.from(sealed.iv, 'base64url'));
   decipher.setAAD(Buffer.from(`${event}/${sealed.id}`));
   decipher.setAuthTag(Buffer.from(sealed.tag, 'base64url'));
@@ -57,8 +76,23 @@ export function openFeedKey(secret: string, event: string, sealed: NonNullable<F
   return { id: sealed.id, key: new Uint8Array(plain.subarray(0, 16)), salt: new Uint8Array(plain.subarray(16)) };
 }
 
-/** Mixer side: answers feed-key requests for the events `keyOf` knows. Returns the stop function. */
-export function serveFeedKeys(bus: Bus, cluster: string, secret: string, keyOf: (event: string) => FeedKey | undefined): () => void {
+/** The message (reply or announcement) that hands out `set`, sealed. */
+export function sealFeedKeySet(secret: string, event: string, set: FeedKeySet): FeedKeyReply {
+  return { v: 1, event, sealed: sealFeedKey(secret, event, set.current), ...(set.next ? { next: sealFeedKey(secret, event, set.next) } : {}) };
+}
+
+/**
+ * The key set of a validated reply or announcement; null when it carries none (`error`).
+ * Throws when a seal does not open (another secret or event, tampering).
+ */
+export function openFeedKeySet(secret: string, event: string, reply: FeedKeyReply): FeedKeySet | null {
+  if (!reply.sealed || reply.event !== event) return null;
+  const current = openFeedKey(secret, event, reply.sealed);
+  return reply.next ? { current, next: openFeedKey(secret, event, reply.next) } : { current };
+}
+
+/** Mixer side: answers feed-key requests for the events `keysOf` knows. Returns the stop function. */
+export function serveFeedKeys(bus: Bus, cluster: string, secret: string, keysOf: (event: string) => FeedKeySet | undefined): () => void {
   const drops = new DropCounter();
   const sub: BusSubscription = bus.subscribe(feedKeySubject(cluster, '*'));
   void (async () => {
@@ -66,9 +100,8 @@ export function serveFeedKeys(bus: Bus, cluster: string, secret: string, keyOf: 
       for await (const m of sub) {
         if (!readMessage(feedKeyRequestSchema, m.data, drops)) continue;
         const event = m.subject.split('.')[3];
-        const key = keyOf(event);
-        const reply: FeedKeyReply = key ? { v: 1, event, sealed: sealFeedKey(secret, event, key) } : { v: 1, event, error: 'unknown_event' };
-        m.respond(reply);
+        const keys = keysOf(event);
+        m.respond(keys ? sealFeedKeySet(secret, event, keys) : { v: 1, event, error: 'unknown_event' });
       }
     } catch {
       // the bus closed
@@ -78,17 +111,27 @@ export function serveFeedKeys(bus: Bus, cluster: string, secret: string, keyOf: 
 }
 
 /**
- * Relay side: asks until the mixer answers with the key (it may not have created the feed yet, or
- * NATS may be reconnecting). Bounded by `signal`; rejects when aborted.
+ * One request for an event's key set: null when the mixer does not know the event (yet) or the
+ * reply is malformed (counted in `drops`). Throws when no mixer answers, the bus fails, or a seal
+ * does not open.
  */
-export async function fetchFeedKey(bus: Bus, cluster: string, secret: string, event: string, opts: { signal: AbortSignal; retryMs: number; timeoutMs: number }): Promise<FeedKey> {
-  const drops = new DropCounter();
+export async function requestFeedKeys(bus: Bus, cluster: string, secret: string, event: string, opts: { timeoutMs: number; drops?: DropCounter }): Promise<FeedKeySet | null> {
+  const m = await bus.request(feedKeySubject(cluster, event), { v: 1 }, { timeoutMs: opts.timeoutMs });
+  const reply = readMessage(feedKeyReplySchema, m.data, opts.drops ?? new DropCounter());
+  return reply ? openFeedKeySet(secret, event, reply) : null;
+}
+
+/**
+ * Relay side: asks until the mixer answers with the keys (it may not have created the feed yet,
+ * or NATS may be reconnecting). Bounded by `signal`; rejects when aborted.
+ */
+export async function fetchFeedKeys(bus: Bus, cluster: string, secret: string, event: string, opts: { signal: AbortSignal; retryMs: number; timeoutMs: number }): Promise<FeedKeySet> {
   while (!opts.signal.aborted) {
     try {
-      const reply = readMessage(feedKeyReplySchema, (await bus.request(feedKeySubject(cluster, event), { v: 1 }, { timeoutMs: opts.timeoutMs })).data, drops);
-      if (reply?.sealed) return openFeedKey(secret, event, reply.sealed);
+      const keys = await requestFeedKeys(bus, cluster, secret, event, opts);
+      if (keys) return keys;
     } catch {
-      // no mixer answering yet, or NATS unavailable: ask again
+      // no mixer answering yet, NATS unavailable, or a seal that does not open: ask again
     }
     await new Promise((r) => setTimeout(r, opts.retryMs));
   }

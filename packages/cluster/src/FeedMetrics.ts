@@ -15,6 +15,7 @@ const counters: [name: string, help: string, pick: (s: FeedStats) => number][] =
   ['mcu_feed_recovered_total', 'NACKed packets that then arrived', (s) => s.recovered],
   ['mcu_feed_pli_forwarded_total', 'Keyframe requests (PLI) sent upstream', (s) => s.pliForwarded],
   ['mcu_feed_pli_suppressed_total', 'Keyframe requests absorbed by an earlier one', (s) => s.pliSuppressed],
+  ['mcu_feed_key_switches_total', 'Times the feed received moved to a newer key (feed-key rotation)', (s) => s.keySwitches],
 ];
 
 /** Registers the feed counters, `mcu_feed_dropped_total{reason}` and `mcu_relay_children` (fan-out). */

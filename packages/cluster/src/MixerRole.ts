@@ -11,7 +11,9 @@
  *     bucket, so one mixer feeds any number of clustered events at once;
  *   - keyframe requests from the tree (already aggregated per SSRC by the FeedSender) go to the
  *     rendition's encoder;
- *   - the feed-key service: relays ask for the key on the control plane (FeedKeys.ts).
+ *   - the feed-key service: relays ask for the key on the control plane (FeedKeys.ts); each event's
+ *     key is rotated every `feedKeyRotationMs` and when a node leaves or is declared dead
+ *     (FeedKeyRotation.ts).
  */
 import { EventEmitter } from 'node:events';
 import {
@@ -28,12 +30,13 @@ import {
   type Logger,
   type PlacementReply,
 } from '@mcu/control';
-import { FeedSender, type FeedKey, type StreamInfo } from '@mcu/relay';
+import { FeedSender, type StreamInfo } from '@mcu/relay';
 import type { VideoRendition } from '@mcu/mixer';
 import type { EventRecord, EventTreeView, McuNode } from '@mcu/server';
 import { redirectViewer, viewerLoad } from '@mcu/server';
 import { clusterDefaults } from './ClusterConfig.js';
 import { generateFeedKey, serveFeedKeys } from './FeedKeys.js';
+import { FeedKeyRotation, validateRotation, type FeedKeyRotationReason } from './FeedKeyRotation.js';
 import { mixerOperations } from './ClusterApi.js';
 import { feedMetrics } from './FeedMetrics.js';
 import { freeUdpPort, mediaAddressFor } from './UdpPort.js';
@@ -54,13 +57,19 @@ export interface MixerRoleOptions {
   heartbeatIntervalMs?: number;
   deadAfterMs?: number;
   livenessCheckIntervalMs?: number;
+  /** Each event's feed key is replaced this often (default `clusterDefaults.feedKeyRotationMs`, 10 minutes). */
+  feedKeyRotationMs?: number;
+  /** A rotation's next key is announced this long before use (default `clusterDefaults.feedKeyGraceMs`). */
+  feedKeyGraceMs?: number;
+  /** A replaced key still opens RTCP from the tree this long (default `clusterDefaults.feedKeyOverlapMs`). */
+  feedKeyOverlapMs?: number;
   /** Cluster events (relays registered, dead, re-parented; feeds) with `node` bound; default: the node's logger. */
   logger?: Logger;
 }
 
 interface ClusteredEvent {
   id: string;
-  key: FeedKey;
+  keys: FeedKeyRotation;
   sender: FeedSender;
   client: ClusterClient;
   stopProgram: () => void;
@@ -78,6 +87,8 @@ export interface MixerRoleEvents {
   clustered: [eventId: string];
   /** An event's clustering failed (stored nowhere; viewers play on this node). */
   error: [Error];
+  /** An event's feed is sealed with a new key from now on (its id), after a rotation for `reason`. */
+  feedKeyRotated: [eventId: string, keyId: number, reason: FeedKeyRotationReason];
 }
 
 export class MixerRole extends EventEmitter<MixerRoleEvents> {
@@ -134,6 +145,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   /** Registers the node, starts the tree controller and takes over the node's viewer placement. */
   static async start(opts: MixerRoleOptions): Promise<MixerRole> {
     if (!opts.node.url) throw new Error('MixerRole: the node must be listening');
+    validateRotation(rotationOf(opts));
     const mediaPort = await freeUdpPort(opts.mediaHost ?? opts.node.config.rtpHost ?? opts.node.config.host);
     const role = new MixerRole(opts, mediaPort);
     try {
@@ -161,6 +173,16 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   /** The feed's streams as advertised to the relays (tests and diagnostics). */
   feedStreams(eventId: string): readonly FeedStream[] | undefined {
     return this.#events.get(eventId)?.streams;
+  }
+
+  /** Id of the key an event's feed is sealed with now (tests and diagnostics; never the key). */
+  feedKeyId(eventId: string): number | undefined {
+    return this.#events.get(eventId)?.keys.keyId;
+  }
+
+  /** Starts a feed-key rotation of every clustered event now (also done on an interval and when a node leaves or dies). */
+  rotateFeedKeys(reason: FeedKeyRotationReason): void {
+    for (const e of this.#events.values()) e.keys.rotate(reason);
   }
 
   /** Keyframe requests that came up an event's tree and reached its encoders. */
@@ -215,7 +237,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     const node = this.node;
     await this.controller.start();
     await this.agent.start();
-    this.#stopKeys = serveFeedKeys(this.#bus, this.cluster, this.#opts.tokenSecret, (id) => this.#events.get(id)?.key);
+    this.#stopKeys = serveFeedKeys(this.#bus, this.cluster, this.#opts.tokenSecret, (id) => this.#events.get(id)?.keys.keys);
     node.registry.on('created', this.#onCreated);
     node.registry.on('ending', this.#onEnding);
     node.viewerPlacement = (id, kind) => this.placeViewer(id, kind);
@@ -240,8 +262,15 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     const log = this.log;
     const registry = this.controller.registry;
     registry.on('nodeJoined', (info) => log.info({ relay: info.id, role: info.role, http: info.http }, `${info.role} registered`));
-    registry.on('nodeLeft', (id) => log.info({ relay: id }, 'node left the cluster'));
-    registry.on('nodeDead', (id) => log.warn({ relay: id }, 'node declared dead'));
+    // A node that is gone must not go on reading the feeds: new keys for every event (FeedKeyRotation).
+    registry.on('nodeLeft', (id) => {
+      log.info({ relay: id }, 'node left the cluster');
+      if (id !== this.nodeId) this.rotateFeedKeys('node_left');
+    });
+    registry.on('nodeDead', (id) => {
+      log.warn({ relay: id }, 'node declared dead');
+      if (id !== this.nodeId) this.rotateFeedKeys('node_dead');
+    });
     const parents = new Map<string, string | null>();
     this.controller.on('assigned', (a) => {
       const key = `${a.event}.${a.node}`;
@@ -289,9 +318,12 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     // A port of its own per event: relays accept an event's feed only from its parent's address.
     const sender = await FeedSender.open({ bindHost: this.#mediaHost, bindPort: 0, key, streams: streamMapOf([audio]) });
     const client = new ClusterClient({ bus: this.#bus, cluster: this.cluster, event: e.id, nodeId: this.nodeId, eventMedia: true });
+    const rotation = rotationOf(this.#opts);
+    const keys = new FeedKeyRotation({ bus: this.#bus, cluster: this.cluster, secret: this.#opts.tokenSecret, event: e.id, sender, log: this.log, ...rotation }, key);
+    keys.on('switched', (keyId, reason) => this.emit('feedKeyRotated', e.id, keyId, reason));
     const entry: ClusteredEvent = {
       id: e.id,
-      key,
+      keys,
       sender,
       client,
       stopProgram: () => undefined,
@@ -301,6 +333,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       keyframeRequests: 0,
     };
     if (this.#closed || e.mixer.isClosed || !this.node.registry.has(e.id)) {
+      keys.close();
       sender.close();
       return;
     }
@@ -342,6 +375,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     this.#events.delete(e.id);
     entry.stopProgram();
     entry.stopVideo();
+    entry.keys.close();
     entry.sender.close();
     void entry.client.close();
     // Relays see it ended and free their feeds; the controller drops the tree.
@@ -366,6 +400,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     for (const entry of this.#events.values()) {
       entry.stopProgram();
       entry.stopVideo();
+      entry.keys.close();
       entry.sender.close();
       await entry.client.close();
     }
@@ -373,6 +408,14 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     await this.agent.close();
     await this.controller.close();
   }
+}
+
+function rotationOf(o: MixerRoleOptions): { rotationMs: number; graceMs: number; overlapMs: number } {
+  return {
+    rotationMs: o.feedKeyRotationMs ?? clusterDefaults.feedKeyRotationMs,
+    graceMs: o.feedKeyGraceMs ?? clusterDefaults.feedKeyGraceMs,
+    overlapMs: o.feedKeyOverlapMs ?? clusterDefaults.feedKeyOverlapMs,
+  };
 }
 
 function streamMapOf(streams: readonly FeedStream[]): Map<number, StreamInfo> {

@@ -22,17 +22,19 @@
  * them (the mixer restarted with new SSRCs and random sequence numbers).
  */
 import { ClusterClient, type Bus, type FeedStream } from '@mcu/control';
-import { RelayForwarder, StreamContinuity, type FeedKey, type RtpSink, type StreamInfo, type UdpEndpoint } from '@mcu/relay';
+import { RelayForwarder, StreamContinuity, type RtpSink, type StreamInfo, type UdpEndpoint } from '@mcu/relay';
 import { BitrateMeter, type RtpHeader, type VideoCodec } from '@mcu/rtp';
 import type { ProgramSource, ProgramVideoSource } from '@mcu/webrtc';
 import { randomInt } from 'node:crypto';
+import type { FeedKeyFollower } from './FeedKeyFollower.js';
 
 export interface RelayFeedOptions {
   bus: Bus;
   cluster: string;
   event: string;
   nodeId: string;
-  key: FeedKey;
+  /** The event's feed keys (started: it holds a key); the feed owns it from now on and closes it. */
+  keys: FeedKeyFollower;
   bindHost: string;
   /** The address other nodes send this event's feed to (the bind address, or the node's IP for a wildcard bind). */
   advertiseHost: string;
@@ -74,6 +76,7 @@ export class RelayFeed implements ProgramSource {
   readonly id: string;
   readonly forwarder: RelayForwarder;
   readonly client: ClusterClient;
+  readonly keys: FeedKeyFollower;
   readonly continuity: StreamContinuity;
   readonly video: ProgramVideoSource;
   #sinks: ReadonlyArray<(packet: Buffer) => void> = [];
@@ -95,10 +98,12 @@ export class RelayFeed implements ProgramSource {
   readonly #rateTimer: NodeJS.Timeout;
   #closed = false;
 
-  private constructor(id: string, forwarder: RelayForwarder, client: ClusterClient) {
+  private constructor(id: string, forwarder: RelayForwarder, client: ClusterClient, keys: FeedKeyFollower) {
     this.id = id;
     this.forwarder = forwarder;
     this.client = client;
+    this.keys = keys;
+    keys.attach(forwarder);
     this.continuity = new StreamContinuity({ outputSsrc: randomInt(1, 0xffff_ffff), clockRate: 48_000, frameSamples: 960 });
     forwarder.addConsumer({ onRtp: this.#onRtp }, { replayGop: false });
     client.on('parent', (p) => {
@@ -124,9 +129,23 @@ export class RelayFeed implements ProgramSource {
 
   static async open(opts: RelayFeedOptions): Promise<RelayFeed> {
     // A port of its own per event: the parent sends this event's feed here and nowhere else.
-    const forwarder = await RelayForwarder.open({ bindHost: opts.bindHost, bindPort: 0, parent: NO_PARENT, key: opts.key });
+    const keys = opts.keys;
+    let forwarder: RelayForwarder;
+    try {
+      forwarder = await RelayForwarder.open({
+        bindHost: opts.bindHost,
+        bindPort: 0,
+        parent: NO_PARENT,
+        key: keys.current,
+        acceptedKeys: keys.accepted,
+        onUnknownKey: keys.onUnknownKey,
+      });
+    } catch (err) {
+      keys.close();
+      throw err;
+    }
     const client = new ClusterClient({ bus: opts.bus, cluster: opts.cluster, event: opts.event, nodeId: opts.nodeId, eventMedia: true });
-    const feed = new RelayFeed(opts.event, forwarder, client);
+    const feed = new RelayFeed(opts.event, forwarder, client, keys);
     try {
       await client.start();
       await client.advertise({ host: opts.advertiseHost, port: forwarder.address.port });
@@ -295,6 +314,7 @@ export class RelayFeed implements ProgramSource {
     this.#sinks = [];
     this.#defaultSinks = [];
     for (const r of this.#renditions.values()) r.sinks = [];
+    this.keys.close();
     this.forwarder.close();
     void this.client.close();
   }

@@ -39,7 +39,7 @@ import {
 import { Auth, drainingGauge, healthRoutes, json, natsConnectedGauge, openApiDocument, readSdp, renderMetrics, Router, webrtcMetrics, type NotReady, type RouteEntry } from '@mcu/server';
 import { WebRtcEdge, type RenditionChooserOptions } from '@mcu/webrtc';
 import { clusterDefaults } from './ClusterConfig.js';
-import { fetchFeedKey } from './FeedKeys.js';
+import { FeedKeyFollower } from './FeedKeyFollower.js';
 import { createHttpServer, listen } from '@mcu/server';
 import { RelayFeed } from './RelayFeed.js';
 import { mediaAddressFor } from './UdpPort.js';
@@ -74,6 +74,8 @@ export interface RelayRoleOptions {
   heartbeatIntervalMs?: number;
   /** How WHEP viewers that did not pin a rendition are moved between renditions by their link (RenditionChooser's defaults otherwise). */
   renditionChooser?: RenditionChooserOptions;
+  /** How long a replaced feed key is still accepted (default `clusterDefaults.feedKeyOverlapMs`). */
+  feedKeyOverlapMs?: number;
   /** Lifecycle events (one JSON line each, with `node` bound); default: a logger at MCU_LOG_LEVEL / info. */
   logger?: Logger;
 }
@@ -265,19 +267,27 @@ export class RelayRole {
     const abort = new AbortController();
     this.#opening.set(event, abort);
     void (async () => {
+      // Subscribed to the mixer's key announcements before the first request: no rotation is missed in between.
+      const keys = new FeedKeyFollower({
+        bus: this.#bus,
+        cluster: this.cluster,
+        secret: this.#opts.tokenSecret,
+        event,
+        overlapMs: this.#opts.feedKeyOverlapMs ?? clusterDefaults.feedKeyOverlapMs,
+        fetchIntervalMs: clusterDefaults.feedKeyFetchIntervalMs,
+        requestTimeoutMs: clusterDefaults.placementTimeoutMs,
+        log: this.log,
+      });
       try {
-        const key = await fetchFeedKey(this.#bus, this.cluster, this.#opts.tokenSecret, event, {
-          signal: AbortSignal.any([abort.signal, this.#abort.signal]),
-          retryMs: clusterDefaults.feedKeyRetryMs,
-          timeoutMs: clusterDefaults.placementTimeoutMs,
-        });
+        await keys.start({ signal: AbortSignal.any([abort.signal, this.#abort.signal]), retryMs: clusterDefaults.feedKeyRetryMs });
         const bindHost = this.#opts.mediaHost ?? this.#opts.host ?? '127.0.0.1';
+        // From here on the feed owns the keys (and closes them, also when opening fails).
         const feed = await RelayFeed.open({
           bus: this.#bus,
           cluster: this.cluster,
           event,
           nodeId: this.nodeId,
-          key,
+          keys,
           bindHost,
           advertiseHost: this.#opts.mediaAdvertiseHost ?? mediaAddressFor(bindHost),
         });
@@ -292,6 +302,7 @@ export class RelayRole {
         }
       } catch {
         // aborted (event ended, relay closing) or the bus failed: the next change retries
+        keys.close();
       } finally {
         if (this.#opening.get(event) === abort) this.#opening.delete(event);
       }

@@ -3,7 +3,7 @@
  *
  * RTP (RFC 7714 §7–8):
  * ```
- * | RTP header (12 + 4·CC + extension) |  payload (+ padding)  | tag (16) | ROC (4) |
+ * | RTP header (12 + 4·CC + extension) |  payload (+ padding)  | tag (16) | key id (4) | ROC (4) |
  * |<------------ AAD, in clear ------->|<----- encrypted ----->|
  * IV = salt XOR (0x0000 ‖ SSRC ‖ ROC ‖ SEQ)                               (§8.1)
  * ```
@@ -16,10 +16,17 @@
  *
  * RTCP (RFC 7714 §9, with the E flag always set):
  * ```
- * | V P RC PT length | sender SSRC |  rest of the compound  | tag (16) | E ‖ SRTCP index (4) |
- * |<------ AAD, in clear -------->|<----- encrypted ------>|          |<------ AAD ------->|
+ * | V P RC PT length | sender SSRC |  rest of the compound  | tag (16) | key id (4) | E ‖ SRTCP index (4) |
+ * |<------ AAD, in clear -------->|<----- encrypted ------>|                       |<------ AAD ------->|
  * IV = salt XOR (0x0000 ‖ SSRC ‖ 0x0000 ‖ 0 ‖ index)                     (§9.1)
  * ```
+ *
+ * The key id (big-endian u32, `FeedKey.id`) names the master key the packet is sealed with, as the
+ * MKI of SRTP does (RFC 3711 §3.1, RFC 7714 §7): in clear and not itself authenticated, since the
+ * key it selects authenticates the packet: a changed id selects another key (or none) and the
+ * packet is refused. It lets a receiver pick the one key to try during a rotation, and tell a
+ * packet under a key it does not hold (`unknown_key`: not learnt yet, or retired) from a forgery
+ * (`bad_tag`).
  *
  * Replay protection per SSRC (RTP) and per sender SSRC (RTCP) with a sliding window (RFC 3711
  * §3.3.2); state is created only for packets that authenticated, so forged packets cannot fill it.
@@ -52,8 +59,10 @@ export type CipherDropReason =
   | 'too_short'
   /** not RTP/RTCP version 2, or a header that does not fit */
   | 'bad_header'
-  /** authentication failed with every key: tampered, truncated, or another key */
+  /** authentication failed under the key its key id names: tampered, truncated, or forged */
   | 'bad_tag'
+  /** its key id names no key this cipher holds: not learnt yet, or retired */
+  | 'unknown_key'
   /** authenticated before, or older than the replay window */
   | 'replay'
   /** authentic, but the plaintext is not valid RTP (bad padding) */
@@ -70,8 +79,12 @@ export interface FeedCipherOptions {
 
 /** GCM tag, RFC 7714 §7 (AEAD_AES_128_GCM, 16 octets). */
 export const FEED_TAG_BYTES = 16;
-/** Bytes `protect`/`protectRtcp` add to a packet: tag plus the ROC or SRTCP index word. */
-export const FEED_OVERHEAD_BYTES = FEED_TAG_BYTES + 4;
+/** Bytes of the key id after the tag. */
+export const FEED_KEY_ID_BYTES = 4;
+/** Bytes `protect`/`protectRtcp` add to a packet: tag, key id, and the ROC or SRTCP index word. */
+export const FEED_OVERHEAD_BYTES = FEED_TAG_BYTES + FEED_KEY_ID_BYTES + 4;
+/** Keys a cipher holds at once: the one it sends with, and those it still or already accepts. */
+export const FEED_MAX_KEYS = 4;
 
 const RTCP_HEADER_BYTES = 8;
 const E_FLAG = 0x8000_0000;
@@ -97,6 +110,19 @@ function deriveSessionKeys(master: FeedKey): SessionKeys {
     rtcpKey: createSecretKey(rtcp.subarray(0, 16)),
     rtcpSalt: rtcp.slice(16, 28),
   };
+}
+
+/** The sealing key first; ids must be distinct u32s. Throws RangeError otherwise. */
+function deriveKeySet(current: FeedKey, accepted: readonly FeedKey[]): SessionKeys[] {
+  const all = [current, ...accepted];
+  if (all.length > FEED_MAX_KEYS) throw new RangeError(`a feed cipher holds at most ${FEED_MAX_KEYS} keys, got ${all.length}`);
+  const ids = new Set<number>();
+  for (const k of all) {
+    if (!Number.isInteger(k.id) || k.id < 0 || k.id > 0xffff_ffff) throw new RangeError(`feed key id ${k.id} is not a u32`);
+    if (ids.has(k.id)) throw new RangeError(`feed key id ${k.id} given twice`);
+    ids.add(k.id);
+  }
+  return all.map(deriveSessionKeys);
 }
 
 function u32(b: Uint8Array, o: number): number {
@@ -157,8 +183,14 @@ interface SendState {
 export class FeedCipher {
   readonly #replayWindowPackets: number;
   readonly #maxSources: number;
-  #current: SessionKeys;
-  #previous: SessionKeys | null = null;
+  /** `#keys[0]` seals; every entry opens what carries its id. */
+  #keys: SessionKeys[];
+  #lastUnknownKeyId = -1;
+  /** The key ids of the last two RTP packets authenticated under different keys. */
+  #receivedKeyId = -1;
+  #priorReceivedKeyId = -1;
+  /** Times the RTP packets authenticated moved to a key id other than the last two. */
+  keySwitches = 0;
   readonly #iv = new Uint8Array(12);
   readonly #rtcpAad = new Uint8Array(RTCP_HEADER_BYTES + 4);
   readonly #send = new Map<number, SendState>();
@@ -166,27 +198,49 @@ export class FeedCipher {
   readonly #rtcpReplay = new Map<number, ReplayWindow>();
   readonly #rtcpIndex = new Map<number, number>();
 
-  constructor(current: FeedKey, previous?: FeedKey, opts: FeedCipherOptions = {}) {
+  /** `accepted`: further keys `unprotect` opens (the previous one during a rotation, the announced next one). */
+  constructor(current: FeedKey, accepted: readonly FeedKey[] = [], opts: FeedCipherOptions = {}) {
     this.#replayWindowPackets = opts.replayWindowPackets ?? 1024;
     this.#maxSources = opts.maxSources ?? 4096;
     ReplayWindow.validateSize(this.#replayWindowPackets); // now, rather than on the first packet
-    this.#current = deriveSessionKeys(current);
-    if (previous !== undefined) this.#previous = deriveSessionKeys(previous);
+    this.#keys = deriveKeySet(current, accepted);
   }
 
   /**
-   * Key rotation: `protect` uses `current` from now on; `unprotect` tries `current`, then
-   * `previous`, so packets in flight under the old key still pass. Replay state is kept.
+   * Key rotation: `protect` seals with `current` from now on; `unprotect` opens packets whose key
+   * id names `current` or one of `accepted` (at most FEED_MAX_KEYS in all), and refuses any other
+   * id as `unknown_key`. Replay state is kept.
    */
-  setKeys(current: FeedKey, previous?: FeedKey): void {
-    const next = deriveSessionKeys(current);
-    this.#previous = previous === undefined ? null : deriveSessionKeys(previous);
-    this.#current = next;
+  setKeys(current: FeedKey, accepted: readonly FeedKey[] = []): void {
+    this.#keys = deriveKeySet(current, accepted);
   }
 
   /** Id of the key `protect` uses. */
   get currentKeyId(): number {
-    return this.#current.id;
+    return this.#keys[0].id;
+  }
+
+  /** Ids of every key this cipher opens, the sealing one first. */
+  get keyIds(): number[] {
+    return this.#keys.map((k) => k.id);
+  }
+
+  /** Id of the key the last authenticated RTP packet was sealed with, -1 before the first. */
+  get receivedKeyId(): number {
+    return this.#receivedKeyId;
+  }
+
+  /** The key id of the last packet refused as `unknown_key`, -1 before the first. */
+  get lastUnknownKeyId(): number {
+    return this.#lastUnknownKeyId;
+  }
+
+  /** The key a packet's id names, or null (remembered for `lastUnknownKeyId`). */
+  #keyFor(id: number): SessionKeys | null {
+    const keys = this.#keys;
+    for (let i = 0; i < keys.length; i++) if (keys[i].id === id) return keys[i];
+    this.#lastUnknownKeyId = id;
+    return null;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -206,7 +260,7 @@ export class FeedCipher {
     const seq = (packet[2] << 8) | packet[3];
     const ssrc = u32(packet, 8);
     const roc = this.#rolloverCounter(ssrc, seq);
-    const keys = this.#current;
+    const keys = this.#keys[0];
     writeIv(this.#iv, keys.rtpSalt, ssrc, roc, seq, 2);
     const cipher = createCipheriv('aes-128-gcm', keys.rtpKey, this.#iv, { authTagLength: FEED_TAG_BYTES });
     cipher.setAAD(packet.subarray(0, h));
@@ -216,7 +270,8 @@ export class FeedCipher {
     if (out !== packet) out.set(packet.subarray(0, h), 0);
     out.set(body, h);
     out.set(tag, length);
-    putU32(out, length + FEED_TAG_BYTES, roc);
+    putU32(out, length + FEED_TAG_BYTES, keys.id);
+    putU32(out, length + FEED_TAG_BYTES + FEED_KEY_ID_BYTES, roc);
     return total;
   }
 
@@ -269,16 +324,20 @@ export class FeedCipher {
     const window = this.#rtpReplay.get(ssrc);
     if (replay && window !== undefined && !window.check(index)) return 'replay';
 
+    const keys = this.#keyFor(u32(packet, len - 8));
+    if (keys === null) return 'unknown_key';
     const aad = packet.subarray(0, h);
     const body = packet.subarray(h, end);
     const tag = packet.subarray(end, end + FEED_TAG_BYTES);
-    writeIv(this.#iv, this.#current.rtpSalt, ssrc, roc, seq, 2);
-    let plain = open(this.#current.rtpKey, this.#iv, aad, body, tag);
-    if (plain === null && this.#previous !== null) {
-      writeIv(this.#iv, this.#previous.rtpSalt, ssrc, roc, seq, 2);
-      plain = open(this.#previous.rtpKey, this.#iv, aad, body, tag);
-    }
+    writeIv(this.#iv, keys.rtpSalt, ssrc, roc, seq, 2);
+    const plain = open(keys.rtpKey, this.#iv, aad, body, tag);
     if (plain === null) return 'bad_tag';
+    if (keys.id !== this.#receivedKeyId) {
+      // Neither the first packet nor a late one from before the switch is a switch.
+      if (this.#receivedKeyId !== -1 && keys.id !== this.#priorReceivedKeyId) this.keySwitches++;
+      this.#priorReceivedKeyId = this.#receivedKeyId;
+      this.#receivedKeyId = keys.id;
+    }
 
     if (replay) {
       if (window !== undefined) window.accept(index);
@@ -312,7 +371,7 @@ export class FeedCipher {
     let index = this.#rtcpIndex.get(ssrc);
     index = index === undefined ? randomInt(0, 0x4000_0000) : (index + 1) & 0x7fff_ffff;
     this.#rtcpIndex.set(ssrc, index);
-    const keys = this.#current;
+    const keys = this.#keys[0];
     writeIv(this.#iv, keys.rtcpSalt, ssrc, 0, index, 4);
     const aad = this.#rtcpAad;
     aad.set(packet.subarray(0, RTCP_HEADER_BYTES), 0);
@@ -324,7 +383,8 @@ export class FeedCipher {
     if (out !== packet) out.set(packet.subarray(0, RTCP_HEADER_BYTES), 0);
     out.set(body, RTCP_HEADER_BYTES);
     out.set(cipher.getAuthTag(), length);
-    putU32(out, length + FEED_TAG_BYTES, (E_FLAG | index) >>> 0);
+    putU32(out, length + FEED_TAG_BYTES, keys.id);
+    putU32(out, length + FEED_TAG_BYTES + FEED_KEY_ID_BYTES, (E_FLAG | index) >>> 0);
     return total;
   }
 
@@ -345,14 +405,12 @@ export class FeedCipher {
     const aad = this.#rtcpAad;
     aad.set(packet.subarray(0, RTCP_HEADER_BYTES), 0);
     putU32(aad, RTCP_HEADER_BYTES, word);
+    const keys = this.#keyFor(u32(packet, len - 8));
+    if (keys === null) return 'unknown_key';
     const body = packet.subarray(RTCP_HEADER_BYTES, end);
     const tag = packet.subarray(end, end + FEED_TAG_BYTES);
-    writeIv(this.#iv, this.#current.rtcpSalt, ssrc, 0, index, 4);
-    let plain = open(this.#current.rtcpKey, this.#iv, aad, body, tag);
-    if (plain === null && this.#previous !== null) {
-      writeIv(this.#iv, this.#previous.rtcpSalt, ssrc, 0, index, 4);
-      plain = open(this.#previous.rtcpKey, this.#iv, aad, body, tag);
-    }
+    writeIv(this.#iv, keys.rtcpSalt, ssrc, 0, index, 4);
+    const plain = open(keys.rtcpKey, this.#iv, aad, body, tag);
     if (plain === null) return 'bad_tag';
 
     if (window !== undefined) window.accept(index);

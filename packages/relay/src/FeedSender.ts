@@ -21,8 +21,9 @@ import { openUdpSocket } from '@mcu/rtp';
 export interface FeedSenderOptions {
   bindHost: string;
   bindPort?: number;
+  /** The key it seals with; `acceptedKeys` also open RTCP from the tree (see `setKeys`). */
   key: FeedKey;
-  previousKey?: FeedKey;
+  acceptedKeys?: readonly FeedKey[];
   /** The roots of the relay tree. */
   children?: readonly UdpEndpoint[];
   /** SSRC → kind and codec; keyframes of video streams settle pending keyframe requests. */
@@ -54,7 +55,7 @@ export class FeedSender extends EventEmitter<FeedSenderEvents> {
     super();
     this.#socket = socket;
     this.#config = config;
-    this.#cipher = new FeedCipher(opts.key, opts.previousKey);
+    this.#cipher = new FeedCipher(opts.key, opts.acceptedKeys);
     this.#children.set(opts.children ?? []);
     this.#streamInfo = toStreamMap(opts.streams);
     this.#rtcpPlain = Buffer.alloc(config.maxDatagramBytes);
@@ -87,8 +88,17 @@ export class FeedSender extends EventEmitter<FeedSenderEvents> {
     return this.#children.list();
   }
 
-  setKeys(current: FeedKey, previous?: FeedKey): void {
-    this.#cipher.setKeys(current, previous);
+  /**
+   * Key rotation: seals with `current` from the next packet on; RTCP from the tree is accepted
+   * under `current` and `accepted` (the next key, announced; the previous one, for a short overlap).
+   */
+  setKeys(current: FeedKey, accepted: readonly FeedKey[] = []): void {
+    this.#cipher.setKeys(current, accepted);
+  }
+
+  /** Id of the key the feed is sealed with now. */
+  get keyId(): number {
+    return this.#cipher.currentKeyId;
   }
 
   setStreams(streams: StreamMap): void {

@@ -25,6 +25,7 @@ export const FEED_DROP_REASONS: readonly FeedDropReason[] = [
   'too_short',
   'bad_header',
   'bad_tag',
+  'unknown_key',
   'replay',
   'bad_rtp',
   'too_many_sources',
@@ -64,6 +65,8 @@ export interface FeedStats {
   gopBytes: number;
   /** Groups too large to cache. */
   gopOverflows: number;
+  /** Times the feed moved to a newer key (key rotation), as seen in the packets authenticated. */
+  keySwitches: number;
 }
 
 export function newFeedStats(): FeedStats {
@@ -85,6 +88,7 @@ export function newFeedStats(): FeedStats {
     pliSuppressed: 0,
     gopBytes: 0,
     gopOverflows: 0,
+    keySwitches: 0,
   };
 }
 

@@ -26,7 +26,7 @@ export const relayDefaults = {
   /** Packets kept per stream to answer NACKs (power of two): 512 is ~3 s of 1.5 Mbit/s video. */
   retransmissionPackets: 512,
   /**
-   * Largest datagram accepted on the feed: an Ethernet-MTU RTP packet plus the 20 bytes of feed
+   * Largest datagram accepted on the feed: an Ethernet-MTU RTP packet plus the 24 bytes of feed
    * protection. Anything larger is dropped ('too_large').
    */
   maxDatagramBytes: 1600,

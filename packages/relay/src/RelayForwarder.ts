@@ -47,9 +47,14 @@ export interface RelayForwarderOptions {
   bindPort?: number;
   /** Where the feed comes from; RTP from any other address is dropped ('unknown_source'). */
   parent: UdpEndpoint;
-  /** The event's feed key; `previousKey` is still accepted during a rotation. */
+  /** The event's feed key (it seals this relay's RTCP); `acceptedKeys` open packets too (see `setKeys`). */
   key: FeedKey;
-  previousKey?: FeedKey;
+  acceptedKeys?: readonly FeedKey[];
+  /**
+   * A packet came sealed under a key this relay does not hold (`unknown_key`, counted): called on
+   * every such drop with its key id, so the owner can fetch the key (rate-limited on its side).
+   */
+  onUnknownKey?: (keyId: number) => void;
   children?: readonly UdpEndpoint[];
   /** SSRC → kind and codec; video streams get a GOP cache and keyframe detection. */
   streams?: StreamMap;
@@ -83,6 +88,7 @@ export class RelayForwarder extends EventEmitter<RelayForwarderEvents> {
   readonly #socket: Socket;
   readonly #config: RelayConfig;
   readonly #cipher: FeedCipher;
+  readonly #onUnknownKey: ((keyId: number) => void) | null;
   readonly #children = new FanOut();
   readonly #streams = new Map<number, FeedStream>();
   #streamInfo: Map<number, StreamInfo>;
@@ -106,7 +112,8 @@ export class RelayForwarder extends EventEmitter<RelayForwarderEvents> {
     super();
     this.#socket = socket;
     this.#config = config;
-    this.#cipher = new FeedCipher(opts.key, opts.previousKey);
+    this.#cipher = new FeedCipher(opts.key, opts.acceptedKeys);
+    this.#onUnknownKey = opts.onUnknownKey ?? null;
     this.#parentHost = opts.parent.host;
     this.#parentPort = opts.parent.port;
     this.#children.set(opts.children ?? []);
@@ -173,8 +180,23 @@ export class RelayForwarder extends EventEmitter<RelayForwarderEvents> {
     return this.#children.list();
   }
 
-  setKeys(current: FeedKey, previous?: FeedKey): void {
-    this.#cipher.setKeys(current, previous);
+  /**
+   * Key rotation: this relay's RTCP is sealed with `current`; packets are opened under `current`
+   * or one of `accepted` (the announced next key, the previous one for a short overlap), chosen
+   * by the key id they carry. Any other id is dropped as `unknown_key`.
+   */
+  setKeys(current: FeedKey, accepted: readonly FeedKey[] = []): void {
+    this.#cipher.setKeys(current, accepted);
+  }
+
+  /** Ids of the keys this relay holds, the one sealing its RTCP first. */
+  get keyIds(): number[] {
+    return this.#cipher.keyIds;
+  }
+
+  /** Id of the key the last authenticated feed packet was sealed with (-1 before the first). */
+  get feedKeyId(): number {
+    return this.#cipher.receivedKeyId;
   }
 
   /** Updates what each SSRC carries (e.g. a rendition was added). */
@@ -287,8 +309,10 @@ export class RelayForwarder extends EventEmitter<RelayForwarderEvents> {
     const plainLength = this.#cipher.unprotect(msg, len, this.#plain, header);
     if (typeof plainLength !== 'number') {
       stats.dropped[plainLength]++;
+      if (plainLength === 'unknown_key') this.#unknownKey();
       return;
     }
+    stats.keySwitches = this.#cipher.keySwitches;
     const ssrc = header.ssrc;
     const stream = this.#streams.get(ssrc) ?? this.#addStream(ssrc);
     if (stream === null) {
@@ -371,6 +395,16 @@ export class RelayForwarder extends EventEmitter<RelayForwarderEvents> {
     }
   }
 
+  #unknownKey(): void {
+    const cb = this.#onUnknownKey;
+    if (cb === null) return;
+    try {
+      cb(this.#cipher.lastUnknownKeyId);
+    } catch {
+      // the owner's fetch must not break the forward path
+    }
+  }
+
   // -------------------------------------------------------------------------------------------
   // Feedback
 
@@ -388,6 +422,7 @@ export class RelayForwarder extends EventEmitter<RelayForwarderEvents> {
     const len = this.#cipher.unprotectRtcp(msg, msg.length, this.#rtcpPlain);
     if (typeof len !== 'number') {
       stats.dropped[len]++;
+      if (len === 'unknown_key') this.#unknownKey();
       return;
     }
     if (fromParent) {

@@ -4,7 +4,7 @@ export type { RelayForwarderOptions, RelayForwarderEvents } from './RelayForward
 export { FeedSender } from './FeedSender.js';
 export type { FeedSenderOptions, FeedSenderEvents } from './FeedSender.js';
 
-export { FeedCipher, FEED_OVERHEAD_BYTES, FEED_TAG_BYTES } from './FeedCipher.js';
+export { FeedCipher, FEED_KEY_ID_BYTES, FEED_MAX_KEYS, FEED_OVERHEAD_BYTES, FEED_TAG_BYTES } from './FeedCipher.js';
 export type { FeedKey, FeedCipherOptions, CipherDropReason } from './FeedCipher.js';
 
 export { StreamContinuity, STREAM_CONTINUITY_DEFAULTS } from './StreamContinuity.js';

@@ -58,8 +58,9 @@ describe('FeedCipher RTP (RFC 7714-style AES-128-GCM)', () => {
         const t = Buffer.from(sealed);
         t[i] ^= bit;
         const r = rx.unprotect(t, t.length, out);
-        // Bits of the version field make the header unreadable instead; both are refusals.
-        expect(['bad_tag', 'bad_header', 'too_short']).toContain(r);
+        // Bits of the version field make the header unreadable instead, bits of the key id name
+        // a key the receiver does not hold; all are refusals.
+        expect(['bad_tag', 'bad_header', 'too_short', 'unknown_key']).toContain(r);
       }
     }
   });
@@ -69,7 +70,8 @@ describe('FeedCipher RTP (RFC 7714-style AES-128-GCM)', () => {
     const rx = new FeedCipher(key1);
     const sealed = protect(tx, rtp(3));
     const out = Buffer.alloc(1500);
-    expect(rx.unprotect(sealed, sealed.length - 1, out)).toBe('bad_tag');
+    // One byte short: the trailer is read one byte early, so its key id names no key.
+    expect(rx.unprotect(sealed, sealed.length - 1, out)).toBe('unknown_key');
     expect(rx.unprotect(sealed.subarray(0, 20), 20, out)).toBe('too_short');
     expect(rx.unprotect(sealed, sealed.length, out)).toBe(sealed.length - FEED_OVERHEAD_BYTES);
   });
@@ -99,31 +101,67 @@ describe('FeedCipher RTP (RFC 7714-style AES-128-GCM)', () => {
     expect(rx.unprotect(old, old.length, out)).toBe('replay');
   });
 
-  it('a packet protected with another key is refused as bad_tag', () => {
-    const tx = new FeedCipher(key2);
+  it('a packet protected with another key is refused: unknown_key for another id, bad_tag for the same id', () => {
     const rx = new FeedCipher(key1);
-    const sealed = protect(tx, rtp(1));
-    expect(rx.unprotect(sealed, sealed.length, Buffer.alloc(1500))).toBe('bad_tag');
+    const sealed = protect(new FeedCipher(key2), rtp(1));
+    expect(rx.unprotect(sealed, sealed.length, Buffer.alloc(1500))).toBe('unknown_key');
+    const sameId = protect(new FeedCipher({ ...key2, id: key1.id }), rtp(1));
+    expect(rx.unprotect(sameId, sameId.length, Buffer.alloc(1500))).toBe('bad_tag');
   });
 
   it('key rotation: the receiver takes the new key and, until told otherwise, the previous one', () => {
     const tx = new FeedCipher(key1);
     const rx = new FeedCipher(key1);
     const out = Buffer.alloc(1500);
-    const beforeRotation = protect(tx, rtp(1));
-    tx.setKeys(key2, key1);
+    const first = protect(tx, rtp(1));
+    const beforeRotation = protect(tx, rtp(2));
+    tx.setKeys(key2, [key1]);
     expect(tx.currentKeyId).toBe(2);
-    const afterRotation = protect(tx, rtp(2));
+    const afterRotation = protect(tx, rtp(3));
+    expect(rx.unprotect(first, first.length, out)).toBeTypeOf('number');
     // The receiver learns of the new key: old packets in flight still pass.
-    rx.setKeys(key2, key1);
+    rx.setKeys(key2, [key1]);
     expect(rx.unprotect(afterRotation, afterRotation.length, out)).toBeTypeOf('number');
+    expect(rx.receivedKeyId).toBe(2);
     expect(rx.unprotect(beforeRotation, beforeRotation.length, out)).toBeTypeOf('number');
-    // Once the previous key is retired it is refused.
-    const stale = protect(new FeedCipher(key1), rtp(3));
+    // One switch: a late packet from before it is not a switch of its own.
+    expect(rx.keySwitches).toBe(1);
+    // Once the previous key is retired its packets are refused as unknown_key, naming the key.
+    const stale = protect(new FeedCipher(key1), rtp(5));
     rx.setKeys(key2);
-    expect(rx.unprotect(stale, stale.length, out)).toBe('bad_tag');
-    const fresh = protect(tx, rtp(4));
+    expect(rx.unprotect(stale, stale.length, out)).toBe('unknown_key');
+    expect(rx.lastUnknownKeyId).toBe(1);
+    const fresh = protect(tx, rtp(6));
     expect(rx.unprotect(fresh, fresh.length, out)).toBeTypeOf('number');
+  });
+
+  it('the key id travels after the tag (RTP and RTCP); the receiver opens the one key it names', () => {
+    const key7 = { ...makeKey(3), id: 0xfedc_ba98 };
+    const tx = new FeedCipher(key7);
+    const sealed = protect(tx, rtp(9));
+    expect(sealed.readUInt32BE(sealed.length - 8)).toBe(0xfedc_ba98);
+    const pli = buildPli(1, 2);
+    const sealedRtcp = Buffer.alloc(pli.length + FEED_OVERHEAD_BYTES);
+    tx.protectRtcp(pli, pli.length, sealedRtcp);
+    expect(sealedRtcp.readUInt32BE(sealedRtcp.length - 8)).toBe(0xfedc_ba98);
+    const out = Buffer.alloc(1500);
+    // An announced next key opens its packets before the receiver seals with it.
+    const rx = new FeedCipher(key1, [key7]);
+    expect(rx.unprotect(sealed, sealed.length, out)).toBeTypeOf('number');
+    expect(rx.unprotectRtcp(sealedRtcp, sealedRtcp.length, out)).toBeTypeOf('number');
+    // The same id over other key material: a forgery, bad_tag (not unknown_key).
+    const impostor = new FeedCipher({ ...makeKey(4), id: 0xfedc_ba98 });
+    const forged = protect(impostor, rtp(10));
+    expect(rx.unprotect(forged, forged.length, out)).toBe('bad_tag');
+    // An id no key has: unknown_key, for RTCP too.
+    const relabelled = Buffer.from(sealedRtcp);
+    relabelled.writeUInt32BE(5, relabelled.length - 8);
+    expect(new FeedCipher(key1).unprotectRtcp(relabelled, relabelled.length, out)).toBe('unknown_key');
+  });
+
+  it('a cipher refuses a key set with a repeated id or more than FEED_MAX_KEYS keys', () => {
+    expect(() => new FeedCipher(key1, [key1])).toThrow(RangeError);
+    expect(() => new FeedCipher(key1, [key2, makeKey(3), makeKey(4), makeKey(5)])).toThrow(/at most 4/);
   });
 
   it('sequence numbers wrap 65535 → 0 with the rollover counter: IVs stay unique, replay state follows', () => {
@@ -166,7 +204,7 @@ describe('FeedCipher RTP (RFC 7714-style AES-128-GCM)', () => {
     expect(rx.unprotect(sealed, sealed.length, out)).toBeTypeOf('number');
     expect(rx.unprotect(sealed, sealed.length, out)).toBe('replay');
     expect(rx.unprotectCached(sealed, sealed.length, out)).toBeTypeOf('number');
-    sealed[sealed.length - 6] ^= 1;
+    sealed[sealed.length - 10] ^= 1; // in the tag
     expect(rx.unprotectCached(sealed, sealed.length, out)).toBe('bad_tag');
   });
 
@@ -203,9 +241,10 @@ describe('FeedCipher RTCP (SRTCP-like, explicit index)', () => {
     for (let i = 0; i < sealed.length; i++) {
       const t = Buffer.from(sealed);
       t[i] ^= 0x04;
-      expect(['bad_tag', 'bad_header']).toContain(new FeedCipher(key1).unprotectRtcp(t, t.length, out));
+      expect(['bad_tag', 'bad_header', 'unknown_key']).toContain(new FeedCipher(key1).unprotectRtcp(t, t.length, out));
     }
-    expect(new FeedCipher(key2).unprotectRtcp(sealed, sealed.length, out)).toBe('bad_tag');
+    expect(new FeedCipher(key2).unprotectRtcp(sealed, sealed.length, out)).toBe('unknown_key');
+    expect(new FeedCipher({ ...key2, id: key1.id }).unprotectRtcp(sealed, sealed.length, out)).toBe('bad_tag');
   });
 
   it('RTP and RTCP of the same SSRC use different keys (no IV shared between them)', () => {

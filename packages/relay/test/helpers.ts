@@ -178,6 +178,10 @@ export class PlainReceiver {
     return { host: '127.0.0.1', port: this.socket.address().port };
   }
 
+  setKeys(current: FeedKey, accepted: readonly FeedKey[] = []): void {
+    this.#cipher.setKeys(current, accepted);
+  }
+
   sendRtcp(rtcp: Buffer, to: UdpEndpoint): void {
     const out = Buffer.alloc(rtcp.length + FEED_OVERHEAD_BYTES);
     const n = this.#cipher.protectRtcp(rtcp, rtcp.length, out);

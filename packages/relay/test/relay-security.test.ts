@@ -1,6 +1,6 @@
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FEED_OVERHEAD_BYTES, FeedCipher, RelayForwarder, totalDropped } from '../src/index.js';
+import { FEED_OVERHEAD_BYTES, FeedCipher, RelayForwarder, totalDropped, type FeedKey } from '../src/index.js';
 import { makeKey, mulberry32, PlainReceiver, RecordingSink, sleep, STREAMS, SyntheticFeed, waitFor } from './helpers.js';
 
 const HOST = '127.0.0.1';
@@ -23,10 +23,10 @@ async function udp(): Promise<dgram.Socket> {
 }
 
 /** A stand-in parent whose bytes the test controls. */
-async function setup() {
+async function setup(onUnknownKey?: (keyId: number) => void) {
   const parent = await udp();
   const cipher = new FeedCipher(key);
-  const relay = track(await RelayForwarder.open({ bindHost: HOST, parent: { host: HOST, port: parent.address().port }, key, streams: STREAMS }));
+  const relay = track(await RelayForwarder.open({ bindHost: HOST, parent: { host: HOST, port: parent.address().port }, key, streams: STREAMS, onUnknownKey }));
   const child = track(await PlainReceiver.open(key));
   relay.setChildren([child.address]);
   const sink = new RecordingSink();
@@ -39,7 +39,7 @@ async function setup() {
   };
   const to = relay.address;
   const sendFrom = (s: dgram.Socket, b: Buffer) => s.send(b, to.port, to.host);
-  return { parent, relay, child, sink, feed, protect, sendFrom };
+  return { parent, relay, child, sink, feed, protect, sendFrom, cipher };
 }
 
 describe('relay security', () => {
@@ -71,6 +71,41 @@ describe('relay security', () => {
     sendFrom(stranger, rtcpLike);
     await waitFor(() => relay.stats.dropped.unknown_source === 2);
     expect(relay.stats.dropped.unknown_source).toBe(2);
+  });
+
+  it('key rotation on the wire: the next key opens before the switch, a retired key is dropped as unknown_key (and reported), a forgery under a known id as bad_tag', async () => {
+    const unknown: number[] = [];
+    const { parent, relay, child, sink, feed, protect, sendFrom, cipher } = await setup((id) => unknown.push(id));
+    const key2 = makeKey(2);
+    // The child is a plain receiver that learnt key 2 as well (it decrypts what is forwarded).
+    child.setKeys(key2, [key]);
+    // Announced: the relay accepts key 2 while still sealing its own RTCP with key 1.
+    relay.setKeys(key, [key2]);
+    sendFrom(parent, protect(feed.audio()));
+    cipher.setKeys(key2, [key]); // the mixer switches
+    sendFrom(parent, protect(feed.audio()));
+    await waitFor(() => sink.packets.length === 2);
+    expect(relay.feedKeyId).toBe(2);
+    expect(relay.stats.keySwitches).toBe(1);
+    // The relay switches too, and the overlap ends: key 1 is retired.
+    relay.setKeys(key2);
+    expect(relay.keyIds).toEqual([2]);
+    const sealWith = (k: FeedKey) => {
+      const p = feed.audio();
+      const out = Buffer.alloc(p.length + FEED_OVERHEAD_BYTES);
+      new FeedCipher(k).protect(p, p.length, out);
+      return out;
+    };
+    sendFrom(parent, sealWith(key)); // retired
+    sendFrom(parent, sealWith({ ...makeKey(9), id: 2 })); // forged under the current id
+    await waitFor(() => relay.stats.dropped.unknown_key === 1 && relay.stats.dropped.bad_tag === 1);
+    expect(unknown).toEqual([1]);
+    sendFrom(parent, protect(feed.audio()));
+    await waitFor(() => sink.packets.length === 3);
+    await sleep(30);
+    // Neither refused packet was forwarded nor handed to consumers.
+    expect(child.plaintexts.length).toBe(3);
+    expect(child.drops).toEqual([]);
   });
 
   it('10 000 random datagrams from the parent, a child and a stranger never throw, and forwarding goes on', async () => {
