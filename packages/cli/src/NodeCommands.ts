@@ -136,6 +136,9 @@ export async function up({ config, json }: Run): Promise<void> {
   const log = processLogger(config, 'node');
   const node = newNode(config, config.tokenSecret, log);
   const info = await listen(node, config);
+  // Handlers first: whoever reads the start line may signal at once (before a handler, the
+  // default action would kill the process without a drain).
+  onSignals(config, node, log);
   if (json) printJson(nodeJson('up', info, config));
   else
     printLines([
@@ -146,7 +149,6 @@ export async function up({ config, json }: Run): Promise<void> {
       adminTokenLine(info),
       `  create an event: mcu event create "My event" --url ${info.url}   (token from MCU_ADMIN_TOKEN or --token)`,
     ]);
-  onSignals(config, node, log);
 }
 
 export async function mixer({ config, json }: Run): Promise<void> {
@@ -168,6 +170,8 @@ export async function mixer({ config, json }: Run): Promise<void> {
     throw err;
   }
   role.on('error', (err) => process.stderr.write(`mcu: clustering an event failed: ${err.message}\n`));
+  const mixerNode = node;
+  onSignals(config, { drain: (o) => role.drain(o), close: async () => { await role.close(); await mixerNode.close(); } }, role.log, () => bus.close());
   if (json) printJson(nodeJson('mixer', info, config, { nodeId, cluster }));
   else
     printLines([
@@ -177,8 +181,6 @@ export async function mixer({ config, json }: Run): Promise<void> {
       adminTokenLine(info),
       `  viewers POST ${info.url}/whep/<event> and are redirected (307) to a relay`,
     ]);
-  const mixerNode = node;
-  onSignals(config, { drain: (o) => role.drain(o), close: async () => { await role.close(); await mixerNode.close(); } }, role.log, () => bus.close());
 }
 
 export async function relay({ config, json }: Run): Promise<void> {
@@ -209,9 +211,9 @@ export async function relay({ config, json }: Run): Promise<void> {
     await bus.close();
     throw new CliError(`relay did not start: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 1);
   }
+  onSignals(config, role, role.log, () => bus.close());
   if (json) printJson({ role: 'relay', nodeId, cluster, url: role.url, whep: `${role.url}/whep/<event>`, health: `${role.url}/healthz`, logLevel: config.logLevel ?? 'info' });
   else printLines([`mcu: relay ${nodeId} up at ${role.url} (cluster "${cluster}")`, `  WHEP: ${role.url}/whep/<event>`]);
-  onSignals(config, role, role.log, () => bus.close());
 }
 
 /** Settings every process of `mcu cluster` shares, handed down through their environment. */

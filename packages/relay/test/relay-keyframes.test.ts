@@ -58,7 +58,8 @@ describe('keyframe requests', () => {
     // One at once; the requests that came after its keyframe had passed get one more, 500 ms later.
     expect(requestsAtMixer.filter((t) => t < 450).length).toBe(1);
     expect(requestsAtMixer.length).toBeLessThanOrEqual(2);
-    for (let i = 1; i < requestsAtMixer.length; i++) expect(requestsAtMixer[i] - requestsAtMixer[i - 1]).toBeGreaterThanOrEqual(495);
+    // 500 ms apart at the relay; seen at the mixer's socket with a few ms of event-loop jitter.
+    for (let i = 1; i < requestsAtMixer.length; i++) expect(requestsAtMixer[i] - requestsAtMixer[i - 1]).toBeGreaterThanOrEqual(490);
     expect(b.stats.pliForwarded).toBe(requestsAtMixer.length);
     expect(a.stats.pliForwarded).toBe(requestsAtMixer.length);
   });

@@ -29,9 +29,15 @@ export interface EventRegistryEvents {
   ended: [EventRecord];
 }
 
-/** Base64url ids are safe as URL segments and as NATS subject tokens. */
+/**
+ * Base64url ids are safe as URL segments and as NATS subject tokens; one never starts with "-" or
+ * "_", so that it is never taken for an option on a command line (`mcu event end <id>`).
+ */
 function newEventId(): string {
-  return randomBytes(9).toString('base64url');
+  for (;;) {
+    const id = randomBytes(9).toString('base64url');
+    if (/^[A-Za-z0-9]/.test(id)) return id;
+  }
 }
 
 /** The events running on this node. */
