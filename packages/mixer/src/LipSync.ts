@@ -145,7 +145,10 @@ export class LipSync {
   private uncompensated: number | null = null;
 
   constructor(opts: LipSyncOptions = {}) {
-    this.o = { ...LIP_SYNC_DEFAULTS, ...opts };
+    const o: Required<LipSyncOptions> = { ...LIP_SYNC_DEFAULTS };
+    // An option given as undefined keeps its default.
+    for (const [k, v] of Object.entries(opts)) if (v !== undefined) o[k as keyof LipSyncOptions] = v;
+    this.o = o;
     if (!(this.o.maxDelayMs >= 0)) throw new RangeError(`maxDelayMs ${this.o.maxDelayMs} must be >= 0`);
     // 20 ms audio frames and up to 120 fps video over the window.
     this.audio = new DelayWindow(Math.ceil(this.o.windowMs / 20) + 1);
