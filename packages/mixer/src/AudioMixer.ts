@@ -8,6 +8,8 @@ import { SpeakerSelection } from './Selection.js';
 import type { SelectionOptions } from './Selection.js';
 import { accumulate, applyRamp, frameLevelDbov, limitInto, limitMinusInto } from './Limiter.js';
 import { TickStats } from './TickStats.js';
+import { rtpTimestampAt, senderReportTimes, systemMediaClock } from './MediaClock.js';
+import type { MediaClock, SenderReportTimes } from './MediaClock.js';
 
 export interface AudioMixerOptions {
   sampleRate?: number;
@@ -19,6 +21,8 @@ export interface AudioMixerOptions {
   encoder?: OpusEncoderOptions;
   /** Monotonic milliseconds; the mixing clock's timer in production. */
   now?: () => number;
+  /** The event's media clock: output RTP timestamps are its time at each tick (shared with video). */
+  mediaClock?: MediaClock;
   random?: () => number;
   /** Called with each tick's duration in seconds (metrics). */
   onTick?: (seconds: number) => void;
@@ -83,7 +87,13 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
   /** SSRC of the program feed (the shared mix sent to viewers). */
   readonly programSsrc: number;
   private programSeq: number;
-  private readonly programTimestampBase: number;
+  /** Program RTP timestamp = rtpTimestampAt(media time of the tick, sampleRate, programTimestampBase). */
+  readonly programTimestampBase: number;
+  readonly sampleRate: number;
+  private readonly tickMs: number;
+  private readonly mediaClock: MediaClock;
+  /** Media time of tick 0, whole ms (so that every tick's timestamp is exact); NaN before the first tick. */
+  private mediaStartMs = NaN;
   private readonly programBuffer = new Uint8Array(1500);
   private readonly now: () => number;
   private readonly random: () => number;
@@ -98,6 +108,9 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     super();
     const sampleRate = opts.sampleRate ?? 48_000;
     const tickMs = opts.tickMs ?? 20;
+    this.sampleRate = sampleRate;
+    this.tickMs = tickMs;
+    this.mediaClock = opts.mediaClock ?? systemMediaClock;
     this.frameSamples = (sampleRate * tickMs) / 1000;
     this.now = opts.now ?? (() => performance.now());
     this.random = opts.random ?? Math.random;
@@ -205,8 +218,20 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     this.onTick?.(ms / 1000);
   }
 
+  /** NTP and RTP times for a sender report on the program audio, from the shared media clock. */
+  senderReport(): SenderReportTimes {
+    return senderReportTimes(this.mediaClock, this.sampleRate, this.programTimestampBase);
+  }
+
+  /** Media time of a tick: the clock's time at the first tick, then exactly `tickMs` per tick. */
+  private tickMediaMs(tickIndex: number): number {
+    if (Number.isNaN(this.mediaStartMs)) this.mediaStartMs = Math.round(this.mediaClock.nowMs() - tickIndex * this.tickMs);
+    return this.mediaStartMs + tickIndex * this.tickMs;
+  }
+
   private runTick(tickIndex: number): void {
     const now = this.now();
+    const mediaMs = this.tickMediaMs(tickIndex);
     const list = this.list;
     const sel = this.selection;
     const n = list.length;
@@ -265,6 +290,14 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
         if (!p.decodedThisTick) p.jitter.pop(now);
         this.releaseCodecs(p);
       }
+      const sync = p.lipSync;
+      if (sync !== null) {
+        // Every participant popped exactly one frame this tick; it enters the program now.
+        const ts = p.jitter.timestamp;
+        if (ts >= 0) sync.audioMixed(ts, mediaMs, now);
+        sync.update(now);
+        if (p.jitter.syncDelayMs !== sync.audioDelayMs) p.jitter.syncDelayMs = sync.audioDelayMs;
+      }
     }
 
     // 3. Mix once; encode the shared mix once and one mix-minus per speaker.
@@ -290,7 +323,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
 
     // 4. Packetize: each recipient's own header around the payload it gets.
     const fields = this.fields;
-    const timestampOffset = (tickIndex * samples) % TWO_32;
+    const timestampOffset = rtpTimestampAt(mediaMs, this.sampleRate, 0);
     if (this.programSinks.size > 0) this.sendProgram(timestampOffset);
     for (let i = 0; i < n; i++) {
       const p = list[i];
@@ -377,6 +410,11 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
         p.stats.corrupt++;
         p.hasPcm = dec.conceal(p.pcm, samples) === samples;
       }
+    } else if (kind === 'stretch') {
+      // Lip sync deepens the buffer by a frame: conceal one without fading (the stream goes on).
+      dec.conceal(p.pcm, samples);
+      p.stats.concealed++;
+      p.hasPcm = true;
     } else if (kind === 'lost') {
       const next = p.jitter.nextPayload;
       if (next && dec.decodeFec(next, p.pcm, samples) === samples) {

@@ -12,6 +12,10 @@ import type { Participant } from './Participant.js';
 import { renditionBitrateKbps, VIDEO_MIXER_DEFAULTS, VideoMixer } from './VideoMixer.js';
 import type { VideoMixerOptions, VideoRendition } from './VideoMixer.js';
 import type { VideoCodec } from '@mcu/rtp';
+import { LipSync } from './LipSync.js';
+import type { LipSyncStats } from './LipSync.js';
+import { systemMediaClock } from './MediaClock.js';
+import type { MediaClock } from './MediaClock.js';
 
 export interface MixerEventOptions {
   id: string;
@@ -25,6 +29,17 @@ export interface MixerEventOptions {
   mixer?: Omit<AudioMixerOptions, 'maxSpeakers' | 'tickMs' | 'now'>;
   /** Options of the event's video mixer, created when the first video source is added (VideoMixer defaults otherwise). */
   video?: VideoMixerOptions;
+  /** The one clock audio and video output timestamps derive from (default: `video.mediaClock`, else the system's). */
+  mediaClock?: MediaClock;
+  /** Most delay lip sync adds to a presenter's audio or video (0: measure only, never compensate). */
+  maxLipSyncDelayMs?: number;
+}
+
+/** What an RTCP sender report says about one stream (RFC 3550 §6.4.1). */
+export interface SenderReportInfo {
+  rtpTimestamp: number;
+  ntpSec: number;
+  ntpFrac: number;
 }
 
 /** Receives the program video of one rendition. */
@@ -66,6 +81,8 @@ export interface ParticipantSummary {
   /** Muted by the producer (out of selection and every mix). */
   muted: boolean;
   stats: Participant['stats'] & { jitter: Participant['jitter']['stats'] };
+  /** Lip sync of its audio with its video (skew, compensation), null until it sends a sender report. */
+  avSync: LipSyncStats | null;
   [key: string]: unknown;
 }
 
@@ -97,6 +114,7 @@ export class MixerEvent {
   private readonly rtpHost: string;
   private readonly advertiseHost: string;
   private readonly timer: Timer;
+  private readonly maxLipSyncDelayMs: number | undefined;
   private closed = false;
   private readonly videoOptions: VideoMixerOptions;
   private currentLayout: VideoLayout;
@@ -112,15 +130,18 @@ export class MixerEvent {
     this.rtpHost = opts.rtpHost ?? '127.0.0.1';
     this.advertiseHost = opts.rtpAdvertiseHost ?? this.rtpHost;
     const tickMs = opts.tickMs ?? 20;
+    const mediaClock = opts.mediaClock ?? opts.video?.mediaClock ?? systemMediaClock;
+    this.maxLipSyncDelayMs = opts.maxLipSyncDelayMs;
     this.mixer = new AudioMixer((p, packet, length) => p.transport?.send(packet, length), {
       ...opts.mixer,
+      mediaClock,
       maxSpeakers: opts.maxSpeakers,
       tickMs,
       now: () => this.timer.now(),
     });
     this.clock = new MixingClock((i) => this.mixer.tick(i), { tickMs, timer: this.timer });
     this.clock.start();
-    this.videoOptions = opts.video ?? {};
+    this.videoOptions = { ...opts.video, mediaClock };
     this.currentLayout = opts.video?.layout ?? { kind: 'grid' };
     this.mixer.on('dominantSpeaker', (id) => this.video?.setActiveSpeaker(id));
   }
@@ -164,7 +185,23 @@ export class MixerEvent {
   /** Adds a video source (a presenter's camera) to the event's video mixer, creating it when needed. */
   addVideoSource(id: string, codec: VideoCodec, name?: string): void {
     const v = this.ensureVideo();
-    if (!v.hasSource(id)) v.addSource(id, { codec, name });
+    if (!v.hasSource(id)) v.addSource(id, { codec, name, lipSync: this.lipSyncOf(id) ?? undefined });
+  }
+
+  /**
+   * An RTCP sender report of a participant's audio or video stream: lip sync maps that stream's
+   * RTP timestamps to the participant's clock with it. Unknown participants are ignored.
+   */
+  senderReport(id: string, kind: 'audio' | 'video', sr: SenderReportInfo): void {
+    this.lipSyncOf(id)?.onSenderReport(kind, sr.rtpTimestamp, sr.ntpSec, sr.ntpFrac);
+  }
+
+  /** The participant's lip sync, created on first need (its first sender report or its video). */
+  private lipSyncOf(id: string): LipSync | null {
+    const p = this.mixer.participant(id);
+    if (!p) return null;
+    p.lipSync ??= new LipSync({ maxDelayMs: this.maxLipSyncDelayMs });
+    return p.lipSync;
   }
 
   removeVideoSource(id: string): boolean {
@@ -246,6 +283,7 @@ export class MixerEvent {
           payloadType: req.payloadType,
           audioLevelExtId: req.audioLevelExtId,
           now: () => this.timer.now(),
+          onSenderReport: (sr) => this.senderReport(id, 'audio', sr),
         },
         this.drops,
       );
@@ -276,6 +314,7 @@ export class MixerEvent {
       speaking: this.mixer.selection.isSpeaker(p.slot),
       muted: p.muted,
       stats: { ...p.stats, jitter: { ...p.jitter.stats }, packetsIn: ep.stats.packetsIn, rtcpIn: ep.stats.rtcpIn },
+      avSync: p.lipSync?.stats() ?? null,
     };
   }
 
@@ -293,6 +332,7 @@ export class MixerEvent {
       speaking: this.mixer.selection.isSpeaker(p.slot),
       muted: p.muted,
       stats: { ...p.stats, jitter: { ...p.jitter.stats } },
+      avSync: p.lipSync?.stats() ?? null,
     };
   }
 

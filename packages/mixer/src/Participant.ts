@@ -1,6 +1,7 @@
 import { JitterBuffer } from '@mcu/rtp';
 import type { JitterBufferOptions } from '@mcu/rtp';
 import type { OpusDecoder, OpusEncoder } from '@mcu/codec';
+import type { LipSync } from './LipSync.js';
 
 /** Counters of one participant's audio path; exported to metrics and the API. */
 export interface ParticipantAudioStats {
@@ -49,6 +50,8 @@ export class Participant {
   transport: { send(packet: Uint8Array, length: number): void } | null = null;
   /** SSRC latched on the input stream; listed as a CSRC where this voice is in a mix. */
   inSsrc = 0;
+  /** Lip sync with this participant's video (set when it presents video); measured every tick. */
+  lipSync: LipSync | null = null;
   outSeq: number;
   readonly outTimestampBase: number;
   readonly stats: ParticipantAudioStats = {

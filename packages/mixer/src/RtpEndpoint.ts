@@ -1,5 +1,6 @@
 import type dgram from 'node:dgram';
 import { isRtcpPacket, openUdpSocket, parseRtcp, parseRtp, readAudioLevel, RtpHeader } from '@mcu/rtp';
+import type { SenderReport } from '@mcu/rtp';
 import type { Participant } from './Participant.js';
 import type { DropCounters } from './DropCounters.js';
 
@@ -16,6 +17,8 @@ export interface RtpEndpointOptions {
   /** A sender whose SSRC changes is re-latched only after this long without its old SSRC. */
   ssrcRelatchMs?: number;
   now?: () => number;
+  /** Sender reports of the participant's stream (for lip sync). */
+  onSenderReport?: (sr: SenderReport) => void;
 }
 
 export interface RtpEndpointStats {
@@ -97,8 +100,10 @@ export class RtpEndpoint {
     if (msg.length > MAX_PACKET_BYTES) return drops.drop('too_large');
     if (msg.length >= 2 && isRtcpPacket(msg)) {
       this.stats.rtcpIn++;
-      const { error } = parseRtcp(msg);
+      const { packets, error } = parseRtcp(msg);
       if (error) drops.drop(`rtcp_${error}`);
+      const onSr = this.opts.onSenderReport;
+      if (onSr) for (const p of packets) if (p.type === 'sr' && p.ssrc === this.latchedSsrc) onSr(p);
       return;
     }
     const h = this.header;

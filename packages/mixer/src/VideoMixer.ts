@@ -32,6 +32,7 @@ import type { Timer } from './MixingClock.js';
 import { rtpTimestampAt, senderReportTimes, systemMediaClock } from './MediaClock.js';
 import type { MediaClock, SenderReportTimes } from './MediaClock.js';
 import { VideoSource } from './VideoSource.js';
+import type { LipSync, LipSyncStats } from './LipSync.js';
 import { TickStats } from './TickStats.js';
 import { DropCounters } from './DropCounters.js';
 
@@ -155,6 +156,8 @@ export interface VideoSourceStatsSnapshot {
   keyframeRequests: number;
   restarts: number;
   decoderPid: number | null;
+  /** Lip sync with the presenter's audio (null for a source without audio): skew in ms, video minus audio. */
+  avSync: LipSyncStats | null;
 }
 
 export interface VideoRenditionStatsSnapshot {
@@ -188,6 +191,8 @@ export interface VideoMixerStats {
 
 const TWO_32 = 0x1_0000_0000;
 const PACKET_RING = 256;
+/** Encoded frames a source may have waiting out its lip-sync hold (200 ms at 120 fps, with room). */
+const MAX_HELD_FRAMES = 64;
 
 /** One output stream: encoder, packetizer, RTP state. */
 class RenditionState implements VideoRendition {
@@ -420,10 +425,12 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     if (!this.closed) this.clock.start();
   }
 
-  addSource(id: string, opts: { codec: VideoCodec; name?: string }): void {
+  /** `lipSync`: the presenter's A/V sync, measured here for video and applied as a hold before decoding. */
+  addSource(id: string, opts: { codec: VideoCodec; name?: string; lipSync?: LipSync }): void {
     if (this.closed) throw new Error('video mixer is closed');
     if (this.sources.has(id)) throw new Error(`video source ${id} already exists`);
     const s = new VideoSource(id, opts.codec, opts.name ?? id, { ...this.o.assembler, now: () => this.timer.now() });
+    s.lipSync = opts.lipSync ?? null;
     s.assembler.onFrame = (f) => this.onSourceFrame(s, f);
     s.assembler.onKeyframeNeeded = () => {
       if (s.visible) this.requestSourceKeyframe(s);
@@ -439,6 +446,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     this.sources.delete(id);
     this.order.splice(this.order.indexOf(id), 1);
     this.stopDecoder(s);
+    this.dropHeld(s);
     if (this.activeSpeaker === id) this.activeSpeaker = null;
     this.relayout();
     return true;
@@ -548,6 +556,11 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
       for (const tile of group.tiles) {
         const s = this.sources.get(tile.region.sourceId);
         tile.frame = s?.picture ?? null;
+        if (s !== undefined && tile.frame !== null && !s.pictureComposed) {
+          // This picture enters the program now, at `mediaMs`.
+          s.pictureComposed = true;
+          if (s.lipSync !== null && s.pictureTimestamp >= 0) s.lipSync.videoComposed(s.pictureTimestamp, mediaMs, now);
+        }
         tile.placeholder = s === undefined || s.stalled;
         tile.highlight = highlight !== null && tile.region.sourceId === highlight;
       }
@@ -632,6 +645,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
       this.startDecoder(s, size.width, size.height, 'stretch', requestKeyframe);
     } else if (size.width !== s.decoder.outputWidth || size.height !== s.decoder.outputHeight) {
       s.decoder.resize(size.width, size.height, s.width, s.height);
+      s.forgetFed();
     }
   }
 
@@ -655,14 +669,17 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     decoder.on('frame', () => {
       s.lastFrameAt = this.timer.now();
       s.stats.framesDecoded++;
+      s.decoded();
     });
     decoder.on('keyframeNeeded', () => {
       s.keyframeRequestPending = true; // resize() is called from setLayout: ask on the next tick
     });
     decoder.on('restart', () => {
       s.stats.restarts = s.pastRestarts + decoder.restarts;
+      s.forgetFed();
     });
     s.decoder = decoder;
+    s.forgetFed();
     s.lastFrameAt = this.timer.now(); // the stall clock starts now, not at -Infinity
     if (requestKeyframe) s.keyframeRequestPending = true;
   }
@@ -673,6 +690,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     s.pastRestarts += s.decoder.restarts;
     s.decoder.close();
     s.decoder = null;
+    s.forgetFed();
     s.stalled = false;
     s.lastFrameAt = -Infinity;
   }
@@ -689,13 +707,56 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
       const even = (v: number) => Math.max(2, v & ~1);
       this.startDecoder(s, even(s.box.width), even(s.box.height), 'fit', false);
     }
+    const hold = s.lipSync?.videoHoldMs ?? 0;
+    if (hold > 0 || s.held.length > 0) this.holdFrame(s, f, hold);
+    else this.feed(s, f.data, f.length, f.keyframe, f.timestamp);
+  }
+
+  /** Keeps a copy of the frame until `hold` ms from now (after those already held), for lip sync. */
+  private holdFrame(s: VideoSource, f: AssembledFrame, hold: number): void {
+    if (s.held.length >= MAX_HELD_FRAMES) {
+      s.held.shift();
+      this.drops.drop('lip_sync_overflow');
+    }
+    s.held.push({ data: f.data.slice(0, f.length), keyframe: f.keyframe, timestamp: f.timestamp, releaseAt: this.timer.now() + hold });
+    this.scheduleHeld(s);
+  }
+
+  private scheduleHeld(s: VideoSource): void {
+    if (s.holdTimer !== null || s.held.length === 0) return;
+    const wait = Math.max(0, s.held[0].releaseAt - this.timer.now());
+    s.holdTimer = this.timer.setTimeout(() => {
+      s.holdTimer = null;
+      this.releaseHeld(s);
+    }, wait);
+  }
+
+  private releaseHeld(s: VideoSource): void {
+    if (this.closed || !this.sources.has(s.id)) return;
+    const now = this.timer.now();
+    // Timers fire up to a millisecond early or late; a frame due within half a millisecond goes now.
+    while (s.held.length > 0 && s.held[0].releaseAt <= now + 0.5) {
+      const h = s.held.shift()!;
+      this.feed(s, h.data, h.data.length, h.keyframe, h.timestamp);
+    }
+    this.scheduleHeld(s);
+  }
+
+  private dropHeld(s: VideoSource): void {
+    if (s.holdTimer !== null) this.timer.clearTimeout(s.holdTimer);
+    s.holdTimer = null;
+    s.held.length = 0;
+  }
+
+  private feed(s: VideoSource, data: Uint8Array, length: number, keyframe: boolean, timestamp: number): void {
     const decoder = s.decoder;
     if (decoder === null) {
       s.stats.framesNotDecoded++;
       return;
     }
-    if (decoder.decode(f.data, f.length, f.keyframe)) {
+    if (decoder.decode(data, length, keyframe)) {
       s.stats.framesFed++;
+      s.fed(timestamp);
     } else {
       s.stats.framesNotDecoded++;
       if (decoder.needsKeyframe) this.requestSourceKeyframe(s);
@@ -739,6 +800,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
         keyframeRequests: s.stats.keyframeRequests,
         restarts: r,
         decoderPid: s.decoder?.pid ?? null,
+        avSync: s.lipSync?.stats() ?? null,
       };
     }
     const renditions: Record<string, VideoRenditionStatsSnapshot> = {};
@@ -779,7 +841,10 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     if (this.closed) return;
     this.closed = true;
     this.clock.stop();
-    for (const s of this.sources.values()) this.stopDecoder(s);
+    for (const s of this.sources.values()) {
+      this.stopDecoder(s);
+      this.dropHeld(s);
+    }
     for (const r of this.renditionList) r.encoder.close();
     this.emit('close');
     this.removeAllListeners();

@@ -6,6 +6,18 @@
 import { VideoFrameAssembler } from '@mcu/rtp';
 import type { VideoCodec, VideoFrameAssemblerOptions } from '@mcu/rtp';
 import type { I420Frame, VideoDecoderProcess } from '@mcu/codec';
+import type { LipSync } from './LipSync.js';
+
+/** An encoded frame held back for lip sync (copied out of the assembler's buffer). */
+export interface HeldFrame {
+  data: Uint8Array;
+  keyframe: boolean;
+  timestamp: number;
+  releaseAt: number;
+}
+
+/** Frames fed to a decoder and not yet decoded, at most this many (more means some were lost in ffmpeg). */
+const MAX_IN_DECODER = 16;
 
 export interface VideoSourceStats {
   /** Frames assembled from RTP (from a keyframe on). */
@@ -35,6 +47,21 @@ export class VideoSource {
   stalled = false;
   lastKeyframeRequestAt = -Infinity;
   keyframeRequestPending = false;
+  /** Lip sync with this presenter's audio, when it has any. */
+  lipSync: LipSync | null = null;
+  /** Encoded frames waiting out the lip-sync hold, oldest first, and the timer that releases them. */
+  readonly held: HeldFrame[] = [];
+  holdTimer: unknown = null;
+  /**
+   * RTP timestamps of frames fed to the decoder and not yet out of it, in order: ffmpeg decodes
+   * VP8 and browser H.264 (no B-frames) in order, so the next picture out is the oldest fed.
+   */
+  private readonly inDecoder = new Float64Array(MAX_IN_DECODER);
+  private inDecoderHead = 0;
+  private inDecoderCount = 0;
+  /** RTP timestamp of `picture`, -1 when unknown, and whether it has been composed yet. */
+  pictureTimestamp = -1;
+  pictureComposed = true;
   readonly stats: VideoSourceStats = {
     framesAssembled: 0,
     framesFed: 0,
@@ -52,6 +79,31 @@ export class VideoSource {
     assemblerOptions: Omit<VideoFrameAssemblerOptions, 'codec'> = {},
   ) {
     this.assembler = new VideoFrameAssembler({ ...assemblerOptions, codec });
+  }
+
+  /** A frame with this RTP timestamp went into the decoder. */
+  fed(timestamp: number): void {
+    if (this.inDecoderCount === MAX_IN_DECODER) this.forgetFed();
+    this.inDecoder[(this.inDecoderHead + this.inDecoderCount) % MAX_IN_DECODER] = timestamp;
+    this.inDecoderCount++;
+  }
+
+  /** The decoder delivered its next picture. */
+  decoded(): void {
+    if (this.inDecoderCount === 0) {
+      this.pictureTimestamp = -1;
+      return;
+    }
+    this.pictureTimestamp = this.inDecoder[this.inDecoderHead];
+    this.inDecoderHead = (this.inDecoderHead + 1) % MAX_IN_DECODER;
+    this.inDecoderCount--;
+    this.pictureComposed = false;
+  }
+
+  /** The decoder restarted or was replaced: what was in it will not come out. */
+  forgetFed(): void {
+    this.inDecoderHead = 0;
+    this.inDecoderCount = 0;
   }
 
   get visible(): boolean {

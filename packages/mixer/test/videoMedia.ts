@@ -10,8 +10,10 @@ export interface Clip {
   keyframes: boolean[];
 }
 
-export function lavfiClip(opts: { source: string; width: number; height: number; frames: number; codec: VideoCodec; gop: number }): Clip {
-  const input = ['-f', 'lavfi', '-i', `${opts.source}:size=${opts.width}x${opts.height}:rate=30`, '-frames:v', String(opts.frames), '-pix_fmt', 'yuv420p'];
+/** `filter`: an ffmpeg video filter applied to the source (e.g. `geq` to vary pictures by frame number N). */
+export function lavfiClip(opts: { source: string; width: number; height: number; frames: number; codec: VideoCodec; gop: number; filter?: string }): Clip {
+  const filter = opts.filter === undefined ? [] : ['-vf', opts.filter];
+  const input = ['-f', 'lavfi', '-i', `${opts.source}:size=${opts.width}x${opts.height}:rate=30`, ...filter, '-frames:v', String(opts.frames), '-pix_fmt', 'yuv420p'];
   const enc =
     opts.codec === 'vp8'
       ? ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '400k', '-g', String(opts.gop), '-keyint_min', String(opts.gop), '-f', 'ivf']

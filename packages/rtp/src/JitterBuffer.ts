@@ -15,6 +15,9 @@
  *   fade out). Because the point does not move, the buffer gets one frame deeper: this is how
  *   it grows when the network gets worse.
  * - `'buffering'`: (re)filling up to the target delay before playout starts; play silence.
+ * - `'stretch'`: the playout point did not move, on purpose: a lip-sync delay (`syncDelayMs`)
+ *   grew, and the buffer must get one frame deeper. Conceal one frame (PLC, no fade). At most
+ *   one per `catchUpAfterMs`; a lip-sync delay that shrinks discards a frame as often.
  *
  * Playout is in sequence order (wrap-safe): one packet is one frame of `frameDurationMs`.
  * Timestamps are used for the jitter estimate only; with Opus DTX the rare comfort-noise packets
@@ -67,7 +70,7 @@ export const JITTER_BUFFER_DEFAULTS: Readonly<Required<JitterBufferOptions>> = O
 });
 
 export type PushResult = 'accepted' | 'late' | 'duplicate' | 'too_large';
-export type PopKind = 'frame' | 'lost' | 'underrun' | 'buffering';
+export type PopKind = 'frame' | 'lost' | 'underrun' | 'buffering' | 'stretch';
 
 export interface JitterBufferStats {
   /** Every packet pushed, whatever became of it. */
@@ -83,6 +86,8 @@ export interface JitterBufferStats {
   /** Buffered frames thrown away: catching up, overflow, or re-sync. */
   discarded: number;
   tooLarge: number;
+  /** `'stretch'` pops: frames of delay added for lip sync. */
+  stretched: number;
 }
 
 /**
@@ -93,7 +98,7 @@ const EXT_BASE = 1 << 24;
 const EMPTY = new Uint8Array(0);
 
 export class JitterBuffer {
-  readonly stats: JitterBufferStats = { received: 0, late: 0, duplicate: 0, lost: 0, underruns: 0, discarded: 0, tooLarge: 0 };
+  readonly stats: JitterBufferStats = { received: 0, late: 0, duplicate: 0, lost: 0, underruns: 0, discarded: 0, tooLarge: 0, stretched: 0 };
 
   readonly #frameMs: number;
   readonly #clockRate: number;
@@ -111,6 +116,7 @@ export class JitterBuffer {
   readonly #slotExt: Float64Array; // extended seq stored in the slot, -1 when empty
   readonly #slotLength: Int32Array;
   readonly #slotLevel: Int16Array;
+  readonly #slotTimestamp: Uint32Array;
 
   // Playout state, in extended sequence numbers.
   #anchored = false;
@@ -128,6 +134,14 @@ export class JitterBuffer {
   /** Pops spent waiting for a missing frame at the playout point. */
   #waitedFrames = 0;
   #overTargetSinceMs = -1;
+  /**
+   * Lip-sync delay in frames on top of the jitter target: wanted, and in force (what the buffer
+   * has been stretched by, or was filled with). Counting them keeps the delay exact whatever the
+   * jitter target does meanwhile.
+   */
+  #syncWantFrames = 0;
+  #syncFrames = 0;
+  #lastSyncMoveMs = -Infinity;
 
   // Jitter estimate (RFC 3550 A.8, in ms).
   #jitterMs = 0;
@@ -139,6 +153,7 @@ export class JitterBuffer {
   // Result of the last pop.
   #outSlot = -1;
   #outLevel = -1;
+  #outTimestamp = -1;
   #outView: Uint8Array | null = null;
   #nextSlot = -1;
   #nextView: Uint8Array | null = null;
@@ -163,6 +178,7 @@ export class JitterBuffer {
     this.#slotExt = new Float64Array(o.capacity).fill(-1);
     this.#slotLength = new Int32Array(o.capacity);
     this.#slotLevel = new Int16Array(o.capacity);
+    this.#slotTimestamp = new Uint32Array(o.capacity);
     this.#resetJitter();
   }
 
@@ -232,6 +248,7 @@ export class JitterBuffer {
     this.#slotExt[slot] = ext;
     this.#slotLength[slot] = payloadLength;
     this.#slotLevel[slot] = audioLevel;
+    this.#slotTimestamp[slot] = timestamp >>> 0;
     this.#highest = this.#count === 0 || ext > this.#highest ? ext : this.#highest;
     this.#count++;
     this.#observeArrival(timestamp, arrivalMs);
@@ -242,11 +259,17 @@ export class JitterBuffer {
   pop(nowMs: number): PopKind {
     this.#outSlot = -1;
     this.#outLevel = -1;
+    this.#outTimestamp = -1;
     this.#outView = null;
     this.#nextSlot = -1;
     this.#nextView = null;
 
     if (!this.#playing) {
+      if (this.#syncFrames !== this.#syncWantFrames) {
+        // Filling up anyway: take the whole lip-sync delay at once.
+        this.#syncFrames = this.#syncWantFrames;
+        this.#updateTarget();
+      }
       if (this.#count === 0 || this.depthMs < this.#targetDelayMs) return 'buffering';
       this.#playing = true;
       this.#emptyUnderruns = 0;
@@ -262,6 +285,7 @@ export class JitterBuffer {
       return 'underrun';
     }
     this.#emptyUnderruns = 0;
+    if (this.#stretch(nowMs)) return 'stretch';
     this.#catchUp(nowMs);
 
     const slot = this.#head % this.#capacity;
@@ -269,6 +293,7 @@ export class JitterBuffer {
       this.#waitedFrames = 0;
       this.#outSlot = slot;
       this.#outLevel = this.#slotLevel[slot];
+      this.#outTimestamp = this.#slotTimestamp[slot];
       this.#slotExt[slot] = -1;
       this.#count--;
       this.#advanceHead();
@@ -302,6 +327,11 @@ export class JitterBuffer {
     return this.#outLevel;
   }
 
+  /** After `pop() === 'frame'`: its RTP timestamp, -1 otherwise (lip sync maps it to the sender's clock). */
+  get timestamp(): number {
+    return this.#outTimestamp;
+  }
+
   /** After `pop() === 'lost'`: the payload of the frame after the lost one when already buffered (for FEC), else null. */
   get nextPayload(): Uint8Array | null {
     if (this.#nextSlot < 0) return null;
@@ -319,9 +349,27 @@ export class JitterBuffer {
     return this.#slotExt[slot] === this.#head ? this.#slotLevel[slot] : -1;
   }
 
-  /** Current target playout delay, a whole number of frames. */
+  /** Current target playout delay, a whole number of frames (lip-sync delay included). */
   get targetDelayMs(): number {
     return this.#targetDelayMs;
+  }
+
+  /**
+   * Extra playout delay so that this audio meets video that arrives later (lip sync), rounded to
+   * whole frames and added to the jitter target. The buffer reaches a raised target by
+   * `'stretch'` pops and a lowered one by catching up, one frame per `catchUpAfterMs` either way.
+   */
+  get syncDelayMs(): number {
+    return this.#syncWantFrames * this.#frameMs;
+  }
+
+  set syncDelayMs(ms: number) {
+    this.#syncWantFrames = Math.max(0, Math.round((Number.isFinite(ms) ? ms : 0) / this.#frameMs));
+  }
+
+  /** The part of the lip-sync delay already in force (it moves towards `syncDelayMs` one frame at a time). */
+  get syncDelayAppliedMs(): number {
+    return this.#syncFrames * this.#frameMs;
   }
 
   /** Buffered span from the playout point to the newest packet, holes included. */
@@ -352,9 +400,11 @@ export class JitterBuffer {
     this.#overTargetSinceMs = -1;
     this.#outSlot = -1;
     this.#outLevel = -1;
+    this.#outTimestamp = -1;
     this.#outView = null;
     this.#nextSlot = -1;
     this.#nextView = null;
+    this.#lastSyncMoveMs = -Infinity;
     this.#resetJitter();
   }
 
@@ -408,6 +458,35 @@ export class JitterBuffer {
     this.#floor = newHead;
   }
 
+  /**
+   * Moves the lip-sync delay in force one frame towards the wanted one: holds the playout point
+   * for a frame (returns true: a `'stretch'`), or discards the frame at the playout point when its
+   * successor is here (never creating a loss). Only for lip sync: the jitter target grows by late
+   * packets and shrinks by catching up.
+   */
+  #stretch(nowMs: number): boolean {
+    if (this.#syncFrames === this.#syncWantFrames || nowMs - this.#lastSyncMoveMs < this.#catchUpAfterMs) return false;
+    if (this.#syncFrames < this.#syncWantFrames) {
+      this.#syncFrames++;
+      this.#updateTarget();
+      this.#lastSyncMoveMs = nowMs;
+      this.#overTargetSinceMs = -1;
+      this.stats.stretched++;
+      return true;
+    }
+    const slot = this.#head % this.#capacity;
+    if (this.#slotExt[slot] !== this.#head || this.#slotExt[(this.#head + 1) % this.#capacity] !== this.#head + 1) return false;
+    this.#slotExt[slot] = -1;
+    this.#count--;
+    this.#advanceHead();
+    this.stats.discarded++;
+    this.#syncFrames--;
+    this.#updateTarget();
+    this.#lastSyncMoveMs = nowMs;
+    this.#overTargetSinceMs = -1;
+    return false;
+  }
+
   /** Discards one frame when the buffer has run ≥ 2 frames over target for `catchUpAfterMs`. */
   #catchUp(nowMs: number): void {
     if (this.depthMs < this.#targetDelayMs + 2 * this.#frameMs) {
@@ -448,7 +527,8 @@ export class JitterBuffer {
   #updateTarget(): void {
     const wanted = this.#frameMs + 3 * this.#jitterMs;
     const clamped = Math.min(this.#maxDelayMs, Math.max(this.#minDelayMs, wanted));
-    this.#targetDelayMs = Math.max(this.#frameMs, Math.round(clamped / this.#frameMs) * this.#frameMs);
+    const jitterTargetMs = Math.max(this.#frameMs, Math.round(clamped / this.#frameMs) * this.#frameMs);
+    this.#targetDelayMs = jitterTargetMs + this.#syncFrames * this.#frameMs;
   }
 
   #resetJitter(): void {

@@ -321,3 +321,36 @@ describe('JitterBuffer memory and input handling', () => {
     expect(() => new JitterBuffer({ minDelayMs: 300, maxDelayMs: 200 })).toThrow(RangeError);
   });
 });
+
+describe('JitterBuffer lip-sync delay', () => {
+  it('grows by concealed frames and shrinks by skipped frames, one per catchUpAfterMs, never losing one', () => {
+    const jb = new JitterBuffer();
+    const arrivals = paced(2000, 2200, 0);
+    const first = runClock(jb, arrivals.slice(0, 30), 30);
+    expect(jb.timestamp).toBe(((first[29] as number) * FRAME_TS) >>> 0);
+    const lagBefore = 29 - ((first[29] as number) - 2000);
+
+    jb.syncDelayMs = 70; // rounds to whole frames
+    expect(jb.syncDelayMs).toBe(80);
+    const grow = runClock(jb, arrivals.slice(30, 100), 70, 30);
+    const stretchTicks = grow.flatMap((k, i) => (k === 'stretch' ? [i] : []));
+    expect(stretchTicks.length).toBe(4);
+    for (let i = 1; i < stretchTicks.length; i++) expect((stretchTicks[i] - stretchTicks[i - 1]) * FRAME_MS).toBeGreaterThanOrEqual(200);
+    const played = grow.filter((k): k is number => typeof k === 'number');
+    // Every frame played, in order: the delay came from concealment, not from dropping audio.
+    expect(played).toEqual(range(played[0], played[0] + played.length));
+    expect(jb.syncDelayAppliedMs).toBe(80);
+    expect(jb.stats.stretched).toBe(4);
+    const lagAfter = 99 - ((grow[69] as number) - 2000);
+    expect(lagAfter - lagBefore).toBe(4);
+
+    jb.syncDelayMs = 0;
+    const discardedBefore = jb.stats.discarded;
+    const shrink = runClock(jb, arrivals.slice(100, 200), 100, 100);
+    expect(shrink).not.toContain('lost');
+    expect(shrink).not.toContain('underrun');
+    expect(jb.stats.discarded - discardedBefore).toBe(4);
+    expect(jb.syncDelayAppliedMs).toBe(0);
+    expect(199 - ((shrink[99] as number) - 2000)).toBe(lagBefore);
+  });
+});

@@ -28,6 +28,8 @@ export const nodeConfigSchema = z.object({
   /** Close a WebRTC session after this long without media. */
   rtcMediaTimeoutMs: z.number().int().positive().default(30_000),
   maxRtcSessions: z.number().int().positive().default(500),
+  /** Most delay lip sync adds to a presenter's audio or video to line them up (0: measure only). */
+  maxLipSyncDelayMs: z.number().int().min(0).max(1000).default(200),
   /** Program video renditions (default 1280x720 and 640x360 at 30 fps, VP8). */
   videoRenditions: z
     .array(

@@ -18,6 +18,8 @@ export interface EventRegistryOptions {
   rtpAdvertiseHost?: string;
   onTick?: (seconds: number) => void;
   videoRenditions?: VideoRenditionOptions[];
+  /** See MixerEventOptions.maxLipSyncDelayMs. */
+  maxLipSyncDelayMs?: number;
   /** Each event's ffmpeg deaths and restarts are logged here (with the event's id). */
   log?: Logger;
 }
@@ -63,6 +65,7 @@ export class EventRegistry extends EventEmitter<EventRegistryEvents> {
       rtpHost: this.opts.rtpHost,
       rtpAdvertiseHost: this.opts.rtpAdvertiseHost,
       mixer: { onTick: this.opts.onTick },
+      maxLipSyncDelayMs: this.opts.maxLipSyncDelayMs,
       video: { ...(this.opts.videoRenditions ? { renditions: this.opts.videoRenditions } : {}), log: this.opts.log?.child({ event: id }) },
     });
     const record: EventRecord = {

@@ -103,6 +103,7 @@ export class McuNode {
       rtpAdvertiseHost: this.config.publicIp,
       onTick: (seconds) => this.metrics.tickSeconds.observe(seconds),
       videoRenditions: this.config.videoRenditions,
+      maxLipSyncDelayMs: this.config.maxLipSyncDelayMs,
       log: this.log,
     });
     this.edge = new WebRtcEdge({

@@ -1,4 +1,5 @@
-import type { MediaStreamTrack, RTCRtpTransceiver, RtpPacket } from 'werift';
+import type { MediaStreamTrack, RTCRtpTransceiver, RtcpPacket, RtpPacket } from 'werift';
+import { parseRtcp } from '@mcu/rtp';
 import type { VideoCodec } from '@mcu/rtp';
 import type { MixerEvent, Participant } from '@mcu/mixer';
 import type { PeerConfig } from 'werift';
@@ -45,6 +46,8 @@ export class WhipSession extends WebRtcSession {
       t.onTrack.subscribe((track) => {
         if (track.kind === 'audio') track.onReceiveRtp.subscribe((rtp) => this.onAudio(rtp));
         else this.onVideoTrack(t, track);
+        const kind = track.kind === 'audio' ? 'audio' : 'video';
+        track.onReceiveRtcp.subscribe((rtcp) => this.onRtcp(kind, rtcp));
       });
       if (t.kind === 'audio' && audioSendRecv && this.participant) {
         const sender = t.sender;
@@ -85,6 +88,13 @@ export class WhipSession extends WebRtcSession {
       this.stats.dropped++;
       this.event.drops.drop(result);
     }
+  }
+
+  /** The presenter's sender reports (werift routes them per track) feed the event's lip sync. */
+  private onRtcp(kind: 'audio' | 'video', rtcp: RtcpPacket): void {
+    if (this.isClosed) return;
+    const { packets } = parseRtcp(rtcp.serialize());
+    for (const p of packets) if (p.type === 'sr') this.event.senderReport(this.id, kind, p);
   }
 
   private onVideoTrack(t: RTCRtpTransceiver, track: MediaStreamTrack): void {

@@ -148,6 +148,14 @@ describe('video through the WebRTC edge', () => {
     const close = Math.abs(c.y - RED.y) <= 10 && Math.abs(c.u - RED.u) <= 10 && Math.abs(c.v - RED.v) <= 10;
     expect(close, `centre ${JSON.stringify(c)}`).toBe(true);
 
+    // The presenter's sender reports of both streams reach its lip sync (werift sends them about once a second).
+    const reports = await until(() => {
+      const s = event!.participantSummary(whip.id)?.avSync;
+      return s?.audioSenderReports === true && s.videoSenderReports === true;
+    }, 5000, 50);
+    expect(reports, JSON.stringify(event.participantSummary(whip.id)?.avSync)).toBe(true);
+    expect(event.videoMixer!.stats().sources[whip.id].avSync?.videoSenderReports).toBe(true);
+
     // Ending the presenter's session removes its video source.
     whip.close('deleted');
     expect(event.videoMixer!.hasSource(whip.id)).toBe(false);
