@@ -9,6 +9,8 @@ const timing = [
   'packages/mixer/test/mix.test.ts',
   'packages/web/test/browser.test.ts',
   'packages/web/test/console.test.ts',
+  // Lip sync: beep-to-flash skew measured on the decoded program, in milliseconds.
+  'packages/mixer/test/lip-sync.test.ts',
 ];
 
 export default defineConfig({
