@@ -32,7 +32,8 @@ export interface AudioMixerOptions {
 export type MixerSink = (participant: Participant, packet: Uint8Array, length: number) => void;
 
 /** Receives each program-feed packet (the shared mix as its own RTP stream); the buffer is fresh per packet. */
-export type ProgramSink = (packet: Buffer) => void;
+/** A program packet and the media-clock time (Unix ms) of its tick, which its timestamp encodes. */
+export type ProgramSink = (packet: Buffer, mediaMs: number) => void;
 
 export interface AudioMixerEvents {
   speakers: [ids: string[]];
@@ -324,7 +325,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     // 4. Packetize: each recipient's own header around the payload it gets.
     const fields = this.fields;
     const timestampOffset = rtpTimestampAt(mediaMs, this.sampleRate, 0);
-    if (this.programSinks.size > 0) this.sendProgram(timestampOffset);
+    if (this.programSinks.size > 0) this.sendProgram(timestampOffset, mediaMs);
     for (let i = 0; i < n; i++) {
       const p = list[i];
       if (!p.receives || p.leaving) continue;
@@ -368,7 +369,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     return () => this.programSinks.delete(sink);
   }
 
-  private sendProgram(timestampOffset: number): void {
+  private sendProgram(timestampOffset: number, mediaMs: number): void {
     const fields = this.fields;
     fields.csrcs = this.sharedCsrcs;
     fields.csrcCount = this.sharedCsrcCount;
@@ -382,7 +383,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     const packet = Buffer.from(this.programBuffer.subarray(0, written));
     for (const sink of this.programSinks) {
       try {
-        sink(packet);
+        sink(packet, mediaMs);
       } catch {
         this.stats.tickErrors++;
       }

@@ -60,6 +60,11 @@ export interface VideoRendition {
   readonly ssrc: number;
   /** RTP timestamp = rtpTimestampAt(mediaClock time, 90000, rtpTimestampBase). */
   readonly rtpTimestampBase: number;
+  /**
+   * Media-clock time (Unix ms) of the frame whose packets are being sent: what a sender report
+   * pairs with their timestamp, rather than the send time, which comes an encode later.
+   */
+  readonly frameMediaMs: number;
 }
 
 export interface VideoMixerOptions {
@@ -218,6 +223,7 @@ class RenditionState implements VideoRendition {
   lastSlot = -1;
   due = false;
   rtpTimestamp = 0;
+  frameMediaMs = 0;
   private readonly rate = new BitrateMeter();
 
   /** What the encoder actually sends (kbps, smoothed over seconds), or null before the first second. */
@@ -245,8 +251,8 @@ class RenditionState implements VideoRendition {
   }
 
   info(): VideoRendition {
-    const { id, width, height, fps, codec, bitrateKbps, payloadType, ssrc, rtpTimestampBase } = this;
-    return { id, width, height, fps, codec, bitrateKbps, payloadType, ssrc, rtpTimestampBase };
+    const { id, width, height, fps, codec, bitrateKbps, payloadType, ssrc, rtpTimestampBase, frameMediaMs } = this;
+    return { id, width, height, fps, codec, bitrateKbps, payloadType, ssrc, rtpTimestampBase, frameMediaMs };
   }
 }
 
@@ -582,6 +588,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
   private sendFrame(r: RenditionState, data: Uint8Array, length: number, _keyframe: boolean, mediaMs: number): void {
     if (this.closed) return;
     r.rtpTimestamp = rtpTimestampAt(mediaMs, 90_000, r.rtpTimestampBase);
+    r.frameMediaMs = mediaMs;
     r.packetizer.packetize(data, length, (payload, payloadLength, last) => this.sendPacket(r, payload, payloadLength, last));
   }
 

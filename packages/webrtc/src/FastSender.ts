@@ -1,5 +1,6 @@
-import { ntpTime, RtpHeader } from 'werift';
+import { RtpHeader } from 'werift';
 import type { RTCRtpSender } from 'werift';
+import { ntpFromUnixMs } from '@mcu/rtp';
 import type { RtpHeader as ParsedHeader } from '@mcu/rtp';
 import { loadSrtpGcm, nativeSrtpEnabled, SRTP_GCM_TAG_BYTES } from './SrtpGcm.js';
 import type { SrtpGcmSession } from './SrtpGcm.js';
@@ -122,10 +123,22 @@ interface IceInternals {
 
 /** The NTP time of the current program packet, computed once for all its viewers. */
 let sharedNtp = { at: -1, value: 0n };
+/**
+ * Now as a 64-bit NTP timestamp, computed at most once a millisecond for all viewers. Not werift's
+ * `ntpTime()`: it puts the decimal digits of the milliseconds in the fraction (".567 s" becomes
+ * 567 / 2^32 s), so its sender reports are off by up to a second and abs-send-time jumps once a
+ * second.
+ */
 function ntpNow(): bigint {
   const now = performance.now();
-  if (now - sharedNtp.at > 1) sharedNtp = { at: now, value: ntpTime() };
+  if (now - sharedNtp.at > 1) sharedNtp = { at: now, value: ntpOfUnixMs(performance.timeOrigin + now) };
   return sharedNtp.value;
+}
+
+/** A Unix time in ms as werift's 64-bit NTP timestamp (RFC 3550 §4: 32.32 fixed point). */
+export function ntpOfUnixMs(ms: number): bigint {
+  const t = ntpFromUnixMs(ms);
+  return (BigInt(t.sec) << 32n) | BigInt(t.frac);
 }
 
 /** werift answers NACKs from a 128-entry history indexed by sequence number. */
@@ -202,7 +215,12 @@ export class FastSender {
     return out;
   }
 
-  send(packet: Buffer, parsed: ParsedHeader): void {
+  /**
+   * Sends one program packet. `mediaMs`, when given, is the media-clock time of its frame: the
+   * sender report's NTP/RTP pair then names that instant (lip sync), while abs-send-time still
+   * carries the real send time.
+   */
+  send(packet: Buffer, parsed: ParsedHeader, mediaMs?: number): void {
     const s = this.sender as unknown as SenderInternals;
     if (s.dtlsTransport.state !== 'connected' || !s.codec) return;
     const h = this.header;
@@ -218,8 +236,9 @@ export class FastSender {
     const payload = packet.subarray(parsed.payloadOffset, parsed.payloadOffset + parsed.payloadLength);
     s.sequenceNumber = h.sequenceNumber;
     s.timestamp = h.timestamp;
-    s.ntpTimestamp = ntpNow();
-    h.extensions = this.extensions(s, s.ntpTimestamp);
+    const sentAt = ntpNow();
+    s.ntpTimestamp = mediaMs === undefined ? sentAt : ntpOfUnixMs(mediaMs);
+    h.extensions = this.extensions(s, sentAt);
     s.rtpTimestamp = h.timestamp;
     s.octetCount += payload.length;
     s.packetCount = (s.packetCount + 1) >>> 0;

@@ -117,7 +117,7 @@ export class ViewerVideo {
   }
 
   private subscribe(rendition: string | undefined): () => void {
-    return this.source.addVideoProgramSink(rendition, (packet, length) => this.onPacket(rendition, packet, length));
+    return this.source.addVideoProgramSink(rendition, (packet, length, mediaMs) => this.onPacket(rendition, packet, length, mediaMs));
   }
 
   private onRtcp(packet: RtcpPacket): void {
@@ -162,7 +162,7 @@ export class ViewerVideo {
     this.pending = null;
   }
 
-  private onPacket(rendition: string | undefined, packet: Uint8Array, length: number): void {
+  private onPacket(rendition: string | undefined, packet: Uint8Array, length: number, mediaMs?: number): void {
     if (!this.live) return;
     const buf = Buffer.from(packet.buffer, packet.byteOffset, length);
     const h = this.parsed;
@@ -183,7 +183,7 @@ export class ViewerVideo {
       this.lastTsAt = this.now();
     }
     this.packetsOut++;
-    this.fast.send(buf, h);
+    this.fast.send(buf, h, mediaMs);
   }
 
   /** The new rendition's keyframe is here: the viewer's stream goes on from it. */

@@ -27,7 +27,7 @@ export function programSourceOf(event: MixerEvent): ProgramSource {
     id: event.id,
     addProgramSink: (sink) => event.mixer.addProgramSink(sink),
     video: {
-      addVideoProgramSink: (rendition, sink) => event.addVideoProgramSink(rendition, sink),
+      addVideoProgramSink: (rendition, sink) => event.addVideoProgramSink(rendition, (packet, length, r) => sink(packet, length, r.frameMediaMs)),
       requestKeyframe: (rendition) => event.requestVideoKeyframe(rendition),
       renditions: () => event.videoRenditions,
     },

@@ -15,15 +15,24 @@ export type SendPath = 'werift' | 'fast';
  */
 export interface ProgramSource {
   readonly id: string;
-  addProgramSink(sink: (packet: Buffer) => void): () => void;
+  /** `mediaMs`: the media-clock time of the packet's tick, when the source knows it (see VideoPacketSink). */
+  addProgramSink(sink: (packet: Buffer, mediaMs?: number) => void): () => void;
   /** The program video, when the source has one (a mixer event, a relay's feed). */
   readonly video?: ProgramVideoSource;
 }
 
+/**
+ * A program video packet; `mediaMs` (Unix ms on the event's media clock) is the time its frame was
+ * composed, when the source knows it (the mixer; a relay does not): viewers' sender reports then
+ * pair the timestamp with that time, not with the send time an encode later, so players line
+ * video up with audio exactly.
+ */
+export type VideoPacketSink = (packet: Uint8Array, length: number, mediaMs?: number) => void;
+
 /** A program video feed: one RTP stream per rendition. */
 export interface ProgramVideoSource {
   /** Subscribes to a rendition (the first, largest, when omitted); returns the unsubscribe function. */
-  addVideoProgramSink(rendition: string | undefined, sink: (packet: Uint8Array, length: number) => void): () => void;
+  addVideoProgramSink(rendition: string | undefined, sink: VideoPacketSink): () => void;
   /** A viewer lost a picture: ask for a keyframe on the rendition (all when omitted). */
   requestKeyframe(rendition?: string): void;
   /**
@@ -49,9 +58,9 @@ export class ProgramFanOut {
 
   add(viewer: WhepSession): () => void {
     this.viewers.add(viewer);
-    this.unsubscribe ??= this.source.addProgramSink((packet) => {
+    this.unsubscribe ??= this.source.addProgramSink((packet, mediaMs) => {
       if (parseRtp(packet, this.parsed) !== null) return;
-      for (const v of this.viewers) v.deliver(packet, this.parsed);
+      for (const v of this.viewers) v.deliver(packet, this.parsed, mediaMs);
     });
     return () => {
       this.viewers.delete(viewer);
@@ -131,11 +140,11 @@ export class WhepSession extends WebRtcSession {
   }
 
   /** Called by the event's fan-out once per program packet, parsed once for all viewers. */
-  deliver(packet: Buffer, parsed: ParsedHeader): void {
+  deliver(packet: Buffer, parsed: ParsedHeader, mediaMs?: number): void {
     const sender = this.audioSender;
     if (!sender) return;
     this.stats.packetsOut++;
-    if (this.sendPath === 'fast') this.fast!.send(packet, parsed);
+    if (this.sendPath === 'fast') this.fast!.send(packet, parsed, mediaMs);
     else void sender.sendRtp(packet).catch(() => undefined);
   }
 
