@@ -314,7 +314,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   async #cluster(e: EventRecord): Promise<void> {
     const key = generateFeedKey();
     const mixer = e.mixer.mixer;
-    const audio: FeedStream = { ssrc: mixer.programSsrc, kind: 'audio', codec: 'opus' };
+    const audio: FeedStream = { ssrc: mixer.programSsrc, kind: 'audio', codec: 'opus', rtpTimestampBase: mixer.programTimestampBase };
     // A port of its own per event: relays accept an event's feed only from its parent's address.
     const sender = await FeedSender.open({ bindHost: this.#mediaHost, bindPort: 0, key, streams: streamMapOf([audio]) });
     const client = new ClusterClient({ bus: this.#bus, cluster: this.cluster, event: e.id, nodeId: this.nodeId, eventMedia: true });
@@ -363,7 +363,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   #describeRendition(entry: ClusteredEvent, media: { host: string; port: number }, r: VideoRendition): void {
     for (const [ssrc, id] of entry.renditionBySsrc) if (id === r.id) entry.renditionBySsrc.delete(ssrc);
     entry.renditionBySsrc.set(r.ssrc, r.id);
-    const video: FeedStream = { ssrc: r.ssrc, kind: 'video', codec: r.codec, rendition: r.id, width: r.width, height: r.height, bitrateKbps: r.bitrateKbps };
+    const video: FeedStream = { ssrc: r.ssrc, kind: 'video', codec: r.codec, rendition: r.id, width: r.width, height: r.height, bitrateKbps: r.bitrateKbps, rtpTimestampBase: r.rtpTimestampBase };
     entry.streams = [...entry.streams.filter((s) => s.kind !== 'video' || s.rendition !== r.id), video];
     entry.sender.setStreams(streamMapOf(entry.streams));
     entry.client.advertise(media, entry.streams).catch((err: unknown) => this.emit('error', err instanceof Error ? err : new Error(String(err))));

@@ -24,6 +24,7 @@
 import { ClusterClient, type Bus, type FeedStream } from '@mcu/control';
 import { RelayForwarder, StreamContinuity, type RtpSink, type StreamInfo, type UdpEndpoint } from '@mcu/relay';
 import { BitrateMeter, type RtpHeader, type VideoCodec } from '@mcu/rtp';
+import { mediaMsAt } from '@mcu/mixer';
 import type { ProgramSource, ProgramVideoSource } from '@mcu/webrtc';
 import { randomInt } from 'node:crypto';
 import type { FeedKeyFollower } from './FeedKeyFollower.js';
@@ -46,7 +47,7 @@ const RATE_SAMPLE_MS = 250;
 /** Where the forwarder listens before the tree names a parent: nothing is accepted from it. */
 const NO_PARENT: UdpEndpoint = { host: '127.0.0.1', port: 9 };
 
-type VideoSink = (packet: Uint8Array, length: number) => void;
+type VideoSink = (packet: Uint8Array, length: number, mediaMs?: number) => void;
 
 /** One rendition as this relay plays it: its current SSRC on the feed and its viewers. */
 interface RenditionPlayback {
@@ -62,6 +63,13 @@ interface RenditionPlayback {
   readonly rate: BitrateMeter;
   readonly continuity: StreamContinuity;
   sinks: readonly VideoSink[];
+  /** The stream's RTP timestamp base on the mixer's media clock (null: not described). */
+  tsBase: number | null;
+}
+
+/** A packet's media-clock time from its (original) timestamp, or undefined when the base is unknown. */
+function mediaTimeOf(timestamp: number, clockRate: number, base: number | null): number | undefined {
+  return base === null ? undefined : mediaMsAt(timestamp, clockRate, base, performance.timeOrigin + performance.now());
 }
 
 /** A rendition as WHEP viewers choose between them (ProgramVideoSource.renditions). */
@@ -79,9 +87,10 @@ export class RelayFeed implements ProgramSource {
   readonly keys: FeedKeyFollower;
   readonly continuity: StreamContinuity;
   readonly video: ProgramVideoSource;
-  #sinks: ReadonlyArray<(packet: Buffer) => void> = [];
+  #sinks: ReadonlyArray<(packet: Buffer, mediaMs?: number) => void> = [];
   /** SSRC of the program audio (null until the mixer's description arrives). */
   #audioSsrc: number | null = null;
+  #audioTsBase: number | null = null;
   readonly #renditions = new Map<string, RenditionPlayback>();
   readonly #renditionBySsrc = new Map<number, RenditionPlayback>();
   /** Sinks of the default (largest) rendition, subscribed without naming one. */
@@ -183,8 +192,11 @@ export class RelayFeed implements ProgramSource {
     return [...this.#renditions.values()].filter((r) => r.ssrc >= 0).sort((a, b) => b.width * b.height - a.width * a.height);
   }
 
-  /** ProgramSource: `sink` gets each program audio packet (a Buffer of its own, shared by all sinks). */
-  addProgramSink(sink: (packet: Buffer) => void): () => void {
+  /**
+   * ProgramSource: `sink` gets each program audio packet (a Buffer of its own, shared by all sinks)
+   * and its media-clock time when the mixer described the timestamp base.
+   */
+  addProgramSink(sink: (packet: Buffer, mediaMs?: number) => void): () => void {
     this.#sinks = [...this.#sinks, sink];
     return () => {
       this.#sinks = this.#sinks.filter((s) => s !== sink);
@@ -204,6 +216,7 @@ export class RelayFeed implements ProgramSource {
     for (const s of streams) {
       if (s.kind === 'audio') {
         this.#audioSsrc = s.ssrc;
+        this.#audioTsBase = s.rtpTimestampBase ?? null;
         infos.set(s.ssrc, { kind: 'audio', codec: 'opus' });
         continue;
       }
@@ -214,6 +227,7 @@ export class RelayFeed implements ProgramSource {
       r.height = s.height;
       r.codec = s.codec;
       r.bitrateKbps = s.bitrateKbps ?? null;
+      r.tsBase = s.rtpTimestampBase ?? null;
       this.#renditionBySsrc.set(s.ssrc, r);
     }
     let largest: RenditionPlayback | null = null;
@@ -226,7 +240,7 @@ export class RelayFeed implements ProgramSource {
   #rendition(id: string): RenditionPlayback {
     let r = this.#renditions.get(id);
     if (!r) {
-      r = { id, ssrc: -1, width: 0, height: 0, codec: 'vp8', bitrateKbps: null, bytesIn: 0, rate: new BitrateMeter(), continuity: new StreamContinuity({ outputSsrc: randomInt(1, 0xffff_ffff), clockRate: 90_000 }), sinks: [] };
+      r = { id, ssrc: -1, width: 0, height: 0, codec: 'vp8', bitrateKbps: null, tsBase: null, bytesIn: 0, rate: new BitrateMeter(), continuity: new StreamContinuity({ outputSsrc: randomInt(1, 0xffff_ffff), clockRate: 90_000 }), sinks: [] };
       this.#renditions.set(id, r);
     }
     return r;
@@ -280,11 +294,12 @@ export class RelayFeed implements ProgramSource {
       if (sinks.length === 0) return;
       // One copy per packet per relay (not per viewer): the forwarder's buffer is scratch.
       const out = Buffer.from(packet.subarray(0, length));
+      const mediaMs = mediaTimeOf(header.timestamp, 48_000, this.#audioTsBase);
       if (!this.continuity.rewrite(out, header)) return;
       this.packetsOut++;
       for (let i = 0; i < sinks.length; i++) {
         try {
-          sinks[i](out);
+          sinks[i](out, mediaMs);
         } catch {
           // a viewer's send path must not stop the others
         }
@@ -301,10 +316,11 @@ export class RelayFeed implements ProgramSource {
     const dflt = r === this.#defaultRendition ? this.#defaultSinks : null;
     if (named.length === 0 && (dflt === null || dflt.length === 0)) return;
     const out = Buffer.from(packet.subarray(0, length));
+    const mediaMs = mediaTimeOf(header.timestamp, 90_000, r.tsBase);
     if (!r.continuity.rewrite(out, header)) return;
     this.videoPacketsOut++;
-    for (let i = 0; i < named.length; i++) deliver(named[i], out, length);
-    if (dflt !== null) for (let i = 0; i < dflt.length; i++) deliver(dflt[i], out, length);
+    for (let i = 0; i < named.length; i++) deliver(named[i], out, length, mediaMs);
+    if (dflt !== null) for (let i = 0; i < dflt.length; i++) deliver(dflt[i], out, length, mediaMs);
   };
 
   close(): void {
@@ -320,9 +336,9 @@ export class RelayFeed implements ProgramSource {
   }
 }
 
-function deliver(sink: VideoSink, packet: Buffer, length: number): void {
+function deliver(sink: VideoSink, packet: Buffer, length: number, mediaMs: number | undefined): void {
   try {
-    sink(packet, length);
+    sink(packet, length, mediaMs);
   } catch {
     // a viewer's send path must not stop the others
   }

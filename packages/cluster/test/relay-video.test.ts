@@ -237,6 +237,19 @@ describe('video and several events down a relay tree over NATS', () => {
     ]);
     expect(feedOf(world.relays[0], a.id)!.renditions.map((r) => r.id)).toEqual(['main', 'low']);
 
+    // The relay recovers each packet's media-clock time from the described timestamp base (its
+    // viewers' sender reports pair timestamps with it): frames composed moments ago, on the
+    // mixer's clock (the same machine's here).
+    const times: { mediaMs: number | undefined; at: number }[] = [];
+    const stopTimes = feedOf(world.relays[1], a.id)!.video.addVideoProgramSink(undefined, (_p, _l, mediaMs) => times.push({ mediaMs, at: performance.timeOrigin + performance.now() }));
+    await waitFor(() => times.length >= 20, 5000, 'video packets on the deeper relay');
+    stopTimes();
+    for (const t of times) {
+      expect(t.mediaMs).toBeDefined();
+      expect(t.at - t.mediaMs!).toBeGreaterThanOrEqual(-2);
+      expect(t.at - t.mediaMs!).toBeLessThan(1000);
+    }
+
     // Viewer 1 through the mixer: 307 to a relay, the default (largest) rendition.
     const v1 = await PlayerPeer.play(a.whep, a.tokens.viewer, { video: true });
     players.push(v1);

@@ -107,13 +107,20 @@ export const treeChangeSchema = z.union([treeRemovalSchema, treeAssignmentSchema
 export type TreeChange = z.infer<typeof treeChangeSchema>;
 
 /**
+ * The stream's RTP timestamp at media-clock time 0 (RTP timestamp = base + ms × clock rate / 1000,
+ * mod 2^32): a relay recovers each packet's media time from it, so its viewers' sender reports
+ * pair timestamps with that time as the mixer's do. Optional: older mixers do not send it.
+ */
+const rtpTimestampBaseSchema = z.number().int().min(0).max(0xffff_ffff).optional();
+
+/**
  * One stream of an event's program feed, as the mixer describes it to the relays: the SSRC it
  * travels on, its kind and codec, and for video the rendition (id and picture size) it carries
  * and its encoder's target bitrate (relays' WHEP viewers are moved between renditions by it;
  * absent from descriptions of older mixers, whose relay viewers then get the largest rendition).
  */
 export const feedStreamSchema = z.discriminatedUnion('kind', [
-  z.object({ ssrc: z.number().int().min(0).max(0xffff_ffff), kind: z.literal('audio'), codec: z.literal('opus') }),
+  z.object({ ssrc: z.number().int().min(0).max(0xffff_ffff), kind: z.literal('audio'), codec: z.literal('opus'), rtpTimestampBase: rtpTimestampBaseSchema }),
   z.object({
     ssrc: z.number().int().min(0).max(0xffff_ffff),
     kind: z.literal('video'),
@@ -122,6 +129,7 @@ export const feedStreamSchema = z.discriminatedUnion('kind', [
     width: z.number().int().min(16).max(7680),
     height: z.number().int().min(16).max(4320),
     bitrateKbps: z.number().int().min(1).max(100_000).optional(),
+    rtpTimestampBase: rtpTimestampBaseSchema,
   }),
 ]);
 export type FeedStream = z.infer<typeof feedStreamSchema>;

@@ -28,6 +28,18 @@ export function rtpTimestampAt(mediaMs: number, clockRate: number, base: number)
   return (((base + ticks) % TWO_32) + TWO_32) % TWO_32;
 }
 
+/**
+ * The media time (Unix ms) whose RTP timestamp is `rtpTimestamp` (the inverse of rtpTimestampAt),
+ * taking of the times 2^32 ticks apart the one nearest `nearMs` (a timestamp wraps every 24.9 h
+ * at 48 kHz, 13.3 h at 90 kHz).
+ */
+export function mediaMsAt(rtpTimestamp: number, clockRate: number, base: number, nearMs: number): number {
+  const ticks = (((rtpTimestamp - base) % TWO_32) + TWO_32) % TWO_32;
+  const ms = (ticks * 1000) / clockRate;
+  const periodMs = (TWO_32 * 1000) / clockRate;
+  return ms + Math.round((nearMs - ms) / periodMs) * periodMs;
+}
+
 /** The two clocks of a sender report for the same instant: NTP (wall) time and the stream's RTP timestamp. */
 export interface SenderReportTimes {
   ntp: NtpTime;

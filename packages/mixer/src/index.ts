@@ -18,7 +18,7 @@ export type { VideoLayout, LayoutRegion, RelativeRegion, LayoutOptions, CanvasSi
 export { Compositor, rgbToYuv, BLACK } from './Compositor.js';
 export type { Yuv, CompositorOptions, CompositorTile } from './Compositor.js';
 export { glyphRows, textWidth, GLYPH_WIDTH, GLYPH_HEIGHT } from './BitmapFont.js';
-export { systemMediaClock, rtpTimestampAt, senderReportTimes } from './MediaClock.js';
+export { systemMediaClock, rtpTimestampAt, mediaMsAt, senderReportTimes } from './MediaClock.js';
 export type { MediaClock, SenderReportTimes } from './MediaClock.js';
 export { LipSync, LIP_SYNC_DEFAULTS } from './LipSync.js';
 export type { LipSyncOptions, LipSyncStats } from './LipSync.js';
