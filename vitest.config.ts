@@ -9,6 +9,8 @@ const timing = [
   'packages/mixer/test/mix.test.ts',
   'packages/web/test/browser.test.ts',
   'packages/web/test/console.test.ts',
+  // Headless Firefox (firefox-esr over WebDriver BiDi) publishing and watching.
+  'packages/web/test/firefox.test.ts',
   // Lip sync: beep-to-flash skew measured on the decoded program, in milliseconds.
   'packages/mixer/test/lip-sync.test.ts',
 ];
