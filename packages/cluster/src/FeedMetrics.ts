@@ -4,7 +4,7 @@
  * nothing for them.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { FeedStats } from '@mcu/relay';
+import { forwardQuantileMs, type FeedStats } from '@mcu/relay';
 
 const counters: [name: string, help: string, pick: (s: FeedStats) => number][] = [
   ['mcu_feed_packets_in_total', 'Feed datagrams received (before any check)', (s) => s.packetsIn],
@@ -39,6 +39,20 @@ export function feedMetrics(registry: Registry, stats: () => FeedStats[], childr
     collect() {
       this.reset();
       for (const s of stats()) for (const [reason, n] of Object.entries(s.dropped)) if (n > 0) this.inc({ reason }, n);
+    },
+  });
+  new Gauge({
+    name: 'mcu_feed_forward_seconds',
+    help: 'Time from a feed packet reaching the process to its sends to child relays and viewers (latest samples), by quantile',
+    labelNames: ['quantile'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const all = stats();
+      for (const q of [0.5, 0.99]) {
+        const ms = forwardQuantileMs(all, q);
+        if (!Number.isNaN(ms)) this.set({ quantile: String(q) }, ms / 1000);
+      }
     },
   });
   new Gauge({

@@ -84,6 +84,16 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
     expect(relayText).toMatch(/^mcu_draining 0$/m);
     expect(relayText).toMatch(/^mcu_relay_children 1$/m); // r1 feeds r2
     expect(Number(/^mcu_feed_packets_in_total (\d+)/m.exec(relayText)![1])).toBeGreaterThan(10);
+    // The relay's own forward time (decrypt, send to its child and its viewers), sampled one packet
+    // in 16: there once enough packets went through.
+    let forwardP99 = Number.NaN;
+    await waitFor(async () => {
+      const text = await (await fetch(`${world.relays[0].url}/metrics`)).text();
+      forwardP99 = Number(/^mcu_feed_forward_seconds\{quantile="0.99"\} (\S+)$/m.exec(text)?.[1]);
+      return !Number.isNaN(forwardP99);
+    }, 3000, 'forward-time samples');
+    expect(forwardP99).toBeGreaterThan(0);
+    expect(forwardP99).toBeLessThan(0.05);
 
     const mixerText = await (await fetch(`${world.node.url}/metrics`)).text();
     expect(mixerText).toMatch(/^mcu_nats_connected 1$/m);

@@ -67,6 +67,25 @@ export interface FeedStats {
   gopOverflows: number;
   /** Times the feed moved to a newer key (key rotation), as seen in the packets authenticated. */
   keySwitches: number;
+  /**
+   * Time (ms) from a feed datagram's delivery to the process until it was sent to every child
+   * relay and handed to every viewer sink, sampled once per FORWARD_SAMPLE_EVERY packets; a ring
+   * of the latest FORWARD_SAMPLES (NaN: not filled yet).
+   */
+  forwardMs: Float64Array;
+}
+
+/** One forwarded packet in this many is timed (two clock reads on the hot path, rarely). */
+export const FORWARD_SAMPLE_EVERY = 16;
+export const FORWARD_SAMPLES = 512;
+
+/** The q-quantile (0..1) of the forward-time samples of all `stats`, in ms; NaN without samples. */
+export function forwardQuantileMs(stats: readonly FeedStats[], q: number): number {
+  const all: number[] = [];
+  for (const s of stats) for (const v of s.forwardMs) if (!Number.isNaN(v)) all.push(v);
+  if (all.length === 0) return Number.NaN;
+  all.sort((a, b) => a - b);
+  return all[Math.min(all.length - 1, Math.floor(q * all.length))];
 }
 
 export function newFeedStats(): FeedStats {
@@ -89,6 +108,7 @@ export function newFeedStats(): FeedStats {
     gopBytes: 0,
     gopOverflows: 0,
     keySwitches: 0,
+    forwardMs: new Float64Array(FORWARD_SAMPLES).fill(Number.NaN),
   };
 }
 

@@ -29,7 +29,7 @@ import { buildNack, buildPli, isKeyframePacket, parseRtcp, ReceiverStats, Retran
 import { FanOut, validateEndpoint } from './FanOut.js';
 import { FEED_OVERHEAD_BYTES, FeedCipher } from './FeedCipher.js';
 import type { FeedKey } from './FeedCipher.js';
-import { newFeedStats } from './FeedStats.js';
+import { FORWARD_SAMPLE_EVERY, FORWARD_SAMPLES, newFeedStats } from './FeedStats.js';
 import type { FeedStats } from './FeedStats.js';
 import { GopCache } from './GopCache.js';
 import { KeyframeRequestLimiter } from './KeyframeRequests.js';
@@ -99,6 +99,8 @@ export class RelayForwarder extends EventEmitter<RelayForwarderEvents> {
   readonly #keyframes: KeyframeRequestLimiter;
   #nackTimer: NodeJS.Timeout | null = null;
   #closed = false;
+  /** Datagrams received, for sampling the forward time. */
+  #forwardCount = 0;
 
   // Scratch, reused for every packet: the forward path allocates nothing of its own.
   readonly #header = new RtpHeader();
@@ -289,6 +291,8 @@ export class RelayForwarder extends EventEmitter<RelayForwarderEvents> {
 
   readonly #onMessage = (msg: Buffer, rinfo: RemoteInfo): void => {
     if (this.#closed) return;
+    const timed = ++this.#forwardCount % FORWARD_SAMPLE_EVERY === 0;
+    const t0 = timed ? performance.now() : 0;
     const stats = this.stats;
     const len = msg.length;
     stats.packetsIn++;
@@ -335,6 +339,7 @@ export class RelayForwarder extends EventEmitter<RelayForwarderEvents> {
 
     const sinks = this.#sinks;
     for (let i = 0; i < sinks.length; i++) sinks[i].onRtp(this.#plain, plainLength, header);
+    if (timed) stats.forwardMs[(this.#forwardCount / FORWARD_SAMPLE_EVERY) % FORWARD_SAMPLES] = performance.now() - t0;
   };
 
   /** Keeps the group of pictures current; a keyframe start rewinds the cache. */

@@ -17,7 +17,7 @@ export { KeyframeRequestLimiter } from './KeyframeRequests.js';
 export type { KeyframeRequestLimiterOptions } from './KeyframeRequests.js';
 export { GopCache } from './GopCache.js';
 
-export { newFeedStats, totalDropped, FEED_DROP_REASONS } from './FeedStats.js';
+export { newFeedStats, totalDropped, forwardQuantileMs, FEED_DROP_REASONS } from './FeedStats.js';
 export type { FeedStats, FeedDropReason } from './FeedStats.js';
 
 export { relayDefaults } from './RelayConfig.js';

@@ -112,6 +112,46 @@ export class Metrics {
         this.set(events.list().reduce((n, e) => n + e.mixer.mixer.speakerIds.length, 0));
       },
     });
+    const videoStats = () => events.list().flatMap((e) => (e.mixer.videoMixer ? [{ event: e.id, stats: e.mixer.videoMixer.stats() }] : []));
+    new Gauge({
+      name: 'mcu_video_encode_latency_seconds',
+      help: 'Smoothed time from handing a composed frame to its encoder to getting it back encoded, by rendition',
+      labelNames: ['event', 'rendition'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const v of videoStats()) for (const [rendition, r] of Object.entries(v.stats.renditions)) this.set({ event: v.event, rendition }, r.encodeLatencyAvgMs / 1000);
+      },
+    });
+    new Counter({
+      name: 'mcu_video_frames_encoded_total',
+      help: 'Program frames encoded, by rendition',
+      labelNames: ['rendition'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const v of videoStats()) for (const [rendition, r] of Object.entries(v.stats.renditions)) this.inc({ rendition }, r.framesEncoded);
+      },
+    });
+    new Counter({
+      name: 'mcu_video_frames_dropped_total',
+      help: 'Composed frames an encoder refused (behind or restarting), by rendition',
+      labelNames: ['rendition'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const v of videoStats()) for (const [rendition, r] of Object.entries(v.stats.renditions)) this.inc({ rendition }, r.dropped);
+      },
+    });
+    new Counter({
+      name: 'mcu_video_process_restarts_total',
+      help: 'ffmpeg decoders and encoders restarted after a crash',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(videoStats().reduce((n, v) => n + v.stats.restarts, 0));
+      },
+    });
     webrtcMetrics(this.registry, edge);
   }
 

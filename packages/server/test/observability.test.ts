@@ -219,4 +219,28 @@ describe('/metrics', () => {
     void node.drain({ timeoutMs: 5000 });
     expect(await node.metrics.render().then((m) => m.body)).toMatch(/^mcu_draining 1$/m);
   });
+
+  it('has the video pipeline: frames encoded and dropped per rendition, encode latency, process restarts', async () => {
+    const node = await startNode();
+    const res = await call(node, 'POST', '/api/events');
+    const id = (res.json as { id: string }).id;
+    // A source with no frames yet: the mixer composes its placeholder and encodes every rendition.
+    node.registry.get(id).mixer.addVideoSource('cam', 'vp8', 'Cam');
+    const encoded = (text: string, rendition: string) => Number(new RegExp(`^mcu_video_frames_encoded_total\\{rendition="${rendition}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+    let text = '';
+    const deadline = performance.now() + 15_000;
+    while (performance.now() < deadline) {
+      text = await node.metrics.render().then((m) => m.body);
+      if (encoded(text, '720p') > 5 && encoded(text, '360p') > 5) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(encoded(text, '720p'), text.slice(0, 400)).toBeGreaterThan(5);
+    expect(encoded(text, '360p')).toBeGreaterThan(5);
+    const latency = Number(new RegExp(`^mcu_video_encode_latency_seconds\\{event="${id}",rendition="720p"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+    expect(latency).toBeGreaterThan(0);
+    expect(latency).toBeLessThan(2);
+    expect(text).toMatch(/^mcu_video_process_restarts_total 0$/m);
+    expect(text).toMatch(/^mcu_video_frames_dropped_total\{rendition="720p"\} \d+$/m);
+    await node.close();
+  }, 30_000);
 });

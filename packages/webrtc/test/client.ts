@@ -7,6 +7,9 @@ import type { RTCRtpTransceiver } from 'werift';
 import { buildRtp } from '@mcu/rtp';
 import { OpusDecoder, OpusEncoder } from '@mcu/codec';
 import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig } from '../src/index.js';
+import type { WebRtcEdge } from '../src/index.js';
+import type { MixerEvent } from '@mcu/mixer';
+import { isAlive, until } from '../../mixer/test/videoMedia.js';
 
 /** A viewer's REMB (draft-alvestrand-rmcat-remb) for `mediaSsrc`: bitrate = mantissa (18 bits) << exponent. */
 export function rembPacket(bitrate: number, mediaSsrc: number): RtcpPayloadSpecificFeedback {
@@ -148,4 +151,14 @@ export async function paceClients(clients: { client: WebRtcClient; freq: number 
     frame++;
     await new Promise((r) => setTimeout(r, Math.max(0, start + frame * 20 - performance.now())));
   }
+}
+
+/** Closes the edge, the event and the peers; resolves true once the event's ffmpeg processes have exited. */
+export async function closeVideoEvent(event: MixerEvent | null, edge: WebRtcEdge | null, pcs: (RTCPeerConnection | null)[]): Promise<boolean> {
+  const ids = event?.videoMixer?.processIds();
+  const pids = ids ? [...Object.values(ids.decoders), ...Object.values(ids.encoders)].filter((p): p is number => p !== null) : [];
+  edge?.close();
+  event?.close();
+  await Promise.all(pcs.map((pc) => pc?.close().catch(() => undefined)));
+  return until(() => pids.every((pid) => !isAlive(pid)), 5000);
 }

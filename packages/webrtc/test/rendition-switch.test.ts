@@ -8,8 +8,8 @@ import { RTCPeerConnection } from 'werift';
 import type { RTCRtpTransceiver, RtpPacket } from 'werift';
 import { MixerEvent } from '@mcu/mixer';
 import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig, programSourceOf, WebRtcEdge, WhepSession } from '../src/index.js';
-import { LOOPBACK, rembPacket } from './client.js';
-import { ClipSender, isAlive, lavfiClip, until, Viewer } from '../../mixer/test/videoMedia.js';
+import { closeVideoEvent, LOOPBACK, rembPacket } from './client.js';
+import { ClipSender, lavfiClip, until, Viewer } from '../../mixer/test/videoMedia.js';
 
 const allow = addressAllowList(LOOPBACK.iceAllow);
 let event: MixerEvent | null = null;
@@ -21,12 +21,7 @@ let rembTimer: NodeJS.Timeout | null = null;
 afterAll(async () => {
   if (rembTimer) clearInterval(rembTimer);
   clip?.stop();
-  const ids = event?.videoMixer?.processIds();
-  const pids = ids ? [...Object.values(ids.decoders), ...Object.values(ids.encoders)].filter((p): p is number => p !== null) : [];
-  edge?.close();
-  event?.close();
-  await pc?.close().catch(() => undefined);
-  expect(await until(() => pids.every((pid) => !isAlive(pid)), 5000)).toBe(true);
+  expect(await closeVideoEvent(event, edge, [pc])).toBe(true);
 });
 
 /** Width and height in a VP8 keyframe's header (RFC 6386 §9.1). */

@@ -12,8 +12,8 @@ import { MixerEvent } from '@mcu/mixer';
 import { unixMsFromNtp } from '@mcu/rtp';
 import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig, programSourceOf, WebRtcEdge } from '../src/index.js';
 import type { WhepSession } from '../src/index.js';
-import { LOOPBACK } from './client.js';
-import { ClipSender, isAlive, lavfiClip, until } from '../../mixer/test/videoMedia.js';
+import { closeVideoEvent, LOOPBACK } from './client.js';
+import { ClipSender, lavfiClip, until } from '../../mixer/test/videoMedia.js';
 
 const allow = addressAllowList(LOOPBACK.iceAllow);
 let event: MixerEvent | null = null;
@@ -23,12 +23,7 @@ let clip: ClipSender | null = null;
 
 afterAll(async () => {
   clip?.stop();
-  const ids = event?.videoMixer?.processIds();
-  const pids = ids ? [...Object.values(ids.decoders), ...Object.values(ids.encoders)].filter((p): p is number => p !== null) : [];
-  edge?.close();
-  event?.close();
-  await pc?.close().catch(() => undefined);
-  expect(await until(() => pids.every((pid) => !isAlive(pid)), 5000)).toBe(true);
+  expect(await closeVideoEvent(event, edge, [pc])).toBe(true);
 });
 
 interface Sr {
