@@ -109,8 +109,10 @@ export class WhipSession extends WebRtcSession {
         };
         video.on('keyframeRequest', onKeyframe);
         this.unsubscribeKeyframes = () => video.off('keyframeRequest', onKeyframe);
-      } catch {
+      } catch (err) {
+        // Not fatal for the session (its audio goes on), but never silent: the session says why.
         this.videoSource = false;
+        this.videoError = (err as Error).message.slice(0, 200);
       }
     }
     track.onReceiveRtp.subscribe((rtp) => {
@@ -122,6 +124,9 @@ export class WhipSession extends WebRtcSession {
     });
   }
 
+  /** Why the presenter's video could not join the video mixer, if it could not. */
+  videoError: string | null = null;
+
   private sendPli(t: RTCRtpTransceiver, track: MediaStreamTrack): void {
     const now = performance.now();
     if (now - this.lastPliAt < PLI_INTERVAL_MS || track.ssrc === undefined) return;
@@ -131,7 +136,7 @@ export class WhipSession extends WebRtcSession {
   }
 
   override describe(): Record<string, unknown> {
-    return { ...super.describe(), videoPackets: this.videoPackets, pliSent: this.pliSent };
+    return { ...super.describe(), videoPackets: this.videoPackets, pliSent: this.pliSent, videoError: this.videoError };
   }
 
   protected release(): void {
