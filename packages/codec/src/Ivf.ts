@@ -38,6 +38,17 @@ export function writeIvfFrameHeader(out: Uint8Array, offset: number, size: numbe
   v.setUint32(8, Math.floor(pts / 0x1_0000_0000), true);
 }
 
+/** A whole IVF file of `frames` (frame k at pts k, in a 1/`fps` time base): for ffmpeg to decode. */
+export function ivfFile(fourcc: string, width: number, height: number, frames: readonly Uint8Array[], fps = 30): Buffer {
+  const parts: Uint8Array[] = [ivfFileHeader(fourcc, width, height, fps, 1)];
+  frames.forEach((data, k) => {
+    const h = Buffer.alloc(IVF_FRAME_HEADER_BYTES);
+    writeIvfFrameHeader(h, 0, data.length, k);
+    parts.push(h, data);
+  });
+  return Buffer.concat(parts);
+}
+
 /** Receives one frame: `data[0 .. length)` is valid during the call only. */
 export type IvfFrameSink = (data: Uint8Array, length: number, pts: number) => void;
 

@@ -13,7 +13,7 @@ export { FfmpegProcess, processCpuTimeMs, reapedChildrenCpuTimeMs } from './Ffmp
 export type { FfmpegProcessOptions, FfmpegProcessEvents, ProcessLog } from './FfmpegProcess.js';
 export { i420FrameBytes } from './VideoFrame.js';
 export type { I420Frame } from './VideoFrame.js';
-export { IvfReader, ivfFileHeader, writeIvfFrameHeader, readIvfFile, IVF_FILE_HEADER_BYTES, IVF_FRAME_HEADER_BYTES } from './Ivf.js';
+export { IvfReader, ivfFile, ivfFileHeader, writeIvfFrameHeader, readIvfFile, IVF_FILE_HEADER_BYTES, IVF_FRAME_HEADER_BYTES } from './Ivf.js';
 export type { IvfFrameSink } from './Ivf.js';
 export { Y4mReader } from './Y4m.js';
 export { FlvH264Reader } from './Flv.js';

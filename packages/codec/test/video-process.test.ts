@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { FlvH264Reader, IvfReader, VideoDecoderProcess, VideoEncoderProcess, resolveFfmpeg } from '../src/index.js';
+import { FlvH264Reader, ivfFile, IvfReader, VideoDecoderProcess, VideoEncoderProcess, resolveFfmpeg } from '../src/index.js';
 import type { I420Frame } from '../src/index.js';
 import { hasIdr, isAlive, lavfiClip, meanYuv, referenceDecode, sleep, until } from './videoMedia.js';
 
@@ -152,23 +152,7 @@ describe('VideoEncoderProcess', () => {
     expect(out.map((f) => f.media)).toEqual(out.map((_, k) => 1000 + k * 33));
     expect(enc.stats.forcedKeyframes).toBe(3);
     // The stream decodes.
-    const ivf: Uint8Array[] = [];
-    const header = Buffer.alloc(32);
-    header.write('DKIF', 0);
-    header.writeUInt16LE(32, 6);
-    header.write('VP80', 8);
-    header.writeUInt16LE(W, 12);
-    header.writeUInt16LE(H, 14);
-    header.writeUInt32LE(30, 16);
-    header.writeUInt32LE(1, 20);
-    ivf.push(header);
-    out.forEach((f, k) => {
-      const h = Buffer.alloc(12);
-      h.writeUInt32LE(f.data.length, 0);
-      h.writeUInt32LE(k, 4);
-      ivf.push(h, f.data);
-    });
-    expect(referenceDecode(Buffer.concat(ivf), 'ivf', W, H).length).toBe(50);
+    expect(referenceDecode(ivfFile('VP80', W, H, out.map((f) => f.data)), 'ivf', W, H).length).toBe(50);
   });
 
   it('H.264: IDR on demand, SPS/PPS in every keyframe access unit, decodable Annex-B', async () => {

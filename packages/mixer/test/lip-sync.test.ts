@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Vp8Packetizer, buildRtp, ntpFromUnixMs } from '@mcu/rtp';
-import { OpusDecoder, OpusEncoder, passthroughTimingArgs, resolveFfmpeg } from '@mcu/codec';
+import { ivfFile, OpusDecoder, OpusEncoder, passthroughTimingArgs, resolveFfmpeg } from '@mcu/codec';
 import { MixerEvent, rtpTimestampAt, systemMediaClock } from '../src/index.js';
 import { Viewer, isAlive, lavfiClip, sleep, until } from './videoMedia.js';
 import type { Clip } from './videoMedia.js';
@@ -129,26 +129,10 @@ function beepOnsets(packets: Buffer[], base: number, refMs: number): number[] {
 function flashOnsets(viewer: Viewer, base: number, refMs: number): number[] {
   const first = viewer.frames.findIndex((f) => f.keyframe);
   const frames = viewer.frames.slice(first);
-  const parts: Uint8Array[] = [];
-  const header = Buffer.alloc(32);
-  header.write('DKIF', 0);
-  header.writeUInt16LE(32, 6);
-  header.write('VP80', 8);
-  header.writeUInt16LE(W, 12);
-  header.writeUInt16LE(H, 14);
-  header.writeUInt32LE(FPS, 16);
-  header.writeUInt32LE(1, 20);
-  parts.push(header);
-  frames.forEach((f, k) => {
-    const h = Buffer.alloc(12);
-    h.writeUInt32LE(f.data.length, 0);
-    h.writeUInt32LE(k, 4);
-    parts.push(h, f.data);
-  });
   const bin = resolveFfmpeg();
   // Passthrough: one picture per frame, so picture k is frame k (no duplicates to fill gaps).
   const r = spawnSync(bin.path, ['-hide_banner', '-loglevel', 'error', '-f', 'ivf', '-i', 'pipe:0', ...passthroughTimingArgs(bin), '-f', 'rawvideo', '-pix_fmt', 'yuv420p', 'pipe:1'], {
-    input: Buffer.concat(parts),
+    input: ivfFile('VP80', W, H, frames.map((f) => f.data), FPS),
     maxBuffer: 1 << 28,
   });
   if (r.status !== 0) throw new Error(`ffmpeg failed: ${r.stderr.toString()}`);

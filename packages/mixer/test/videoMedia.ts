@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { H264Packetizer, VideoFrameAssembler, Vp8Packetizer, buildRtp, splitAnnexBAccessUnits } from '@mcu/rtp';
 import type { VideoCodec } from '@mcu/rtp';
-import { readIvfFile, resolveFfmpeg } from '@mcu/codec';
+import { ivfFile, readIvfFile, resolveFfmpeg } from '@mcu/codec';
 
 export interface Clip {
   codec: VideoCodec;
@@ -119,23 +119,7 @@ export class Viewer {
   /** Decodes frames [from, to) (from must be a keyframe) with ffmpeg into I420 pictures. */
   decode(width: number, height: number, from = 0, to = this.frames.length): Uint8Array[] {
     if (this.codec === 'h264') return this.run('h264', Buffer.concat(this.frames.slice(from, to).map((f) => f.data)), width, height);
-    const parts: Uint8Array[] = [];
-    const header = Buffer.alloc(32);
-    header.write('DKIF', 0);
-    header.writeUInt16LE(32, 6);
-    header.write('VP80', 8);
-    header.writeUInt16LE(width, 12);
-    header.writeUInt16LE(height, 14);
-    header.writeUInt32LE(30, 16);
-    header.writeUInt32LE(1, 20);
-    parts.push(header);
-    for (let k = from; k < to; k++) {
-      const h = Buffer.alloc(12);
-      h.writeUInt32LE(this.frames[k].data.length, 0);
-      h.writeUInt32LE(k, 4);
-      parts.push(h, this.frames[k].data);
-    }
-    return this.run('ivf', Buffer.concat(parts), width, height);
+    return this.run('ivf', ivfFile('VP80', width, height, this.frames.slice(from, to).map((f) => f.data)), width, height);
   }
 
   private run(format: string, input: Buffer, width: number, height: number): Uint8Array[] {
