@@ -7,7 +7,7 @@ import type { RTCRtpTransceiver } from 'werift';
 import { buildRtp } from '@mcu/rtp';
 import { OpusDecoder, OpusEncoder } from '@mcu/codec';
 import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig } from '../src/index.js';
-import type { WebRtcEdge } from '../src/index.js';
+import type { ProgramSource, WebRtcEdge, WhepSession } from '../src/index.js';
 import type { MixerEvent } from '@mcu/mixer';
 import { isAlive, until } from '../../mixer/test/videoMedia.js';
 
@@ -161,4 +161,15 @@ export async function closeVideoEvent(event: MixerEvent | null, edge: WebRtcEdge
   event?.close();
   await Promise.all(pcs.map((pc) => pc?.close().catch(() => undefined)));
   return until(() => pids.every((pid) => !isAlive(pid)), 5000);
+}
+
+/** Offers from a werift viewer, lets the edge answer in process (no HTTP) and applies the answer. */
+export async function playInProcess(pc: RTCPeerConnection, edge: WebRtcEdge, source: ProgramSource, opts: { rendition?: string } = {}): Promise<WhepSession> {
+  const offer = await pc.createOffer();
+  disableDefaultStun(pc as never);
+  await pc.setLocalDescription(offer);
+  if (pc.iceGatheringState !== 'complete') await new Promise<void>((r) => pc.iceGatheringStateChange.subscribe((s) => s === 'complete' && r()));
+  const { session, answer } = await edge.play(source, filterCandidates(pc.localDescription!.sdp, addressAllowList(LOOPBACK.iceAllow)), opts);
+  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  return session as WhepSession;
 }

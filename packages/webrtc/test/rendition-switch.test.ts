@@ -7,11 +7,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { RTCPeerConnection } from 'werift';
 import type { RTCRtpTransceiver, RtpPacket } from 'werift';
 import { MixerEvent } from '@mcu/mixer';
-import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig, programSourceOf, WebRtcEdge, WhepSession } from '../src/index.js';
-import { closeVideoEvent, LOOPBACK, rembPacket } from './client.js';
+import { peerConfig, programSourceOf, WebRtcEdge } from '../src/index.js';
+import { closeVideoEvent, LOOPBACK, playInProcess, rembPacket } from './client.js';
 import { ClipSender, lavfiClip, until, Viewer } from '../../mixer/test/videoMedia.js';
 
-const allow = addressAllowList(LOOPBACK.iceAllow);
 let event: MixerEvent | null = null;
 let edge: WebRtcEdge | null = null;
 let pc: RTCPeerConnection | null = null;
@@ -67,13 +66,7 @@ describe('rendition by the viewer’s bandwidth', () => {
         }
       });
     });
-    const offer = await pc.createOffer();
-    disableDefaultStun(pc as never);
-    await pc.setLocalDescription(offer);
-    if (pc.iceGatheringState !== 'complete') await new Promise<void>((r) => pc!.iceGatheringStateChange.subscribe((s) => s === 'complete' && r()));
-    const { session, answer } = await edge.play(programSourceOf(event), filterCandidates(pc.localDescription!.sdp, allow));
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-    const whep = session as WhepSession;
+    const whep = await playInProcess(pc, edge, programSourceOf(event));
     const vv = () => whep.viewerVideo;
 
     const keyframeSizes = () => viewer.frames.filter((f) => f.keyframe).map((f) => `${vp8Size(f.data).width}x${vp8Size(f.data).height}`);
@@ -112,13 +105,7 @@ describe('rendition by the viewer’s bandwidth', () => {
     const p2 = new RTCPeerConnection(peerConfig(LOOPBACK));
     try {
       p2.addTransceiver('video', { direction: 'recvonly' });
-      const offer = await p2.createOffer();
-      disableDefaultStun(p2 as never);
-      await p2.setLocalDescription(offer);
-      if (p2.iceGatheringState !== 'complete') await new Promise<void>((r) => p2.iceGatheringStateChange.subscribe((s) => s === 'complete' && r()));
-      const { session, answer } = await edge!.play(programSourceOf(e), filterCandidates(p2.localDescription!.sdp, allow), { rendition: 'lo' });
-      await p2.setRemoteDescription({ type: 'answer', sdp: answer });
-      const whep = session as WhepSession;
+      const whep = await playInProcess(p2, edge!, programSourceOf(e), { rendition: 'lo' });
       expect(await until(() => (whep.viewerVideo?.packetsOut ?? 0) > 20, 10_000, 50)).toBe(true);
       expect(whep.describe()).toMatchObject({ rendition: 'lo', adaptive: false, renditionSwitches: 0 });
     } finally {

@@ -10,12 +10,10 @@ import { RTCPeerConnection } from 'werift';
 import type { RtcpPacket } from 'werift';
 import { MixerEvent } from '@mcu/mixer';
 import { unixMsFromNtp } from '@mcu/rtp';
-import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig, programSourceOf, WebRtcEdge } from '../src/index.js';
-import type { WhepSession } from '../src/index.js';
-import { closeVideoEvent, LOOPBACK } from './client.js';
+import { peerConfig, programSourceOf, WebRtcEdge } from '../src/index.js';
+import { closeVideoEvent, LOOPBACK, playInProcess } from './client.js';
 import { ClipSender, lavfiClip, until } from '../../mixer/test/videoMedia.js';
 
-const allow = addressAllowList(LOOPBACK.iceAllow);
 let event: MixerEvent | null = null;
 let edge: WebRtcEdge | null = null;
 let pc: RTCPeerConnection | null = null;
@@ -56,13 +54,7 @@ describe('sender reports to WHEP viewers', () => {
         srs.push({ kind, ssrc: sr.ssrc, ntpMs: unixMsFromNtp(Number(ntp >> 32n), Number(ntp & 0xffff_ffffn)), rtp: sr.senderInfo.rtpTimestamp, receivedAtMs: performance.timeOrigin + performance.now() });
       });
     }
-    const offer = await pc.createOffer();
-    disableDefaultStun(pc as never);
-    await pc.setLocalDescription(offer);
-    if (pc.iceGatheringState !== 'complete') await new Promise<void>((r) => pc!.iceGatheringStateChange.subscribe((s) => s === 'complete' && r()));
-    const { session, answer } = await edge.play(programSourceOf(event), filterCandidates(pc.localDescription!.sdp, allow));
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-    const whep = session as WhepSession;
+    const whep = await playInProcess(pc, edge, programSourceOf(event));
 
     const enough = () => srs.filter((s) => s.kind === 'audio').length >= 3 && srs.filter((s) => s.kind === 'video').length >= 3;
     expect(await until(enough, 15_000, 50), `sender reports ${JSON.stringify(srs)}`).toBe(true);
