@@ -8,13 +8,21 @@ const status = document.getElementById('status');
 const player = document.getElementById('player');
 document.getElementById('event').textContent = eventId;
 
-const state = { connected: false, session: null, error: null, probe: null, reconnects: 0 };
+const state = { connected: false, session: null, error: null, probe: null, reconnects: 0, stalls: 0 };
+// The program audio never pauses (50 packets/s, silence included): nothing for this long while
+// connected means the node or relay serving us is gone or drained us. Play again at once (the node
+// places the viewer again) instead of waiting the browser's several seconds for ICE to give up.
+const STALL_MS = 1500;
+let lastPackets = -1;
+let lastProgressAt = 0;
 window.mcu = state;
 let pc = null;
 let retryTimer = null;
 
 async function connect() {
   clearTimeout(retryTimer);
+  lastPackets = -1;
+  lastProgressAt = performance.now();
   pc?.close();
   pc = new RTCPeerConnection();
   pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -55,6 +63,21 @@ setInterval(() => {
   const db = state.probe.level();
   document.getElementById('meter').style.width = `${Math.max(0, Math.min(300, (db + 100) * 3))}px`;
 }, 200);
+
+setInterval(async () => {
+  if (!pc || !state.connected) return;
+  const { packetsReceived } = await state.getStats();
+  const now = performance.now();
+  if (packetsReceived !== lastPackets) {
+    lastPackets = packetsReceived;
+    lastProgressAt = now;
+  } else if (now - lastProgressAt > STALL_MS) {
+    state.stalls++;
+    lastProgressAt = now;
+    show(status, 'stalled: reconnecting', 'muted');
+    scheduleReconnect(0);
+  }
+}, 250);
 
 state.getStats = async () => {
   const out = { packetsReceived: 0, packetsLost: 0, framesDecoded: 0 };

@@ -78,6 +78,31 @@ describe('browsers over WHIP and WHEP', () => {
     await fetch(`${node.url}/api/events/${ev.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
   }, 60_000);
 
+  it('a viewer whose session the node ends (a drained or dead relay) plays again within a few seconds', async () => {
+    const res = await fetch(`${node.url}/api/events`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } });
+    const ev = (await res.json()) as { id: string; tokens: Record<string, string> };
+    const ctx = await browser.newContext();
+    const presenter = await ctx.newPage();
+    await presenter.goto(`${node.url}/publish/${ev.id}?token=${ev.tokens.presenter}&source=test&tone=440&autostart=1`);
+    const viewer = await ctx.newPage();
+    await viewer.goto(`${node.url}/watch/${ev.id}?token=${ev.tokens.viewer}`);
+    await waitFor(viewer, 'window.mcu && window.mcu.connected');
+    await waitFor(viewer, 'window.mcu.getStats().then((s) => s.packetsReceived > 50)');
+    const session = (await viewer.evaluate('window.mcu.session')) as string;
+    const sid = new URL(session).pathname.split('/').pop()!;
+    // The node ends the session without a word to the browser, as a drain or a crash does.
+    const t0 = performance.now();
+    node.edge.end('whep', ev.id, sid);
+    await waitFor(viewer, `window.mcu.reconnects >= 1 && window.mcu.connected && window.mcu.session !== ${JSON.stringify(session)}`, 10_000);
+    await waitFor(viewer, 'window.mcu.getStats().then((s) => s.packetsReceived > 20)', 10_000);
+    const took = performance.now() - t0;
+    console.log(`viewer playing again ${(took / 1000).toFixed(2)} s after its session ended (stalls seen: ${await viewer.evaluate('window.mcu.stalls')})`);
+    // Without the stall watchdog Chromium waits for ICE consent to fail (disconnected after ~5 s+).
+    expect(took).toBeLessThan(4000);
+    await ctx.close();
+    await fetch(`${node.url}/api/events/${ev.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
+  }, 60_000);
+
   it('two presenters publish red and blue canvases; the viewer decodes a 720p composite showing both', async () => {
     const res = await fetch(`${node.url}/api/events`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } });
     const ev = (await res.json()) as { id: string; whip: string; tokens: Record<string, string> };
