@@ -16,9 +16,13 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <openssl/evp.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #define KEY_LEN 16
 #define SALT_LEN 12
@@ -171,6 +175,49 @@ static napi_value close_session(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * sendTo(fd, packet, length, ipv4, port) → bytes sent, or -errno.
+ *
+ * One sendto(2) on the socket libuv already owns (the viewer's ICE socket, found by its fd) with
+ * MSG_DONTWAIT: no request object, no address lookup, no callback, which is most of what Node's
+ * dgram.send costs per datagram beyond the system call. UDP datagrams are atomic, so these may
+ * interleave with libuv's own sends on the socket. A full socket buffer returns -EAGAIN; the
+ * caller then falls back to dgram.send, which queues.
+ */
+static napi_value send_to(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 5) {
+    napi_throw_type_error(env, NULL, "sendTo(fd, packet, length, ipv4, port)");
+    return NULL;
+  }
+  int32_t fd;
+  uint8_t *packet;
+  size_t packet_len;
+  uint32_t length, ipv4, port;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "fd must be a number");
+    return NULL;
+  }
+  if (!bytes_arg(env, argv[1], "packet must be a Uint8Array", &packet, &packet_len)) return NULL;
+  if (!u32_arg(env, argv[2], "length must be a number", &length)) return NULL;
+  if (!u32_arg(env, argv[3], "ipv4 must be a number", &ipv4)) return NULL;
+  if (!u32_arg(env, argv[4], "port must be a number", &port)) return NULL;
+  if (length > packet_len || port == 0 || port > 65535) {
+    napi_throw_range_error(env, NULL, "length beyond the packet, or port outside 1-65535");
+    return NULL;
+  }
+  struct sockaddr_in to;
+  memset(&to, 0, sizeof(to));
+  to.sin_family = AF_INET;
+  to.sin_port = htons((uint16_t)port);
+  to.sin_addr.s_addr = htonl(ipv4);
+  ssize_t n = sendto(fd, packet, length, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof(to));
+  napi_create_int32(env, n >= 0 ? (int32_t)n : -errno, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"protect", NULL, protect, NULL, NULL, NULL, napi_default, NULL},
@@ -179,6 +226,9 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value cls;
   napi_define_class(env, "SrtpGcm", NAPI_AUTO_LENGTH, ctor, NULL, 2, methods, &cls);
   napi_set_named_property(env, exports, "SrtpGcm", cls);
+  napi_value fn;
+  napi_create_function(env, "sendTo", NAPI_AUTO_LENGTH, send_to, NULL, &fn);
+  napi_set_named_property(env, exports, "sendTo", fn);
   return exports;
 }
 

@@ -2,7 +2,7 @@ import { RtpHeader } from 'werift';
 import type { RTCRtpSender } from 'werift';
 import { ntpFromUnixMs } from '@mcu/rtp';
 import type { RtpHeader as ParsedHeader } from '@mcu/rtp';
-import { loadSrtpGcm, nativeSrtpEnabled, SRTP_GCM_TAG_BYTES } from './SrtpGcm.js';
+import { ipv4ToNumber, loadSrtpGcm, nativeSrtpEnabled, socketFd, SRTP_GCM_TAG_BYTES } from './SrtpGcm.js';
 import type { SrtpGcmSession } from './SrtpGcm.js';
 
 /**
@@ -56,6 +56,9 @@ interface SrtpInternals {
  * viewer's session and its OpenSSL context go when its transport does.
  */
 const nativeSessions = new WeakMap<SrtpInternals, SrtpGcmSession | null>();
+
+/** Each ICE socket's fd (-1: not found), looked up once. */
+const socketFds = new WeakMap<object, number>();
 
 function nativeSessionOf(srtp: SrtpInternals): SrtpGcmSession | null {
   let n = nativeSessions.get(srtp);
@@ -192,6 +195,37 @@ export class FastSender {
 
   /** Packets sealed by the native GCM path (the rest by werift's). */
   nativePackets = 0;
+  /** Packets written with one sendto(2) by the addon; the rest went through dgram.send. */
+  directPackets = 0;
+  /** Direct sends refused (a full socket buffer, an error): those went through dgram.send. */
+  directFallbacks = 0;
+  private directHost = '';
+  private directIp = -1;
+
+  /** Sends through the addon's sendto on the socket's fd; false when it cannot (then dgram.send). */
+  private sendDirect(socket: object, packet: Buffer, to: [string, number]): boolean {
+    if (!nativeSrtpEnabled()) return false;
+    const binding = loadSrtpGcm().binding;
+    if (binding === null) return false;
+    let fd = socketFds.get(socket);
+    if (fd === undefined) {
+      fd = socketFd(socket);
+      socketFds.set(socket, fd);
+    }
+    if (fd < 0) return false;
+    if (to[0] !== this.directHost) {
+      this.directHost = to[0];
+      this.directIp = ipv4ToNumber(to[0]);
+    }
+    if (this.directIp < 0) return false;
+    const n = binding.sendTo(fd, packet, packet.length, this.directIp, to[1]);
+    if (n === packet.length) {
+      this.directPackets++;
+      return true;
+    }
+    this.directFallbacks++;
+    return false;
+  }
 
   /**
    * The packet sealed by the native AES-GCM session, with werift's rollover counter kept in step;
@@ -263,7 +297,7 @@ export class FastSender {
     // werift's send path is four nested promises per packet; the nominated pair's socket is the
     // same one it would end up on, written to directly.
     const enc = this.protect(dtls.srtp, payload, h) ?? dtls.srtp.encrypt(payload, h);
-    socket.send(enc, pair.remoteAddr[1], pair.remoteAddr[0]);
+    if (!this.sendDirect(socket, enc, pair.remoteAddr)) socket.send(enc, pair.remoteAddr[1], pair.remoteAddr[0]);
     dtls.bytesSent += enc.length;
     dtls.packetsSent++;
     pair.packetsSent++;

@@ -17,6 +17,31 @@ export interface SrtpGcmSession {
 
 interface Binding {
   SrtpGcm: new (key: Uint8Array, salt: Uint8Array) => SrtpGcmSession;
+  /** One sendto(2) with MSG_DONTWAIT on a socket's fd (IPv4): bytes sent, or -errno. */
+  sendTo(fd: number, packet: Uint8Array, length: number, ipv4: number, port: number): number;
+}
+
+/**
+ * The file descriptor behind a dgram socket (libuv's), or -1: read through Node's internal state
+ * symbol (the public `_handle` is deprecated and warns). Linux and macOS only.
+ */
+export function socketFd(socket: object): number {
+  const sym = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol');
+  const fd = sym ? (socket as Record<symbol, { handle?: { fd?: unknown } } | undefined>)[sym]?.handle?.fd : undefined;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}
+
+/** A dotted IPv4 address as a 32-bit number, or -1 for anything else (IPv6, names). */
+export function ipv4ToNumber(address: string): number {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(address);
+  if (!m) return -1;
+  let n = 0;
+  for (let i = 1; i <= 4; i++) {
+    const b = Number(m[i]);
+    if (b > 255) return -1;
+    n = n * 256 + b;
+  }
+  return n;
 }
 
 export const SRTP_GCM_TAG_BYTES = 16;

@@ -110,6 +110,7 @@ export class ViewerVideo {
       renditionSwitches: this.switches,
       gopPacketsReplayed: this.gopPacketsReplayed,
       videoNativeSrtpPackets: this.fast.nativePackets,
+      videoDirectPackets: this.fast.directPackets,
       adaptive: this.chooser !== null,
       estimateKbps: this.rembKbps ?? null,
       lossFraction: this.lossFraction ?? null,

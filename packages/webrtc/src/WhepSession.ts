@@ -154,7 +154,7 @@ export class WhepSession extends WebRtcSession {
   }
 
   override describe(): Record<string, unknown> {
-    return { ...super.describe(), videoPacketsOut: this.videoPacketsOut, pliReceived: this.pliReceived, audioNativeSrtpPackets: this.fast?.nativePackets ?? 0, ...this.video?.describe() };
+    return { ...super.describe(), videoPacketsOut: this.videoPacketsOut, pliReceived: this.pliReceived, audioNativeSrtpPackets: this.fast?.nativePackets ?? 0, audioDirectPackets: this.fast?.directPackets ?? 0, ...this.video?.describe() };
   }
 
   protected release(): void {

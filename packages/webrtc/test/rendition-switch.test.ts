@@ -98,6 +98,8 @@ describe('rendition by the viewer’s bandwidth', () => {
     expect(jumps, 'sequence gaps').toBe(0);
     // The viewer (werift) decrypted every packet, and they were sealed by the native AES-GCM path.
     expect(whep.describe().videoNativeSrtpPackets as number).toBeGreaterThan(packets.length / 2);
+    // ... and written with one sendto on the ICE socket's fd, not dgram.send.
+    expect(whep.describe().videoDirectPackets as number).toBeGreaterThan(packets.length / 2);
   }, 40_000);
 
   it('keeps a viewer on the rendition it asked for', async () => {

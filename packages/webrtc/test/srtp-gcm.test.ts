@@ -6,7 +6,9 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ProtectionProfileAeadAes128Gcm, RtpHeader, SrtpSession } from 'werift';
-import { loadSrtpGcm, SRTP_GCM_TAG_BYTES } from '../src/SrtpGcm.js';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { ipv4ToNumber, loadSrtpGcm, socketFd, SRTP_GCM_TAG_BYTES } from '../src/SrtpGcm.js';
 
 function sessions() {
   const keys = { localMasterKey: randomBytes(16), localMasterSalt: randomBytes(12), remoteMasterKey: randomBytes(16), remoteMasterSalt: randomBytes(12) };
@@ -62,5 +64,31 @@ describe('native SRTP AES-GCM', () => {
     expect(() => s.protect(Buffer.alloc(40), 8, 4, 0)).toThrow(RangeError); // header shorter than RTP's
     expect(() => s.protect(Buffer.alloc(40), 12, 4, 'x' as unknown as number)).toThrow(TypeError);
     s.close();
+  });
+
+  it('sends a datagram with one sendto on a dgram socket\'s own fd, and reports errors as -errno', async () => {
+    const from = dgram.createSocket('udp4');
+    const to = dgram.createSocket('udp4');
+    from.bind(0, '127.0.0.1');
+    to.bind(0, '127.0.0.1');
+    await Promise.all([once(from, 'listening'), once(to, 'listening')]);
+    try {
+      const fd = socketFd(from);
+      expect(fd).toBeGreaterThan(2);
+      expect(ipv4ToNumber('127.0.0.1')).toBe(0x7f00_0001);
+      expect(ipv4ToNumber('::1')).toBe(-1);
+      expect(ipv4ToNumber('256.0.0.1')).toBe(-1);
+      const got = once(to, 'message');
+      const payload = Buffer.from('program packet');
+      expect(binding!.sendTo(fd, payload, payload.length, 0x7f00_0001, to.address().port)).toBe(payload.length);
+      const [msg, rinfo] = (await got) as [Buffer, dgram.RemoteInfo];
+      expect(msg.equals(payload)).toBe(true);
+      expect(rinfo.port).toBe(from.address().port); // the same socket: the viewer sees the ICE pair's port
+      expect(binding!.sendTo(1_000_000, payload, payload.length, 0x7f00_0001, 9)).toBeLessThan(0); // EBADF
+      expect(() => binding!.sendTo(fd, payload, payload.length + 1, 0x7f00_0001, 9)).toThrow(RangeError);
+    } finally {
+      from.close();
+      to.close();
+    }
   });
 });
