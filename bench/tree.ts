@@ -4,15 +4,17 @@
  * UDP sockets in a few viewer processes, each placed through the mixer's 307 exactly as a player
  * is), one loaded relay SIGKILLed mid-run.
  *
- * The probe is the program feed itself: the mixer sends one RTP packet per 20 ms tick (50 pps per
- * viewer; there is no `--pps`: the feed rate is the mixer's audio tick, not the bench's to set), and
- * relays keep its sequence numbers (StreamContinuity keeps the first source's numbers), so every
- * viewer's received sequence numbers give its delivery. Per-hop latency: for a relay at depth d+1
+ * The probe is the program feed itself: the mixer sends one RTP packet per 20 ms tick, and relays
+ * keep its sequence numbers (StreamContinuity keeps the first source's numbers), so every viewer's
+ * received sequence numbers give its delivery. `--pps` (default 10) thins it per viewer: each
+ * simulated viewer asks its relay for one packet in N (`everyNth`, the multiples of N of the
+ * sequence numbers, N = 50 / pps), so 10,000 viewers are 100,000 packets/s instead of 500,000 and
+ * the run fits two cores; delivery counts only the packets a viewer asked for. Per-hop latency: for a relay at depth d+1
  * and its parent at depth d, the arrival time of the same packet at one viewer of each (process
  * monotonic clocks are CLOCK_MONOTONIC, one clock per machine), p99 over packets. Recovery: the
  * longest silence of any viewer that began after the kill, up to its first packet again.
  *
- * Usage: npm run bench:tree -- [--viewers 500] [--relays 6] [--fan-out 3] [--seconds 12] [--viewer-procs 2] [--json]
+ * Usage: npm run bench:tree -- [--viewers 500] [--relays 6] [--fan-out 3] [--seconds 12] [--pps 10] [--viewer-procs 2] [--json]
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -32,6 +34,7 @@ const { values } = parseArgs({
     relays: { type: 'string', default: '6' },
     'fan-out': { type: 'string', default: '3' },
     seconds: { type: 'string', default: '12' },
+    pps: { type: 'string', default: '10' },
     'viewer-procs': { type: 'string', default: '2' },
     nats: { type: 'string', default: 'nats://127.0.0.1:4222' },
     json: { type: 'boolean', default: false },
@@ -39,6 +42,17 @@ const { values } = parseArgs({
 });
 
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
+/** The program feed's rate: one packet per 20 ms mixing tick. */
+const FEED_PPS = 50;
+const pps = Number(values.pps);
+if (!(Number.isInteger(pps) && pps >= 1 && pps <= FEED_PPS)) {
+  process.stderr.write(`bench:tree: --pps must be an integer 1-${FEED_PPS}, got "${values.pps}"\n`);
+  process.exit(2);
+}
+/** Each viewer gets the packets whose sequence number is a multiple of this. */
+const everyNth = Math.max(1, Math.round(FEED_PPS / pps));
+const viewerPps = FEED_PPS / everyNth;
+const wanted = (ext: number) => (ext & 0xffff) % everyNth === 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ------------------------------------------------------------------------------------ viewers
@@ -72,7 +86,9 @@ async function viewerProcess(): Promise<void> {
         s.v = await SimViewer.open({
           url: m.url!,
           token: m.token!,
-          stallMs: 700,
+          // Four missed packets, at least 700 ms: a dead relay, not the thinned feed's spacing.
+          stallMs: Math.max(700, 4000 / viewerPps),
+          everyNth,
           onPacket: (msg, _at) => {
             const at = nowMs();
             if (msg.length < 12) return;
@@ -181,7 +197,7 @@ async function main(): Promise<void> {
   };
 
   try {
-    log(`bench:tree: ${viewers} viewers, ${relayCount} relays (fan-out ${values['fan-out']}), ${seconds} s, cluster ${cluster}\n`);
+    log(`bench:tree: ${viewers} viewers at ${viewerPps} packets/s each, ${relayCount} relays (fan-out ${values["fan-out"]}), ${seconds} s, cluster ${cluster}\n`);
     const mixer = await startNode('mixer', ['mixer', '--fan-out', values['fan-out']!]);
     const relays = await Promise.all(Array.from({ length: relayCount }, (_, i) => startNode(`relay-${i + 1}`, ['relay'])));
     const admin = { authorization: `Bearer ${env.MCU_ADMIN_TOKEN}` };
@@ -266,6 +282,7 @@ async function main(): Promise<void> {
     for (const v of all) {
       const set = new Set(v.seqs);
       for (let s = from; s <= to; s++) {
+        if (!wanted(s)) continue;
         if (set.has(s)) perSeq.set(s, (perSeq.get(s) ?? 0) + 1);
         if (s >= killSeq && s <= windowEnd) continue;
         expected++;
@@ -289,6 +306,7 @@ async function main(): Promise<void> {
       viewers,
       relays: relayCount,
       depth,
+      pps: viewerPps,
       deliveryRatio: Number(deliveryRatio.toFixed(5)),
       hopLatencyP99Ms: hop.length ? Number(p99(hop).toFixed(2)) : null,
       joinP99Ms: Number(p99(all.map((v) => v.joinMs).filter(Number.isFinite)).toFixed(0)),
@@ -305,6 +323,7 @@ async function main(): Promise<void> {
     if (!quiet) {
       const rows: Array<[string, string, string]> = [
         ['viewers / relays / depth', `${viewers} / ${relayCount} / ${depth}`, ''],
+        ['probe packets per viewer', `${viewerPps} per second (one in ${everyNth} of the feed)`, ''],
         ['delivery outside the recovery window', `${(deliveryRatio * 100).toFixed(3)} %`, '≥ 99.9 %'],
         ['per-hop latency p99', result.hopLatencyP99Ms === null ? 'n/a (depth 1)' : `${result.hopLatencyP99Ms} ms`, '≤ 5 ms'],
         ['join p99 (through the 307)', `${result.joinP99Ms} ms`, ''],
@@ -318,7 +337,7 @@ async function main(): Promise<void> {
       const h = 200;
       const points = seqs.map((s, i) => `${((i / Math.max(1, seqs.length - 1)) * w).toFixed(1)},${(h - (perSeq.get(s)! / viewers) * h).toFixed(1)}`).join(' ');
       const killX = ((seqs.indexOf(killSeq) / Math.max(1, seqs.length - 1)) * w).toFixed(1);
-      const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h + 20}" font-family="sans-serif" font-size="11"><rect width="${w}" height="${h}" fill="#fafafa"/><line x1="${killX}" y1="0" x2="${killX}" y2="${h}" stroke="#c00" stroke-dasharray="4"/><polyline fill="none" stroke="#06c" points="${points}"/><text x="4" y="${h + 14}">share of viewers that received each program packet (50 per second); red: relay SIGKILLed</text></svg>`;
+      const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h + 20}" font-family="sans-serif" font-size="11"><rect width="${w}" height="${h}" fill="#fafafa"/><line x1="${killX}" y1="0" x2="${killX}" y2="${h}" stroke="#c00" stroke-dasharray="4"/><polyline fill="none" stroke="#06c" points="${points}"/><text x="4" y="${h + 14}">share of viewers that received each probe packet (${viewerPps} per second per viewer); red: relay SIGKILLed</text></svg>`;
       const dir = fileURLToPath(new URL('./results/', import.meta.url));
       mkdirSync(dir, { recursive: true });
       const stamp = new Date().toISOString().replace(/[:.]/g, '-');

@@ -6,7 +6,12 @@ import { z } from 'zod';
 import { nodeOperations, webrtcOperations, type OperationTable } from '@mcu/server';
 
 /** A plain-RTP viewer: the program RTP goes to this UDP address. */
-export const rtpViewerBody = z.object({ host: z.ipv4(), port: z.number().int().min(1).max(65_535) }).strict();
+/**
+ * A plain-RTP viewer: where to send the program audio, and optionally `everyNth` (1–50) to receive
+ * only the packets whose sequence number is a multiple of it: a load generator's lighter probe
+ * (bench:tree's `--pps`), at 50 / N packets per second.
+ */
+export const rtpViewerBody = z.object({ host: z.ipv4(), port: z.number().int().min(1).max(65_535), everyNth: z.number().int().min(1).max(50).optional() }).strict();
 
 const viewerRoles = ['producer', 'presenter', 'viewer'] as const;
 

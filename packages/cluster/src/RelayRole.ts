@@ -327,8 +327,11 @@ export class RelayRole {
     return feed;
   }
 
-  /** Attaches a plain-RTP viewer: the program RTP goes to host:port over UDP. */
-  addRtpViewer(event: string, host: string, port: number): string {
+  /**
+   * Attaches a plain-RTP viewer: the program RTP goes to host:port over UDP (only the packets whose
+   * sequence number is a multiple of `everyNth`, for load generators).
+   */
+  addRtpViewer(event: string, host: string, port: number, everyNth = 1): string {
     const feed = this.#feed(event);
     this.#refuseWhileDraining();
     if (this.#rtpViewers.size >= (this.#opts.maxRtpViewers ?? clusterDefaults.relayRtpViewers)) {
@@ -336,7 +339,12 @@ export class RelayRole {
     }
     const socket = this.#rtpSocket!;
     const id = randomUUID();
-    const stop = feed.addProgramSink((packet) => socket.send(packet, port, host));
+    const stop =
+      everyNth === 1
+        ? feed.addProgramSink((packet) => socket.send(packet, port, host))
+        : feed.addProgramSink((packet) => {
+            if (((packet[2] << 8) | packet[3]) % everyNth === 0) socket.send(packet, port, host);
+          });
     this.#rtpViewers.set(id, { id, event, host, port, stop });
     this.log.debug({ event, viewer: id, host, port }, 'RTP viewer joined');
     return id;
@@ -438,7 +446,7 @@ export class RelayRole {
         chunks.push(c as Buffer);
       }
       const body = parseJsonBody(Buffer.concat(chunks).toString('utf8'), rtpViewerBody, 'body');
-      const id = this.addRtpViewer(params.id, body.host, body.port);
+      const id = this.addRtpViewer(params.id, body.host, body.port, body.everyNth);
       res.setHeader('location', `/rtp-viewers/${params.id}/${id}`);
       json(res, 201, { id, relay: this.nodeId });
     });

@@ -174,4 +174,32 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
     await waitFor(() => late.packets > 10, 3000, 'a viewer placed after the restart to receive');
   });
 
+  it('a plain-RTP viewer that asks for one packet in five gets exactly the multiples of five, at 10 per second', async () => {
+    const seqs: number[] = [];
+    const thin = await SimViewer.open({
+      url: `${world.node.url}/rtp-viewers/${event.id}`,
+      token: event.tokens.viewer,
+      everyNth: 5,
+      stallMs: 2000,
+      onPacket: (msg) => seqs.push((msg[2] << 8) | msg[3]),
+    });
+    sims.push(thin);
+    await thin.join(5000);
+    const t0 = performance.now();
+    await waitFor(() => seqs.length >= 20, 5000, 'the thinned feed');
+    const seconds = (performance.now() - t0) / 1000;
+    expect(seqs.every((s) => s % 5 === 0)).toBe(true);
+    // Consecutive multiples of five: nothing of what it asked for is missing.
+    for (let i = 1; i < seqs.length; i++) expect((seqs[i] - seqs[i - 1]) & 0xffff).toBe(5);
+    expect(seqs.length / Math.max(seconds, 0.5)).toBeLessThan(15);
+    // A bad value is refused with the reason.
+    const bad = await fetch(`${thin.relay ? world.relays.find((r) => r.nodeId === thin.relay)!.url : world.node.url}/rtp-viewers/${event.id}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${event.tokens.viewer}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ host: '127.0.0.1', port: 9, everyNth: 0 }),
+    });
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toMatch(/everyNth/);
+  });
+
 });

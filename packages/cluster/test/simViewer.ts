@@ -14,6 +14,8 @@ export interface SimViewerOptions {
   /** No packet for this long: the relay is gone, join again. */
   stallMs?: number;
   onPacket?: (msg: Buffer, at: number) => void;
+  /** Receive only the packets whose sequence number is a multiple of this (the relay thins the feed). */
+  everyNth?: number;
 }
 
 export class SimViewer {
@@ -68,7 +70,7 @@ export class SimViewer {
         const res = await fetch(this.opts.url, {
           method: 'POST',
           headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ host: '127.0.0.1', port: this.port }),
+          body: JSON.stringify({ host: '127.0.0.1', port: this.port, ...(this.opts.everyNth && this.opts.everyNth > 1 && { everyNth: this.opts.everyNth }) }),
           signal: AbortSignal.timeout(1000),
         });
         if (res.status === 201) {
