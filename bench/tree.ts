@@ -312,7 +312,24 @@ async function main(): Promise<void> {
       joinP99Ms: Number(p99(all.map((v) => v.joinMs).filter(Number.isFinite)).toFixed(0)),
       recoverySeconds: Number((recoveryMs / 1000).toFixed(2)),
     };
+    // Where the stalls after the kill come from: for the probe viewer of each relay in each viewer
+    // process, its longest silence after the kill (start after the kill, length). Silences shared by
+    // every relay and process at once point upstream (the mixer); ones that differ by process point
+    // at the viewer processes themselves.
+    const probeGaps = reports.map((r) =>
+      Object.fromEntries(
+        Object.entries(r.probes).map(([relay, list]) => {
+          let best: [number, number] = [0, 0];
+          for (let i = 1; i < list.length; i++) {
+            const gap = list[i][1] - list[i - 1][1];
+            if (list[i - 1][1] > killAt && gap > best[1]) best = [Math.round(list[i - 1][1] - killAt), Math.round(gap)];
+          }
+          return [relay.slice(-6), best];
+        }),
+      ),
+    );
     const detail = {
+      probeGapsAfterKill: probeGaps,
       affectedViewers: recoveries.length,
       recoveryP50Seconds: recoveries.length ? Number((recoveries.sort((a, b) => a - b)[Math.floor(recoveries.length / 2)] / 1000).toFixed(2)) : 0,
       hopLatencyP50Ms: hop.length ? Number(hop.sort((a, b) => a - b)[Math.floor(hop.length / 2)].toFixed(2)) : null,
