@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { WebRtcEdge } from '@mcu/webrtc';
+import type { VideoMixerStats, VideoRenditionStatsSnapshot } from '@mcu/mixer';
 import type { EventRecord, EventRegistry } from './EventRegistry.js';
 
 type Totals = { packetsIn: number; packetsOut: number; dropped: Record<string, number>; lost: number; late: number; fec: number; plc: number; fades: number; decodes: number; encodes: number };
@@ -37,6 +38,8 @@ function totalsOf(e: EventRecord): Totals {
  * path pays nothing for metrics but one histogram observation per tick.
  */
 export class Metrics {
+  /** The video mixers' stats for the scrape being rendered (null: not read yet). */
+  private videoSnapshot: { event: string; stats: VideoMixerStats }[] | null = null;
   readonly registry = new Registry();
   readonly tickSeconds: Histogram;
   private readonly ended = zero();
@@ -112,7 +115,8 @@ export class Metrics {
         this.set(events.list().reduce((n, e) => n + e.mixer.mixer.speakerIds.length, 0));
       },
     });
-    const videoStats = () => events.list().flatMap((e) => (e.mixer.videoMixer ? [{ event: e.id, stats: e.mixer.videoMixer.stats() }] : []));
+    // The video mixers' stats are read once per scrape, however many metrics use them.
+    const videoStats = () => (this.videoSnapshot ??= events.list().flatMap((e) => (e.mixer.videoMixer ? [{ event: e.id, stats: e.mixer.videoMixer.stats() }] : [])));
     new Gauge({
       name: 'mcu_video_encode_latency_seconds',
       help: 'Smoothed time from handing a composed frame to its encoder to getting it back encoded, by rendition',
@@ -123,26 +127,22 @@ export class Metrics {
         for (const v of videoStats()) for (const [rendition, r] of Object.entries(v.stats.renditions)) this.set({ event: v.event, rendition }, r.encodeLatencyAvgMs / 1000);
       },
     });
-    new Counter({
-      name: 'mcu_video_frames_encoded_total',
-      help: 'Program frames encoded, by rendition',
-      labelNames: ['rendition'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const v of videoStats()) for (const [rendition, r] of Object.entries(v.stats.renditions)) this.inc({ rendition }, r.framesEncoded);
-      },
-    });
-    new Counter({
-      name: 'mcu_video_frames_dropped_total',
-      help: 'Composed frames an encoder refused (behind or restarting), by rendition',
-      labelNames: ['rendition'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const v of videoStats()) for (const [rendition, r] of Object.entries(v.stats.renditions)) this.inc({ rendition }, r.dropped);
-      },
-    });
+    const perRendition: [name: string, help: string, pick: (r: VideoRenditionStatsSnapshot) => number][] = [
+      ['mcu_video_frames_encoded_total', 'Program frames encoded, by rendition', (r) => r.framesEncoded],
+      ['mcu_video_frames_dropped_total', 'Composed frames an encoder refused (behind or restarting), by rendition', (r) => r.dropped],
+    ];
+    for (const [name, help, pick] of perRendition) {
+      new Counter({
+        name,
+        help,
+        labelNames: ['rendition'],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const v of videoStats()) for (const [rendition, r] of Object.entries(v.stats.renditions)) this.inc({ rendition }, pick(r));
+        },
+      });
+    }
     new Counter({
       name: 'mcu_video_process_restarts_total',
       help: 'ffmpeg decoders and encoders restarted after a crash',
@@ -162,7 +162,12 @@ export class Metrics {
   }
 
   async render(): Promise<{ body: string; type: string }> {
-    return renderMetrics(this.registry);
+    this.videoSnapshot = null;
+    try {
+      return await renderMetrics(this.registry);
+    } finally {
+      this.videoSnapshot = null;
+    }
   }
 }
 
