@@ -1,7 +1,7 @@
 import { RtpHeader } from 'werift';
 import type { RTCRtpSender } from 'werift';
-import { ntpFromUnixMs } from '@mcu/rtp';
-import type { RtpHeader as ParsedHeader } from '@mcu/rtp';
+import { ntpFromUnixMs, rtpPacketLength, writeRtp } from '@mcu/rtp';
+import type { HeaderExtension, RtpBuildFields, RtpHeader as ParsedHeader } from '@mcu/rtp';
 import { ipv4ToNumber, loadSrtpGcm, nativeSrtpEnabled, socketFd, SRTP_GCM_TAG_BYTES } from './SrtpGcm.js';
 import type { SrtpGcmSession } from './SrtpGcm.js';
 
@@ -79,41 +79,6 @@ function nativeSessionOf(srtp: SrtpInternals): SrtpGcmSession | null {
   return n;
 }
 
-/** RFC 3550 §5.1 header (with CSRCs) and RFC 8285 one-byte extensions into `out`; returns its length. */
-function writeHeader(out: Buffer, h: RtpHeader, csrc: readonly number[], extensions: readonly { id: number; payload: Buffer }[]): number {
-  out[0] = 0x80 | (extensions.length > 0 ? 0x10 : 0) | csrc.length;
-  out[1] = (h.marker ? 0x80 : 0) | (h.payloadType & 0x7f);
-  out.writeUInt16BE(h.sequenceNumber, 2);
-  out.writeUInt32BE(h.timestamp >>> 0, 4);
-  out.writeUInt32BE(h.ssrc >>> 0, 8);
-  let o = 12;
-  for (const c of csrc) {
-    out.writeUInt32BE(c >>> 0, o);
-    o += 4;
-  }
-  if (extensions.length === 0) return o;
-  const start = o;
-  out[o] = 0xbe;
-  out[o + 1] = 0xde;
-  o += 4;
-  for (const e of extensions) {
-    out[o++] = (e.id << 4) | (e.payload.length - 1);
-    e.payload.copy(out, o);
-    o += e.payload.length;
-  }
-  while ((o - start) % 4 !== 0) out[o++] = 0;
-  out.writeUInt16BE((o - start - 4) / 4, start + 2);
-  return o;
-}
-
-/** Header bytes `writeHeader` will write. */
-function headerLength(csrcCount: number, extensions: readonly { payload: Buffer }[]): number {
-  if (extensions.length === 0) return 12 + 4 * csrcCount;
-  let ext = 0;
-  for (const e of extensions) ext += 1 + e.payload.length;
-  return 12 + 4 * csrcCount + 4 + Math.ceil(ext / 4) * 4;
-}
-
 interface IceInternals {
   canSendApplicationData?(): boolean;
   nominated?: {
@@ -185,6 +150,7 @@ export class FastSender {
       if (!s.headerExtensions) return [];
       this.absSendTimeId = s.headerExtensions.find((e) => e.uri === ABS_SEND_TIME_URI)?.id ?? 0;
       this.absSendTimeExt.id = this.absSendTimeId;
+      (this.absSendTimeElement[0] as HeaderExtension).id = this.absSendTimeId;
     }
     if (this.absSendTimeId === 0) return [];
     this.absSendTimeExt.payload.writeUIntBE(Number((ntp >> 14n) & 0xffffffn), 0, 3);
@@ -192,6 +158,10 @@ export class FastSender {
   }
 
   private readonly absSendTimeList = [this.absSendTimeExt];
+  /** The same element for our own header writer (one buffer: written once per packet). */
+  private readonly absSendTimeElement: readonly HeaderExtension[] = [{ id: 0, data: this.absSendTimeExt.payload }];
+  /** Header fields of the packet being sealed natively, one object reused. */
+  private readonly fields: RtpBuildFields = { payloadType: 0, sequenceNumber: 0, timestamp: 0, ssrc: 0 };
 
   /** Packets sealed by the native GCM path (the rest by werift's). */
   nativePackets = 0;
@@ -236,12 +206,19 @@ export class FastSender {
     const native = nativeSessionOf(srtp);
     const ctx = srtp.localContext;
     if (native === null || !ctx) return null;
-    const ext = h.extensions;
-    const hdr = headerLength(this.csrc.length, ext);
+    const f = this.fields;
+    f.payloadType = h.payloadType;
+    f.sequenceNumber = h.sequenceNumber;
+    f.timestamp = h.timestamp;
+    f.ssrc = h.ssrc;
+    f.marker = h.marker;
+    f.csrcs = this.csrc;
+    f.csrcCount = this.csrc.length;
+    // abs-send-time is the only element this path writes (see extensions()).
+    f.extensions = h.extensions.length > 0 ? this.absSendTimeElement : undefined;
     // One buffer per packet: the socket holds it until the datagram is out.
-    const out = Buffer.allocUnsafe(hdr + payload.length + SRTP_GCM_TAG_BYTES);
-    writeHeader(out, h, this.csrc, ext);
-    payload.copy(out, hdr);
+    const out = Buffer.allocUnsafe(rtpPacketLength(f, payload.length) + SRTP_GCM_TAG_BYTES);
+    const hdr = writeRtp(out, f, payload) - payload.length;
     const state = ctx.getSrtpSsrcState(h.ssrc);
     ctx.updateRolloverCount(h.sequenceNumber, state);
     if (native.protect(out, hdr, payload.length, state.rolloverCounter) < 0) return null;
