@@ -2,7 +2,8 @@ import { RtpHeader } from 'werift';
 import type { RTCRtpSender } from 'werift';
 import { ntpFromUnixMs, rtpPacketLength, writeRtp } from '@mcu/rtp';
 import type { HeaderExtension, RtpBuildFields, RtpHeader as ParsedHeader } from '@mcu/rtp';
-import { ipv4ToNumber, loadSrtpGcm, nativeSrtpEnabled, socketFd, SRTP_GCM_TAG_BYTES } from './SrtpGcm.js';
+import { loadSrtpGcm, nativeSrtpEnabled, socketFd, SRTP_GCM_TAG_BYTES } from './SrtpGcm.js';
+import { ipv4ToInt } from './Sdp.js';
 import type { SrtpGcmSession } from './SrtpGcm.js';
 
 /**
@@ -185,7 +186,7 @@ export class FastSender {
     if (fd < 0) return false;
     if (to[0] !== this.directHost) {
       this.directHost = to[0];
-      this.directIp = ipv4ToNumber(to[0]);
+      this.directIp = ipv4ToInt(to[0]);
     }
     if (this.directIp < 0) return false;
     const n = binding.sendTo(fd, packet, packet.length, this.directIp, to[1]);

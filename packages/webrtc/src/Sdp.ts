@@ -115,7 +115,8 @@ export function addressAllowList(entries: string[] | undefined): (address: strin
   };
 }
 
-function ipv4ToInt(ip: string): number {
+/** A dotted IPv4 address as an unsigned 32-bit number, or -1 for anything else (IPv6, names). */
+export function ipv4ToInt(ip: string): number {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
   if (!m) return -1;
   const parts = m.slice(1).map(Number);

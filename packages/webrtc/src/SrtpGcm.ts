@@ -31,19 +31,6 @@ export function socketFd(socket: object): number {
   return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }
 
-/** A dotted IPv4 address as a 32-bit number, or -1 for anything else (IPv6, names). */
-export function ipv4ToNumber(address: string): number {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(address);
-  if (!m) return -1;
-  let n = 0;
-  for (let i = 1; i <= 4; i++) {
-    const b = Number(m[i]);
-    if (b > 255) return -1;
-    n = n * 256 + b;
-  }
-  return n;
-}
-
 export const SRTP_GCM_TAG_BYTES = 16;
 
 // node-gyp writes the addon to build/<configuration>/ beside package.json.

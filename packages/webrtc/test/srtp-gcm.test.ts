@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { ProtectionProfileAeadAes128Gcm, RtpHeader, SrtpSession } from 'werift';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { ipv4ToNumber, loadSrtpGcm, socketFd, SRTP_GCM_TAG_BYTES } from '../src/SrtpGcm.js';
+import { loadSrtpGcm, socketFd, SRTP_GCM_TAG_BYTES } from '../src/SrtpGcm.js';
+import { ipv4ToInt } from '../src/Sdp.js';
 
 function sessions() {
   const keys = { localMasterKey: randomBytes(16), localMasterSalt: randomBytes(12), remoteMasterKey: randomBytes(16), remoteMasterSalt: randomBytes(12) };
@@ -75,9 +76,9 @@ describe('native SRTP AES-GCM', () => {
     try {
       const fd = socketFd(from);
       expect(fd).toBeGreaterThan(2);
-      expect(ipv4ToNumber('127.0.0.1')).toBe(0x7f00_0001);
-      expect(ipv4ToNumber('::1')).toBe(-1);
-      expect(ipv4ToNumber('256.0.0.1')).toBe(-1);
+      expect(ipv4ToInt('127.0.0.1')).toBe(0x7f00_0001);
+      expect(ipv4ToInt('::1')).toBe(-1);
+      expect(ipv4ToInt('256.0.0.1')).toBe(-1);
       const got = once(to, 'message');
       const payload = Buffer.from('program packet');
       expect(binding!.sendTo(fd, payload, payload.length, 0x7f00_0001, to.address().port)).toBe(payload.length);
