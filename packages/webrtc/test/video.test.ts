@@ -10,8 +10,8 @@ import { buildRtp } from '@mcu/rtp';
 import { OpusEncoder } from '@mcu/codec';
 import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig, WebRtcEdge, WhepSession, WhipSession, programSourceOf } from '../src/index.js';
 import type { WebRtcSession } from '../src/index.js';
-import { LOOPBACK } from './client.js';
-import { ClipSender, Viewer, isAlive, lavfiClip, meanYuv, until } from '../../mixer/test/videoMedia.js';
+import { closeVideoEvent, LOOPBACK } from './client.js';
+import { ClipSender, Viewer, lavfiClip, meanYuv, until } from '../../mixer/test/videoMedia.js';
 import type { Clip } from '../../mixer/test/videoMedia.js';
 
 const W = 320;
@@ -59,13 +59,7 @@ afterAll(async () => {
   for (const s of senders) s.stop();
   for (const t of timers) clearInterval(t);
   encoder?.close();
-  const pids: number[] = [];
-  const ids = event?.videoMixer?.processIds();
-  if (ids) for (const pid of [...Object.values(ids.decoders), ...Object.values(ids.encoders)]) if (pid !== null) pids.push(pid);
-  edge?.close();
-  event?.close();
-  await Promise.all(pcs.map((pc) => pc.close().catch(() => undefined)));
-  expect(await until(() => pids.every((pid) => !isAlive(pid)), 5000)).toBe(true);
+  expect(await closeVideoEvent(event, edge, pcs)).toBe(true);
 });
 
 describe('video through the WebRTC edge', () => {
