@@ -117,6 +117,8 @@ export class RelayRole {
   #rtpSocket: dgram.Socket | undefined;
   #closed = false;
   #draining: Promise<RelayDrainResult> | undefined;
+  /** Set before the drain's first heartbeat is built (the promise above is assigned only after `#drain` returns). */
+  #drainStarted = false;
 
   private constructor(opts: RelayRoleOptions) {
     this.#opts = opts;
@@ -164,13 +166,13 @@ export class RelayRole {
   }
 
   get isDraining(): boolean {
-    return this.#draining !== undefined;
+    return this.#drainStarted;
   }
 
   /** Why `/readyz` answers 503 now, or null (ready). */
   notReady(): NotReady | null {
     if (this.#closed) return { reason: 'closing', message: 'the relay is shutting down' };
-    if (this.#draining) return { reason: 'draining', message: 'the relay is draining: its viewers move to other relays' };
+    if (this.#drainStarted) return { reason: 'draining', message: 'the relay is draining: its viewers move to other relays' };
     if (!this.#bus.connected) return { reason: 'bus_disconnected', message: 'the relay is disconnected from NATS' };
     if (!this.agent?.registered) return { reason: 'not_registered', message: 'the relay is not registered with the cluster' };
     const max = this.#opts.maxViewers ?? clusterDefaults.relayViewers;
@@ -186,6 +188,7 @@ export class RelayRole {
    * viewer and no child relay is left, or `timeoutMs` passes, and closes. Idempotent.
    */
   drain(opts: { timeoutMs: number }): Promise<RelayDrainResult> {
+    this.#drainStarted = true;
     this.#draining ??= this.#drain(opts.timeoutMs);
     return this.#draining;
   }
@@ -361,7 +364,7 @@ export class RelayRole {
 
   /** A viewer sent here while draining asks the mixer again and is placed elsewhere. */
   #refuseWhileDraining(): void {
-    if (this.#draining || this.#closed) throw new ServiceUnavailableError('this relay is draining: join through the mixer again', 1, 'draining');
+    if (this.#drainStarted || this.#closed) throw new ServiceUnavailableError('this relay is draining: join through the mixer again', 1, 'draining');
   }
 
   #registerMetrics(): void {

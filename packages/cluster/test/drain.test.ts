@@ -124,11 +124,20 @@ describe('drain and readiness: mixer + 2 relays over NATS and UDP', () => {
     expect(onR1.length).toBeGreaterThan(0);
     expect(sims.filter((s) => s.relay === 'r2').length).toBeGreaterThan(0);
 
+    // The very first heartbeat after the drain starts says so (not the next periodic one).
+    const firstBeat = r1.agent!.seq + 1;
+    const beats: { seq: number; draining: boolean }[] = [];
+    const onLoad = (n: { info: { id: string }; seq: number; draining: boolean }) => {
+      if (n.info.id === 'r1') beats.push({ seq: n.seq, draining: n.draining });
+    };
+    world.mixer.controller.registry.on('load', onLoad);
     const started = performance.now();
     const drained = r1.drain({ timeoutMs: 5000 });
     expect(await readyz(r1.url)).toMatchObject({ status: 503, body: { reason: 'draining' } });
     // Once the controller has r1's draining heartbeat, every placement goes to r2.
-    await waitFor(() => world.mixer.controller.registry.nodes().some((n) => n.info.id === 'r1' && n.draining), 2000, 'the registry to see r1 draining');
+    await waitFor(() => world.mixer.controller.registry.nodes().some((n) => n.info.id === 'r1' && n.draining), 5000, 'the registry to see r1 draining');
+    world.mixer.controller.registry.off('load', onLoad);
+    expect(beats.find((b) => b.seq >= firstBeat)).toEqual({ seq: firstBeat, draining: true });
     for (let i = 0; i < 10; i++) expect(world.mixer.controller.placeViewer(event.id).relay?.id).toBe('r2');
     // A viewer asking now joins r2 (r1 would refuse it with 503 anyway).
     const late = await SimViewer.open({ url: viewerUrl(), token: event.tokens.viewer });

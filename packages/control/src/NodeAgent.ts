@@ -114,6 +114,11 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
     return this.stats.registrations > 0 && !this.#closed;
   }
 
+  /** Sequence number of the latest heartbeat built (0 before the first). */
+  get seq(): number {
+    return this.#seq;
+  }
+
   /** Publishes a heartbeat now (e.g. the node started draining) and waits until the server has it. */
   async beatNow(): Promise<void> {
     if (!this.#started || this.#closed) return;
