@@ -1,4 +1,9 @@
+import { createRequire } from 'node:module';
 import { defineConfig } from 'vitest/config';
+
+// The bundled static ffmpeg (@ffmpeg-installer, a 2018 build) is the fallback when no system
+// ffmpeg is installed: the encoder and decoder tests run against it too, since CI has the system one.
+const bundledFfmpeg = (createRequire(import.meta.url)('@ffmpeg-installer/ffmpeg') as { path: string }).path;
 
 // Tests whose assertions depend on wall-clock cadence (50 packets/s to 50 participants, the real
 // 20 ms timer, the browser composite at ≥ 25 fps) run in a group of their own after everything else, one file at a time: on a 2-core
@@ -29,6 +34,16 @@ export default defineConfig({
           include: ['packages/*/test/**/*.test.ts'],
           exclude: timing,
           maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'bundled-ffmpeg',
+          include: ['packages/codec/test/video-process.test.ts'],
+          env: { MCU_FFMPEG_PATH: bundledFfmpeg },
+          maxWorkers: 1,
           sequence: { groupOrder: 0 },
         },
       },

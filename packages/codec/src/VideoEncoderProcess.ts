@@ -330,6 +330,10 @@ export class VideoEncoderProcess extends EventEmitter<VideoEncoderEvents> {
         .outputOptions([
           ...['-preset', 'ultrafast', '-tune', 'zerolatency', '-profile:v', 'baseline', '-level:v', h264Level(this.width, this.height, o.fps)],
           ...['-bf', '0', '-forced-idr', '1'],
+          // The frame rate x264's rate control plans with. An ffmpeg before 5 (the bundled 2018
+          // build) hands x264 the 1:90000 encoder time base as 90,000 fps instead of `-r`: a few
+          // bits per frame, every picture flat grey at QP 51.
+          ...['-x264-params', `fps=${o.fps}`],
           ...['-b:v', `${kbps}k`, '-maxrate', `${kbps}k`, '-bufsize', `${kbps}k`],
         ])
         .format('flv');

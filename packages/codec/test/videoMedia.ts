@@ -1,6 +1,6 @@
 /** Test media made by ffmpeg itself (lavfi sources), and ffmpeg as the reference decoder. */
 import { spawnSync } from 'node:child_process';
-import { resolveFfmpeg, readIvfFile } from '../src/index.js';
+import { passthroughTimingArgs, resolveFfmpeg, readIvfFile } from '../src/index.js';
 import { splitAnnexBAccessUnits } from '@mcu/rtp';
 
 export interface EncodedClip {
@@ -33,9 +33,12 @@ export function hasIdr(au: Uint8Array): boolean {
 
 /** Decodes a whole VP8 IVF file or H.264 Annex-B stream with ffmpeg into I420 frames of the stream's size. */
 export function referenceDecode(data: Uint8Array, format: 'ivf' | 'h264', width: number, height: number): Uint8Array[] {
+  const bin = resolveFfmpeg();
   const r = spawnSync(
-    resolveFfmpeg().path,
-    ['-hide_banner', '-loglevel', 'error', '-f', format, '-i', 'pipe:0', '-f', 'rawvideo', '-pix_fmt', 'yuv420p', 'pipe:1'],
+    bin.path,
+    // One picture out per frame in: without passthrough an older ffmpeg (the bundled 2018 build)
+    // drops or duplicates frames to a constant rate it guesses.
+    ['-hide_banner', '-loglevel', 'error', '-f', format, '-i', 'pipe:0', ...passthroughTimingArgs(bin), '-f', 'rawvideo', '-pix_fmt', 'yuv420p', 'pipe:1'],
     { input: data, maxBuffer: 1 << 28 },
   );
   if (r.status !== 0) throw new Error(`ffmpeg failed: ${r.stderr.toString()}`);

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { H264Packetizer, VideoFrameAssembler, Vp8Packetizer, buildRtp, splitAnnexBAccessUnits } from '@mcu/rtp';
 import type { VideoCodec } from '@mcu/rtp';
 import { ivfFile, readIvfFile, resolveFfmpeg } from '@mcu/codec';
+import { referenceDecode } from '../../codec/test/videoMedia.js';
 
 export interface Clip {
   codec: VideoCodec;
@@ -118,22 +119,10 @@ export class Viewer {
 
   /** Decodes frames [from, to) (from must be a keyframe) with ffmpeg into I420 pictures. */
   decode(width: number, height: number, from = 0, to = this.frames.length): Uint8Array[] {
-    if (this.codec === 'h264') return this.run('h264', Buffer.concat(this.frames.slice(from, to).map((f) => f.data)), width, height);
-    return this.run('ivf', ivfFile('VP80', width, height, this.frames.slice(from, to).map((f) => f.data)), width, height);
-  }
-
-  private run(format: string, input: Buffer, width: number, height: number): Uint8Array[] {
-    const r = spawnSync(resolveFfmpeg().path, ['-hide_banner', '-loglevel', 'error', '-f', format, '-i', 'pipe:0', '-f', 'rawvideo', '-pix_fmt', 'yuv420p', 'pipe:1'], {
-      input,
-      maxBuffer: 1 << 28,
-    });
-    if (r.status !== 0) throw new Error(`ffmpeg failed: ${r.stderr.toString()}`);
-    const size = (width * height * 3) / 2;
-    const out: Uint8Array[] = [];
-    for (let o = 0; o + size <= r.stdout.length; o += size) out.push(r.stdout.subarray(o, o + size));
-    return out;
+    if (this.codec === 'h264') return referenceDecode(Buffer.concat(this.frames.slice(from, to).map((f) => f.data)), 'h264', width, height);
+    return referenceDecode(ivfFile('VP80', width, height, this.frames.slice(from, to).map((f) => f.data)), 'ivf', width, height);
   }
 }
 
 // Picture checks and polling helpers are shared with the codec's tests.
-export { isAlive, meanYuv, sleep, until } from '../../codec/test/videoMedia.js';
+export { isAlive, meanYuv, referenceDecode, sleep, until } from '../../codec/test/videoMedia.js';
