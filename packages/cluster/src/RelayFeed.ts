@@ -20,8 +20,14 @@
  * Viewers see one continuous stream per kind for the life of their session: a StreamContinuity
  * per stream rewrites SSRC, sequence numbers and timestamps when the feed's source changes under
  * them (the mixer restarted with new SSRCs and random sequence numbers).
+ *
+ * The feed watches its parent: the program audio never pauses, so no authentic packet for
+ * `parentSilentMs` means the parent (or the path to it) is gone, and the feed reports it to the
+ * registry (`ClusterClient.reportParentSilent`), which replaces a dead parent after two missed
+ * heartbeats instead of four. A check that runs late (this process was busy) decides nothing: its
+ * socket may hold packets it has not read yet.
  */
-import { ClusterClient, type Bus, type FeedStream } from '@mcu/control';
+import { ClusterClient, controlDefaults, type Bus, type FeedStream } from '@mcu/control';
 import { RelayForwarder, StreamContinuity, type RtpSink, type StreamInfo, type UdpEndpoint } from '@mcu/relay';
 import { BitrateMeter, type RtpHeader, type VideoCodec } from '@mcu/rtp';
 import { mediaMsAt } from '@mcu/mixer';
@@ -43,6 +49,9 @@ export interface RelayFeedOptions {
 
 /** How often the renditions' send rates are sampled (BitrateMeter smooths over 1 s windows). */
 const RATE_SAMPLE_MS = 250;
+
+/** How often the feed checks that its parent still sends. */
+const PARENT_WATCH_MS = 100;
 
 /** Where the forwarder listens before the tree names a parent: nothing is accepted from it. */
 const NO_PARENT: UdpEndpoint = { host: '127.0.0.1', port: 9 };
@@ -105,6 +114,11 @@ export class RelayFeed implements ProgramSource {
   /** Packets dropped because no stream description names their SSRC (yet). */
   undescribed = 0;
   readonly #rateTimer: NodeJS.Timeout;
+  readonly #parentTimer: NodeJS.Timeout;
+  #lastParentCheck = performance.now();
+  #lastSilentReport = 0;
+  /** Reports of a silent parent sent to the registry. */
+  parentSilentReports = 0;
   #closed = false;
 
   private constructor(id: string, forwarder: RelayForwarder, client: ClusterClient, keys: FeedKeyFollower) {
@@ -134,6 +148,19 @@ export class RelayFeed implements ProgramSource {
       const now = performance.now();
       for (const r of this.#renditions.values()) r.rate.measure(now, r.bytesIn);
     }, RATE_SAMPLE_MS).unref();
+    this.#parentTimer = setInterval(() => this.#checkParent(), PARENT_WATCH_MS).unref();
+  }
+
+  #checkParent(): void {
+    const now = performance.now();
+    const late = now - this.#lastParentCheck - PARENT_WATCH_MS;
+    this.#lastParentCheck = now;
+    if (this.#closed || late > PARENT_WATCH_MS || this.client.parent === null) return;
+    const silentMs = now - this.forwarder.lastParentRtpAt;
+    if (silentMs < controlDefaults.parentSilentMs || now - this.#lastSilentReport < controlDefaults.parentSilentReportIntervalMs) return;
+    this.#lastSilentReport = now;
+    this.parentSilentReports++;
+    this.client.reportParentSilent(silentMs);
   }
 
   static async open(opts: RelayFeedOptions): Promise<RelayFeed> {
@@ -323,16 +350,18 @@ export class RelayFeed implements ProgramSource {
     if (dflt !== null) for (let i = 0; i < dflt.length; i++) deliver(dflt[i], out, length, mediaMs);
   };
 
-  close(): void {
+  /** Frees everything; `crashed` leaves its entry in the `feeds` bucket, as a killed process would (tests). */
+  close(opts: { crashed?: boolean } = {}): void {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#rateTimer);
+    clearInterval(this.#parentTimer);
     this.#sinks = [];
     this.#defaultSinks = [];
     for (const r of this.#renditions.values()) r.sinks = [];
     this.keys.close();
     this.forwarder.close();
-    void this.client.close();
+    void this.client.close({ withdraw: opts.crashed !== true });
   }
 }
 

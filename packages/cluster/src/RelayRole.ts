@@ -460,14 +460,14 @@ export class RelayRole {
     });
   }
 
-  #release(): void {
+  #release(crashed = false): void {
     this.#closed = true;
     this.#abort.abort();
     for (const a of this.#opening.values()) a.abort();
     this.#opening.clear();
     for (const v of [...this.#rtpViewers.keys()]) this.#removeRtpViewer(v, 'shutdown');
     this.edge.close();
-    for (const f of this.feeds.values()) f.close();
+    for (const f of this.feeds.values()) f.close({ crashed });
     this.feeds.clear();
     try {
       this.#rtpSocket?.close();
@@ -490,7 +490,7 @@ export class RelayRole {
   async crash(): Promise<void> {
     if (this.#closed) return;
     this.agent?.abandon();
-    this.#release();
+    this.#release(true);
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 }

@@ -129,6 +129,10 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
     expect(worstGap).toBeLessThan(3000);
     expect(onVictim.every((s) => s.relay !== victim.nodeId)).toBe(true);
     await waitFor(() => child.feeds.get(event.id)?.client.parent?.id === 'mixer', 3000, 'the child relay to re-parent');
+    // The child saw its feed stop and said so: the registry declared the victim dead two missed
+    // beats after its last, not four.
+    expect(child.feeds.get(event.id)!.parentSilentReports).toBeGreaterThan(0);
+    expect(world.mixer.controller.registry.stats.deadBySilence).toBe(1);
 
     // WHEP viewers of the dead relay reconnected through the mixer and hear the tone again.
     await waitFor(() => wheps.every((w) => w.client.pc.connectionState === 'connected' && w.client.received.length > 60), 8000, 'WHEP viewers to play again');

@@ -19,6 +19,7 @@ import { sleep, systemClock, type Clock } from './Clock.js';
 import {
   eventFeedSchema,
   nodeInfoSchema,
+  nodeSilentSchema,
   treeAssignmentSchema,
   type EventFeed,
   type FeedStream,
@@ -115,6 +116,21 @@ export class ClusterClient extends EventEmitter<ClusterClientEvents> {
     this.#advertised = true;
   }
 
+  /**
+   * Tells the registry that the feed from this node's parent has been silent for `silentMs` (see
+   * `nodeSilentSchema`): a dead parent is then replaced within about two heartbeats.
+   */
+  reportParentSilent(silentMs: number): void {
+    const parent = this.#parent;
+    if (this.#closed || !parent) return;
+    const report = nodeSilentSchema.parse({ v: 1, id: this.nodeId, event: this.event, parent: parent.id, silentMs: Math.round(silentMs), at: Date.now() });
+    try {
+      this.#bus.publish(subjects(this.#cluster).node.silent(parent.id), report);
+    } catch {
+      // the bus is closed or down: the parent's missed beats tell the registry anyway
+    }
+  }
+
   get assignment(): TreeAssignment | null {
     return this.#assignment;
   }
@@ -158,11 +174,12 @@ export class ClusterClient extends EventEmitter<ClusterClientEvents> {
   }
 
   /** Idempotent. */
-  async close(): Promise<void> {
+  /** Stops following the tree and withdraws what `advertise` published (unless `withdraw` is false: a crash, in tests). */
+  async close(opts: { withdraw?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#abort.abort();
-    if (this.#advertised) await this.#feedsKv?.delete(`${this.event}.${this.nodeId}`).catch(() => undefined);
+    if (this.#advertised && opts.withdraw !== false) await this.#feedsKv?.delete(`${this.event}.${this.nodeId}`).catch(() => undefined);
     this.emit('close');
   }
 

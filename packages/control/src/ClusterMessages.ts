@@ -67,6 +67,23 @@ export const nodeLeaveSchema = z.object({ v: v1, id: safeIdSchema, at: timestamp
 export type NodeLeave = z.infer<typeof nodeLeaveSchema>;
 
 /**
+ * A child's report on `node.silent.<parent>`: the event's feed from `parent` has been silent for
+ * `silentMs` (the program audio never pauses). The registry then declares the parent dead as soon
+ * as its heartbeats are `suspectDeadAfterMs` old instead of `deadAfterMs`: the data plane saw the
+ * death, the control plane confirms it. A parent whose beats are fresh is left alone.
+ */
+export const nodeSilentSchema = z.object({
+  v: v1,
+  /** The reporting child. */
+  id: safeIdSchema,
+  event: safeIdSchema,
+  parent: safeIdSchema,
+  silentMs: z.number().int().min(0).max(3_600_000),
+  at: timestampMs,
+});
+export type NodeSilent = z.infer<typeof nodeSilentSchema>;
+
+/**
  * Requests to one node on `node.control.<id>`. `reregister`: a registry heard
  * heartbeats from a node it does not know (its entry was lost or removed
  * after a false death), so the node should announce itself again.

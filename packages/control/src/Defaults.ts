@@ -28,6 +28,20 @@ export const controlDefaults = {
    * re-parenting (a few KV writes) and for viewers to reconnect over WHEP.
    */
   deadAfterMs: 1_000,
+  /**
+   * A child relay whose feed from its parent is silent this long reports it (the program audio is
+   * 50 packets/s and never pauses: 300 ms is 15 packets missing), and again every
+   * `parentSilentReportIntervalMs` while it lasts.
+   */
+  parentSilentMs: 300,
+  parentSilentReportIntervalMs: 250,
+  /**
+   * A node a child reported silent is dead once its last beat is this old: two beats missed
+   * (`heartbeatIntervalMs`), where `deadAfterMs` waits for four. A killed relay's subtree gets a
+   * new parent about 0.5 s after the kill instead of 1.1 s: under the 0.7–1.5 s players wait
+   * before they call a stall and reconnect.
+   */
+  suspectDeadAfterMs: 500,
   /** How often the registry looks for silent nodes (adds at most this much to detection). */
   livenessCheckIntervalMs: 100,
   /** A registry asks an unknown node that keeps beating to register again at most this often. */

@@ -16,7 +16,9 @@ export type DropReason =
   /** a valid message about another cluster */
   | 'wrong_cluster'
   /** the id in the subject and the id in the payload differ */
-  | 'id_mismatch';
+  | 'id_mismatch'
+  /** a report from a node the registry does not know */
+  | 'unknown_reporter';
 
 export class DropCounter {
   readonly #counts = new Map<DropReason, number>();

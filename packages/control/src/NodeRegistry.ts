@@ -7,6 +7,12 @@
  * a graceful leave removes it at once (`nodeLeft`). While this process's own
  * bus connection is down, nobody is declared dead (the silence is ours, not
  * theirs), and every node gets a fresh `deadAfterMs` once it is back.
+ *
+ * A child relay that stops receiving its parent's feed reports the parent silent
+ * (`node.silent.<id>`, see `nodeSilentSchema`); for `deadAfterMs` after such a report the parent
+ * is dead once its last beat is `suspectDeadAfterMs` old. Reports from unknown nodes are dropped,
+ * and reports within `deadAfterMs` of this process's own (re)connection are ignored: beats are
+ * still catching up then, and a report may have sat in a buffer.
  */
 import { EventEmitter } from 'node:events';
 import type { Bus, BusMessage, BusStatus, BusSubscription, KvStore } from './Bus.js';
@@ -15,6 +21,7 @@ import {
   nodeInfoSchema,
   nodeLeaveSchema,
   nodeLoadSchema,
+  nodeSilentSchema,
   type NodeControl,
   type NodeInfo,
   type NodeLoad,
@@ -43,6 +50,8 @@ export interface NodeRegistryOptions {
   cluster: string;
   clock?: Clock;
   deadAfterMs?: number;
+  /** Death of a node a child reported silent: its beats this old (default `controlDefaults.suspectDeadAfterMs`). */
+  suspectDeadAfterMs?: number;
   livenessCheckIntervalMs?: number;
   /** Delete a dead node's `nodes` KV entry (default true), so stale nodes do not pile up. */
   pruneDeadFromKv?: boolean;
@@ -66,12 +75,17 @@ export interface NodeRegistryStats {
   left: number;
   dead: number;
   reregisterRequests: number;
+  /** Accepted reports of a silent parent (`node.silent.<id>`). */
+  silenceReports: number;
+  /** Deaths declared on a silence report before `deadAfterMs` (the rest of `dead` waited for it). */
+  deadBySilence: number;
 }
 
 export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
   readonly drops = new DropCounter();
-  readonly stats: NodeRegistryStats = { joined: 0, left: 0, dead: 0, reregisterRequests: 0 };
+  readonly stats: NodeRegistryStats = { joined: 0, left: 0, dead: 0, reregisterRequests: 0, silenceReports: 0, deadBySilence: 0 };
   readonly deadAfterMs: number;
+  readonly suspectDeadAfterMs: number;
   readonly #bus: Bus;
   readonly #cluster: string;
   readonly #subjects: Subjects;
@@ -82,6 +96,10 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
   /** Unknown nodes whose KV entry is being looked up. */
   readonly #lookups = new Set<string>();
   readonly #reregisterAskedAt = new Map<string, number>();
+  /** node → when (registry clock) a child last reported its feed silent. */
+  readonly #suspects = new Map<string, number>();
+  /** When this process's bus connection last came up (registry clock). */
+  #connectedAt = 0;
   readonly #subs: BusSubscription[] = [];
   #kv: KvStore | undefined;
   #status: AsyncIterator<BusStatus> | undefined;
@@ -97,6 +115,7 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
     this.#subjects = subjects(opts.cluster);
     this.#clock = opts.clock ?? systemClock;
     this.deadAfterMs = opts.deadAfterMs ?? controlDefaults.deadAfterMs;
+    this.suspectDeadAfterMs = Math.min(this.deadAfterMs, opts.suspectDeadAfterMs ?? controlDefaults.suspectDeadAfterMs);
     this.#livenessCheckIntervalMs = opts.livenessCheckIntervalMs ?? controlDefaults.livenessCheckIntervalMs;
     this.#prune = opts.pruneDeadFromKv ?? true;
   }
@@ -106,9 +125,11 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
     if (this.#started || this.#closed) return;
     this.#started = true;
     const s = this.#subjects;
+    this.#connectedAt = this.#clock.now();
     this.#pump(this.#bus.subscribe(s.node.register), (m) => this.#onRegister(m));
     this.#pump(this.#bus.subscribe(s.node.heartbeat('*')), (m) => this.#onHeartbeat(m));
     this.#pump(this.#bus.subscribe(s.node.leave('*')), (m) => this.#onLeave(m));
+    this.#pump(this.#bus.subscribe(s.node.silent('*')), (m) => this.#onSilent(m));
     this.#status = this.#bus.status()[Symbol.asyncIterator]();
     void this.#pumpStatus(this.#status);
     this.#kv = await this.#bus.kv(s.buckets.nodes);
@@ -175,6 +196,8 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
           if (this.#paused) {
             const now = this.#clock.now();
             for (const n of this.#nodes.values()) n.lastSeenAt = now;
+            this.#connectedAt = now;
+            this.#suspects.clear();
           }
           this.#paused = false;
         }
@@ -285,11 +308,35 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
     this.emit('nodeLeft', leave.id);
   }
 
+  #onSilent(m: BusMessage): void {
+    const report = readMessage(nodeSilentSchema, m.data, this.drops);
+    if (!report) return;
+    if (m.subject !== this.#subjects.node.silent(report.parent)) {
+      this.drops.count('id_mismatch');
+      return;
+    }
+    if (!this.#nodes.has(report.id)) {
+      this.drops.count('unknown_reporter');
+      return;
+    }
+    const now = this.#clock.now();
+    if (this.#paused || now - this.#connectedAt < this.deadAfterMs || !this.#nodes.has(report.parent)) return;
+    this.stats.silenceReports++;
+    this.#suspects.set(report.parent, now);
+    this.#checkLiveness();
+  }
+
   #checkLiveness(): void {
     if (this.#paused || this.#closed) return;
     const now = this.#clock.now();
     for (const [id, node] of [...this.#nodes]) {
-      if (now - node.lastSeenAt < this.deadAfterMs) continue;
+      const reportedAt = this.#suspects.get(id);
+      const suspected = reportedAt !== undefined && now - reportedAt < this.deadAfterMs;
+      if (reportedAt !== undefined && !suspected) this.#suspects.delete(id);
+      const silentFor = now - node.lastSeenAt;
+      if (silentFor < (suspected ? this.suspectDeadAfterMs : this.deadAfterMs)) continue;
+      this.#suspects.delete(id);
+      if (silentFor < this.deadAfterMs) this.stats.deadBySilence++;
       this.#nodes.delete(id);
       this.stats.dead++;
       this.emit('nodeDead', id);

@@ -125,6 +125,8 @@ export function subjects(cluster: string) {
       leave: (nodeId: IdOrAny) => `${root}.node.leave.${idToken(nodeId, 'nodeId')}`,
       /** requests addressed to one node (assign parent, start mixing, …) */
       control: (nodeId: IdOrAny) => `${root}.node.control.${idToken(nodeId, 'nodeId')}`,
+      /** a child relay reports that this node's feed to it went silent (a dead parent, sooner than its missed beats tell) */
+      silent: (nodeId: IdOrAny) => `${root}.node.silent.${idToken(nodeId, 'nodeId')}`,
     },
     event,
     placement: {

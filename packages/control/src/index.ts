@@ -64,6 +64,7 @@ export {
   nodeLoadSchema,
   nodeLeaveSchema,
   nodeControlSchema,
+  nodeSilentSchema,
   treeAssignmentSchema,
   treeRemovalSchema,
   treeChangeSchema,

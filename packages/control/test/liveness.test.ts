@@ -85,6 +85,77 @@ describe('NodeAgent and NodeRegistry', () => {
     expect(await (await t.bus.kv(s.buckets.nodes)).keys()).toEqual([]);
   });
 
+  it('a parent a child reports silent is dead two beats after its last one; a parent that beats, a report from a stranger or one just after a reconnect kill nobody', async () => {
+    const t = setup();
+    cleanup = t.closeAll;
+    const { r, log } = t.registry();
+    await t.clock.advance(2_000); // the registry's own connection is older than deadAfterMs
+    await r.start();
+    await t.clock.advance(2_000);
+    const parent = t.agent('p1');
+    const child = t.agent('c1');
+    await parent.start();
+    await child.start();
+    await t.clock.advance(1_000);
+    const report = (from: string, about: string) =>
+      t.bus.publish(s.node.silent(about), { v: 1, id: from, event: 'ev1', parent: about, silentMs: 300, at: Date.now() });
+
+    // Alive and beating: reports change nothing, however many.
+    for (let i = 0; i < 8; i++) {
+      report('c1', 'p1');
+      await t.clock.advance(250);
+    }
+    expect(log).toEqual(['joined p1', 'joined c1']);
+    expect(r.stats.silenceReports).toBe(8);
+
+    // A stranger's report is dropped and counted.
+    report('nobody', 'p1');
+    await t.clock.advance(0);
+    expect(r.drops.of('unknown_reporter')).toBe(1);
+    // A report on another node's subject is refused.
+    t.bus.publish(s.node.silent('c1'), { v: 1, id: 'c1', event: 'ev1', parent: 'p1', silentMs: 300, at: Date.now() });
+    await t.clock.advance(0);
+    expect(r.drops.of('id_mismatch')).toBe(1);
+
+    // The parent dies; its child notices 300 ms later and reports: dead at 500 ms, not 1,000.
+    parent.abandon();
+    const lastBeat = t.clock.now();
+    let diedAt: number | undefined;
+    r.once('nodeDead', () => (diedAt = t.clock.now()));
+    await t.clock.advance(300);
+    report('c1', 'p1');
+    await t.clock.advance(0);
+    expect(log).toEqual(['joined p1', 'joined c1']); // 300 ms: one beat late is no proof
+    await t.clock.advance(300);
+    expect(log).toEqual(['joined p1', 'joined c1', 'dead p1']);
+    expect(diedAt! - lastBeat).toBeGreaterThanOrEqual(controlDefaults.suspectDeadAfterMs);
+    expect(diedAt! - lastBeat).toBeLessThanOrEqual(controlDefaults.suspectDeadAfterMs + controlDefaults.livenessCheckIntervalMs);
+    expect(r.stats.deadBySilence).toBe(1);
+    expect(r.stats.dead).toBe(1);
+  });
+
+  it('silence reports are ignored for deadAfterMs after the registry (re)connects', async () => {
+    const t = setup();
+    cleanup = t.closeAll;
+    const { r, log } = t.registry();
+    await r.start();
+    const parent = t.agent('p1');
+    const child = t.agent('c1');
+    await parent.start();
+    await child.start();
+    await t.clock.advance(250);
+    parent.abandon();
+    await t.clock.advance(500);
+    t.bus.publish(s.node.silent('p1'), { v: 1, id: 'c1', event: 'ev1', parent: 'p1', silentMs: 500, at: Date.now() });
+    await t.clock.advance(100);
+    expect(log).toEqual(['joined p1', 'joined c1']);
+    expect(r.stats.silenceReports).toBe(0);
+    // Only the missed beats kill it, at deadAfterMs.
+    await t.clock.advance(controlDefaults.deadAfterMs);
+    expect(log).toEqual(['joined p1', 'joined c1', 'dead p1']);
+    expect(r.stats.deadBySilence).toBe(0);
+  });
+
   it('a graceful close removes the node at once and deletes its KV entry', async () => {
     const t = setup();
     cleanup = t.closeAll;

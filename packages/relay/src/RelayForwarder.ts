@@ -96,6 +96,8 @@ export class RelayForwarder extends EventEmitter<RelayForwarderEvents> {
   #parentHost: string;
   #parentPort: number;
   readonly #now: () => number;
+  #lastParentRtpAt = 0;
+  #parentSince = 0;
   readonly #keyframes: KeyframeRequestLimiter;
   #nackTimer: NodeJS.Timeout | null = null;
   #closed = false;
@@ -122,6 +124,7 @@ export class RelayForwarder extends EventEmitter<RelayForwarderEvents> {
     this.#streamInfo = toStreamMap(opts.streams);
     this.ssrc = (opts.ssrc ?? randomInt(1, 0xffff_ffff)) >>> 0;
     this.#now = opts.now ?? (() => performance.now());
+    this.#parentSince = this.#now();
     this.#plain = Buffer.alloc(config.maxDatagramBytes);
     this.#rtcpPlain = Buffer.alloc(config.maxDatagramBytes);
     this.#replayPlain = Buffer.alloc(config.maxDatagramBytes);
@@ -163,8 +166,17 @@ export class RelayForwarder extends EventEmitter<RelayForwarderEvents> {
    */
   setParent(parent: UdpEndpoint): void {
     validateEndpoint(parent);
+    if (parent.host !== this.#parentHost || parent.port !== this.#parentPort) this.#parentSince = this.#now();
     this.#parentHost = parent.host;
     this.#parentPort = parent.port;
+  }
+
+  /**
+   * When (the forwarder's clock) the parent last sent an authentic RTP packet, or when the current
+   * parent was set if it has sent none since: how long the feed has been silent.
+   */
+  get lastParentRtpAt(): number {
+    return Math.max(this.#lastParentRtpAt, this.#parentSince);
   }
 
   /**
@@ -331,6 +343,7 @@ export class RelayForwarder extends EventEmitter<RelayForwarderEvents> {
     stats.bytesOut += sent * len;
 
     const now = this.#now();
+    this.#lastParentRtpAt = now;
     const arrival = stream.nack.onPacket(seq, now);
     if (arrival === PacketArrival.Recovered) stats.recovered++;
     if (stream.nack.pending > 0 && this.#nackTimer === null) this.#nackTimer = setTimeout(this.#onNackTimer, this.#config.nackDelayMs);
