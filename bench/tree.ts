@@ -10,15 +10,19 @@
  * simulated viewer asks its relay for one packet in N (`everyNth`, the multiples of N of the
  * sequence numbers, N = 50 / pps), so 10,000 viewers are 100,000 packets/s instead of 500,000 and
  * the run fits two cores; delivery counts only the packets a viewer asked for. Per-hop latency: for a relay at depth d+1
- * and its parent at depth d, the arrival time of the same packet at one viewer of each (process
- * monotonic clocks are CLOCK_MONOTONIC, one clock per machine), p99 over packets. Recovery: the
- * longest silence of any viewer that began after the kill, up to its first packet again.
+ * and its parent at depth d, the arrival time of the same packet at a probe viewer of each, p99
+ * over packets. The probe viewers (one per relay, the whole feed, joined at each relay directly)
+ * live in a process of their own that does nothing else, so that the figure is the relays' and
+ * not the queueing of a load-generator process holding thousands of sockets (that one is reported
+ * too, as `loadViewerHopP99Ms`). Recovery: the longest silence of any viewer that began after the
+ * kill, up to its first packet again.
  *
  * Usage: npm run bench:tree -- [--viewers 500] [--relays 6] [--fan-out 3] [--seconds 12] [--pps 10] [--viewer-procs 2] [--json]
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { generateSecret, NatsBus, subjects } from '@mcu/control';
@@ -59,6 +63,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface ViewerReport {
   relay: string;
+  /** The relay it was first placed on. */
+  firstRelay: string;
   joinMs: number;
   joins: number;
   /** Extended sequence numbers received. */
@@ -73,15 +79,55 @@ interface ProcReport {
   probes: Record<string, Array<[number, number]>>;
 }
 
+/** One socket per relay, joined at that relay directly, full feed: arrival times for the per-hop latency. */
+async function probeProcess(): Promise<void> {
+  const dgram = await import('node:dgram');
+  const probes: Record<string, Array<[number, number]>> = {};
+  const sockets: Array<import('node:dgram').Socket> = [];
+  process.on('message', async (m: { type: string; relays?: Array<{ id: string; url: string }>; event?: string; token?: string }) => {
+    if (m.type === 'start') {
+      for (const r of m.relays!) {
+        const list: Array<[number, number]> = (probes[r.id] = []);
+        const s = dgram.createSocket({ type: 'udp4', recvBufferSize: 1 << 20 });
+        sockets.push(s);
+        let last = -1;
+        s.on('message', (msg) => {
+          const at = nowMs();
+          if (msg.length < 12) return;
+          const seq = (msg[2] << 8) | msg[3];
+          const ext = last < 0 ? seq : last + ((((seq - (last & 0xffff) + 32768) & 0xffff) - 32768));
+          if (ext > last) last = ext;
+          list.push([ext, at]);
+        });
+        await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
+        const res = await fetch(`${r.url}/rtp-viewers/${m.event}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${m.token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ host: '127.0.0.1', port: s.address().port }),
+        });
+        if (res.status !== 201) throw new Error(`probe viewer on ${r.id}: HTTP ${res.status} ${await res.text()}`);
+        await res.body?.cancel();
+      }
+      process.send!({ type: 'joined' });
+    } else if (m.type === 'report') {
+      for (const s of sockets) s.close();
+      process.send!({ type: 'report', probes }, () => process.exit(0));
+    }
+  });
+}
+
 async function viewerProcess(): Promise<void> {
+  // The load generator yields the CPU to the nodes it measures (in a deployment the viewers are on
+  // other machines): nice 10. Its own timestamps can only come later for it, never earlier.
+  if (process.env.BENCH_TREE_VIEWER_NICE !== '0') os.setPriority(10);
   let gapSince = Infinity;
-  const state: Array<{ v: SimViewer; seqs: number[]; last: number; lastAt: number; gapMs: number; gapEndAt: number }> = [];
+  const state: Array<{ v: SimViewer; firstRelay: string; seqs: number[]; last: number; lastAt: number; gapMs: number; gapEndAt: number }> = [];
   const probes = new Map<string, Array<[number, number]>>();
   const probeOwner = new Map<string, number>();
   process.on('message', async (m: { type: string; url?: string; token?: string; count?: number; since?: number }) => {
     if (m.type === 'start') {
       for (let i = 0; i < m.count!; i++) {
-        const s = { v: null as unknown as SimViewer, seqs: [] as number[], last: -1, lastAt: 0, gapMs: 0, gapEndAt: 0 };
+        const s = { v: null as unknown as SimViewer, firstRelay: '', seqs: [] as number[], last: -1, lastAt: 0, gapMs: 0, gapEndAt: 0 };
         const index = i;
         s.v = await SimViewer.open({
           url: m.url!,
@@ -119,6 +165,7 @@ async function viewerProcess(): Promise<void> {
         while (next < state.length) {
           const s = state[next++];
           await s.v.join(20_000).catch(() => undefined);
+          s.firstRelay = s.v.relay ?? '';
           process.send!({ type: 'progress' });
         }
       };
@@ -128,7 +175,7 @@ async function viewerProcess(): Promise<void> {
       gapSince = m.since!;
     } else if (m.type === 'report') {
       const report: ProcReport = {
-        viewers: state.map((s) => ({ relay: s.v.relay ?? '', joinMs: s.v.joinMs[0] ?? NaN, joins: s.v.joins, seqs: s.seqs, gapMs: s.gapMs, gapEndAt: s.gapEndAt })),
+        viewers: state.map((s) => ({ relay: s.v.relay ?? '', firstRelay: s.firstRelay, joinMs: s.v.joinMs[0] ?? NaN, joins: s.v.joins, seqs: s.seqs, gapMs: s.gapMs, gapEndAt: s.gapEndAt })),
         probes: Object.fromEntries(probes),
       };
       for (const s of state) s.v.close();
@@ -221,9 +268,20 @@ async function main(): Promise<void> {
     const parentOf = new Map(before.map((x) => [x!.id, x!.feeds[0].parent?.id ?? null]));
     const depth = Math.max(...depthOf.values());
 
-    // Viewers join through the mixer, in `procs` processes.
+    // The probe process: one viewer per relay, joined there directly.
     const self = fileURLToPath(import.meta.url);
-    const execArgv = ['--import', import.meta.resolve('tsx')];
+    // BENCH_TREE_CPU_PROF=dir: a V8 CPU profile of each viewer process (to see what the load generator does).
+    const execArgv = ['--import', import.meta.resolve('tsx'), ...(process.env.BENCH_TREE_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_TREE_CPU_PROF] : [])];
+    const probeProc = fork(self, ['--role', 'probe'], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    children.push(probeProc);
+    await new Promise<void>((resolve, reject) => {
+      probeProc.on('message', (m: { type: string }) => m.type === 'joined' && resolve());
+      probeProc.once('exit', (code) => reject(new Error(`the probe process exited (${code})`)));
+      probeProc.send({ type: 'start', relays: relays.map((r) => ({ id: r.id, url: r.url })), event: ev.id, token: ev.tokens.viewer });
+    });
+    probeProc.removeAllListeners('exit');
+
+    // Viewers join through the mixer, in `procs` processes.
     let joined = 0;
     const viewerProcs = Array.from({ length: procs }, () => fork(self, ['--role', 'viewers'], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     children.push(...viewerProcs);
@@ -246,8 +304,29 @@ async function main(): Promise<void> {
     log(`\r  joined   [${'#'.repeat(30)}] ${joined}/${viewers}\n`);
 
     // Run; SIGKILL the most loaded relay (preferring one with child relays) at 40 % of the run.
+    // The relays' own view of the run: event-loop delay (p99, max; prom-client resets its histogram
+    // at each scrape, so the one at the start of the run opens the window) and time spent in GC.
+    const scrapeLoops = () =>
+      Promise.all(
+        relays.map(async (r) => {
+          try {
+            const text = await (await fetch(`${r.url}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
+            const seconds = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+            const gc = [...text.matchAll(/^mcu_nodejs_gc_duration_seconds_sum\{[^}]*\} (\S+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+            return { lagP99Ms: seconds('mcu_nodejs_eventloop_lag_p99_seconds') * 1000, lagMaxMs: seconds('mcu_nodejs_eventloop_lag_max_seconds') * 1000, gcMs: gc * 1000 };
+          } catch {
+            return null;
+          }
+        }),
+      );
+    const loopsAtStart = await scrapeLoops();
     const runStart = nowMs();
     await sleep(seconds * 400);
+    // The relays' own view before the kill: event-loop delay (p99, max) and time in GC since the
+    // scrape at the start of the run (prom-client resets the delay histogram at each scrape).
+    const relayLoops = (await scrapeLoops()).map((l, i) =>
+      l === null ? null : { lagP99Ms: Number(l.lagP99Ms.toFixed(1)), lagMaxMs: Number(l.lagMaxMs.toFixed(1)), gcMs: Math.round(l.gcMs - (loopsAtStart[i]?.gcMs ?? 0)) },
+    );
     const loads = (await Promise.all(relays.map(info))).filter((x): x is RelayInfo => x !== null);
     loads.sort((a, b) => b.feeds[0].children.length - a.feeds[0].children.length || b.viewers - a.viewers);
     const victim = relays.find((r) => r.id === loads[0].id)!;
@@ -265,6 +344,9 @@ async function main(): Promise<void> {
       viewerProcs.map((p) => new Promise<ProcReport>((resolve) => p.on('message', (m: { type: string; report: ProcReport }) => m.type === 'report' && resolve(m.report)).send({ type: 'report' }))),
     );
     const all = reports.flatMap((r) => r.viewers);
+    const probeArrivals = await new Promise<Record<string, Array<[number, number]>>>((resolve) =>
+      probeProc.on('message', (m: { type: string; probes: Record<string, Array<[number, number]>> }) => m.type === 'report' && resolve(m.probes)).send({ type: 'report' }),
+    );
 
     // Recovery: the longest silence that began after the kill, up to the packet that ended it.
     const recoveries = all.filter((v) => v.gapEndAt > killAt && v.gapMs > 500).map((v) => v.gapEndAt - killAt);
@@ -290,18 +372,21 @@ async function main(): Promise<void> {
       }
     }
     const deliveryRatio = expected > 0 ? got / expected : NaN;
-    // Per hop: arrival at a viewer of a relay minus arrival at a viewer of its parent relay.
-    const hop: number[] = [];
-    for (const r of reports) {
-      for (const [relay, list] of Object.entries(r.probes)) {
+    // Per hop: arrival at a viewer of a relay minus arrival at a viewer of its parent relay, in
+    // steady state (from 1 s into the run, joins settled, to the kill).
+    const hopsOf = (probes: Record<string, Array<[number, number]>>): number[] => {
+      const out: number[] = [];
+      for (const [relay, list] of Object.entries(probes)) {
         const parent = parentOf.get(relay);
-        const parentList = parent ? r.probes[parent] : undefined;
+        const parentList = parent ? probes[parent] : undefined;
         if (!parentList) continue;
         const at = new Map(parentList);
-        // Steady state only: from 1 s into the run (joins settled) to the kill.
-        for (const [s, t] of list) if (t > runStart + 1000 && s < killSeq && at.has(s)) hop.push(t - at.get(s)!);
+        for (const [s, t] of list) if (t > runStart + 1000 && s < killSeq && at.has(s)) out.push(t - at.get(s)!);
       }
-    }
+      return out;
+    };
+    const hop = hopsOf(probeArrivals);
+    const loadHop = reports.flatMap((r) => hopsOf(r.probes));
     const result = {
       viewers,
       relays: relayCount,
@@ -328,12 +413,28 @@ async function main(): Promise<void> {
         }),
       ),
     );
+    // Who joined again after the kill: the killed relay's viewers must; anyone else rejoining took a
+    // stall of its own (or of its relay's re-parenting) for a dead relay.
+    const rejoined = all.filter((v) => v.joins > 1);
     const detail = {
       probeGapsAfterKill: probeGaps,
+      victimViewers: all.filter((v) => v.firstRelay === victim.id).length,
+      rejoinedFromVictim: rejoined.filter((v) => v.firstRelay === victim.id).length,
+      rejoinedFromOthers: rejoined.filter((v) => v.firstRelay !== victim.id).length,
+      // Longest silence after the kill (ms) of the viewers first placed on each relay: p50 and max.
+      gapAfterKillByRelay: Object.fromEntries(
+        [...new Set(all.map((v) => v.firstRelay))].sort().map((relay) => {
+          const gaps = all.filter((v) => v.firstRelay === relay).map((v) => (v.gapEndAt > killAt ? Math.round(v.gapMs) : 0)).sort((a, b) => a - b);
+          return [`${relay.slice(-6)}${relay === victim.id ? ' (killed)' : parentOf.get(relay) === victim.id ? ' (child)' : ''}`, [gaps[Math.floor(gaps.length / 2)], gaps[gaps.length - 1]]];
+        }),
+      ),
       affectedViewers: recoveries.length,
       recoveryP50Seconds: recoveries.length ? Number((recoveries.sort((a, b) => a - b)[Math.floor(recoveries.length / 2)] / 1000).toFixed(2)) : 0,
       hopLatencyP50Ms: hop.length ? Number(hop.sort((a, b) => a - b)[Math.floor(hop.length / 2)].toFixed(2)) : null,
       hopSamples: hop.length,
+      relayEventLoopBeforeKill: relayLoops,
+      // The same measure at the load viewers (their process's queueing included).
+      loadViewerHopP99Ms: loadHop.length ? Number(p99(loadHop).toFixed(2)) : null,
     };
     if (!quiet) process.stderr.write(`  ${JSON.stringify(detail)}\n`);
     process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -371,4 +472,5 @@ async function main(): Promise<void> {
 }
 
 if (values.role === 'viewers') await viewerProcess();
+else if (values.role === 'probe') await probeProcess();
 else await main();

@@ -3,9 +3,16 @@
  * the mixer (`POST /rtp-viewers/:id`, following the 307 to a relay) that records the program RTP
  * it receives and joins again, through the same placement path, when its feed stalls (its relay
  * died), as a WHEP player reconnects.
+ *
+ * A stall is silence while this process was running: one watchdog per process checks every viewer
+ * and subtracts the time its own event loop was held up (its timer firing late). Otherwise a process
+ * holding thousands of viewers that is starved of CPU for a second (say, by the rejoin storm after a
+ * relay died) would take the packets still unread in its sockets for silence, and every one of its
+ * viewers would rejoin at once: a storm that feeds itself.
  */
 import dgram from 'node:dgram';
 import { once } from 'node:events';
+import http from 'node:http';
 
 export interface SimViewerOptions {
   /** The mixer's plain-RTP viewer URL of the event: `${mixer}/rtp-viewers/${id}`. */
@@ -17,6 +24,75 @@ export interface SimViewerOptions {
   /** Receive only the packets whose sequence number is a multiple of this (the relay thins the feed). */
   everyNth?: number;
 }
+
+/**
+ * Requests go through node:http with keep-alive connections, not fetch: a process holding thousands
+ * of viewers re-places hundreds of them at once after a relay dies, and fetch's per-request cost
+ * (a new connection, an AbortSignal and its timer, a DOMException per timeout) starved its own
+ * sockets for seconds, so the benchmark measured its load generator instead of the tree.
+ */
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+interface HttpReply {
+  status: number;
+  location: string | null;
+  /** The URL that answered (after redirects). */
+  url: string;
+  body: string;
+}
+
+function httpRequest(method: string, url: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number, redirects = 3): Promise<HttpReply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const status = res.statusCode ?? 0;
+        const location = res.headers.location ? new URL(res.headers.location, url).toString() : null;
+        // 307/308 keep the method and body (a WHEP client follows the mixer's redirect the same way).
+        if ((status === 307 || status === 308) && location && redirects > 0) {
+          httpRequest(method, location, headers, body, timeoutMs, redirects - 1).then(resolve, reject);
+          return;
+        }
+        resolve({ status, location, url, body: Buffer.concat(chunks).toString() });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** How often the watchdog checks (ms); a tick later than this by more counts as time the process was held up. */
+const WATCH_PERIOD_MS = 50;
+
+/** The process's stall watchdog, shared by every open viewer. */
+const watch = {
+  viewers: new Set<SimViewer>(),
+  timer: undefined as NodeJS.Timeout | undefined,
+  lastTick: 0,
+  /** Total time (ms) this process's event loop was held up, as seen by the watchdog's late ticks. */
+  heldUpMs: 0,
+  add(v: SimViewer): void {
+    this.viewers.add(v);
+    if (this.timer) return;
+    this.lastTick = performance.now();
+    this.timer = setInterval(() => {
+      const now = performance.now();
+      this.heldUpMs += Math.max(0, now - this.lastTick - WATCH_PERIOD_MS);
+      this.lastTick = now;
+      for (const viewer of this.viewers) viewer.checkStall(now);
+    }, WATCH_PERIOD_MS);
+  },
+  remove(v: SimViewer): void {
+    this.viewers.delete(v);
+    if (this.viewers.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  },
+};
 
 export class SimViewer {
   packets = 0;
@@ -32,7 +108,8 @@ export class SimViewer {
   #rejoining = false;
   #joinedAt = 0;
   #closed = false;
-  #timer: NodeJS.Timeout | undefined;
+  /** The watchdog's held-up total when the latest packet (or join) came. */
+  #heldUpAtLast = 0;
 
   private constructor(
     readonly socket: dgram.Socket,
@@ -42,6 +119,7 @@ export class SimViewer {
       const at = performance.now();
       if (this.lastAt > 0) this.maxGapMs = Math.max(this.maxGapMs, at - this.lastAt);
       this.lastAt = at;
+      this.#heldUpAtLast = watch.heldUpMs;
       this.packets++;
       opts.onPacket?.(msg, at);
     });
@@ -62,43 +140,47 @@ export class SimViewer {
     this.maxGapMs = 0;
   }
 
-  /** Joins through the mixer (retrying for at most `timeoutMs`), then watches for stalls. */
+  /**
+   * Joins through the mixer (retrying for at most `timeoutMs`, backing off with jitter so that the
+   * viewers of a dead relay do not retry in step), then watches for stalls.
+   */
   async join(timeoutMs = 5000): Promise<void> {
     const started = performance.now();
+    const body = JSON.stringify({ host: '127.0.0.1', port: this.port, ...(this.opts.everyNth && this.opts.everyNth > 1 && { everyNth: this.opts.everyNth }) });
+    let backoffMs = 100;
     while (!this.#closed && performance.now() - started < timeoutMs) {
       try {
-        const res = await fetch(this.opts.url, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ host: '127.0.0.1', port: this.port, ...(this.opts.everyNth && this.opts.everyNth > 1 && { everyNth: this.opts.everyNth }) }),
-          signal: AbortSignal.timeout(1000),
-        });
+        const res = await httpRequest('POST', this.opts.url, { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' }, body, 2000);
         if (res.status === 201) {
-          const body = (await res.json()) as { id: string; relay: string };
-          this.relay = body.relay;
-          this.location = new URL(res.headers.get('location')!, res.url).toString();
+          const reply = JSON.parse(res.body) as { id: string; relay: string };
+          this.relay = reply.relay;
+          this.location = new URL(res.location!, res.url).toString();
           this.joins++;
           this.#joinedAt = performance.now();
+          this.#heldUpAtLast = watch.heldUpMs;
           this.joinMs.push(performance.now() - started);
-          this.#timer ??= setInterval(() => this.#check(), 50);
+          if (!this.#closed) watch.add(this);
           return;
         }
-        await res.body?.cancel();
       } catch {
         // the relay died under us (connection refused) or a timeout: ask again
       }
       this.joinFailures++;
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, backoffMs * (0.5 + Math.random())));
+      backoffMs = Math.min(1000, backoffMs * 2);
     }
     throw new Error(`viewer could not join within ${timeoutMs} ms`);
   }
 
-  #check(): void {
+  /** Called by the watchdog: silence (less the time this process was held up) beyond `stallMs` rejoins. */
+  checkStall(now: number): void {
     const stallMs = this.opts.stallMs ?? 300;
-    if (this.#closed || this.#rejoining || this.lastAt === 0 || performance.now() - Math.max(this.lastAt, this.#joinedAt) < stallMs) return;
+    if (this.#closed || this.#rejoining || this.lastAt === 0) return;
+    const silence = now - Math.max(this.lastAt, this.#joinedAt) - (watch.heldUpMs - this.#heldUpAtLast);
+    if (silence < stallMs) return;
     this.#rejoining = true;
     const old = this.location;
-    if (old) void fetch(old, { method: 'DELETE', headers: { authorization: `Bearer ${this.opts.token}` }, signal: AbortSignal.timeout(500) }).catch(() => undefined);
+    if (old) void httpRequest('DELETE', old, { authorization: `Bearer ${this.opts.token}` }, undefined, 500).catch(() => undefined);
     this.join(10_000)
       .catch(() => undefined)
       .finally(() => {
@@ -108,7 +190,7 @@ export class SimViewer {
 
   close(): void {
     this.#closed = true;
-    clearInterval(this.#timer);
+    watch.remove(this);
     try {
       this.socket.close();
     } catch {
