@@ -17,9 +17,10 @@
  * A relay that carries no event is ready: placement only sends viewers to relays attached to an
  * event's tree, and an idle relay must not hold up a rolling update.
  */
-import dgram from 'node:dgram';
+import type dgram from 'node:dgram';
+import { FanOut, validateEndpoint, type UdpEndpoint } from '@mcu/relay';
+import { openUdpSocket } from '@mcu/rtp';
 import http from 'node:http';
-import { once } from 'node:events';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import {
@@ -94,7 +95,19 @@ interface RtpViewer {
   event: string;
   host: string;
   port: number;
-  stop: () => void;
+  /** Its group: the viewers of one event asking for the same one-in-N of the packets. */
+  group: string;
+}
+
+/**
+ * The plain-RTP viewers of one event that asked for the same `everyNth`: one program sink and one
+ * FanOut for all of them, so a packet costs one sink call and one `sendMany` (sendmmsg) per group,
+ * not a closure and a `socket.send` per viewer.
+ */
+interface RtpViewerGroup {
+  readonly fanOut: FanOut;
+  readonly members: Map<string, UdpEndpoint>;
+  readonly stop: () => void;
 }
 
 export class RelayRole {
@@ -112,6 +125,7 @@ export class RelayRole {
   readonly #server: http.Server;
   readonly #router = new Router();
   readonly #rtpViewers = new Map<string, RtpViewer>();
+  readonly #rtpGroups = new Map<string, RtpViewerGroup>();
   readonly #opening = new Map<string, AbortController>();
   readonly #abort = new AbortController();
   #rtpSocket: dgram.Socket | undefined;
@@ -214,10 +228,9 @@ export class RelayRole {
     const port = await listen(this.#server, o.port ?? 0, host);
     this.#url = (o.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/$/, '');
     const mediaHost = o.mediaHost ?? host;
-    this.#rtpSocket = dgram.createSocket({ type: 'udp4', sendBufferSize: 4 << 20 });
+    // Destinations are IP literals: a lookup that answers at once (Node's default defers each send).
+    this.#rtpSocket = await openUdpSocket({ host: mediaHost, bufferBytes: 4 << 20 });
     this.#rtpSocket.on('error', () => undefined);
-    this.#rtpSocket.bind(0, mediaHost);
-    await once(this.#rtpSocket, 'listening');
     this.agent = new NodeAgent({
       bus: this.#bus,
       cluster: this.cluster,
@@ -340,15 +353,25 @@ export class RelayRole {
     if (this.#rtpViewers.size >= (this.#opts.maxRtpViewers ?? clusterDefaults.relayRtpViewers)) {
       throw new ServiceUnavailableError('this relay serves its maximum of plain-RTP viewers', 1);
     }
+    validateEndpoint({ host, port });
     const socket = this.#rtpSocket!;
     const id = randomUUID();
-    const stop =
-      everyNth === 1
-        ? feed.addProgramSink((packet) => socket.send(packet, port, host))
-        : feed.addProgramSink((packet) => {
-            if (((packet[2] << 8) | packet[3]) % everyNth === 0) socket.send(packet, port, host);
-          });
-    this.#rtpViewers.set(id, { id, event, host, port, stop });
+    const key = `${event} ${everyNth}`;
+    let group = this.#rtpGroups.get(key);
+    if (!group) {
+      const fanOut = new FanOut();
+      const stop =
+        everyNth === 1
+          ? feed.addProgramSink((packet) => fanOut.send(socket, packet))
+          : feed.addProgramSink((packet) => {
+              if (((packet[2] << 8) | packet[3]) % everyNth === 0) fanOut.send(socket, packet);
+            });
+      group = { fanOut, members: new Map(), stop };
+      this.#rtpGroups.set(key, group);
+    }
+    group.members.set(id, { host, port });
+    group.fanOut.set([...group.members.values()]);
+    this.#rtpViewers.set(id, { id, event, host, port, group: key });
     this.log.debug({ event, viewer: id, host, port }, 'RTP viewer joined');
     return id;
   }
@@ -356,7 +379,16 @@ export class RelayRole {
   #removeRtpViewer(id: string, reason: string): boolean {
     const v = this.#rtpViewers.get(id);
     if (!v) return false;
-    v.stop();
+    const group = this.#rtpGroups.get(v.group);
+    if (group) {
+      group.members.delete(id);
+      if (group.members.size === 0) {
+        group.stop();
+        this.#rtpGroups.delete(v.group);
+      } else {
+        group.fanOut.set([...group.members.values()]);
+      }
+    }
     this.#rtpViewers.delete(id);
     this.log.debug({ event: v.event, viewer: id, reason }, 'RTP viewer left');
     return true;

@@ -33,6 +33,12 @@ export interface SimViewerOptions {
  */
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
+/** The process's HTTP client: sockets open and requests waiting for one (diagnostics for the benchmark). */
+export function simViewerHttpStats(): { sockets: number; queued: number } {
+  const count = (m: NodeJS.ReadOnlyDict<unknown[]>) => Object.values(m).reduce((n, list) => n + (list?.length ?? 0), 0);
+  return { sockets: count(agent.sockets), queued: count(agent.requests) };
+}
+
 interface HttpReply {
   status: number;
   location: string | null;
@@ -43,23 +49,43 @@ interface HttpReply {
 
 function httpRequest(method: string, url: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number, redirects = 3): Promise<HttpReply> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent, timeout: timeoutMs }, (res) => {
+    // Settles exactly once: on the reply, an error, an early close, or the deadline (which also
+    // covers time spent waiting for one of the agent's sockets).
+    let settled = false;
+    const settle = (err: Error | null, reply?: HttpReply) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
+      if (err) reject(err);
+      else resolve(reply!);
+    };
+    const deadline = setTimeout(() => {
+      req.destroy();
+      settle(new Error(`${method} ${url}: no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const req = http.request(url, { method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', reject);
+      res.on('error', (err) => settle(err));
+      res.on('close', () => {
+        if (!res.complete) settle(new Error(`${method} ${url}: the connection closed mid-reply`));
+      });
       res.on('end', () => {
         const status = res.statusCode ?? 0;
         const location = res.headers.location ? new URL(res.headers.location, url).toString() : null;
         // 307/308 keep the method and body (a WHEP client follows the mixer's redirect the same way).
         if ((status === 307 || status === 308) && location && redirects > 0) {
-          httpRequest(method, location, headers, body, timeoutMs, redirects - 1).then(resolve, reject);
+          clearTimeout(deadline);
+          httpRequest(method, location, headers, body, timeoutMs, redirects - 1).then(
+            (reply) => settle(null, reply),
+            (err: Error) => settle(err),
+          );
           return;
         }
-        resolve({ status, location, url, body: Buffer.concat(chunks).toString() });
+        settle(null, { status, location, url, body: Buffer.concat(chunks).toString() });
       });
     });
-    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
+    req.on('error', (err) => settle(err));
     req.end(body);
   });
 }
@@ -101,6 +127,8 @@ export class SimViewer {
   maxGapMs = 0;
   joins = 0;
   joinFailures = 0;
+  /** Rejoins because the feed stalled. */
+  stallRejoins = 0;
   relay: string | null = null;
   /** Where its plain-RTP viewer resource lives on the relay (to delete it when leaving). */
   location: string | null = null;
@@ -179,6 +207,7 @@ export class SimViewer {
     const silence = now - Math.max(this.lastAt, this.#joinedAt) - (watch.heldUpMs - this.#heldUpAtLast);
     if (silence < stallMs) return;
     this.#rejoining = true;
+    this.stallRejoins++;
     const old = this.location;
     if (old) void httpRequest('DELETE', old, { authorization: `Bearer ${this.opts.token}` }, undefined, 500).catch(() => undefined);
     this.join(10_000)

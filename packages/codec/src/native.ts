@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { loadNativeAddon } from '@mcu/rtp';
 
 /**
  * What an Opus backend provides to OpusDecoder: the contract of the native addon
@@ -43,19 +43,7 @@ export interface NativeOpus {
   opusVersion: string;
 }
 
-// node-gyp writes the addon to build/<configuration>/ beside package.json.
-const addonPaths = ['../build/Release/mcu_opus.node', '../build/Debug/mcu_opus.node'];
-
 /** Loads the native addon; never throws, so the caller can fall back. */
 export function loadNativeOpus(): { binding: NativeOpus | null; error: Error | null } {
-  const require = createRequire(import.meta.url);
-  let firstError: Error | null = null;
-  for (const path of addonPaths) {
-    try {
-      return { binding: require(path) as NativeOpus, error: null };
-    } catch (err) {
-      firstError ??= err instanceof Error ? err : new Error(String(err));
-    }
-  }
-  return { binding: null, error: firstError };
+  return loadNativeAddon<NativeOpus>(import.meta.url, 'mcu_opus');
 }

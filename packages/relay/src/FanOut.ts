@@ -1,10 +1,14 @@
 /**
- * The children of a node in the relay tree: where every feed packet is copied to. Kept as two
- * parallel arrays so the per-packet loop is a plain indexed `socket.send(buf, port, host)` with
- * the same Buffer for every child (no per-child copy, closure or address object).
+ * The receivers one packet is copied to: a node's children in the relay tree, or a relay's
+ * plain-RTP viewers. Kept as parallel arrays so that the same Buffer goes to every receiver with
+ * no per-receiver copy, closure or address object. With the native addon (`nativeUdp`, Linux) and
+ * IPv4 receivers, one `sendMany` call (sendmmsg(2), up to 256 datagrams per system call) replaces
+ * a `socket.send` per receiver; what it could not send (a full socket buffer) goes through
+ * `socket.send`, which queues.
  */
 import { isIP } from 'node:net';
 import type { Socket } from 'node:dgram';
+import { ipv4ToInt, nativeUdp, socketFd, type NativeUdp } from '@mcu/rtp';
 import type { UdpEndpoint } from './RelayTypes.js';
 
 export function endpointKey(host: string, port: number): string {
@@ -17,10 +21,34 @@ export function validateEndpoint(ep: UdpEndpoint): void {
   if (!Number.isInteger(ep.port) || ep.port < 1 || ep.port > 65535) throw new RangeError(`port ${ep.port} is outside 1..65535`);
 }
 
+/** Descriptors of the sockets sent on, found once per socket. */
+const fds = new WeakMap<Socket, number>();
+
+function fdOf(socket: Socket): number {
+  let fd = fds.get(socket);
+  if (fd === undefined) {
+    fd = socketFd(socket);
+    fds.set(socket, fd);
+  }
+  return fd;
+}
+
 export class FanOut {
   #hosts: string[] = [];
   #ports: number[] = [];
   #index = new Map<string, number>();
+  /** The receivers as numbers for `sendMany`; null when one of them is not IPv4. */
+  #ipv4s: Uint32Array | null = new Uint32Array(0);
+  #portsU32 = new Uint32Array(0);
+  readonly #native: NativeUdp | null;
+  /** Datagrams sent natively, and sent with `socket.send` (no addon, IPv6, or a full buffer). */
+  nativeSent = 0;
+  dgramSent = 0;
+
+  /** `native: false` always uses `socket.send` (the benchmark's baseline). */
+  constructor(opts: { native?: boolean } = {}) {
+    this.#native = opts.native === false ? null : nativeUdp();
+  }
 
   /** Replaces the list (duplicates collapse); throws RangeError on an invalid endpoint. */
   set(endpoints: readonly UdpEndpoint[]): void {
@@ -38,6 +66,9 @@ export class FanOut {
     this.#hosts = hosts;
     this.#ports = ports;
     this.#index = index;
+    const ipv4s = hosts.map(ipv4ToInt);
+    this.#ipv4s = ipv4s.every((n) => n >= 0) ? Uint32Array.from(ipv4s) : null;
+    this.#portsU32 = Uint32Array.from(ports);
   }
 
   get size(): number {
@@ -60,7 +91,17 @@ export class FanOut {
     const hosts = this.#hosts;
     const ports = this.#ports;
     const n = hosts.length;
-    for (let i = 0; i < n; i++) socket.send(datagram, ports[i], hosts[i]);
+    let from = 0;
+    if (this.#native !== null && this.#ipv4s !== null && n > 0) {
+      const fd = fdOf(socket);
+      if (fd >= 0) {
+        const sent = this.#native.sendMany(fd, datagram, datagram.length, this.#ipv4s, this.#portsU32, n);
+        if (sent > 0) from = sent;
+      }
+    }
+    this.nativeSent += from;
+    this.dgramSent += n - from;
+    for (let i = from; i < n; i++) socket.send(datagram, ports[i], hosts[i]);
     return n;
   }
 }

@@ -101,4 +101,6 @@ export type {
 } from './video/FrameAssembler.js';
 
 export { openUdpSocket } from './UdpSocket.js';
+export { ipv4ToInt, loadNativeAddon, nativeUdp, socketFd } from './NativeUdp.js';
+export type { NativeUdp } from './NativeUdp.js';
 export type { OpenUdpSocketOptions } from './UdpSocket.js';

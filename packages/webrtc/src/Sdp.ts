@@ -1,4 +1,5 @@
 import { ValidationError } from '@mcu/control';
+import { ipv4ToInt } from '@mcu/rtp';
 
 /** What the edge needs to know of an SDP offer, checked before werift sees it. */
 export interface OfferSummary {
@@ -115,11 +116,4 @@ export function addressAllowList(entries: string[] | undefined): (address: strin
   };
 }
 
-/** A dotted IPv4 address as an unsigned 32-bit number, or -1 for anything else (IPv6, names). */
-export function ipv4ToInt(ip: string): number {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
-  if (!m) return -1;
-  const parts = m.slice(1).map(Number);
-  if (parts.some((p) => p > 255)) return -1;
-  return ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
-}
+export { ipv4ToInt };

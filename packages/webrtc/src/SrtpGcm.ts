@@ -4,7 +4,7 @@
  * packet. Optional: when the addon is not built, or the session negotiated another profile,
  * FastSender uses werift's own encryption.
  */
-import { createRequire } from 'node:module';
+import { loadNativeAddon, socketFd } from '@mcu/rtp';
 
 export interface SrtpGcmSession {
   /**
@@ -21,37 +21,15 @@ interface Binding {
   sendTo(fd: number, packet: Uint8Array, length: number, ipv4: number, port: number): number;
 }
 
-/**
- * The file descriptor behind a dgram socket (libuv's), or -1: read through Node's internal state
- * symbol (the public `_handle` is deprecated and warns). Linux and macOS only.
- */
-export function socketFd(socket: object): number {
-  const sym = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol');
-  const fd = sym ? (socket as Record<symbol, { handle?: { fd?: unknown } } | undefined>)[sym]?.handle?.fd : undefined;
-  return typeof fd === 'number' && fd >= 0 ? fd : -1;
-}
+export { socketFd };
 
 export const SRTP_GCM_TAG_BYTES = 16;
-
-// node-gyp writes the addon to build/<configuration>/ beside package.json.
-const addonPaths = ['../build/Release/mcu_srtp.node', '../build/Debug/mcu_srtp.node'];
 
 let loaded: { binding: Binding | null; error: Error | null } | undefined;
 
 /** Loads the addon once; never throws (null and the reason when it is not there). */
 export function loadSrtpGcm(): { binding: Binding | null; error: Error | null } {
-  if (loaded) return loaded;
-  const require = createRequire(import.meta.url);
-  let firstError: Error | null = null;
-  for (const path of addonPaths) {
-    try {
-      loaded = { binding: require(path) as Binding, error: null };
-      return loaded;
-    } catch (err) {
-      firstError ??= err instanceof Error ? err : new Error(String(err));
-    }
-  }
-  loaded = { binding: null, error: firstError };
+  loaded ??= loadNativeAddon<Binding>(import.meta.url, 'mcu_srtp');
   return loaded;
 }
 

@@ -1,0 +1,61 @@
+/**
+ * Native helpers of the media path's UDP sockets (native/udp_addon.c, Linux): `sendMany` copies one
+ * datagram to many IPv4 receivers with sendmmsg(2) on the socket's own descriptor. Optional: when
+ * the addon is not built (another OS, a failed build) callers use dgram.send. Also the shared
+ * pieces of every native addon here: loading one from build/, finding a dgram socket's fd.
+ */
+import { createRequire } from 'node:module';
+
+/**
+ * Loads a node-gyp addon named `name` from build/Release (or build/Debug) beside the package.json
+ * above the calling module (`from` = its import.meta.url, a file in src/). Never throws: null and
+ * the reason when it is not there, so the caller can fall back.
+ */
+export function loadNativeAddon<T>(from: string, name: string): { binding: T | null; error: Error | null } {
+  const require = createRequire(from);
+  let firstError: Error | null = null;
+  for (const path of [`../build/Release/${name}.node`, `../build/Debug/${name}.node`]) {
+    try {
+      return { binding: require(path) as T, error: null };
+    } catch (err) {
+      firstError ??= err instanceof Error ? err : new Error(String(err));
+    }
+  }
+  return { binding: null, error: firstError };
+}
+
+/**
+ * The file descriptor behind a dgram socket (libuv's), or -1: read through Node's internal state
+ * symbol (the public `_handle` is deprecated and warns). Linux and macOS only.
+ */
+export function socketFd(socket: object): number {
+  const sym = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol');
+  const fd = sym ? (socket as Record<symbol, { handle?: { fd?: unknown } } | undefined>)[sym]?.handle?.fd : undefined;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}
+
+/** A dotted IPv4 address as an unsigned 32-bit number, or -1 for anything else (IPv6, names). */
+export function ipv4ToInt(ip: string): number {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
+  if (!m) return -1;
+  const parts = m.slice(1).map(Number);
+  if (parts.some((p) => p > 255)) return -1;
+  return ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
+}
+
+export interface NativeUdp {
+  /**
+   * Sends `packet[0, length)` to `count` receivers (IPv4 as numbers, ports) on socket `fd`, without
+   * blocking: the number sent (fewer than `count` when the socket buffer filled), or -errno when
+   * the first one failed.
+   */
+  sendMany(fd: number, packet: Uint8Array, length: number, ipv4s: Uint32Array, ports: Uint32Array, count: number): number;
+}
+
+let loaded: { binding: NativeUdp | null; error: Error | null } | undefined;
+
+/** The addon, loaded once (null when not built; `MCU_NATIVE_UDP=0` turns it off). */
+export function nativeUdp(): NativeUdp | null {
+  loaded ??= process.env.MCU_NATIVE_UDP === '0' ? { binding: null, error: null } : loadNativeAddon<NativeUdp>(import.meta.url, 'mcu_udp');
+  return loaded.binding;
+}
