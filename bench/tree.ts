@@ -22,11 +22,10 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { generateSecret, NatsBus, subjects } from '@mcu/control';
-import { SimViewer } from '../packages/cluster/test/simViewer.js';
+import { SimViewer, simViewerHttpStats } from '../packages/cluster/test/simViewer.js';
 
 // Nodes log lifecycle events at info by default; a benchmark reports its own figures.
 process.env.MCU_LOG_LEVEL ??= 'warn';
@@ -117,9 +116,6 @@ async function probeProcess(): Promise<void> {
 }
 
 async function viewerProcess(): Promise<void> {
-  // The load generator yields the CPU to the nodes it measures (in a deployment the viewers are on
-  // other machines): nice 10. Its own timestamps can only come later for it, never earlier.
-  if (process.env.BENCH_TREE_VIEWER_NICE !== '0') os.setPriority(10);
   let gapSince = Infinity;
   const state: Array<{ v: SimViewer; firstRelay: string; seqs: number[]; last: number; lastAt: number; gapMs: number; gapEndAt: number }> = [];
   const probes = new Map<string, Array<[number, number]>>();
@@ -169,7 +165,15 @@ async function viewerProcess(): Promise<void> {
           process.send!({ type: 'progress' });
         }
       };
+      // What the process is doing while it joins, every 5 s (the main process prints it).
+      const diag = setInterval(() => {
+        const joinedNow = state.filter((x) => x.v.joins > 0).length;
+        const failures = state.reduce((n, x) => n + x.v.joinFailures, 0);
+        const stalls = state.reduce((n, x) => n + x.v.stallRejoins, 0);
+        process.send!({ type: 'diag', text: `pid ${process.pid}: ${joinedNow}/${state.length} joined, ${failures} failed attempts, ${stalls} stall rejoins, http ${JSON.stringify(simViewerHttpStats())}` });
+      }, 5000);
       await Promise.all(Array.from({ length: 16 }, worker));
+      clearInterval(diag);
       process.send!({ type: 'joined' });
     } else if (m.type === 'kill') {
       gapSince = m.since!;
@@ -218,7 +222,7 @@ async function main(): Promise<void> {
       const child = spawn(process.execPath, [mcu, ...args, '--nats', values.nats!, '--cluster', cluster, '--port', '0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(child);
       let out = '';
-      const timer = setTimeout(() => reject(new Error(`${name} did not start: ${out}`)), 20_000);
+      const timer = setTimeout(() => reject(new Error(`${name} did not start within 60 s: ${out}`)), 60_000);
       child.stdout!.on('data', (b: Buffer) => {
         out += b.toString();
         const m = /(mixer|relay) (\S+) up at (http\S+)/.exec(out);
@@ -246,7 +250,11 @@ async function main(): Promise<void> {
   try {
     log(`bench:tree: ${viewers} viewers at ${viewerPps} packets/s each, ${relayCount} relays (fan-out ${values["fan-out"]}), ${seconds} s, cluster ${cluster}\n`);
     const mixer = await startNode('mixer', ['mixer', '--fan-out', values['fan-out']!]);
-    const relays = await Promise.all(Array.from({ length: relayCount }, (_, i) => startNode(`relay-${i + 1}`, ['relay'])));
+    // A few at a time: twenty processes compiling TypeScript at once on two cores take minutes.
+    const relays: NodeProc[] = [];
+    for (let i = 0; i < relayCount; i += 4) {
+      relays.push(...(await Promise.all(Array.from({ length: Math.min(4, relayCount - i) }, (_, k) => startNode(`relay-${i + k + 1}`, ['relay'])))));
+    }
     const admin = { authorization: `Bearer ${env.MCU_ADMIN_TOKEN}` };
     const ev = (await (await fetch(`${mixer.url}/api/events`, { method: 'POST', headers: admin })).json()) as { id: string; tokens: { viewer: string } };
     type RelayInfo = { id: string; viewers: number; feeds: Array<{ parent: { id: string } | null; children: string[]; depth: number | null; forwarder: { packetsIn: number } }> };
@@ -289,8 +297,9 @@ async function main(): Promise<void> {
       viewerProcs.map(
         (p, i) =>
           new Promise<void>((resolve) => {
-            p.on('message', (m: { type: string }) => {
+            p.on('message', (m: { type: string; text?: string }) => {
               if (m.type === 'progress') joined++;
+              if (m.type === 'diag') log(`\n  ${m.text}\n`);
               if (m.type === 'joined') resolve();
             });
             const count = Math.floor(viewers / procs) + (i < viewers % procs ? 1 : 0);

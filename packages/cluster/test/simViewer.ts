@@ -4,11 +4,11 @@
  * it receives and joins again, through the same placement path, when its feed stalls (its relay
  * died), as a WHEP player reconnects.
  *
- * A stall is silence while this process was running: one watchdog per process checks every viewer
- * and subtracts the time its own event loop was held up (its timer firing late). Otherwise a process
- * holding thousands of viewers that is starved of CPU for a second (say, by the rejoin storm after a
- * relay died) would take the packets still unread in its sockets for silence, and every one of its
- * viewers would rejoin at once: a storm that feeds itself.
+ * One watchdog per process checks every viewer, and checks after reading its sockets: the timer
+ * only schedules the check (setImmediate), which runs after the event loop's next poll for I/O.
+ * Checked in the timer itself, a process holding thousands of viewers that was starved of CPU for a
+ * second (say, by the rejoin storm after a relay died) would take the packets still unread in its
+ * sockets for silence, and every one of its viewers would rejoin at once: a storm that feeds itself.
  */
 import dgram from 'node:dgram';
 import { once } from 'node:events';
@@ -90,25 +90,21 @@ function httpRequest(method: string, url: string, headers: Record<string, string
   });
 }
 
-/** How often the watchdog checks (ms); a tick later than this by more counts as time the process was held up. */
+/** How often the watchdog checks (ms). */
 const WATCH_PERIOD_MS = 50;
 
 /** The process's stall watchdog, shared by every open viewer. */
 const watch = {
   viewers: new Set<SimViewer>(),
   timer: undefined as NodeJS.Timeout | undefined,
-  lastTick: 0,
-  /** Total time (ms) this process's event loop was held up, as seen by the watchdog's late ticks. */
-  heldUpMs: 0,
   add(v: SimViewer): void {
     this.viewers.add(v);
     if (this.timer) return;
-    this.lastTick = performance.now();
     this.timer = setInterval(() => {
-      const now = performance.now();
-      this.heldUpMs += Math.max(0, now - this.lastTick - WATCH_PERIOD_MS);
-      this.lastTick = now;
-      for (const viewer of this.viewers) viewer.checkStall(now);
+      setImmediate(() => {
+        const now = performance.now();
+        for (const viewer of this.viewers) viewer.checkStall(now);
+      });
     }, WATCH_PERIOD_MS);
   },
   remove(v: SimViewer): void {
@@ -136,8 +132,6 @@ export class SimViewer {
   #rejoining = false;
   #joinedAt = 0;
   #closed = false;
-  /** The watchdog's held-up total when the latest packet (or join) came. */
-  #heldUpAtLast = 0;
 
   private constructor(
     readonly socket: dgram.Socket,
@@ -147,7 +141,6 @@ export class SimViewer {
       const at = performance.now();
       if (this.lastAt > 0) this.maxGapMs = Math.max(this.maxGapMs, at - this.lastAt);
       this.lastAt = at;
-      this.#heldUpAtLast = watch.heldUpMs;
       this.packets++;
       opts.onPacket?.(msg, at);
     });
@@ -185,7 +178,6 @@ export class SimViewer {
           this.location = new URL(res.location!, res.url).toString();
           this.joins++;
           this.#joinedAt = performance.now();
-          this.#heldUpAtLast = watch.heldUpMs;
           this.joinMs.push(performance.now() - started);
           if (!this.#closed) watch.add(this);
           return;
@@ -200,12 +192,11 @@ export class SimViewer {
     throw new Error(`viewer could not join within ${timeoutMs} ms`);
   }
 
-  /** Called by the watchdog: silence (less the time this process was held up) beyond `stallMs` rejoins. */
+  /** Called by the watchdog after a poll for I/O: silence beyond `stallMs` rejoins. */
   checkStall(now: number): void {
     const stallMs = this.opts.stallMs ?? 300;
     if (this.#closed || this.#rejoining || this.lastAt === 0) return;
-    const silence = now - Math.max(this.lastAt, this.#joinedAt) - (watch.heldUpMs - this.#heldUpAtLast);
-    if (silence < stallMs) return;
+    if (now - Math.max(this.lastAt, this.#joinedAt) < stallMs) return;
     this.#rejoining = true;
     this.stallRejoins++;
     const old = this.location;
