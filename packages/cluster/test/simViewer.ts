@@ -171,7 +171,7 @@ export class SimViewer {
     let backoffMs = 100;
     while (!this.#closed && performance.now() - started < timeoutMs) {
       try {
-        const res = await httpRequest('POST', this.opts.url, { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' }, body, 2000);
+        const res = await httpRequest('POST', this.opts.url, { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' }, body, 5000);
         if (res.status === 201) {
           const reply = JSON.parse(res.body) as { id: string; relay: string };
           this.relay = reply.relay;
