@@ -219,7 +219,8 @@ async function main(): Promise<void> {
 
   const startNode = (name: string, args: string[]): Promise<NodeProc> =>
     new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [mcu, ...args, '--nats', values.nats!, '--cluster', cluster, '--port', '0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const prof = process.env.BENCH_TREE_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_TREE_CPU_PROF] : [];
+      const child = spawn(process.execPath, [...prof, mcu, ...args, '--nats', values.nats!, '--cluster', cluster, '--port', '0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(child);
       let out = '';
       const timer = setTimeout(() => reject(new Error(`${name} did not start within 60 s: ${out}`)), 60_000);
@@ -235,8 +236,9 @@ async function main(): Promise<void> {
     });
 
   const stopAll = async () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-    await sleep(800);
+    // SIGINT: stop now (SIGTERM would drain first); exiting writes the CPU profiles if asked for.
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGINT');
+    await sleep(1500);
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     try {
       const bus = await NatsBus.connect({ servers: values.nats! });
@@ -278,7 +280,7 @@ async function main(): Promise<void> {
 
     // The probe process: one viewer per relay, joined there directly.
     const self = fileURLToPath(import.meta.url);
-    // BENCH_TREE_CPU_PROF=dir: a V8 CPU profile of each viewer process (to see what the load generator does).
+    // BENCH_TREE_CPU_PROF=dir: a V8 CPU profile of every process (nodes too), written when it exits.
     const execArgv = ['--import', import.meta.resolve('tsx'), ...(process.env.BENCH_TREE_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_TREE_CPU_PROF] : [])];
     const probeProc = fork(self, ['--role', 'probe'], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     children.push(probeProc);
@@ -313,29 +315,49 @@ async function main(): Promise<void> {
     log(`\r  joined   [${'#'.repeat(30)}] ${joined}/${viewers}\n`);
 
     // Run; SIGKILL the most loaded relay (preferring one with child relays) at 40 % of the run.
-    // The relays' own view of the run: event-loop delay (p99, max; prom-client resets its histogram
-    // at each scrape, so the one at the start of the run opens the window) and time spent in GC.
-    const scrapeLoops = () =>
-      Promise.all(
-        relays.map(async (r) => {
+    // The nodes' own view of the run, before and after the kill: CPU used, event-loop delay (p99,
+    // max; prom-client resets its histogram at each scrape, so each scrape opens a window) and GC.
+    type Scrape = { cpuS: number; lagP99Ms: number; lagMaxMs: number; gcMs: number } | null;
+    const nodes = [mixer, ...relays];
+    const scrapeAll = async (): Promise<{ at: number; s: Scrape[] }> => ({
+      at: nowMs(),
+      s: await Promise.all(
+        nodes.map(async (n): Promise<Scrape> => {
           try {
-            const text = await (await fetch(`${r.url}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
-            const seconds = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-            const gc = [...text.matchAll(/^mcu_nodejs_gc_duration_seconds_sum\{[^}]*\} (\S+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
-            return { lagP99Ms: seconds('mcu_nodejs_eventloop_lag_p99_seconds') * 1000, lagMaxMs: seconds('mcu_nodejs_eventloop_lag_max_seconds') * 1000, gcMs: gc * 1000 };
+            const text = await (await fetch(`${n.url}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+            const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+            const gc = [...text.matchAll(/^mcu_nodejs_gc_duration_seconds_sum\{[^}]*\} (\S+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+            return { cpuS: value('mcu_process_cpu_seconds_total'), lagP99Ms: value('mcu_nodejs_eventloop_lag_p99_seconds') * 1000, lagMaxMs: value('mcu_nodejs_eventloop_lag_max_seconds') * 1000, gcMs: gc * 1000 };
           } catch {
             return null;
           }
         }),
-      );
-    const loopsAtStart = await scrapeLoops();
+      ),
+    });
+    const round = (x: number) => Number(x.toFixed(1));
+    const windowOf = (a: { at: number; s: Scrape[] }, b: { at: number; s: Scrape[] }) => {
+      const per = b.s.map((x, k) => {
+        const y = a.s[k];
+        return x && y ? { cpuPct: (100 * (x.cpuS - y.cpuS) * 1000) / (b.at - a.at), lagP99Ms: x.lagP99Ms, lagMaxMs: x.lagMaxMs, gcMs: x.gcMs - y.gcMs } : null;
+      });
+      const relayWins = per.slice(1).filter((x): x is NonNullable<typeof x> => x !== null);
+      const cpus = relayWins.map((x) => x.cpuPct).sort((p, q) => p - q);
+      return {
+        seconds: round((b.at - a.at) / 1000),
+        mixer: per[0] && { cpuPct: round(per[0].cpuPct), lagP99Ms: round(per[0].lagP99Ms), lagMaxMs: round(per[0].lagMaxMs) },
+        relays: {
+          cpuPctMedian: round(cpus[Math.floor(cpus.length / 2)] ?? NaN),
+          cpuPctSum: round(cpus.reduce((sum, c) => sum + c, 0)),
+          lagP99MsMax: round(Math.max(...relayWins.map((x) => x.lagP99Ms))),
+          lagMaxMsMax: round(Math.max(...relayWins.map((x) => x.lagMaxMs))),
+          gcMsMax: Math.round(Math.max(...relayWins.map((x) => x.gcMs))),
+        },
+      };
+    };
+    const atStart = await scrapeAll();
     const runStart = nowMs();
     await sleep(seconds * 400);
-    // The relays' own view before the kill: event-loop delay (p99, max) and time in GC since the
-    // scrape at the start of the run (prom-client resets the delay histogram at each scrape).
-    const relayLoops = (await scrapeLoops()).map((l, i) =>
-      l === null ? null : { lagP99Ms: Number(l.lagP99Ms.toFixed(1)), lagMaxMs: Number(l.lagMaxMs.toFixed(1)), gcMs: Math.round(l.gcMs - (loopsAtStart[i]?.gcMs ?? 0)) },
-    );
+    const atKill = await scrapeAll();
     const loads = (await Promise.all(relays.map(info))).filter((x): x is RelayInfo => x !== null);
     loads.sort((a, b) => b.feeds[0].children.length - a.feeds[0].children.length || b.viewers - a.viewers);
     const victim = relays.find((r) => r.id === loads[0].id)!;
@@ -348,6 +370,7 @@ async function main(): Promise<void> {
       await sleep(250);
     }
     log('\n');
+    const atEnd = await scrapeAll();
 
     const reports = await Promise.all(
       viewerProcs.map((p) => new Promise<ProcReport>((resolve) => p.on('message', (m: { type: string; report: ProcReport }) => m.type === 'report' && resolve(m.report)).send({ type: 'report' }))),
@@ -441,7 +464,8 @@ async function main(): Promise<void> {
       recoveryP50Seconds: recoveries.length ? Number((recoveries.sort((a, b) => a - b)[Math.floor(recoveries.length / 2)] / 1000).toFixed(2)) : 0,
       hopLatencyP50Ms: hop.length ? Number(hop.sort((a, b) => a - b)[Math.floor(hop.length / 2)].toFixed(2)) : null,
       hopSamples: hop.length,
-      relayEventLoopBeforeKill: relayLoops,
+      nodesBeforeKill: windowOf(atStart, atKill),
+      nodesAfterKill: windowOf(atKill, atEnd),
       // The same measure at the load viewers (their process's queueing included).
       loadViewerHopP99Ms: loadHop.length ? Number(p99(loadHop).toFixed(2)) : null,
     };
