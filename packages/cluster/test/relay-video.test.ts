@@ -261,8 +261,11 @@ describe('video and several events down a relay tree over NATS', () => {
     expect(pictures.length).toBeGreaterThan(5);
     const c = meanYuv(pictures[pictures.length - 1], 320, 180, { x: 120, y: 60, w: 80, h: 60 });
     expect(Math.abs(c.y - RED.y) <= 12 && Math.abs(c.u - RED.u) <= 12 && Math.abs(c.v - RED.v) <= 12, `centre ${JSON.stringify(c)}`).toBe(true);
-    // Its audio is the presenter's tone.
+    // Its audio is the presenter's tone (the video can come at once from the relay's GOP cache;
+    // the audio at 50 packets/s: wait for a second of it).
+    await waitFor(() => v1.audio.length > 60, 8000, 'viewer 1 to receive 60 audio packets');
     const tone = v1.decodeAudio(50);
+    expect(tone.length).toBeGreaterThan(30 * 960);
     expect(tonePower(tone, 440)).toBeGreaterThan(50 * tonePower(tone, 1000));
 
     // Keyframe requests go up the tree, aggregated: a burst of PLIs from the viewer costs the
