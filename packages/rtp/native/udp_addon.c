@@ -18,7 +18,8 @@
 
 #define BATCH 256
 
-static int bytes_arg(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+/* A typed array of `want` type: its data and element count. */
+static int typed_arg(napi_env env, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
   bool is_typed = false;
   napi_is_typedarray(env, v, &is_typed);
   if (!is_typed) return 0;
@@ -26,23 +27,7 @@ static int bytes_arg(napi_env env, napi_value v, uint8_t **data, size_t *len) {
   size_t length, offset;
   void *base;
   napi_value buffer;
-  if (napi_get_typedarray_info(env, v, &type, &length, &base, &buffer, &offset) != napi_ok) return 0;
-  if (type != napi_uint8_array) return 0;
-  *data = base;
-  *len = length;
-  return 1;
-}
-
-static int u32_array_arg(napi_env env, napi_value v, uint32_t **data, size_t *len) {
-  bool is_typed = false;
-  napi_is_typedarray(env, v, &is_typed);
-  if (!is_typed) return 0;
-  napi_typedarray_type type;
-  size_t length, offset;
-  void *base;
-  napi_value buffer;
-  if (napi_get_typedarray_info(env, v, &type, &length, &base, &buffer, &offset) != napi_ok) return 0;
-  if (type != napi_uint32_array) return 0;
+  if (napi_get_typedarray_info(env, v, &type, &length, &base, &buffer, &offset) != napi_ok || type != want) return 0;
   *data = base;
   *len = length;
   return 1;
@@ -54,12 +39,11 @@ static napi_value send_many(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd;
   uint32_t length, count;
-  uint8_t *packet;
+  void *packet, *ipv4s_v, *ports_v;
   size_t packet_len, n_ipv4s, n_ports;
-  uint32_t *ipv4s, *ports;
-  if (argc < 6 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || !bytes_arg(env, argv[1], &packet, &packet_len) ||
-      napi_get_value_uint32(env, argv[2], &length) != napi_ok || !u32_array_arg(env, argv[3], &ipv4s, &n_ipv4s) ||
-      !u32_array_arg(env, argv[4], &ports, &n_ports) || napi_get_value_uint32(env, argv[5], &count) != napi_ok) {
+  if (argc < 6 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || !typed_arg(env, argv[1], napi_uint8_array, &packet, &packet_len) ||
+      napi_get_value_uint32(env, argv[2], &length) != napi_ok || !typed_arg(env, argv[3], napi_uint32_array, &ipv4s_v, &n_ipv4s) ||
+      !typed_arg(env, argv[4], napi_uint32_array, &ports_v, &n_ports) || napi_get_value_uint32(env, argv[5], &count) != napi_ok) {
     napi_throw_type_error(env, NULL, "sendMany(fd, packet: Uint8Array, length, ipv4s: Uint32Array, ports: Uint32Array, count)");
     return NULL;
   }
@@ -67,6 +51,7 @@ static napi_value send_many(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "length beyond the packet, or count beyond the address arrays");
     return NULL;
   }
+  const uint32_t *ipv4s = ipv4s_v, *ports = ports_v;
   struct mmsghdr msgs[BATCH];
   struct iovec iov = {.iov_base = packet, .iov_len = length};
   struct sockaddr_in to[BATCH];
