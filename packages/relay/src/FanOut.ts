@@ -37,9 +37,11 @@ export class FanOut {
   #hosts: string[] = [];
   #ports: number[] = [];
   #index = new Map<string, number>();
-  /** The receivers as numbers for `sendMany`; null when one of them is not IPv4. */
-  #ipv4s: Uint32Array | null = new Uint32Array(0);
-  #portsU32 = new Uint32Array(0);
+  /** The receivers as numbers for `sendMany` (0 where not IPv4), with room to grow. */
+  #ipv4s = new Uint32Array(8);
+  #portsU32 = new Uint32Array(8);
+  /** Receivers that are not IPv4: while there is one, every send goes through `socket.send`. */
+  #notIpv4 = 0;
   readonly #native: NativeUdp | null;
   /** Datagrams sent natively, and sent with `socket.send` (no addon, IPv6, or a full buffer). */
   nativeSent = 0;
@@ -50,25 +52,62 @@ export class FanOut {
     this.#native = opts.native === false ? null : nativeUdp();
   }
 
-  /** Replaces the list (duplicates collapse); throws RangeError on an invalid endpoint. */
+  /** Replaces the list, in its order (duplicates collapse); throws RangeError on an invalid endpoint. */
   set(endpoints: readonly UdpEndpoint[]): void {
-    const hosts: string[] = [];
-    const ports: number[] = [];
-    const index = new Map<string, number>();
-    for (const ep of endpoints) {
-      validateEndpoint(ep);
-      const key = endpointKey(ep.host, ep.port);
-      if (index.has(key)) continue;
-      index.set(key, hosts.length);
-      hosts.push(ep.host);
-      ports.push(ep.port);
+    for (const ep of endpoints) validateEndpoint(ep);
+    this.#hosts = [];
+    this.#ports = [];
+    this.#index = new Map();
+    this.#notIpv4 = 0;
+    for (const ep of endpoints) this.#append(ep.host, ep.port);
+  }
+
+  /** Adds one receiver (false if it is there already); throws RangeError on an invalid endpoint. O(1). */
+  add(ep: UdpEndpoint): boolean {
+    validateEndpoint(ep);
+    return this.#append(ep.host, ep.port);
+  }
+
+  /** Removes one receiver (false if it was not there); the last one takes its place. O(1). */
+  remove(host: string, port: number): boolean {
+    const key = endpointKey(host, port);
+    const i = this.#index.get(key);
+    if (i === undefined) return false;
+    if (ipv4ToInt(host) < 0) this.#notIpv4--;
+    const last = this.#hosts.length - 1;
+    if (i !== last) {
+      this.#hosts[i] = this.#hosts[last];
+      this.#ports[i] = this.#ports[last];
+      this.#ipv4s[i] = this.#ipv4s[last];
+      this.#portsU32[i] = this.#portsU32[last];
+      this.#index.set(endpointKey(this.#hosts[i], this.#ports[i]), i);
     }
-    this.#hosts = hosts;
-    this.#ports = ports;
-    this.#index = index;
-    const ipv4s = hosts.map(ipv4ToInt);
-    this.#ipv4s = ipv4s.every((n) => n >= 0) ? Uint32Array.from(ipv4s) : null;
-    this.#portsU32 = Uint32Array.from(ports);
+    this.#hosts.pop();
+    this.#ports.pop();
+    this.#index.delete(key);
+    return true;
+  }
+
+  #append(host: string, port: number): boolean {
+    const key = endpointKey(host, port);
+    if (this.#index.has(key)) return false;
+    const i = this.#hosts.length;
+    if (i === this.#ipv4s.length) {
+      const ipv4s = new Uint32Array(2 * i);
+      ipv4s.set(this.#ipv4s);
+      const ports = new Uint32Array(2 * i);
+      ports.set(this.#portsU32);
+      this.#ipv4s = ipv4s;
+      this.#portsU32 = ports;
+    }
+    const n = ipv4ToInt(host);
+    if (n < 0) this.#notIpv4++;
+    this.#ipv4s[i] = n < 0 ? 0 : n;
+    this.#portsU32[i] = port;
+    this.#index.set(key, i);
+    this.#hosts.push(host);
+    this.#ports.push(port);
+    return true;
   }
 
   get size(): number {
@@ -92,7 +131,7 @@ export class FanOut {
     const ports = this.#ports;
     const n = hosts.length;
     let from = 0;
-    if (this.#native !== null && this.#ipv4s !== null && n > 0) {
+    if (this.#native !== null && this.#notIpv4 === 0 && n > 0) {
       const fd = fdOf(socket);
       if (fd >= 0) {
         const sent = this.#native.sendMany(fd, datagram, datagram.length, this.#ipv4s, this.#portsU32, n);

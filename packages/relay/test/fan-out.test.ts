@@ -77,6 +77,31 @@ describe('FanOut', () => {
     expect(mixed.nativeSent).toBe(0);
   });
 
+  it('add and remove one receiver at a time (the last takes the removed one\'s place), natively or not', async () => {
+    const { sockets, got } = await receivers(4);
+    const sender = await openUdpSocket({ host: '127.0.0.1' });
+    open.push(sender);
+    const ep = (i: number) => ({ host: '127.0.0.1', port: sockets[i].address().port });
+    for (const fan of [new FanOut(), new FanOut({ native: false })]) {
+      for (const g of got) g.length = 0;
+      for (let i = 0; i < 4; i++) expect(fan.add(ep(i))).toBe(true);
+      expect(fan.add(ep(2))).toBe(false);
+      expect(fan.remove(ep(1).host, ep(1).port)).toBe(true);
+      expect(fan.remove(ep(1).host, ep(1).port)).toBe(false);
+      expect(fan.size).toBe(3);
+      expect(fan.has(ep(3).host, ep(3).port)).toBe(true);
+      fan.send(sender, Buffer.from('x'));
+      expect(await until(() => got[0].length === 1 && got[2].length === 1 && got[3].length === 1)).toBe(true);
+      // Removing the one that took the removed place, then adding back: each still gets exactly one.
+      fan.remove(ep(3).host, ep(3).port);
+      fan.add(ep(1));
+      fan.send(sender, Buffer.from('y'));
+      expect(await until(() => got[1].length === 1)).toBe(true);
+      await new Promise((r) => setTimeout(r, 30));
+      expect(got.map((g) => g.map(String))).toEqual([['x', 'y'], ['y'], ['x', 'y'], ['x']]);
+    }
+  });
+
   it('a receiver list change takes effect on the next send; an empty list sends nothing', async () => {
     const { sockets, got } = await receivers(3);
     const sender = await openUdpSocket({ host: '127.0.0.1' });
