@@ -18,7 +18,7 @@
  * event's tree, and an idle relay must not hold up a rolling update.
  */
 import type dgram from 'node:dgram';
-import { FanOut, validateEndpoint } from '@mcu/relay';
+import { endpointKey, FanOut, validateEndpoint } from '@mcu/relay';
 import { openUdpSocket } from '@mcu/rtp';
 import http from 'node:http';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -106,9 +106,8 @@ interface RtpViewer {
  */
 interface RtpViewerGroup {
   readonly fanOut: FanOut;
-  /** Viewers per address (two viewers at one address share one entry of the FanOut). */
+  /** Viewers per address (two viewers at one address share one entry of the FanOut); empty: the group goes. */
   readonly addresses: Map<string, number>;
-  members: number;
   readonly stop: () => void;
 }
 
@@ -368,12 +367,11 @@ export class RelayRole {
           : feed.addProgramSink((packet) => {
               if (((packet[2] << 8) | packet[3]) % everyNth === 0) fanOut.send(socket, packet);
             });
-      group = { fanOut, addresses: new Map(), members: 0, stop };
+      group = { fanOut, addresses: new Map(), stop };
       this.#rtpGroups.set(key, group);
     }
-    const address = `${host}:${port}`;
+    const address = endpointKey(host, port);
     group.addresses.set(address, (group.addresses.get(address) ?? 0) + 1);
-    group.members++;
     group.fanOut.add({ host, port });
     this.#rtpViewers.set(id, { id, event, host, port, group: key });
     this.log.debug({ event, viewer: id, host, port }, 'RTP viewer joined');
@@ -385,14 +383,14 @@ export class RelayRole {
     if (!v) return false;
     const group = this.#rtpGroups.get(v.group);
     if (group) {
-      const address = `${v.host}:${v.port}`;
+      const address = endpointKey(v.host, v.port);
       const left = (group.addresses.get(address) ?? 1) - 1;
       if (left > 0) group.addresses.set(address, left);
       else {
         group.addresses.delete(address);
         group.fanOut.remove(v.host, v.port);
       }
-      if (--group.members === 0) {
+      if (group.addresses.size === 0) {
         group.stop();
         this.#rtpGroups.delete(v.group);
       }

@@ -23,7 +23,7 @@ export type { FeedStats, FeedDropReason } from './FeedStats.js';
 export { relayDefaults } from './RelayConfig.js';
 export type { RelayConfig } from './RelayConfig.js';
 
-export { FanOut, validateEndpoint } from './FanOut.js';
+export { endpointKey, FanOut, validateEndpoint } from './FanOut.js';
 
 export { clockRateOf } from './RelayTypes.js';
 export type { UdpEndpoint, StreamInfo, StreamMap, RtpSink } from './RelayTypes.js';
