@@ -1,6 +1,7 @@
 /**
  * Native helpers of the media path's UDP sockets (native/udp_addon.c, Linux): `sendMany` copies one
- * datagram to many IPv4 receivers with sendmmsg(2) on the socket's own descriptor. Optional: when
+ * datagram to many IPv4 receivers with sendmmsg(2) on the socket's own descriptor; `receivers*`
+ * hold many receiving sockets read in batches (UdpReceivers.ts). Optional: when
  * the addon is not built (another OS, a failed build) callers use dgram.send. Also the shared
  * pieces of every native addon here: loading one from build/, finding a dgram socket's fd.
  */
@@ -50,6 +51,19 @@ export interface NativeUdp {
    * the first one failed.
    */
   sendMany(fd: number, packet: Uint8Array, length: number, ipv4s: Uint32Array, ports: Uint32Array, count: number): number;
+  /**
+   * Opens `count` UDP sockets bound to `ipv4`:0 (receive buffer `bufferBytes`, 0: the system's),
+   * with kernel arrival timestamps, in one epoll set: its fd, or -errno (nothing left open). Writes
+   * the sockets' fds and ports.
+   */
+  receiversOpen(ipv4: number, count: number, bufferBytes: number, fds: Int32Array, ports: Uint32Array): number;
+  /**
+   * Reads what the sockets hold without blocking, up to `out.length / 5` datagrams: records of
+   * [index, length, RTP sequence number, RTP timestamp (both -1 under 12 bytes), kernel arrival
+   * ms on CLOCK_MONOTONIC]. Returns the records written.
+   */
+  receiversRead(epfd: number, fds: Int32Array, out: Float64Array): number;
+  receiversClose(epfd: number, fds: Int32Array): void;
 }
 
 let loaded: { binding: NativeUdp | null; error: Error | null } | undefined;
