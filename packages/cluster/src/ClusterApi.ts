@@ -5,13 +5,21 @@
 import { z } from 'zod';
 import { nodeOperations, webrtcOperations, type OperationTable } from '@mcu/server';
 
-/** A plain-RTP viewer: the program RTP goes to this UDP address. */
 /**
  * A plain-RTP viewer: where to send the program audio, and optionally `everyNth` (1–50) to receive
- * only the packets whose sequence number is a multiple of it: a load generator's lighter probe
- * (bench:tree's `--pps`), at 50 / N packets per second.
+ * only the packets whose sequence number leaves `phase` (0 to everyNth − 1, default 0) divided by
+ * it: a load generator's lighter probe (bench:tree's `--pps`), at 50 / N packets per second. Viewers
+ * spread over the phases spread the relay's sends over the ticks instead of one tick in N.
  */
-export const rtpViewerBody = z.object({ host: z.ipv4(), port: z.number().int().min(1).max(65_535), everyNth: z.number().int().min(1).max(50).optional() }).strict();
+export const rtpViewerBody = z
+  .object({
+    host: z.ipv4(),
+    port: z.number().int().min(1).max(65_535),
+    everyNth: z.number().int().min(1).max(50).optional(),
+    phase: z.number().int().min(0).max(49).optional(),
+  })
+  .strict()
+  .refine((b) => (b.phase ?? 0) < (b.everyNth ?? 1), { message: 'phase must be below everyNth', path: ['phase'] });
 
 const viewerRoles = ['producer', 'presenter', 'viewer'] as const;
 

@@ -95,12 +95,12 @@ interface RtpViewer {
   event: string;
   host: string;
   port: number;
-  /** Its group: the viewers of one event asking for the same one-in-N of the packets. */
+  /** Its group: the viewers of one event asking for the same one-in-N (and phase) of the packets. */
   group: string;
 }
 
 /**
- * The plain-RTP viewers of one event that asked for the same `everyNth`: one program sink and one
+ * The plain-RTP viewers of one event that asked for the same `everyNth` and phase: one program sink and one
  * FanOut for all of them, so a packet costs one sink call and one `sendMany` (sendmmsg) per group,
  * not a closure and a `socket.send` per viewer.
  */
@@ -345,19 +345,22 @@ export class RelayRole {
   }
 
   /**
-   * Attaches a plain-RTP viewer: the program RTP goes to host:port over UDP (only the packets whose
-   * sequence number is a multiple of `everyNth`, for load generators).
+   * Attaches a plain-RTP viewer: the program RTP goes to host:port over UDP (for load generators,
+   * only the packets whose sequence number leaves `phase` divided by `everyNth`).
    */
-  addRtpViewer(event: string, host: string, port: number, everyNth = 1): string {
+  addRtpViewer(event: string, host: string, port: number, everyNth = 1, phase = 0): string {
     const feed = this.#feed(event);
     this.#refuseWhileDraining();
     if (this.#rtpViewers.size >= (this.#opts.maxRtpViewers ?? clusterDefaults.relayRtpViewers)) {
       throw new ServiceUnavailableError('this relay serves its maximum of plain-RTP viewers', 1);
     }
     validateEndpoint({ host, port });
+    if (!(Number.isInteger(everyNth) && everyNth >= 1 && Number.isInteger(phase) && phase >= 0 && phase < everyNth)) {
+      throw new ValidationError(`everyNth ${everyNth} with phase ${phase}: phase must be a whole number below everyNth`, 'phase');
+    }
     const socket = this.#rtpSocket!;
     const id = randomUUID();
-    const key = `${event} ${everyNth}`;
+    const key = `${event} ${everyNth} ${phase}`;
     let group = this.#rtpGroups.get(key);
     if (!group) {
       const fanOut = new FanOut();
@@ -365,7 +368,7 @@ export class RelayRole {
         everyNth === 1
           ? feed.addProgramSink((packet) => fanOut.send(socket, packet))
           : feed.addProgramSink((packet) => {
-              if (((packet[2] << 8) | packet[3]) % everyNth === 0) fanOut.send(socket, packet);
+              if (((packet[2] << 8) | packet[3]) % everyNth === phase) fanOut.send(socket, packet);
             });
       group = { fanOut, addresses: new Map(), stop };
       this.#rtpGroups.set(key, group);
@@ -487,7 +490,7 @@ export class RelayRole {
         chunks.push(c as Buffer);
       }
       const body = parseJsonBody(Buffer.concat(chunks).toString('utf8'), rtpViewerBody, 'body');
-      const id = this.addRtpViewer(params.id, body.host, body.port, body.everyNth);
+      const id = this.addRtpViewer(params.id, body.host, body.port, body.everyNth, body.phase);
       res.setHeader('location', `/rtp-viewers/${params.id}/${id}`);
       json(res, 201, { id, relay: this.nodeId });
     });
