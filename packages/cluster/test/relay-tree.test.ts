@@ -178,17 +178,28 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
     await waitFor(() => late.packets > 10, 3000, 'a viewer placed after the restart to receive');
   });
 
-  it('a plain-RTP viewer that asks for one packet in five gets exactly the multiples of five, at 10 per second', async () => {
+  it('a plain-RTP viewer that asks for one packet in five gets exactly the multiples of five, at 10 per second; with a phase, the numbers that leave it', async () => {
     const seqs: number[] = [];
+    const shifted: number[] = [];
     const thin = await SimViewer.open({
       url: `${world.node.url}/rtp-viewers/${event.id}`,
       token: event.tokens.viewer,
       everyNth: 5,
       stallMs: 2000,
-      onPacket: (msg) => seqs.push((msg[2] << 8) | msg[3]),
+      onPacket: (seq) => seqs.push(seq),
     });
-    sims.push(thin);
+    // The same thinning shifted by two ticks, on a native receiver set (as the benchmark's load viewers).
+    const [shiftedViewer] = await SimViewer.openMany(1, () => ({
+      url: `${world.node.url}/rtp-viewers/${event.id}`,
+      token: event.tokens.viewer,
+      everyNth: 5,
+      phase: 2,
+      stallMs: 2000,
+      onPacket: (seq) => shifted.push(seq),
+    }));
+    sims.push(thin, shiftedViewer);
     await thin.join(5000);
+    await shiftedViewer.join(5000);
     const t0 = performance.now();
     await waitFor(() => seqs.length >= 20, 5000, 'the thinned feed');
     const seconds = (performance.now() - t0) / 1000;
@@ -196,6 +207,9 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
     // Consecutive multiples of five: nothing of what it asked for is missing.
     for (let i = 1; i < seqs.length; i++) expect((seqs[i] - seqs[i - 1]) & 0xffff).toBe(5);
     expect(seqs.length / Math.max(seconds, 0.5)).toBeLessThan(15);
+    await waitFor(() => shifted.length >= 20, 5000, 'the shifted thinned feed');
+    expect(shifted.every((s) => s % 5 === 2)).toBe(true);
+    for (let i = 1; i < shifted.length; i++) expect((shifted[i] - shifted[i - 1]) & 0xffff).toBe(5);
     // A bad value is refused with the reason.
     const bad = await fetch(`${thin.relay ? world.relays.find((r) => r.nodeId === thin.relay)!.url : world.node.url}/rtp-viewers/${event.id}`, {
       method: 'POST',
@@ -204,6 +218,13 @@ describe('relay tree: mixer + 3 relays over NATS and UDP', () => {
     });
     expect(bad.status).toBe(400);
     expect(await bad.text()).toMatch(/everyNth/);
+    const badPhase = await fetch(bad.url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${event.tokens.viewer}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ host: '127.0.0.1', port: 9, everyNth: 5, phase: 5 }),
+    });
+    expect(badPhase.status).toBe(400);
+    expect(await badPhase.text()).toMatch(/phase must be below everyNth/);
   });
 
 });

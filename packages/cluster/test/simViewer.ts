@@ -9,10 +9,15 @@
  * Checked in the timer itself, a process holding thousands of viewers that was starved of CPU for a
  * second (say, by the rejoin storm after a relay died) would take the packets still unread in its
  * sockets for silence, and every one of its viewers would rejoin at once: a storm that feeds itself.
+ *
+ * `SimViewer.open` gives a viewer a dgram socket of its own (tests); `SimViewer.openMany` gives many
+ * viewers one native UdpReceivers set (the benchmark's load generator), read by the watchdog just
+ * before it checks for stalls, each packet with its kernel arrival time.
  */
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import http from 'node:http';
+import { UdpReceivers } from '@mcu/rtp';
 
 export interface SimViewerOptions {
   /** The mixer's plain-RTP viewer URL of the event: `${mixer}/rtp-viewers/${id}`. */
@@ -20,9 +25,11 @@ export interface SimViewerOptions {
   token: string;
   /** No packet for this long: the relay is gone, join again. */
   stallMs?: number;
-  onPacket?: (msg: Buffer, at: number) => void;
-  /** Receive only the packets whose sequence number is a multiple of this (the relay thins the feed). */
+  /** Each packet's RTP sequence number and arrival (performance.now() ms). */
+  onPacket?: (seq: number, at: number) => void;
+  /** Receive only the packets whose sequence number leaves `phase` (default 0) divided by this (the relay thins the feed). */
   everyNth?: number;
+  phase?: number;
 }
 
 /**
@@ -93,23 +100,91 @@ function httpRequest(method: string, url: string, headers: Record<string, string
 /** How often the watchdog checks (ms). */
 const WATCH_PERIOD_MS = 50;
 
-/** The process's stall watchdog, shared by every open viewer. */
+/**
+ * How often the shared receiver sets are read while no viewer looks stalled (ms). At 10 packets/s
+ * a read then finds about two datagrams per socket, and recvmmsg costs about half as much per
+ * datagram as with one (bench:receivers); the arrival times are the kernel's either way. A viewer
+ * that looks stalled has the sets read at once, so stall detection keeps the watchdog's period.
+ */
+const READ_PERIOD_MS = 200;
+
+/** Where a viewer's packets arrive: its own dgram socket, or one socket of a shared UdpReceivers set. */
+interface Inlet {
+  readonly port: number;
+  close(): void;
+}
+
+/** Viewers sharing one UdpReceivers set: read by the watchdog, closed with its last viewer. */
+class SharedInlets {
+  readonly viewers: SimViewer[] = [];
+  #open = 0;
+  constructor(readonly receivers: UdpReceivers) {}
+
+  inlet(index: number): Inlet {
+    this.#open++;
+    let closed = false;
+    return {
+      port: this.receivers.ports[index],
+      close: () => {
+        if (closed) return;
+        closed = true;
+        if (--this.#open === 0) {
+          this.receivers.close();
+          watch.inlets.delete(this);
+          watch.stopIfIdle();
+        }
+      },
+    };
+  }
+
+  readonly #deliver = (index: number, _length: number, seq: number, _ts: number, at: number): void => {
+    if (seq >= 0) this.viewers[index]?.received(seq, at);
+  };
+
+  read(): void {
+    this.receivers.read(this.#deliver);
+  }
+}
+
+/** The process's stall watchdog, shared by every open viewer; reads the shared receiver sets first. */
 const watch = {
   viewers: new Set<SimViewer>(),
+  inlets: new Set<SharedInlets>(),
   timer: undefined as NodeJS.Timeout | undefined,
+  lastReadAt: 0,
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => setImmediate(() => this.check()), WATCH_PERIOD_MS);
+  },
+  check(): void {
+    const before = performance.now();
+    let read = before - this.lastReadAt >= READ_PERIOD_MS;
+    if (!read) {
+      for (const viewer of this.viewers) {
+        if (viewer.stalled(before)) {
+          read = true;
+          break;
+        }
+      }
+    }
+    if (read) {
+      this.lastReadAt = before;
+      for (const set of this.inlets) set.read();
+    }
+    // Without a read nobody looked stalled at `before`: nothing to decide at a later instant.
+    const now = read ? performance.now() : before;
+    for (const viewer of this.viewers) viewer.checkStall(now);
+  },
   add(v: SimViewer): void {
     this.viewers.add(v);
-    if (this.timer) return;
-    this.timer = setInterval(() => {
-      setImmediate(() => {
-        const now = performance.now();
-        for (const viewer of this.viewers) viewer.checkStall(now);
-      });
-    }, WATCH_PERIOD_MS);
+    this.start();
   },
   remove(v: SimViewer): void {
     this.viewers.delete(v);
-    if (this.viewers.size === 0 && this.timer) {
+    this.stopIfIdle();
+  },
+  stopIfIdle(): void {
+    if (this.viewers.size === 0 && this.inlets.size === 0 && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;
     }
@@ -123,38 +198,60 @@ export class SimViewer {
   maxGapMs = 0;
   joins = 0;
   joinFailures = 0;
+  /** Failed join attempts by reason: `http <status>`, an error code (ECONNREFUSED) or `timeout`. */
+  readonly joinFailureReasons: Record<string, number> = {};
   /** Rejoins because the feed stalled. */
   stallRejoins = 0;
   relay: string | null = null;
   /** Where its plain-RTP viewer resource lives on the relay (to delete it when leaving). */
   location: string | null = null;
+  /** How long each join took (ms), and when each stall was called (performance.now() ms). */
   readonly joinMs: number[] = [];
+  readonly stallAt: number[] = [];
   #rejoining = false;
   #joinedAt = 0;
   #closed = false;
 
   private constructor(
-    readonly socket: dgram.Socket,
+    readonly inlet: Inlet,
     readonly opts: SimViewerOptions,
-  ) {
-    socket.on('message', (msg) => {
-      const at = performance.now();
-      if (this.lastAt > 0) this.maxGapMs = Math.max(this.maxGapMs, at - this.lastAt);
-      this.lastAt = at;
-      this.packets++;
-      opts.onPacket?.(msg, at);
-    });
-  }
+  ) {}
 
+  /** A viewer with a dgram socket of its own. */
   static async open(opts: SimViewerOptions): Promise<SimViewer> {
     const s = dgram.createSocket({ type: 'udp4', recvBufferSize: 1 << 20 });
     s.bind(0, '127.0.0.1');
     await once(s, 'listening');
-    return new SimViewer(s, opts);
+    const v = new SimViewer({ port: s.address().port, close: () => s.close() }, opts);
+    s.on('message', (msg) => {
+      if (msg.length >= 4) v.received((msg[2] << 8) | msg[3], performance.now());
+    });
+    return v;
+  }
+
+  /**
+   * `count` viewers on one UdpReceivers set (native where built: batched reads, kernel arrival
+   * times), `opts(i)` each viewer's options; the set closes with the last of them.
+   */
+  static async openMany(count: number, opts: (index: number) => SimViewerOptions): Promise<SimViewer[]> {
+    const shared = new SharedInlets(await UdpReceivers.open({ count, bufferBytes: 1 << 18 }));
+    for (let i = 0; i < count; i++) shared.viewers.push(new SimViewer(shared.inlet(i), opts(i)));
+    watch.inlets.add(shared);
+    watch.start();
+    return shared.viewers;
   }
 
   get port(): number {
-    return this.socket.address().port;
+    return this.inlet.port;
+  }
+
+  /** A packet for this viewer: its sequence number and arrival (performance.now() ms). */
+  received(seq: number, at: number): void {
+    if (this.#closed) return;
+    if (this.lastAt > 0) this.maxGapMs = Math.max(this.maxGapMs, at - this.lastAt);
+    this.lastAt = Math.max(this.lastAt, at);
+    this.packets++;
+    this.opts.onPacket?.(seq, at);
   }
 
   resetGap(): void {
@@ -167,7 +264,8 @@ export class SimViewer {
    */
   async join(timeoutMs = 5000): Promise<void> {
     const started = performance.now();
-    const body = JSON.stringify({ host: '127.0.0.1', port: this.port, ...(this.opts.everyNth && this.opts.everyNth > 1 && { everyNth: this.opts.everyNth }) });
+    const { everyNth, phase } = this.opts;
+    const body = JSON.stringify({ host: '127.0.0.1', port: this.port, ...(everyNth && everyNth > 1 && { everyNth }), ...(phase && { phase }) });
     let backoffMs = 100;
     while (!this.#closed && performance.now() - started < timeoutMs) {
       try {
@@ -182,29 +280,42 @@ export class SimViewer {
           if (!this.#closed) watch.add(this);
           return;
         }
-      } catch {
+        this.#failed(`http ${res.status}`);
+      } catch (err) {
         // the relay died under us (connection refused) or a timeout: ask again
+        this.#failed((err as NodeJS.ErrnoException).code ?? 'timeout');
       }
-      this.joinFailures++;
       await new Promise((r) => setTimeout(r, backoffMs * (0.5 + Math.random())));
       backoffMs = Math.min(1000, backoffMs * 2);
     }
     throw new Error(`viewer could not join within ${timeoutMs} ms`);
   }
 
+  #failed(reason: string): void {
+    this.joinFailures++;
+    this.joinFailureReasons[reason] = (this.joinFailureReasons[reason] ?? 0) + 1;
+  }
+
   /** Called by the watchdog after a poll for I/O: silence beyond `stallMs` rejoins. */
+  /** Silent beyond `stallMs` (and not already rejoining). */
+  stalled(now: number): boolean {
+    if (this.#closed || this.#rejoining || this.lastAt === 0) return false;
+    return now - Math.max(this.lastAt, this.#joinedAt) >= (this.opts.stallMs ?? 300);
+  }
+
   checkStall(now: number): void {
-    const stallMs = this.opts.stallMs ?? 300;
-    if (this.#closed || this.#rejoining || this.lastAt === 0) return;
-    if (now - Math.max(this.lastAt, this.#joinedAt) < stallMs) return;
+    if (!this.stalled(now)) return;
     this.#rejoining = true;
     this.stallRejoins++;
+    this.stallAt.push(now);
+    // The old resource is deleted after the new join, not before: its relay is most likely dead, and
+    // a request to it (a refused connection) would only delay the join that ends the silence.
     const old = this.location;
-    if (old) void httpRequest('DELETE', old, { authorization: `Bearer ${this.opts.token}` }, undefined, 500).catch(() => undefined);
     this.join(10_000)
       .catch(() => undefined)
       .finally(() => {
         this.#rejoining = false;
+        if (old && old !== this.location) void httpRequest('DELETE', old, { authorization: `Bearer ${this.opts.token}` }, undefined, 500).catch(() => undefined);
       });
   }
 
@@ -212,7 +323,7 @@ export class SimViewer {
     this.#closed = true;
     watch.remove(this);
     try {
-      this.socket.close();
+      this.inlet.close();
     } catch {
       // closed
     }
