@@ -7,17 +7,23 @@
  * The probe is the program feed itself: the mixer sends one RTP packet per 20 ms tick, and relays
  * keep its sequence numbers (StreamContinuity keeps the first source's numbers), so every viewer's
  * received sequence numbers give its delivery. `--pps` (default 10) thins it per viewer: each
- * simulated viewer asks its relay for one packet in N (`everyNth`, the multiples of N of the
- * sequence numbers, N = 50 / pps), so 10,000 viewers are 100,000 packets/s instead of 500,000 and
- * the run fits two cores; delivery counts only the packets a viewer asked for. Per-hop latency: for a relay at depth d+1
- * and its parent at depth d, the arrival time of the same packet at a probe viewer of each, p99
- * over packets. The probe viewers (one per relay, the whole feed, joined at each relay directly)
- * live in a process of their own that does nothing else, so that the figure is the relays' and
- * not the queueing of a load-generator process holding thousands of sockets (that one is reported
- * too, as `loadViewerHopP99Ms`). Recovery: the longest silence of any viewer that began after the
- * kill, up to its first packet again.
+ * simulated viewer asks its relay for one packet in N (`everyNth`, N = 50 / pps), so 10,000
+ * viewers are 100,000 packets/s instead of 500,000 and the run fits two cores; delivery counts only
+ * the packets a viewer asked for. Viewers are spread over the N phases (viewer i asks for the
+ * numbers that leave i mod N), so every tick carries the same share of the load; `--aligned` gives
+ * every viewer the same phase (all of it on one tick in N).
  *
- * Usage: npm run bench:tree -- [--viewers 500] [--relays 6] [--fan-out 3] [--seconds 12] [--pps 10] [--viewer-procs 2] [--json]
+ * The load generator must not be what is measured: the viewers of a process share one native
+ * UdpReceivers set (epoll + recvmmsg, `--dgram-viewers`: Node's sockets instead), every packet
+ * with its kernel arrival time, and the report gives the viewer processes' own CPU and event-loop
+ * delay beside the nodes'. Per-hop latency: for a relay at depth d+1 and its parent at depth d,
+ * the kernel arrival time of the same packet at a probe viewer of each, p99 over packets. The probe
+ * viewers (one per relay, the whole feed, joined at each relay directly) live in a process of
+ * their own (the same measure at the load viewers is `loadViewerHopP99Ms`). Recovery: the longest
+ * silence of any viewer that began after the kill, up to its first packet again; for the killed
+ * relay's viewers the report splits it into stall detection, re-placement and first packet.
+ *
+ * Usage: npm run bench:tree -- [--viewers 500] [--relays 6] [--fan-out 3] [--seconds 12] [--pps 10] [--viewer-procs 2] [--aligned] [--dgram-viewers] [--json]
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -39,6 +45,10 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '12' },
     pps: { type: 'string', default: '10' },
     'viewer-procs': { type: 'string', default: '2' },
+    // Every viewer asks for the same one packet in N (all on one tick in N) instead of spreading over the N phases.
+    aligned: { type: 'boolean', default: false },
+    // The load viewers on Node's own dgram sockets instead of the native receiver sets (the load generator's baseline).
+    'dgram-viewers': { type: 'boolean', default: false },
     nats: { type: 'string', default: 'nats://127.0.0.1:4222' },
     json: { type: 'boolean', default: false },
   },
@@ -55,7 +65,9 @@ if (!(Number.isInteger(pps) && pps >= 1 && pps <= FEED_PPS)) {
 /** Each viewer gets the packets whose sequence number is a multiple of this. */
 const everyNth = Math.max(1, Math.round(FEED_PPS / pps));
 const viewerPps = FEED_PPS / everyNth;
-const wanted = (ext: number) => (ext & 0xffff) % everyNth === 0;
+/** Viewer `i` (over all viewer processes) asks for the packets that leave this divided by everyNth. */
+const phaseOf = (i: number) => (values.aligned ? 0 : i % everyNth);
+const wanted = (ext: number, phase: number) => (ext & 0xffff) % everyNth === phase;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ------------------------------------------------------------------------------------ viewers
@@ -66,96 +78,145 @@ interface ViewerReport {
   firstRelay: string;
   joinMs: number;
   joins: number;
+  phase: number;
   /** Extended sequence numbers received. */
   seqs: number[];
   /** Longest silence (ms) that began after `since`, and when it ended. */
   gapMs: number;
   gapEndAt: number;
+  /** The first stall it called after the kill (nowMs() time, NaN: none), and how long that rejoin took (ms). */
+  stallAt: number;
+  rejoinMs: number;
+  /** Join attempts that failed over the whole run, by reason (refused, timed out, 503). */
+  joinFailures: Record<string, number>;
 }
 interface ProcReport {
   viewers: ViewerReport[];
-  /** relay → [extended seq, arrival ms] at the first viewer of that relay in this process. */
+  /** relay → [extended seq, arrival ms] at the first phase-0 viewer of that relay in this process. */
   probes: Record<string, Array<[number, number]>>;
+  /** The process's CPU time (ms) at each of the main process's marks (run start, kill, end), and its event loop's longest delay (ms) up to each. */
+  cpuMs: number[];
+  lagMaxMs: number[];
 }
 
-/** One socket per relay, joined at that relay directly, full feed: arrival times for the per-hop latency. */
+/** Milliseconds to add to a performance.now() time to get nowMs()'s (both monotonic: a constant). */
+function perfToNow(): number {
+  let best = Infinity;
+  let offset = 0;
+  for (let i = 0; i < 5; i++) {
+    const a = performance.now();
+    const n = nowMs();
+    const b = performance.now();
+    if (b - a < best) {
+      best = b - a;
+      offset = n - (a + b) / 2;
+    }
+  }
+  return offset;
+}
+
+const cpuMsNow = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/** Extends a 16-bit sequence number next to the highest seen so far (`last`, -1 before the first). */
+function extend(seq: number, last: number): number {
+  return last < 0 ? seq : last + ((((seq - (last & 0xffff) + 32768) & 0xffff) - 32768));
+}
+
+/**
+ * One receiver per relay, joined at that relay directly, full feed: arrival times for the per-hop
+ * latency. Native receivers (where built) give each packet its kernel arrival time, so the figure
+ * does not include when this process got a core to read it.
+ */
 async function probeProcess(): Promise<void> {
-  const dgram = await import('node:dgram');
-  const probes: Record<string, Array<[number, number]>> = {};
-  const sockets: Array<import('node:dgram').Socket> = [];
+  const { UdpReceivers } = await import('@mcu/rtp');
+  const offset = perfToNow();
+  const cpuMs: number[] = [];
+  let receivers: import('@mcu/rtp').UdpReceivers | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let probes: Record<string, Array<[number, number]>> = {};
   process.on('message', async (m: { type: string; relays?: Array<{ id: string; url: string }>; event?: string; token?: string }) => {
     if (m.type === 'start') {
-      for (const r of m.relays!) {
-        const list: Array<[number, number]> = (probes[r.id] = []);
-        const s = dgram.createSocket({ type: 'udp4', recvBufferSize: 1 << 20 });
-        sockets.push(s);
-        let last = -1;
-        s.on('message', (msg) => {
-          const at = nowMs();
-          if (msg.length < 12) return;
-          const seq = (msg[2] << 8) | msg[3];
-          const ext = last < 0 ? seq : last + ((((seq - (last & 0xffff) + 32768) & 0xffff) - 32768));
-          if (ext > last) last = ext;
-          list.push([ext, at]);
-        });
-        await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
-        const res = await fetch(`${r.url}/rtp-viewers/${m.event}`, {
+      const relays = m.relays!;
+      const r = (receivers = await UdpReceivers.open({ count: relays.length, bufferBytes: 1 << 20 }));
+      const lists = relays.map(() => [] as Array<[number, number]>);
+      const last = relays.map(() => -1);
+      const visit = (i: number, _len: number, seq: number, _ts: number, at: number) => {
+        if (seq < 0) return;
+        const ext = extend(seq, last[i]);
+        if (ext > last[i]) last[i] = ext;
+        lists[i].push([ext, at + offset]);
+      };
+      timer = setInterval(() => r.read(visit), 20);
+      for (const [i, relay] of relays.entries()) {
+        const res = await fetch(`${relay.url}/rtp-viewers/${m.event}`, {
           method: 'POST',
           headers: { authorization: `Bearer ${m.token}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ host: '127.0.0.1', port: s.address().port }),
+          body: JSON.stringify({ host: '127.0.0.1', port: r.ports[i] }),
         });
-        if (res.status !== 201) throw new Error(`probe viewer on ${r.id}: HTTP ${res.status} ${await res.text()}`);
+        if (res.status !== 201) throw new Error(`probe viewer on ${relay.id}: HTTP ${res.status} ${await res.text()}`);
         await res.body?.cancel();
       }
-      process.send!({ type: 'joined' });
+      probes = Object.fromEntries(relays.map((relay, i) => [relay.id, lists[i]]));
+      process.send!({ type: 'joined', native: r.native });
+    } else if (m.type === 'mark') {
+      cpuMs.push(cpuMsNow());
     } else if (m.type === 'report') {
-      for (const s of sockets) s.close();
-      process.send!({ type: 'report', probes }, () => process.exit(0));
+      clearInterval(timer);
+      receivers?.read(() => undefined);
+      receivers?.close();
+      process.send!({ type: 'report', probes, cpuMs }, () => process.exit(0));
     }
   });
 }
 
 async function viewerProcess(): Promise<void> {
   let gapSince = Infinity;
-  const state: Array<{ v: SimViewer; firstRelay: string; seqs: number[]; last: number; lastAt: number; gapMs: number; gapEndAt: number }> = [];
+  const offset = perfToNow();
+  const cpuMs: number[] = [];
+  const lagMaxMs: number[] = [];
+  const { monitorEventLoopDelay } = await import('node:perf_hooks');
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
+  const state: Array<{ v: SimViewer; firstRelay: string; phase: number; seqs: number[]; last: number; lastAt: number; gapMs: number; gapEndAt: number }> = [];
   const probes = new Map<string, Array<[number, number]>>();
   const probeOwner = new Map<string, number>();
-  process.on('message', async (m: { type: string; url?: string; token?: string; count?: number; since?: number }) => {
+  process.on('message', async (m: { type: string; url?: string; token?: string; count?: number; first?: number; since?: number; dgram?: boolean }) => {
     if (m.type === 'start') {
-      for (let i = 0; i < m.count!; i++) {
-        const s = { v: null as unknown as SimViewer, firstRelay: '', seqs: [] as number[], last: -1, lastAt: 0, gapMs: 0, gapEndAt: 0 };
-        const index = i;
-        s.v = await SimViewer.open({
-          url: m.url!,
-          token: m.token!,
-          // Four missed packets, at least 700 ms: a dead relay, not the thinned feed's spacing.
-          stallMs: Math.max(700, 4000 / viewerPps),
-          everyNth,
-          onPacket: (msg, _at) => {
-            const at = nowMs();
-            if (msg.length < 12) return;
-            const seq = (msg[2] << 8) | msg[3];
-            const ext = s.last < 0 ? seq : s.last + ((((seq - (s.last & 0xffff) + 32768) & 0xffff) - 32768));
-            if (ext > s.last) s.last = ext;
-            s.seqs.push(ext);
-            if (s.lastAt > 0 && at > gapSince && at - s.lastAt > s.gapMs) {
-              s.gapMs = at - s.lastAt;
-              s.gapEndAt = at;
-            }
-            s.lastAt = at;
-            const relay = s.v.relay;
-            if (relay !== null) {
-              if (!probeOwner.has(relay)) probeOwner.set(relay, index);
-              if (probeOwner.get(relay) === index) {
-                let list = probes.get(relay);
-                if (!list) probes.set(relay, (list = []));
-                list.push([ext, at]);
-              }
-            }
-          },
-        });
-        state.push(s);
-      }
+      const onPacketOf = (index: number) => (seq: number, perfAt: number) => {
+        const s = state[index];
+        const at = perfAt + offset;
+        const ext = extend(seq, s.last);
+        if (ext > s.last) s.last = ext;
+        s.seqs.push(ext);
+        if (s.lastAt > 0 && at > gapSince && at - s.lastAt > s.gapMs) {
+          s.gapMs = at - s.lastAt;
+          s.gapEndAt = at;
+        }
+        s.lastAt = Math.max(s.lastAt, at);
+        const relay = s.v.relay;
+        if (relay !== null && s.phase === 0) {
+          if (!probeOwner.has(relay)) probeOwner.set(relay, index);
+          if (probeOwner.get(relay) === index) {
+            let list = probes.get(relay);
+            if (!list) probes.set(relay, (list = []));
+            list.push([ext, at]);
+          }
+        }
+      };
+      const optsOf = (i: number) => ({
+        url: m.url!,
+        token: m.token!,
+        // Four missed packets, at least 700 ms: a dead relay, not the thinned feed's spacing.
+        stallMs: Math.max(700, 4000 / viewerPps),
+        everyNth,
+        phase: phaseOf(m.first! + i),
+        onPacket: onPacketOf(i),
+      });
+      const viewers = m.dgram ? await Promise.all(Array.from({ length: m.count! }, (_, i) => SimViewer.open(optsOf(i)))) : await SimViewer.openMany(m.count!, optsOf);
+      for (const [i, v] of viewers.entries()) state.push({ v, firstRelay: '', phase: phaseOf(m.first! + i), seqs: [], last: -1, lastAt: 0, gapMs: 0, gapEndAt: 0 });
       let next = 0;
       const worker = async () => {
         while (next < state.length) {
@@ -175,12 +236,34 @@ async function viewerProcess(): Promise<void> {
       await Promise.all(Array.from({ length: 16 }, worker));
       clearInterval(diag);
       process.send!({ type: 'joined' });
+    } else if (m.type === 'mark') {
+      cpuMs.push(cpuMsNow());
+      lagMaxMs.push(lag.max / 1e6);
+      lag.reset();
     } else if (m.type === 'kill') {
       gapSince = m.since!;
     } else if (m.type === 'report') {
       const report: ProcReport = {
-        viewers: state.map((s) => ({ relay: s.v.relay ?? '', firstRelay: s.firstRelay, joinMs: s.v.joinMs[0] ?? NaN, joins: s.v.joins, seqs: s.seqs, gapMs: s.gapMs, gapEndAt: s.gapEndAt })),
+        viewers: state.map((s) => {
+          const k = s.v.stallAt.findIndex((t) => t + offset > gapSince);
+          return {
+            relay: s.v.relay ?? '',
+            firstRelay: s.firstRelay,
+            joinMs: s.v.joinMs[0] ?? NaN,
+            joins: s.v.joins,
+            phase: s.phase,
+            seqs: s.seqs,
+            gapMs: s.gapMs,
+            gapEndAt: s.gapEndAt,
+            // Joins: the first, then one per stall (the stalls before the kill come first).
+            stallAt: k < 0 ? NaN : s.v.stallAt[k] + offset,
+            rejoinMs: k < 0 ? NaN : (s.v.joinMs[k + 1] ?? NaN),
+            joinFailures: s.v.joinFailureReasons,
+          };
+        }),
         probes: Object.fromEntries(probes),
+        cpuMs,
+        lagMaxMs,
       };
       for (const s of state) s.v.close();
       process.send!({ type: 'report', report }, () => process.exit(0));
@@ -284,8 +367,13 @@ async function main(): Promise<void> {
     const execArgv = ['--import', import.meta.resolve('tsx'), ...(process.env.BENCH_TREE_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_TREE_CPU_PROF] : [])];
     const probeProc = fork(self, ['--role', 'probe'], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     children.push(probeProc);
+    let probeNative = false;
     await new Promise<void>((resolve, reject) => {
-      probeProc.on('message', (m: { type: string }) => m.type === 'joined' && resolve());
+      probeProc.on('message', (m: { type: string; native?: boolean }) => {
+        if (m.type !== 'joined') return;
+        probeNative = m.native === true;
+        resolve();
+      });
       probeProc.once('exit', (code) => reject(new Error(`the probe process exited (${code})`)));
       probeProc.send({ type: 'start', relays: relays.map((r) => ({ id: r.id, url: r.url })), event: ev.id, token: ev.tokens.viewer });
     });
@@ -305,7 +393,9 @@ async function main(): Promise<void> {
               if (m.type === 'joined') resolve();
             });
             const count = Math.floor(viewers / procs) + (i < viewers % procs ? 1 : 0);
-            p.send({ type: 'start', url: `${mixer.url}/rtp-viewers/${ev.id}`, token: ev.tokens.viewer, count });
+            // Viewers are numbered over all processes (their phase follows the number).
+            const first = i * Math.floor(viewers / procs) + Math.min(i, viewers % procs);
+            p.send({ type: 'start', url: `${mixer.url}/rtp-viewers/${ev.id}`, token: ev.tokens.viewer, count, first, dgram: values['dgram-viewers'] });
           }),
       ),
     );
@@ -354,9 +444,16 @@ async function main(): Promise<void> {
         },
       };
     };
+    // The load generator's own CPU over the same windows: each viewer process and the probe process
+    // note theirs at every mark.
+    const mark = () => {
+      for (const p of [...viewerProcs, probeProc]) p.send({ type: 'mark' });
+    };
+    mark();
     const atStart = await scrapeAll();
     const runStart = nowMs();
     await sleep(seconds * 400);
+    mark();
     const atKill = await scrapeAll();
     const loads = (await Promise.all(relays.map(info))).filter((x): x is RelayInfo => x !== null);
     loads.sort((a, b) => b.feeds[0].children.length - a.feeds[0].children.length || b.viewers - a.viewers);
@@ -370,15 +467,23 @@ async function main(): Promise<void> {
       await sleep(250);
     }
     log('\n');
+    mark();
     const atEnd = await scrapeAll();
 
     const reports = await Promise.all(
       viewerProcs.map((p) => new Promise<ProcReport>((resolve) => p.on('message', (m: { type: string; report: ProcReport }) => m.type === 'report' && resolve(m.report)).send({ type: 'report' }))),
     );
     const all = reports.flatMap((r) => r.viewers);
-    const probeArrivals = await new Promise<Record<string, Array<[number, number]>>>((resolve) =>
-      probeProc.on('message', (m: { type: string; probes: Record<string, Array<[number, number]>> }) => m.type === 'report' && resolve(m.probes)).send({ type: 'report' }),
+    const probeReport = await new Promise<{ probes: Record<string, Array<[number, number]>>; cpuMs: number[] }>((resolve) =>
+      probeProc.on('message', (m: { type: string; probes: Record<string, Array<[number, number]>>; cpuMs: number[] }) => m.type === 'report' && resolve(m)).send({ type: 'report' }),
     );
+    const probeArrivals = probeReport.probes;
+    // CPU (% of one core) of the viewer processes together and of the probe process, between marks k and k + 1.
+    const loadGenerator = (k: number, a: { at: number }, b: { at: number }) => ({
+      viewersCpuPct: round(reports.reduce((sum, r) => sum + (r.cpuMs[k + 1] - r.cpuMs[k]), 0) * 100 / (b.at - a.at)),
+      probeCpuPct: round(((probeReport.cpuMs[k + 1] - probeReport.cpuMs[k]) * 100) / (b.at - a.at)),
+      viewersLagMaxMs: Math.round(Math.max(...reports.map((r) => r.lagMaxMs[k + 1]))),
+    });
 
     // Recovery: the longest silence that began after the kill, up to the packet that ended it.
     const recoveries = all.filter((v) => v.gapEndAt > killAt && v.gapMs > 500).map((v) => v.gapEndAt - killAt);
@@ -392,11 +497,14 @@ async function main(): Promise<void> {
     const to = Math.min(...all.map((v) => (v.seqs.length ? Math.max(...v.seqs) : -Infinity)).filter(Number.isFinite)) - 5;
     let expected = 0;
     let got = 0;
+    /** Per sequence number: viewers that received it, and viewers that asked for it. */
     const perSeq = new Map<number, number>();
+    const askedFor = new Map<number, number>();
     for (const v of all) {
       const set = new Set(v.seqs);
       for (let s = from; s <= to; s++) {
-        if (!wanted(s)) continue;
+        if (!wanted(s, v.phase)) continue;
+        askedFor.set(s, (askedFor.get(s) ?? 0) + 1);
         if (set.has(s)) perSeq.set(s, (perSeq.get(s) ?? 0) + 1);
         if (s >= killSeq && s <= windowEnd) continue;
         expected++;
@@ -461,11 +569,32 @@ async function main(): Promise<void> {
         }),
       ),
       affectedViewers: recoveries.length,
+      // The killed relay's viewers, medians and max (ms after the kill): when they called the stall,
+      // how long re-placement took (the mixer's 307 and the relay's 201), and the first packet again.
+      victimRecoveryMs: (() => {
+        const vs = all.filter((v) => v.firstRelay === victim.id && Number.isFinite(v.stallAt));
+        const stat = (xs: number[]) => {
+          const sorted = xs.filter(Number.isFinite).sort((a, b) => a - b);
+          return sorted.length ? [Math.round(sorted[Math.floor(sorted.length / 2)]), Math.round(sorted[sorted.length - 1])] : null;
+        };
+        return {
+          viewers: vs.length,
+          failedAttempts: vs.reduce((sum: Record<string, number>, v) => {
+            for (const [reason, n] of Object.entries(v.joinFailures)) sum[reason] = (sum[reason] ?? 0) + n;
+            return sum;
+          }, {}),
+          stallCalled: stat(vs.map((v) => v.stallAt - killAt)),
+          replacedIn: stat(vs.map((v) => v.rejoinMs)),
+          joinedAt: stat(vs.map((v) => v.stallAt + v.rejoinMs - killAt)),
+          firstPacketAt: stat(vs.map((v) => v.gapEndAt - killAt)),
+        };
+      })(),
       recoveryP50Seconds: recoveries.length ? Number((recoveries.sort((a, b) => a - b)[Math.floor(recoveries.length / 2)] / 1000).toFixed(2)) : 0,
       hopLatencyP50Ms: hop.length ? Number(hop.sort((a, b) => a - b)[Math.floor(hop.length / 2)].toFixed(2)) : null,
       hopSamples: hop.length,
-      nodesBeforeKill: windowOf(atStart, atKill),
-      nodesAfterKill: windowOf(atKill, atEnd),
+      nodesBeforeKill: { ...windowOf(atStart, atKill), loadGenerator: loadGenerator(0, atStart, atKill) },
+      nodesAfterKill: { ...windowOf(atKill, atEnd), loadGenerator: loadGenerator(1, atKill, atEnd) },
+      receivers: { viewers: values['dgram-viewers'] ? 'dgram' : 'native', probe: probeNative ? 'native (kernel timestamps)' : 'dgram', phases: values.aligned ? 'aligned' : 'spread' },
       // The same measure at the load viewers (their process's queueing included).
       loadViewerHopP99Ms: loadHop.length ? Number(p99(loadHop).toFixed(2)) : null,
     };
@@ -474,7 +603,8 @@ async function main(): Promise<void> {
     if (!quiet) {
       const rows: Array<[string, string, string]> = [
         ['viewers / relays / depth', `${viewers} / ${relayCount} / ${depth}`, ''],
-        ['probe packets per viewer', `${viewerPps} per second (one in ${everyNth} of the feed)`, ''],
+        ['probe packets per viewer', `${viewerPps} per second (one in ${everyNth} of the feed${everyNth > 1 ? (values.aligned ? ', all viewers on the same one' : `, viewers spread over the ${everyNth} phases`) : ''})`, ''],
+        ['load generator CPU (viewer processes + probe), before / after the kill', `${detail.nodesBeforeKill.loadGenerator.viewersCpuPct} + ${detail.nodesBeforeKill.loadGenerator.probeCpuPct} / ${detail.nodesAfterKill.loadGenerator.viewersCpuPct} + ${detail.nodesAfterKill.loadGenerator.probeCpuPct} % of a core (${detail.receivers.viewers} receivers)`, ''],
         ['delivery outside the recovery window', `${(deliveryRatio * 100).toFixed(3)} %`, '≥ 99.9 %'],
         ['per-hop latency p99', result.hopLatencyP99Ms === null ? 'n/a (depth 1)' : `${result.hopLatencyP99Ms} ms`, '≤ 5 ms'],
         ['join p99 (through the 307)', `${result.joinP99Ms} ms`, ''],
@@ -486,16 +616,16 @@ async function main(): Promise<void> {
       const seqs = [...perSeq.keys()].sort((a, b) => a - b);
       const w = 800;
       const h = 200;
-      const points = seqs.map((s, i) => `${((i / Math.max(1, seqs.length - 1)) * w).toFixed(1)},${(h - (perSeq.get(s)! / viewers) * h).toFixed(1)}`).join(' ');
+      const points = seqs.map((s, i) => `${((i / Math.max(1, seqs.length - 1)) * w).toFixed(1)},${(h - (perSeq.get(s)! / askedFor.get(s)!) * h).toFixed(1)}`).join(' ');
       const killX = ((seqs.indexOf(killSeq) / Math.max(1, seqs.length - 1)) * w).toFixed(1);
-      const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h + 20}" font-family="sans-serif" font-size="11"><rect width="${w}" height="${h}" fill="#fafafa"/><line x1="${killX}" y1="0" x2="${killX}" y2="${h}" stroke="#c00" stroke-dasharray="4"/><polyline fill="none" stroke="#06c" points="${points}"/><text x="4" y="${h + 14}">share of viewers that received each probe packet (${viewerPps} per second per viewer); red: relay SIGKILLed</text></svg>`;
+      const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h + 20}" font-family="sans-serif" font-size="11"><rect width="${w}" height="${h}" fill="#fafafa"/><line x1="${killX}" y1="0" x2="${killX}" y2="${h}" stroke="#c00" stroke-dasharray="4"/><polyline fill="none" stroke="#06c" points="${points}"/><text x="4" y="${h + 14}">share of the viewers asking for each probe packet that received it (${viewerPps} per second per viewer); red: relay SIGKILLed</text></svg>`;
       const dir = fileURLToPath(new URL('./results/', import.meta.url));
       mkdirSync(dir, { recursive: true });
       const stamp = new Date().toISOString().replace(/[:.]/g, '-');
       writeFileSync(`${dir}tree-${stamp}.svg`, svg);
       writeFileSync(
         `${dir}tree-${stamp}.md`,
-        `# bench:tree ${new Date().toISOString()}\n\n\`${JSON.stringify(result)}\`\n\n${table}\n\nKilled ${victim.id} (${loads[0].viewers} viewers, ${loads[0].feeds[0].children.length} child relays) at ${((killAt - runStart) / 1000).toFixed(1)} s.\n\n![delivery](tree-${stamp}.svg)\n`,
+        `# bench:tree ${new Date().toISOString()}\n\n\`${JSON.stringify(result)}\`\n\n${table}\n\nKilled ${victim.id} (${loads[0].viewers} viewers, ${loads[0].feeds[0].children.length} child relays) at ${((killAt - runStart) / 1000).toFixed(1)} s.\n\n![delivery](tree-${stamp}.svg)\n\nDetail:\n\n\`\`\`json\n${JSON.stringify({ ...detail, probeGapsAfterKill: undefined })}\n\`\`\`\n`,
       );
       process.stdout.write(`report: bench/results/tree-${stamp}.md\n`);
     }
