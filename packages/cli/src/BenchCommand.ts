@@ -10,6 +10,7 @@ export const benches = {
   video: { file: 'video.ts', description: 'video: compositor alone and decode+compose+encode, against ffmpeg\'s compositor', example: 'mcu bench video -- --seconds 5 --skip-pipeline' },
   tree: { file: 'tree.ts', description: 'relay tree end to end over NATS: join time, delivery, latency per hop, recovery after a relay is killed', example: 'mcu bench tree -- --viewers 1000 --relays 6 --fan-out 3 --seconds 12' },
   fanout: { file: 'fanout.ts', description: 'UDP receivers one relay process feeds at full rate, against raw dgram.send', example: 'mcu bench fanout -- --budget-s 60 --json' },
+  receivers: { file: 'receivers.ts', description: 'a load generator\'s UDP receive: native receiver sets against Node\'s dgram sockets, CPU per datagram', example: 'mcu bench receivers -- --sockets 2500 --json' },
   webrtc: { file: 'webrtc.ts', description: 'WHEP viewers served by one node process (connect time, CPU per viewer, loss)', example: 'mcu bench webrtc -- --viewers 200 --seconds 10' },
   'rtp-load': { file: 'rtp-load.ts', description: 'the whole node under plain-RTP load (N participants, 3 talking), against Janus AudioBridge', example: 'mcu bench rtp-load -- --n 150 --seconds 10 --json' },
 } as const;
