@@ -24,16 +24,17 @@
  * The feed watches its parent: the program audio never pauses, so no authentic packet for
  * `parentSilentMs` means the parent (or the path to it) is gone, and the feed reports it to the
  * registry (`ClusterClient.reportParentSilent`), which replaces a dead parent after two missed
- * heartbeats instead of four. A check that runs late (this process was busy) decides nothing: its
+ * heartbeats instead of four; while the silence lasts, the reports thin out (SilenceReports). A check that runs late (this process was busy) decides nothing: its
  * socket may hold packets it has not read yet.
  */
-import { ClusterClient, controlDefaults, type Bus, type FeedStream } from '@mcu/control';
+import { ClusterClient, type Bus, type FeedStream } from '@mcu/control';
 import { RelayForwarder, StreamContinuity, type RtpSink, type StreamInfo, type UdpEndpoint } from '@mcu/relay';
 import { BitrateMeter, type RtpHeader, type VideoCodec } from '@mcu/rtp';
 import { mediaMsAt } from '@mcu/mixer';
 import type { ProgramSource, ProgramVideoSource } from '@mcu/webrtc';
 import { randomInt } from 'node:crypto';
 import type { FeedKeyFollower } from './FeedKeyFollower.js';
+import { SilenceReports } from './SilenceReports.js';
 
 export interface RelayFeedOptions {
   bus: Bus;
@@ -116,7 +117,7 @@ export class RelayFeed implements ProgramSource {
   readonly #rateTimer: NodeJS.Timeout;
   readonly #parentTimer: NodeJS.Timeout;
   #lastParentCheck = performance.now();
-  #lastSilentReport = 0;
+  readonly #silenceReports = new SilenceReports();
   /** Reports of a silent parent sent to the registry. */
   parentSilentReports = 0;
   #closed = false;
@@ -157,8 +158,7 @@ export class RelayFeed implements ProgramSource {
     this.#lastParentCheck = now;
     if (this.#closed || late > PARENT_WATCH_MS || this.client.parent === null) return;
     const silentMs = now - this.forwarder.lastParentRtpAt;
-    if (silentMs < controlDefaults.parentSilentMs || now - this.#lastSilentReport < controlDefaults.parentSilentReportIntervalMs) return;
-    this.#lastSilentReport = now;
+    if (!this.#silenceReports.due(now, silentMs)) return;
     this.parentSilentReports++;
     this.client.reportParentSilent(silentMs);
   }

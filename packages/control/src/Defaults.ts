@@ -30,11 +30,12 @@ export const controlDefaults = {
   deadAfterMs: 1_000,
   /**
    * A child relay whose feed from its parent is silent this long reports it (the program audio is
-   * 50 packets/s and never pauses: 300 ms is 15 packets missing), and again every
-   * `parentSilentReportIntervalMs` while it lasts.
+   * 50 packets/s and never pauses: 300 ms is 15 packets missing), again `parentSilentReportIntervalMs`
+   * later, then after twice as long each time while it lasts, up to `parentSilentReportMaxIntervalMs`.
    */
   parentSilentMs: 300,
   parentSilentReportIntervalMs: 250,
+  parentSilentReportMaxIntervalMs: 4_000,
   /**
    * A node a child reported silent is dead once its last beat is this old: two beats missed
    * (`heartbeatIntervalMs`), where `deadAfterMs` waits for four. A killed relay's subtree gets a
