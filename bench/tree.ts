@@ -489,9 +489,9 @@ async function main(): Promise<void> {
     const recoveries = all.filter((v) => v.gapEndAt > killAt && v.gapMs > 500).map((v) => v.gapEndAt - killAt);
     const recoveryMs = Math.max(0, ...recoveries);
     // Delivery outside the recovery window, over the packets every viewer could have received.
-    const probeAll = reports.flatMap((r) => Object.values(r.probes).flat());
-    const seqAt = (t: number) => probeAll.reduce((best, [s, at]) => (Math.abs(at - t) < Math.abs(best[1] - t) ? [s, at] : best), probeAll[0])[0];
-    const killSeq = seqAt(killAt);
+    // The window opens at the first packet the killed relay did not forward before the kill (its
+    // probe viewer has the whole feed).
+    const killSeq = 1 + Math.max(...(probeArrivals[victim.id] ?? []).filter(([, at]) => at < killAt).map(([s]) => s));
     const windowEnd = killSeq + Math.ceil(recoveryMs / 20) + 10;
     const from = Math.max(...all.map((v) => (v.seqs.length ? Math.min(...v.seqs) : Infinity)).filter(Number.isFinite)) + 5;
     const to = Math.min(...all.map((v) => (v.seqs.length ? Math.max(...v.seqs) : -Infinity)).filter(Number.isFinite)) - 5;
@@ -500,6 +500,9 @@ async function main(): Promise<void> {
     /** Per sequence number: viewers that received it, and viewers that asked for it. */
     const perSeq = new Map<number, number>();
     const askedFor = new Map<number, number>();
+    /** Packets lost outside the recovery window, by the relay the viewer was first placed on, and by when (ticks from the kill, in 50-tick steps). */
+    const lostByRelay: Record<string, number> = {};
+    const lostByTime: Record<string, number> = {};
     for (const v of all) {
       const set = new Set(v.seqs);
       for (let s = from; s <= to; s++) {
@@ -509,6 +512,12 @@ async function main(): Promise<void> {
         if (s >= killSeq && s <= windowEnd) continue;
         expected++;
         if (set.has(s)) got++;
+        else {
+          const relay = v.firstRelay.slice(-6);
+          lostByRelay[relay] = (lostByRelay[relay] ?? 0) + 1;
+          const step = String(50 * Math.floor((s - killSeq) / 50));
+          lostByTime[step] = (lostByTime[step] ?? 0) + 1;
+        }
       }
     }
     const deliveryRatio = expected > 0 ? got / expected : NaN;
@@ -568,6 +577,7 @@ async function main(): Promise<void> {
           return [`${relay.slice(-6)}${relay === victim.id ? ' (killed)' : parentOf.get(relay) === victim.id ? ' (child)' : ''}`, [gaps[Math.floor(gaps.length / 2)], gaps[gaps.length - 1]]];
         }),
       ),
+      lost: { byFirstRelay: lostByRelay, byTicksFromKill: lostByTime, recoveryWindowTicks: [0, windowEnd - killSeq] },
       affectedViewers: recoveries.length,
       // The killed relay's viewers, medians and max (ms after the kill): when they called the stall,
       // how long re-placement took (the mixer's 307 and the relay's 201), and the first packet again.
