@@ -31,7 +31,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { generateSecret, NatsBus, subjects } from '@mcu/control';
-import { SequenceUnwrapper, UdpReceivers } from '@mcu/rtp';
+import { SequenceUnwrapper, UdpReceivers, type DatagramVisitor } from '@mcu/rtp';
 import { SimViewer, simViewerHttpStats } from '../packages/cluster/test/simViewer.js';
 
 // Nodes log lifecycle events at info by default; a benchmark reports its own figures.
@@ -131,6 +131,7 @@ async function probeProcess(): Promise<void> {
   const cpuMs: number[] = [];
   let receivers: UdpReceivers | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let visit: DatagramVisitor = () => undefined;
   let probes: Record<string, Array<[number, number]>> = {};
   process.on('message', async (m: { type: string; relays?: Array<{ id: string; url: string }>; event?: string; token?: string }) => {
     if (m.type === 'start') {
@@ -138,7 +139,7 @@ async function probeProcess(): Promise<void> {
       const r = (receivers = await UdpReceivers.open({ count: relays.length, bufferBytes: 1 << 20 }));
       const lists = relays.map(() => [] as Array<[number, number]>);
       const unwrap = relays.map(() => new SequenceUnwrapper());
-      const visit = (i: number, _len: number, seq: number, _ts: number, at: number) => {
+      visit = (i: number, _len: number, seq: number, _ts: number, at: number) => {
         if (seq >= 0) lists[i].push([unwrap[i].unwrap(seq), at + offset]);
       };
       timer = setInterval(() => r.read(visit), 20);
@@ -157,7 +158,7 @@ async function probeProcess(): Promise<void> {
       cpuMs.push(cpuMsNow());
     } else if (m.type === 'report') {
       clearInterval(timer);
-      receivers?.read(() => undefined);
+      receivers?.read(visit);
       receivers?.close();
       process.send!({ type: 'report', probes, cpuMs }, () => process.exit(0));
     }
@@ -234,6 +235,8 @@ async function viewerProcess(): Promise<void> {
     } else if (m.type === 'kill') {
       gapSince = m.since!;
     } else if (m.type === 'report') {
+      // What arrived since the watchdog's last read.
+      SimViewer.readAll();
       const report: ProcReport = {
         viewers: state.map((s) => {
           const k = s.v.stallAt.findIndex((t) => t + offset > gapSince);
@@ -456,7 +459,8 @@ async function main(): Promise<void> {
     for (const p of viewerProcs) p.send({ type: 'kill', since: killAt });
     victim.child.kill('SIGKILL');
     log(`  killed ${victim.id} (${loads[0].viewers} viewers, ${loads[0].feeds[0].children.length} child relays) at ${((killAt - runStart) / 1000).toFixed(1)} s\n`);
-    while (nowMs() - runStart < seconds * 1000) {
+    let runEnd = nowMs();
+    while ((runEnd = nowMs()) - runStart < seconds * 1000) {
       log(`\r  running  [${'#'.repeat(Math.round((30 * (nowMs() - runStart)) / (seconds * 1000))).padEnd(30)}]`);
       await sleep(250);
     }
@@ -479,16 +483,22 @@ async function main(): Promise<void> {
       viewersLagMaxMs: Math.round(Math.max(...reports.map((r) => r.lagMaxMs[k + 1]))),
     });
 
-    // Recovery: the longest silence that began after the kill, up to the packet that ended it.
+    // The recovery window opens at the first packet the killed relay did not forward before the
+    // kill (its probe viewer has the whole feed).
+    const killSeq = 1 + Math.max(...(probeArrivals[victim.id] ?? []).filter(([, at]) => at < killAt).map(([s]) => s));
+    // Recovery: the longest silence that began after the kill, up to the packet that ended it; a
+    // viewer that received nothing after the kill by the end of the run is silent to the end.
+    const notBack = all.filter((v) => !v.seqs.some((s) => s >= killSeq));
     const recoveries = all.filter((v) => v.gapEndAt > killAt && v.gapMs > 500).map((v) => v.gapEndAt - killAt);
+    for (const _ of notBack) recoveries.push(runEnd - killAt);
     const recoveryMs = Math.max(0, ...recoveries);
     // Delivery outside the recovery window, over the packets every viewer could have received.
-    // The window opens at the first packet the killed relay did not forward before the kill (its
-    // probe viewer has the whole feed).
-    const killSeq = 1 + Math.max(...(probeArrivals[victim.id] ?? []).filter(([, at]) => at < killAt).map(([s]) => s));
     const windowEnd = killSeq + Math.ceil(recoveryMs / 20) + 10;
-    const from = Math.max(...all.map((v) => (v.seqs.length ? Math.min(...v.seqs) : Infinity)).filter(Number.isFinite)) + 5;
-    const to = Math.min(...all.map((v) => (v.seqs.length ? Math.max(...v.seqs) : -Infinity)).filter(Number.isFinite)) - 5;
+    // Over the run: from the first packet the probes saw after it started (every viewer had joined)
+    // to the last one they saw 100 ms before it ended (in flight to the viewers at the end).
+    const probed = Object.values(probeArrivals).flat();
+    const from = Math.min(...probed.filter(([, at]) => at >= runStart).map(([s]) => s));
+    const to = Math.max(...probed.filter(([, at]) => at <= runEnd - 100).map(([s]) => s));
     let expected = 0;
     let got = 0;
     /** Per sequence number: viewers that received it, and viewers that asked for it. */
@@ -539,6 +549,8 @@ async function main(): Promise<void> {
       hopLatencyP99Ms: hop.length ? Number(p99(hop).toFixed(2)) : null,
       joinP99Ms: Number(p99(all.map((v) => v.joinMs).filter(Number.isFinite)).toFixed(0)),
       recoverySeconds: Number((recoveryMs / 1000).toFixed(2)),
+      // Viewers that received nothing after the kill by the end of the run (recovery is then a lower bound).
+      ...(notBack.length > 0 && { notBack: notBack.length }),
     };
     // Where the stalls after the kill come from: for the probe viewer of each relay in each viewer
     // process, its longest silence after the kill (start after the kill, length). Silences shared by
@@ -612,7 +624,7 @@ async function main(): Promise<void> {
         ['delivery outside the recovery window', `${(deliveryRatio * 100).toFixed(3)} %`, '≥ 99.9 %'],
         ['per-hop latency p99', result.hopLatencyP99Ms === null ? 'n/a (depth 1)' : `${result.hopLatencyP99Ms} ms`, '≤ 5 ms'],
         ['join p99 (through the 307)', `${result.joinP99Ms} ms`, ''],
-        ['recovery after SIGKILL of a relay', `${result.recoverySeconds} s`, '≤ 3 s'],
+        ['recovery after SIGKILL of a relay', `${result.recoverySeconds} s${notBack.length > 0 ? ` or more: ${notBack.length} viewers not back by the end` : ''}`, '≤ 3 s'],
       ];
       const table = ['| measure | value | target |', '| --- | ---: | ---: |', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
       process.stdout.write(`${table}\n`);
