@@ -6,11 +6,11 @@
  *
  * Each round sends K datagrams to every socket (one sendmmsg per K, from this process), lets them
  * arrive, and reads them; the CPU of the round minus that of the sends is the receiving's. K is
- * the datagrams a socket holds when it is read: bench:tree's viewers read every 200 ms at 10
- * packets/s, so about two. Medians over rounds; every datagram must arrive (loopback, buffers
+ * the datagrams a socket holds when it is read: bench:tree's viewers read every 400 ms at 10
+ * packets/s, so about four. Medians over rounds; every datagram must arrive (loopback, buffers
  * sized for it), or the round says how many were lost.
  *
- * Usage: npm run bench:receivers -- [--sockets 2500] [--per-socket 1,2,5] [--rounds 15] [--json]
+ * Usage: npm run bench:receivers -- [--sockets 2500] [--per-socket 1,2,4,8] [--rounds 15] [--json]
  */
 import { parseArgs } from 'node:util';
 import { nativeUdp, openUdpSocket, socketFd, UdpReceivers } from '@mcu/rtp';
@@ -18,7 +18,7 @@ import { nativeUdp, openUdpSocket, socketFd, UdpReceivers } from '@mcu/rtp';
 const { values } = parseArgs({
   options: {
     sockets: { type: 'string', default: '2500' },
-    'per-socket': { type: 'string', default: '1,2,5' },
+    'per-socket': { type: 'string', default: '1,2,4,8' },
     rounds: { type: 'string', default: '15' },
     json: { type: 'boolean', default: false },
   },
