@@ -24,8 +24,9 @@
  * The feed watches its parent: the program audio never pauses, so no authentic packet for
  * `parentSilentMs` means the parent (or the path to it) is gone, and the feed reports it to the
  * registry (`ClusterClient.reportParentSilent`), which replaces a dead parent after two missed
- * heartbeats instead of four; while the silence lasts, the reports thin out (SilenceReports). A check that runs late (this process was busy) decides nothing: its
- * socket may hold packets it has not read yet.
+ * heartbeats instead of four; while the silence lasts, the reports thin out (SilenceReports). A
+ * check that runs late (this process was busy) decides nothing: its socket may hold packets it
+ * has not read yet.
  */
 import { ClusterClient, type Bus, type FeedStream } from '@mcu/control';
 import { RelayForwarder, StreamContinuity, type RtpSink, type StreamInfo, type UdpEndpoint } from '@mcu/relay';

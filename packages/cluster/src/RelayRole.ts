@@ -100,9 +100,9 @@ interface RtpViewer {
 }
 
 /**
- * The plain-RTP viewers of one event that asked for the same `everyNth` and phase: one program sink and one
- * FanOut for all of them, so a packet costs one sink call and one `sendMany` (sendmmsg) per group,
- * not a closure and a `socket.send` per viewer.
+ * The plain-RTP viewers of one event that asked for the same `everyNth` and phase: one program
+ * sink and one FanOut for all of them, so a packet costs one sink call and one `sendMany`
+ * (sendmmsg) per group, not a closure and a `socket.send` per viewer.
  */
 interface RtpViewerGroup {
   readonly fanOut: FanOut;

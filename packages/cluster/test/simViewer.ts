@@ -199,17 +199,25 @@ export class SimViewer {
   /** Longest silence between two packets (ms), after the first packet. */
   maxGapMs = 0;
   joins = 0;
-  joinFailures = 0;
   /** Failed join attempts by reason: `http <status>`, an error code (ECONNREFUSED) or `timeout`. */
   readonly joinFailureReasons: Record<string, number> = {};
-  /** Rejoins because the feed stalled. */
-  stallRejoins = 0;
   relay: string | null = null;
   /** Where its plain-RTP viewer resource lives on the relay (to delete it when leaving). */
   location: string | null = null;
   /** How long each join took (ms), and when each stall was called (performance.now() ms). */
   readonly joinMs: number[] = [];
   readonly stallAt: number[] = [];
+
+  get joinFailures(): number {
+    let n = 0;
+    for (const k in this.joinFailureReasons) n += this.joinFailureReasons[k];
+    return n;
+  }
+
+  /** Rejoins because the feed stalled. */
+  get stallRejoins(): number {
+    return this.stallAt.length;
+  }
   #rejoining = false;
   #joinedAt = 0;
   #closed = false;
@@ -299,21 +307,19 @@ export class SimViewer {
   }
 
   #failed(reason: string): void {
-    this.joinFailures++;
     this.joinFailureReasons[reason] = (this.joinFailureReasons[reason] ?? 0) + 1;
   }
 
-  /** Called by the watchdog after a poll for I/O: silence beyond `stallMs` rejoins. */
   /** Silent beyond `stallMs` (and not already rejoining). */
   stalled(now: number): boolean {
     if (this.#closed || this.#rejoining || this.lastAt === 0) return false;
     return now - Math.max(this.lastAt, this.#joinedAt) >= (this.opts.stallMs ?? 300);
   }
 
+  /** Called by the watchdog after a poll for I/O: silence beyond `stallMs` rejoins. */
   checkStall(now: number): void {
     if (!this.stalled(now)) return;
     this.#rejoining = true;
-    this.stallRejoins++;
     this.stallAt.push(now);
     // The old resource is deleted after the new join, not before: its relay is most likely dead, and
     // a request to it (a refused connection) would only delay the join that ends the silence.
