@@ -23,6 +23,19 @@ async function settledResources(): Promise<{ timers: number; udp: number }> {
   return last;
 }
 
+/**
+ * Once the sockets are closed (a close completes on a later tick), no more timers may be open than at
+ * `baseline`, at once (a leaked timer would fire later, so waiting would hide it). Fewer is fine: the
+ * test runner's own timers (its batched reports to the main process) come and go in
+ * getActiveResourcesInfo, and one alive at the baseline that has fired since is not ours (a flake
+ * under load: timers 1 → 0).
+ */
+async function expectNothingBeyond(baseline: { timers: number; udp: number }): Promise<void> {
+  await waitFor(() => resources().udp <= baseline.udp, 1000);
+  expect(resources().udp).toBe(baseline.udp);
+  expect(resources().timers).toBeLessThanOrEqual(baseline.timers);
+}
+
 async function canBind(port: number): Promise<boolean> {
   const s = dgram.createSocket('udp4');
   try {
@@ -73,15 +86,14 @@ describe('lifecycle', () => {
     expect(closes).toBe(2);
     expect(relay.closed).toBe(true);
 
-    await waitFor(() => resources().udp <= baseline.udp, 1000);
-    expect(resources()).toEqual(baseline);
+    await expectNothingBeyond(baseline);
     expect(await canBind(relayPort)).toBe(true);
     expect(await canBind(mixerPort)).toBe(true);
     // Calls after close are harmless no-ops.
     relay.requestKeyframe(VIDEO_SSRC);
     relay.addConsumer({ onRtp: () => undefined });
     expect(mixer.send(feed.audio())).toBe(false);
-    expect(resources().timers).toBe(baseline.timers);
+    expect(resources().timers).toBeLessThanOrEqual(baseline.timers);
   });
 
   it('open() fails cleanly when the port is taken, leaving nothing behind', async () => {
@@ -89,8 +101,7 @@ describe('lifecycle', () => {
     await new Promise<void>((r) => taken.bind(0, HOST, r));
     const baseline = await settledResources();
     await expect(RelayForwarder.open({ bindHost: HOST, bindPort: taken.address().port, parent: { host: HOST, port: 9 }, key })).rejects.toThrow();
-    await waitFor(() => resources().udp <= baseline.udp, 1000);
-    expect(resources()).toEqual(baseline);
+    await expectNothingBeyond(baseline);
     taken.close();
   });
 
