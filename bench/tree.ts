@@ -31,7 +31,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { generateSecret, NatsBus, subjects } from '@mcu/control';
-import { SequenceUnwrapper, UdpReceivers, type DatagramVisitor } from '@mcu/rtp';
+import { monotonicToPerformanceMs, SequenceUnwrapper, UdpReceivers, type DatagramVisitor } from '@mcu/rtp';
 import { SimViewer, simViewerHttpStats } from '../packages/cluster/test/simViewer.js';
 
 // Nodes log lifecycle events at info by default; a benchmark reports its own figures.
@@ -100,21 +100,8 @@ interface ProcReport {
   lagMaxMs: number[];
 }
 
-/** Milliseconds to add to a performance.now() time to get nowMs()'s (both monotonic: a constant). */
-function perfToNow(): number {
-  let best = Infinity;
-  let offset = 0;
-  for (let i = 0; i < 5; i++) {
-    const a = performance.now();
-    const n = nowMs();
-    const b = performance.now();
-    if (b - a < best) {
-      best = b - a;
-      offset = n - (a + b) / 2;
-    }
-  }
-  return offset;
-}
+/** Milliseconds to add to a performance.now() time to get nowMs()'s (process.hrtime's clock). */
+const perfToNow = () => -monotonicToPerformanceMs();
 
 const cpuMsNow = () => {
   const u = process.cpuUsage();
@@ -208,7 +195,7 @@ async function viewerProcess(): Promise<void> {
         onPacket: onPacketOf(i),
       });
       const viewers = m.dgram ? await Promise.all(Array.from({ length: m.count! }, (_, i) => SimViewer.open(optsOf(i)))) : await SimViewer.openMany(m.count!, optsOf);
-      for (const [i, v] of viewers.entries()) state.push({ v, firstRelay: '', phase: phaseOf(m.first! + i), seqs: [], unwrap: new SequenceUnwrapper(), lastAt: 0, gapMs: 0, gapEndAt: 0 });
+      for (const v of viewers) state.push({ v, firstRelay: '', phase: v.opts.phase ?? 0, seqs: [], unwrap: new SequenceUnwrapper(), lastAt: 0, gapMs: 0, gapEndAt: 0 });
       let next = 0;
       const worker = async () => {
         while (next < state.length) {

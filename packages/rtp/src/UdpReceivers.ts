@@ -49,8 +49,8 @@ const RECORD = 5;
 /** Datagrams per native read call (the records array is reused). */
 const BATCH = 4096;
 
-/** Milliseconds to add to a CLOCK_MONOTONIC time (process.hrtime's clock) to get performance.now()'s. */
-function monotonicToPerformance(): number {
+/** Milliseconds to add to a CLOCK_MONOTONIC time (process.hrtime's clock) to get performance.now()'s: a constant of the process. */
+export function monotonicToPerformanceMs(): number {
   let best = Infinity;
   let offset = 0;
   // The pair read closest together (the two calls can be split by a preemption).
@@ -87,7 +87,7 @@ export class UdpReceivers {
     this.ports = ports;
     this.#sockets = sockets;
     this.#records = new Float64Array(native ? BATCH * RECORD : 0);
-    this.#monoToPerf = monotonicToPerformance();
+    this.#monoToPerf = monotonicToPerformanceMs();
     sockets.forEach((s, index) =>
       s.on('message', (msg: Buffer) => {
         const rtp = msg.length >= 12;

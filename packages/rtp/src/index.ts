@@ -103,6 +103,6 @@ export type {
 export { openUdpSocket } from './UdpSocket.js';
 export { ipv4ToInt, loadNativeAddon, nativeUdp, socketFd } from './NativeUdp.js';
 export type { NativeUdp } from './NativeUdp.js';
-export { UdpReceivers } from './UdpReceivers.js';
+export { UdpReceivers, monotonicToPerformanceMs } from './UdpReceivers.js';
 export type { UdpReceiversOptions, DatagramVisitor } from './UdpReceivers.js';
 export type { OpenUdpSocketOptions } from './UdpSocket.js';
