@@ -23,6 +23,18 @@ const wildcardRoles: ReadonlySet<Role> = new Set<Role>(['admin', 'node']);
 
 const maxTtlSeconds = 366 * 24 * 60 * 60;
 
+/** A presenter's or viewer's display name: 1–64 printable characters, no control characters. */
+export const displayNameSchema = z
+  .string()
+  .trim()
+  .min(1)
+  .max(64)
+  .regex(/^[^\p{Cc}\p{Cf}]+$/u, 'no control characters');
+
+/** Where a presenter is: `live` (mixed, in the composite) or `backstage` (connected, hears the program, not mixed). */
+export const stageSchema = z.enum(['live', 'backstage']);
+export type Stage = z.infer<typeof stageSchema>;
+
 export const tokenClaimsSchema = z
   .object({
     iss: z.string().max(256).optional(),
@@ -32,6 +44,12 @@ export const tokenClaimsSchema = z
     iat: z.number().int().nonnegative(),
     exp: z.number().int().positive(),
     jti: z.string().min(1).max(128),
+    /** Display name of the holder (a viewer invited by name, a presenter's name in the composite). */
+    name: displayNameSchema.optional(),
+    /** A grant for one participant only (a viewer invited on stage): WHIP with it becomes this participant. */
+    pid: safeIdSchema.optional(),
+    /** The stage a presenter grant joins on (overrides the event's `presentersJoin`). */
+    stage: stageSchema.optional(),
   })
   .refine((c) => c.evt !== '*' || wildcardRoles.has(c.role), { message: 'only admin and node tokens may cover every event' })
   .refine((c) => c.exp > c.iat, { message: 'exp must be after iat' });
@@ -44,6 +62,9 @@ const issueSchema = z
     role: roleSchema,
     ttlSeconds: z.number().int().min(1).max(maxTtlSeconds).optional(),
     subject: z.string().min(1).max(256).optional(),
+    name: displayNameSchema.optional(),
+    participant: safeIdSchema.optional(),
+    stage: stageSchema.optional(),
   })
   .refine((c) => c.event !== '*' || wildcardRoles.has(c.role), {
     message: 'event "*" is only allowed for admin and node tokens',
@@ -85,7 +106,7 @@ export class TokenIssuer {
     this.#toleranceSeconds = opts.clockToleranceSeconds ?? controlDefaults.tokenClockToleranceSeconds;
   }
 
-  issue(claims: { event: string; role: Role; ttlSeconds?: number; subject?: string }): string {
+  issue(claims: { event: string; role: Role; ttlSeconds?: number; subject?: string; name?: string; participant?: string; stage?: Stage }): string {
     const c = parseWith(issueSchema, claims, 'token claims');
     const iat = this.#nowSeconds();
     const payload: TokenClaims = {
@@ -96,6 +117,9 @@ export class TokenIssuer {
       iat,
       exp: iat + (c.ttlSeconds ?? this.#defaultTtlSeconds),
       jti: randomBytes(12).toString('base64url'),
+      ...(c.name !== undefined ? { name: c.name } : {}),
+      ...(c.participant !== undefined ? { pid: c.participant } : {}),
+      ...(c.stage !== undefined ? { stage: c.stage } : {}),
     };
     const signingInput = `${headerPart}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
     return `${signingInput}.${this.#sign(signingInput)}`;

@@ -16,8 +16,8 @@ export {
 } from './Errors.js';
 export type { TokenErrorCode, BusErrorReason, ErrorBody } from './Errors.js';
 
-export { TokenIssuer, generateSecret, bearerToken, roles, roleSchema, tokenClaimsSchema } from './Tokens.js';
-export type { Role, TokenClaims, TokenIssuerOptions } from './Tokens.js';
+export { TokenIssuer, generateSecret, bearerToken, roles, roleSchema, tokenClaimsSchema, displayNameSchema, stageSchema } from './Tokens.js';
+export type { Role, Stage, TokenClaims, TokenIssuerOptions } from './Tokens.js';
 
 export { parseWith, parseJsonBody, formatPath } from './Schema.js';
 

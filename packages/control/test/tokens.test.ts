@@ -303,3 +303,16 @@ describe('bearerToken', () => {
     }
   });
 });
+
+describe('optional grant claims', () => {
+  const issuer = new TokenIssuer({ secret: 'x'.repeat(32) });
+  it('carries name, participant and stage when issued with them', () => {
+    const t = issuer.issue({ event: 'ev1', role: 'presenter', name: 'Ada Lovelace', participant: 'guest-1', stage: 'backstage' });
+    const c = issuer.verify(t);
+    expect(c).toMatchObject({ name: 'Ada Lovelace', pid: 'guest-1', stage: 'backstage' });
+  });
+  it('refuses a name with control characters and an unknown stage', () => {
+    expect(() => issuer.issue({ event: 'ev1', role: 'viewer', name: 'a\u0000b' })).toThrow(/name/);
+    expect(() => issuer.issue({ event: 'ev1', role: 'presenter', stage: 'wings' as never })).toThrow(/stage/);
+  });
+});
