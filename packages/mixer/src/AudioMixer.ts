@@ -588,6 +588,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
 
   private detach(p: Participant): void {
     if (!this.byId.delete(p.id)) return;
+    p.taps.end();
     const idx = this.list.indexOf(p);
     if (idx >= 0) this.list.splice(idx, 1);
     this.bySlot[p.slot] = undefined;

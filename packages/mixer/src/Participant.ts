@@ -2,6 +2,7 @@ import { JitterBuffer } from '@mcu/rtp';
 import type { JitterBufferOptions } from '@mcu/rtp';
 import type { OpusDecoder, OpusEncoder } from '@mcu/codec';
 import type { LipSync } from './LipSync.js';
+import { PresenterTaps } from './PresenterTaps.js';
 
 /**
  * Where a presenter is: `live` (in the program mix and the composite) or `backstage` (connected,
@@ -64,6 +65,8 @@ export class Participant {
   transport: { send(packet: Uint8Array, length: number): void } | null = null;
   /** SSRC latched on the input stream; listed as a CSRC where this voice is in a mix. */
   inSsrc = 0;
+  /** Its own packets as received, for a producer's preview (empty unless one is open). */
+  readonly taps = new PresenterTaps();
   /** Lip sync with this participant's video (set when it presents video); measured every tick. */
   lipSync: LipSync | null = null;
   outSeq: number;

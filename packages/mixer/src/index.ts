@@ -6,6 +6,8 @@ export { AudioMixer } from './AudioMixer.js';
 export type { AudioMixerOptions, AudioMixerEvents, AudioMixerStats, MixerSink, ProgramSink } from './AudioMixer.js';
 export { Participant } from './Participant.js';
 export type { ParticipantAudioStats, Stage } from './Participant.js';
+export { PresenterTaps } from './PresenterTaps.js';
+export type { TapSink } from './PresenterTaps.js';
 export { RtpEndpoint } from './RtpEndpoint.js';
 export type { RtpEndpointOptions, RtpEndpointStats } from './RtpEndpoint.js';
 export { MixerEvent } from './MixerEvent.js';
