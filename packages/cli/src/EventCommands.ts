@@ -83,8 +83,8 @@ export async function show(id: string, flags: Flags): Promise<void> {
   ]);
   if (e.participants.length > 0) {
     printTable(
-      ['  ID', 'KIND', 'STAGE', 'SPEAKING', 'MUTED'],
-      e.participants.map((p) => [`  ${p.id}`, p.kind ?? '-', p.stage ?? '-', p.speaking ? 'yes' : 'no', p.muted === undefined ? '-' : p.muted ? 'yes' : 'no']),
+      ['  ID', 'KIND', 'SPEAKING', 'MUTED', 'STAGE'],
+      e.participants.map((p) => [`  ${p.id}`, p.kind ?? '-', p.speaking ? 'yes' : 'no', p.muted === undefined ? '-' : p.muted ? 'yes' : 'no', p.stage ?? '-']),
     );
   }
 }
