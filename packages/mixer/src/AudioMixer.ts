@@ -248,6 +248,8 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
   removeParticipant(id: string): boolean {
     const p = this.byId.get(id);
     if (!p) return false;
+    // Its transport is gone: a preview of it ends now, not after the fade.
+    p.taps.end();
     if ((p.audible || p.backstageAudible) && !this.closed) {
       p.leaving = true;
       return true;

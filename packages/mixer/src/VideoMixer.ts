@@ -753,8 +753,11 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
       // This keyframe is about to be fed: a new decoder needs no request of its own.
       if (s.visible) this.updateDecoder(s, false);
     } else if (f.keyframe && s.resizeDueAt >= 0 && s.visible) {
-      // A resize deferred by a stage change, at no cost: this keyframe starts the resized decoder.
+      // A resize deferred by a stage change, at no cost: this keyframe (fed now, or after the
+      // lip-sync hold) starts the resized decoder, which therefore asks for none of its own. If the
+      // decoder still lacks a keyframe after it, feed() asks then.
       this.updateDecoder(s, false);
+      s.keyframeRequestPending = false;
     }
     if (s.decoder === null && f.keyframe && s.width === 0 && s.box !== null) {
       const even = (v: number) => Math.max(2, v & ~1);

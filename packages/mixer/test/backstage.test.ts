@@ -202,6 +202,8 @@ describe('backstage and on air: video', () => {
     const viewer = new Viewer();
     const mixer = new VideoMixer((_r, packet, length) => viewer.push(packet, length), {
       renditions: [{ id: 'main', width: 320, height: 180, bitrateKbps: 300 }],
+      // Long enough that, even on a loaded machine, A's tile is resized at its own next keyframe.
+      stageResizeDelayMs: 30_000,
     });
     const senders = new Map<string, ClipSender>();
     const requests: string[] = [];
@@ -222,8 +224,14 @@ describe('backstage and on air: video', () => {
       expect(mixer.setBackstage('b', false)).toBe(true);
       // The next composed frame has two tiles.
       expect(mixer.regions.map((r) => r.sourceId)).toEqual(['a', 'b']);
+      expect(mixer.stats().sources.a).toMatchObject({ decodeWidth: 240, decodeHeight: 180 });
       expect(await until(() => mixer.stats().sources.b.framesDecoded > 5, 8000)).toBe(true);
-      await sleep(1000);
+      // A's tile shrank to half the canvas: its decoder is resized at A's next keyframe (every 2 s), unasked.
+      expect(await until(() => mixer.stats().sources.a.decodeWidth === 160, 6000)).toBe(true);
+      // ... and decodes on from that keyframe.
+      const decoded = mixer.stats().sources.a.framesDecoded;
+      expect(await until(() => mixer.stats().sources.a.framesDecoded > decoded + 10, 4000)).toBe(true);
+      await sleep(500);
       expect(requests).toEqual(['b']);
 
       // And back: out of the composite at once, its decoder stopped, no request for anyone.

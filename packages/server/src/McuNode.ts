@@ -344,7 +344,7 @@ export class McuNode {
           if (claims.role !== 'admin' && claims.role !== 'producer') throw new ForbiddenError('only the producer previews a presenter (?source=)');
           const preview = presenterPreviewOf(e.mixer, source);
           const offer = await readSdp(req, this.config.maxBodyBytes);
-          const { session, answer } = await this.edge.play(preview.source, offer, { eventId: e.id });
+          const { session, answer } = await this.edge.play(preview.source, offer, { eventId: e.id, videoCodec: preview.videoCodec ?? undefined });
           const off = preview.onEnded(() => session.close('source_left'));
           session.once('close', off);
           res.writeHead(201, { 'content-type': 'application/sdp', location: `/whep/${e.id}/${session.id}`, etag: session.etag, 'content-length': Buffer.byteLength(answer) });

@@ -1,5 +1,7 @@
 import { NotFoundError } from '@mcu/control';
 import type { MixerEvent, PresenterTaps } from '@mcu/mixer';
+import type { VideoCodec } from '@mcu/rtp';
+import type { PeerConfig } from 'werift';
 import type { ProgramSource } from './WhepSession.js';
 
 /**
@@ -10,6 +12,8 @@ import type { ProgramSource } from './WhepSession.js';
  */
 export interface PresenterPreview {
   source: ProgramSource;
+  /** The codec the presenter's video arrives in (null: no video yet): the player must be answered with it. */
+  videoCodec: VideoCodec | null;
   /** Called once when the presenter leaves (the preview should end then); returns the unsubscribe function. */
   onEnded(listener: () => void): () => void;
 }
@@ -29,6 +33,17 @@ export function presenterPreviewOf(event: MixerEvent, participantId: string): Pr
         requestKeyframe: () => taps.requestKeyframe?.(),
       },
     },
+    videoCodec: taps.videoCodec,
     onEnded: (listener) => taps.onEnded(listener),
   };
+}
+
+/**
+ * A peer configuration whose answer can only choose `codec` for video: forwarded packets are in
+ * the presenter's codec (an OBS presenter's H.264 to a player that prefers VP8, say).
+ */
+export function withOnlyVideoCodec(config: Partial<PeerConfig>, codec: VideoCodec): Partial<PeerConfig> {
+  const mime = codec === 'vp8' ? 'video/vp8' : 'video/h264';
+  const video = (config.codecs?.video ?? []).filter((c) => c.mimeType.toLowerCase() === mime);
+  return { ...config, codecs: { audio: config.codecs?.audio ?? [], video } };
 }

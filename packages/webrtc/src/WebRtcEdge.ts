@@ -1,5 +1,7 @@
 import { createLogger, NotFoundError, ServiceUnavailableError, ValidationError, type Logger } from '@mcu/control';
 import type { MixerEvent, Stage } from '@mcu/mixer';
+import type { VideoCodec } from '@mcu/rtp';
+import { withOnlyVideoCodec } from './PresenterPreview.js';
 import type { PeerConfig } from 'werift';
 import { peerConfig } from './PeerConfig.js';
 import type { WebRtcOptions } from './PeerConfig.js';
@@ -74,9 +76,10 @@ export class WebRtcEdge {
 
   /**
    * Plays a program feed: a mixer event's (`programSourceOf`), a relay's forwarded feed, or one
-   * presenter's own (`presenterPreviewOf`, with `eventId` the event it belongs to).
+   * presenter's own (`presenterPreviewOf`, with `eventId` the event it belongs to and
+   * `videoCodec` the one its packets are in: the answer offers no other).
    */
-  async play(source: ProgramSource, offer: string, opts: { rendition?: string; eventId?: string } = {}): Promise<{ session: WebRtcSession; answer: string }> {
+  async play(source: ProgramSource, offer: string, opts: { rendition?: string; eventId?: string; videoCodec?: VideoCodec } = {}): Promise<{ session: WebRtcSession; answer: string }> {
     const summary = summarizeOffer(offer);
     if (!summary.media.some((m) => m.direction === 'recvonly' || m.direction === 'sendrecv')) {
       throw new ValidationError('a WHEP offer must receive media (recvonly)', 'sdp');
@@ -90,7 +93,8 @@ export class WebRtcEdge {
     }
     const videoSection = summary.media.find((m) => m.kind === 'video' && (m.direction === 'recvonly' || m.direction === 'sendrecv'));
     const video = source.video && videoSection ? { source: source.video, rendition: opts.rendition, initialKbps: videoSection.bandwidthKbps ?? summary.bandwidthKbps, chooser: this.opts.renditionChooser } : undefined;
-    return this.start(new WhepSession(opts.eventId ?? source.id, this.config, this.mediaTimeoutMs, fanOut, this.path, video), offer);
+    const config = opts.videoCodec ? withOnlyVideoCodec(this.config, opts.videoCodec) : this.config;
+    return this.start(new WhepSession(opts.eventId ?? source.id, config, this.mediaTimeoutMs, fanOut, this.path, video), offer);
   }
 
   /** Switches every viewer's send path (the benchmark compares both in one run). */
