@@ -70,6 +70,10 @@ describe('backstage and on air in Chromium', () => {
       expect(previewHears).toBeGreaterThan(-70);
       expect(viewerHearsBackstage).toBeLessThan(-100);
       expect(viewerHearsBackstage).toBeLessThan(previewHears - 30);
+      // A's camera is in no composite while backstage (its video reaches the mixer, undecoded).
+      const mixerEvent = node.registry.get(ev.id).mixer;
+      expect(mixerEvent.videoMixer?.stats().sources[pid]).toMatchObject({ visible: false, framesDecoded: 0 });
+      expect(mixerEvent.videoMixer!.regions.map((r) => r.sourceId)).toEqual([]);
       // The viewer is playing (the program goes on, silent).
       const before = (await viewer.evaluate('window.mcu.getStats()')) as { packetsReceived: number };
       expect(before.packetsReceived).toBeGreaterThan(50);
@@ -89,6 +93,8 @@ describe('backstage and on air in Chromium', () => {
       const tookMs = heardAt - clickedAt;
       console.log(`on air: the viewer heard the presenter ${tookMs} ms after the Go live click (in the program's speakers ${onAirAt - clickedAt} ms after it)`);
       expect(tookMs).toBeLessThan(1000);
+      // On air in the composite too, from the next composed frame.
+      expect(mixerEvent.videoMixer!.regions.map((r) => r.sourceId)).toEqual([pid]);
       const liveRow = `#participants-live tr[data-id="${pid}"]`;
       await producer.waitForSelector(liveRow, { timeout: 5000 });
       expect(await producer.locator(`${liveRow} [data-testid="to-backstage"]`).count()).toBe(1);
