@@ -16,7 +16,6 @@ import {
   MethodNotAllowedError,
   ValidationError,
   ConflictError,
-  ForbiddenError,
   type Logger,
 } from '@mcu/control';
 import { parseLayout } from '@mcu/mixer';
@@ -35,7 +34,8 @@ import type { RouteContext } from './Router.js';
 import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody } from './Schemas.js';
 import { healthRoutes, type NotReady, type ReadinessCheck } from './Readiness.js';
 import { nodeOperations, openApiDocument, type OperationTable } from './OpenApi.js';
-import { presenterPreviewOf, programSourceOf, WebRtcEdge } from '@mcu/webrtc';
+import { programSourceOf, WebRtcEdge } from '@mcu/webrtc';
+import { playPresenterPreview } from './PresenterPreviewRoute.js';
 import { pageFor, staticFile } from '@mcu/web';
 
 /**
@@ -340,17 +340,7 @@ export class McuNode {
         const e = this.registry.get(params.id);
         // The producer's preview of one presenter, served here where its packets arrive.
         const source = kind === 'whep' ? url.searchParams.get('source') : null;
-        if (source !== null) {
-          if (claims.role !== 'admin' && claims.role !== 'producer') throw new ForbiddenError('only the producer previews a presenter (?source=)');
-          const preview = presenterPreviewOf(e.mixer, source);
-          const offer = await readSdp(req, this.config.maxBodyBytes);
-          const { session, answer } = await this.edge.play(preview.source, offer, { eventId: e.id, videoCodec: preview.videoCodec ?? undefined });
-          const off = preview.onEnded(() => session.close('source_left'));
-          session.once('close', off);
-          res.writeHead(201, { 'content-type': 'application/sdp', location: `/whep/${e.id}/${session.id}`, etag: session.etag, 'content-length': Buffer.byteLength(answer) });
-          res.end(answer);
-          return;
-        }
+        if (source !== null) return playPresenterPreview(this.edge, e.mixer, claims, source, () => readSdp(req, this.config.maxBodyBytes), res);
         // A presenter grant (an invitation) joins on its own stage and as its own participant.
         const grant = kind === 'whip' ? { stage: claims.stage, participantId: claims.pid } : {};
         if (grant.participantId !== undefined && e.mixer.mixer.participant(grant.participantId)) {
