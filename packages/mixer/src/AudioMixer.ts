@@ -565,7 +565,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
         p.stats.concealed++;
       }
       p.hasPcm = true;
-    } else if (p.audible) {
+    } else if (p.audible || p.backstageAudible) {
       // The stream stopped (underrun): conceal one frame and fade it to zero instead of a click.
       dec.conceal(p.pcm, samples);
       applyRamp(p.pcm, samples, 1, 0);

@@ -25,6 +25,8 @@ interface Talker {
   decoder: OpusDecoder;
   encoder: OpusEncoder;
   seq: number;
+  /** Stops sending (a stream that stops: the jitter buffer runs dry). */
+  silent?: boolean;
 }
 
 class Rig {
@@ -66,6 +68,7 @@ class Rig {
   /** One tick: every talker's frame in, the mixer's tick out. */
   tick(): void {
     for (const t of this.talkers.values()) {
+      if (t.silent) continue;
       const pcm = toneFrame(t.freq, t.seq, t.freq === 0 ? 0 : 8000);
       const n = t.encoder.encode(pcm, this.encoded);
       // RFC 6464: -dBov of the frame; an 8000-amplitude sine is about -15 dBov.
@@ -177,6 +180,21 @@ describe('backstage and on air: audio', () => {
     // Back in the room: B2 hears B1 again; B1 never hears itself.
     expect(power(b2.heard, B1_TONE, b2.heard.length - 20)).toBeGreaterThan(AUDIBLE);
     expect(power(b1.heard, B1_TONE, b1.heard.length - 20)).toBeLessThan(absent(b1.heard, b1.heard.length - 20));
+  });
+
+  it("a backstage talker whose stream stops fades out of the room, as a live one fades out of the program", () => {
+    const r = rig();
+    r.add('live', LIVE_TONE, 'live');
+    const b1 = r.add('b1', B1_TONE, 'backstage');
+    const b2 = r.add('b2', 0, 'backstage');
+    r.ticks(60);
+    expect(power(b2.heard, B1_TONE, 40)).toBeGreaterThan(AUDIBLE);
+    const fadesBefore = b1.p.stats.fadeOuts;
+    b1.silent = true;
+    r.ticks(30);
+    // Concealed and faded to zero over one frame instead of cut (a click).
+    expect(b1.p.stats.fadeOuts).toBe(fadesBefore + 1);
+    expect(power(b2.heard, B1_TONE, b2.heard.length - 10)).toBeLessThan(power(b2.heard, LIVE_TONE, b2.heard.length - 10) / 10_000);
   });
 
   it('with nobody talking backstage the mixer encodes what it always did: speakers + 1 per tick', () => {
