@@ -14,6 +14,8 @@ const timing = [
   'packages/mixer/test/mix.test.ts',
   'packages/web/test/browser.test.ts',
   'packages/web/test/console.test.ts',
+  // Backstage and on air: a presenter, a viewer and the producer console in Chromium.
+  'packages/web/test/stage.test.ts',
   // Headless Firefox (firefox-esr over WebDriver BiDi) publishing and watching.
   'packages/web/test/firefox.test.ts',
   // Lip sync: beep-to-flash skew measured on the decoded program, in milliseconds.

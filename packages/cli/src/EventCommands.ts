@@ -38,8 +38,9 @@ function layoutText(layout: { kind: string; sourceId?: unknown; regions?: unknow
 
 export async function create(name: string | undefined, flags: Flags): Promise<void> {
   const api = await client(flags);
-  const body: { name?: string; maxSpeakers?: number } = {};
+  const body: { name?: string; maxSpeakers?: number; presentersJoin?: string } = {};
   if (name !== undefined) body.name = name;
+  if (flags.presentersJoin !== undefined) body.presentersJoin = optionValue('--presenters-join', flags.presentersJoin, z.enum(['live', 'backstage']), 'live or backstage');
   if (flags.maxSpeakers !== undefined) body.maxSpeakers = optionValue('--max-speakers', flags.maxSpeakers, z.coerce.number().int().min(1).max(16), 'an integer 1–16');
   const e = await api.request('POST', '/api/events', createdEventSchema, body);
   if (flags.json) return printJson(e);
@@ -82,8 +83,8 @@ export async function show(id: string, flags: Flags): Promise<void> {
   ]);
   if (e.participants.length > 0) {
     printTable(
-      ['  ID', 'KIND', 'SPEAKING', 'MUTED'],
-      e.participants.map((p) => [`  ${p.id}`, p.kind ?? '-', p.speaking ? 'yes' : 'no', p.muted === undefined ? '-' : p.muted ? 'yes' : 'no']),
+      ['  ID', 'KIND', 'SPEAKING', 'MUTED', 'STAGE'],
+      e.participants.map((p) => [`  ${p.id}`, p.kind ?? '-', p.speaking ? 'yes' : 'no', p.muted === undefined ? '-' : p.muted ? 'yes' : 'no', p.stage ?? '-']),
     );
   }
 }
@@ -124,6 +125,13 @@ export async function mute(id: string, participant: string, flags: Flags): Promi
   const answer = await (await client(flags)).request('PATCH', path('api', 'events', id, 'participants', participant), participantSchema, { muted });
   if (flags.json) return printJson(answer);
   printLines([`participant ${participant} of event ${id} ${muted ? 'muted' : 'unmuted'}`]);
+}
+
+/** Puts a presenter on air (`live`) or takes it off (`backstage`): from the next tick, no renegotiation. */
+export async function stage(id: string, participant: string, where: 'live' | 'backstage', flags: Flags): Promise<void> {
+  const answer = await (await client(flags)).request('PATCH', path('api', 'events', id, 'participants', participant), participantSchema, { stage: where });
+  if (flags.json) return printJson(answer);
+  printLines([`participant ${participant} of event ${id} is ${where === 'live' ? 'live (on air)' : 'backstage'}`]);
 }
 
 export async function kick(id: string, participant: string, flags: Flags): Promise<void> {

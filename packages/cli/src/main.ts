@@ -113,12 +113,13 @@ clusterOptions(nodeOptions(common(program.command('cluster'), 'print the mixer a
 
 const event = program
   .command('event')
-  .description("manage events through a node's HTTP API (create, list, show, end, layout, mute, kick)")
+  .description("manage events through a node's HTTP API (create, list, show, end, layout, mute, stage, kick)")
   .addHelpText('after', examples('export MCU_URL=http://127.0.0.1:8080 MCU_TOKEN=<admin token>', 'mcu event create "Town hall"', 'mcu event list --json'));
 
 clientOptions(event.command('create'))
   .argument('[name]', 'a name for the event')
   .option('--max-speakers <n>', 'speakers mixed at once, 1–16 (default: the node\'s, 3)')
+  .option('--presenters-join <stage>', 'where presenters join: live (on air at once, the default) or backstage (until the producer puts them live)')
   .description('create an event; prints its id, WHIP and WHEP URLs, the producer, presenter and viewer tokens, and how to set up OBS')
   .addHelpText('after', examples('mcu event create "Town hall" --max-speakers 4', 'mcu event create --url https://mcu.example.com --token "$ADMIN" --json | jq -r .tokens.presenter'))
   .action(async (name: string | undefined, flags: Flags) => (await eventCommands()).create(name, flags));
@@ -163,6 +164,14 @@ clientOptions(event.command('mute'))
   .description('mute a participant: out of speaker selection and every mix until unmuted')
   .addHelpText('after', examples('mcu event mute 3f2a9c p-7d1e', 'mcu event mute 3f2a9c p-7d1e --off'))
   .action(async (id: string, participant: string, flags: Flags) => (await eventCommands()).mute(id, participant, flags));
+
+clientOptions(event.command('stage'))
+  .argument('<event>', 'event id')
+  .argument('<participant>', 'participant id (see mcu event show)')
+  .addArgument(new Argument('<stage>', 'live: in the program and the composite; backstage: hears the program, in no mix').choices(['live', 'backstage']))
+  .description('put a presenter on air or take it backstage (from the next audio tick and video frame, no renegotiation)')
+  .addHelpText('after', examples('mcu event stage 3f2a9c p-7d1e live', 'mcu event stage 3f2a9c p-7d1e backstage --json'))
+  .action(async (id: string, participant: string, where: 'live' | 'backstage', flags: Flags) => (await eventCommands()).stage(id, participant, where, flags));
 
 clientOptions(event.command('kick'))
   .argument('<event>', 'event id')

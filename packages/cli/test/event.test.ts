@@ -95,6 +95,23 @@ describe('mcu event against a running node', () => {
     expect(again.stderr).toContain(`the node answered 404 participant_not_found: participant ${p.id} not found`);
   });
 
+  it('creates an event whose presenters join backstage, and moves a participant live and back', async () => {
+    const ev = JSON.parse((await mcu('event', 'create', '--presenters-join', 'backstage', '--json')).stdout) as { id: string; presentersJoin: string };
+    expect(ev.presentersJoin).toBe('backstage');
+    const p = (await api('POST', `/api/events/${ev.id}/rtp-participants`, { host: '127.0.0.1', port: await freePort(), payloadType: 111 })).json as { id: string; stage: string };
+    expect(p.stage).toBe('backstage');
+    expect((await mcu('event', 'show', ev.id)).stdout).toMatch(new RegExp(`${p.id} +rtp +no +no +backstage`));
+    expect((await mcu('event', 'stage', ev.id, p.id, 'live')).stdout).toBe(`participant ${p.id} of event ${ev.id} is live (on air)\n`);
+    expect((await api('GET', `/api/events/${ev.id}/participants`)).json.participants[0].stage).toBe('live');
+    expect(JSON.parse((await mcu('event', 'stage', ev.id, p.id, 'backstage', '--json')).stdout)).toMatchObject({ id: p.id, stage: 'backstage' });
+    const bad = await run(['event', 'stage', ev.id, p.id, 'onstage'], env);
+    expect(bad.code).toBe(2);
+    const badJoin = await run(['event', 'create', '--presenters-join', 'green-room'], env);
+    expect(badJoin.code).toBe(2);
+    expect(badJoin.stderr).toContain('--presenters-join');
+    await mcu('event', 'end', ev.id);
+  });
+
   it('a refused token, an unreachable node and a bad option each give a clear message and a non-zero exit', async () => {
     const closedPort = await freePort();
     const before = (await api('GET', '/api/events')).json.events.length;

@@ -10,9 +10,9 @@ const commands = [
   ['relay'],
   ['cluster'],
   ['event'],
-  ...['create', 'list', 'show', 'end', 'layout', 'mute', 'kick'].map((c) => ['event', c]),
+  ...['create', 'list', 'show', 'end', 'layout', 'mute', 'stage', 'kick'].map((c) => ['event', c]),
   ['bench'],
-  ...['mix', 'video', 'tree', 'fanout', 'receivers', 'webrtc', 'rtp-load'].map((b) => ['bench', b]),
+  ...['mix', 'video', 'tree', 'fanout', 'receivers', 'webrtc', 'rtp-load', 'stage'].map((b) => ['bench', b]),
 ];
 
 describe('mcu --help', () => {

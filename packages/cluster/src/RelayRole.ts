@@ -458,6 +458,8 @@ export class RelayRole {
     );
     r.on('POST', '/whep/:id', async ({ req, res, params, url }) => {
       this.auth.authorize(req.headers.authorization, { event: params.id, roles: viewerRoles }, url.searchParams.get('token'));
+      // A relay has the program only: a presenter's own packets are on the mixer holding the event.
+      if (url.searchParams.has('source')) throw new ValidationError('a presenter preview (?source=) is served by the mixer holding the event, not by a relay', 'source');
       const feed = this.#feed(params.id);
       const rendition = url.searchParams.get('rendition') ?? undefined;
       const known = feed.renditions;

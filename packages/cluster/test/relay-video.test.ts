@@ -318,6 +318,14 @@ describe('video and several events down a relay tree over NATS', () => {
     });
     expect(bad.status).toBe(400);
     expect(await bad.text()).toContain('unknown rendition');
+    // A presenter preview is the mixer's to serve: a relay refuses it rather than play the program.
+    const preview = await fetch(`${relay1.url}/whep/${a.id}?source=someone`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp', authorization: `Bearer ${a.tokens.viewer}` },
+      body: 'v=0\r\n',
+    });
+    expect(preview.status).toBe(400);
+    expect(await preview.text()).toContain('served by the mixer');
   }, 60_000);
 
   it('two clustered events at once: each relay carries both, viewers of each on the same relay hear their own tone', async () => {

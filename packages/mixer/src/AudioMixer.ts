@@ -4,9 +4,10 @@ import type { JitterBufferOptions, RtpBuildFields } from '@mcu/rtp';
 import { CodecPool, OpusDecoder, OpusEncoder } from '@mcu/codec';
 import type { OpusEncoderOptions } from '@mcu/codec';
 import { Participant } from './Participant.js';
+import type { Stage } from './Participant.js';
 import { SpeakerSelection } from './Selection.js';
 import type { SelectionOptions } from './Selection.js';
-import { accumulate, applyRamp, frameLevelDbov, limitInto, limitMinusInto } from './Limiter.js';
+import { accumulate, accumulateRamp, applyRamp, frameLevelDbov, limitInto, limitMinusInto } from './Limiter.js';
 import { TickStats } from './TickStats.js';
 import { rtpTimestampAt, senderReportTimes, systemMediaClock } from './MediaClock.js';
 import type { MediaClock, SenderReportTimes } from './MediaClock.js';
@@ -58,10 +59,18 @@ const TWO_32 = 0x1_0000_0000;
  * sums them once, and encodes N_speakers + 1 streams: a mix-minus for each speaker and ONE shared
  * mix that every other participant receives. Each recipient's RTP header is then written around
  * the payload it gets, with its own SSRC and continuous sequence numbers.
+ *
+ * Backstage presenters are out of the program's selection (as if muted) and in a second selection,
+ * the backstage room's: they hear the program plus the backstage talkers, never themselves. While
+ * anyone talks backstage that costs one more shared encode (program + room) and one mix-minus per
+ * backstage talker; with nobody backstage, nothing at all. Which room a presenter is in is a flag
+ * read at selection time: a move takes effect on the next tick.
  */
 export class AudioMixer extends EventEmitter<AudioMixerEvents> {
   readonly frameSamples: number;
   readonly selection: SpeakerSelection;
+  /** Speaker selection of the backstage room (only backstage presenters compete). */
+  readonly backstageSelection: SpeakerSelection;
   readonly tickStats = new TickStats();
   readonly stats: AudioMixerStats = { ticks: 0, tickErrors: 0, encodes: 0, decodes: 0, packetsOut: 0 };
 
@@ -83,6 +92,19 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
   /** Participants mixed this tick: speakers plus those fading out. */
   private readonly mixSet: Participant[] = [];
   private mixCount = 0;
+  /** Backstage room: its talkers' sum, the program plus it, their shared encode and CSRCs. */
+  private readonly backstageSum: Int32Array;
+  private readonly roomSum: Int32Array;
+  private roomEncoder: OpusEncoder | null = null;
+  private readonly roomShared = new Uint8Array(1500);
+  private roomSharedLength = 0;
+  private readonly roomCsrcs = new Uint32Array(15);
+  private roomCsrcCount = 0;
+  /** Voices in the backstage room's sum this tick (in place, or fading out towards the program). */
+  private readonly backstageSet: Participant[] = [];
+  private backstageMixCount = 0;
+  /** Participants backstage now. */
+  private backstageCount = 0;
   private dominant: string | null = null;
   private readonly programSinks = new Set<ProgramSink>();
   /** SSRC of the program feed (the shared mix sent to viewers). */
@@ -118,6 +140,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     this.onTick = opts.onTick;
     this.jitterOptions = { frameDurationMs: tickMs, clockRate: sampleRate, ...opts.jitter };
     this.selection = new SpeakerSelection({ ...opts.selection, maxSpeakers: opts.maxSpeakers ?? 3, tickMs });
+    this.backstageSelection = new SpeakerSelection({ ...opts.selection, maxSpeakers: opts.maxSpeakers ?? 3, tickMs });
     const encoderOptions: OpusEncoderOptions = { sampleRate: 48_000, channels: 1, ...opts.encoder };
     this.decoders = new CodecPool(() => new OpusDecoder({ sampleRate: 48_000, channels: 1 }));
     this.encoders = new CodecPool(() => new OpusEncoder(encoderOptions));
@@ -126,6 +149,8 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     this.programSeq = Math.floor(this.random() * 0x10000);
     this.programTimestampBase = Math.floor(this.random() * TWO_32);
     this.sum = new Int32Array(this.frameSamples);
+    this.backstageSum = new Int32Array(this.frameSamples);
+    this.roomSum = new Int32Array(this.frameSamples);
     this.mixPcm = new Int16Array(this.frameSamples);
     this.fields = {
       payloadType: opts.payloadType ?? 111,
@@ -163,7 +188,8 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     return this.list;
   }
 
-  addParticipant(id: string, opts: { receives?: boolean; outSsrc?: number } = {}): Participant {
+  /** `stage`: where the participant starts (default live). */
+  addParticipant(id: string, opts: { receives?: boolean; outSsrc?: number; stage?: Stage } = {}): Participant {
     if (this.closed) throw new Error('mixer is closed');
     if (this.byId.has(id)) throw new Error(`participant ${id} already exists`);
     const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.bySlot.length;
@@ -173,7 +199,46 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     this.list.push(p);
     this.bySlot[slot] = p;
     this.selection.add(slot);
+    this.backstageSelection.add(slot);
+    p.backstage = opts.stage === 'backstage';
+    if (p.backstage) this.backstageCount++;
+    this.applyExclusion(p);
     return p;
+  }
+
+  /** Backstage talkers, for a console. */
+  get backstageSpeakerIds(): string[] {
+    const ids: string[] = [];
+    const bsel = this.backstageSelection;
+    for (let i = 0; i < bsel.speakerCount; i++) {
+      const p = this.bySlot[bsel.speakers[i]];
+      if (p) ids.push(p.id);
+    }
+    return ids;
+  }
+
+  /**
+   * Moves a participant on stage (`live`) or backstage. Read by the next tick's selection: going
+   * live, a talking presenter fades into the program on the next tick (and out of the backstage
+   * room in the same tick); going backstage, it fades out of the program on the next tick and
+   * joins the backstage room on the one after. Returns false for an unknown participant.
+   */
+  setStage(id: string, stage: Stage): boolean {
+    const p = this.byId.get(id);
+    if (!p) return false;
+    const backstage = stage === 'backstage';
+    if (p.backstage === backstage) return true;
+    p.backstage = backstage;
+    this.backstageCount += backstage ? 1 : -1;
+    this.applyExclusion(p);
+    return true;
+  }
+
+  /** Who competes where: the program excludes the muted and the backstage, the room the muted and the live. */
+  private applyExclusion(p: Participant): void {
+    const dropped = this.selection.setExcluded(p.slot, p.muted || p.backstage);
+    this.backstageSelection.setExcluded(p.slot, p.muted || !p.backstage);
+    if (dropped && !this.closed) this.emit('speakers', this.speakerIds);
   }
 
   /**
@@ -183,7 +248,9 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
   removeParticipant(id: string): boolean {
     const p = this.byId.get(id);
     if (!p) return false;
-    if (p.audible && !this.closed) {
+    // Its transport is gone: a preview of it ends now, not after the fade.
+    p.taps.end();
+    if ((p.audible || p.backstageAudible) && !this.closed) {
       p.leaving = true;
       return true;
     }
@@ -200,7 +267,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     const p = this.byId.get(id);
     if (!p) return false;
     p.muted = muted;
-    if (this.selection.setExcluded(p.slot, muted) && !this.closed) this.emit('speakers', this.speakerIds);
+    this.applyExclusion(p);
     return true;
   }
 
@@ -235,6 +302,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     const mediaMs = this.tickMediaMs(tickIndex);
     const list = this.list;
     const sel = this.selection;
+    const bsel = this.backstageSelection;
     const n = list.length;
 
     // 1. Levels: from RFC 6464 when present (no decoding), else from the decoded frame.
@@ -243,23 +311,23 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
       p.hasPcm = false;
       p.decodedThisTick = false;
       p.mixMinusLength = 0;
-      if (p.leaving) {
-        sel.setLevel(p.slot, 127, now);
-        continue;
+      let level = 127;
+      if (!p.leaving) {
+        const peeked = p.jitter.peekAudioLevel();
+        if (peeked >= 0) {
+          p.levelsSeen = true;
+          level = peeked;
+        } else if (!p.levelsSeen && !p.muted) {
+          this.decodeFrame(p, now);
+          p.decodedThisTick = true;
+          if (p.hasPcm) level = frameLevelDbov(p.pcm, this.frameSamples);
+        }
       }
-      const level = p.jitter.peekAudioLevel();
-      if (level >= 0) {
-        p.levelsSeen = true;
-        sel.setLevel(p.slot, level, now);
-      } else if (!p.levelsSeen && !p.muted) {
-        this.decodeFrame(p, now);
-        p.decodedThisTick = true;
-        sel.setLevel(p.slot, p.hasPcm ? frameLevelDbov(p.pcm, this.frameSamples) : 127, now);
-      } else {
-        sel.setLevel(p.slot, 127, now);
-      }
+      sel.setLevel(p.slot, level, now);
+      bsel.setLevel(p.slot, level, now);
     }
     if (sel.update(now)) this.emit('speakers', this.speakerIds);
+    if (this.backstageCount > 0 || bsel.speakerCount > 0) bsel.update(now);
     const dom = sel.dominant >= 0 ? (this.bySlot[sel.dominant]?.id ?? null) : null;
     if (dom !== this.dominant) {
       this.dominant = dom;
@@ -268,25 +336,55 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
 
     // 2. Decode the speakers and those fading out; only advance everyone else's buffer.
     this.mixCount = 0;
+    this.backstageMixCount = 0;
+    const samples = this.frameSamples;
+    this.backstageSum.fill(0);
     for (let i = 0; i < n; i++) {
       const p = list[i];
       const speaking = !p.leaving && sel.isSpeaker(p.slot);
       const fadingOut = !speaking && p.audible;
-      if (speaking || fadingOut) {
+      const roomSpeaking = !p.leaving && bsel.isSpeaker(p.slot);
+      const roomFadingOut = !roomSpeaking && p.backstageAudible;
+      p.inProgramMix = false;
+      p.inBackstageMix = false;
+      if (speaking || fadingOut || roomSpeaking || roomFadingOut) {
         if (!p.decodedThisTick) this.decodeFrame(p, now);
-        if (p.hasPcm) {
+        // The backstage room first: a voice leaving it for the program fades out of the room
+        // aside, before its frame is ramped into the program in place. A voice leaving the
+        // program for the room enters the room on the next tick, once it is out of the program.
+        if (p.hasPcm && (roomSpeaking || roomFadingOut) && !(roomSpeaking && p.audible)) {
+          if (roomFadingOut && speaking) {
+            if (p.stopped) accumulate(this.backstageSum, p.pcm, samples);
+            else accumulateRamp(this.backstageSum, p.pcm, samples, 1, 0);
+          } else {
+            if (p.stopped) {
+              // decodeFrame already concealed and faded the frame of a stream that stopped.
+            } else if (roomFadingOut) {
+              applyRamp(p.pcm, samples, 1, 0);
+              p.stats.fadeOuts++;
+            } else if (!p.backstageAudible) {
+              applyRamp(p.pcm, samples, 0, 1);
+            }
+            accumulate(this.backstageSum, p.pcm, samples);
+            p.inBackstageMix = true;
+          }
+          this.backstageSet[this.backstageMixCount++] = p;
+        }
+        p.backstageAudible = roomSpeaking && p.hasPcm && !p.stopped && !p.audible;
+        if ((speaking || fadingOut) && p.hasPcm) {
           if (p.stopped) {
             // decodeFrame already concealed and faded the frame of a stream that stopped.
           } else if (fadingOut) {
-            applyRamp(p.pcm, this.frameSamples, 1, 0);
+            applyRamp(p.pcm, samples, 1, 0);
             p.stats.fadeOuts++;
           } else if (!p.audible) {
-            applyRamp(p.pcm, this.frameSamples, 0, 1);
+            applyRamp(p.pcm, samples, 0, 1);
           }
           this.mixSet[this.mixCount++] = p;
+          p.inProgramMix = true;
         }
         p.audible = speaking && p.hasPcm && !p.stopped;
-        if (speaking && p.receives && !p.encoder) p.encoder = this.encoders.acquire();
+        if ((speaking || roomSpeaking) && p.receives && !p.encoder) p.encoder = this.encoders.acquire();
       } else {
         if (!p.decodedThisTick) p.jitter.pop(now);
         this.releaseCodecs(p);
@@ -302,7 +400,6 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     }
 
     // 3. Mix once; encode the shared mix once and one mix-minus per speaker.
-    const samples = this.frameSamples;
     this.sum.fill(0);
     this.sharedCsrcCount = 0;
     for (let i = 0; i < this.mixCount; i++) {
@@ -321,6 +418,8 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
       p.mixMinusLength = p.encoder.encode(this.mixPcm, p.mixMinus);
       this.stats.encodes++;
     }
+    const room = this.backstageMixCount > 0 || bsel.speakerCount > 0;
+    if (room) this.mixRoom();
 
     // 4. Packetize: each recipient's own header around the payload it gets.
     const fields = this.fields;
@@ -341,8 +440,19 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
           const q = this.mixSet[k];
           if (q !== p && c < 15) this.minusCsrcs[c++] = q.inSsrc;
         }
+        if (p.backstage) {
+          for (let k = 0; k < this.backstageMixCount; k++) {
+            const q = this.backstageSet[k];
+            if (q !== p && c < 15) this.minusCsrcs[c++] = q.inSsrc;
+          }
+        }
         fields.csrcs = this.minusCsrcs;
         fields.csrcCount = c;
+      } else if (room && p.backstage) {
+        payload = this.roomShared;
+        length = this.roomSharedLength;
+        fields.csrcs = this.roomCsrcs;
+        fields.csrcCount = this.roomCsrcCount;
       }
       fields.sequenceNumber = p.outSeq;
       fields.timestamp = (p.outTimestampBase + timestampOffset) % TWO_32;
@@ -360,6 +470,36 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     // 5. Participants that faded out on their way out leave now.
     for (let i = list.length - 1; i >= 0; i--) {
       if (list[i].leaving) this.detach(list[i]);
+    }
+  }
+
+  /**
+   * The backstage room: the program plus the backstage talkers, encoded once for the backstage
+   * presenters who do not talk, and once per backstage talker without its own voice.
+   */
+  private mixRoom(): void {
+    const samples = this.frameSamples;
+    const room = this.roomSum;
+    const sum = this.sum;
+    const backstage = this.backstageSum;
+    for (let i = 0; i < samples; i++) room[i] = sum[i] + backstage[i];
+    let c = 0;
+    for (let k = 0; k < this.sharedCsrcCount && c < 15; k++) this.roomCsrcs[c++] = this.sharedCsrcs[k];
+    for (let k = 0; k < this.backstageMixCount && c < 15; k++) this.roomCsrcs[c++] = this.backstageSet[k].inSsrc;
+    this.roomCsrcCount = c;
+    limitInto(room, this.mixPcm, samples);
+    this.roomEncoder ??= this.encoders.acquire();
+    this.roomSharedLength = this.roomEncoder.encode(this.mixPcm, this.roomShared);
+    this.stats.encodes++;
+    const bsel = this.backstageSelection;
+    for (let i = 0; i < bsel.speakerCount; i++) {
+      const p = this.bySlot[bsel.speakers[i]];
+      if (!p || !p.receives || p.leaving || !p.encoder) continue;
+      // Its own voice is in the room's sum (or, on the tick it leaves the program, in the program's).
+      if (p.inBackstageMix || p.inProgramMix) limitMinusInto(room, p.pcm, this.mixPcm, samples);
+      else limitInto(room, this.mixPcm, samples);
+      p.mixMinusLength = p.encoder.encode(this.mixPcm, p.mixMinus);
+      this.stats.encodes++;
     }
   }
 
@@ -425,7 +565,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
         p.stats.concealed++;
       }
       p.hasPcm = true;
-    } else if (p.audible) {
+    } else if (p.audible || p.backstageAudible) {
       // The stream stopped (underrun): conceal one frame and fade it to zero instead of a click.
       dec.conceal(p.pcm, samples);
       applyRamp(p.pcm, samples, 1, 0);
@@ -450,12 +590,15 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
 
   private detach(p: Participant): void {
     if (!this.byId.delete(p.id)) return;
+    p.taps.end();
     const idx = this.list.indexOf(p);
     if (idx >= 0) this.list.splice(idx, 1);
     this.bySlot[p.slot] = undefined;
     this.freeSlots.push(p.slot);
     const wasSpeaker = this.selection.isSpeaker(p.slot);
     this.selection.remove(p.slot);
+    this.backstageSelection.remove(p.slot);
+    if (p.backstage) this.backstageCount--;
     if (p.decoder) this.decoders.release(p.decoder);
     if (p.encoder) this.encoders.release(p.encoder);
     p.decoder = null;
@@ -470,6 +613,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     this.decoders.close();
     this.encoders.close();
     this.sharedEncoder.close();
+    this.roomEncoder = null;
     this.programSinks.clear();
     this.removeAllListeners();
   }

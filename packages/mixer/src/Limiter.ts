@@ -33,6 +33,19 @@ export function accumulate(sum: Int32Array, pcm: Int16Array, samples: number): v
   for (let i = 0; i < samples; i++) sum[i] += pcm[i];
 }
 
+/**
+ * sum[i] += pcm[i] × a linear ramp from `from` to `to`, leaving `pcm` as it is: a voice fading out
+ * of one room while it fades into another, whose ramp is applied to `pcm` in place.
+ */
+export function accumulateRamp(sum: Int32Array, pcm: Int16Array, samples: number, from: number, to: number): void {
+  const step = (to - from) / samples;
+  let g = from;
+  for (let i = 0; i < samples; i++) {
+    sum[i] += (pcm[i] * g) | 0;
+    g += step;
+  }
+}
+
 /** Root-mean-square level of a frame in -dBov (0 = full-scale sine-ish, 127 = digital silence). */
 export function frameLevelDbov(pcm: Int16Array, samples: number): number {
   let energy = 0;

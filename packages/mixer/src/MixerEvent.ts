@@ -8,7 +8,7 @@ import type { Timer } from './MixingClock.js';
 import type { VideoLayout } from './Layouts.js';
 import { RtpEndpoint } from './RtpEndpoint.js';
 import { DropCounters } from './DropCounters.js';
-import type { Participant } from './Participant.js';
+import type { Participant, Stage } from './Participant.js';
 import { renditionBitrateKbps, VIDEO_MIXER_DEFAULTS, VideoMixer } from './VideoMixer.js';
 import type { VideoMixerOptions, VideoRendition } from './VideoMixer.js';
 import type { VideoCodec } from '@mcu/rtp';
@@ -33,6 +33,8 @@ export interface MixerEventOptions {
   mediaClock?: MediaClock;
   /** Most delay lip sync adds to a presenter's audio or video (0: measure only, never compensate). */
   maxLipSyncDelayMs?: number;
+  /** Where presenters join when their token names no stage (default live). */
+  presentersJoin?: Stage;
 }
 
 /** What an RTCP sender report says about one stream (RFC 3550 §6.4.1). */
@@ -50,6 +52,8 @@ export interface RtpParticipantRequest {
   port: number;
   payloadType: number;
   audioLevelExtId?: number;
+  /** Where it joins (default: the event's `presentersJoin`). */
+  stage?: Stage;
 }
 
 export interface RtpParticipantInfo extends ParticipantSummary {
@@ -80,6 +84,8 @@ export interface ParticipantSummary {
   speaking: boolean;
   /** Muted by the producer (out of selection and every mix). */
   muted: boolean;
+  /** Live (in the program and the composite) or backstage (hears the program, in no mix). */
+  stage: Stage;
   stats: Participant['stats'] & { jitter: Participant['jitter']['stats'] };
   /** Lip sync of its audio with its video (skew, compensation), null until it sends a sender report. */
   avSync: LipSyncStats | null;
@@ -98,6 +104,7 @@ export interface ParticipantLevel {
   level: number;
   muted: boolean;
   speaking: boolean;
+  stage: Stage;
 }
 
 /**
@@ -115,6 +122,8 @@ export class MixerEvent {
   private readonly advertiseHost: string;
   private readonly timer: Timer;
   private readonly maxLipSyncDelayMs: number | undefined;
+  /** Where presenters join when their token names no stage. */
+  readonly presentersJoin: Stage;
   private closed = false;
   private readonly videoOptions: VideoMixerOptions;
   private currentLayout: VideoLayout;
@@ -132,6 +141,7 @@ export class MixerEvent {
     const tickMs = opts.tickMs ?? 20;
     const mediaClock = opts.mediaClock ?? opts.video?.mediaClock ?? systemMediaClock;
     this.maxLipSyncDelayMs = opts.maxLipSyncDelayMs;
+    this.presentersJoin = opts.presentersJoin ?? 'live';
     this.mixer = new AudioMixer((p, packet, length) => p.transport?.send(packet, length), {
       ...opts.mixer,
       mediaClock,
@@ -185,7 +195,7 @@ export class MixerEvent {
   /** Adds a video source (a presenter's camera) to the event's video mixer, creating it when needed. */
   addVideoSource(id: string, codec: VideoCodec, name?: string): void {
     const v = this.ensureVideo();
-    if (!v.hasSource(id)) v.addSource(id, { codec, name, lipSync: this.lipSyncOf(id) ?? undefined });
+    if (!v.hasSource(id)) v.addSource(id, { codec, name, lipSync: this.lipSyncOf(id) ?? undefined, backstage: this.mixer.participant(id)?.backstage ?? false });
   }
 
   /**
@@ -272,7 +282,7 @@ export class MixerEvent {
     if (this.closed) throw new Error('event is closed');
     const remoteHost = isIP(req.host) ? req.host : (await lookup(req.host, { family: 4 })).address;
     const id = randomUUID();
-    const participant = this.mixer.addParticipant(id);
+    const participant = this.mixer.addParticipant(id, { stage: req.stage ?? this.presentersJoin });
     try {
       const endpoint = await RtpEndpoint.open(
         participant,
@@ -313,6 +323,7 @@ export class MixerEvent {
       payloadType: ep.payloadType,
       speaking: this.mixer.selection.isSpeaker(p.slot),
       muted: p.muted,
+      stage: p.stage,
       stats: { ...p.stats, jitter: { ...p.jitter.stats }, packetsIn: ep.stats.packetsIn, rtcpIn: ep.stats.rtcpIn },
       avSync: p.lipSync?.stats() ?? null,
     };
@@ -331,6 +342,7 @@ export class MixerEvent {
       kind: ext.kind,
       speaking: this.mixer.selection.isSpeaker(p.slot),
       muted: p.muted,
+      stage: p.stage,
       stats: { ...p.stats, jitter: { ...p.jitter.stats } },
       avSync: p.lipSync?.stats() ?? null,
     };
@@ -356,6 +368,19 @@ export class MixerEvent {
   }
 
   /**
+   * Moves a participant of either kind live or backstage: its voice leaves or enters the program
+   * on the next tick, its video the composite on the next composed frame (one keyframe request for
+   * a tile that appears). Nothing is renegotiated. Returns the participant's summary, or undefined
+   * when it is unknown.
+   */
+  setStage(id: string, stage: Stage): ParticipantSummary | undefined {
+    if (!this.endpoints.has(id) && !this.externals.has(id)) return undefined;
+    if (!this.mixer.setStage(id, stage)) return undefined;
+    this.video?.setBackstage(id, stage === 'backstage');
+    return this.participantSummary(id);
+  }
+
+  /**
    * Every participant's smoothed audio level as speaker selection sees it (from RFC 6464 or the
    * energy of frames already decoded; nothing is decoded for this). `dbov` is -dBov, 0 = full
    * scale, 127 = silence; `level` maps 0..-90 dBov linearly onto 1..0 for a meter.
@@ -374,15 +399,19 @@ export class MixerEvent {
         level: Math.round(Math.max(0, Math.min(1, (LEVEL_FLOOR_DBOV - dbov) / LEVEL_FLOOR_DBOV)) * 1000) / 1000,
         muted: p.muted,
         speaking: sel.isSpeaker(p.slot),
+        stage: p.stage,
       });
     }
     return out;
   }
 
-  /** Adds a participant whose media arrives through another transport (WebRTC). */
-  attachParticipant(id: string, external: ExternalParticipant): Participant {
+  /**
+   * Adds a participant whose media arrives through another transport (WebRTC), on `stage`
+   * (default: the event's `presentersJoin`).
+   */
+  attachParticipant(id: string, external: ExternalParticipant, opts: { stage?: Stage } = {}): Participant {
     if (this.closed) throw new Error('event is closed');
-    const p = this.mixer.addParticipant(id);
+    const p = this.mixer.addParticipant(id, { stage: opts.stage ?? this.presentersJoin });
     this.externals.set(id, external);
     return p;
   }

@@ -2,6 +2,14 @@ import { JitterBuffer } from '@mcu/rtp';
 import type { JitterBufferOptions } from '@mcu/rtp';
 import type { OpusDecoder, OpusEncoder } from '@mcu/codec';
 import type { LipSync } from './LipSync.js';
+import { PresenterTaps } from './PresenterTaps.js';
+
+/**
+ * Where a presenter is: `live` (in the program mix and the composite) or `backstage` (connected,
+ * hears the program and the other backstage presenters, in no mix the viewers get). The same
+ * values as `@mcu/control`'s `Stage` (the token claim).
+ */
+export type Stage = 'live' | 'backstage';
 
 /** Counters of one participant's audio path; exported to metrics and the API. */
 export interface ParticipantAudioStats {
@@ -38,6 +46,13 @@ export class Participant {
   stopped = false;
   /** Muted by the producer: out of speaker selection and every mix until unmuted. */
   muted = false;
+  /** Backstage: out of the program's selection and mixes; in the backstage room's. */
+  backstage = false;
+  /** Whether the last frame mixed into the backstage room was audible (so that leaving it fades). */
+  backstageAudible = false;
+  /** This tick's `pcm` is in the program sum / in the backstage room's sum (mix-minus subtracts it). */
+  inProgramMix = false;
+  inBackstageMix = false;
   /** Leaving after one more tick, in which it fades out. */
   leaving = false;
   /** This tick's encoded mix-minus (valid when `mixMinusLength` > 0). */
@@ -50,6 +65,8 @@ export class Participant {
   transport: { send(packet: Uint8Array, length: number): void } | null = null;
   /** SSRC latched on the input stream; listed as a CSRC where this voice is in a mix. */
   inSsrc = 0;
+  /** Its own packets as received, for a producer's preview (empty unless one is open). */
+  readonly taps = new PresenterTaps();
   /** Lip sync with this participant's video (set when it presents video); measured every tick. */
   lipSync: LipSync | null = null;
   outSeq: number;
@@ -62,6 +79,10 @@ export class Participant {
     corrupt: 0,
     packetsSent: 0,
   };
+
+  get stage(): Stage {
+    return this.backstage ? 'backstage' : 'live';
+  }
 
   constructor(
     readonly id: string,

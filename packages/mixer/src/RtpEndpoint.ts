@@ -127,6 +127,8 @@ export class RtpEndpoint {
     }
     const result = this.participant.jitter.push(h.sequenceNumber, h.timestamp, msg, now, level, h.payloadOffset, h.payloadLength);
     if (result !== 'accepted') drops.drop(result);
+    const taps = this.participant.taps.audio;
+    for (let i = 0; i < taps.length; i++) taps[i](msg);
   };
 
   close(): void {

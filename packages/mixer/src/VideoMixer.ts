@@ -85,6 +85,12 @@ export interface VideoMixerOptions {
   stallMs?: number;
   /** Keyframe requests towards one source at most this often (more are coalesced). */
   sourceKeyframeIntervalMs?: number;
+  /**
+   * After a stage change, a tile already on screen whose size changed is re-decoded at its new
+   * size at the source's next keyframe, or after this long with a keyframe request (the compositor
+   * scales its pictures meanwhile): spreads the requests instead of one per tile at once.
+   */
+  stageResizeDelayMs?: number;
   /** Regular keyframe interval of the renditions. */
   keyframeIntervalMs?: number;
   /** Forced keyframes per rendition at most this often (`requestKeyframe`). */
@@ -126,6 +132,7 @@ export const VIDEO_MIXER_DEFAULTS = Object.freeze({
   ]) as readonly VideoRenditionOptions[],
   stallMs: 2000,
   sourceKeyframeIntervalMs: 500,
+  stageResizeDelayMs: 5000,
   keyframeIntervalMs: 3000,
   minKeyframeIntervalMs: 1000,
   maxPacketBytes: 1200,
@@ -301,6 +308,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
   private readonly o: {
     stallMs: number;
     sourceKeyframeIntervalMs: number;
+    stageResizeDelayMs: number;
     layoutOptions: LayoutOptions;
     assembler: Omit<VideoFrameAssemblerOptions, 'codec' | 'now'>;
     decoderThreads: number;
@@ -332,6 +340,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     this.o = {
       stallMs: opts.stallMs ?? d.stallMs,
       sourceKeyframeIntervalMs: opts.sourceKeyframeIntervalMs ?? d.sourceKeyframeIntervalMs,
+      stageResizeDelayMs: opts.stageResizeDelayMs ?? d.stageResizeDelayMs,
       layoutOptions: opts.layoutOptions ?? {},
       assembler: opts.assembler ?? {},
       decoderThreads: opts.decoderThreads ?? 1,
@@ -432,11 +441,13 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
   }
 
   /** `lipSync`: the presenter's A/V sync, measured here for video and applied as a hold before decoding. */
-  addSource(id: string, opts: { codec: VideoCodec; name?: string; lipSync?: LipSync }): void {
+  /** `backstage`: connected but in no composite until `setBackstage(id, false)`. */
+  addSource(id: string, opts: { codec: VideoCodec; name?: string; lipSync?: LipSync; backstage?: boolean }): void {
     if (this.closed) throw new Error('video mixer is closed');
     if (this.sources.has(id)) throw new Error(`video source ${id} already exists`);
     const s = new VideoSource(id, opts.codec, opts.name ?? id, { ...this.o.assembler, now: () => this.timer.now() });
     s.lipSync = opts.lipSync ?? null;
+    s.backstage = opts.backstage ?? false;
     s.assembler.onFrame = (f) => this.onSourceFrame(s, f);
     s.assembler.onKeyframeNeeded = () => {
       if (s.visible) this.requestSourceKeyframe(s);
@@ -476,6 +487,21 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
   setLayout(layout: VideoLayout): void {
     this.layout = parseLayout(layout);
     this.relayout();
+  }
+
+  /**
+   * Moves a source out of the composite (backstage) or into it (live), from the next composed
+   * frame. The source that appears gets one keyframe request; tiles already on screen that change
+   * size keep their decoders (the compositor scales their pictures) until their next keyframe, or
+   * `stageResizeDelayMs`. Returns false for an unknown source.
+   */
+  setBackstage(id: string, backstage: boolean): boolean {
+    const s = this.sources.get(id);
+    if (!s) return false;
+    if (s.backstage === backstage) return true;
+    s.backstage = backstage;
+    this.relayout(true);
+    return true;
   }
 
   /** Drives the `speaker` layout and the active-speaker border. */
@@ -530,6 +556,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     for (const s of this.sources.values()) {
       s.assembler.poll(now);
       if (!s.visible) continue;
+      if (s.resizeDueAt >= 0 && now >= s.resizeDueAt) this.updateDecoder(s);
       if (s.keyframeRequestPending) this.requestSourceKeyframe(s, now);
       const stalled = now - s.lastFrameAt >= this.o.stallMs && s.lastFrameAt > -Infinity;
       if (stalled !== s.stalled) {
@@ -612,10 +639,19 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     }
   }
 
-  /** Recomputes regions and tiles of every canvas, and which sources are decoded at what size. */
-  private relayout(): void {
+  /**
+   * Recomputes regions and tiles of every canvas, and which sources are decoded at what size.
+   * `deferResize` (a stage change): decoders already running are resized later (see resizeDueAt).
+   */
+  private relayout(deferResize = false): void {
     if (this.closed) return;
-    const ids = this.order;
+    let ids: readonly string[] = this.order;
+    for (const s of this.sources.values()) {
+      if (s.backstage) {
+        ids = this.order.filter((id) => !this.sources.get(id)!.backstage);
+        break;
+      }
+    }
     for (const g of this.groups) {
       g.regions = computeLayout(this.layout, ids, g, this.activeSpeaker, this.o.layoutOptions);
       g.tiles = g.regions.map((region) => ({ region, frame: null, label: this.sources.get(region.sourceId)?.name }));
@@ -626,6 +662,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
       const b = boxes.get(r.sourceId);
       if (!b || r.width * r.height > b.width * b.height) boxes.set(r.sourceId, { width: r.width, height: r.height });
     }
+    let deferred = 0;
     for (const s of this.sources.values()) {
       const box = boxes.get(s.id) ?? null;
       if (box === null) {
@@ -637,6 +674,11 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
       }
       const wasVisible = s.visible;
       s.box = box;
+      if (deferResize && s.decoder !== null) {
+        // Staggered by the per-source keyframe interval, so that they never come together.
+        if (s.resizeDueAt < 0) s.resizeDueAt = this.timer.now() + this.o.stageResizeDelayMs + deferred++ * this.o.sourceKeyframeIntervalMs;
+        continue;
+      }
       this.updateDecoder(s);
       // Asked on the next tick, not from inside addSource/setLayout, so that listeners attached
       // right after the call hear it.
@@ -646,6 +688,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
 
   /** Starts or resizes the decoder of a visible source whose size is known. */
   private updateDecoder(s: VideoSource, requestKeyframe = true): void {
+    s.resizeDueAt = -1;
     if (!s.box || s.width === 0) return; // size comes with the next keyframe
     const size = fitInside(s.width, s.height, s.box.width, s.box.height);
     if (s.decoder === null) {
@@ -709,6 +752,12 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
       s.height = f.height;
       // This keyframe is about to be fed: a new decoder needs no request of its own.
       if (s.visible) this.updateDecoder(s, false);
+    } else if (f.keyframe && s.resizeDueAt >= 0 && s.visible) {
+      // A resize deferred by a stage change, at no cost: this keyframe (fed now, or after the
+      // lip-sync hold) starts the resized decoder, which therefore asks for none of its own. If the
+      // decoder still lacks a keyframe after it, feed() asks then.
+      this.updateDecoder(s, false);
+      s.keyframeRequestPending = false;
     }
     if (s.decoder === null && f.keyframe && s.width === 0 && s.box !== null) {
       const even = (v: number) => Math.max(2, v & ~1);

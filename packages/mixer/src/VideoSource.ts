@@ -47,6 +47,15 @@ export class VideoSource {
   stalled = false;
   lastKeyframeRequestAt = -Infinity;
   keyframeRequestPending = false;
+  /** Backstage: connected, in no composite (and so not decoded). */
+  backstage = false;
+  /**
+   * The tile changed size with a stage change: its decoder is resized at the source's next
+   * keyframe, or at this monotonic time with a keyframe request of its own (-1: none due). Until
+   * then the compositor scales its pictures, so that one presenter going live costs one keyframe
+   * request, not one per tile on screen.
+   */
+  resizeDueAt = -1;
   /** Lip sync with this presenter's audio, when it has any. */
   lipSync: LipSync | null = null;
   /** Encoded frames waiting out the lip-sync hold, oldest first, and the timer that releases them. */

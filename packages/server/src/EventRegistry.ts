@@ -2,12 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ConflictError, NotFoundError, ServiceUnavailableError, type Logger } from '@mcu/control';
 import { MixerEvent } from '@mcu/mixer';
-import type { VideoRenditionOptions } from '@mcu/mixer';
+import type { Stage, VideoRenditionOptions } from '@mcu/mixer';
 
 export interface EventRecord {
   id: string;
   name: string;
   maxSpeakers: number;
+  /** Where presenters join when their token names no stage. */
+  presentersJoin: Stage;
   createdAt: string;
   mixer: MixerEvent;
 }
@@ -50,7 +52,7 @@ export class EventRegistry extends EventEmitter<EventRegistryEvents> {
     super();
   }
 
-  create(input: { name?: string; maxSpeakers: number }): EventRecord {
+  create(input: { name?: string; maxSpeakers: number; presentersJoin?: Stage }): EventRecord {
     if (this.events.size >= this.opts.maxEvents) {
       throw new ServiceUnavailableError(`this node runs its maximum of ${this.opts.maxEvents} events`, 30);
     }
@@ -62,6 +64,7 @@ export class EventRegistry extends EventEmitter<EventRegistryEvents> {
     const mixer = new MixerEvent({
       id,
       maxSpeakers: input.maxSpeakers,
+      presentersJoin: input.presentersJoin,
       rtpHost: this.opts.rtpHost,
       rtpAdvertiseHost: this.opts.rtpAdvertiseHost,
       mixer: { onTick: this.opts.onTick },
@@ -72,6 +75,7 @@ export class EventRegistry extends EventEmitter<EventRegistryEvents> {
       id,
       name: input.name ?? `event-${id.slice(0, 6)}`,
       maxSpeakers: input.maxSpeakers,
+      presentersJoin: mixer.presentersJoin,
       createdAt: new Date().toISOString(),
       mixer,
     };

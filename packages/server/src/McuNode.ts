@@ -15,6 +15,7 @@ import {
   NotFoundError,
   MethodNotAllowedError,
   ValidationError,
+  ConflictError,
   type Logger,
 } from '@mcu/control';
 import { parseLayout } from '@mcu/mixer';
@@ -34,6 +35,7 @@ import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody }
 import { healthRoutes, type NotReady, type ReadinessCheck } from './Readiness.js';
 import { nodeOperations, openApiDocument, type OperationTable } from './OpenApi.js';
 import { programSourceOf, WebRtcEdge } from '@mcu/webrtc';
+import { playPresenterPreview } from './PresenterPreviewRoute.js';
 import { pageFor, staticFile } from '@mcu/web';
 
 /**
@@ -214,7 +216,7 @@ export class McuNode {
       this.auth.authorize(req.headers.authorization, { roles: ['admin'] });
       if (this.draining || this.closed) throw new ServiceUnavailableError('this node is draining: create the event on another node', 30, 'draining');
       const body = await readJson(req, this.config.maxBodyBytes, createEventBody);
-      const e = this.registry.create({ name: body.name, maxSpeakers: body.maxSpeakers ?? this.config.defaultMaxSpeakers });
+      const e = this.registry.create({ name: body.name, maxSpeakers: body.maxSpeakers ?? this.config.defaultMaxSpeakers, presentersJoin: body.presentersJoin });
       const ttlSeconds = this.config.tokenTtlSeconds;
       const issuer = this.auth.issuer;
       res.setHeader('location', `/api/events/${e.id}`);
@@ -272,13 +274,20 @@ export class McuNode {
       json(res, 200, { participants: this.registry.get(params.id).mixer.participants() });
     });
 
-    // Moderation: mute (out of selection and every mix until unmuted) and kick (WHIP sessions are
-    // torn down, RTP sockets closed).
+    // Moderation: mute (out of selection and every mix until unmuted), live/backstage (in or out
+    // of the program from the next tick and composed frame) and kick (WHIP sessions are torn
+    // down, RTP sockets closed).
     r.on('PATCH', '/api/events/:id/participants/:pid', async ({ req, res, params }) => {
       this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
       const e = this.registry.get(params.id);
       const body = await readJson(req, this.config.maxBodyBytes, participantPatchBody);
-      const info = e.mixer.setMuted(params.pid, body.muted);
+      let info = e.mixer.participantSummary(params.pid);
+      if (info && body.muted !== undefined) info = e.mixer.setMuted(params.pid, body.muted);
+      if (info && body.stage !== undefined) {
+        const from = info.stage;
+        info = e.mixer.setStage(params.pid, body.stage);
+        if (info && from !== body.stage) this.log.info({ event: e.id, participant: params.pid, stage: body.stage }, body.stage === 'live' ? 'presenter live' : 'presenter backstage');
+      }
       if (!info) throw new NotFoundError(`participant ${params.pid} not found`, 'participant_not_found');
       json(res, 200, info);
     });
@@ -327,8 +336,16 @@ export class McuNode {
         // ?token= too: a viewer redirected here from a mixer keeps its token in the URL, since
         // fetch and browsers drop Authorization on a cross-origin redirect.
         const token = url.searchParams.get('token');
-        this.auth.authorize(req.headers.authorization, { event: params.id, roles: [...roles] }, token);
+        const claims = this.auth.authorize(req.headers.authorization, { event: params.id, roles: [...roles] }, token);
         const e = this.registry.get(params.id);
+        // The producer's preview of one presenter, served here where its packets arrive.
+        const source = kind === 'whep' ? url.searchParams.get('source') : null;
+        if (source !== null) return playPresenterPreview(this.edge, e.mixer, claims, source, () => readSdp(req, this.config.maxBodyBytes), res);
+        // A presenter grant (an invitation) joins on its own stage and as its own participant.
+        const grant = kind === 'whip' ? { stage: claims.stage, participantId: claims.pid } : {};
+        if (grant.participantId !== undefined && e.mixer.mixer.participant(grant.participantId)) {
+          throw new ConflictError(`participant ${grant.participantId} is already connected`);
+        }
         if (kind === 'whep' && this.viewerPlacement) {
           const target = await this.viewerPlacement(e.id, 'whep');
           if (target !== null) {
@@ -340,7 +357,7 @@ export class McuNode {
           }
         }
         const offer = await readSdp(req, this.config.maxBodyBytes);
-        const { session, answer } = kind === 'whip' ? await this.edge.publish(e.mixer, offer) : await this.edge.play(programSourceOf(e.mixer), offer, { rendition: url.searchParams.get('rendition') ?? undefined });
+        const { session, answer } = kind === 'whip' ? await this.edge.publish(e.mixer, offer, grant) : await this.edge.play(programSourceOf(e.mixer), offer, { rendition: url.searchParams.get('rendition') ?? undefined });
         res.writeHead(201, {
           'content-type': 'application/sdp',
           location: `/${kind}/${e.id}/${session.id}`,
@@ -398,7 +415,7 @@ export class McuNode {
     let roster = '';
     const sendLevels = () => {
       const levels = e.mixer.levels();
-      const ids = levels.map((l) => l.id).join(',');
+      const ids = levels.map((l) => `${l.id}:${l.stage}`).join(',');
       if (ids !== roster) {
         roster = ids;
         send('participants', { participants: e.mixer.participants() });
@@ -435,6 +452,7 @@ export class McuNode {
       id: e.id,
       name: e.name,
       maxSpeakers: e.maxSpeakers,
+      presentersJoin: e.presentersJoin,
       createdAt: e.createdAt,
       whip: `${this.baseUrl}/whip/${e.id}`,
       whep: `${this.baseUrl}/whep/${e.id}`,

@@ -67,11 +67,11 @@ export const nodeOperations: OperationTable = {
   'PUT /api/events/:id/layout': { summary: 'Set the video layout (next frame)', tag: 'events', auth: producerRoles, body: layoutBody, ok: { status: 200, description: '`{"layout":…}`' } },
   'GET /api/events/:id/participants': { summary: 'List participants', tag: 'participants', auth: producerRoles, ok: { status: 200, description: '`{"participants":[…]}`' } },
   'PATCH /api/events/:id/participants/:pid': {
-    summary: 'Mute or unmute a participant (out of speaker selection and every mix until unmuted)',
+    summary: 'Mute or unmute a participant (out of speaker selection and every mix until unmuted); move it live or backstage (from the next tick and composed frame)',
     tag: 'participants',
     auth: producerRoles,
     body: participantPatchBody,
-    ok: { status: 200, description: 'the participant, with `muted`' },
+    ok: { status: 200, description: 'the participant, with `muted` and `stage`' },
   },
   'DELETE /api/events/:id/participants/:pid': { summary: 'Kick a participant (RTP socket or WebRTC session closed)', tag: 'participants', auth: producerRoles, ok: { status: 204, description: 'removed' } },
   'GET /api/events/:id/tree': {
@@ -97,9 +97,20 @@ export const nodeOperations: OperationTable = {
     tokenInQuery: true,
     ok: { status: 200, description: 'text/event-stream', content: 'event-stream' },
   },
-  ...webrtcOperations('whip', presenterRoles, 'WHIP ingest (RFC 9725): publish audio/video'),
-  ...webrtcOperations('whep', viewerRoles, 'WHEP playback: play the program (307 to a relay in a cluster)'),
+  ...withErrors(webrtcOperations('whip', presenterRoles, "WHIP ingest (RFC 9725): publish audio/video; joins on the token's `stage` (else the event's presentersJoin) as the token's `pid` when it names one"), 'POST /whip/:id', {
+    409: 'the participant named by the token (`pid`) is already connected',
+  }),
+  ...withErrors(webrtcOperations('whep', viewerRoles, 'WHEP playback: play the program (307 to a relay in a cluster); `?source=<participant>`: the producer previews that presenter alone'), 'POST /whep/:id', {
+    403: '`?source=` with a token other than the producer\'s',
+    404: 'the event, or the `?source=` participant, is unknown',
+  }),
 };
+
+/** The same operations, with more error statuses on one of them. */
+function withErrors(ops: OperationTable, key: string, errors: Record<number, string>): OperationTable {
+  const op = ops[key];
+  return { ...ops, [key]: { ...op, errors: { ...op.errors, ...errors } } };
+}
 
 /** The four routes of a WHIP or WHEP endpoint (RFC 9725). */
 export function webrtcOperations(kind: 'whip' | 'whep', auth: readonly Role[], summary: string): OperationTable {

@@ -1,10 +1,13 @@
 import { z } from 'zod';
+import { stageSchema } from '@mcu/control';
 
 /** Bodies of the HTTP API, one schema each; the TypeScript types are inferred from them. */
 export const createEventBody = z
   .object({
     name: z.string().trim().min(1).max(200).optional(),
     maxSpeakers: z.number().int().min(1).max(16).optional(),
+    /** Where presenters join: on air at once (`live`, the default) or `backstage` until the producer puts them live. */
+    presentersJoin: stageSchema.optional(),
   })
   .strict();
 
@@ -14,11 +17,19 @@ export const rtpParticipantBody = z
     port: z.number().int().min(1).max(65_535),
     payloadType: z.number().int().min(0).max(127),
     audioLevelExtId: z.number().int().min(1).max(14).optional(),
+    /** Where it joins (default: the event's `presentersJoin`). */
+    stage: stageSchema.optional(),
   })
   .strict();
 
-/** A producer's change to one participant (PATCH /api/events/:id/participants/:pid). */
-export const participantPatchBody = z.object({ muted: z.boolean() }).strict();
+/**
+ * A producer's change to one participant (PATCH /api/events/:id/participants/:pid): mute/unmute,
+ * and/or move it `live` or `backstage`.
+ */
+export const participantPatchBody = z
+  .object({ muted: z.boolean().optional(), stage: stageSchema.optional() })
+  .strict()
+  .refine((b) => b.muted !== undefined || b.stage !== undefined, { message: 'give muted and/or stage' });
 
 export type CreateEventBody = z.infer<typeof createEventBody>;
 export type RtpParticipantBody = z.infer<typeof rtpParticipantBody>;

@@ -1,6 +1,7 @@
-// The producer console: events, links and tokens, participants with live levels, mute and kick,
-// the layout, a WHEP preview of the program and the delivery tree. Plain DOM, no framework.
-import { hangUp, negotiate, show } from './mcu-client.js';
+// The producer console: events, links and tokens, participants with live levels in Live and
+// Backstage columns (go live / back to backstage, a preview of each presenter on its own, mute and
+// kick), the layout, a WHEP preview of the program and the delivery tree. Plain DOM, no framework.
+import { createProbe, hangUp, negotiate, show } from './mcu-client.js';
 
 const $ = (id) => document.getElementById(id);
 const SVG = 'http://www.w3.org/2000/svg';
@@ -18,6 +19,8 @@ const state = {
   dominantSpeaker: null,
   stream: null,
   preview: { pc: null, session: null, token: null },
+  /** Previews of single presenters (WHEP ?source=), by participant id: { pc, session, token, video, stream, probe }. */
+  sourcePreviews: new Map(),
   treeTimer: null,
   tree: [],
 };
@@ -124,7 +127,7 @@ function renderEvents(events) {
 async function createEvent() {
   try {
     const name = $('name').value.trim();
-    const body = { maxSpeakers: Number($('speakers').value) };
+    const body = { maxSpeakers: Number($('speakers').value), presentersJoin: $('presenters-join').value };
     if (name) body.name = name;
     const e = await api('POST', '/api/events', body);
     issued[e.id] = e.tokens;
@@ -180,6 +183,7 @@ function closeEvent() {
   clearInterval(state.treeTimer);
   state.treeTimer = null;
   stopPreview();
+  for (const id of [...state.sourcePreviews.keys()]) stopSourcePreview(id);
   state.event = null;
   state.participants = [];
   sessionStorage.removeItem('mcu.event');
@@ -222,25 +226,53 @@ function label(p) {
   return `${p.kind.toUpperCase()} ${p.id.slice(0, 8)}`;
 }
 
-function renderParticipants() {
-  const rows = state.participants.map((p) =>
+function participantRow(p) {
+  const backstage = p.stage === 'backstage';
+  const previewing = state.sourcePreviews.has(p.id);
+  return el(
+    'tr',
+    { dataset: { id: p.id, testid: 'participant', stage: p.stage ?? 'live', muted: String(p.muted), level: '0', speaker: 'false' } },
     el(
-      'tr',
-      { dataset: { id: p.id, testid: 'participant', muted: String(p.muted), level: '0', speaker: 'false' } },
-      el('td', {}, el('span', { class: 'name' }, label(p)), ' ', el('span', { class: 'badge', title: 'active speaker' }, 'speaking')),
-      el('td', {}, el('span', { class: 'meter-track' }, el('span', { class: 'meter-fill', dataset: { testid: 'level' } }))),
-      el(
-        'td',
-        {},
-        el('button', { type: 'button', dataset: { testid: 'mute' }, onclick: () => setMuted(p.id) }, p.muted ? 'Unmute' : 'Mute'),
-        ' ',
-        el('button', { type: 'button', class: 'danger', dataset: { testid: 'kick' }, onclick: () => kick(p.id) }, 'Kick'),
-      ),
+      'td',
+      {},
+      el('span', { class: 'name' }, label(p)),
+      ' ',
+      el('span', { class: 'badge', title: 'active speaker' }, 'speaking'),
+      el('div', { class: 'source-preview', dataset: { testid: 'source-preview-slot' } }),
+    ),
+    el('td', {}, el('span', { class: 'meter-track' }, el('span', { class: 'meter-fill', dataset: { testid: 'level' } }))),
+    el(
+      'td',
+      {},
+      backstage
+        ? el('button', { type: 'button', dataset: { testid: 'go-live' }, title: 'put on air: in the program from the next tick', onclick: () => setStage(p.id, 'live') }, 'Go live')
+        : el('button', { type: 'button', dataset: { testid: 'to-backstage' }, title: 'take off air: out of the program, hears it still', onclick: () => setStage(p.id, 'backstage') }, 'Back to backstage'),
+      ' ',
+      el('button', { type: 'button', dataset: { testid: 'preview' }, title: 'this presenter alone, as it arrives', onclick: () => toggleSourcePreview(p.id) }, previewing ? 'Stop preview' : 'Preview'),
+      ' ',
+      el('button', { type: 'button', dataset: { testid: 'mute' }, onclick: () => setMuted(p.id) }, p.muted ? 'Unmute' : 'Mute'),
+      ' ',
+      el('button', { type: 'button', class: 'danger', dataset: { testid: 'kick' }, onclick: () => kick(p.id) }, 'Kick'),
     ),
   );
-  $('participants').tBodies[0].replaceChildren(...rows);
-  $('no-participants').hidden = rows.length > 0;
-  $('participant-count').textContent = rows.length ? `(${rows.length})` : '';
+}
+
+function renderParticipants() {
+  const live = [];
+  const backstage = [];
+  for (const p of state.participants) (p.stage === 'backstage' ? backstage : live).push(participantRow(p));
+  $('participants-live').tBodies[0].replaceChildren(...live);
+  $('participants-backstage').tBodies[0].replaceChildren(...backstage);
+  $('live-count').textContent = `(${live.length})`;
+  $('backstage-count').textContent = `(${backstage.length})`;
+  const n = live.length + backstage.length;
+  $('no-participants').hidden = n > 0;
+  $('participant-count').textContent = n ? `(${n})` : '';
+  // Open previews follow their presenter into its new row; a presenter gone ends its preview.
+  for (const id of [...state.sourcePreviews.keys()]) {
+    if (state.participants.some((p) => p.id === id)) placeSourcePreview(id);
+    else stopSourcePreview(id);
+  }
   updateSourceChoices();
 }
 
@@ -253,6 +285,13 @@ function updateLevels({ participants, dominantSpeaker }) {
   for (const p of participants) {
     const row = rowOf(p.id);
     if (!row) continue;
+    if (p.stage && row.dataset.stage !== p.stage) {
+      // Moved (by another console, the CLI): the participants event follows; show it now.
+      const known = state.participants.find((q) => q.id === p.id);
+      if (known) known.stage = p.stage;
+      renderParticipants();
+      return updateLevels({ participants, dominantSpeaker });
+    }
     row.dataset.level = String(p.level);
     row.dataset.dbov = String(p.dbov);
     row.dataset.muted = String(p.muted);
@@ -278,6 +317,77 @@ async function setMuted(id) {
   } catch (err) {
     fail(err);
   }
+}
+
+/** Go live / back to backstage: the program changes on the next tick, nothing is renegotiated. */
+async function setStage(id, stage) {
+  try {
+    const p = await api('PATCH', `/api/events/${encodeURIComponent(state.event.id)}/participants/${encodeURIComponent(id)}`, { stage });
+    const known = state.participants.find((q) => q.id === id);
+    if (known) Object.assign(known, { stage: p.stage, muted: p.muted });
+    renderParticipants();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+// ---- one presenter on its own: WHEP ?source=<participant> (its own packets, as received) ----
+
+function toggleSourcePreview(id) {
+  if (state.sourcePreviews.has(id)) stopSourcePreview(id);
+  else startSourcePreview(id);
+}
+
+async function startSourcePreview(id) {
+  const e = state.event;
+  if (!e || state.sourcePreviews.has(id)) return;
+  const token = issued[e.id]?.producer ?? state.token;
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  const stream = new MediaStream();
+  const video = el('video', { autoplay: '', playsinline: '', controls: '', dataset: { testid: 'source-preview' } });
+  video.muted = true;
+  const preview = { pc, session: null, token, video, stream, probe: null };
+  state.sourcePreviews.set(id, preview);
+  pc.ontrack = (ev) => {
+    stream.addTrack(ev.track);
+    video.srcObject = stream;
+    // What the preview carries, for a glance (and for tests): power at a frequency, overall level.
+    if (ev.track.kind === 'audio' && !preview.probe) preview.probe = createProbe(stream);
+  };
+  placeSourcePreview(id);
+  const button = rowOf(id)?.querySelector('[data-testid="preview"]');
+  if (button) button.textContent = 'Stop preview';
+  try {
+    preview.session = await negotiate(pc, `${e.whep}?source=${encodeURIComponent(id)}`, token);
+  } catch (err) {
+    fail(err);
+    stopSourcePreview(id);
+  }
+}
+
+/** Puts a preview's video into its presenter's row (rows are rebuilt when the list changes). */
+function placeSourcePreview(id) {
+  const preview = state.sourcePreviews.get(id);
+  const slot = rowOf(id)?.querySelector('.source-preview');
+  if (!preview || !slot || preview.video.parentElement === slot) return;
+  slot.replaceChildren(preview.video);
+  // A media element taken out of the document pauses: play on in its new place.
+  void preview.video.play().catch(() => undefined);
+}
+
+function stopSourcePreview(id) {
+  const preview = state.sourcePreviews.get(id);
+  if (!preview) return;
+  state.sourcePreviews.delete(id);
+  void hangUp(preview.session, preview.token);
+  preview.pc.close();
+  void preview.probe?.ctx.close().catch(() => undefined);
+  preview.video.srcObject = null;
+  preview.video.remove();
+  const button = rowOf(id)?.querySelector('[data-testid="preview"]');
+  if (button) button.textContent = 'Preview';
 }
 
 async function kick(id) {
@@ -472,7 +582,10 @@ $('preview-sound').onclick = () => {
   $('preview-sound').textContent = v.muted ? 'Sound on' : 'Sound off';
 };
 for (const b of document.querySelectorAll('[data-copy]')) b.onclick = () => copy(b);
-addEventListener('pagehide', () => stopPreview());
+addEventListener('pagehide', () => {
+  stopPreview();
+  for (const id of [...state.sourcePreviews.keys()]) stopSourcePreview(id);
+});
 
 $('token').value = state.token;
 if (state.token) login();

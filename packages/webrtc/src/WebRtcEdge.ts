@@ -1,5 +1,7 @@
 import { createLogger, NotFoundError, ServiceUnavailableError, ValidationError, type Logger } from '@mcu/control';
-import type { MixerEvent } from '@mcu/mixer';
+import type { MixerEvent, Stage } from '@mcu/mixer';
+import type { VideoCodec } from '@mcu/rtp';
+import { withOnlyVideoCodec } from './PresenterPreview.js';
 import type { PeerConfig } from 'werift';
 import { peerConfig } from './PeerConfig.js';
 import type { WebRtcOptions } from './PeerConfig.js';
@@ -62,30 +64,37 @@ export class WebRtcEdge {
     this.maxSessions = opts.maxSessions ?? 500;
   }
 
-  async publish(event: MixerEvent, offer: string): Promise<{ session: WebRtcSession; answer: string }> {
+  /** `stage` / `participantId`: from a presenter grant (its `stage` and `pid` claims). */
+  async publish(event: MixerEvent, offer: string, opts: { stage?: Stage; participantId?: string } = {}): Promise<{ session: WebRtcSession; answer: string }> {
     const summary = summarizeOffer(offer);
     if (!summary.media.some((m) => m.kind === 'audio' && (m.direction === 'sendonly' || m.direction === 'sendrecv'))) {
       throw new ValidationError('a WHIP offer must send audio (sendonly or sendrecv)', 'sdp');
     }
     this.checkRoom();
-    return this.start(new WhipSession(event, this.config, this.mediaTimeoutMs, summary), offer);
+    return this.start(new WhipSession(event, this.config, this.mediaTimeoutMs, summary, opts), offer);
   }
 
-  /** Plays a program feed: a mixer event's (`programSourceOf`) or a relay's forwarded feed. */
-  async play(source: ProgramSource, offer: string, opts: { rendition?: string } = {}): Promise<{ session: WebRtcSession; answer: string }> {
+  /**
+   * Plays a program feed: a mixer event's (`programSourceOf`), a relay's forwarded feed, or one
+   * presenter's own (`presenterPreviewOf`, with `eventId` the event it belongs to and
+   * `videoCodec` the one its packets are in: the answer offers no other).
+   */
+  async play(source: ProgramSource, offer: string, opts: { rendition?: string; eventId?: string; videoCodec?: VideoCodec } = {}): Promise<{ session: WebRtcSession; answer: string }> {
     const summary = summarizeOffer(offer);
     if (!summary.media.some((m) => m.direction === 'recvonly' || m.direction === 'sendrecv')) {
       throw new ValidationError('a WHEP offer must receive media (recvonly)', 'sdp');
     }
     this.checkRoom();
     let fanOut = this.fanOuts.get(source.id);
-    if (!fanOut) {
+    // An idle fan-out is replaced: its source may be gone (a presenter that left and came back).
+    if (!fanOut || fanOut.size === 0) {
       fanOut = new ProgramFanOut(source);
       this.fanOuts.set(source.id, fanOut);
     }
     const videoSection = summary.media.find((m) => m.kind === 'video' && (m.direction === 'recvonly' || m.direction === 'sendrecv'));
     const video = source.video && videoSection ? { source: source.video, rendition: opts.rendition, initialKbps: videoSection.bandwidthKbps ?? summary.bandwidthKbps, chooser: this.opts.renditionChooser } : undefined;
-    return this.start(new WhepSession(source.id, this.config, this.mediaTimeoutMs, fanOut, this.path, video), offer);
+    const config = opts.videoCodec ? withOnlyVideoCodec(this.config, opts.videoCodec) : this.config;
+    return this.start(new WhepSession(opts.eventId ?? source.id, config, this.mediaTimeoutMs, fanOut, this.path, video), offer);
   }
 
   /** Switches every viewer's send path (the benchmark compares both in one run). */
@@ -115,6 +124,7 @@ export class WebRtcEdge {
   endEvent(eventId: string): void {
     for (const s of [...this.sessions.values()]) if (s.eventId === eventId) s.close('event_ended');
     this.fanOuts.delete(eventId);
+    for (const id of [...this.fanOuts.keys()]) if (id.startsWith(`${eventId}/`)) this.fanOuts.delete(id);
   }
 
   stats(): EdgeStats {

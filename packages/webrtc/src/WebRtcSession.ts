@@ -23,7 +23,8 @@ export interface SessionStats {
  * and DTLS context and emits `close` once.
  */
 export abstract class WebRtcSession extends EventEmitter<SessionEvents> {
-  readonly id = randomBytes(12).toString('base64url');
+  /** The session's resource id; a WHIP session's is also its participant id. */
+  readonly id: string;
   readonly etag = `"${randomBytes(8).toString('hex')}"`;
   readonly createdAt = Date.now();
   readonly pc: RTCPeerConnection;
@@ -38,8 +39,11 @@ export abstract class WebRtcSession extends EventEmitter<SessionEvents> {
     readonly eventId: string,
     config: Partial<PeerConfig>,
     private readonly mediaTimeoutMs: number,
+    /** A WHIP session becoming a participant named in advance (a presenter grant's `pid`). */
+    id?: string,
   ) {
     super();
+    this.id = id ?? randomBytes(12).toString('base64url');
     this.pc = new RTCPeerConnection(config);
     this.pc.connectionStateChange.subscribe((state) => {
       if (state === 'failed') this.close('ice_failed');

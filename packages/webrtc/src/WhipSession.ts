@@ -1,7 +1,7 @@
 import type { MediaStreamTrack, RTCRtpTransceiver, RtcpPacket, RtpPacket } from 'werift';
 import { parseRtcp } from '@mcu/rtp';
 import type { VideoCodec } from '@mcu/rtp';
-import type { MixerEvent, Participant } from '@mcu/mixer';
+import type { MixerEvent, Participant, Stage } from '@mcu/mixer';
 import type { PeerConfig } from 'werift';
 import { WebRtcSession } from './WebRtcSession.js';
 import type { OfferSummary } from './Sdp.js';
@@ -37,10 +37,12 @@ export class WhipSession extends WebRtcSession {
     config: Partial<PeerConfig>,
     mediaTimeoutMs: number,
     offer: OfferSummary,
+    /** `stage`: where it joins (default the event's `presentersJoin`); `participantId`: its id (default a random one). */
+    opts: { stage?: Stage; participantId?: string } = {},
   ) {
-    super('whip', event.id, config, mediaTimeoutMs);
+    super('whip', event.id, config, mediaTimeoutMs, opts.participantId);
     const audioSendRecv = offer.media.some((m) => m.kind === 'audio' && m.direction === 'sendrecv');
-    this.participant = event.attachParticipant(this.id, this);
+    this.participant = event.attachParticipant(this.id, this, { stage: opts.stage });
     this.pc.onRemoteTransceiverAdded.subscribe((t) => {
       if (t.kind === 'audio' && audioSendRecv) t.setDirection('sendrecv');
       t.onTrack.subscribe((track) => {
@@ -88,6 +90,12 @@ export class WhipSession extends WebRtcSession {
       this.stats.dropped++;
       this.event.drops.drop(result);
     }
+    const taps = p.taps.audio;
+    if (taps.length > 0) {
+      // Serialized only while a producer previews this presenter.
+      const packet = rtp.serialize();
+      for (let i = 0; i < taps.length; i++) taps[i](packet);
+    }
   }
 
   /** The presenter's sender reports (werift routes them per track) feed the event's lip sync. */
@@ -99,6 +107,10 @@ export class WhipSession extends WebRtcSession {
 
   private onVideoTrack(t: RTCRtpTransceiver, track: MediaStreamTrack): void {
     const codec = videoCodecOf(track.codec?.mimeType ?? t.codecs[0]?.mimeType);
+    if (this.participant && codec) {
+      this.participant.taps.videoCodec = codec;
+      this.participant.taps.requestKeyframe = () => this.sendPli(t, track);
+    }
     if (codec && !this.videoSource && !this.isClosed && !this.event.isClosed) {
       try {
         this.event.addVideoSource(this.id, codec);
@@ -118,9 +130,11 @@ export class WhipSession extends WebRtcSession {
     track.onReceiveRtp.subscribe((rtp) => {
       this.touch();
       this.videoPackets++;
-      if (!this.videoSource) return;
+      const taps = this.participant?.taps.video;
+      if (!this.videoSource && !taps?.length) return;
       const packet = rtp.serialize();
-      this.event.pushVideoRtp(this.id, packet, packet.length);
+      if (this.videoSource) this.event.pushVideoRtp(this.id, packet, packet.length);
+      if (taps) for (let i = 0; i < taps.length; i++) taps[i](packet);
     });
   }
 

@@ -3,6 +3,8 @@ export type { EdgeStats, WebRtcEdgeOptions } from './WebRtcEdge.js';
 export { WebRtcSession } from './WebRtcSession.js';
 export type { SessionKind, SessionStats } from './WebRtcSession.js';
 export { WhipSession } from './WhipSession.js';
+export { presenterPreviewOf, withOnlyVideoCodec } from './PresenterPreview.js';
+export type { PresenterPreview } from './PresenterPreview.js';
 export { WhepSession, ProgramFanOut } from './WhepSession.js';
 export type { SendPath, ProgramSource, ProgramVideoSource } from './WhepSession.js';
 export { FastSender } from './FastSender.js';
