@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { McuNode, nodeConfigSchema } from '@mcu/server';
+import { McuNode, nodeConfigSchema, readTlsPair } from '@mcu/server';
 import type { McuNodeInfo, NodeConfigInput } from '@mcu/server';
 import { createLogger, NatsBus, generateSecret, type Bus, type Logger } from '@mcu/control';
 import { MixerRole, onShutdownSignals, RelayRole, requireTokenSecret, type Drainable } from '@mcu/cluster';
@@ -52,6 +52,22 @@ function nodeInput(config: CliConfig): NodeConfigInput {
 function secretOrFail(config: CliConfig): string {
   try {
     return requireTokenSecret(config.tokenSecret);
+  } catch (err) {
+    throw new CliError((err as Error).message, 2);
+  }
+}
+
+/**
+ * The certificate and key, read and checked before anything starts (NATS, sockets): an unreadable
+ * file or a key of another certificate exits 2 with the file's name.
+ */
+function tlsOrFail(config: CliConfig): void {
+  if (config.tlsCert === undefined && config.tlsKey === undefined) return;
+  if (config.tlsCert === undefined || config.tlsKey === undefined) {
+    throw new CliError(`HTTPS needs both --tls-cert and --tls-key (or MCU_TLS_CERT and MCU_TLS_KEY, or tlsCert and tlsKey in the config file): ${config.tlsCert === undefined ? 'the certificate' : 'the key'} is missing`, 2);
+  }
+  try {
+    readTlsPair(config.tlsCert, config.tlsKey);
   } catch (err) {
     throw new CliError((err as Error).message, 2);
   }
@@ -133,6 +149,7 @@ function nodeJson(role: string, info: McuNodeInfo, config: CliConfig, extra: Rec
 }
 
 export async function up({ config, json }: Run): Promise<void> {
+  tlsOrFail(config);
   const log = processLogger(config, 'node');
   const node = newNode(config, config.tokenSecret, log);
   const info = await listen(node, config);
@@ -153,6 +170,7 @@ export async function up({ config, json }: Run): Promise<void> {
 
 export async function mixer({ config, json }: Run): Promise<void> {
   const secret = secretOrFail(config);
+  tlsOrFail(config);
   const nodeId = nodeIdOf(config, 'mixer');
   const cluster = clusterOf(config);
   const log = processLogger(config, 'mixer');
@@ -185,6 +203,7 @@ export async function mixer({ config, json }: Run): Promise<void> {
 
 export async function relay({ config, json }: Run): Promise<void> {
   const secret = secretOrFail(config);
+  tlsOrFail(config);
   const nodeId = nodeIdOf(config, 'relay');
   const cluster = clusterOf(config);
   const log = processLogger(config, 'relay');
@@ -201,6 +220,10 @@ export async function relay({ config, json }: Run): Promise<void> {
       port: config.port ?? 0,
       publicUrl: config.publicUrl,
       publicIp: config.publicIp,
+      tlsCert: config.tlsCert,
+      tlsKey: config.tlsKey,
+      tlsReloadIntervalMs: config.tlsReloadIntervalMs,
+      hstsMaxAgeSeconds: config.hstsMaxAgeSeconds,
       mediaAdvertiseHost: config.mediaIp,
       rtcPorts: config.rtcPorts,
       iceAllow: config.iceAllow,
@@ -217,7 +240,7 @@ export async function relay({ config, json }: Run): Promise<void> {
 }
 
 /** Settings every process of `mcu cluster` shares, handed down through their environment. */
-const sharedKeys = ['host', 'publicIp', 'mediaIp', 'nats', 'cluster', 'creds', 'natsUser', 'natsPass', 'natsToken', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'fanOut', 'logLevel', 'drainTimeoutMs', 'feedKeyRotationMs'] as const;
+const sharedKeys = ['host', 'publicIp', 'tlsCert', 'tlsKey', 'mediaIp', 'nats', 'cluster', 'creds', 'natsUser', 'natsPass', 'natsToken', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'fanOut', 'logLevel', 'drainTimeoutMs', 'feedKeyRotationMs'] as const;
 
 interface Started {
   name: string;
@@ -230,6 +253,7 @@ interface Started {
  * returns once every one of them listens (progress on stderr), or fails if one exits first.
  */
 export async function cluster({ config, file, json }: Run): Promise<void> {
+  tlsOrFail(config);
   const relays = config.relays ?? 2;
   const adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
   const env: NodeJS.ProcessEnv = { ...process.env, MCU_TOKEN_SECRET: config.tokenSecret ?? generateSecret(), MCU_ADMIN_TOKEN: adminToken };

@@ -1,0 +1,103 @@
+/**
+ * `--tls-cert` / `--tls-key` (MCU_TLS_CERT / MCU_TLS_KEY, tlsCert / tlsKey in the config file):
+ * the node serves HTTPS and prints https URLs; a file that cannot be served stops every node
+ * command with exit 2 and the file's name before anything starts (NATS included).
+ */
+import { writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { issueCert, makeTestCa, tlsFetch, type IssuedCert, type TestCa } from '../../server/test/tlsFixture.js';
+import { cleanEnv, freePort, killAll, run, serve } from './cli.js';
+
+let ca: TestCa;
+let a: IssuedCert;
+let b: IssuedCert;
+
+beforeAll(() => {
+  ca = makeTestCa();
+  a = issueCert(ca, 'a');
+  b = issueCert(ca, 'b');
+});
+afterAll(async () => {
+  await killAll();
+  ca?.remove();
+});
+
+/** Whether anything accepts TCP connections on 127.0.0.1:port (HTTP or HTTPS alike). */
+function tcpOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+const SECRET = cleanEnv({ MCU_TOKEN_SECRET: 'a-cluster-secret-of-at-least-32-characters' });
+
+describe('mcu up over HTTPS', () => {
+  it('from flags, the environment or the config file: https URLs, served with the certificate', async () => {
+    const [p1, p2, p3] = await Promise.all([freePort(), freePort(), freePort()]);
+    const conf = path.join(ca.dir, 'node.yaml');
+    writeFileSync(conf, `port: ${p3}\ntlsCert: ${a.certFile}\ntlsKey: ${a.keyFile}\nhstsMaxAgeSeconds: 600\n`);
+    const [flags, env, file] = await Promise.all([
+      serve(['up', '--port', String(p1), '--tls-cert', a.certFile, '--tls-key', a.keyFile]),
+      serve(['up', '--port', String(p2)], cleanEnv({ MCU_TLS_CERT: a.certFile, MCU_TLS_KEY: a.keyFile })),
+      serve(['up', '--config', conf]),
+    ]);
+    const f = tlsFetch(ca.pem);
+    for (const [s, port] of [[flags, p1], [env, p2], [file, p3]] as const) {
+      expect(s.info.url).toBe(`https://127.0.0.1:${port}`);
+      const res = await f(`${s.info.url}/api/events`, { method: 'POST', headers: { authorization: `Bearer ${s.info.adminToken}` } });
+      expect(res.status).toBe(201);
+      const ev = (await res.json()) as { id: string; whip: string; whep: string };
+      expect(ev.whip).toBe(`https://127.0.0.1:${port}/whip/${ev.id}`);
+      expect(ev.whep).toBe(`https://127.0.0.1:${port}/whep/${ev.id}`);
+    }
+    // A file-only setting reaches the node: HSTS on the node configured with it.
+    expect((await f(`${file.info.url}/healthz`)).headers.get('strict-transport-security')).toBe('max-age=600');
+    expect((await f(`${flags.info.url}/healthz`)).headers.get('strict-transport-security')).toBeNull();
+    await killAll();
+  });
+
+  it('the printed lines name the https URLs', async () => {
+    const port = await freePort();
+    const r = run(['up', '--port', String(port), '--tls-cert', a.certFile, '--tls-key', a.keyFile]);
+    const deadline = performance.now() + 15_000;
+    while (!(await tcpOpen(port)) && performance.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+    await killAll();
+    const { stdout } = await r;
+    expect(stdout).toContain(`mcu: node up at https://127.0.0.1:${port}`);
+    expect(stdout).toContain(`API:        https://127.0.0.1:${port}/api/events`);
+  });
+});
+
+describe('certificate files that cannot be served stop the command (exit 2, the file named) before anything starts', () => {
+  it('up, mixer and relay', async () => {
+    const missing = path.join(ca.dir, 'missing.pem');
+    const [p1, p2, p3, p4] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    // NATS at port 1: a command that got as far as connecting would fail with a NATS error instead.
+    const nats = ['--nats', 'nats://127.0.0.1:1'];
+    const [unreadable, mismatched, half, mixer, relay] = await Promise.all([
+      run(['up', '--port', String(p1), '--tls-cert', missing, '--tls-key', a.keyFile]),
+      run(['up', '--port', String(p2)], cleanEnv({ MCU_TLS_CERT: a.certFile, MCU_TLS_KEY: b.keyFile })),
+      run(['up', '--port', String(p3), '--tls-cert', a.certFile]),
+      run(['mixer', '--port', String(p4), '--tls-cert', a.certFile, '--tls-key', b.keyFile, ...nats], SECRET),
+      run(['relay', '--tls-cert', a.certFile, '--tls-key', missing, ...nats], SECRET),
+    ]);
+    expect(unreadable.stderr).toContain(`mcu: TLS certificate file ${missing}: cannot read it (ENOENT)`);
+    expect(mismatched.stderr).toContain(`mcu: TLS key file ${b.keyFile} does not match the certificate in ${a.certFile}`);
+    expect(half.stderr).toContain('mcu: HTTPS needs both --tls-cert and --tls-key');
+    expect(mixer.stderr).toContain(`mcu: TLS key file ${b.keyFile} does not match the certificate in ${a.certFile}`);
+    expect(relay.stderr).toContain(`mcu: TLS key file ${missing}: cannot read it (ENOENT)`);
+    for (const r of [unreadable, mismatched, half, mixer, relay]) {
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).not.toMatch(/NATS/);
+    }
+    for (const p of [p1, p2, p3, p4]) expect(await tcpOpen(p)).toBe(false);
+  });
+});
