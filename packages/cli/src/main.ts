@@ -90,7 +90,7 @@ const program = new Command('mcu')
 
 nodeOptions(common(program.command('up'), 'print the URLs and the admin token as one JSON line'))
   .description('run the all-in-one node (mixer + HTTP API) in one process, no NATS needed')
-  .addHelpText('after', `${nodeEnvironment}\n${examples('mcu up', 'mcu up --host 0.0.0.0 --port 8080 --public-ip 203.0.113.7 --rtc-ports 40000-40999', 'mcu up --host 0.0.0.0 --port 443 --tls-cert /etc/letsencrypt/live/mcu.example.com/fullchain.pem --tls-key /etc/letsencrypt/live/mcu.example.com/privkey.pem', 'MCU_PORT=9000 mcu up --config mcu.yaml --json')}`)
+  .addHelpText('after', `${nodeEnvironment}\n${examples('mcu up', 'mcu up --host 0.0.0.0 --port 8080 --public-ip 203.0.113.7 --rtc-ports 40000-40999', 'mcu up --host 0.0.0.0 --port 443 --tls-cert /etc/mcu/tls/cert.pem --tls-key /etc/mcu/tls/key.pem --public-url https://mcu.example.com', 'MCU_PORT=9000 mcu up --config mcu.yaml --json')}`)
   .action((flags: Flags) => runNode('up', flags));
 
 clusterOptions(nodeOptions(common(program.command('mixer'), 'print the URLs and the admin token as one JSON line')))
