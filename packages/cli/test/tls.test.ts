@@ -63,6 +63,24 @@ describe('mcu up over HTTPS', () => {
     await killAll();
   });
 
+  it('mcu event talks to it over https: an untrusted certificate is named as such; NODE_EXTRA_CA_CERTS trusts the CA', async () => {
+    const port = await freePort();
+    const node = await serve(['up', '--port', String(port), '--tls-cert', a.certFile, '--tls-key', a.keyFile]);
+    const env = { MCU_URL: node.info.url, MCU_TOKEN: node.info.adminToken! };
+    const [untrusted, trusted] = await Promise.all([
+      run(['event', 'create', 'over https', '--json'], cleanEnv(env)),
+      run(['event', 'create', 'over https', '--json'], cleanEnv({ ...env, NODE_EXTRA_CA_CERTS: ca.certFile })),
+    ]);
+    expect(untrusted.code).toBe(1);
+    expect(untrusted.stderr).toContain(`mcu: POST /api/events: the node at ${node.info.url} has a certificate this machine does not trust (`);
+    expect(untrusted.stderr).toContain('NODE_EXTRA_CA_CERTS=');
+    expect(trusted.stderr).toBe('');
+    expect(trusted.code).toBe(0);
+    const ev = JSON.parse(trusted.stdout) as { id: string; whip: string };
+    expect(ev.whip).toBe(`${node.info.url}/whip/${ev.id}`);
+    await killAll();
+  });
+
   it('the printed lines name the https URLs', async () => {
     const port = await freePort();
     const r = run(['up', '--port', String(port), '--tls-cert', a.certFile, '--tls-key', a.keyFile]);

@@ -7,13 +7,14 @@ import { renameSync, symlinkSync, writeFileSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { captureLog } from '../../control/test/logCapture.js';
 import { McuNode, readTlsPair, ServerCertificate, TlsFileError } from '../src/index.js';
 import { issueCert, makeTestCa, tlsFetch, type IssuedCert, type TestCa } from './tlsFixture.js';
 
 const ADMIN = 'tls-test-admin-token-0123456789';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const realSetInterval = setInterval;
 
 let ca: TestCa;
 let a: IssuedCert;
@@ -173,6 +174,34 @@ describe('a node over HTTPS', () => {
     } finally {
       await node.close();
     }
+  });
+});
+
+describe('lifecycle', () => {
+  it("the certificate's poll timer goes with the node's close; close is idempotent", async () => {
+    // The timer is unref'd (it must not keep a process alive), so it is not among the active
+    // resources: catch it as it is made.
+    const made: NodeJS.Timeout[] = [];
+    const spy = vi.spyOn(globalThis, 'setInterval').mockImplementation(((fn: () => void, ms: number) => {
+      const t = realSetInterval(fn, ms);
+      made.push(t);
+      return t;
+    }) as typeof setInterval);
+    let node: McuNode;
+    try {
+      node = new McuNode({ port: 0, tlsCert: a.certFile, tlsKey: a.keyFile, tlsReloadIntervalMs: 50 });
+    } finally {
+      spy.mockRestore();
+    }
+    await node.listen();
+    expect(made.length).toBe(1);
+    const destroyed = () => (made[0] as unknown as { _destroyed: boolean })._destroyed;
+    expect(destroyed()).toBe(false);
+    await node.close();
+    await node.close();
+    expect(destroyed()).toBe(true);
+    // Closed: a change on disk is not read any more.
+    expect(node.certificate!.reload()).toBe(false);
   });
 });
 

@@ -116,7 +116,12 @@ describe(`a node at an address that is not loopback (a network namespace, 10.213
     const ctx = await browser.newContext();
     try {
       const presenter = await ctx.newPage();
-      await presenter.goto(`${origin('https')}/publish/${ev.id}?token=${ev.tokens.presenter}&source=devices&autostart=1`);
+      const page = await presenter.goto(`${origin('https')}/publish/${ev.id}?token=${ev.tokens.presenter}&source=devices&autostart=1`);
+      // Served over TLS with the node's certificate, issued by the test's CA.
+      const tls = await page!.securityDetails();
+      expect(tls?.subjectName).toBe('node');
+      expect(tls?.issuer).toBe('mcu test CA');
+      expect(tls?.protocol).toMatch(/^TLS 1\.[23]$/);
       expect(await presenter.evaluate('window.isSecureContext')).toBe(true);
       expect(await presenter.evaluate('location.protocol')).toBe('https:');
       await waitFor(presenter, 'window.mcu && (window.mcu.connected || window.mcu.error)', 30_000);
