@@ -3,10 +3,12 @@
  * the node serves HTTPS and prints https URLs; a file that cannot be served stops every node
  * command with exit 2 and the file's name before anything starts (NATS included).
  */
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NatsBus, subjects } from '@mcu/control';
 import { issueCert, makeTestCa, tlsFetch, type IssuedCert, type TestCa } from '../../server/test/tlsFixture.js';
 import { cleanEnv, freePort, killAll, run, serve } from './cli.js';
 
@@ -19,9 +21,15 @@ beforeAll(() => {
   a = issueCert(ca, 'a');
   b = issueCert(ca, 'b');
 });
+/** `mcu cluster` runs on the shared development NATS under a cluster name of this run. */
+const cluster = `tls${randomBytes(4).toString('hex')}`;
+
 afterAll(async () => {
   await killAll();
   ca?.remove();
+  const bus = await NatsBus.connect({ servers: ['nats://127.0.0.1:4222'] });
+  for (const b of Object.values(subjects(cluster).buckets)) await (await bus.kv(b)).destroy().catch(() => undefined);
+  await bus.close();
 });
 
 /** Whether anything accepts TCP connections on 127.0.0.1:port (HTTP or HTTPS alike). */
@@ -90,6 +98,36 @@ describe('mcu up over HTTPS', () => {
     const { stdout } = await r;
     expect(stdout).toContain(`mcu: node up at https://127.0.0.1:${port}`);
     expect(stdout).toContain(`API:        https://127.0.0.1:${port}/api/events`);
+  });
+});
+
+describe('mcu cluster over HTTPS', () => {
+  it('the mixer and every relay serve the certificate and report https URLs', async () => {
+    const port = await freePort();
+    const { info } = await serve<{ mixer: { url: string }; relays: { nodeId: string; url: string }[]; adminToken: string }>(
+      ['cluster', '--relays', '1', '--cluster', cluster, '--port', String(port), '--tls-cert', a.certFile, '--tls-key', a.keyFile],
+      cleanEnv({ MCU_NATS: 'nats://127.0.0.1:4222' }),
+    );
+    expect(info.mixer.url).toBe(`https://127.0.0.1:${port}`);
+    expect(info.relays).toHaveLength(1);
+    expect(info.relays[0].url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const f = tlsFetch(ca.pem);
+    for (const url of [info.mixer.url, info.relays[0].url]) expect((await f(`${url}/healthz`)).status).toBe(200);
+    // An event's WHEP entry point on the mixer places viewers on the relay's https URL.
+    const created = await f(`${info.mixer.url}/api/events`, { method: 'POST', headers: { authorization: `Bearer ${info.adminToken}` } });
+    const ev = (await created.json()) as { id: string; whep: string; tokens: { viewer: string } };
+    expect(ev.whep).toBe(`${info.mixer.url}/whep/${ev.id}`);
+    let placed: Response | undefined;
+    const deadline = performance.now() + 10_000;
+    // The relay attaches to the event's tree a moment after it is created.
+    while (performance.now() < deadline) {
+      placed = await f(ev.whep, { method: 'POST', headers: { authorization: `Bearer ${ev.tokens.viewer}`, 'content-type': 'application/sdp' }, body: '' });
+      if (placed.status === 307) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(placed!.status).toBe(307);
+    expect(new URL(placed!.headers.get('location')!).origin).toBe(info.relays[0].url);
+    await killAll();
   });
 });
 
