@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { McuNode, nodeConfigSchema, readTlsPair } from '@mcu/server';
+import { McuNode, nodeConfigSchema, readTlsPair, type ServerCertificate } from '@mcu/server';
 import type { McuNodeInfo, NodeConfigInput } from '@mcu/server';
 import { createLogger, NatsBus, generateSecret, type Bus, type Logger } from '@mcu/control';
 import { MixerRole, onShutdownSignals, RelayRole, requireTokenSecret, type Drainable } from '@mcu/cluster';
@@ -71,6 +71,17 @@ function tlsOrFail(config: CliConfig): void {
   } catch (err) {
     throw new CliError((err as Error).message, 2);
   }
+}
+
+/**
+ * SIGHUP reads the certificate files now (a renewal hook's `systemctl reload`, or `kill -HUP`),
+ * instead of at the next poll; without HTTPS, SIGHUP keeps its default.
+ */
+function reloadOnHangup(certificate: ServerCertificate | undefined, log: Logger): void {
+  if (!certificate) return;
+  process.on('SIGHUP', () => {
+    if (!certificate.reload(true)) log.info({ fingerprint256: certificate.current.fingerprint256 }, 'SIGHUP: TLS certificate unchanged');
+  });
 }
 
 function clusterOf(config: CliConfig): string {
@@ -156,6 +167,7 @@ export async function up({ config, json }: Run): Promise<void> {
   // Handlers first: whoever reads the start line may signal at once (before a handler, the
   // default action would kill the process without a drain).
   onSignals(config, node, log);
+  reloadOnHangup(node.certificate, log);
   if (json) printJson(nodeJson('up', info, config));
   else
     printLines([
@@ -190,6 +202,7 @@ export async function mixer({ config, json }: Run): Promise<void> {
   role.on('error', (err) => process.stderr.write(`mcu: clustering an event failed: ${err.message}\n`));
   const mixerNode = node;
   onSignals(config, { drain: (o) => role.drain(o), close: async () => { await role.close(); await mixerNode.close(); } }, role.log, () => bus.close());
+  reloadOnHangup(mixerNode.certificate, role.log);
   if (json) printJson(nodeJson('mixer', info, config, { nodeId, cluster }));
   else
     printLines([
@@ -235,6 +248,7 @@ export async function relay({ config, json }: Run): Promise<void> {
     throw new CliError(`relay did not start: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 1);
   }
   onSignals(config, role, role.log, () => bus.close());
+  reloadOnHangup(role.certificate, role.log);
   if (json) printJson({ role: 'relay', nodeId, cluster, url: role.url, whep: `${role.url}/whep/<event>`, health: `${role.url}/healthz`, logLevel: config.logLevel ?? 'info' });
   else printLines([`mcu: relay ${nodeId} up at ${role.url} (cluster "${cluster}")`, `  WHEP: ${role.url}/whep/<event>`]);
 }
@@ -311,6 +325,8 @@ export async function cluster({ config, file, json }: Run): Promise<void> {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   };
   onStop(stopChildren);
+  // Renewal hooks signal the process they started: pass it on to every node.
+  if (config.tlsCert) process.on('SIGHUP', () => children.forEach((c) => c.kill('SIGHUP')));
   try {
     await allUp;
   } catch (err) {

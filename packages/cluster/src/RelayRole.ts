@@ -180,6 +180,11 @@ export class RelayRole {
     return this.#url;
   }
 
+  /** The certificate it serves HTTPS with, if any. */
+  get certificate(): ServerCertificate | undefined {
+    return this.#certificate;
+  }
+
   get viewers(): number {
     return this.edge.stats().whepSessions + this.#rtpViewers.size;
   }

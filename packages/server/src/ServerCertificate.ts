@@ -142,12 +142,13 @@ export class ServerCertificate {
   /**
    * Reads the files again if they changed since the last look; a new valid pair goes to every
    * attached server. A pair that does not check out (the certificate written but not yet its key)
-   * is logged and the old one kept; the next change is tried again. Returns true if it switched.
+   * is logged and the old one kept; the next change is tried again. `force`: read them even if
+   * they look unchanged (a file system whose mtimes cannot be trusted). Returns true if it switched.
    */
-  reload(): boolean {
+  reload(force = false): boolean {
     if (this.#closed) return false;
     const signature = signatureOf([this.certFile, this.keyFile]);
-    if (signature === this.#signature) return false;
+    if (signature === this.#signature && !force) return false;
     this.#signature = signature;
     let pair: TlsPair;
     try {
