@@ -1,8 +1,9 @@
 /**
  * bench:tls — what HTTPS costs a node when viewers arrive: CPU of the node's process per new
  * connection that makes one request (`GET /healthz`, then closes), over plain HTTP (the baseline)
- * and over HTTPS with an ECDSA P-256 certificate (what certbot and cert-manager issue by default)
- * and an RSA 2048 one, plus a request on a kept-alive HTTPS connection. A viewer's join is a new
+ * and over HTTPS with a full handshake for an ECDSA P-256 certificate (what certbot issues by
+ * default) and an RSA 2048 one, a resumed TLS session (a returning browser), and a request on a
+ * kept-alive HTTPS connection. A viewer's join is a new
  * connection to the mixer (WHEP POST, answered by a 307) and one to a relay, so a flash crowd of
  * 10,000 viewers costs the cluster about 20,000 handshakes; the table says how many seconds of
  * one core that is.
@@ -71,18 +72,23 @@ interface Variant {
   name: string;
   cert?: { tlsCert: string; tlsKey: string; ca: string };
   keepAlive?: boolean;
+  /** New connections resume a TLS session of an earlier one (a returning browser): no certificate signature. */
+  resume?: boolean;
 }
 const variants: Variant[] = [
   { name: 'http, new connection' },
-  { name: 'https ECDSA P-256, new connection', cert: certs.ecdsa },
-  { name: 'https RSA 2048, new connection', cert: certs.rsa },
+  { name: 'https ECDSA P-256, full handshake', cert: certs.ecdsa },
+  { name: 'https RSA 2048, full handshake', cert: certs.rsa },
+  { name: 'https ECDSA P-256, resumed session', cert: certs.ecdsa, resume: true },
   { name: 'https ECDSA P-256, kept-alive connection', cert: certs.ecdsa, keepAlive: true },
 ];
 
 /** `CONNECTIONS` requests, `CONCURRENCY` at a time; the node's CPU ms and the wall time. */
 async function round(v: Variant): Promise<{ cpuMs: number; wallMs: number }> {
   const { url } = await ask<{ url: string }>({ cmd: 'start', tlsCert: v.cert?.tlsCert, tlsKey: v.cert?.tlsKey }, 'started');
-  const agent = v.cert ? new https.Agent({ keepAlive: !!v.keepAlive, maxSockets: CONCURRENCY, ca: v.cert.ca }) : new http.Agent({ keepAlive: false, maxSockets: CONCURRENCY });
+  // An agent caches TLS sessions and resumes them on its next connections: a viewer's first join
+  // is a full handshake, so only the resumed row may.
+  const agent = v.cert ? new https.Agent({ keepAlive: !!v.keepAlive, maxSockets: CONCURRENCY, ca: v.cert.ca, maxCachedSessions: v.resume || v.keepAlive ? 100 : 0 }) : new http.Agent({ keepAlive: false, maxSockets: CONCURRENCY });
   const get = () =>
     new Promise<void>((resolve, reject) => {
       const req = (v.cert ? https : http).get(`${url}/healthz`, { agent, headers: v.keepAlive ? {} : { connection: 'close' } }, (res) => {
@@ -130,7 +136,7 @@ const rows = variants.map((v) => {
     perCorePerSecond: Math.round(1e6 / usPerRequest),
     vsHttp: Number((m.cpuMs / baseline.cpuMs).toFixed(2)),
     // 10,000 viewers: a new connection each to the mixer and to a relay.
-    flashCrowd10kCoreSeconds: v.keepAlive ? null : Number(((2 * 10_000 * usPerRequest) / 1e6).toFixed(1)),
+    flashCrowd10kCoreSeconds: v.keepAlive || v.resume ? null : Number(((2 * 10_000 * usPerRequest) / 1e6).toFixed(1)),
     requestsPerSecondWall: Math.round((CONNECTIONS * 1000) / m.wallMs),
   };
 });
