@@ -143,6 +143,8 @@ describe('a node over HTTPS', () => {
       const again = await getVia(agent, `${info.url}/healthz`);
       expect(again).toMatchObject({ status: 200, fingerprint: a.fingerprint256, reused: true });
       expect(log.lines.some((l) => l.msg === 'TLS certificate renewed' && l.fingerprint256 === b.fingerprint256)).toBe(true);
+      // The test certificates are valid for two days: the operator is warned at start and at each renewal.
+      expect(log.lines.filter((l) => l.msg === 'TLS certificate expires within 7 days').length).toBe(2);
 
       // Half a renewal (the certificate written, its key not yet): the current pair stays.
       swapLink(certLink, c.certFile);
