@@ -36,6 +36,8 @@ const cliKeys = {
   port: { schema: z.preprocess(intFromString, node.port.unwrap()).optional(), allowed: 'an integer 0–65535' },
   publicUrl: { schema: node.publicUrl, allowed: 'an absolute URL such as https://mcu.example.com' },
   publicIp: { schema: node.publicIp, allowed: 'an IP address' },
+  tlsCert: { schema: node.tlsCert, allowed: 'a PEM certificate (chain) file' },
+  tlsKey: { schema: node.tlsKey, allowed: 'a PEM private key file' },
   rtcPorts: { schema: z.preprocess(rangeFromString, node.rtcPorts), allowed: 'a UDP port range like 40000-40999 (1024–65535, first below second)' },
   adminToken: { schema: node.adminToken, allowed: 'a token of at least 16 characters' },
   tokenSecret: { schema: node.tokenSecret, allowed: 'a secret of at least 32 characters' },
@@ -66,7 +68,7 @@ type CliKey = keyof typeof cliKeys;
 const secretKeys = new Set<string>(['adminToken', 'tokenSecret', 'natsPass', 'natsToken', 'token']);
 
 /** Settings only a config file sets (the rest of the node's settings: limits, renditions, ICE). */
-const fileOnlyNode = nodeConfigSchema.omit({ host: true, port: true, publicUrl: true, publicIp: true, rtcPorts: true, adminToken: true, tokenSecret: true }).shape;
+const fileOnlyNode = nodeConfigSchema.omit({ host: true, port: true, publicUrl: true, publicIp: true, tlsCert: true, tlsKey: true, rtcPorts: true, adminToken: true, tokenSecret: true }).shape;
 const withoutDefault = (s: z.ZodType): z.ZodType => (s instanceof z.ZodDefault ? (s.unwrap() as z.ZodType).optional() : s);
 
 export const cliConfigSchema = z
@@ -94,6 +96,9 @@ export const keySources: { [K in CliKey]: KeySource } = {
   port: { flag: '--port', env: ['MCU_PORT', 'PORT'] },
   publicUrl: { flag: '--public-url', env: ['MCU_PUBLIC_URL'] },
   publicIp: { flag: '--public-ip', env: ['MCU_PUBLIC_IP'] },
+  // Paths only: the key itself never goes on a command line or into the environment.
+  tlsCert: { flag: '--tls-cert', env: ['MCU_TLS_CERT'] },
+  tlsKey: { flag: '--tls-key', env: ['MCU_TLS_KEY'] },
   rtcPorts: { flag: '--rtc-ports', env: ['MCU_RTC_PORTS'] },
   // Secrets have no flag: a command line is visible to every user of the machine (ps).
   adminToken: { env: ['MCU_ADMIN_TOKEN'] },

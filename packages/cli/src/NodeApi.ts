@@ -55,6 +55,10 @@ export class NodeApi {
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       const reason = (err as Error).name === 'TimeoutError' ? 'no answer within 15 s' : (cause?.code ?? cause?.message ?? (err as Error).message);
+      // A certificate this machine does not trust (a private CA, a self-signed trial) is not a node that is down.
+      if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(reason)) {
+        throw new CliError(`${what}: the node at ${this.#base} has a certificate this machine does not trust (${reason}); for a private CA or a self-signed certificate: NODE_EXTRA_CA_CERTS=/path/to/ca.pem mcu …`);
+      }
       throw new CliError(`${what}: cannot reach the node at ${this.#base} (${reason}); is it running? Set --url or MCU_URL`);
     }
     const text = await res.text();

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { McuNode, nodeConfigSchema } from '@mcu/server';
+import { McuNode, nodeConfigSchema, readTlsPair, type ServerCertificate } from '@mcu/server';
 import type { McuNodeInfo, NodeConfigInput } from '@mcu/server';
 import { createLogger, NatsBus, generateSecret, type Bus, type Logger } from '@mcu/control';
 import { MixerRole, onShutdownSignals, RelayRole, requireTokenSecret, type Drainable } from '@mcu/cluster';
@@ -55,6 +55,33 @@ function secretOrFail(config: CliConfig): string {
   } catch (err) {
     throw new CliError((err as Error).message, 2);
   }
+}
+
+/**
+ * The certificate and key, read and checked before anything starts (NATS, sockets): an unreadable
+ * file or a key of another certificate exits 2 with the file's name.
+ */
+function tlsOrFail(config: CliConfig): void {
+  if (config.tlsCert === undefined && config.tlsKey === undefined) return;
+  if (config.tlsCert === undefined || config.tlsKey === undefined) {
+    throw new CliError(`HTTPS needs both --tls-cert and --tls-key (or MCU_TLS_CERT and MCU_TLS_KEY, or tlsCert and tlsKey in the config file): ${config.tlsCert === undefined ? 'the certificate' : 'the key'} is missing`, 2);
+  }
+  try {
+    readTlsPair(config.tlsCert, config.tlsKey);
+  } catch (err) {
+    throw new CliError((err as Error).message, 2);
+  }
+}
+
+/**
+ * SIGHUP reads the certificate files now (a renewal hook's `systemctl reload`, or `kill -HUP`),
+ * instead of at the next poll; without HTTPS, SIGHUP keeps its default.
+ */
+function reloadOnHangup(certificate: ServerCertificate | undefined, log: Logger): void {
+  if (!certificate) return;
+  process.on('SIGHUP', () => {
+    if (!certificate.reload(true)) log.info({ fingerprint256: certificate.current.fingerprint256 }, 'SIGHUP: TLS certificate unchanged');
+  });
 }
 
 function clusterOf(config: CliConfig): string {
@@ -133,12 +160,14 @@ function nodeJson(role: string, info: McuNodeInfo, config: CliConfig, extra: Rec
 }
 
 export async function up({ config, json }: Run): Promise<void> {
+  tlsOrFail(config);
   const log = processLogger(config, 'node');
   const node = newNode(config, config.tokenSecret, log);
   const info = await listen(node, config);
   // Handlers first: whoever reads the start line may signal at once (before a handler, the
   // default action would kill the process without a drain).
   onSignals(config, node, log);
+  reloadOnHangup(node.certificate, log);
   if (json) printJson(nodeJson('up', info, config));
   else
     printLines([
@@ -153,6 +182,7 @@ export async function up({ config, json }: Run): Promise<void> {
 
 export async function mixer({ config, json }: Run): Promise<void> {
   const secret = secretOrFail(config);
+  tlsOrFail(config);
   const nodeId = nodeIdOf(config, 'mixer');
   const cluster = clusterOf(config);
   const log = processLogger(config, 'mixer');
@@ -172,6 +202,7 @@ export async function mixer({ config, json }: Run): Promise<void> {
   role.on('error', (err) => process.stderr.write(`mcu: clustering an event failed: ${err.message}\n`));
   const mixerNode = node;
   onSignals(config, { drain: (o) => role.drain(o), close: async () => { await role.close(); await mixerNode.close(); } }, role.log, () => bus.close());
+  reloadOnHangup(mixerNode.certificate, role.log);
   if (json) printJson(nodeJson('mixer', info, config, { nodeId, cluster }));
   else
     printLines([
@@ -185,6 +216,7 @@ export async function mixer({ config, json }: Run): Promise<void> {
 
 export async function relay({ config, json }: Run): Promise<void> {
   const secret = secretOrFail(config);
+  tlsOrFail(config);
   const nodeId = nodeIdOf(config, 'relay');
   const cluster = clusterOf(config);
   const log = processLogger(config, 'relay');
@@ -201,6 +233,10 @@ export async function relay({ config, json }: Run): Promise<void> {
       port: config.port ?? 0,
       publicUrl: config.publicUrl,
       publicIp: config.publicIp,
+      tlsCert: config.tlsCert,
+      tlsKey: config.tlsKey,
+      tlsReloadIntervalMs: config.tlsReloadIntervalMs,
+      hstsMaxAgeSeconds: config.hstsMaxAgeSeconds,
       mediaAdvertiseHost: config.mediaIp,
       rtcPorts: config.rtcPorts,
       iceAllow: config.iceAllow,
@@ -212,12 +248,13 @@ export async function relay({ config, json }: Run): Promise<void> {
     throw new CliError(`relay did not start: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 1);
   }
   onSignals(config, role, role.log, () => bus.close());
+  reloadOnHangup(role.certificate, role.log);
   if (json) printJson({ role: 'relay', nodeId, cluster, url: role.url, whep: `${role.url}/whep/<event>`, health: `${role.url}/healthz`, logLevel: config.logLevel ?? 'info' });
   else printLines([`mcu: relay ${nodeId} up at ${role.url} (cluster "${cluster}")`, `  WHEP: ${role.url}/whep/<event>`]);
 }
 
 /** Settings every process of `mcu cluster` shares, handed down through their environment. */
-const sharedKeys = ['host', 'publicIp', 'mediaIp', 'nats', 'cluster', 'creds', 'natsUser', 'natsPass', 'natsToken', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'fanOut', 'logLevel', 'drainTimeoutMs', 'feedKeyRotationMs'] as const;
+const sharedKeys = ['host', 'publicIp', 'tlsCert', 'tlsKey', 'mediaIp', 'nats', 'cluster', 'creds', 'natsUser', 'natsPass', 'natsToken', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'fanOut', 'logLevel', 'drainTimeoutMs', 'feedKeyRotationMs'] as const;
 
 interface Started {
   name: string;
@@ -230,6 +267,7 @@ interface Started {
  * returns once every one of them listens (progress on stderr), or fails if one exits first.
  */
 export async function cluster({ config, file, json }: Run): Promise<void> {
+  tlsOrFail(config);
   const relays = config.relays ?? 2;
   const adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
   const env: NodeJS.ProcessEnv = { ...process.env, MCU_TOKEN_SECRET: config.tokenSecret ?? generateSecret(), MCU_ADMIN_TOKEN: adminToken };
@@ -287,6 +325,8 @@ export async function cluster({ config, file, json }: Run): Promise<void> {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   };
   onStop(stopChildren);
+  // Renewal hooks signal the process they started: pass it on to every node.
+  if (config.tlsCert) process.on('SIGHUP', () => children.forEach((c) => c.kill('SIGHUP')));
   try {
     await allUp;
   } catch (err) {

@@ -13,7 +13,7 @@ const nodeEnvironment = `
 Settings come from flags, then environment variables, then the config file (--config or
 MCU_CONFIG, JSON or YAML, camelCase keys: port, host, publicUrl, rtcPorts, logLevel, …).
 Environment: MCU_HOST (or HOST), MCU_PORT (or PORT), MCU_PUBLIC_URL, MCU_PUBLIC_IP, MCU_RTC_PORTS,
-  MCU_LOG_LEVEL, MCU_DRAIN_TIMEOUT_MS, MCU_CONFIG, MCU_ADMIN_TOKEN (admin bearer token; generated and printed when
+  MCU_TLS_CERT, MCU_TLS_KEY, MCU_LOG_LEVEL, MCU_DRAIN_TIMEOUT_MS, MCU_CONFIG, MCU_ADMIN_TOKEN (admin bearer token; generated and printed when
   unset), MCU_TOKEN_SECRET (HMAC secret for event tokens, ≥ 32 characters; random per start when
   unset, required by mixer and relay: every node of a cluster needs the same one).`;
 
@@ -32,9 +32,11 @@ function nodeOptions(cmd: Command): Command {
   return cmd
     .option('--host <addr>', 'address to listen on (env MCU_HOST or HOST, default 127.0.0.1)')
     .option('--port <n>', 'HTTP port, 0 for any free one (env MCU_PORT or PORT, default 8080; relay: 0)')
-    .option('--public-url <url>', 'base of the URLs handed out (env MCU_PUBLIC_URL, default http://host:port)')
+    .option('--public-url <url>', 'base of the URLs handed out (env MCU_PUBLIC_URL, default http://host:port, https:// with --tls-cert)')
     .option('--drain-timeout-ms <ms>', 'on SIGTERM, how long to drain viewers and events before exiting (env MCU_DRAIN_TIMEOUT_MS, default 25000)')
     .option('--public-ip <addr>', 'address advertised for RTP and ICE host candidates behind 1:1 NAT (env MCU_PUBLIC_IP)')
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain); a renewed file is picked up without a restart (env MCU_TLS_CERT)')
+    .option('--tls-key <file>', 'the PEM private key of --tls-cert (env MCU_TLS_KEY)')
     .option('--rtc-ports <a-b>', 'UDP port range for WebRTC ICE, e.g. 40000-40999 (env MCU_RTC_PORTS, default any ephemeral port)');
 }
 
@@ -88,7 +90,7 @@ const program = new Command('mcu')
 
 nodeOptions(common(program.command('up'), 'print the URLs and the admin token as one JSON line'))
   .description('run the all-in-one node (mixer + HTTP API) in one process, no NATS needed')
-  .addHelpText('after', `${nodeEnvironment}\n${examples('mcu up', 'mcu up --host 0.0.0.0 --port 8080 --public-ip 203.0.113.7 --rtc-ports 40000-40999', 'MCU_PORT=9000 mcu up --config mcu.yaml --json')}`)
+  .addHelpText('after', `${nodeEnvironment}\n${examples('mcu up', 'mcu up --host 0.0.0.0 --port 8080 --public-ip 203.0.113.7 --rtc-ports 40000-40999', 'mcu up --host 0.0.0.0 --port 443 --tls-cert /etc/mcu/tls/cert.pem --tls-key /etc/mcu/tls/key.pem --public-url https://mcu.example.com', 'MCU_PORT=9000 mcu up --config mcu.yaml --json')}`)
   .action((flags: Flags) => runNode('up', flags));
 
 clusterOptions(nodeOptions(common(program.command('mixer'), 'print the URLs and the admin token as one JSON line')))

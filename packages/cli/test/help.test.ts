@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { benches } from '../src/BenchCommand.js';
 import { killAll, run } from './cli.js';
 
 afterAll(killAll);
@@ -12,7 +13,8 @@ const commands = [
   ['event'],
   ...['create', 'list', 'show', 'end', 'layout', 'mute', 'stage', 'kick'].map((c) => ['event', c]),
   ['bench'],
-  ...['mix', 'video', 'tree', 'fanout', 'receivers', 'webrtc', 'rtp-load', 'stage'].map((b) => ['bench', b]),
+  // Every bench the command knows (each branch that adds one adds it there, not in a second list here).
+  ...Object.keys(benches).map((b) => ['bench', b]),
 ];
 
 describe('mcu --help', () => {
@@ -31,8 +33,8 @@ describe('mcu --help', () => {
   it('node commands document the flags other code starts them with, and their environment', async () => {
     const [up, mixer, relay, cluster] = await Promise.all(['up', 'mixer', 'relay', 'cluster'].map((c) => run([c, '--help'])));
     for (const help of [up.stdout, mixer.stdout, relay.stdout, cluster.stdout]) {
-      for (const flag of ['--host', '--port', '--public-url', '--public-ip', '--rtc-ports', '--config', '--log-level', '--json']) expect(help).toContain(flag);
-      for (const env of ['MCU_PORT', 'MCU_ADMIN_TOKEN', 'MCU_TOKEN_SECRET', 'MCU_LOG_LEVEL', 'MCU_CONFIG']) expect(help).toContain(env);
+      for (const flag of ['--host', '--port', '--public-url', '--public-ip', '--rtc-ports', '--tls-cert', '--tls-key', '--config', '--log-level', '--json']) expect(help).toContain(flag);
+      for (const env of ['MCU_PORT', 'MCU_ADMIN_TOKEN', 'MCU_TOKEN_SECRET', 'MCU_LOG_LEVEL', 'MCU_CONFIG', 'MCU_TLS_CERT', 'MCU_TLS_KEY']) expect(help).toContain(env);
     }
     for (const help of [mixer.stdout, relay.stdout, cluster.stdout]) {
       for (const flag of ['--nats', '--cluster', '--node-id', '--creds', '--nats-user', '--nats-pass', '--nats-token', '--nats-tls-ca', '--media-ip']) expect(help).toContain(flag);

@@ -20,7 +20,6 @@
 import type dgram from 'node:dgram';
 import { endpointKey, FanOut, validateEndpoint } from '@mcu/relay';
 import { openUdpSocket } from '@mcu/rtp';
-import http from 'node:http';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import {
@@ -37,11 +36,11 @@ import {
   type Logger,
   type Role,
 } from '@mcu/control';
-import { Auth, drainingGauge, healthRoutes, json, natsConnectedGauge, openApiDocument, readSdp, renderMetrics, Router, webrtcMetrics, type NotReady, type RouteEntry } from '@mcu/server';
+import { Auth, certificateOf, drainingGauge, healthRoutes, json, natsConnectedGauge, openApiDocument, readSdp, renderMetrics, Router, webrtcMetrics, type NotReady, type RouteEntry } from '@mcu/server';
 import { WebRtcEdge, type RenditionChooserOptions } from '@mcu/webrtc';
 import { clusterDefaults } from './ClusterConfig.js';
 import { FeedKeyFollower } from './FeedKeyFollower.js';
-import { createHttpServer, listen } from '@mcu/server';
+import { createHttpServer, listen, schemeOf, type HttpServer, type ServerCertificate } from '@mcu/server';
 import { RelayFeed } from './RelayFeed.js';
 import { mediaAddressFor } from './UdpPort.js';
 import { relayOperations, rtpViewerBody } from './ClusterApi.js';
@@ -56,8 +55,15 @@ export interface RelayRoleOptions {
   /** HTTP listen address and port (0: any free port). */
   host?: string;
   port?: number;
-  /** Base of the URLs viewers are sent to; defaults to http://host:port. */
+  /** Base of the URLs viewers are sent to; defaults to http://host:port (https:// with a certificate). */
   publicUrl?: string;
+  /** Serve HTTPS with this PEM certificate file and key file (both or neither); re-read when they change. */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** How often the certificate files are checked for a renewal (default 10 s, 0: never). */
+  tlsReloadIntervalMs?: number;
+  /** With HTTPS, send Strict-Transport-Security with this max-age. */
+  hstsMaxAgeSeconds?: number;
   /** Media (feed) bind address; defaults to `host`. */
   mediaHost?: string;
   /** Address other nodes send the feed to (default: `mediaHost`, or this machine's IPv4 for a wildcard bind). */
@@ -123,7 +129,8 @@ export class RelayRole {
   #url = '';
   readonly #opts: RelayRoleOptions;
   readonly #bus: Bus;
-  readonly #server: http.Server;
+  readonly #server: HttpServer;
+  readonly #certificate: ServerCertificate | undefined;
   readonly #router = new Router();
   readonly #rtpViewers = new Map<string, RtpViewer>();
   readonly #rtpGroups = new Map<string, RtpViewerGroup>();
@@ -141,6 +148,8 @@ export class RelayRole {
     this.nodeId = opts.nodeId;
     this.cluster = opts.cluster;
     this.log = (opts.logger ?? createLogger({ name: 'relay' })).child({ node: opts.nodeId });
+    // First: a certificate that cannot be served fails the relay before it opens anything.
+    this.#certificate = certificateOf({ tlsCert: opts.tlsCert, tlsKey: opts.tlsKey, tlsReloadIntervalMs: opts.tlsReloadIntervalMs }, this.log);
     this.auth = new Auth(new TokenIssuer({ secret: opts.tokenSecret }), opts.adminToken ?? randomBytes(24).toString('base64url'));
     this.edge = new WebRtcEdge({
       portRange: opts.rtcPorts,
@@ -151,7 +160,7 @@ export class RelayRole {
       renditionChooser: opts.renditionChooser,
       log: this.log,
     });
-    this.#server = createHttpServer(this.#router, this.log);
+    this.#server = createHttpServer(this.#router, this.log, this.#certificate && { certificate: this.#certificate, hstsMaxAgeSeconds: opts.hstsMaxAgeSeconds });
     this.#routes();
     this.#registerMetrics();
   }
@@ -169,6 +178,11 @@ export class RelayRole {
 
   get url(): string {
     return this.#url;
+  }
+
+  /** The certificate it serves HTTPS with, if any. */
+  get certificate(): ServerCertificate | undefined {
+    return this.#certificate;
   }
 
   get viewers(): number {
@@ -227,7 +241,7 @@ export class RelayRole {
     const o = this.#opts;
     const host = o.host ?? '127.0.0.1';
     const port = await listen(this.#server, o.port ?? 0, host);
-    this.#url = (o.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/$/, '');
+    this.#url = (o.publicUrl ?? `${schemeOf(this.#server)}://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/$/, '');
     const mediaHost = o.mediaHost ?? host;
     // Destinations are IP literals: a lookup that answers at once (Node's default defers each send).
     this.#rtpSocket = await openUdpSocket({ host: mediaHost, bufferBytes: 4 << 20 });
@@ -517,6 +531,7 @@ export class RelayRole {
     } catch {
       // not bound
     }
+    this.#certificate?.close();
     this.#server.closeAllConnections();
   }
 

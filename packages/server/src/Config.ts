@@ -1,11 +1,20 @@
 import { z } from 'zod';
+import { defaultTlsReloadIntervalMs } from './ServerCertificate.js';
 
 /** Settings of one node, with their defaults in one place (units in the names). */
 export const nodeConfigSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65_535).default(8080),
-  /** Base of the absolute URLs handed out (whip, whep); defaults to http://host:port. */
+  /** Base of the absolute URLs handed out (whip, whep); defaults to http://host:port (https:// with a certificate). */
   publicUrl: z.url().optional(),
+  /** Serve HTTPS with this PEM certificate (chain) file and `tlsKey`; re-read when it changes on disk. */
+  tlsCert: z.string().min(1).optional(),
+  /** The PEM private key file of `tlsCert` (a path: key material never goes on a command line). */
+  tlsKey: z.string().min(1).optional(),
+  /** How often the certificate files are checked for a renewal (0: never). */
+  tlsReloadIntervalMs: z.number().int().min(0).max(86_400_000).default(defaultTlsReloadIntervalMs),
+  /** With HTTPS, send Strict-Transport-Security with this max-age (e.g. 31536000); unset: not sent. */
+  hstsMaxAgeSeconds: z.number().int().min(0).max(63_072_000).optional(),
   /** Address RTP sockets bind to; defaults to `host`. */
   rtpHost: z.string().min(1).optional(),
   /** Address advertised for RTP when behind a 1:1 NAT. */

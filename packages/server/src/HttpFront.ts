@@ -4,16 +4,50 @@
  * an error becomes a status and a JSON body (never a stack trace).
  */
 import http from 'node:http';
+import https from 'node:https';
+import type net from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import { errorBody, errorHeaders, httpStatusOf, McuError, type Logger } from '@mcu/control';
 import type { Router, RouteContext } from './Router.js';
+import type { ServerCertificate } from './ServerCertificate.js';
 
-/** `log`: where 5xx answers are logged, with the error (requests themselves are not logged at info). */
-export function createHttpServer(router: Router, log?: Logger): http.Server {
-  const server = http.createServer((req, res) => void handle(router, req, res, log));
+/** A node's HTTP front: plain HTTP, or HTTPS when it was given a certificate. */
+export type HttpServer = http.Server | https.Server;
+
+export interface HttpFrontTls {
+  /** Serve HTTPS with this certificate (renewals picked up as it reloads). */
+  certificate: ServerCertificate;
+  /** Send Strict-Transport-Security with this max-age (seconds) on every answer; unset: none. */
+  hstsMaxAgeSeconds?: number;
+}
+
+/**
+ * `log`: where 5xx answers are logged, with the error (requests themselves are not logged at info).
+ * `tls`: serve HTTPS (else plain HTTP).
+ */
+export function createHttpServer(router: Router, log?: Logger, tls?: HttpFrontTls): HttpServer {
+  let server: HttpServer;
+  if (tls) {
+    const hsts = tls.hstsMaxAgeSeconds === undefined ? undefined : `max-age=${tls.hstsMaxAgeSeconds}`;
+    server = https.createServer(tls.certificate.serverOptions, (req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (hsts) res.setHeader('strict-transport-security', hsts);
+      void handle(router, req, res, log);
+    });
+    tls.certificate.attach(server as https.Server);
+    // A client that fails the handshake (a browser that does not trust the certificate yet, a
+    // scanner) is its own problem, not the node's: debug only.
+    server.on('tlsClientError', (err) => log?.debug({ err: err.message }, 'TLS handshake failed'));
+  } else {
+    server = http.createServer((req, res) => void handle(router, req, res, log));
+  }
   server.keepAliveTimeout = 5_000;
   return server;
+}
+
+/** The scheme of the URLs a server hands out. */
+export function schemeOf(server: HttpServer): 'http' | 'https' {
+  return server instanceof https.Server ? 'https' : 'http';
 }
 
 export function json(res: ServerResponse, status: number, body: unknown): void {
@@ -22,7 +56,7 @@ export function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-export async function listen(server: http.Server, port: number, host: string): Promise<number> {
+export async function listen(server: net.Server, port: number, host: string): Promise<number> {
   server.listen(port, host);
   await Promise.race([
     once(server, 'listening'),

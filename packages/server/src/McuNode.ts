@@ -1,4 +1,3 @@
-import http from 'node:http';
 import type { z } from 'zod';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -28,7 +27,8 @@ import type { EventRecord } from './EventRegistry.js';
 import { Router } from './Router.js';
 import { viewerLoad } from './EventTree.js';
 import type { EventTreeProvider, EventTreeView } from './EventTree.js';
-import { createHttpServer, json, listen } from './HttpFront.js';
+import { createHttpServer, json, listen, schemeOf, type HttpServer } from './HttpFront.js';
+import { ServerCertificate } from './ServerCertificate.js';
 import { Metrics } from './Metrics.js';
 import type { RouteContext } from './Router.js';
 import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody } from './Schemas.js';
@@ -75,7 +75,9 @@ export class McuNode {
   readonly auth: Auth;
   readonly adminToken: string;
   readonly adminTokenGenerated: boolean;
-  private readonly server: http.Server;
+  private readonly server: HttpServer;
+  /** The certificate served when the node runs HTTPS (`tlsCert`, `tlsKey`). */
+  readonly certificate: ServerCertificate | undefined;
   /** The node's routes; roles (the cluster's mixer) add theirs. */
   readonly router = new Router();
   /** The OpenAPI description of `router`'s routes (`GET /api/openapi.json`); a role adding a route documents it here. */
@@ -95,6 +97,8 @@ export class McuNode {
   constructor(input: NodeConfigInput = {}, opts: McuNodeOptions = {}) {
     this.config = parseWith(nodeConfigSchema, input, 'config');
     this.log = opts.logger ?? createLogger({ name: 'mcu' });
+    // First: a certificate that cannot be served fails the node before it opens anything.
+    this.certificate = certificateOf(this.config, this.log);
     this.adminTokenGenerated = this.config.adminToken === undefined;
     this.adminToken = this.config.adminToken ?? randomBytes(24).toString('base64url');
     const issuer = new TokenIssuer({ secret: this.config.tokenSecret ?? generateSecret(), defaultTtlSeconds: this.config.tokenTtlSeconds });
@@ -123,7 +127,7 @@ export class McuNode {
       this.log.info({ event: e.id }, 'event ended');
     });
     this.metrics = new Metrics(this.registry, this.edge, () => this.draining || this.closed);
-    this.server = createHttpServer(this.router, this.log);
+    this.server = createHttpServer(this.router, this.log, this.certificate && { certificate: this.certificate, hstsMaxAgeSeconds: this.config.hstsMaxAgeSeconds });
     this.routes();
   }
 
@@ -170,7 +174,7 @@ export class McuNode {
   async listen(): Promise<McuNodeInfo> {
     const port = await listen(this.server, this.config.port, this.config.host);
     const host = this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host;
-    this.baseUrl = (this.config.publicUrl ?? `http://${host}:${port}`).replace(/\/$/, '');
+    this.baseUrl = (this.config.publicUrl ?? `${schemeOf(this.server)}://${host}:${port}`).replace(/\/$/, '');
     this.log.info({ url: this.baseUrl }, 'node listening');
     return { url: this.baseUrl, adminToken: this.adminToken, adminTokenGenerated: this.adminTokenGenerated };
   }
@@ -181,6 +185,7 @@ export class McuNode {
     this.log.info({ events: this.registry.list().length }, 'node closing');
     this.edge.close();
     this.registry.close();
+    this.certificate?.close();
     for (const res of this.sseClients) res.end();
     this.sseClients.clear();
     this.server.closeAllConnections();
@@ -463,6 +468,19 @@ export class McuNode {
     };
   }
 
+}
+
+/**
+ * The node's certificate when it serves HTTPS: both files or neither. Read here, before anything
+ * listens, so that a bad file fails the start with its name.
+ */
+export function certificateOf(config: { tlsCert?: string; tlsKey?: string; tlsReloadIntervalMs?: number }, log?: Logger): ServerCertificate | undefined {
+  const { tlsCert, tlsKey } = config;
+  if (tlsCert === undefined && tlsKey === undefined) return undefined;
+  if (tlsCert === undefined || tlsKey === undefined) {
+    throw new ValidationError(`HTTPS needs both a certificate and its key: ${tlsCert === undefined ? 'tlsCert (--tls-cert, MCU_TLS_CERT)' : 'tlsKey (--tls-key, MCU_TLS_KEY)'} is missing`, 'tls');
+  }
+  return new ServerCertificate({ certFile: tlsCert, keyFile: tlsKey, reloadIntervalMs: config.tlsReloadIntervalMs, log });
 }
 
 /**

@@ -1,5 +1,5 @@
 export { McuNode } from './McuNode.js';
-export { redirectViewer, readSdp } from './McuNode.js';
+export { redirectViewer, readSdp, certificateOf } from './McuNode.js';
 export type { McuNodeInfo, McuNodeOptions, DrainOptions, ViewerPlacement } from './McuNode.js';
 export { Auth } from './Auth.js';
 export { nodeConfigSchema } from './Config.js';
@@ -8,7 +8,10 @@ export { EventRegistry } from './EventRegistry.js';
 export type { EventRecord } from './EventRegistry.js';
 export { Router } from './Router.js';
 export type { RouteContext, RouteHandler, RouteEntry } from './Router.js';
-export { createHttpServer, json, listen, handle as handleHttp } from './HttpFront.js';
+export { createHttpServer, json, listen, schemeOf, handle as handleHttp } from './HttpFront.js';
+export type { HttpServer, HttpFrontTls } from './HttpFront.js';
+export { ServerCertificate, TlsFileError, readTlsPair, defaultTlsReloadIntervalMs } from './ServerCertificate.js';
+export type { ServerCertificateOptions, TlsPair } from './ServerCertificate.js';
 export { firstNotReady, healthRoutes } from './Readiness.js';
 export type { NotReady, NotReadyReason, ReadinessCheck } from './Readiness.js';
 export { Metrics, drainingGauge, natsConnectedGauge, renderMetrics, webrtcMetrics } from './Metrics.js';

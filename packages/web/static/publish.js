@@ -41,12 +41,20 @@ function testStream(freq, color) {
   return new MediaStream([...dest.stream.getAudioTracks(), ...video.getVideoTracks()]);
 }
 
+/** Browsers give cameras and microphones to secure pages only: https, or http on localhost. */
+function cameraAndMicrophone() {
+  if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) {
+    throw new Error(`the camera and microphone need a secure page: open this page over https (${location.origin} is not secure)`);
+  }
+  return navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+}
+
 async function start() {
   document.getElementById('start').disabled = true;
   try {
     const source = document.getElementById('source').value;
     const freq = Number(document.getElementById('tone').value);
-    const stream = source === 'test' ? testStream(freq, q.get('color') ?? '#c0392b') : await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+    const stream = source === 'test' ? testStream(freq, q.get('color') ?? '#c0392b') : await cameraAndMicrophone();
     document.getElementById('preview').srcObject = stream;
     pc = new RTCPeerConnection();
     const audioTrack = stream.getAudioTracks()[0];

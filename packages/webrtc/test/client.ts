@@ -37,6 +37,8 @@ export class WebRtcClient {
   private encoder: OpusEncoder | null = null;
   private frame = 0;
   private seq = 1000;
+  /** How it talks HTTP to the node (a test over HTTPS passes a fetch that trusts its CA). */
+  private fetch: (url: string, init?: { method?: string; headers?: Record<string, string>; body?: string }) => Promise<Response> = (url, init) => fetch(url, init);
   private ts = 0;
   private readonly pcm = new Int16Array(960);
   private readonly out = new Uint8Array(1500);
@@ -47,8 +49,9 @@ export class WebRtcClient {
   ) {}
 
   /** Publishes over WHIP (sendrecv audio, so the mix-minus comes back) or plays over WHEP (recvonly). */
-  static async connect(kind: 'whip' | 'whep', url: string, token: string, opts: { video?: boolean } = {}): Promise<WebRtcClient> {
+  static async connect(kind: 'whip' | 'whep', url: string, token: string, opts: { video?: boolean; fetch?: WebRtcClient['fetch'] } = {}): Promise<WebRtcClient> {
     const c = new WebRtcClient(new URL(url).origin, token);
+    if (opts.fetch) c.fetch = opts.fetch;
     c.audio = c.pc.addTransceiver('audio', { direction: kind === 'whip' ? 'sendrecv' : 'recvonly' });
     if (opts.video) c.pc.addTransceiver('video', { direction: kind === 'whip' ? 'sendonly' : 'recvonly' });
     c.audio.onTrack.subscribe((track) => {
@@ -62,7 +65,7 @@ export class WebRtcClient {
     if (c.pc.iceGatheringState !== 'complete') {
       await new Promise<void>((resolve) => c.pc.iceGatheringStateChange.subscribe((s) => s === 'complete' && resolve()));
     }
-    const res = await fetch(url, {
+    const res = await c.fetch(url, {
       method: 'POST',
       headers: { 'content-type': 'application/sdp', authorization: `Bearer ${token}` },
       body: filterCandidates(c.pc.localDescription!.sdp, allow),
@@ -121,7 +124,7 @@ export class WebRtcClient {
   async hangUp(): Promise<number> {
     let status = 0;
     if (this.location) {
-      const res = await fetch(`${this.base}${this.location}`, { method: 'DELETE', headers: { authorization: `Bearer ${this.token}` } });
+      const res = await this.fetch(`${this.base}${this.location}`, { method: 'DELETE', headers: { authorization: `Bearer ${this.token}` } });
       status = res.status;
     }
     this.encoder?.close();
