@@ -12,6 +12,8 @@ const timing = [
   'packages/mixer/test/load.test.ts',
   'packages/mixer/test/clock.test.ts',
   'packages/mixer/test/mix.test.ts',
+  // Plain-RTP participants on the native socket set and on dgram sockets, at the real 20 ms tick.
+  'packages/mixer/test/rtp-sockets.test.ts',
   'packages/web/test/browser.test.ts',
   'packages/web/test/console.test.ts',
   // Headless Firefox (firefox-esr over WebDriver BiDi) publishing and watching.

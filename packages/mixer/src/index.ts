@@ -5,7 +5,7 @@ export type { SelectionOptions } from './Selection.js';
 export { AudioMixer } from './AudioMixer.js';
 export type { AudioMixerOptions, AudioMixerEvents, AudioMixerStats, MixerSink, ProgramSink } from './AudioMixer.js';
 export { Participant } from './Participant.js';
-export type { ParticipantAudioStats } from './Participant.js';
+export type { ParticipantAudioStats, MixTransport } from './Participant.js';
 export { RtpEndpoint } from './RtpEndpoint.js';
 export type { RtpEndpointOptions, RtpEndpointStats } from './RtpEndpoint.js';
 export { MixerEvent } from './MixerEvent.js';
