@@ -19,7 +19,7 @@ import { fork } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -214,6 +214,8 @@ async function run(n: number, path: 'dgram' | 'native', profileDir: string | nul
     native: m.native,
     nodeCpuPct: +m.cpuPct.toFixed(1),
     cpuPerParticipantPct: +(m.cpuPct / n).toFixed(4),
+    /** CPU per mix actually sent (one participant's tick: its packet in, its mix out): holds when a starved node skips ticks. */
+    cpuUsPerMix: +(((m.cpuPct / 100) * MS * 1000) / Math.max(1, m.sent)).toFixed(2),
     lessThanJanus: +(JANUS_CPU_PER_PARTICIPANT_PCT / (m.cpuPct / n)).toFixed(1),
     mixesSent: packetsOut,
     mixesReturned: received,
@@ -265,6 +267,10 @@ const lines = SIZES.map((n) => {
     dgram: base ?? null,
     /** The baseline's CPU over the native path's, same run. */
     cpuRatioVsDgram: nat && base ? +(base.nodeCpuPct / nat.nodeCpuPct).toFixed(2) : null,
+    /** The same per mix sent (a starved node sends fewer). */
+    cpuPerMixRatioVsDgram: nat && base ? +(base.cpuUsPerMix / nat.cpuUsPerMix).toFixed(2) : null,
+    /** The load average over the last minute when the report was written (2 cores: above 2, the node waits for a core). */
+    loadAverage1m: +loadavg()[0].toFixed(1),
     cpuPerParticipantPct: best.cpuPerParticipantPct,
     lessThanJanus: best.lessThanJanus,
     targetCpuPerParticipantPct: TARGET_CPU_PER_PARTICIPANT_PCT,
@@ -277,10 +283,10 @@ const lines = SIZES.map((n) => {
 if (values.json) for (const l of lines) console.log(JSON.stringify(l));
 else {
   console.log(`bench:rtp-load — plain-RTP participants (3 talking), 50 packets/s each way, ${MS / 1000} s each; Janus AudioBridge ≈ ${JANUS_CPU_PER_PARTICIPANT_PCT} % of a core per participant`);
-  console.log('participants  path    node CPU %  % per participant  × less than Janus  mixes back %  tick p99 ms  io tick p99 ms  skipped  load gen CPU %');
+  console.log('participants  path    node CPU %  % per participant  µs per mix  × less than Janus  mixes back %  tick p99 ms  io tick p99 ms  skipped  load gen CPU %');
   for (const r of rows) {
     console.log(
-      `${String(r.n).padStart(12)}  ${r.path.padEnd(6)}  ${String(r.nodeCpuPct).padStart(10)}  ${String(r.cpuPerParticipantPct).padStart(17)}  ${String(r.lessThanJanus).padStart(17)}  ${String(r.returnedPct).padStart(12)}  ${String(r.tickP99Ms).padStart(11)}  ${String(r.ioTickP99Ms ?? '-').padStart(14)}  ${String(r.skippedTicks).padStart(7)}  ${String(r.loadGeneratorCpuPct).padStart(14)}`,
+      `${String(r.n).padStart(12)}  ${r.path.padEnd(6)}  ${String(r.nodeCpuPct).padStart(10)}  ${String(r.cpuPerParticipantPct).padStart(17)}  ${String(r.cpuUsPerMix).padStart(10)}  ${String(r.lessThanJanus).padStart(17)}  ${String(r.returnedPct).padStart(12)}  ${String(r.tickP99Ms).padStart(11)}  ${String(r.ioTickP99Ms ?? '-').padStart(14)}  ${String(r.skippedTicks).padStart(7)}  ${String(r.loadGeneratorCpuPct).padStart(14)}`,
     );
   }
   for (const l of lines) console.log(JSON.stringify(l));
