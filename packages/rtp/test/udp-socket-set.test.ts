@@ -102,9 +102,9 @@ describe.skipIf(nativeUdp() === null)('UdpSocketSet', () => {
     expect(batch.sent).toBe(4);
     expect(batch.failed).toBe(1);
   });
+});
 
-  it('is absent without the addon (the caller keeps its dgram sockets)', () => {
-    expect(UdpSocketSet.open({ native: false })).toBeNull();
-    expect(UdpSendBatch.create({ native: false })).toBeNull();
-  });
+it('is absent without the addon (the caller keeps its dgram sockets)', () => {
+  expect(UdpSocketSet.open({ native: false })).toBeNull();
+  expect(UdpSendBatch.create({ native: false })).toBeNull();
 });
