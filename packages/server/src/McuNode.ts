@@ -108,6 +108,7 @@ export class McuNode {
     });
     this.edge = new WebRtcEdge({
       portRange: this.config.rtcPorts,
+      rtcPort: this.config.rtcPort,
       publicIp: this.config.publicIp,
       iceAllow: this.config.iceAllow,
       additionalHostAddresses: this.config.iceHostAddresses,

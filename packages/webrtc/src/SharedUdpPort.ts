@@ -1,0 +1,267 @@
+/**
+ * One UDP port for every WebRTC session of a node (`--rtc-port 40000`), as mediasoup's
+ * WebRtcServer and LiveKit's single-port mode do: operators open one port, not a range.
+ *
+ * werift keeps doing ICE (ice-lite), DTLS, SRTP keys and RTCP per session; only its socket is
+ * replaced. Each session's ICE protocol gets a `SharedPortTransport` (werift's `Transport`
+ * interface: `send`, `onData`, `address`, `close`) instead of a `UdpTransport` on a port of its
+ * own, and the shared socket hands each datagram to the right one:
+ *
+ * 1. by remote address, once that address has proved itself (a route);
+ * 2. otherwise (and for every STUN request, so that a new session from a known address, or an ICE
+ *    restart, moves the route) by the ICE username: the first half of a Binding request's USERNAME
+ *    is our session's ufrag, and the request's MESSAGE-INTEGRITY must verify with that session's
+ *    password (RFC 8445 §7.3, RFC 5389 §10.1.2). Only then is the address routed to it.
+ *
+ * Everything else is dropped and counted by reason: a datagram from an unknown address that is not
+ * a STUN Binding request (`unknown_source`), one without USERNAME (`no_username`), with a ufrag
+ * no session has (`unknown_ufrag`), or whose MESSAGE-INTEGRITY fails (`bad_integrity`).
+ */
+import dgram from 'node:dgram';
+import type { AddressInfo } from 'node:net';
+import { classes, methods, parseMessage, UdpTransport } from 'werift';
+
+type Address = [string, number];
+
+export interface SharedUdpPortOptions {
+  port: number;
+  /** Address to bind (default 0.0.0.0: every interface the host candidates name). */
+  host?: string;
+  /** Send and receive buffer of the socket (default 4 MiB: every viewer's packets of a tick pass through it). */
+  bufferBytes?: number;
+}
+
+export interface SharedUdpPortStats {
+  port: number;
+  /** Sessions' transports on the port, and remote addresses routed to them. */
+  transports: number;
+  routes: number;
+  datagramsIn: number;
+  /** STUN requests that verified and (re)routed an address. */
+  stunRouted: number;
+  dropped: Record<string, number>;
+}
+
+const STUN_MAGIC_COOKIE = 0x2112a442;
+
+/** RFC 7983: a first byte 0-3 with the magic cookie is STUN (DTLS is 20-63, RTP/RTCP 128-191). */
+function looksLikeStun(msg: Buffer): boolean {
+  return msg.length >= 20 && msg[0] < 4 && msg.readUInt32BE(4) === STUN_MAGIC_COOKIE;
+}
+
+/** A session's view of the shared socket: what werift's StunProtocol expects of a UDP transport. */
+export class SharedPortTransport {
+  readonly type = 'udp';
+  closed = false;
+  onData: (data: Buffer, addr: Address) => void = () => {};
+  /** ICE credentials of the session, known once it has gathered (`SharedUdpPort.bind`). */
+  ufrag: string | null = null;
+  password: Buffer | null = null;
+
+  constructor(private readonly port: SharedUdpPort) {}
+
+  /** The session's ICE credentials, once it has gathered (see `SharedUdpPort.bind`). */
+  bindCredentials(ufrag: string, password: string): void {
+    this.port.bind(this, ufrag, password);
+  }
+
+  /** The shared socket (FastSender writes the program to it directly). */
+  get socket(): dgram.Socket {
+    return this.port.socket;
+  }
+
+  get address(): AddressInfo {
+    return this.port.socket.address();
+  }
+
+  send = async (data: Buffer, addr?: Address): Promise<void> => {
+    if (this.closed || !addr) return;
+    this.port.socket.send(data, addr[1], addr[0]);
+  };
+
+  close = async (): Promise<void> => {
+    if (this.closed) return;
+    this.closed = true;
+    this.port.detach(this);
+  };
+}
+
+/** Shared ports by port number: werift's `UdpTransport.init` is pointed at them (see `installHook`). */
+const openPorts = new Map<number, SharedUdpPort>();
+let hooked = false;
+
+/**
+ * The ICE port range that names shared port `port` to werift: [port, 65536 + port]. werift passes
+ * a peer's range unchanged to `UdpTransport.init` (and refuses [port, port]); no real range ends
+ * above 65535, so it cannot be confused with one.
+ */
+export function sharedPortRange(port: number): [number, number] {
+  return [port, 0x1_0000 + port];
+}
+
+/**
+ * werift creates each ICE protocol's socket with `UdpTransport.init(type, { portRange })`. The
+ * range of a port a SharedUdpPort holds (`sharedPortRange`) gets that port's transport instead;
+ * any other call (client peers in tests and benchmarks, a real range) is werift's own.
+ */
+function installHook(): void {
+  if (hooked) return;
+  hooked = true;
+  const target = UdpTransport as unknown as { init: (type: string, opts?: { portRange?: [number, number] }) => Promise<unknown> };
+  const original = target.init.bind(UdpTransport);
+  target.init = async (type, opts) => {
+    const range = opts?.portRange;
+    const shared = type === 'udp4' && range && range[1] === 0x1_0000 + range[0] ? openPorts.get(range[0]) : undefined;
+    if (shared && !shared.isClosed) return shared.createTransport();
+    return original(type, opts);
+  };
+}
+
+export class SharedUdpPort {
+  readonly socket: dgram.Socket;
+  readonly #byUfrag = new Map<string, SharedPortTransport>();
+  readonly #routes = new Map<string, SharedPortTransport>();
+  readonly #transports = new Set<SharedPortTransport>();
+  readonly #dropped: Record<string, number> = {};
+  #datagramsIn = 0;
+  #stunRouted = 0;
+  #closed = false;
+
+  private constructor(socket: dgram.Socket) {
+    this.socket = socket;
+    socket.on('message', this.#onMessage);
+    // A send to a vanished peer (ICMP unreachable) must not take the port down.
+    socket.on('error', () => this.#drop('socket_error'));
+  }
+
+  /** Binds the port; throws when it is taken. */
+  static async open(opts: SharedUdpPortOptions): Promise<SharedUdpPort> {
+    if (openPorts.has(opts.port)) throw new Error(`UDP port ${opts.port} is already this process's shared WebRTC port`);
+    const bufferBytes = opts.bufferBytes ?? 4 << 20;
+    const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: bufferBytes, sendBufferSize: bufferBytes });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(opts.port, opts.host ?? '0.0.0.0', () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    const port = new SharedUdpPort(socket);
+    installHook();
+    openPorts.set(opts.port, port);
+    return port;
+  }
+
+  get port(): number {
+    return this.socket.address().port;
+  }
+
+  get isClosed(): boolean {
+    return this.#closed;
+  }
+
+  /** A transport for one ICE protocol of a session (called through werift's UdpTransport.init). */
+  createTransport(): SharedPortTransport {
+    const t = new SharedPortTransport(this);
+    this.#transports.add(t);
+    return t;
+  }
+
+  /**
+   * Gives a session's transports its ICE credentials, once it has gathered and before its answer
+   * leaves: from then on its Binding requests are routed to it.
+   */
+  bind(transport: SharedPortTransport, ufrag: string, password: string): void {
+    if (transport.closed || !this.#transports.has(transport)) return;
+    transport.ufrag = ufrag;
+    transport.password = Buffer.from(password, 'utf8');
+    // Several protocols of one session (one per local address) share its ufrag: the first holds it.
+    if (!this.#byUfrag.has(ufrag)) this.#byUfrag.set(ufrag, transport);
+  }
+
+  /** Forgets a closed transport: its ufrag and every address routed to it. */
+  detach(transport: SharedPortTransport): void {
+    this.#transports.delete(transport);
+    if (transport.ufrag !== null && this.#byUfrag.get(transport.ufrag) === transport) this.#byUfrag.delete(transport.ufrag);
+    for (const [key, t] of this.#routes) if (t === transport) this.#routes.delete(key);
+  }
+
+  stats(): SharedUdpPortStats {
+    return {
+      port: this.#closed ? 0 : this.port,
+      transports: this.#transports.size,
+      routes: this.#routes.size,
+      datagramsIn: this.#datagramsIn,
+      stunRouted: this.#stunRouted,
+      dropped: { ...this.#dropped },
+    };
+  }
+
+  #drop(reason: string): void {
+    this.#dropped[reason] = (this.#dropped[reason] ?? 0) + 1;
+  }
+
+  readonly #onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+    this.#datagramsIn++;
+    const key = `${rinfo.address}:${rinfo.port}`;
+    const routed = this.#routes.get(key);
+    if (looksLikeStun(msg) && msg.readUInt16BE(0) === (classes.REQUEST | methods.BINDING)) {
+      // Every Binding request proves its session again (a new session may reuse an address).
+      const t = this.#verify(msg);
+      if (t === null) return;
+      if (routed !== t) {
+        this.#routes.set(key, t);
+        this.#stunRouted++;
+      }
+      t.onData(msg, [rinfo.address, rinfo.port]);
+      return;
+    }
+    if (routed === undefined) return this.#drop('unknown_source');
+    routed.onData(msg, [rinfo.address, rinfo.port]);
+  };
+
+  /** The transport a Binding request is for, when its USERNAME and MESSAGE-INTEGRITY say so; null (counted) otherwise. */
+  #verify(msg: Buffer): SharedPortTransport | null {
+    const unverified = parseMessage(msg);
+    const username = unverified?.getAttributeValue('USERNAME') as string | undefined;
+    if (typeof username !== 'string') {
+      this.#drop(unverified ? 'no_username' : 'malformed_stun');
+      return null;
+    }
+    const colon = username.indexOf(':');
+    const t = this.#byUfrag.get(colon < 0 ? username : username.slice(0, colon));
+    if (t === undefined || t.password === null) {
+      this.#drop('unknown_ufrag');
+      return null;
+    }
+    if (!parseMessage(msg, t.password)) {
+      this.#drop('bad_integrity');
+      return null;
+    }
+    return t;
+  }
+
+  /** Closes the socket and forgets every transport; idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    const port = this.port;
+    this.#closed = true;
+    if (openPorts.get(port) === this) openPorts.delete(port);
+    for (const t of this.#transports) t.closed = true;
+    this.#transports.clear();
+    this.#byUfrag.clear();
+    this.#routes.clear();
+    this.socket.close();
+  }
+}
+
+/** The shared transports of a session's peer connection (werift internals: its ICE protocols' transports). */
+export function sharedTransportsOf(pc: { iceTransports: { connection?: unknown }[] }): { transport: SharedPortTransport; ufrag: string; password: string }[] {
+  const out: { transport: SharedPortTransport; ufrag: string; password: string }[] = [];
+  for (const it of pc.iceTransports) {
+    const c = it.connection as { localUsername?: string; localPassword?: string; protocols?: { transport?: unknown }[] } | undefined;
+    if (!c?.localUsername || !c.localPassword) continue;
+    for (const p of c.protocols ?? []) if (p.transport instanceof SharedPortTransport) out.push({ transport: p.transport, ufrag: c.localUsername, password: c.localPassword });
+  }
+  return out;
+}
