@@ -37,6 +37,7 @@ const cliKeys = {
   publicUrl: { schema: node.publicUrl, allowed: 'an absolute URL such as https://mcu.example.com' },
   publicIp: { schema: node.publicIp, allowed: 'an IP address' },
   rtcPorts: { schema: z.preprocess(rangeFromString, node.rtcPorts), allowed: 'a UDP port range like 40000-40999 (1024–65535, first below second)' },
+  rtcPort: { schema: z.preprocess(intFromString, node.rtcPort), allowed: 'a UDP port 1024–65535, e.g. 40000' },
   adminToken: { schema: node.adminToken, allowed: 'a token of at least 16 characters' },
   tokenSecret: { schema: node.tokenSecret, allowed: 'a secret of at least 32 characters' },
   logLevel: { schema: z.enum(logLevels).optional(), allowed: `one of ${logLevels.join(', ')}` },
@@ -66,7 +67,7 @@ type CliKey = keyof typeof cliKeys;
 const secretKeys = new Set<string>(['adminToken', 'tokenSecret', 'natsPass', 'natsToken', 'token']);
 
 /** Settings only a config file sets (the rest of the node's settings: limits, renditions, ICE). */
-const fileOnlyNode = nodeConfigSchema.omit({ host: true, port: true, publicUrl: true, publicIp: true, rtcPorts: true, adminToken: true, tokenSecret: true }).shape;
+const fileOnlyNode = nodeConfigSchema.omit({ host: true, port: true, publicUrl: true, publicIp: true, rtcPorts: true, rtcPort: true, adminToken: true, tokenSecret: true }).shape;
 const withoutDefault = (s: z.ZodType): z.ZodType => (s instanceof z.ZodDefault ? (s.unwrap() as z.ZodType).optional() : s);
 
 export const cliConfigSchema = z
@@ -95,6 +96,7 @@ export const keySources: { [K in CliKey]: KeySource } = {
   publicUrl: { flag: '--public-url', env: ['MCU_PUBLIC_URL'] },
   publicIp: { flag: '--public-ip', env: ['MCU_PUBLIC_IP'] },
   rtcPorts: { flag: '--rtc-ports', env: ['MCU_RTC_PORTS'] },
+  rtcPort: { flag: '--rtc-port', env: ['MCU_RTC_PORT'] },
   // Secrets have no flag: a command line is visible to every user of the machine (ps).
   adminToken: { env: ['MCU_ADMIN_TOKEN'] },
   tokenSecret: { env: ['MCU_TOKEN_SECRET'] },

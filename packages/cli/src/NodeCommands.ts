@@ -203,6 +203,7 @@ export async function relay({ config, json }: Run): Promise<void> {
       publicIp: config.publicIp,
       mediaAdvertiseHost: config.mediaIp,
       rtcPorts: config.rtcPorts,
+      rtcPort: config.rtcPort,
       iceAllow: config.iceAllow,
       iceHostAddresses: config.iceHostAddresses,
       logger: log,

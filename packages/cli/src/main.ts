@@ -35,7 +35,8 @@ function nodeOptions(cmd: Command): Command {
     .option('--public-url <url>', 'base of the URLs handed out (env MCU_PUBLIC_URL, default http://host:port)')
     .option('--drain-timeout-ms <ms>', 'on SIGTERM, how long to drain viewers and events before exiting (env MCU_DRAIN_TIMEOUT_MS, default 25000)')
     .option('--public-ip <addr>', 'address advertised for RTP and ICE host candidates behind 1:1 NAT (env MCU_PUBLIC_IP)')
-    .option('--rtc-ports <a-b>', 'UDP port range for WebRTC ICE, e.g. 40000-40999 (env MCU_RTC_PORTS, default any ephemeral port)');
+    .option('--rtc-ports <a-b>', 'UDP port range for WebRTC ICE, e.g. 40000-40999 (env MCU_RTC_PORTS, default any ephemeral port)')
+    .option('--rtc-port <n>', 'one UDP port for every WebRTC session, e.g. 40000 (env MCU_RTC_PORT; takes precedence over --rtc-ports)');
 }
 
 function clusterOptions(cmd: Command): Command {

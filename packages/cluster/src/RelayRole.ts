@@ -65,6 +65,8 @@ export interface RelayRoleOptions {
   /** Address advertised in ICE candidates behind a 1:1 NAT. */
   publicIp?: string;
   rtcPorts?: [number, number];
+  /** One UDP port for every WebRTC session (takes precedence over rtcPorts). */
+  rtcPort?: number;
   iceAllow?: string[];
   iceHostAddresses?: string[];
   /** WebRTC viewers this relay serves at most (its placement capacity). */
@@ -144,6 +146,7 @@ export class RelayRole {
     this.auth = new Auth(new TokenIssuer({ secret: opts.tokenSecret }), opts.adminToken ?? randomBytes(24).toString('base64url'));
     this.edge = new WebRtcEdge({
       portRange: opts.rtcPorts,
+      rtcPort: opts.rtcPort,
       publicIp: opts.publicIp,
       iceAllow: opts.iceAllow,
       additionalHostAddresses: opts.iceHostAddresses,
