@@ -15,6 +15,8 @@ const timing = [
   // Plain-RTP participants on the native socket set and on dgram sockets, at the real 20 ms tick.
   'packages/mixer/test/rtp-sockets.test.ts',
   'packages/web/test/browser.test.ts',
+  // Chromium publishing and watching through the node's one WebRTC UDP port.
+  'packages/web/test/browser-rtc-port.test.ts',
   'packages/web/test/console.test.ts',
   // Headless Firefox (firefox-esr over WebDriver BiDi) publishing and watching.
   'packages/web/test/firefox.test.ts',
