@@ -212,7 +212,9 @@ export class UdpSendBatch {
     const n = headLength < this.headStride ? headLength : this.headStride;
     const heads = this.#heads;
     const base = i * this.headStride;
-    for (let b = 0; b < n; b++) heads[base + b] = head[b];
+    // A byte loop for RTP headers (no view allocated); a copy for whole packets.
+    if (n > 64) heads.set(n === head.length ? head : head.subarray(0, n), base);
+    else for (let b = 0; b < n; b++) heads[base + b] = head[b];
     this.#headLengths[i] = n;
     this.#withTail[i] = withTail ? 1 : 0;
     this.#count = i + 1;

@@ -20,6 +20,7 @@
 import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { classes, methods, parseMessage, UdpTransport } from 'werift';
+import { socketFd, UdpSendBatch } from '@mcu/rtp';
 
 type Address = [string, number];
 
@@ -39,6 +40,10 @@ export interface SharedUdpPortStats {
   datagramsIn: number;
   /** STUN requests that verified and (re)routed an address. */
   stunRouted: number;
+  /** Program datagrams sent in sendmmsg batches, the batches, and datagrams left to dgram.send (full buffer). */
+  batchedSent: number;
+  batches: number;
+  batchFallbacks: number;
   dropped: Record<string, number>;
 }
 
@@ -59,6 +64,15 @@ export class SharedPortTransport {
   password: Buffer | null = null;
 
   constructor(private readonly port: SharedUdpPort) {}
+
+  /**
+   * Queues a sealed packet to `ipv4`:`port` (numbers) for the port's next batch, which leaves in
+   * one sendmmsg(2) when the current synchronous run (a tick's loop over viewers) is over. false
+   * when the port cannot batch (no native addon): then the caller sends it itself.
+   */
+  queue(packet: Buffer, ipv4: number, port: number, host: string): boolean {
+    return !this.closed && this.port.queue(packet, ipv4, port, host);
+  }
 
   /** The session's ICE credentials, once it has gathered (see `SharedUdpPort.bind`). */
   bindCredentials(ufrag: string, password: string): void {
@@ -126,9 +140,21 @@ export class SharedUdpPort {
   #datagramsIn = 0;
   #stunRouted = 0;
   #closed = false;
+  /** The datagrams of the current tick, each sealed for its viewer, sent in one native call (null: no addon). */
+  readonly #batch: UdpSendBatch | null;
+  readonly #fd: number;
+  /** What was queued, for dgram.send when the batch cannot send it (a full socket buffer). */
+  #queued: { packet: Buffer; port: number; host: string }[] = [];
+  #flushScheduled = false;
+  /** Datagrams sent in batches, batches, and datagrams the batch left to dgram.send. */
+  batchedSent = 0;
+  batches = 0;
+  batchFallbacks = 0;
 
   private constructor(socket: dgram.Socket) {
     this.socket = socket;
+    this.#fd = socketFd(socket);
+    this.#batch = this.#fd >= 0 ? UdpSendBatch.create({ headStride: 1536, capacity: 256 }) : null;
     socket.on('message', this.#onMessage);
     // A send to a vanished peer (ICMP unreachable) must not take the port down.
     socket.on('error', () => this.#drop('socket_error'));
@@ -186,6 +212,40 @@ export class SharedUdpPort {
     for (const [key, t] of this.#routes) if (t === transport) this.#routes.delete(key);
   }
 
+  /** See `SharedPortTransport.queue`. */
+  queue(packet: Buffer, ipv4: number, port: number, host: string): boolean {
+    const batch = this.#batch;
+    if (batch === null || this.#closed || ipv4 < 0 || packet.length > batch.headStride) return false;
+    batch.add(this.#queued.length, this.#fd, ipv4, port, packet, packet.length, false);
+    this.#queued.push({ packet, port, host });
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.flush);
+    }
+    return true;
+  }
+
+  /** Sends what was queued: runs by itself after the synchronous run that queued it. */
+  readonly flush = (): void => {
+    this.#flushScheduled = false;
+    const batch = this.#batch;
+    if (batch === null || batch.length === 0) return;
+    const queued = this.#queued;
+    this.#queued = [];
+    if (this.#closed) return void batch.clear();
+    this.batchedSent += batch.flush(this.#onBatchFailure(queued));
+    this.batches++;
+  };
+
+  #onBatchFailure(queued: { packet: Buffer; port: number; host: string }[]) {
+    return (tag: number): void => {
+      // dgram.send queues where sendmmsg found the buffer full.
+      const q = queued[tag];
+      this.batchFallbacks++;
+      if (q && !this.#closed) this.socket.send(q.packet, q.port, q.host);
+    };
+  }
+
   stats(): SharedUdpPortStats {
     return {
       port: this.#closed ? 0 : this.port,
@@ -193,6 +253,9 @@ export class SharedUdpPort {
       routes: this.#routes.size,
       datagramsIn: this.#datagramsIn,
       stunRouted: this.#stunRouted,
+      batchedSent: this.batchedSent,
+      batches: this.batches,
+      batchFallbacks: this.batchFallbacks,
       dropped: { ...this.#dropped },
     };
   }
@@ -246,6 +309,8 @@ export class SharedUdpPort {
     if (this.#closed) return;
     const port = this.port;
     this.#closed = true;
+    this.#batch?.clear();
+    this.#queued = [];
     if (openPorts.get(port) === this) openPorts.delete(port);
     for (const t of this.#transports) t.closed = true;
     this.#transports.clear();

@@ -69,6 +69,10 @@ describe('one UDP port for every WebRTC session', () => {
     // One route per peer address (each werift peer has its own socket), each proved by STUN.
     expect(port.routes).toBe(all.length);
     expect(port.stunRouted).toBe(all.length);
+    // The program to the three viewers leaves in one sendmmsg per tick.
+    expect(port.batchedSent).toBeGreaterThan(3 * 50);
+    expect(port.batchedSent / port.batches).toBeGreaterThan(2.5);
+    expect(port.batchFallbacks).toBe(0);
 
     for (const c of all) expect(await c.hangUp()).toBe(200);
     expect(await until(() => node.edge.stats().rtcPort!.transports === 0, 5000, 20)).toBe(true);
