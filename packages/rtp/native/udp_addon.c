@@ -509,12 +509,67 @@ static napi_value send_each(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * recvMany(fd, out: Float64Array, data: Uint8Array, slotBytes) → datagrams read from one socket
+ * (libuv's, found by its fd) without blocking, up to min(out.length / 3, data.length / slotBytes):
+ * datagram k copied to data[k * slotBytes, …) and described by out[k * 3, …) = [real length,
+ * source IPv4 (-1: not IPv4), source port]. libuv reads a socket 32 datagrams per loop iteration;
+ * one socket serving every WebRTC session of a node must be drained faster than that.
+ */
+static napi_value recv_many(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  uint32_t slot_bytes;
+  void *out_v, *data_v;
+  size_t n_out, n_data;
+  if (argc < 4 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || !typed_arg(env, argv[1], napi_float64_array, &out_v, &n_out) ||
+      !typed_arg(env, argv[2], napi_uint8_array, &data_v, &n_data) || napi_get_value_uint32(env, argv[3], &slot_bytes) != napi_ok || slot_bytes == 0) {
+    napi_throw_type_error(env, NULL, "recvMany(fd, out: Float64Array, data: Uint8Array, slotBytes > 0)");
+    return NULL;
+  }
+  double *out = out_v;
+  unsigned char *data = data_v;
+  size_t capacity = n_out / 3;
+  if (n_data / slot_bytes < capacity) capacity = n_data / slot_bytes;
+  size_t written = 0;
+  struct mmsghdr msgs[RECV_BATCH];
+  struct iovec iovs[RECV_BATCH];
+  struct sockaddr_in from[RECV_BATCH];
+  while (written < capacity) {
+    unsigned want = capacity - written < RECV_BATCH ? (unsigned)(capacity - written) : RECV_BATCH;
+    for (unsigned i = 0; i < want; i++) {
+      iovs[i].iov_base = data + (written + i) * slot_bytes;
+      iovs[i].iov_len = slot_bytes;
+      memset(&msgs[i], 0, sizeof(msgs[i]));
+      msgs[i].msg_hdr.msg_name = &from[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
+      msgs[i].msg_hdr.msg_iov = &iovs[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int got = recvmmsg(fd, msgs, want, MSG_DONTWAIT | MSG_TRUNC, NULL);
+    if (got <= 0) break;
+    for (int i = 0; i < got; i++) {
+      double *r = out + written * 3;
+      int v4 = msgs[i].msg_hdr.msg_namelen >= sizeof(struct sockaddr_in) && from[i].sin_family == AF_INET;
+      r[0] = msgs[i].msg_len;
+      r[1] = v4 ? (double)ntohl(from[i].sin_addr.s_addr) : -1;
+      r[2] = v4 ? (double)ntohs(from[i].sin_port) : -1;
+      written++;
+    }
+    if ((unsigned)got < want) break;
+  }
+  napi_create_uint32(env, (uint32_t)written, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   static const struct {
     const char *name;
     napi_callback fn;
   } fns[] = {{"sendMany", send_many}, {"receiversOpen", receivers_open}, {"receiversRead", receivers_read}, {"receiversClose", receivers_close},
-                    {"setOpen", set_open}, {"setAdd", set_add}, {"setRemove", set_remove}, {"setRead", set_read}, {"sendEach", send_each}};
+                    {"setOpen", set_open}, {"setAdd", set_add}, {"setRemove", set_remove}, {"setRead", set_read}, {"sendEach", send_each}, {"recvMany", recv_many}};
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value fn;
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn);

@@ -64,6 +64,12 @@ export interface NativeUdp {
    */
   receiversRead(epfd: number, fds: Int32Array, out: Float64Array): number;
   receiversClose(epfd: number, fds: Int32Array): void;
+  /**
+   * Reads what socket `fd` (libuv's) holds without blocking: datagram k copied to
+   * `data[k * slotBytes, …)` and described by `out[k * 3, …)` = [real length, source IPv4 (-1: not
+   * IPv4), source port]. Returns the datagrams read.
+   */
+  recvMany(fd: number, out: Float64Array, data: Uint8Array, slotBytes: number): number;
   /** An empty epoll set for `setAdd`: its fd, or -errno. */
   setOpen(): number;
   /**

@@ -20,7 +20,8 @@
 import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { classes, methods, parseMessage, UdpTransport } from 'werift';
-import { socketFd, UdpSendBatch } from '@mcu/rtp';
+import { ipv4ToInt, nativeUdp, socketFd, UdpSendBatch } from '@mcu/rtp';
+import type { NativeUdp } from '@mcu/rtp';
 
 type Address = [string, number];
 
@@ -40,6 +41,8 @@ export interface SharedUdpPortStats {
   datagramsIn: number;
   /** STUN requests that verified and (re)routed an address. */
   stunRouted: number;
+  /** Datagrams read by the native drain (recvmmsg) rather than one by one by libuv. */
+  drained: number;
   /** Program datagrams sent in sendmmsg batches, the batches, and datagrams left to dgram.send (full buffer). */
   batchedSent: number;
   batches: number;
@@ -48,6 +51,21 @@ export interface SharedUdpPortStats {
 }
 
 const STUN_MAGIC_COOKIE = 0x2112a442;
+/** Bytes kept of a datagram read natively (above: too large for any MTU, dropped), and datagrams per native read. */
+const SLOT_BYTES = 1504;
+const DRAIN_BATCH = 256;
+/** Native reads per libuv wake-up at most, so that one busy port cannot hold the event loop. */
+const DRAIN_ROUNDS = 8;
+
+function intToIpv4(ip: number): string {
+  return `${ip >>> 24}.${(ip >>> 16) & 0xff}.${(ip >>> 8) & 0xff}.${ip & 0xff}`;
+}
+
+/** A remote address routed to a session, and the address tuple handed to werift with its datagrams. */
+interface Route {
+  transport: SharedPortTransport;
+  addr: Address;
+}
 
 /** RFC 7983: a first byte 0-3 with the magic cookie is STUN (DTLS is 20-63, RTP/RTCP 128-191). */
 function looksLikeStun(msg: Buffer): boolean {
@@ -134,7 +152,15 @@ function installHook(): void {
 export class SharedUdpPort {
   readonly socket: dgram.Socket;
   readonly #byUfrag = new Map<string, SharedPortTransport>();
-  readonly #routes = new Map<string, SharedPortTransport>();
+  /** By remote IPv4 × 65536 + port. */
+  readonly #routes = new Map<number, Route>();
+  /** libuv reads a socket 32 datagrams per loop iteration: too few for every session of a node; the rest is drained natively. */
+  readonly #native: NativeUdp | null = nativeUdp();
+  readonly #records = new Float64Array(DRAIN_BATCH * 3);
+  readonly #data = new Uint8Array(DRAIN_BATCH * SLOT_BYTES);
+  #draining = false;
+  /** Datagrams read by the native drain (the rest came through libuv). */
+  drained = 0;
   readonly #transports = new Set<SharedPortTransport>();
   readonly #dropped: Record<string, number> = {};
   #datagramsIn = 0;
@@ -209,7 +235,7 @@ export class SharedUdpPort {
   detach(transport: SharedPortTransport): void {
     this.#transports.delete(transport);
     if (transport.ufrag !== null && this.#byUfrag.get(transport.ufrag) === transport) this.#byUfrag.delete(transport.ufrag);
-    for (const [key, t] of this.#routes) if (t === transport) this.#routes.delete(key);
+    for (const [key, r] of this.#routes) if (r.transport === transport) this.#routes.delete(key);
   }
 
   /** See `SharedPortTransport.queue`. */
@@ -253,6 +279,7 @@ export class SharedUdpPort {
       routes: this.#routes.size,
       datagramsIn: this.#datagramsIn,
       stunRouted: this.#stunRouted,
+      drained: this.drained,
       batchedSent: this.batchedSent,
       batches: this.batches,
       batchFallbacks: this.batchFallbacks,
@@ -265,23 +292,58 @@ export class SharedUdpPort {
   }
 
   readonly #onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+    this.#dispatch(msg, ipv4ToInt(rinfo.address), rinfo.address, rinfo.port);
+    this.#drain();
+  };
+
+  /** Reads what else the socket holds in a few native calls (recvmmsg) and hands it out. */
+  #drain(): void {
+    const native = this.#native;
+    if (native === null || this.#fd < 0 || this.#draining) return;
+    this.#draining = true;
+    try {
+      for (let round = 0; round < DRAIN_ROUNDS && !this.#closed; round++) {
+        const n = native.recvMany(this.#fd, this.#records, this.#data, SLOT_BYTES);
+        const r = this.#records;
+        for (let k = 0; k < n && !this.#closed; k++) {
+          const length = r[k * 3];
+          if (length > SLOT_BYTES) {
+            this.#datagramsIn++;
+            this.#drop('too_large');
+            continue;
+          }
+          // A copy: werift's DTLS and SRTP may keep what they are given.
+          const msg = Buffer.from(this.#data.subarray(k * SLOT_BYTES, k * SLOT_BYTES + length));
+          this.#dispatch(msg, r[k * 3 + 1], null, r[k * 3 + 2]);
+        }
+        this.drained += n;
+        if (n < DRAIN_BATCH) break;
+      }
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  #dispatch(msg: Buffer, ipv4: number, host: string | null, port: number): void {
     this.#datagramsIn++;
-    const key = `${rinfo.address}:${rinfo.port}`;
-    const routed = this.#routes.get(key);
+    if (ipv4 < 0) return this.#drop('unknown_source');
+    const key = ipv4 * 0x1_0000 + port;
+    let route = this.#routes.get(key);
     if (looksLikeStun(msg) && msg.readUInt16BE(0) === (classes.REQUEST | methods.BINDING)) {
       // Every Binding request proves its session again (a new session may reuse an address).
       const t = this.#verify(msg);
       if (t === null) return;
-      if (routed !== t) {
-        this.#routes.set(key, t);
+      if (route === undefined || route.transport !== t) {
+        route = { transport: t, addr: [host ?? intToIpv4(ipv4), port] };
+        this.#routes.set(key, route);
         this.#stunRouted++;
       }
-      t.onData(msg, [rinfo.address, rinfo.port]);
+      t.onData(msg, route.addr);
       return;
     }
-    if (routed === undefined) return this.#drop('unknown_source');
-    routed.onData(msg, [rinfo.address, rinfo.port]);
-  };
+    if (route === undefined) return this.#drop('unknown_source');
+    route.transport.onData(msg, route.addr);
+  }
 
   /** The transport a Binding request is for, when its USERNAME and MESSAGE-INTEGRITY say so; null (counted) otherwise. */
   #verify(msg: Buffer): SharedPortTransport | null {
