@@ -41,6 +41,13 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await node.close();
+  // The node's one port is free again.
+  const again = dgram.createSocket('udp4');
+  await new Promise<void>((resolve, reject) => {
+    again.once('error', reject);
+    again.bind(rtcPort, '0.0.0.0', resolve);
+  });
+  again.close();
 });
 
 describe('one UDP port for every WebRTC session', () => {
@@ -107,6 +114,9 @@ describe('one UDP port for every WebRTC session', () => {
     expect(delta('unknown_ufrag')).toBe(1);
     expect(delta('bad_integrity')).toBe(1);
     expect(delta('no_username')).toBe(1);
+    // And the node exports them.
+    const metrics = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })).text();
+    expect(metrics).toMatch(/mcu_webrtc_port_dropped_total\{reason="bad_integrity"\} [1-9]/);
     await new Promise((r) => setTimeout(r, 100));
     // Nothing answered the stranger, and the viewer still plays.
     expect(answers).toHaveLength(0);
