@@ -229,6 +229,8 @@ export class RelayRole {
   async #start(): Promise<void> {
     const o = this.#opts;
     const host = o.host ?? '127.0.0.1';
+    // The one WebRTC port (rtcPort), bound now so that a taken port stops the start.
+    await this.edge.listen();
     const port = await listen(this.#server, o.port ?? 0, host);
     this.#url = (o.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/$/, '');
     const mediaHost = o.mediaHost ?? host;

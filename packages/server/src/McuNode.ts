@@ -167,6 +167,8 @@ export class McuNode {
   }
 
   async listen(): Promise<McuNodeInfo> {
+    // The one WebRTC port (rtcPort), bound now so that a taken port stops the start, not the first session.
+    await this.edge.listen();
     const port = await listen(this.server, this.config.port, this.config.host);
     const host = this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host;
     this.baseUrl = (this.config.publicUrl ?? `http://${host}:${port}`).replace(/\/$/, '');

@@ -86,6 +86,12 @@ describe('one UDP port for every WebRTC session', () => {
     expect(node.edge.stats().rtcPort!.routes).toBe(0);
   });
 
+  it('a second node on the same port stops at start with the port named', async () => {
+    const other = new McuNode({ port: 0, adminToken: ADMIN, rtcPort });
+    await expect(other.listen()).rejects.toThrow(`the WebRTC port ${rtcPort} could not be bound`);
+    await other.close();
+  });
+
   it('drops STUN with a wrong ufrag or a failed MESSAGE-INTEGRITY, and anything else from an unknown address, and counts why', async () => {
     const ev = await createEvent();
     const viewer = await WebRtcClient.connect('whep', ev.whep, ev.tokens.viewer);
