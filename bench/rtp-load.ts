@@ -216,6 +216,8 @@ async function run(n: number, path: 'dgram' | 'native', profileDir: string | nul
     cpuPerParticipantPct: +(m.cpuPct / n).toFixed(4),
     /** CPU per mix actually sent (one participant's tick: its packet in, its mix out): holds when a starved node skips ticks. */
     cpuUsPerMix: +(((m.cpuPct / 100) * MS * 1000) / Math.max(1, m.sent)).toFixed(2),
+    /** The same as % of a core per participant had every tick run (50 mixes a second): what the targets are checked on. */
+    cpuPerParticipantAtFullRatePct: +((((m.cpuPct / 100) * MS * 1000) / Math.max(1, m.sent)) * 50 / 1e4).toFixed(4),
     lessThanJanus: +(JANUS_CPU_PER_PARTICIPANT_PCT / (m.cpuPct / n)).toFixed(1),
     mixesSent: packetsOut,
     mixesReturned: received,
@@ -272,9 +274,12 @@ const lines = SIZES.map((n) => {
     /** The load average over the last minute when the report was written (2 cores: above 2, the node waits for a core). */
     loadAverage1m: +loadavg()[0].toFixed(1),
     cpuPerParticipantPct: best.cpuPerParticipantPct,
-    lessThanJanus: best.lessThanJanus,
+    cpuPerParticipantAtFullRatePct: best.cpuPerParticipantAtFullRatePct,
+    /** Janus's ~1 % over the full-rate figure (a starved node's measured % hides the ticks it skipped). */
+    lessThanJanus: +(JANUS_CPU_PER_PARTICIPANT_PCT / best.cpuPerParticipantAtFullRatePct).toFixed(1),
     targetCpuPerParticipantPct: TARGET_CPU_PER_PARTICIPANT_PCT,
-    meetsCpuTarget: best.cpuPerParticipantPct <= TARGET_CPU_PER_PARTICIPANT_PCT,
+    meetsCpuTarget: best.cpuPerParticipantAtFullRatePct <= TARGET_CPU_PER_PARTICIPANT_PCT,
+    skippedTicks: best.skippedTicks,
     allMixesReturned: best.mixesReturned >= best.mixesSent,
     tickP99Under10Ms: Math.max(best.tickP99Ms, best.ioTickP99Ms ?? 0) < 10,
     profile,
