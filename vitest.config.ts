@@ -12,7 +12,11 @@ const timing = [
   'packages/mixer/test/load.test.ts',
   'packages/mixer/test/clock.test.ts',
   'packages/mixer/test/mix.test.ts',
+  // Plain-RTP participants on the native socket set and on dgram sockets, at the real 20 ms tick.
+  'packages/mixer/test/rtp-sockets.test.ts',
   'packages/web/test/browser.test.ts',
+  // Chromium publishing and watching through the node's one WebRTC UDP port.
+  'packages/web/test/browser-rtc-port.test.ts',
   'packages/web/test/console.test.ts',
   // Backstage and on air: a presenter, a viewer and the producer console in Chromium.
   'packages/web/test/stage.test.ts',

@@ -7,7 +7,10 @@
  * loss with the baseline send path (werift's RTCRtpSender.sendRtp per viewer) and with ours (the
  * packet parsed once per tick, per viewer only the header fields and SRTP), side by side.
  *
- * Usage: npm run bench:webrtc [-- --viewers 200] [-- --seconds 10] [-- --json]
+ * With `--rtc-port N` every session is on the node's one UDP port (SharedUdpPort) and the `fast`
+ * path sends each tick's datagrams in one sendmmsg on it; werift's own path stays the baseline.
+ *
+ * Usage: npm run bench:webrtc [-- --viewers 200] [-- --seconds 10] [-- --rtc-port 40000] [-- --json]
  */
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -28,12 +31,18 @@ const { values } = parseArgs({
     viewers: { type: 'string', default: '200' },
     seconds: { type: 'string', default: '10' },
     procs: { type: 'string', default: '2' },
+    'rtc-port': { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
 const N = Number(values.viewers);
 const SECONDS = Number(values.seconds);
 const PROCS = Number(values.procs);
+const RTC_PORT = values['rtc-port'] === undefined ? undefined : Number(values['rtc-port']);
+if (RTC_PORT !== undefined && !(Number.isInteger(RTC_PORT) && RTC_PORT >= 1024 && RTC_PORT <= 65_535)) {
+  process.stderr.write('bench:webrtc: --rtc-port takes a UDP port 1024-65535\n');
+  process.exit(2);
+}
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 const ADMIN = 'bench-webrtc-admin-token-0123456789';
@@ -44,6 +53,7 @@ const node = new McuNode({
   iceHostAddresses: ['127.0.0.1'],
   maxRtcSessions: N + 10,
   rtcMediaTimeoutMs: 120_000,
+  rtcPort: RTC_PORT,
 });
 await node.listen();
 const ev = (await (await fetch(`${node.url}/api/events`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } })).json()) as {
@@ -181,6 +191,8 @@ const result = {
   fastJsCpuPerViewerPct: fastJs.cpuPerViewerPct,
   nativeSrtp: loadSrtpGcm().binding !== null,
   ratio: +(baseline.cpuPerViewerPct / fast.cpuPerViewerPct).toFixed(2),
+  /** One UDP port for every session (null: a port each), with its batching. */
+  rtcPort: node.edge.stats().rtcPort,
 };
 
 for (const c of children) await request(c, 'close', 'closed');
@@ -192,7 +204,7 @@ await node.close();
 if (values.json) {
   console.log(JSON.stringify(result));
 } else {
-  console.log(`bench:webrtc — ${result.viewers} WHEP audio viewers (50 packets/s), one node process`);
+  console.log(`bench:webrtc — ${result.viewers} WHEP audio viewers (50 packets/s), one node process, ${RTC_PORT ? `every session on UDP port ${RTC_PORT}` : 'a UDP port per session'}`);
   console.log(`  all connected in ${result.allConnectedS} s (join p50 ${result.joinP50Ms} ms, p99 ${result.joinP99Ms} ms), failed ${failed}, retried ${retries}`);
   console.log('  path      % core/viewer  viewers/core  loss %');
   console.log(`  werift    ${String(baseline.cpuPerViewerPct).padStart(13)}  ${String(baseline.viewersPerCore).padStart(12)}  ${baseline.lossPct}`);

@@ -39,6 +39,7 @@ const cliKeys = {
   tlsCert: { schema: node.tlsCert, allowed: 'a PEM certificate (chain) file' },
   tlsKey: { schema: node.tlsKey, allowed: 'a PEM private key file' },
   rtcPorts: { schema: z.preprocess(rangeFromString, node.rtcPorts), allowed: 'a UDP port range like 40000-40999 (1024–65535, first below second)' },
+  rtcPort: { schema: z.preprocess(intFromString, node.rtcPort), allowed: 'a UDP port 1024–65535, e.g. 40000' },
   adminToken: { schema: node.adminToken, allowed: 'a token of at least 16 characters' },
   tokenSecret: { schema: node.tokenSecret, allowed: 'a secret of at least 32 characters' },
   logLevel: { schema: z.enum(logLevels).optional(), allowed: `one of ${logLevels.join(', ')}` },
@@ -68,7 +69,7 @@ type CliKey = keyof typeof cliKeys;
 const secretKeys = new Set<string>(['adminToken', 'tokenSecret', 'natsPass', 'natsToken', 'token']);
 
 /** Settings only a config file sets (the rest of the node's settings: limits, renditions, ICE). */
-const fileOnlyNode = nodeConfigSchema.omit({ host: true, port: true, publicUrl: true, publicIp: true, tlsCert: true, tlsKey: true, rtcPorts: true, adminToken: true, tokenSecret: true }).shape;
+const fileOnlyNode = nodeConfigSchema.omit({ host: true, port: true, publicUrl: true, publicIp: true, tlsCert: true, tlsKey: true, rtcPorts: true, rtcPort: true, adminToken: true, tokenSecret: true }).shape;
 const withoutDefault = (s: z.ZodType): z.ZodType => (s instanceof z.ZodDefault ? (s.unwrap() as z.ZodType).optional() : s);
 
 export const cliConfigSchema = z
@@ -100,6 +101,7 @@ export const keySources: { [K in CliKey]: KeySource } = {
   tlsCert: { flag: '--tls-cert', env: ['MCU_TLS_CERT'] },
   tlsKey: { flag: '--tls-key', env: ['MCU_TLS_KEY'] },
   rtcPorts: { flag: '--rtc-ports', env: ['MCU_RTC_PORTS'] },
+  rtcPort: { flag: '--rtc-port', env: ['MCU_RTC_PORT'] },
   // Secrets have no flag: a command line is visible to every user of the machine (ps).
   adminToken: { env: ['MCU_ADMIN_TOKEN'] },
   tokenSecret: { env: ['MCU_TOKEN_SECRET'] },

@@ -239,6 +239,7 @@ export async function relay({ config, json }: Run): Promise<void> {
       hstsMaxAgeSeconds: config.hstsMaxAgeSeconds,
       mediaAdvertiseHost: config.mediaIp,
       rtcPorts: config.rtcPorts,
+      rtcPort: config.rtcPort,
       iceAllow: config.iceAllow,
       iceHostAddresses: config.iceHostAddresses,
       logger: log,

@@ -37,7 +37,8 @@ function nodeOptions(cmd: Command): Command {
     .option('--public-ip <addr>', 'address advertised for RTP and ICE host candidates behind 1:1 NAT (env MCU_PUBLIC_IP)')
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain); a renewed file is picked up without a restart (env MCU_TLS_CERT)')
     .option('--tls-key <file>', 'the PEM private key of --tls-cert (env MCU_TLS_KEY)')
-    .option('--rtc-ports <a-b>', 'UDP port range for WebRTC ICE, e.g. 40000-40999 (env MCU_RTC_PORTS, default any ephemeral port)');
+    .option('--rtc-ports <a-b>', 'UDP port range for WebRTC ICE, e.g. 40000-40999 (env MCU_RTC_PORTS, default any ephemeral port)')
+    .option('--rtc-port <n>', 'one UDP port for every WebRTC session, e.g. 40000 (env MCU_RTC_PORT; takes precedence over --rtc-ports)');
 }
 
 function clusterOptions(cmd: Command): Command {

@@ -71,6 +71,8 @@ export interface RelayRoleOptions {
   /** Address advertised in ICE candidates behind a 1:1 NAT. */
   publicIp?: string;
   rtcPorts?: [number, number];
+  /** One UDP port for every WebRTC session (takes precedence over rtcPorts). */
+  rtcPort?: number;
   iceAllow?: string[];
   iceHostAddresses?: string[];
   /** WebRTC viewers this relay serves at most (its placement capacity). */
@@ -153,6 +155,7 @@ export class RelayRole {
     this.auth = new Auth(new TokenIssuer({ secret: opts.tokenSecret }), opts.adminToken ?? randomBytes(24).toString('base64url'));
     this.edge = new WebRtcEdge({
       portRange: opts.rtcPorts,
+      rtcPort: opts.rtcPort,
       publicIp: opts.publicIp,
       iceAllow: opts.iceAllow,
       additionalHostAddresses: opts.iceHostAddresses,
@@ -240,6 +243,8 @@ export class RelayRole {
   async #start(): Promise<void> {
     const o = this.#opts;
     const host = o.host ?? '127.0.0.1';
+    // The one WebRTC port (rtcPort), bound now so that a taken port stops the start.
+    await this.edge.listen();
     const port = await listen(this.#server, o.port ?? 0, host);
     this.#url = (o.publicUrl ?? `${schemeOf(this.#server)}://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/$/, '');
     const mediaHost = o.mediaHost ?? host;

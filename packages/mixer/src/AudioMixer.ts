@@ -29,7 +29,10 @@ export interface AudioMixerOptions {
   onTick?: (seconds: number) => void;
 }
 
-/** Receives each outgoing packet; `packet` is valid until this participant's next-but-one packet. */
+/**
+ * Receives each outgoing packet; `packet` is valid until this participant's next-but-one packet.
+ * A participant whose transport has `sendHeader` gets its packets there instead.
+ */
 export type MixerSink = (participant: Participant, packet: Uint8Array, length: number) => void;
 
 /** Receives each program-feed packet (the shared mix as its own RTP stream); the buffer is fresh per packet. */
@@ -50,6 +53,7 @@ export interface AudioMixerStats {
 }
 
 const TWO_32 = 0x1_0000_0000;
+const NO_PAYLOAD = new Uint8Array(0);
 
 /**
  * The audio mix of one event, one call to `tick` per 20 ms.
@@ -461,10 +465,15 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
       p.outSeq = (p.outSeq + 1) & 0xffff;
       p.sendFlip ^= 1;
       const buf = p.sendBuffers[p.sendFlip];
-      const written = writeRtp(buf, fields, payload, length);
       p.stats.packetsSent++;
       this.stats.packetsOut++;
-      this.sink(p, buf, written);
+      const transport = p.transport;
+      if (transport !== null && transport.sendHeader !== undefined) {
+        // The header alone: the transport gathers it with the payload, written once per tick.
+        transport.sendHeader(buf, writeRtp(buf, fields, NO_PAYLOAD, 0), payload, length, payload === this.shared);
+      } else {
+        this.sink(p, buf, writeRtp(buf, fields, payload, length));
+      }
     }
 
     // 5. Participants that faded out on their way out leave now.

@@ -7,10 +7,13 @@ import { MixingClock, systemTimer } from './MixingClock.js';
 import type { Timer } from './MixingClock.js';
 import type { VideoLayout } from './Layouts.js';
 import { RtpEndpoint } from './RtpEndpoint.js';
+import type { RtpSocketSet } from './RtpEndpoint.js';
+import { TickStats } from './TickStats.js';
 import { DropCounters } from './DropCounters.js';
 import type { Participant, Stage } from './Participant.js';
 import { renditionBitrateKbps, VIDEO_MIXER_DEFAULTS, VideoMixer } from './VideoMixer.js';
 import type { VideoMixerOptions, VideoRendition } from './VideoMixer.js';
+import { UdpSendBatch, UdpSocketSet } from '@mcu/rtp';
 import type { VideoCodec } from '@mcu/rtp';
 import { LipSync } from './LipSync.js';
 import type { LipSyncStats } from './LipSync.js';
@@ -35,6 +38,11 @@ export interface MixerEventOptions {
   maxLipSyncDelayMs?: number;
   /** Where presenters join when their token names no stage (default live). */
   presentersJoin?: Stage;
+  /**
+   * Plain-RTP participants' sockets in one native set, read once per tick, their mixes sent in one
+   * batch (default: where the addon is built; false: a dgram socket each, the baseline).
+   */
+  nativeUdp?: boolean;
 }
 
 /** What an RTCP sender report says about one stream (RFC 3550 §6.4.1). */
@@ -117,6 +125,12 @@ export class MixerEvent {
   readonly clock: MixingClock;
   readonly drops = new DropCounters();
   private readonly endpoints = new Map<string, RtpEndpoint>();
+  /** Native path: the plain-RTP sockets and the tick's sends (made with the first participant), endpoints by slot. */
+  private rtpSockets: RtpSocketSet | null = null;
+  private readonly endpointsBySlot: (RtpEndpoint | undefined)[] = [];
+  private readonly nativeUdp: boolean;
+  /** Whole tick on the native path: read every socket, mix, send the batch. */
+  readonly ioTickStats = new TickStats();
   private readonly externals = new Map<string, ExternalParticipant>();
   private readonly rtpHost: string;
   private readonly advertiseHost: string;
@@ -149,11 +163,56 @@ export class MixerEvent {
       tickMs,
       now: () => this.timer.now(),
     });
-    this.clock = new MixingClock((i) => this.mixer.tick(i), { tickMs, timer: this.timer });
+    this.nativeUdp = opts.nativeUdp !== false;
+    this.clock = new MixingClock((i) => this.tick(i), { tickMs, timer: this.timer });
     this.clock.start();
     this.videoOptions = { ...opts.video, mediaClock };
     this.currentLayout = opts.video?.layout ?? { kind: 'grid' };
     this.mixer.on('dominantSpeaker', (id) => this.video?.setActiveSpeaker(id));
+  }
+
+  /**
+   * One tick. On the native path the tick reads what every plain-RTP socket holds first (each
+   * datagram with its kernel arrival time, so the jitter buffers see when it came, not when it was
+   * read) and sends every mix in one batch after mixing.
+   */
+  private tick(tickIndex: number): void {
+    const set = this.rtpSockets;
+    if (set === null) {
+      this.mixer.tick(tickIndex);
+      return;
+    }
+    const t0 = performance.now();
+    set.sockets.read(this.onRtpDatagram);
+    this.mixer.tick(tickIndex);
+    set.sends.flush(this.onSendFailure);
+    this.ioTickStats.record(performance.now() - t0);
+  }
+
+  private readonly onRtpDatagram = (slot: number, packet: Uint8Array, length: number, sourceIpv4: number, _sourcePort: number, atMs: number): void => {
+    const ep = this.endpointsBySlot[slot];
+    if (ep === undefined) return;
+    // Kernel arrival times are on performance.now()'s clock: the event's own when it runs on the system timer.
+    ep.receive(packet, length, sourceIpv4, this.timer === systemTimer ? atMs : this.timer.now());
+  };
+
+  private readonly onSendFailure = (slot: number): void => {
+    this.endpointsBySlot[slot]?.sendFailed();
+  };
+
+  /** The native socket set, made on first need; null where the addon is not built or it is turned off. */
+  private socketSet(): RtpSocketSet | null {
+    if (this.rtpSockets === null && this.nativeUdp && !this.closed) {
+      const sockets = UdpSocketSet.open({ bufferBytes: 1 << 20 });
+      const sends = sockets !== null ? UdpSendBatch.create() : null;
+      if (sockets !== null && sends !== null) this.rtpSockets = { sockets, sends };
+    }
+    return this.rtpSockets;
+  }
+
+  /** Whether plain-RTP participants are on the native socket set (false: a dgram socket each). */
+  get nativeRtp(): boolean {
+    return this.socketSet() !== null;
   }
 
   /** The producer's layout; applied on the next composed frame (and to a video mixer created later). */
@@ -296,12 +355,14 @@ export class MixerEvent {
           onSenderReport: (sr) => this.senderReport(id, 'audio', sr),
         },
         this.drops,
+        this.socketSet(),
       );
       if (this.closed) {
         endpoint.close();
         throw new Error('event is closed');
       }
       this.endpoints.set(id, endpoint);
+      if (endpoint.slot >= 0) this.endpointsBySlot[endpoint.slot] = endpoint;
     } catch (err) {
       this.mixer.removeParticipant(id);
       throw err;
@@ -432,6 +493,7 @@ export class MixerEvent {
     const ep = this.endpoints.get(id);
     if (!ep) return false;
     this.endpoints.delete(id);
+    if (ep.slot >= 0) this.endpointsBySlot[ep.slot] = undefined;
     ep.close();
     this.mixer.removeParticipant(id);
     return true;
@@ -445,6 +507,9 @@ export class MixerEvent {
       dominantSpeaker: this.mixer.dominantSpeaker,
       ticks: { executed: this.clock.executedTicks, skipped: this.clock.skippedTicks, late: this.clock.lateTicks },
       tickMs: { p50: t.percentile(50), p99: t.percentile(99), max: t.maxMs },
+      /** Native path only: read + mix + send, the whole tick. */
+      ioTickMs: this.rtpSockets ? { p50: this.ioTickStats.percentile(50), p99: this.ioTickStats.percentile(99), max: this.ioTickStats.maxMs } : null,
+      rtpSockets: this.rtpSockets ? { native: true, datagramsIn: this.rtpSockets.sockets.datagrams, sent: this.rtpSockets.sends.sent, sendFailed: this.rtpSockets.sends.failed } : { native: false },
       mixer: { ...this.mixer.stats },
       dropped: this.drops.snapshot(),
     };
@@ -456,6 +521,10 @@ export class MixerEvent {
     this.clock.stop();
     for (const ep of this.endpoints.values()) ep.close();
     this.endpoints.clear();
+    this.endpointsBySlot.length = 0;
+    this.rtpSockets?.sockets.close();
+    this.rtpSockets?.sends.clear();
+    this.rtpSockets = null;
     for (const ext of [...this.externals.values()]) ext.close();
     this.externals.clear();
     this.mixer.close();

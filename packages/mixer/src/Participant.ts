@@ -12,6 +12,18 @@ import { PresenterTaps } from './PresenterTaps.js';
 export type Stage = 'live' | 'backstage';
 
 /** Counters of one participant's audio path; exported to metrics and the API. */
+/** Where a participant's mix goes. */
+export interface MixTransport {
+  send(packet: Uint8Array, length: number): void;
+  /**
+   * When present, the mixer hands over the RTP header alone and the payload beside it, so that a
+   * transport sending in batches writes the shared mix once for all its listeners: `shared` says
+   * the payload is the tick's shared mix (the same bytes for every listener, valid until the next
+   * tick), not this participant's own mix-minus.
+   */
+  sendHeader?(header: Uint8Array, headerLength: number, payload: Uint8Array, payloadLength: number, shared: boolean): void;
+}
+
 export interface ParticipantAudioStats {
   decoded: number;
   fecRecovered: number;
@@ -62,7 +74,7 @@ export class Participant {
   readonly sendBuffers: [Uint8Array, Uint8Array];
   sendFlip = 0;
   /** Where this participant's packets go (its RTP socket, later its WebRTC track). */
-  transport: { send(packet: Uint8Array, length: number): void } | null = null;
+  transport: MixTransport | null = null;
   /** SSRC latched on the input stream; listed as a CSRC where this voice is in a mix. */
   inSsrc = 0;
   /** Its own packets as received, for a producer's preview (empty unless one is open). */

@@ -1,7 +1,7 @@
 import type dgram from 'node:dgram';
-import { isRtcpPacket, openUdpSocket, parseRtcp, parseRtp, readAudioLevel, RtpHeader } from '@mcu/rtp';
-import type { SenderReport } from '@mcu/rtp';
-import type { Participant } from './Participant.js';
+import { ipv4ToInt, isRtcpPacket, openUdpSocket, parseRtcp, parseRtp, readAudioLevel, RtpHeader } from '@mcu/rtp';
+import type { SenderReport, UdpSendBatch, UdpSocketSet } from '@mcu/rtp';
+import type { MixTransport, Participant } from './Participant.js';
 import type { DropCounters } from './DropCounters.js';
 
 export interface RtpEndpointOptions {
@@ -32,10 +32,23 @@ export interface RtpEndpointStats {
 const MAX_PACKET_BYTES = 1500;
 
 /**
+ * The sockets of a mixer event's plain-RTP participants when the native addon is there: one set
+ * read once per tick and one batch of sends flushed after it (MixerEvent owns both).
+ */
+export interface RtpSocketSet {
+  sockets: UdpSocketSet;
+  sends: UdpSendBatch;
+}
+
+/**
  * A plain-RTP participant's socket: receives its Opus RTP into its jitter buffer and sends it its
  * mix, symmetric RTP (RFC 4961) from the same port. Every rejected packet is counted by reason.
+ *
+ * Two homes for the socket, same behaviour: a slot of the event's native `UdpSocketSet` (read by
+ * the event once per tick, `receive`; sends queued in the event's batch, the shared mix gathered
+ * and never copied), or, where the addon is not built, a dgram socket of its own.
  */
-export class RtpEndpoint {
+export class RtpEndpoint implements MixTransport {
   readonly stats: RtpEndpointStats = { packetsIn: 0, bytesIn: 0, rtcpIn: 0, packetsOut: 0, sendErrors: 0 };
   private readonly header = new RtpHeader();
   private latchedSsrc = -1;
@@ -43,35 +56,63 @@ export class RtpEndpoint {
   private closed = false;
   private readonly now: () => number;
   private readonly relatchMs: number;
+  /** The remote address as numbers, for the native path (-1: not IPv4). */
+  private readonly remoteIpv4: number;
+  /** Native: the set's slot, fd and bound port; -1 on the dgram path. */
+  readonly slot: number;
+  private readonly fd: number;
+  private readonly boundPort: number;
+  /** Present exactly when the socket is native (the mixer then hands over headers alone). */
+  readonly sendHeader?: (header: Uint8Array, headerLength: number, payload: Uint8Array, payloadLength: number, shared: boolean) => void;
 
   private constructor(
-    private readonly socket: dgram.Socket,
+    private readonly socket: dgram.Socket | null,
+    private readonly set: RtpSocketSet | null,
+    native: { slot: number; fd: number; port: number } | null,
     private readonly participant: Participant,
     private readonly opts: RtpEndpointOptions,
     private readonly drops: DropCounters,
   ) {
     this.now = opts.now ?? (() => performance.now());
     this.relatchMs = opts.ssrcRelatchMs ?? 2000;
-    socket.on('message', this.onMessage);
-    // Send errors arrive here too (no per-send callback on the hot path).
-    socket.on('error', () => {
-      this.stats.sendErrors++;
-      this.drops.drop('socket_error');
-    });
+    this.remoteIpv4 = ipv4ToInt(opts.remoteHost);
+    this.slot = native?.slot ?? -1;
+    this.fd = native?.fd ?? -1;
+    this.boundPort = native?.port ?? 0;
+    if (socket !== null) {
+      socket.on('message', this.onMessage);
+      // Send errors arrive here too (no per-send callback on the hot path).
+      socket.on('error', () => this.sendFailed());
+    } else {
+      this.sendHeader = this.queueHeader;
+    }
     participant.transport = this;
   }
 
-  static async open(participant: Participant, opts: RtpEndpointOptions, drops: DropCounters): Promise<RtpEndpoint> {
+  /**
+   * Opens the participant's socket: in `set` when given (native, IPv4 only), else a dgram socket.
+   * Throws when it cannot bind.
+   */
+  static async open(participant: Participant, opts: RtpEndpointOptions, drops: DropCounters, set: RtpSocketSet | null = null): Promise<RtpEndpoint> {
+    if (set !== null && ipv4ToInt(opts.bindHost) >= 0 && ipv4ToInt(opts.remoteHost) >= 0) {
+      const native = set.sockets.add(opts.bindHost, opts.bindPort ?? 0);
+      return new RtpEndpoint(null, set, native, participant, opts, drops);
+    }
     const socket = await openUdpSocket({ host: opts.bindHost, port: opts.bindPort, bufferBytes: 1 << 20 });
-    return new RtpEndpoint(socket, participant, opts, drops);
+    return new RtpEndpoint(socket, null, null, participant, opts, drops);
+  }
+
+  /** Whether the socket is a slot of the event's native set. */
+  get native(): boolean {
+    return this.socket === null;
   }
 
   get port(): number {
-    return this.socket.address().port;
+    return this.socket !== null ? this.socket.address().port : this.boundPort;
   }
 
   get host(): string {
-    return this.socket.address().address;
+    return this.socket !== null ? this.socket.address().address : this.opts.bindHost;
   }
 
   get remoteHost(): string {
@@ -89,29 +130,64 @@ export class RtpEndpoint {
   send(packet: Uint8Array, length: number): void {
     if (this.closed) return;
     this.stats.packetsOut++;
-    this.socket.send(packet, 0, length, this.opts.remotePort, this.opts.remoteHost);
+    if (this.socket !== null) this.socket.send(packet, 0, length, this.opts.remotePort, this.opts.remoteHost);
+    else this.set!.sends.add(this.slot, this.fd, this.remoteIpv4, this.opts.remotePort, packet, length, false);
+  }
+
+  /** Native path: the header into the tick's batch; the shared mix is gathered after it, a mix-minus copied behind it. */
+  private readonly queueHeader = (header: Uint8Array, headerLength: number, payload: Uint8Array, payloadLength: number, shared: boolean): void => {
+    if (this.closed) return;
+    this.stats.packetsOut++;
+    const sends = this.set!.sends;
+    if (shared) {
+      sends.setTail(payload, payloadLength);
+      sends.add(this.slot, this.fd, this.remoteIpv4, this.opts.remotePort, header, headerLength, true);
+    } else {
+      // A speaker's own mix-minus: few per tick, so header and payload are joined in the row.
+      for (let i = 0; i < payloadLength; i++) header[headerLength + i] = payload[i];
+      sends.add(this.slot, this.fd, this.remoteIpv4, this.opts.remotePort, header, headerLength + payloadLength, false);
+    }
+  };
+
+  /** A datagram of ours that could not be sent (a full socket buffer, an unreachable port). */
+  sendFailed(): void {
+    this.stats.sendErrors++;
+    this.drops.drop('socket_error');
   }
 
   private readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+    if (rinfo.address !== this.opts.remoteHost) return this.drops.drop('unknown_source');
+    this.onPacket(msg, msg.length, this.now());
+  };
+
+  /**
+   * Native path: a datagram the event read from this endpoint's slot (`packet[0, length)`, a view
+   * valid during the call), from `sourceIpv4`, that arrived at `arrivalMs` on the event's clock.
+   */
+  receive(packet: Uint8Array, length: number, sourceIpv4: number, arrivalMs: number): void {
+    if (this.closed) return;
+    if (sourceIpv4 !== this.remoteIpv4) return this.drops.drop('unknown_source');
+    this.onPacket(packet, length, arrivalMs);
+  }
+
+  private onPacket(msg: Uint8Array, length: number, now: number): void {
     const drops = this.drops;
-    if (rinfo.address !== this.opts.remoteHost) return drops.drop('unknown_source');
     this.stats.packetsIn++;
-    this.stats.bytesIn += msg.length;
-    if (msg.length > MAX_PACKET_BYTES) return drops.drop('too_large');
-    if (msg.length >= 2 && isRtcpPacket(msg)) {
+    this.stats.bytesIn += length;
+    if (length > MAX_PACKET_BYTES) return drops.drop('too_large');
+    if (length >= 2 && isRtcpPacket(msg)) {
       this.stats.rtcpIn++;
-      const { packets, error } = parseRtcp(msg);
+      const { packets, error } = parseRtcp(msg.length === length ? msg : msg.subarray(0, length));
       if (error) drops.drop(`rtcp_${error}`);
       const onSr = this.opts.onSenderReport;
       if (onSr) for (const p of packets) if (p.type === 'sr' && p.ssrc === this.latchedSsrc) onSr(p);
       return;
     }
     const h = this.header;
-    const err = parseRtp(msg, h);
+    const err = parseRtp(msg, h, length);
     if (err !== null) return drops.drop(err);
     if (h.payloadType !== this.opts.payloadType) return drops.drop('wrong_payload_type');
     if (h.payloadLength === 0) return drops.drop('empty_payload');
-    const now = this.now();
     if (h.ssrc !== this.latchedSsrc) {
       if (this.latchedSsrc !== -1 && now - this.lastPacketMs < this.relatchMs) return drops.drop('wrong_ssrc');
       // A new sender (or one that restarted): start its stream afresh.
@@ -128,18 +204,25 @@ export class RtpEndpoint {
     const result = this.participant.jitter.push(h.sequenceNumber, h.timestamp, msg, now, level, h.payloadOffset, h.payloadLength);
     if (result !== 'accepted') drops.drop(result);
     const taps = this.participant.taps.audio;
-    for (let i = 0; i < taps.length; i++) taps[i](msg);
-  };
+    if (taps.length === 0) return;
+    // The native set reads into a pooled buffer longer than the datagram: taps see the datagram alone.
+    const packet = Buffer.from(msg.buffer, msg.byteOffset, length);
+    for (let i = 0; i < taps.length; i++) taps[i](packet);
+  }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.participant.transport = null;
-    this.socket.removeAllListeners('message');
-    try {
-      this.socket.close();
-    } catch {
-      // already closed
+    if (this.socket !== null) {
+      this.socket.removeAllListeners('message');
+      try {
+        this.socket.close();
+      } catch {
+        // already closed
+      }
+    } else {
+      this.set!.sockets.remove(this.slot);
     }
   }
 }

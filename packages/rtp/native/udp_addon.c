@@ -266,11 +266,310 @@ static napi_value receivers_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * A changing set of UDP sockets read with whole payloads and written in batches: a mixer's
+ * plain-RTP participants, each on a port of its own (symmetric RTP), joining and leaving one by
+ * one. Node gives every datagram its own recvmsg, Buffer, address object and callback, and every
+ * outgoing mix its own send request; here one call reads what every socket holds (epoll +
+ * recvmmsg, kernel arrival times) and one call sends a tick's mixes.
+ *
+ * setOpen() → epoll fd, or -errno.
+ * setAdd(epfd, ipv4, port, bufferBytes, slot, out: Int32Array[2]) → 0 (out = [fd, bound port]) or
+ *   -errno (nothing left open). `slot` comes back with each datagram read from the socket.
+ * setRemove(epfd, fd) takes the socket out of the set and closes it.
+ * setRead(epfd, out: Float64Array, data: Uint8Array, slotBytes) → datagrams read, up to
+ *   min(out.length / SET_RECORD, data.length / slotBytes): datagram k is copied to
+ *   data[k * slotBytes, …) and described by out[k * SET_RECORD, …) = [slot, length, source IPv4,
+ *   source port, arrival ms on CLOCK_MONOTONIC]. The length is the datagram's real one (MSG_TRUNC):
+ *   longer than slotBytes means truncated, for the caller to drop.
+ * sendEach(count, fds: Int32Array, ipv4s: Uint32Array, ports: Uint32Array, heads: Uint8Array,
+ *   headStride, headLengths: Uint32Array, tail: Uint8Array, tailLength, withTail: Uint8Array,
+ *   results: Int32Array) → datagrams sent. Datagram i is heads[i * headStride, + headLengths[i])
+ *   followed, when withTail[i], by tail[0, tailLength) (the one shared payload, never copied), sent
+ *   from socket fds[i] to ipv4s[i]:ports[i]. Runs of the same socket go in one sendmmsg(2); one
+ *   datagram per socket (symmetric RTP: every participant has its own) is one sendmsg each, all in
+ *   this one call. results[i] = 0 or the errno of that datagram; a failed one does not stop the rest.
+ */
+#define SET_RECORD 5
+
+static napi_value set_open(napi_env env, napi_callback_info info) {
+  napi_value result;
+  int epfd = epoll_create1(EPOLL_CLOEXEC);
+  napi_create_int32(env, epfd < 0 ? -errno : epfd, &result);
+  return result;
+}
+
+static napi_value set_add(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t epfd;
+  uint32_t ipv4, port, buffer_bytes, slot;
+  void *out_v;
+  size_t n_out;
+  if (argc < 6 || napi_get_value_int32(env, argv[0], &epfd) != napi_ok || napi_get_value_uint32(env, argv[1], &ipv4) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], &port) != napi_ok || napi_get_value_uint32(env, argv[3], &buffer_bytes) != napi_ok ||
+      napi_get_value_uint32(env, argv[4], &slot) != napi_ok || !typed_arg(env, argv[5], napi_int32_array, &out_v, &n_out) || n_out < 2 ||
+      port > 65535) {
+    napi_throw_type_error(env, NULL, "setAdd(epfd, ipv4, port 0..65535, bufferBytes, slot, out: Int32Array(2))");
+    return NULL;
+  }
+  int32_t *out = out_v;
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int err = fd < 0 ? errno : 0;
+  if (err == 0) {
+    int on = 1;
+    int buf = (int)buffer_bytes;
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    addr.sin_addr.s_addr = htonl(ipv4);
+    socklen_t len = sizeof(addr);
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.u64 = ((uint64_t)slot << 32) | (uint32_t)fd;
+    if ((buf > 0 && (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf)) < 0 || setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf)) < 0)) ||
+        setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on)) < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&addr, &len) < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+      err = errno;
+      close(fd);
+    } else {
+      out[0] = fd;
+      out[1] = ntohs(addr.sin_port);
+    }
+  }
+  napi_create_int32(env, -err, &result);
+  return result;
+}
+
+static napi_value set_remove(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t epfd, fd;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &epfd) != napi_ok || napi_get_value_int32(env, argv[1], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "setRemove(epfd, fd)");
+    return NULL;
+  }
+  if (fd >= 0) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+    close(fd);
+  }
+  return NULL;
+}
+
+static napi_value set_read(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t epfd;
+  uint32_t slot_bytes;
+  void *out_v, *data_v;
+  size_t n_out, n_data;
+  if (argc < 4 || napi_get_value_int32(env, argv[0], &epfd) != napi_ok || !typed_arg(env, argv[1], napi_float64_array, &out_v, &n_out) ||
+      !typed_arg(env, argv[2], napi_uint8_array, &data_v, &n_data) || napi_get_value_uint32(env, argv[3], &slot_bytes) != napi_ok || slot_bytes == 0) {
+    napi_throw_type_error(env, NULL, "setRead(epfd, out: Float64Array, data: Uint8Array, slotBytes > 0)");
+    return NULL;
+  }
+  double *out = out_v;
+  unsigned char *data = data_v;
+  size_t capacity = n_out / SET_RECORD;
+  if (n_data / slot_bytes < capacity) capacity = n_data / slot_bytes;
+  size_t written = 0;
+  double real_to_mono = clock_ms(CLOCK_MONOTONIC) - clock_ms(CLOCK_REALTIME);
+  struct epoll_event events[256];
+  struct mmsghdr msgs[RECV_BATCH];
+  struct iovec iovs[RECV_BATCH];
+  struct sockaddr_in from[RECV_BATCH];
+  union {
+    struct cmsghdr align;
+    unsigned char bytes[CMSG_SPACE(sizeof(struct timespec))];
+  } controls[RECV_BATCH];
+  for (int round = 0; round < 64 && written < capacity; round++) {
+    int ready = epoll_wait(epfd, events, 256, 0);
+    if (ready <= 0) break;
+    for (int e = 0; e < ready && written < capacity; e++) {
+      uint32_t slot = (uint32_t)(events[e].data.u64 >> 32);
+      int fd = (int)(uint32_t)events[e].data.u64;
+      for (;;) {
+        unsigned want = capacity - written < RECV_BATCH ? (unsigned)(capacity - written) : RECV_BATCH;
+        for (unsigned i = 0; i < want; i++) {
+          iovs[i].iov_base = data + (written + i) * slot_bytes;
+          iovs[i].iov_len = slot_bytes;
+          memset(&msgs[i], 0, sizeof(msgs[i]));
+          msgs[i].msg_hdr.msg_name = &from[i];
+          msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
+          msgs[i].msg_hdr.msg_iov = &iovs[i];
+          msgs[i].msg_hdr.msg_iovlen = 1;
+          msgs[i].msg_hdr.msg_control = controls[i].bytes;
+          msgs[i].msg_hdr.msg_controllen = sizeof(controls[i].bytes);
+        }
+        int got = recvmmsg(fd, msgs, want, MSG_DONTWAIT | MSG_TRUNC, NULL);
+        if (got <= 0) break;
+        for (int i = 0; i < got; i++) {
+          double at = -1;
+          for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != NULL; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+              struct timespec ts;
+              memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+              at = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6 + real_to_mono;
+            }
+          }
+          if (at < 0) at = clock_ms(CLOCK_MONOTONIC);
+          double *r = out + written * SET_RECORD;
+          int v4 = msgs[i].msg_hdr.msg_namelen >= sizeof(struct sockaddr_in) && from[i].sin_family == AF_INET;
+          r[0] = slot;
+          r[1] = msgs[i].msg_len;
+          r[2] = v4 ? (double)ntohl(from[i].sin_addr.s_addr) : -1;
+          r[3] = v4 ? (double)ntohs(from[i].sin_port) : -1;
+          r[4] = at;
+          written++;
+        }
+        if ((unsigned)got < want || written >= capacity) break;
+      }
+    }
+  }
+  napi_create_uint32(env, (uint32_t)written, &result);
+  return result;
+}
+
+static napi_value send_each(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t count, head_stride, tail_length;
+  void *fds_v, *ipv4s_v, *ports_v, *heads_v, *head_lengths_v, *tail_v, *with_tail_v, *results_v;
+  size_t n_fds, n_ipv4s, n_ports, n_heads, n_head_lengths, n_tail, n_with_tail, n_results;
+  if (argc < 11 || napi_get_value_uint32(env, argv[0], &count) != napi_ok || !typed_arg(env, argv[1], napi_int32_array, &fds_v, &n_fds) ||
+      !typed_arg(env, argv[2], napi_uint32_array, &ipv4s_v, &n_ipv4s) || !typed_arg(env, argv[3], napi_uint32_array, &ports_v, &n_ports) ||
+      !typed_arg(env, argv[4], napi_uint8_array, &heads_v, &n_heads) || napi_get_value_uint32(env, argv[5], &head_stride) != napi_ok ||
+      !typed_arg(env, argv[6], napi_uint32_array, &head_lengths_v, &n_head_lengths) || !typed_arg(env, argv[7], napi_uint8_array, &tail_v, &n_tail) ||
+      napi_get_value_uint32(env, argv[8], &tail_length) != napi_ok || !typed_arg(env, argv[9], napi_uint8_array, &with_tail_v, &n_with_tail) ||
+      !typed_arg(env, argv[10], napi_int32_array, &results_v, &n_results)) {
+    napi_throw_type_error(env, NULL,
+                          "sendEach(count, fds: Int32Array, ipv4s: Uint32Array, ports: Uint32Array, heads: Uint8Array, headStride, headLengths: Uint32Array, "
+                          "tail: Uint8Array, tailLength, withTail: Uint8Array, results: Int32Array)");
+    return NULL;
+  }
+  if (count > n_fds || count > n_ipv4s || count > n_ports || count > n_head_lengths || count > n_with_tail || count > n_results ||
+      tail_length > n_tail || (count > 0 && (size_t)(count - 1) * head_stride + head_stride > n_heads)) {
+    napi_throw_range_error(env, NULL, "count beyond an array, or tailLength beyond the tail");
+    return NULL;
+  }
+  const int32_t *fds = fds_v;
+  const uint32_t *ipv4s = ipv4s_v, *ports = ports_v, *head_lengths = head_lengths_v;
+  const unsigned char *with_tail = with_tail_v;
+  unsigned char *heads = heads_v;
+  int32_t *results = results_v;
+  struct mmsghdr msgs[BATCH];
+  struct iovec iovs[BATCH][2];
+  struct sockaddr_in to[BATCH];
+  uint32_t sent = 0, i = 0;
+  while (i < count) {
+    /* A run of datagrams on the same socket, at most BATCH. */
+    int fd = fds[i];
+    uint32_t n = 1;
+    while (i + n < count && n < BATCH && fds[i + n] == fd) n++;
+    for (uint32_t k = 0; k < n; k++) {
+      uint32_t m = i + k;
+      uint32_t hl = head_lengths[m] < head_stride ? head_lengths[m] : head_stride;
+      memset(&to[k], 0, sizeof(to[k]));
+      to[k].sin_family = AF_INET;
+      to[k].sin_port = htons((uint16_t)ports[m]);
+      to[k].sin_addr.s_addr = htonl(ipv4s[m]);
+      iovs[k][0].iov_base = heads + (size_t)m * head_stride;
+      iovs[k][0].iov_len = hl;
+      iovs[k][1].iov_base = tail_v;
+      iovs[k][1].iov_len = tail_length;
+      memset(&msgs[k], 0, sizeof(msgs[k]));
+      msgs[k].msg_hdr.msg_name = &to[k];
+      msgs[k].msg_hdr.msg_namelen = sizeof(to[k]);
+      msgs[k].msg_hdr.msg_iov = iovs[k];
+      msgs[k].msg_hdr.msg_iovlen = with_tail[m] ? 2 : 1;
+    }
+    uint32_t done = 0;
+    while (done < n) {
+      errno = 0;
+      int r = n - done == 1 ? (int)(sendmsg(fd, &msgs[done].msg_hdr, MSG_DONTWAIT) >= 0) : sendmmsg(fd, msgs + done, n - done, MSG_DONTWAIT);
+      if (r > 0) {
+        for (int k = 0; k < r; k++) results[i + done + k] = 0;
+        sent += (uint32_t)r;
+        done += (uint32_t)r;
+      } else {
+        /* This datagram failed: note why and go on with the next. */
+        results[i + done] = errno != 0 ? errno : EIO;
+        done++;
+      }
+    }
+    i += n;
+  }
+  napi_create_uint32(env, sent, &result);
+  return result;
+}
+
+/*
+ * recvMany(fd, out: Float64Array, data: Uint8Array, slotBytes) → datagrams read from one socket
+ * (libuv's, found by its fd) without blocking, up to min(out.length / 3, data.length / slotBytes):
+ * datagram k copied to data[k * slotBytes, …) and described by out[k * 3, …) = [real length,
+ * source IPv4 (-1: not IPv4), source port]. libuv reads a socket 32 datagrams per loop iteration;
+ * one socket serving every WebRTC session of a node must be drained faster than that.
+ */
+static napi_value recv_many(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  uint32_t slot_bytes;
+  void *out_v, *data_v;
+  size_t n_out, n_data;
+  if (argc < 4 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || !typed_arg(env, argv[1], napi_float64_array, &out_v, &n_out) ||
+      !typed_arg(env, argv[2], napi_uint8_array, &data_v, &n_data) || napi_get_value_uint32(env, argv[3], &slot_bytes) != napi_ok || slot_bytes == 0) {
+    napi_throw_type_error(env, NULL, "recvMany(fd, out: Float64Array, data: Uint8Array, slotBytes > 0)");
+    return NULL;
+  }
+  double *out = out_v;
+  unsigned char *data = data_v;
+  size_t capacity = n_out / 3;
+  if (n_data / slot_bytes < capacity) capacity = n_data / slot_bytes;
+  size_t written = 0;
+  struct mmsghdr msgs[RECV_BATCH];
+  struct iovec iovs[RECV_BATCH];
+  struct sockaddr_in from[RECV_BATCH];
+  while (written < capacity) {
+    unsigned want = capacity - written < RECV_BATCH ? (unsigned)(capacity - written) : RECV_BATCH;
+    for (unsigned i = 0; i < want; i++) {
+      iovs[i].iov_base = data + (written + i) * slot_bytes;
+      iovs[i].iov_len = slot_bytes;
+      memset(&msgs[i], 0, sizeof(msgs[i]));
+      msgs[i].msg_hdr.msg_name = &from[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
+      msgs[i].msg_hdr.msg_iov = &iovs[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int got = recvmmsg(fd, msgs, want, MSG_DONTWAIT | MSG_TRUNC, NULL);
+    if (got <= 0) break;
+    for (int i = 0; i < got; i++) {
+      double *r = out + written * 3;
+      int v4 = msgs[i].msg_hdr.msg_namelen >= sizeof(struct sockaddr_in) && from[i].sin_family == AF_INET;
+      r[0] = msgs[i].msg_len;
+      r[1] = v4 ? (double)ntohl(from[i].sin_addr.s_addr) : -1;
+      r[2] = v4 ? (double)ntohs(from[i].sin_port) : -1;
+      written++;
+    }
+    if ((unsigned)got < want) break;
+  }
+  napi_create_uint32(env, (uint32_t)written, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   static const struct {
     const char *name;
     napi_callback fn;
-  } fns[] = {{"sendMany", send_many}, {"receiversOpen", receivers_open}, {"receiversRead", receivers_read}, {"receiversClose", receivers_close}};
+  } fns[] = {{"sendMany", send_many}, {"receiversOpen", receivers_open}, {"receiversRead", receivers_read}, {"receiversClose", receivers_close},
+                    {"setOpen", set_open}, {"setAdd", set_add}, {"setRemove", set_remove}, {"setRead", set_read}, {"sendEach", send_each}, {"recvMany", recv_many}};
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value fn;
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn);

@@ -64,6 +64,48 @@ export interface NativeUdp {
    */
   receiversRead(epfd: number, fds: Int32Array, out: Float64Array): number;
   receiversClose(epfd: number, fds: Int32Array): void;
+  /**
+   * Reads what socket `fd` (libuv's) holds without blocking: datagram k copied to
+   * `data[k * slotBytes, …)` and described by `out[k * 3, …)` = [real length, source IPv4 (-1: not
+   * IPv4), source port]. Returns the datagrams read.
+   */
+  recvMany(fd: number, out: Float64Array, data: Uint8Array, slotBytes: number): number;
+  /** An empty epoll set for `setAdd`: its fd, or -errno. */
+  setOpen(): number;
+  /**
+   * Opens a UDP socket bound to `ipv4`:`port` (0: any free one; send and receive buffers
+   * `bufferBytes`, 0: the system's), with kernel arrival timestamps, into set `epfd`; `slot` comes
+   * back with each of its datagrams. 0 and `out` = [fd, bound port], or -errno (nothing left open).
+   */
+  setAdd(epfd: number, ipv4: number, port: number, bufferBytes: number, slot: number, out: Int32Array): number;
+  /** Takes socket `fd` out of set `epfd` and closes it. */
+  setRemove(epfd: number, fd: number): void;
+  /**
+   * Reads what the set's sockets hold without blocking: datagram k copied whole to
+   * `data[k * slotBytes, …)` and described by `out[k * 5, …)` = [slot, real length (above
+   * slotBytes: truncated), source IPv4 (-1: not IPv4), source port, kernel arrival ms on
+   * CLOCK_MONOTONIC]. Returns the datagrams read (at most the room in `out` and `data`).
+   */
+  setRead(epfd: number, out: Float64Array, data: Uint8Array, slotBytes: number): number;
+  /**
+   * Sends `count` datagrams, each from its own socket `fds[i]` to `ipv4s[i]`:`ports[i]`:
+   * `heads[i * headStride, + headLengths[i])` then, when `withTail[i]`, `tail[0, tailLength)`
+   * (one shared payload, gathered by the kernel). Runs on one socket go in one sendmmsg(2).
+   * `results[i]` = 0 or the errno of datagram i. Returns the datagrams sent.
+   */
+  sendEach(
+    count: number,
+    fds: Int32Array,
+    ipv4s: Uint32Array,
+    ports: Uint32Array,
+    heads: Uint8Array,
+    headStride: number,
+    headLengths: Uint32Array,
+    tail: Uint8Array,
+    tailLength: number,
+    withTail: Uint8Array,
+    results: Int32Array,
+  ): number;
 }
 
 let loaded: { binding: NativeUdp | null; error: Error | null } | undefined;

@@ -106,3 +106,5 @@ export type { NativeUdp } from './NativeUdp.js';
 export { UdpReceivers, monotonicToPerformanceMs } from './UdpReceivers.js';
 export type { UdpReceiversOptions, DatagramVisitor } from './UdpReceivers.js';
 export type { OpenUdpSocketOptions } from './UdpSocket.js';
+export { UdpSocketSet, UdpSendBatch } from './UdpSocketSet.js';
+export type { UdpSocketSetOptions, PacketVisitor, SendFailure } from './UdpSocketSet.js';

@@ -30,6 +30,8 @@ export const nodeConfigSchema = z.object({
   maxBodyBytes: z.number().int().positive().default(64 * 1024),
   /** UDP port range for WebRTC ICE host candidates, e.g. [40000, 40999]. */
   rtcPorts: z.tuple([z.number().int().min(1024).max(65_535), z.number().int().min(1024).max(65_535)]).refine(([a, b]) => a < b, 'the first port must be below the second').optional(),
+  /** One UDP port for every WebRTC session (demultiplexed by ICE username): takes precedence over rtcPorts. */
+  rtcPort: z.number().int().min(1024).max(65_535).optional(),
   /** Restrict ICE to these addresses (CIDR); tests use 127.0.0.0/8. */
   iceAllow: z.array(z.string().min(1)).optional(),
   /** Extra host addresses for ICE (loopback is excluded by default). */

@@ -114,6 +114,7 @@ export class McuNode {
     });
     this.edge = new WebRtcEdge({
       portRange: this.config.rtcPorts,
+      rtcPort: this.config.rtcPort,
       publicIp: this.config.publicIp,
       iceAllow: this.config.iceAllow,
       additionalHostAddresses: this.config.iceHostAddresses,
@@ -172,6 +173,8 @@ export class McuNode {
   }
 
   async listen(): Promise<McuNodeInfo> {
+    // The one WebRTC port (rtcPort), bound now so that a taken port stops the start, not the first session.
+    await this.edge.listen();
     const port = await listen(this.server, this.config.port, this.config.host);
     const host = this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host;
     this.baseUrl = (this.config.publicUrl ?? `${schemeOf(this.server)}://${host}:${port}`).replace(/\/$/, '');

@@ -231,4 +231,15 @@ export function webrtcMetrics(registry: Registry, edge: WebRtcEdge): void {
       this.inc(edge.stats().rejected);
     },
   });
+  new Counter({
+    name: 'mcu_webrtc_port_dropped_total',
+    help: "Datagrams the node's shared WebRTC port (--rtc-port) dropped, by reason (unknown_source, unknown_ufrag, bad_integrity, …)",
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const port = edge.stats().rtcPort;
+      if (port) for (const [reason, n] of Object.entries(port.dropped)) this.inc({ reason }, n);
+    },
+  });
 }

@@ -5,6 +5,7 @@ import type { HeaderExtension, RtpBuildFields, RtpHeader as ParsedHeader } from 
 import { loadSrtpGcm, nativeSrtpEnabled, socketFd, SRTP_GCM_TAG_BYTES } from './SrtpGcm.js';
 import { ipv4ToInt } from './Sdp.js';
 import type { SrtpGcmSession } from './SrtpGcm.js';
+import { SharedPortTransport } from './SharedUdpPort.js';
 
 /**
  * The per-viewer send path for a packet built once for all viewers.
@@ -173,6 +174,17 @@ export class FastSender {
   private directHost = '';
   private directIp = -1;
 
+  /** Packets queued in the shared port's batch (sendmmsg). */
+  batchedPackets = 0;
+
+  /** The viewer's address as a number (-1: not IPv4), converted when it changes. */
+  private remoteIp(host: string): void {
+    if (host !== this.directHost) {
+      this.directHost = host;
+      this.directIp = ipv4ToInt(host);
+    }
+  }
+
   /** Sends through the addon's sendto on the socket's fd; false when it cannot (then dgram.send). */
   private sendDirect(socket: object, packet: Buffer, to: [string, number]): boolean {
     if (!nativeSrtpEnabled()) return false;
@@ -184,10 +196,7 @@ export class FastSender {
       socketFds.set(socket, fd);
     }
     if (fd < 0) return false;
-    if (to[0] !== this.directHost) {
-      this.directHost = to[0];
-      this.directIp = ipv4ToInt(to[0]);
-    }
+    this.remoteIp(to[0]);
     if (this.directIp < 0) return false;
     const n = binding.sendTo(fd, packet, packet.length, this.directIp, to[1]);
     if (n === packet.length) {
@@ -275,7 +284,13 @@ export class FastSender {
     // werift's send path is four nested promises per packet; the nominated pair's socket is the
     // same one it would end up on, written to directly.
     const enc = this.protect(dtls.srtp, payload, h) ?? dtls.srtp.encrypt(payload, h);
-    if (!this.sendDirect(socket, enc, pair.remoteAddr)) socket.send(enc, pair.remoteAddr[1], pair.remoteAddr[0]);
+    const transport = pair.protocol?.transport;
+    if (transport instanceof SharedPortTransport && nativeSrtpEnabled()) {
+      // One socket for every viewer: the tick's datagrams leave together (sendmmsg).
+      this.remoteIp(pair.remoteAddr[0]);
+      if (transport.queue(enc, this.directIp, pair.remoteAddr[1], pair.remoteAddr[0])) this.batchedPackets++;
+      else socket.send(enc, pair.remoteAddr[1], pair.remoteAddr[0]);
+    } else if (!this.sendDirect(socket, enc, pair.remoteAddr)) socket.send(enc, pair.remoteAddr[1], pair.remoteAddr[0]);
     dtls.bytesSent += enc.length;
     dtls.packetsSent++;
     pair.packetsSent++;

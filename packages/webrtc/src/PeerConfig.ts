@@ -6,11 +6,19 @@ import {
 } from 'werift';
 import type { PeerConfig } from 'werift';
 import { addressAllowList } from './Sdp.js';
+import { sharedPortRange } from './SharedUdpPort.js';
 import type { RenditionChooserOptions } from './RenditionChooser.js';
 
 export interface WebRtcOptions {
-  /** UDP ports for ICE host candidates, e.g. [40000, 40999]. */
+  /** UDP ports for ICE host candidates, e.g. [40000, 40999]: a port per session. */
   portRange?: [number, number];
+  /**
+   * One UDP port for every session of the node (SharedUdpPort: demultiplexed by ICE username, then
+   * by remote address); takes precedence over `portRange`.
+   */
+  rtcPort?: number;
+  /** Address the shared port binds (default 0.0.0.0). */
+  rtcHost?: string;
   /** Address advertised in host candidates for a host behind 1:1 NAT. */
   publicIp?: string;
   /**
@@ -90,7 +98,8 @@ export function peerConfig(opts: WebRtcOptions): Partial<PeerConfig> {
     iceLite: opts.iceLite ?? false,
     iceUseIpv4: true,
     iceUseIpv6: false,
-    icePortRange: opts.portRange,
+    // The shared port's marker range: werift's UdpTransport.init hands out that port's transports for it.
+    icePortRange: opts.rtcPort !== undefined ? sharedPortRange(opts.rtcPort) : opts.portRange,
     iceAdditionalHostAddresses: opts.additionalHostAddresses,
     // Never answer or check an address outside the allow list (see iceAllow).
     iceFilterStunResponse: opts.iceAllow ? (_msg, addr) => allow(addr[0]) : undefined,

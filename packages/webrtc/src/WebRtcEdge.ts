@@ -6,6 +6,8 @@ import type { PeerConfig } from 'werift';
 import { peerConfig } from './PeerConfig.js';
 import type { WebRtcOptions } from './PeerConfig.js';
 import { addressAllowList, summarizeOffer } from './Sdp.js';
+import { SharedUdpPort } from './SharedUdpPort.js';
+import type { SharedUdpPortStats } from './SharedUdpPort.js';
 import type { WebRtcSession } from './WebRtcSession.js';
 import { ProgramFanOut, WhepSession } from './WhepSession.js';
 import type { ProgramSource, SendPath } from './WhepSession.js';
@@ -17,6 +19,8 @@ export interface EdgeStats {
   created: number;
   closedByReason: Record<string, number>;
   rejected: number;
+  /** The shared UDP port's demultiplexing (null: a port per session). */
+  rtcPort: SharedUdpPortStats | null;
 }
 
 /**
@@ -55,6 +59,10 @@ export class WebRtcEdge {
   private path: SendPath = 'fast';
   private readonly counters = { created: 0, rejected: 0, closedByReason: {} as Record<string, number> };
   private readonly log: Logger;
+  /** The one UDP port of every session (`rtcPort`), bound with the first session. */
+  private sharedPort: Promise<SharedUdpPort> | null = null;
+  private openedPort: SharedUdpPort | null = null;
+  private closed = false;
 
   constructor(private readonly opts: WebRtcEdgeOptions = {}) {
     this.log = opts.log ?? createLogger({ name: 'webrtc' });
@@ -131,7 +139,7 @@ export class WebRtcEdge {
     let whip = 0;
     let whep = 0;
     for (const s of this.sessions.values()) (s.kind === 'whip' ? whip++ : whep++);
-    return { whipSessions: whip, whepSessions: whep, ...this.counters, closedByReason: { ...this.counters.closedByReason } };
+    return { whipSessions: whip, whepSessions: whep, ...this.counters, closedByReason: { ...this.counters.closedByReason }, rtcPort: this.openedPort?.stats() ?? null };
   }
 
   get size(): number {
@@ -139,7 +147,25 @@ export class WebRtcEdge {
   }
 
   close(): void {
+    this.closed = true;
     for (const s of [...this.sessions.values()]) s.close('shutdown');
+    this.openedPort?.close();
+    this.openedPort = null;
+  }
+
+  /** Binds the shared port on first need (`rtcPort`); a no-op with a port per session. Throws when the port is taken. */
+  async listen(): Promise<void> {
+    const port = this.opts.rtcPort;
+    if (port === undefined || this.openedPort !== null) return;
+    this.sharedPort ??= SharedUdpPort.open({ port, host: this.opts.rtcHost });
+    try {
+      const opened = await this.sharedPort;
+      if (this.closed) opened.close();
+      else this.openedPort = opened;
+    } catch (err) {
+      this.sharedPort = null;
+      throw new ServiceUnavailableError(`the WebRTC port ${port} could not be bound: ${(err as Error).message}`, 5);
+    }
   }
 
   /** Ends every WHEP session (the node is draining: its viewers reconnect elsewhere). Returns how many. */
@@ -161,6 +187,12 @@ export class WebRtcEdge {
   }
 
   private async start(session: WebRtcSession, offer: string): Promise<{ session: WebRtcSession; answer: string }> {
+    try {
+      await this.listen();
+    } catch (err) {
+      session.close('port_unavailable');
+      throw err;
+    }
     this.sessions.set(session.id, session);
     this.counters.created++;
     let answered = false;

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { RTCPeerConnection } from 'werift';
 import type { PeerConfig } from 'werift';
 import { filterCandidates } from './Sdp.js';
+import { sharedTransportsOf } from './SharedUdpPort.js';
 
 export type SessionKind = 'whip' | 'whep';
 
@@ -79,6 +80,8 @@ export abstract class WebRtcSession extends EventEmitter<SessionEvents> {
         });
       });
     }
+    // On a shared port, the session's Binding requests are routed to it from now on (before the answer leaves).
+    for (const { transport, ufrag, password } of sharedTransportsOf(this.pc as unknown as Parameters<typeof sharedTransportsOf>[0])) transport.bindCredentials(ufrag, password);
     const sdp = this.pc.localDescription?.sdp;
     if (!sdp) throw new Error('no local description');
     return filterCandidates(sdp, allow, publicIp);

@@ -19,3 +19,5 @@ export { ViewerVideo } from './ViewerVideo.js';
 export type { ViewerVideoOptions } from './ViewerVideo.js';
 export { loadSrtpGcm, nativeSrtpEnabled, setNativeSrtp, SRTP_GCM_TAG_BYTES } from './SrtpGcm.js';
 export type { SrtpGcmSession } from './SrtpGcm.js';
+export { SharedUdpPort, SharedPortTransport } from './SharedUdpPort.js';
+export type { SharedUdpPortOptions, SharedUdpPortStats } from './SharedUdpPort.js';
