@@ -18,6 +18,8 @@ const timing = [
   'packages/web/test/firefox.test.ts',
   // Lip sync: beep-to-flash skew measured on the decoded program, in milliseconds.
   'packages/mixer/test/lip-sync.test.ts',
+  // Restream to nginx-rtmp: played-back duration and reconnect timing, beside ffmpeg encoders.
+  'packages/server/test/restream-rtmp.test.ts',
 ];
 
 export default defineConfig({
