@@ -1,6 +1,7 @@
 // The producer console: events, links and tokens, participants with live levels, mute and kick,
 // the layout, a WHEP preview of the program and the delivery tree. Plain DOM, no framework.
 import { hangUp, negotiate, show } from './mcu-client.js';
+import { closeRestreams, openRestreams } from './restream-panel.js';
 
 const $ = (id) => document.getElementById(id);
 const SVG = 'http://www.w3.org/2000/svg';
@@ -172,6 +173,7 @@ async function openEvent(id) {
   startPreview();
   refreshTree();
   state.treeTimer = setInterval(refreshTree, TREE_REFRESH_MS);
+  openRestreams(e.id, api);
 }
 
 function closeEvent() {
@@ -180,6 +182,7 @@ function closeEvent() {
   clearInterval(state.treeTimer);
   state.treeTimer = null;
   stopPreview();
+  closeRestreams();
   state.event = null;
   state.participants = [];
   sessionStorage.removeItem('mcu.event');
