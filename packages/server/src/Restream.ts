@@ -79,7 +79,14 @@ export const RESTREAM_DEFAULTS = Object.freeze({
  */
 const SENDER_REPORT_INTERVAL_MS = 250;
 /** Keyframe requests after a run starts: once ffmpeg listens (it probes the stream from the first one), and once more. */
-const KEYFRAME_REQUEST_DELAYS_MS = [300, 1500];
+const KEYFRAME_REQUEST_DELAYS_MS = [300, 1300, 2300];
+/**
+ * How long ffmpeg may read before it must know both streams (the video's size comes with its first
+ * keyframe): 3 s covers a keyframe asked at 300 ms from an encoder that serves one per second at
+ * most, or one that is only starting (a rendition added for this restream). `-fpsprobesize 0`
+ * stops it from reading longer to guess a frame rate that RTP timestamps give anyway.
+ */
+const PROBE_US = 3_000_000;
 const WATCHDOG_INTERVAL_MS = 1000;
 
 export interface RestreamInfo {
@@ -264,8 +271,8 @@ export class Restream extends EventEmitter<RestreamEvents> {
     const { audio, video } = this.program;
     const cmd = ffmpeg({ stdoutLines: 0 })
       .input(Readable.from([sdpOf(ports, audio, video)]))
-      .inputFormat('sdp')
-      .inputOptions(['-protocol_whitelist', 'pipe,udp,rtp', '-localaddr', '127.0.0.1', '-buffer_size', String(4 << 20), '-analyzeduration', '1000000'])
+      // '-f sdp' as a plain option: fluent-ffmpeg's inputFormat() would first run `ffmpeg -formats` to check it.
+      .inputOptions(['-f', 'sdp', '-protocol_whitelist', 'pipe,udp,rtp', '-localaddr', '127.0.0.1', '-buffer_size', String(4 << 20), '-analyzeduration', String(PROBE_US), '-fpsprobesize', '0'])
       .outputOptions([
         '-map', '0:v:0',
         '-map', '0:a:0',
