@@ -20,6 +20,7 @@ const timing = [
   'packages/mixer/test/lip-sync.test.ts',
   // Restream to nginx-rtmp: played-back duration and reconnect timing, beside ffmpeg encoders.
   'packages/server/test/restream-rtmp.test.ts',
+  'packages/server/test/restream-av-sync.test.ts',
   // The console's Restream panel in Chromium, pushing to nginx-rtmp.
   'packages/web/test/restream-panel.test.ts',
 ];

@@ -27,6 +27,7 @@
  * read, and every stderr line and error message is scrubbed (`scrubSecrets`) before it is kept.
  */
 import dgram from 'node:dgram';
+import { readFile } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import type { ChildProcess } from 'node:child_process';
@@ -124,6 +125,8 @@ interface Run {
   live: boolean;
   liveAt: number;
   reportSent: { audio: boolean; video: boolean };
+  /** Media is forwarded once ffmpeg listens and has had a sender report of each stream. */
+  mediaOpen: boolean;
   timers: NodeJS.Timeout[];
   progressLine: string;
 }
@@ -254,6 +257,7 @@ export class Restream extends EventEmitter<RestreamEvents> {
       live: false,
       liveAt: 0,
       reportSent: { audio: false, video: false },
+      mediaOpen: false,
       timers: [],
       progressLine: '',
     };
@@ -277,6 +281,10 @@ export class Restream extends EventEmitter<RestreamEvents> {
         '-map', '0:v:0',
         '-map', '0:a:0',
         '-c:v', 'copy',
+        // A gap in the mix's timestamps (a tick the mixer skipped, a datagram lost on the way)
+        // becomes silence of its length: the AAC encoder counts samples, so a gap closed up would
+        // move the rest of the audio earlier against the video (20 ms per lost frame, measured).
+        '-af', 'aresample=async=1:min_hard_comp=0.015',
         '-c:a', 'aac',
         '-b:a', `${this.o.audioBitrateKbps}k`,
         '-ac', '2',
@@ -303,6 +311,7 @@ export class Restream extends EventEmitter<RestreamEvents> {
       child.stdout?.on('data', (chunk: string) => this.onProgress(run, chunk));
       child.stdout?.on('error', () => {});
       for (const delay of KEYFRAME_REQUEST_DELAYS_MS) run.timers.push(setTimeout(() => this.program.video.requestKeyframe(), delay));
+      void this.openMedia(run, ports);
       this.log?.info({ restream: this.id, event: this.event, url: this.target.masked, pid: child.pid, run: run.n }, 'restream connecting');
     });
     cmd.on('stderr', (line: string) => {
@@ -313,6 +322,26 @@ export class Restream extends EventEmitter<RestreamEvents> {
     cmd.on('error', (err: Error) => this.runEnded(run, firstLine(err.message)));
     cmd.on('end', () => this.runEnded(run, 'ffmpeg ended'));
     cmd.run();
+  }
+
+  /**
+   * Waits until ffmpeg has bound its RTCP ports, sends each stream's sender report, and only then
+   * lets media through. ffmpeg times packets that come before a stream's first report from the
+   * stream's start alone and jumps when the report comes; copied video follows the jump, but the
+   * AAC encoder keeps counting samples from the first frame, so audio would keep that start-up
+   * error for the whole run (measured: a constant offset of −60 to +33 ms, differing per run).
+   */
+  private async openMedia(run: Run, ports: { audio: number; video: number }): Promise<void> {
+    const deadline = performance.now() + 3000;
+    while (this.run === run && performance.now() < deadline) {
+      if (await udpPortsBound([ports.audio + 1, ports.video + 1])) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    if (this.run !== run || this.closed) return;
+    this.sendReport('audio');
+    this.sendReport('video');
+    // RTCP and RTP are separate sockets in ffmpeg: give the reports a head start.
+    run.timers.push(setTimeout(() => (run.mediaOpen = true), 20));
   }
 
   /** `-progress` blocks: key=value lines, each block closed by `progress=continue|end`. */
@@ -395,7 +424,7 @@ export class Restream extends EventEmitter<RestreamEvents> {
 
   private forward(kind: 'audio' | 'video', packet: Uint8Array, length: number): void {
     const ports = this.run?.ports;
-    if (!ports) return;
+    if (!ports || !this.run!.mediaOpen) return;
     if (!this.run!.reportSent[kind]) this.sendReport(kind);
     this.socket.send(packet, 0, length, ports[kind], '127.0.0.1', (err) => {
       if (err) this.sendErrors++;
@@ -447,6 +476,20 @@ function sdpOf(ports: { audio: number; video: number }, audio: ProgramStream, vi
     `a=fmtp:${video.payloadType} packetization-mode=1`,
     '',
   ].join('\r\n');
+}
+
+/**
+ * Whether something listens on each of these UDP ports of 127.0.0.1, from /proc/net/udp (Linux):
+ * asking by binding them ourselves could take a port from under ffmpeg. Elsewhere: true (no wait).
+ */
+async function udpPortsBound(ports: number[]): Promise<boolean> {
+  let table: string;
+  try {
+    table = await readFile('/proc/net/udp', 'utf8');
+  } catch {
+    return true;
+  }
+  return ports.every((p) => table.includes(`0100007F:${p.toString(16).toUpperCase().padStart(4, '0')} `));
 }
 
 /** An even port whose odd neighbour is free too (RTP and RTCP), on 127.0.0.1, not in `avoid`. */
