@@ -226,13 +226,17 @@ export class Restream extends EventEmitter<RestreamEvents> {
     clearInterval(this.reportTimer);
     clearInterval(this.watchdog);
     this.endRun();
-    for (const u of this.unsubscribe.splice(0)) u();
-    this.program.release();
+    this.releaseProgram();
     this.socket.close();
     if (this.state !== 'failed') this.setState('stopped');
     this.log?.info({ restream: this.id, event: this.event, url: this.target.masked, bytes: this.bytes, reconnects: this.reconnects }, 'restream stopped');
     this.emit('close');
     this.removeAllListeners();
+  }
+
+  private releaseProgram(): void {
+    for (const u of this.unsubscribe.splice(0)) u();
+    this.program.release();
   }
 
   private setState(state: RestreamState): void {
@@ -391,6 +395,8 @@ export class Restream extends EventEmitter<RestreamEvents> {
     if (!run.live && this.o.maxAttempts > 0 && this.failuresInARow >= this.o.maxAttempts) {
       this.log?.warn({ restream: this.id, event: this.event, url: this.target.masked, reason: why, attempts: this.failuresInARow, stderr: this.stderrRing.slice(-3) }, 'restream failed');
       this.setState('failed');
+      // Listed until stopped, but it holds nothing: no subscription, no rendition kept for it.
+      this.releaseProgram();
       return;
     }
     const delay = Math.min(this.o.maxRetryDelayMs, this.o.retryDelayMs * 2 ** (this.failuresInARow - 1));

@@ -134,6 +134,7 @@ describe('restream API', () => {
     expect(await eventually(async () => (await one()).state === 'failed', 15_000)).toBe(true);
     const failed = await one();
     expect(failed.reconnects).toBe(3); // 4 attempts, the last one gave up
+    expect(node.restreams.get(ev.id, id).pid).toBeNull();
 
     const states = (await api('GET', path, ADMIN)).json.restreams.map((r: { state: string }) => r.state);
     const metrics = await (await fetch(`${base}/metrics`)).text();
