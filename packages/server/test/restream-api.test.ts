@@ -6,7 +6,8 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureLog } from '../../control/test/logCapture.js';
-import { McuNode, maskKey, parseRestreamUrl, scrubSecrets } from '../src/index.js';
+import { MixerEvent } from '@mcu/mixer';
+import { McuNode, Restream, maskKey, parseRestreamUrl, restreamProgramOf, scrubSecrets } from '../src/index.js';
 import { isAlive, sleep, until } from '../../codec/test/videoMedia.js';
 
 async function eventually(cond: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
@@ -173,5 +174,24 @@ describe('restream API', () => {
     expect(restream.state).not.toBe('live');
     if (pid !== null) expect(await until(() => !isAlive(pid))).toBe(true);
     expect(node.restreams.all()).toEqual([]);
+  });
+
+  it('close() is idempotent and leaves no socket, timer or ffmpeg behind (also mid-retry)', async () => {
+    const event = new MixerEvent({ id: 'leak', video: { renditions: [{ id: 'main', width: 160, height: 90, fps: 10, bitrateKbps: 100 }] } });
+    event.startVideo();
+    await sleep(300);
+    const count = (kind: string) => process.getActiveResourcesInfo().filter((r) => r === kind).length;
+    const before = { udp: count('UDPWrap'), timers: count('Timeout') };
+    const program = restreamProgramOf(event, { id: 'restream', width: 160, height: 90, fps: 10, bitrateKbps: 100 });
+    const r = new Restream({ id: 'leak', event: 'leak', target: parseRestreamUrl(`rtmp://127.0.0.1:${deadPort}/live/${KEY}`), program, retryDelayMs: 50 });
+    expect(await until(() => r.reconnects >= 2, 15_000)).toBe(true);
+    const pid = r.pid;
+    r.close();
+    r.close();
+    expect(r.state).toBe('stopped');
+    expect(event.videoRenditions.map((x) => x.id)).toEqual(['main']);
+    if (pid !== null) expect(await until(() => !isAlive(pid))).toBe(true);
+    expect(await until(() => count('UDPWrap') <= before.udp && count('Timeout') <= before.timers, 3000)).toBe(true);
+    event.close();
   });
 });
