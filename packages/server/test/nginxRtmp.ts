@@ -94,7 +94,11 @@ export class NginxRtmp {
     if (this.child) return;
     const child = spawn(NGINX_BIN, ['-p', this.dir, '-c', join(this.dir, 'nginx.conf'), '-e', join(this.dir, 'error.log')], { stdio: 'ignore' });
     this.child = child;
+    // A test or bench that dies before close() must not leave nginx running.
+    const killOnExit = () => child.kill('SIGKILL');
+    process.once('exit', killOnExit);
     child.once('exit', () => {
+      process.off('exit', killOnExit);
       if (this.child === child) this.child = null;
     });
     const end = performance.now() + 10_000;
