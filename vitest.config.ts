@@ -26,6 +26,11 @@ const timing = [
   'packages/mixer/test/lip-sync.test.ts',
   // Chromium publishing its microphone over HTTPS to a node in a network namespace of the test's own.
   'packages/web/test/https.test.ts',
+  // Restream to nginx-rtmp: played-back duration and reconnect timing, beside ffmpeg encoders.
+  'packages/server/test/restream-rtmp.test.ts',
+  'packages/server/test/restream-av-sync.test.ts',
+  // The console's Restream panel in Chromium, pushing to nginx-rtmp.
+  'packages/web/test/restream-panel.test.ts',
 ];
 
 export default defineConfig({

@@ -14,6 +14,7 @@ export const benches = {
   webrtc: { file: 'webrtc.ts', description: 'WHEP viewers served by one node process (connect time, CPU per viewer, loss)', example: 'mcu bench webrtc -- --viewers 200 --seconds 10' },
   stage: { file: 'stage.ts', description: 'what backstage presenters cost the mixing tick (quiet, talking, moving), against the same event all live', example: 'mcu bench stage -- --n 100 --backstage 8 --json' },
   tls: { file: 'tls.ts', description: 'what HTTPS costs a node per new connection (ECDSA, RSA) and per kept-alive request, against plain HTTP', example: 'mcu bench tls -- --connections 1000 --rounds 3 --json' },
+  restream: { file: 'restream.ts', description: 'restream to a local nginx-rtmp: CPU of the restream\'s ffmpeg (copy + AAC), against the H.264 encode it avoids', example: 'mcu bench restream -- --seconds 20 --size 1280x720 --json' },
   'rtp-load': { file: 'rtp-load.ts', description: 'the whole node under plain-RTP load (N participants, 3 talking), against Janus AudioBridge', example: 'mcu bench rtp-load -- --n 150 --seconds 10 --json' },
 } as const;
 

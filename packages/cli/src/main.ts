@@ -183,6 +183,39 @@ clientOptions(event.command('kick'))
   .addHelpText('after', examples('mcu event kick 3f2a9c p-7d1e'))
   .action(async (id: string, participant: string, flags: Flags) => (await eventCommands()).kick(id, participant, flags));
 
+const restreamCommands = () => import('./RestreamCommands.js');
+const restream = program
+  .command('restream')
+  .description("push an event's program to YouTube, Twitch or any RTMP server (start, stop, list); the URL with its stream key is read from a file or stdin, never argv")
+  .addHelpText('after', examples('mcu restream start 3f2a9c --url-file youtube.url', 'mcu restream list 3f2a9c'));
+
+clientOptions(restream.command('start'))
+  .argument('<event>', 'event id')
+  .option('--url-file <file>', 'file whose first line is the ingest URL rtmp[s]://host/app/streamKey ("-" or omitted: stdin)')
+  .description('start pushing the program (H.264 copied, the mix as AAC) to an RTMP(S) ingest; the stream key stays off the command line')
+  .addHelpText(
+    'after',
+    examples(
+      'mcu restream start 3f2a9c --url-file youtube.url        # youtube.url: rtmp://a.rtmp.youtube.com/live2/<key>',
+      "pass show twitch/ingest | mcu restream start 3f2a9c     # stdin",
+      'mcu restream start 3f2a9c --url-file twitch.url --json',
+    ),
+  )
+  .action(async (id: string, flags: Flags) => (await restreamCommands()).start(id, flags));
+
+clientOptions(restream.command('list'))
+  .argument('<event>', 'event id')
+  .description("list an event's restreams: state (connecting, live, retrying, failed), bytes sent, reconnects; URLs with the key masked")
+  .addHelpText('after', examples('mcu restream list 3f2a9c', 'mcu restream list 3f2a9c --json | jq ".restreams[] | {id, state}"'))
+  .action(async (id: string, flags: Flags) => (await restreamCommands()).list(id, flags));
+
+clientOptions(restream.command('stop'))
+  .argument('<event>', 'event id')
+  .argument('[restream]', 'restream id (see mcu restream list); all of the event\'s when omitted')
+  .description('stop a restream (or all of an event\'s): ffmpeg stops, the RTMP connection closes')
+  .addHelpText('after', examples('mcu restream stop 3f2a9c r7Kq2', 'mcu restream stop 3f2a9c'))
+  .action(async (id: string, rid: string | undefined, flags: Flags) => (await restreamCommands()).stop(id, rid, flags));
+
 const bench = program
   .command('bench')
   .description('run a benchmark (bench/*.ts under tsx, as npm run bench:<name> does); arguments after the name go to it, exit code kept')

@@ -171,6 +171,11 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     return this.list.length;
   }
 
+  /** RTP payload type of every packet sent, the program feed's included. */
+  get payloadType(): number {
+    return this.fields.payloadType;
+  }
+
   get speakerIds(): string[] {
     const ids: string[] = [];
     for (let i = 0; i < this.selection.speakerCount; i++) {

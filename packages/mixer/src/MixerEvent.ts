@@ -12,7 +12,7 @@ import { TickStats } from './TickStats.js';
 import { DropCounters } from './DropCounters.js';
 import type { Participant, Stage } from './Participant.js';
 import { renditionBitrateKbps, VIDEO_MIXER_DEFAULTS, VideoMixer } from './VideoMixer.js';
-import type { VideoMixerOptions, VideoRendition } from './VideoMixer.js';
+import type { VideoMixerOptions, VideoRendition, VideoRenditionOptions } from './VideoMixer.js';
 import { UdpSendBatch, UdpSocketSet } from '@mcu/rtp';
 import type { VideoCodec } from '@mcu/rtp';
 import { LipSync } from './LipSync.js';
@@ -249,6 +249,24 @@ export class MixerEvent {
       v.setLayout(this.currentLayout);
     }
     return this.video;
+  }
+
+  /**
+   * Starts the video mixer now rather than with the first camera: a consumer of the program video
+   * (a restream) needs pictures even before a presenter shows one.
+   */
+  startVideo(): VideoMixer {
+    return this.ensureVideo();
+  }
+
+  /** Adds a program rendition while the event runs (the video mixer starts if needed); see VideoMixer.addRendition. */
+  addVideoRendition(rendition: VideoRenditionOptions): VideoRendition {
+    return this.ensureVideo().addRendition(rendition);
+  }
+
+  /** Removes a rendition added with `addVideoRendition`; false when unknown. */
+  removeVideoRendition(id: string): boolean {
+    return this.video?.removeRendition(id) ?? false;
   }
 
   /** Adds a video source (a presenter's camera) to the event's video mixer, creating it when needed. */

@@ -291,6 +291,14 @@ class CanvasGroup {
     this.inFlight = new Int32Array(n);
   }
 
+  /** `extra` more buffers for an encoder that joins; the counts of buffers in use are kept. */
+  grow(extra: number): void {
+    for (let i = 0; i < extra; i++) this.buffers.push(new Uint8Array(this.compositor.frameBytes));
+    const inFlight = new Int32Array(this.buffers.length);
+    inFlight.set(this.inFlight);
+    this.inFlight = inFlight;
+  }
+
   freeBuffer(): number {
     for (let i = 0; i < this.inFlight.length; i++) if (this.inFlight[i] === 0) return i;
     return -1;
@@ -326,6 +334,8 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
   private layout: VideoLayout;
   private activeSpeaker: string | null = null;
   private readonly rtpFields: RtpBuildFields = { payloadType: 0, sequenceNumber: 0, timestamp: 0, ssrc: 0, marker: false };
+  /** What a rendition added later (`addRendition`) is built with: the constructor's options. */
+  private readonly renditionDefaults: { codec: VideoCodec; payloadTypes: { vp8: number; h264: number }; maxPacketBytes: number; random: () => number; opts: VideoMixerOptions };
   private closed = false;
 
   constructor(sink: VideoSink, opts: VideoMixerOptions = {}) {
@@ -352,29 +362,15 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     const payloadTypes = { ...d.payloadTypes, ...opts.payloadTypes };
     const renditions = opts.renditions ?? d.renditions;
     if (renditions.length === 0) throw new RangeError('a video mixer needs at least one rendition');
-    const ids = new Set<string>();
+    this.renditionDefaults = { codec: opts.codec ?? d.codec, payloadTypes, maxPacketBytes, random, opts };
     for (const r of renditions) {
-      if (ids.has(r.id)) throw new RangeError(`duplicate rendition id ${r.id}`);
-      ids.add(r.id);
-      const codec = r.codec ?? opts.codec ?? d.codec;
-      const full: Required<VideoRenditionOptions> = {
-        id: r.id,
-        width: r.width,
-        height: r.height,
-        fps: Math.min(r.fps ?? this.fps, this.fps),
-        codec,
-        bitrateKbps: renditionBitrateKbps(r),
-        payloadType: r.payloadType ?? payloadTypes[codec],
-        ssrc: r.ssrc ?? Math.floor(random() * TWO_32),
-      };
-      const state = new RenditionState(full, maxPacketBytes, Math.floor(random() * 0x10000), Math.floor(random() * TWO_32));
-      this.renditionList.push(state);
+      if (this.renditionList.some((x) => x.id === r.id)) throw new RangeError(`duplicate rendition id ${r.id}`);
+      this.renditionList.push(this.newRendition(r));
     }
     // Group renditions by aspect; each group composes at its largest rendition's size.
     const byAspect = new Map<string, RenditionState[]>();
     for (const r of this.renditionList) {
-      const g = gcd(r.width, r.height);
-      const key = `${r.width / g}:${r.height / g}`;
+      const key = aspectKey(r.width, r.height);
       const list = byAspect.get(key) ?? [];
       list.push(r);
       byAspect.set(key, list);
@@ -389,28 +385,91 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
       this.groups.push(group);
     }
     this.mainGroup = this.groups.reduce((a, b) => (b.width * b.height > a.width * a.height ? b : a));
-    for (const r of this.renditionList) {
-      r.packetizer = r.codec === 'vp8' ? new Vp8Packetizer({ maxPayloadBytes: maxPacketBytes - 12 }) : new H264Packetizer({ maxPayloadBytes: maxPacketBytes - 12 });
-      r.encoder = new VideoEncoderProcess({
-        codec: r.codec,
-        width: r.width,
-        height: r.height,
-        inputWidth: r.group.width,
-        inputHeight: r.group.height,
-        fps: r.fps,
-        bitrateKbps: r.bitrateKbps,
-        keyframeIntervalMs: opts.keyframeIntervalMs ?? d.keyframeIntervalMs,
-        minKeyframeIntervalMs: opts.minKeyframeIntervalMs ?? d.minKeyframeIntervalMs,
-        threads: opts.encoderThreads ?? 1,
-        niceness: opts.encoderNiceness ?? 0,
-        name: `encoder ${r.id}`,
-        log: opts.log,
-      });
-      r.encoder.onFrame = (data, length, keyframe, mediaMs) => this.sendFrame(r, data, length, keyframe, mediaMs);
-    }
+    for (const r of this.renditionList) this.startEncoder(r);
     for (const g of this.groups) g.allocate(g.renditions.reduce((n, r) => n + r.encoder.maxFramesHeld, 0));
     this.clock = new MixingClock((i) => this.tick(i), { tickMs: 1000 / this.fps, timer: this.timer });
     if (opts.autoStart !== false) this.clock.start();
+  }
+
+  /** A rendition's RTP state from its options (not yet in a canvas group, no encoder yet). */
+  private newRendition(r: VideoRenditionOptions): RenditionState {
+    const { codec: defaultCodec, payloadTypes, maxPacketBytes, random } = this.renditionDefaults;
+    const codec = r.codec ?? defaultCodec;
+    const full: Required<VideoRenditionOptions> = {
+      id: r.id,
+      width: r.width,
+      height: r.height,
+      fps: Math.min(r.fps ?? this.fps, this.fps),
+      codec,
+      bitrateKbps: renditionBitrateKbps(r),
+      payloadType: r.payloadType ?? payloadTypes[codec],
+      ssrc: r.ssrc ?? Math.floor(random() * TWO_32),
+    };
+    return new RenditionState(full, maxPacketBytes, Math.floor(random() * 0x10000), Math.floor(random() * TWO_32));
+  }
+
+  private startEncoder(r: RenditionState): void {
+    const { maxPacketBytes, opts } = this.renditionDefaults;
+    const d = VIDEO_MIXER_DEFAULTS;
+    r.packetizer = r.codec === 'vp8' ? new Vp8Packetizer({ maxPayloadBytes: maxPacketBytes - 12 }) : new H264Packetizer({ maxPayloadBytes: maxPacketBytes - 12 });
+    r.encoder = new VideoEncoderProcess({
+      codec: r.codec,
+      width: r.width,
+      height: r.height,
+      inputWidth: r.group.width,
+      inputHeight: r.group.height,
+      fps: r.fps,
+      bitrateKbps: r.bitrateKbps,
+      keyframeIntervalMs: opts.keyframeIntervalMs ?? d.keyframeIntervalMs,
+      minKeyframeIntervalMs: opts.minKeyframeIntervalMs ?? d.minKeyframeIntervalMs,
+      threads: opts.encoderThreads ?? 1,
+      niceness: opts.encoderNiceness ?? 0,
+      name: `encoder ${r.id}`,
+      log: opts.log,
+    });
+    r.encoder.onFrame = (data, length, keyframe, mediaMs) => this.sendFrame(r, data, length, keyframe, mediaMs);
+  }
+
+  /**
+   * Adds a rendition while the mixer runs (a restream needs H.264 when the event has none). It
+   * joins the canvas of its aspect (composed at that canvas's size, scaled by its own encoder as
+   * the others are) or gets a canvas of its own; its encoder starts now, with a keyframe. Nothing
+   * else restarts: the other renditions' encoders and the decoders go on as they were.
+   */
+  addRendition(r: VideoRenditionOptions): VideoRendition {
+    if (this.closed) throw new Error('video mixer is closed');
+    if (this.renditionList.some((x) => x.id === r.id)) throw new RangeError(`duplicate rendition id ${r.id}`);
+    const state = this.newRendition(r);
+    const aspect = aspectKey(state.width, state.height);
+    let group = this.groups.find((g) => aspectKey(g.width, g.height) === aspect);
+    const newGroup = group === undefined;
+    group ??= new CanvasGroup(state.width, state.height, this.renditionDefaults.opts.compositor ?? {});
+    state.group = group;
+    this.startEncoder(state);
+    group.renditions.push(state);
+    // Frames already handed to the other encoders keep their buffers: this one gets more.
+    if (newGroup) group.allocate(state.encoder.maxFramesHeld);
+    else group.grow(state.encoder.maxFramesHeld);
+    this.renditionList.push(state);
+    if (newGroup) {
+      this.groups.push(group);
+      this.relayout();
+    }
+    return state.info();
+  }
+
+  /** Stops and removes a rendition added with `addRendition` (or any but the last). Returns false when unknown. */
+  removeRendition(id: string): boolean {
+    const i = this.renditionList.findIndex((r) => r.id === id);
+    if (i < 0 || this.closed) return false;
+    if (this.renditionList.length === 1) throw new RangeError('a video mixer needs at least one rendition');
+    const r = this.renditionList[i];
+    this.renditionList.splice(i, 1);
+    const group = r.group;
+    group.renditions.splice(group.renditions.indexOf(r), 1);
+    r.encoder.close();
+    if (group.renditions.length === 0 && group !== this.mainGroup) this.groups.splice(this.groups.indexOf(group), 1);
+    return true;
   }
 
   /** The output streams, for SDP and sender reports. */
@@ -905,6 +964,11 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     this.emit('close');
     this.removeAllListeners();
   }
+}
+
+function aspectKey(width: number, height: number): string {
+  const g = gcd(width, height);
+  return `${width / g}:${height / g}`;
 }
 
 function gcd(a: number, b: number): number {

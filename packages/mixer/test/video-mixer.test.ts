@@ -219,4 +219,41 @@ describe('VideoMixer (ffmpeg interop)', () => {
     expect(sd.length).toBe(viewers.small.frames.length - k);
     expectColour(meanYuv(sd[sd.length - 1], 160, 90, { x: 60, y: 30, w: 40, h: 30 }), RED, 'small, centre');
   });
+  it('adds an H.264 rendition at runtime (a restream) without restarting the others, and removes it', async () => {
+    const viewers: Record<string, Viewer> = { main: new Viewer('vp8'), added: new Viewer('h264'), wide: new Viewer('h264') };
+    const mixer = new VideoMixer((r, p, n) => viewers[r.id].push(p, n), { renditions: [{ id: 'main', width: W, height: H, bitrateKbps: 300 }] });
+    const sender = new ClipSender(red, (p) => mixer.pushRtp('red', p, p.length));
+    mixer.addSource('red', { codec: 'vp8' });
+    mixer.on('keyframeRequest', () => sender.requestKeyframe());
+    sender.start();
+    const pids = new Set<number>();
+    rigs.push({ mixer, viewer: viewers.main, senders: new Map([['red', sender]]), pids });
+    expect(await until(() => viewers.main.frames.length > 10, 8000)).toBe(true);
+    const mainPid = mixer.processIds().encoders.main!;
+    // Same aspect (joins the 320x180 canvas) and another aspect (a canvas of its own).
+    const added = mixer.addRendition({ id: 'added', width: 160, height: 90, codec: 'h264', bitrateKbps: 150 });
+    mixer.addRendition({ id: 'wide', width: 160, height: 120, codec: 'h264', bitrateKbps: 150 });
+    expect(added).toMatchObject({ id: 'added', codec: 'h264', payloadType: 102, width: 160, height: 90 });
+    expect(() => mixer.addRendition({ id: 'added', width: 160, height: 90 })).toThrow(/duplicate/);
+    expect(mixer.renditions.map((r) => r.id)).toEqual(['main', 'added', 'wide']);
+    expect(await until(() => viewers.added.frames.length > 20 && viewers.wide.frames.length > 20, 8000)).toBe(true);
+    expect(viewers.added.frames[0].keyframe).toBe(true);
+    const small = viewers.added.decode(160, 90);
+    expectColour(meanYuv(small[small.length - 1], 160, 90, { x: 60, y: 30, w: 40, h: 30 }), RED, 'added, centre');
+    const wide = viewers.wide.decode(160, 120);
+    expectColour(meanYuv(wide[wide.length - 1], 160, 120, { x: 60, y: 40, w: 40, h: 40 }), RED, 'wide, centre');
+    // The first rendition's encoder went on untouched.
+    expect(mixer.processIds().encoders.main).toBe(mainPid);
+    expect(mixer.stats().renditions.main.restarts).toBe(0);
+    const addedPid = mixer.processIds().encoders.added!;
+    pids.add(addedPid);
+    expect(mixer.removeRendition('added')).toBe(true);
+    expect(mixer.removeRendition('added')).toBe(false);
+    expect(mixer.renditions.map((r) => r.id)).toEqual(['main', 'wide']);
+    expect(await until(() => !isAlive(addedPid))).toBe(true);
+    const n = viewers.added.frames.length;
+    const m = viewers.main.frames.length;
+    expect(await until(() => viewers.main.frames.length > m + 10, 4000)).toBe(true);
+    expect(viewers.added.frames.length).toBe(n);
+  });
 });

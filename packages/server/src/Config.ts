@@ -57,6 +57,17 @@ export const nodeConfigSchema = z.object({
     )
     .min(1)
     .optional(),
+  /** The H.264 rendition a restream adds to an event that has none (YouTube asks 720p30 at 1.5–4 Mbps). */
+  restreamRendition: z
+    .object({
+      width: z.number().int().min(16).max(3840).multipleOf(2).default(1280),
+      height: z.number().int().min(16).max(2160).multipleOf(2).default(720),
+      fps: z.number().int().min(1).max(60).default(30),
+      bitrateKbps: z.number().int().min(50).max(20_000).default(2500),
+    })
+    .strict()
+    .default({ width: 1280, height: 720, fps: 30, bitrateKbps: 2500 }),
+  maxRestreamsPerEvent: z.number().int().min(0).max(20).default(4),
 });
 
 export type NodeConfigInput = z.input<typeof nodeConfigSchema>;

@@ -29,7 +29,8 @@ import { viewerLoad } from './EventTree.js';
 import type { EventTreeProvider, EventTreeView } from './EventTree.js';
 import { createHttpServer, json, listen, schemeOf, type HttpServer } from './HttpFront.js';
 import { ServerCertificate } from './ServerCertificate.js';
-import { Metrics } from './Metrics.js';
+import { Metrics, restreamMetrics } from './Metrics.js';
+import { Restreams, restreamRoutes } from './Restreams.js';
 import type { RouteContext } from './Router.js';
 import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody } from './Schemas.js';
 import { healthRoutes, type NotReady, type ReadinessCheck } from './Readiness.js';
@@ -72,6 +73,8 @@ export class McuNode {
   readonly registry: EventRegistry;
   readonly edge: WebRtcEdge;
   readonly metrics: Metrics;
+  /** Pushes of events' programs to RTMP servers (docs/restream.md). */
+  readonly restreams: Restreams;
   readonly auth: Auth;
   readonly adminToken: string;
   readonly adminTokenGenerated: boolean;
@@ -128,6 +131,8 @@ export class McuNode {
       this.log.info({ event: e.id }, 'event ended');
     });
     this.metrics = new Metrics(this.registry, this.edge, () => this.draining || this.closed);
+    this.restreams = new Restreams(this.registry, { rendition: this.config.restreamRendition, maxPerEvent: this.config.maxRestreamsPerEvent, log: this.log });
+    restreamMetrics(this.metrics.registry, this.restreams);
     this.server = createHttpServer(this.router, this.log, this.certificate && { certificate: this.certificate, hstsMaxAgeSeconds: this.config.hstsMaxAgeSeconds });
     this.routes();
   }
@@ -187,6 +192,7 @@ export class McuNode {
     this.closed = true;
     this.log.info({ events: this.registry.list().length }, 'node closing');
     this.edge.close();
+    this.restreams.close();
     this.registry.close();
     this.certificate?.close();
     for (const res of this.sseClients) res.end();
@@ -336,6 +342,8 @@ export class McuNode {
       this.log.info({ event: params.id, participant: params.pid, reason: 'deleted' }, 'RTP participant left');
       res.writeHead(204).end();
     });
+
+    restreamRoutes(r, this.auth, this.restreams, (req, schema) => readJson(req, this.config.maxBodyBytes, schema));
 
     // WHIP (RFC 9725) ingest and WHEP playback: SDP offer in, SDP answer out, a session resource.
     for (const kind of ['whip', 'whep'] as const) {

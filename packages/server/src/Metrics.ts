@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { WebRtcEdge } from '@mcu/webrtc';
 import type { VideoMixerStats, VideoRenditionStatsSnapshot } from '@mcu/mixer';
 import type { EventRecord, EventRegistry } from './EventRegistry.js';
+import type { Restreams } from './Restreams.js';
 
 type Totals = { packetsIn: number; packetsOut: number; dropped: Record<string, number>; lost: number; late: number; fec: number; plc: number; fades: number; decodes: number; encodes: number };
 
@@ -240,6 +241,38 @@ export function webrtcMetrics(registry: Registry, edge: WebRtcEdge): void {
       this.reset();
       const port = edge.stats().rtcPort;
       if (port) for (const [reason, n] of Object.entries(port.dropped)) this.inc({ reason }, n);
+    },
+  });
+}
+
+/** Restreams (RTMP pushes of the program): running by state, reconnects and bytes sent, stopped ones included. */
+export function restreamMetrics(registry: Registry, restreams: Restreams): void {
+  new Gauge({
+    name: 'mcu_restreams',
+    help: 'Restreams by state (connecting, live, retrying, failed)',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [state, n] of Object.entries(restreams.totals().byState)) if (state !== 'stopped') this.set({ state }, n);
+    },
+  });
+  new Counter({
+    name: 'mcu_restream_reconnects_total',
+    help: 'RTMP connections of restreams started again after a drop or a failure',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(restreams.totals().reconnects);
+    },
+  });
+  new Counter({
+    name: 'mcu_restream_bytes_total',
+    help: 'Bytes restreams wrote to RTMP servers (FLV)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(restreams.totals().bytes);
     },
   });
 }

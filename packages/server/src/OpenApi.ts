@@ -12,6 +12,7 @@ import { z } from 'zod';
 import type { Role } from '@mcu/control';
 import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody } from './Schemas.js';
 import type { RouteEntry } from './Router.js';
+import { restreamOperations } from './Restreams.js';
 
 type Content = 'json' | 'sdp' | 'html' | 'text' | 'event-stream' | 'static';
 
@@ -97,6 +98,7 @@ export const nodeOperations: OperationTable = {
     tokenInQuery: true,
     ok: { status: 200, description: 'text/event-stream', content: 'event-stream' },
   },
+  ...restreamOperations(),
   ...withErrors(webrtcOperations('whip', presenterRoles, "WHIP ingest (RFC 9725): publish audio/video; joins on the token's `stage` (else the event's presentersJoin) as the token's `pid` when it names one"), 'POST /whip/:id', {
     409: 'the participant named by the token (`pid`) is already connected',
   }),

@@ -14,7 +14,14 @@ export { ServerCertificate, TlsFileError, readTlsPair, defaultTlsReloadIntervalM
 export type { ServerCertificateOptions, TlsPair } from './ServerCertificate.js';
 export { firstNotReady, healthRoutes } from './Readiness.js';
 export type { NotReady, NotReadyReason, ReadinessCheck } from './Readiness.js';
-export { Metrics, drainingGauge, natsConnectedGauge, renderMetrics, webrtcMetrics } from './Metrics.js';
+export { Metrics, drainingGauge, natsConnectedGauge, renderMetrics, restreamMetrics, webrtcMetrics } from './Metrics.js';
+export { Restreams, restreamRoutes, restreamOperations } from './Restreams.js';
+export { Restream, RESTREAM_DEFAULTS } from './Restream.js';
+export type { RestreamInfo, RestreamOptions, RestreamState } from './Restream.js';
+export { restreamProgramOf } from './RestreamProgram.js';
+export type { RestreamProgram, ProgramStream, ProgramVideoStream } from './RestreamProgram.js';
+export { parseRestreamUrl, maskKey, scrubSecrets, restreamBody } from './RestreamUrl.js';
+export type { RestreamTarget } from './RestreamUrl.js';
 export { nodeOperations, webrtcOperations, openApiDocument, openApiPath, operationKey } from './OpenApi.js';
 export type { OperationSpec, OperationTable } from './OpenApi.js';
 export { viewerLoad } from './EventTree.js';

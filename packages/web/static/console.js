@@ -2,6 +2,7 @@
 // Backstage columns (go live / back to backstage, a preview of each presenter on its own, mute and
 // kick), the layout, a WHEP preview of the program and the delivery tree. Plain DOM, no framework.
 import { createProbe, hangUp, negotiate, show } from './mcu-client.js';
+import { closeRestreams, openRestreams } from './restream-panel.js';
 
 const $ = (id) => document.getElementById(id);
 const SVG = 'http://www.w3.org/2000/svg';
@@ -175,6 +176,7 @@ async function openEvent(id) {
   startPreview();
   refreshTree();
   state.treeTimer = setInterval(refreshTree, TREE_REFRESH_MS);
+  openRestreams(e.id, api);
 }
 
 function closeEvent() {
@@ -184,6 +186,7 @@ function closeEvent() {
   state.treeTimer = null;
   stopPreview();
   for (const id of [...state.sourcePreviews.keys()]) stopSourcePreview(id);
+  closeRestreams();
   state.event = null;
   state.participants = [];
   sessionStorage.removeItem('mcu.event');
