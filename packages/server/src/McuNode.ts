@@ -34,6 +34,9 @@ import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody }
 import { healthRoutes, type NotReady, type ReadinessCheck } from './Readiness.js';
 import { nodeOperations, openApiDocument, type OperationTable } from './OpenApi.js';
 import { programSourceOf, WebRtcEdge } from '@mcu/webrtc';
+import { HandDesk } from './HandDesk.js';
+import { handOperations, handRoutes, handStreamEvents, HandStreams, newHandLimits } from './HandApi.js';
+import type { TokenClaims } from '@mcu/control';
 import { pageFor, staticFile } from '@mcu/web';
 
 /**
@@ -86,6 +89,10 @@ export class McuNode {
   /** Conditions of `/readyz` beyond the node's own (cluster roles add theirs: bus, registration). */
   readonly readinessChecks: ReadinessCheck[] = [];
   private readonly sseClients = new Set<ServerResponse>();
+  /** Raised hands and invitations (hands.md): the queue, and the viewers' event streams by hand. */
+  readonly hands: HandDesk;
+  readonly handStreams = new HandStreams();
+  readonly handLimits = newHandLimits();
   private baseUrl = '';
   private closed = false;
   private draining = false;
@@ -116,8 +123,11 @@ export class McuNode {
       log: this.log,
     });
     this.registry.on('created', (e) => this.log.info({ event: e.id, name: e.name }, 'event created'));
+    this.hands = new HandDesk({ issuer, whipUrl: (id) => `${this.baseUrl}/whip/${id}`, log: this.log });
+    this.hands.on('notice', (n) => this.handStreams.deliver(n));
     this.registry.on('ended', (e) => {
       this.edge.endEvent(e.id);
+      void this.hands.endEvent(e.id);
       this.log.info({ event: e.id }, 'event ended');
     });
     this.metrics = new Metrics(this.registry, this.edge, () => this.draining || this.closed);
@@ -179,6 +189,7 @@ export class McuNode {
     this.log.info({ events: this.registry.list().length }, 'node closing');
     this.edge.close();
     this.registry.close();
+    await this.hands.close();
     for (const res of this.sseClients) res.end();
     this.sseClients.clear();
     this.server.closeAllConnections();
@@ -327,7 +338,7 @@ export class McuNode {
         // ?token= too: a viewer redirected here from a mixer keeps its token in the URL, since
         // fetch and browsers drop Authorization on a cross-origin redirect.
         const token = url.searchParams.get('token');
-        this.auth.authorize(req.headers.authorization, { event: params.id, roles: [...roles] }, token);
+        const claims = this.auth.authorize(req.headers.authorization, { event: params.id, roles: [...roles] }, token);
         const e = this.registry.get(params.id);
         if (kind === 'whep' && this.viewerPlacement) {
           const target = await this.viewerPlacement(e.id, 'whep');
@@ -340,7 +351,10 @@ export class McuNode {
           }
         }
         const offer = await readSdp(req, this.config.maxBodyBytes);
-        const { session, answer } = kind === 'whip' ? await this.edge.publish(e.mixer, offer) : await this.edge.play(programSourceOf(e.mixer), offer, { rendition: url.searchParams.get('rendition') ?? undefined });
+        // An invitation's grant works once (its hand is marked joined); the guest's hand is done when it leaves.
+        const hand = kind === 'whip' ? await this.hands.claim(e.id, claims) : null;
+        const { session, answer } = kind === 'whip' ? await this.edge.publish(e.mixer, offer, { participantId: claims.pid, name: claims.name }) : await this.edge.play(programSourceOf(e.mixer), offer, { rendition: url.searchParams.get('rendition') ?? undefined });
+        if (hand !== null) session.once('close', () => void this.hands.guestLeft(e.id, hand));
         res.writeHead(201, {
           'content-type': 'application/sdp',
           location: `/${kind}/${e.id}/${session.id}`,
@@ -370,16 +384,28 @@ export class McuNode {
     // Server-sent events: speaker changes as they happen. EventSource cannot set headers, so the
     // token may also come as ?token=.
     r.on('GET', '/api/events/:id/stream', ({ req, res, params, url }) => {
-      this.auth.authorize(
+      const claims = this.auth.authorize(
         req.headers.authorization,
         { event: params.id, roles: ['admin', 'producer', 'presenter', 'viewer'] },
         url.searchParams.get('token'),
       );
-      this.stream(this.registry.get(params.id), req, res);
+      this.stream(this.registry.get(params.id), req, res, claims);
     });
+
+    handRoutes({
+      router: r,
+      auth: this.auth,
+      registry: this.registry,
+      desk: this.hands,
+      limits: this.handLimits,
+      readJson: (req, schema) => readJson(req, this.config.maxBodyBytes, schema),
+      baseUrl: () => this.baseUrl,
+      tokenTtlSeconds: this.config.tokenTtlSeconds,
+    });
+    Object.assign(this.operations, handOperations);
   }
 
-  private stream(e: EventRecord, req: IncomingMessage, res: ServerResponse): void {
+  private stream(e: EventRecord, req: IncomingMessage, res: ServerResponse, claims: TokenClaims): void {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     const send = (event: string, data: unknown) => {
       if (!res.writableEnded) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
@@ -411,7 +437,9 @@ export class McuNode {
     e.mixer.mixer.on('dominantSpeaker', onDominant);
     this.registry.on('ended', onEnded);
     this.sseClients.add(res);
+    const stopHands = handStreamEvents(this.hands, this.handStreams, e.id, claims, send);
     const cleanup = () => {
+      stopHands();
       clearInterval(keepAlive);
       clearInterval(levelTimer);
       e.mixer.mixer.off('speakers', onSpeakers);

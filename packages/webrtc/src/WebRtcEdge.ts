@@ -1,4 +1,4 @@
-import { createLogger, NotFoundError, ServiceUnavailableError, ValidationError, type Logger } from '@mcu/control';
+import { ConflictError, createLogger, NotFoundError, ServiceUnavailableError, ValidationError, type Logger } from '@mcu/control';
 import type { MixerEvent } from '@mcu/mixer';
 import type { PeerConfig } from 'werift';
 import { peerConfig } from './PeerConfig.js';
@@ -7,7 +7,7 @@ import { addressAllowList, summarizeOffer } from './Sdp.js';
 import type { WebRtcSession } from './WebRtcSession.js';
 import { ProgramFanOut, WhepSession } from './WhepSession.js';
 import type { ProgramSource, SendPath } from './WhepSession.js';
-import { WhipSession } from './WhipSession.js';
+import { WhipSession, type WhipParticipant } from './WhipSession.js';
 
 export interface EdgeStats {
   whipSessions: number;
@@ -62,13 +62,18 @@ export class WebRtcEdge {
     this.maxSessions = opts.maxSessions ?? 500;
   }
 
-  async publish(event: MixerEvent, offer: string): Promise<{ session: WebRtcSession; answer: string }> {
+  /** `who`: the participant id a grant names (a guest invited on stage) and the display name. */
+  async publish(event: MixerEvent, offer: string, who: WhipParticipant = {}): Promise<{ session: WebRtcSession; answer: string }> {
     const summary = summarizeOffer(offer);
     if (!summary.media.some((m) => m.kind === 'audio' && (m.direction === 'sendonly' || m.direction === 'sendrecv'))) {
       throw new ValidationError('a WHIP offer must send audio (sendonly or sendrecv)', 'sdp');
     }
+    const pid = who.participantId;
+    if (pid !== undefined && (this.sessions.has(pid) || event.mixer.participant(pid) !== undefined)) {
+      throw new ConflictError(`participant ${pid} is connected already`, 'participant_exists');
+    }
     this.checkRoom();
-    return this.start(new WhipSession(event, this.config, this.mediaTimeoutMs, summary), offer);
+    return this.start(new WhipSession(event, this.config, this.mediaTimeoutMs, summary, who), offer);
   }
 
   /** Plays a program feed: a mixer event's (`programSourceOf`) or a relay's forwarded feed. */

@@ -23,7 +23,7 @@ export interface SessionStats {
  * and DTLS context and emits `close` once.
  */
 export abstract class WebRtcSession extends EventEmitter<SessionEvents> {
-  readonly id = randomBytes(12).toString('base64url');
+  readonly id: string;
   readonly etag = `"${randomBytes(8).toString('hex')}"`;
   readonly createdAt = Date.now();
   readonly pc: RTCPeerConnection;
@@ -38,8 +38,11 @@ export abstract class WebRtcSession extends EventEmitter<SessionEvents> {
     readonly eventId: string,
     config: Partial<PeerConfig>,
     private readonly mediaTimeoutMs: number,
+    /** The session's id (a WHIP session's is its participant's); random by default. */
+    id?: string,
   ) {
     super();
+    this.id = id ?? randomBytes(12).toString('base64url');
     this.pc = new RTCPeerConnection(config);
     this.pc.connectionStateChange.subscribe((state) => {
       if (state === 'failed') this.close('ice_failed');

@@ -17,6 +17,12 @@ function videoCodecOf(mimeType: string | undefined): VideoCodec | null {
   return null;
 }
 
+/** Who a WHIP session is, from its token: a participant id granted to it (`pid`) and a display name. */
+export interface WhipParticipant {
+  participantId?: string;
+  name?: string;
+}
+
 /**
  * A presenter publishing over WHIP: its Opus goes into the event's mixer like a plain-RTP
  * participant's; when its audio transceiver is sendrecv it receives its own mix-minus back on it.
@@ -37,8 +43,9 @@ export class WhipSession extends WebRtcSession {
     config: Partial<PeerConfig>,
     mediaTimeoutMs: number,
     offer: OfferSummary,
+    private readonly who: WhipParticipant = {},
   ) {
-    super('whip', event.id, config, mediaTimeoutMs);
+    super('whip', event.id, config, mediaTimeoutMs, who.participantId);
     const audioSendRecv = offer.media.some((m) => m.kind === 'audio' && m.direction === 'sendrecv');
     this.participant = event.attachParticipant(this.id, this);
     this.pc.onRemoteTransceiverAdded.subscribe((t) => {
@@ -101,7 +108,7 @@ export class WhipSession extends WebRtcSession {
     const codec = videoCodecOf(track.codec?.mimeType ?? t.codecs[0]?.mimeType);
     if (codec && !this.videoSource && !this.isClosed && !this.event.isClosed) {
       try {
-        this.event.addVideoSource(this.id, codec);
+        this.event.addVideoSource(this.id, codec, this.who.name);
         this.videoSource = true;
         const video = this.event.videoMixer!;
         const onKeyframe = (sourceId: string) => {
@@ -136,7 +143,7 @@ export class WhipSession extends WebRtcSession {
   }
 
   override describe(): Record<string, unknown> {
-    return { ...super.describe(), videoPackets: this.videoPackets, pliSent: this.pliSent, videoError: this.videoError };
+    return { ...super.describe(), ...(this.who.name !== undefined ? { name: this.who.name } : {}), videoPackets: this.videoPackets, pliSent: this.pliSent, videoError: this.videoError };
   }
 
   protected release(): void {

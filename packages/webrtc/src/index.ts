@@ -3,6 +3,7 @@ export type { EdgeStats, WebRtcEdgeOptions } from './WebRtcEdge.js';
 export { WebRtcSession } from './WebRtcSession.js';
 export type { SessionKind, SessionStats } from './WebRtcSession.js';
 export { WhipSession } from './WhipSession.js';
+export type { WhipParticipant } from './WhipSession.js';
 export { WhepSession, ProgramFanOut } from './WhepSession.js';
 export type { SendPath, ProgramSource, ProgramVideoSource } from './WhepSession.js';
 export { FastSender } from './FastSender.js';
