@@ -1,6 +1,7 @@
 // The producer console: events, links and tokens, participants with live levels, mute and kick,
 // the layout, a WHEP preview of the program and the delivery tree. Plain DOM, no framework.
 import { hangUp, negotiate, show } from './mcu-client.js';
+import { consoleHands } from './console-hands.js';
 
 const $ = (id) => document.getElementById(id);
 const SVG = 'http://www.w3.org/2000/svg';
@@ -169,6 +170,7 @@ async function openEvent(id) {
   state.dominantSpeaker = e.dominantSpeaker;
   renderParticipants();
   openStream(e.id);
+  hands.open(e.id);
   startPreview();
   refreshTree();
   state.treeTimer = setInterval(refreshTree, TREE_REFRESH_MS);
@@ -180,6 +182,7 @@ function closeEvent() {
   clearInterval(state.treeTimer);
   state.treeTimer = null;
   stopPreview();
+  hands.close();
   state.event = null;
   state.participants = [];
   sessionStorage.removeItem('mcu.event');
@@ -211,6 +214,7 @@ function openStream(id) {
     renderParticipants();
   });
   es.addEventListener('levels', (m) => updateLevels(JSON.parse(m.data)));
+  es.addEventListener('hands', (m) => hands.update(JSON.parse(m.data).hands));
   es.addEventListener('ended', () => {
     closeEvent();
     show($('status'), 'the event has ended', 'muted');
@@ -219,7 +223,7 @@ function openStream(id) {
 }
 
 function label(p) {
-  return `${p.kind.toUpperCase()} ${p.id.slice(0, 8)}`;
+  return p.name ? `${p.name} (${p.kind.toUpperCase()})` : `${p.kind.toUpperCase()} ${p.id.slice(0, 8)}`;
 }
 
 function renderParticipants() {
@@ -446,6 +450,8 @@ async function copy(button) {
 }
 
 // ---- wiring ----
+
+const hands = consoleHands({ api, el, fail, state });
 
 $('login-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
