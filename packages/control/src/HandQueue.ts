@@ -20,8 +20,8 @@ import type { Stage } from './Tokens.js';
 const maxUpdateAttempts = 8;
 
 export interface HandQueueEvents {
-  /** The event's queue changed (a hand raised, invited, lowered or done). */
-  changed: [event: string];
+  /** A hand of the event changed (raised, invited, joined: the hand) or went (lowered, done: null). */
+  changed: [event: string, id: string, hand: Hand | null];
 }
 
 export class HandQueue extends EventEmitter<HandQueueEvents> {
@@ -132,9 +132,8 @@ export class HandQueue extends EventEmitter<HandQueueEvents> {
     for (const key of await this.#kv.keys(`${assertSafeId(event, 'eventId')}.*`)) {
       this.#gone.set(key, Number.MAX_SAFE_INTEGER);
       await this.#kv.delete(key);
+      this.#unset(event, key.slice(key.indexOf('.') + 1));
     }
-    this.#byEvent.delete(event);
-    this.emit('changed', event);
   }
 
   close(): void {
@@ -206,14 +205,14 @@ export class HandQueue extends EventEmitter<HandQueueEvents> {
     const known = hands.get(hand.id);
     if (known && known.revision >= revision) return;
     hands.set(hand.id, { hand, revision });
-    this.emit('changed', hand.event);
+    this.emit('changed', hand.event, hand.id, hand);
   }
 
   #unset(event: string, id: string): void {
     const hands = this.#byEvent.get(event);
     if (!hands?.delete(id)) return;
     if (hands.size === 0) this.#byEvent.delete(event);
-    this.emit('changed', event);
+    this.emit('changed', event, id, null);
   }
 
   #read(entry: KvEntry): Hand | null {

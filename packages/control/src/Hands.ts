@@ -32,8 +32,6 @@ export const handDefaults = {
   invitationTtlSeconds: 120,
   /** Relay → mixer hand request timeout. */
   requestTimeoutMs: 2_000,
-  /** Producers' event streams get the queue at most this often when it changes. */
-  queuePushIntervalMs: 100,
 } as const;
 
 /** The invitation of a hand: which participant the viewer becomes and on which stage. */

@@ -13,6 +13,7 @@ import {
   raiseHandBody,
   viewerKeyOf,
   viewerTokenBody,
+  type Hand,
   type HandNotice,
   type Role,
   type TokenClaims,
@@ -82,7 +83,8 @@ export function sendHandState(send: SendEvent, state: HandState): void {
 
 /**
  * A stream's hand events: for a viewer its own hand (state now, then notices); for a producer the
- * queue (`hands`, at most every `queuePushIntervalMs` while it changes). Returns the cleanup.
+ * queue (`hands`: all of it once, then `hand-update` per hand that changes, `{id, hand}` with
+ * `hand: null` when it went), small messages however long the queue. Returns the cleanup.
  */
 export function handStreamEvents(desk: HandDesk, streams: HandStreams, event: string, claims: TokenClaims, send: SendEvent): () => void {
   if (claims.role === 'viewer') {
@@ -91,27 +93,19 @@ export function handStreamEvents(desk: HandDesk, streams: HandStreams, event: st
     return remove;
   }
   if (claims.role !== 'producer' && claims.role !== 'admin') return () => undefined;
-  let timer: NodeJS.Timeout | undefined;
   let stopped = false;
-  const push = () => {
-    timer = undefined;
-    desk.list(event).then((hands) => {
-      if (!stopped) send('hands', { hands: hands.map((h) => handView(h)) });
-    }, () => undefined);
-  };
   let unsubscribe = () => undefined as void;
   desk.queue().then((q) => {
     if (stopped) return;
-    const onChanged = (changed: string) => {
-      if (changed === event && timer === undefined) timer = setTimeout(push, handDefaults.queuePushIntervalMs);
+    const onChanged = (changed: string, id: string, hand: Hand | null) => {
+      if (changed === event) send('hand-update', { id, hand: hand ? handView(hand) : null });
     };
     q.on('changed', onChanged);
     unsubscribe = () => q.off('changed', onChanged);
-    push();
+    send('hands', { hands: q.list(event).map((h) => handView(h)) });
   }, () => undefined);
   return () => {
     stopped = true;
-    clearTimeout(timer);
     unsubscribe();
   };
 }

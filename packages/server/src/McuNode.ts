@@ -245,10 +245,14 @@ export class McuNode {
       json(res, 200, { events: events.map((e) => this.describe(e)) });
     });
 
-    r.on('GET', '/api/events/:id', ({ req, res, params }) => {
+    r.on('GET', '/api/events/:id', ({ req, res, params, url }) => {
       this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
       const e = this.registry.get(params.id);
-      json(res, 200, { ...this.describe(e), stats: e.mixer.stats(), participants: e.mixer.participants() });
+      // ?tickWindow=N: tick durations of the last N ticks only (benchmarks compare phases of a run).
+      const window = Number(url.searchParams.get('tickWindow') ?? 0);
+      const t = e.mixer.mixer.tickStats;
+      const tickWindow = Number.isInteger(window) && window > 0 ? { tickWindow: { ticks: window, p50: t.percentileOfLast(50, window), p99: t.percentileOfLast(99, window) } } : {};
+      json(res, 200, { ...this.describe(e), stats: { ...e.mixer.stats(), ...tickWindow }, participants: e.mixer.participants() });
     });
 
     r.on('DELETE', '/api/events/:id', ({ req, res, params }) => {

@@ -110,13 +110,14 @@ describe('viewer names and raised hands', () => {
     const bob = await viewerToken(ev.id, ev.tokens.producer, 'Bob');
     const a = (await api('POST', `/api/events/${ev.id}/hands`, alice)).json;
     const b = (await api('POST', `/api/events/${ev.id}/hands`, bob)).json;
-    await producerStream.next((e) => e.event === 'hands' && e.data.hands.length === 2);
+    await producerStream.next((e) => e.event === 'hands' && e.data.hands.length === 0);
+    await producerStream.next((e) => e.event === 'hand-update' && e.data.id === b.id && e.data.hand.name === 'Bob');
     const forbidden = await api('DELETE', `/api/events/${ev.id}/hands/${b.id}`, alice);
     expect(forbidden.status).toBe(403);
     expect(forbidden.json.error.code).toBe('forbidden_hand');
     expect((await api('DELETE', `/api/events/${ev.id}/hands/${a.id}`, alice)).status).toBe(204);
     expect((await api('DELETE', `/api/events/${ev.id}/hands/${a.id}`, ev.tokens.producer)).status).toBe(404);
-    await producerStream.next((e) => e.event === 'hands' && e.data.hands.length === 1 && e.data.hands[0].name === 'Bob');
+    await producerStream.next((e) => e.event === 'hand-update' && e.data.id === a.id && e.data.hand === null);
     expect((await api('DELETE', `/api/events/${ev.id}/hands/${b.id}`, ev.tokens.producer)).status).toBe(204);
     expect((await api('GET', `/api/events/${ev.id}/hands`, ev.tokens.producer)).json.hands).toEqual([]);
     // Raised again after lowering (its 4th hand request: within its burst).

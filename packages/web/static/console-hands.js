@@ -104,8 +104,17 @@ export function consoleHands({ api, el, fail, state }) {
         if (err.status !== 404) fail(err);
       }
     },
-    /** `hands` from the event stream. */
+    /** `hands` from the event stream: the whole queue. */
     update,
+    /** `hand-update` from the event stream: one hand changed (`hand`) or went (`hand: null`). */
+    change({ id, hand }) {
+      const rest = state.hands.filter((h) => h.id !== id);
+      if (hand) {
+        rest.push(hand);
+        rest.sort((a, b) => a.raisedAt - b.raisedAt || (a.id < b.id ? -1 : 1));
+      }
+      update(rest);
+    },
     close() {
       eventId = null;
       clearInterval(timer);

@@ -215,6 +215,7 @@ function openStream(id) {
   });
   es.addEventListener('levels', (m) => updateLevels(JSON.parse(m.data)));
   es.addEventListener('hands', (m) => hands.update(JSON.parse(m.data).hands));
+  es.addEventListener('hand-update', (m) => hands.change(JSON.parse(m.data)));
   es.addEventListener('ended', () => {
     closeEvent();
     show($('status'), 'the event has ended', 'muted');
