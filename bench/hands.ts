@@ -11,7 +11,8 @@
  *      queue; then the producer invites every hand it got within `--invite-seconds`, and the
  *      viewers' streams note when each invitation reaches the page.
  * The mixer's tick p99 (its own tick durations over exactly each phase's ticks) and event-loop delay
- * p99 are compared between the two phases of the same run.
+ * p99 are compared between the phases of the same run, with a third phase after (as long as the
+ * first) so that the spread of before and after shows the noise of the machine.
  *
  * Targets (issue 14): every hand delivered, raise → queue p99 ≤ 1 s, invite → page p99 ≤ 1 s, tick
  * p99 unchanged within noise. The issue's size is `--full` (10,000 viewers, 20 relays, 1,000 hands
@@ -404,6 +405,12 @@ async function main(): Promise<void> {
     const d1 = await mixerSample(mixer.url, ev.id, admin);
     const tickDuring = await tickWindow(mixer.url, ev.id, admin, d1.ticks - d0.ticks, 0);
 
+    // Phase 3: after, as long as before: the spread of before and after is the run's noise.
+    const a0 = await mixerSample(mixer.url, ev.id, admin);
+    await sleep(beforeSeconds * 1000);
+    const a1 = await mixerSample(mixer.url, ev.id, admin);
+    const tickAfter = await tickWindow(mixer.url, ev.id, admin, a1.ticks - a0.ticks, 0);
+
     const reports = await Promise.all(viewerProcs.map((c) => request<{ invited: Array<[string, number]>; counts: Record<string, number>; cpuMs: number }>(c, { type: 'report' }, 'report')));
     const invitedAt = new Map(reports.flatMap((r) => r.invited));
     const inviteToPage = [...inviteSentAt].filter(([h]) => invitedAt.has(h)).map(([h, sent]) => invitedAt.get(h)! - sent);
@@ -433,12 +440,17 @@ async function main(): Promise<void> {
       inviteToPageP99Ms: percentile(inviteToPage, 99),
       tickP99MsBefore: Number(tickBefore.p99.toFixed(3)),
       tickP99MsDuring: Number(tickDuring.p99.toFixed(3)),
+      tickP99MsAfter: Number(tickAfter.p99.toFixed(3)),
       tickP50MsBefore: Number(tickBefore.p50.toFixed(3)),
       tickP50MsDuring: Number(tickDuring.p50.toFixed(3)),
+      tickP50MsAfter: Number(tickAfter.p50.toFixed(3)),
       mixerEventLoopP99MsBefore: Number(b1.lagP99Ms.toFixed(2)),
       mixerEventLoopP99MsDuring: Number(d1.lagP99Ms.toFixed(2)),
+      mixerEventLoopP99MsAfter: Number(a1.lagP99Ms.toFixed(2)),
       mixerCpuPctBefore: phaseCpu(b0, b1),
       mixerCpuPctDuring: phaseCpu(d0, d1),
+      mixerCpuPctAfter: phaseCpu(a0, a1),
+      loadAverage1m: Number(os.loadavg()[0].toFixed(1)),
       streamsEndedEarly: streamsEnded,
       machine: `${os.cpus().length}× ${os.cpus()[0]?.model ?? 'cpu'}`,
       date: new Date().toISOString(),
@@ -452,9 +464,11 @@ async function main(): Promise<void> {
         ['flooders\' extra raises answered 429 (not losses)', `${result.rateLimited429}`, ''],
         ['raise → producer queue p50 / p99', `${result.raiseToQueueP50Ms} / ${result.raiseToQueueP99Ms} ms`, `p99 ≤ 1000 ms: ${ok((result.raiseToQueueP99Ms ?? Infinity) <= 1000)}`],
         ['invite → viewer page p50 / p99', `${result.inviteToPageP50Ms} / ${result.inviteToPageP99Ms} ms (${inviteToPage.length}/${inviteSentAt.size})`, `p99 ≤ 1000 ms: ${ok((result.inviteToPageP99Ms ?? Infinity) <= 1000)}`],
-        ['mixer tick p99 before / during', `${result.tickP99MsBefore} / ${result.tickP99MsDuring} ms`, 'unchanged within noise'],
-        ['mixer event-loop delay p99 before / during', `${result.mixerEventLoopP99MsBefore} / ${result.mixerEventLoopP99MsDuring} ms`, ''],
-        ['mixer CPU before / during', `${result.mixerCpuPctBefore} / ${result.mixerCpuPctDuring} % of a core`, ''],
+        ['mixer tick p99 before / during / after', `${result.tickP99MsBefore} / ${result.tickP99MsDuring} / ${result.tickP99MsAfter} ms`, 'during within before…after'],
+        ['mixer tick p50 before / during / after', `${result.tickP50MsBefore} / ${result.tickP50MsDuring} / ${result.tickP50MsAfter} ms`, ''],
+        ['mixer event-loop delay p99 before / during / after', `${result.mixerEventLoopP99MsBefore} / ${result.mixerEventLoopP99MsDuring} / ${result.mixerEventLoopP99MsAfter} ms`, ''],
+        ['mixer CPU before / during / after', `${result.mixerCpuPctBefore} / ${result.mixerCpuPctDuring} / ${result.mixerCpuPctAfter} % of a core`, ''],
+        ['machine load average (1 min) at the end', `${result.loadAverage1m} on ${os.cpus().length} cores`, ''],
       ];
       process.stdout.write(`${['| measure | value | target |', '| --- | ---: | ---: |', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n')}\n`);
     }

@@ -12,7 +12,7 @@ const commands = [
   ['event'],
   ...['create', 'list', 'show', 'end', 'layout', 'mute', 'kick'].map((c) => ['event', c]),
   ['bench'],
-  ...['mix', 'video', 'tree', 'fanout', 'receivers', 'webrtc', 'rtp-load'].map((b) => ['bench', b]),
+  ...['mix', 'video', 'tree', 'fanout', 'receivers', 'webrtc', 'rtp-load', 'hands'].map((b) => ['bench', b]),
 ];
 
 describe('mcu --help', () => {

@@ -193,6 +193,14 @@ export const viewerHandOperations: OperationTable = {
 
 /** Every hand route of a node that holds events. */
 export const handOperations: OperationTable = {
+  'GET /api/events/:id/stream': {
+    summary:
+      "Server-sent events: speakers, dominant speaker, levels (4/s), participants, ended; a viewer's own hand (`hand`, `invited` with a single-use grant, `lowered`, `done`); for producers the queue (`hands` once, then `hand-update`)",
+    tag: 'events',
+    auth: ['producer', 'presenter', 'viewer'],
+    tokenInQuery: true,
+    ok: { status: 200, description: 'text/event-stream', content: 'event-stream' },
+  },
   'POST /api/events/:id/viewer-tokens': {
     summary: "A viewer token, with a display name (an invitation link)",
     tag: 'hands',
