@@ -143,17 +143,23 @@ export class HandQueue extends EventEmitter<HandQueueEvents> {
   }
 
   async #modify(event: string, id: string, change: (hand: Hand) => Hand, missing?: () => Error): Promise<Hand> {
+    // The copy first (one round trip to the store instead of two); a stale copy loses the race and reads the store.
+    let known: { hand: Hand; revision: number } | null | undefined = this.#byEvent.get(event)?.get(id);
     for (let attempt = 0; ; attempt++) {
-      const entry = await this.#kv.get(keyOf(event, id));
-      const hand = entry ? this.#read(entry) : null;
-      if (!entry || !hand) throw missing?.() ?? new NotFoundError(`hand ${id} is not raised`, 'hand_not_found');
-      const next = parseWith(handSchema, change(hand), 'hand');
+      if (!known) {
+        const entry = await this.#kv.get(keyOf(event, id));
+        const hand = entry ? this.#read(entry) : null;
+        known = entry && hand ? { hand, revision: entry.revision } : null;
+      }
+      if (!known) throw missing?.() ?? new NotFoundError(`hand ${id} is not raised`, 'hand_not_found');
+      const next = parseWith(handSchema, change(known.hand), 'hand');
       try {
-        const revision = await this.#kv.update(keyOf(event, id), next, entry.revision);
+        const revision = await this.#kv.update(keyOf(event, id), next, known.revision);
         this.#set(next, revision);
         return next;
       } catch (err) {
         if (!(err instanceof ConflictError) || attempt + 1 >= maxUpdateAttempts) throw err;
+        known = undefined;
       }
     }
   }
