@@ -170,6 +170,7 @@ async function viewerProcess(): Promise<void> {
       const flood: Record<string, number> = {};
       // Plain http.request on kept-alive connections: far less of the load generator's CPU per request than fetch.
       const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+      let retried = 0;
       const post = (url: string, token: string) =>
         new Promise<{ status: number; body: string }>((resolve, reject) => {
           const req = http.request(url, { method: 'POST', agent, headers: { authorization: `Bearer ${token}`, 'content-length': 0 } }, (res) => {
@@ -186,7 +187,12 @@ async function viewerProcess(): Promise<void> {
         const v = viewers.get(i)!;
         const sentAt = epochMs();
         try {
-          const res = await post(`${v.relay}/api/events/${event}/hands`, v.token);
+          // A raise is idempotent: a kept-alive connection the relay closed as it was reused
+          // (ECONNRESET) is retried once on a new one, as a browser does.
+          const res = await post(`${v.relay}/api/events/${event}/hands`, v.token).catch(() => {
+            retried++;
+            return post(`${v.relay}/api/events/${event}/hands`, v.token);
+          });
           const body = JSON.parse(res.body) as { id?: string };
           if (body.id !== undefined && body.id !== v.hand) throw new Error(`hand ${body.id} is not viewer ${i}'s`);
           return { i, hand: v.hand, sentAt, answeredAt: epochMs(), status: res.status };
@@ -215,7 +221,7 @@ async function viewerProcess(): Promise<void> {
       }
       await Promise.all(jobs);
       agent.destroy();
-      send({ type: 'raised', results, flood });
+      send({ type: 'raised', results, flood, retried });
     } else if (m.type === 'report') {
       send({ type: 'report', invited: [...invitedAt], counts: { ...counts }, cpuMs: (process.cpuUsage().user + process.cpuUsage().system) / 1000 });
     } else if (m.type === 'exit') {
@@ -392,7 +398,7 @@ async function main(): Promise<void> {
     const raised = await Promise.all(
       viewerProcs.map((c, k) => {
         const mine = (i: number) => i >= k * per && i < (k + 1) * per;
-        return request<{ results: RaiseResult[]; flood: Record<string, number> }>(c, { type: 'raise', startAt, seconds: raiseSeconds, raisers: raisers.filter(mine), flooders: flooderIdx.filter(mine) } satisfies RaiseMsg, 'raised');
+        return request<{ results: RaiseResult[]; flood: Record<string, number>; retried: number }>(c, { type: 'raise', startAt, seconds: raiseSeconds, raisers: raisers.filter(mine), flooders: flooderIdx.filter(mine) } satisfies RaiseMsg, 'raised');
       }),
     );
     const results = raised.flatMap((r) => r.results);
@@ -480,6 +486,7 @@ async function main(): Promise<void> {
       handsLost: raisedBy.size - delivered,
       raiseErrors: Object.fromEntries(Object.entries(statusCounts).filter(([s]) => s !== '201' && s !== '200')),
       rateLimited429: flood['429'] ?? 0,
+      raisesRetriedAfterConnectionReset: raised.reduce((n, r) => n + r.retried, 0),
       raiseToQueueP50Ms: percentile(raiseToQueue, 50),
       raiseToQueueP99Ms: percentile(raiseToQueue, 99),
       raiseToMixerP50Ms: percentile(toMixer, 50),
