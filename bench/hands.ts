@@ -128,6 +128,8 @@ async function viewerProcess(): Promise<void> {
   const issuer = new TokenIssuer({ secret: process.env.MCU_TOKEN_SECRET! });
   const viewers = new Map<number, { token: string; hand: string; relay: string; close: () => void }>();
   const invitedAt = new Map<string, number>();
+  /** When the node wrote each invitation to the page (its clock): the last hop apart from the load generator's own delay. */
+  const invitationSentAt = new Map<string, number>();
   const counts = { open: 0, failed: 0, ended: 0, handEvents: 0, invited: 0 };
   let event = '';
   const send = (m: unknown) => process.send!(m);
@@ -149,6 +151,7 @@ async function viewerProcess(): Promise<void> {
               if (name === 'hand') counts.handEvents++;
               else if (name === 'invited' && !invitedAt.has(data.hand)) {
                 invitedAt.set(data.hand, epochMs());
+                invitationSentAt.set(data.hand, data.sentAt);
                 counts.invited++;
               }
             },
@@ -223,7 +226,7 @@ async function viewerProcess(): Promise<void> {
       agent.destroy();
       send({ type: 'raised', results, flood, retried });
     } else if (m.type === 'report') {
-      send({ type: 'report', invited: [...invitedAt], counts: { ...counts }, cpuMs: (process.cpuUsage().user + process.cpuUsage().system) / 1000 });
+      send({ type: 'report', invited: [...invitedAt], invitationSentAt: [...invitationSentAt], counts: { ...counts }, cpuMs: (process.cpuUsage().user + process.cpuUsage().system) / 1000 });
     } else if (m.type === 'exit') {
       for (const v of viewers.values()) v.close();
       process.exit(0);
@@ -465,9 +468,11 @@ async function main(): Promise<void> {
     const a1 = await mixerSample(mixer.url, ev.id, admin);
     const tickAfter = await tickWindow(mixer.url, ev.id, admin, a1.ticks - a0.ticks, 0);
 
-    const reports = await Promise.all(viewerProcs.map((c) => request<{ invited: Array<[string, number]>; counts: Record<string, number>; cpuMs: number }>(c, { type: 'report' }, 'report')));
+    const reports = await Promise.all(viewerProcs.map((c) => request<{ invited: Array<[string, number]>; invitationSentAt: Array<[string, number]>; counts: Record<string, number>; cpuMs: number }>(c, { type: 'report' }, 'report')));
     const invitedAt = new Map(reports.flatMap((r) => r.invited));
     const inviteToPage = [...inviteSentAt].filter(([h]) => invitedAt.has(h)).map(([h, sent]) => invitedAt.get(h)! - sent);
+    const nodeSentAt = new Map(reports.flatMap((r) => r.invitationSentAt));
+    const inviteToNode = [...inviteSentAt].filter(([h]) => nodeSentAt.has(h)).map(([h, sent]) => nodeSentAt.get(h)! - sent);
     const streamsEnded = reports.reduce((s, r) => s + r.counts.ended, 0);
     for (const c of viewerProcs) c.send({ type: 'exit' });
     producer.close();
@@ -500,6 +505,8 @@ async function main(): Promise<void> {
       invitesDelivered: inviteToPage.length,
       inviteToPageP50Ms: percentile(inviteToPage, 50),
       inviteToPageP99Ms: percentile(inviteToPage, 99),
+      inviteToRelayWriteP50Ms: percentile(inviteToNode, 50),
+      inviteToRelayWriteP99Ms: percentile(inviteToNode, 99),
       tickP99MsBefore: Number(tickBefore.p99.toFixed(3)),
       tickP99MsDuring: Number(tickDuring.p99.toFixed(3)),
       tickP99MsAfter: Number(tickAfter.p99.toFixed(3)),
@@ -530,6 +537,7 @@ async function main(): Promise<void> {
         ['  of which mixer → producer stream p50 / p99', `${result.mixerToProducerP50Ms} / ${result.mixerToProducerP99Ms} ms`, ''],
         ['raise answered (HTTP round trip via relay and NATS) p50 / p99', `${result.raiseAnswerP50Ms} / ${result.raiseAnswerP99Ms} ms`, ''],
         ['invite → viewer page p50 / p99', `${result.inviteToPageP50Ms} / ${result.inviteToPageP99Ms} ms (${inviteToPage.length}/${inviteSentAt.size})`, `p99 ≤ 1000 ms: ${ok((result.inviteToPageP99Ms ?? Infinity) <= 1000)}`],
+        ['  of which invite → the relay writes it to the page (ms clock) p50 / p99', `${result.inviteToRelayWriteP50Ms} / ${result.inviteToRelayWriteP99Ms} ms`, ''],
         ['mixer tick p99 before / during / after', `${result.tickP99MsBefore} / ${result.tickP99MsDuring} / ${result.tickP99MsAfter} ms`, 'during within before…after'],
         ['mixer tick p50 before / during / after', `${result.tickP50MsBefore} / ${result.tickP50MsDuring} / ${result.tickP50MsAfter} ms`, ''],
         ['mixer event-loop delay p99 before / during / after', `${result.mixerEventLoopP99MsBefore} / ${result.mixerEventLoopP99MsDuring} / ${result.mixerEventLoopP99MsAfter} ms`, ''],

@@ -16,6 +16,7 @@ import {
   handReplySchema,
   raiseHandBody,
   readMessage,
+  viewerTokenBody,
   subjects,
   ServiceUnavailableError,
   viewerKeyOf,
@@ -27,7 +28,7 @@ import {
   type Logger,
   type TokenClaims,
 } from '@mcu/control';
-import { HandStreams, json, newHandLimits, sendHandState, type Auth, type HandState, type Router } from '@mcu/server';
+import { HandStreams, json, newHandLimits, personalViewerToken, sendHandState, type Auth, type HandState, type Router } from '@mcu/server';
 
 export interface RelayHandsOptions {
   bus: Bus;
@@ -66,6 +67,14 @@ export class RelayHands {
 
   routes(r: Router): void {
     const { auth } = this.#opts;
+    // Signed here with the cluster's secret: nothing to ask the mixer.
+    r.on('POST', '/api/events/:id/viewer-tokens', async ({ req, res, params }) => {
+      const claims = auth.authorize(req.headers.authorization, { event: params.id, roles: ['viewer'] });
+      this.limits.take(viewerKeyOf(claims));
+      this.#opts.carries(params.id);
+      const body = parseJsonBody(await readBody(req), viewerTokenBody, 'body');
+      json(res, 201, personalViewerToken(auth.issuer, params.id, claims, body.name));
+    });
     r.on('POST', '/api/events/:id/hands', async ({ req, res, params }) => {
       const claims = auth.authorize(req.headers.authorization, { event: params.id, roles: ['viewer'] });
       this.limits.take(viewerKeyOf(claims));

@@ -74,6 +74,12 @@ describe('raised hands across a cluster: mixer + 2 relays over NATS', () => {
     expect(nameless.json.error.code).toBe('name_required');
     expect((await call(`${r1.url}/api/events/${event.id}/hands`, 'POST', event.tokens.producer, { name: 'x' })).status).toBe(403);
     expect((await call(`${r1.url}/api/events/unknown/hands`, 'POST', token)).status).toBe(403);
+    // A viewer of the public link gets a token of its own from its relay (signed there), and raises with it.
+    const own = await call(`${r1.url}/api/events/${event.id}/viewer-tokens`, 'POST', event.tokens.viewer, { name: 'Own Token' });
+    expect(own.status).toBe(201);
+    const raised = await call(`${r1.url}/api/events/${event.id}/hands`, 'POST', own.json.token);
+    expect(raised.status).toBe(201);
+    expect(raised.json.name).toBe('Own Token');
   });
 
   it('a relay rate-limits each viewer (429 + Retry-After) before anything reaches NATS; a viewer lowers only its own hand there', async () => {

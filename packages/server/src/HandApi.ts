@@ -5,6 +5,7 @@
  * Relays serve the viewer's half of it over NATS (see @mcu/cluster's RelayHands).
  */
 import type { IncomingMessage } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
 import {
   handDefaults,
@@ -13,10 +14,12 @@ import {
   raiseHandBody,
   viewerKeyOf,
   viewerTokenBody,
+  ValidationError,
   type Hand,
   type HandNotice,
   type Role,
   type TokenClaims,
+  type TokenIssuer,
 } from '@mcu/control';
 import type { Auth } from './Auth.js';
 import type { EventRegistry } from './EventRegistry.js';
@@ -70,9 +73,10 @@ export class HandStreams {
   }
 }
 
+/** `sentAt`: when this node wrote it to the page (ms since the epoch), for measuring the last hop apart. */
 export function sendNotice(send: SendEvent, notice: HandNotice): void {
-  if (notice.kind === 'invited') send('invited', { hand: notice.hand, invitation: notice.invitation });
-  else send(notice.kind, { hand: notice.hand });
+  if (notice.kind === 'invited') send('invited', { hand: notice.hand, invitation: notice.invitation, sentAt: Date.now() });
+  else send(notice.kind, { hand: notice.hand, sentAt: Date.now() });
 }
 
 /** The start of a viewer's stream: its hand, then its pending invitation if there is one. */
@@ -110,6 +114,18 @@ export function handStreamEvents(desk: HandDesk, streams: HandStreams, event: st
   };
 }
 
+/**
+ * A viewer's own token for its hand: the same event and role, its name, a subject of its own (so
+ * viewers who opened the same public link do not share a hand or an invitation), and no longer
+ * valid than the token it was asked with.
+ */
+export function personalViewerToken(issuer: TokenIssuer, event: string, claims: TokenClaims, name: string | undefined): { token: string; name: string } {
+  const displayName = name ?? claims.name;
+  if (displayName === undefined) throw new ValidationError('name: say who you are', 'name', 'name_required');
+  const ttlSeconds = Math.max(1, claims.exp - Math.floor(Date.now() / 1000));
+  return { token: issuer.issue({ event, role: 'viewer', name: displayName, subject: `viewer-${randomBytes(12).toString('base64url')}`, ttlSeconds }), name: displayName };
+}
+
 export interface HandRouteContext {
   router: Router;
   auth: Auth;
@@ -128,9 +144,14 @@ const producers: Role[] = ['admin', 'producer'];
 export function handRoutes(c: HandRouteContext): void {
   const r = c.router;
   r.on('POST', '/api/events/:id/viewer-tokens', async ({ req, res, params }) => {
-    c.auth.authorize(req.headers.authorization, { event: params.id, roles: producers });
+    const claims = c.auth.authorize(req.headers.authorization, { event: params.id, roles: [...producers, 'viewer'] });
     const e = c.registry.get(params.id);
     const body = await c.readJson(req, viewerTokenBody);
+    if (claims.role === 'viewer') {
+      c.limits.take(viewerKeyOf(claims));
+      json(res, 201, personalViewerToken(c.auth.issuer, e.id, claims, body.name));
+      return;
+    }
     const token = c.auth.issuer.issue({ event: e.id, role: 'viewer', name: body.name, ttlSeconds: body.ttlSeconds ?? c.tokenTtlSeconds });
     json(res, 201, { token, ...(body.name !== undefined ? { name: body.name } : {}), watch: `${c.baseUrl()}/watch/${e.id}?token=${encodeURIComponent(token)}` });
   });
@@ -174,6 +195,14 @@ const rateLimited = { 429: 'over the rate limit of this viewer or this node (Ret
 
 /** The routes a viewer's hand is raised and lowered with (on every node: relays forward them to the mixer). */
 export const viewerHandOperations: OperationTable = {
+  'POST /api/events/:id/viewer-tokens': {
+    summary: "A viewer's own token for its hand (its name, a subject of its own): viewers of one public link do not share a hand",
+    tag: 'hands',
+    auth: ['viewer'],
+    body: viewerTokenBody,
+    ok: { status: 201, description: '`{"token","name"}`' },
+    errors: rateLimited,
+  },
   'POST /api/events/:id/hands': {
     summary: 'Raise your hand (viewer token; a second raise returns the first)',
     tag: 'hands',
@@ -202,11 +231,12 @@ export const handOperations: OperationTable = {
     ok: { status: 200, description: 'text/event-stream', content: 'event-stream' },
   },
   'POST /api/events/:id/viewer-tokens': {
-    summary: "A viewer token, with a display name (an invitation link)",
+    summary: 'A viewer token with a display name: an invitation link (producer), or a viewer\'s own token for its hand (viewer)',
     tag: 'hands',
-    auth: producerOnly,
+    auth: ['producer', 'viewer'],
     body: viewerTokenBody,
-    ok: { status: 201, description: '`{"token","name","watch"}`: `watch` is the watch page link with the token' },
+    ok: { status: 201, description: '`{"token","name","watch"}` (`watch`: the watch page link with the token); for a viewer `{"token","name"}`' },
+    errors: rateLimited,
   },
   ...viewerHandOperations,
   'GET /api/events/:id/hands': {

@@ -18,6 +18,6 @@ export { viewerLoad } from './EventTree.js';
 export type { EventTreeProvider, EventTreeView, TreeNodeView } from './EventTree.js';
 export { HandDesk, handView } from './HandDesk.js';
 export type { HandDeskOptions, HandDeskEvents, HandState } from './HandDesk.js';
-export { HandStreams, handStreamEvents, sendNotice, sendHandState, newHandLimits, handOperations, viewerHandOperations } from './HandApi.js';
+export { HandStreams, handStreamEvents, personalViewerToken, sendNotice, sendHandState, newHandLimits, handOperations, viewerHandOperations } from './HandApi.js';
 export { RateLimiter, HandLimits } from './RateLimiter.js';
 export type { RateLimiterOptions } from './RateLimiter.js';

@@ -55,7 +55,18 @@ describe('viewer names and raised hands', () => {
     expect(res.json.name).toBe('Ada Lovelace');
     expect(res.json.watch).toBe(`${base}/watch/${ev.id}?token=${encodeURIComponent(res.json.token)}`);
     expect(claimsOf(res.json.token)).toMatchObject({ evt: ev.id, role: 'viewer', name: 'Ada Lovelace' });
-    expect((await api('POST', `/api/events/${ev.id}/viewer-tokens`, ev.tokens.viewer, { name: 'x' })).status).toBe(403);
+    // A viewer of a public link gets a token of its own: its name, a subject of its own, no longer than its own token.
+    const own = await api('POST', `/api/events/${ev.id}/viewer-tokens`, ev.tokens.viewer, { name: 'Shared Link Viewer' });
+    expect(own.status).toBe(201);
+    expect(own.json.watch).toBeUndefined();
+    const ownClaims = claimsOf(own.json.token);
+    expect(ownClaims).toMatchObject({ evt: ev.id, role: 'viewer', name: 'Shared Link Viewer' });
+    expect(ownClaims.sub).toMatch(/^viewer-/);
+    expect(ownClaims.exp).toBeLessThanOrEqual(claimsOf(ev.tokens.viewer).exp);
+    const second = await api('POST', `/api/events/${ev.id}/viewer-tokens`, ev.tokens.viewer, { name: 'Another Viewer' });
+    expect(claimsOf(second.json.token).sub).not.toBe(ownClaims.sub);
+    expect((await api('POST', `/api/events/${ev.id}/viewer-tokens`, ev.tokens.viewer, {})).status).toBe(400);
+    expect((await api('POST', `/api/events/${ev.id}/viewer-tokens`, ev.tokens.presenter, { name: 'x' })).status).toBe(403);
     expect((await api('POST', `/api/events/${ev.id}/viewer-tokens`, ev.tokens.producer, { name: 'bad\u0007name' })).status).toBe(400);
     expect((await api('POST', `/api/events/nope/viewer-tokens`, ADMIN, { name: 'x' })).status).toBe(404);
   });
@@ -82,6 +93,17 @@ describe('viewer names and raised hands', () => {
     const other = await createEvent();
     expect((await api('POST', `/api/events/${ev.id}/hands`, other.tokens.viewer, { name: 'o' })).status).toBe(403);
     expect((await api('POST', `/api/events/${ev.id}/hands`, undefined, { name: 'o' })).status).toBe(401);
+  });
+
+  it('two viewers of one public link, each with a token of its own, have a hand each', async () => {
+    const ev = await createEvent();
+    const own = async (name: string) => (await api('POST', `/api/events/${ev.id}/viewer-tokens`, ev.tokens.viewer, { name })).json.token as string;
+    const a = await api('POST', `/api/events/${ev.id}/hands`, await own('Viewer A'));
+    const b = await api('POST', `/api/events/${ev.id}/hands`, await own('Viewer B'));
+    expect([a.status, b.status]).toEqual([201, 201]);
+    expect(a.json.id).not.toBe(b.json.id);
+    const names = (await api('GET', `/api/events/${ev.id}/hands`, ev.tokens.producer)).json.hands.map((h: { name: string }) => h.name);
+    expect(names).toEqual(['Viewer A', 'Viewer B']);
   });
 
   it('the producer lists hands in the order they were raised, with names and waiting time; viewers cannot list', async () => {

@@ -18,6 +18,10 @@ function claimsOf(token) {
 
 export function startHands({ state, eventId, token, stopWatching, watchAgain, q }) {
   const tokenName = claimsOf(token).name ?? null;
+  // The token the hand goes with: a public link's token is shared by many viewers, so a viewer
+  // without a name of its own asks its node for a token of its own (with the name it typed) first.
+  const savedKey = `mcu.handToken.${eventId}`;
+  let handToken = tokenName ? token : (sessionStorage.getItem(savedKey) ?? null);
   const status = $('hand-status');
   const nameInput = $('viewer-name');
   // Diagnostics and tests: the hand, the stage, the node's event stream.
@@ -42,10 +46,10 @@ export function startHands({ state, eventId, token, stopWatching, watchAgain, q 
     else if (state.hand) show(status, 'hand raised: the producer sees it', 'ok');
   }
 
-  async function call(method, path, body) {
+  async function call(method, path, body, as = handToken ?? token) {
     const res = await fetch(`${state.nodeOrigin}${path}`, {
       method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      headers: { authorization: `Bearer ${as}`, ...(body ? { 'content-type': 'application/json' } : {}) },
       body: body ? JSON.stringify(body) : undefined,
     });
     const text = await res.text();
@@ -67,7 +71,12 @@ export function startHands({ state, eventId, token, stopWatching, watchAgain, q 
       return;
     }
     try {
-      state.hand = await call('POST', `/api/events/${encodeURIComponent(eventId)}/hands`, tokenName ? {} : { name });
+      if (!handToken) {
+        handToken = (await call('POST', `/api/events/${encodeURIComponent(eventId)}/viewer-tokens`, { name }, token)).token;
+        sessionStorage.setItem(savedKey, handToken);
+        listen();
+      }
+      state.hand = await call('POST', `/api/events/${encodeURIComponent(eventId)}/hands`, {});
       render();
     } catch (err) {
       show(status, err.status === 429 ? `too many requests: try again in ${err.retryAfter} s` : String(err.message), 'err');
@@ -89,7 +98,7 @@ export function startHands({ state, eventId, token, stopWatching, watchAgain, q 
   /** The node's event stream: the hand's state, invitations, lowered, done. */
   function listen() {
     events?.close();
-    events = new EventSource(`${state.nodeOrigin}/api/events/${encodeURIComponent(eventId)}/stream?token=${encodeURIComponent(token)}`);
+    events = new EventSource(`${state.nodeOrigin}/api/events/${encodeURIComponent(eventId)}/stream?token=${encodeURIComponent(handToken ?? token)}`);
     const on = (name, fn) =>
       events.addEventListener(name, (m) => {
         const data = JSON.parse(m.data);
@@ -100,7 +109,10 @@ export function startHands({ state, eventId, token, stopWatching, watchAgain, q 
       if (!state.stage) state.hand = hand;
       render();
     });
-    on('invited', ({ invitation }) => void goOnStage(invitation));
+    // Only for the hand this page raised (a stream on a shared token would hear another's).
+    on('invited', ({ hand, invitation }) => {
+      if (handToken && state.hand?.id === hand) void goOnStage(invitation);
+    });
     on('lowered', () => {
       state.hand = null;
       show(status, 'the producer lowered your hand', 'muted');

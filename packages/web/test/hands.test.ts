@@ -1,6 +1,6 @@
 /**
- * A viewer brought on stage, in Chromium: a presenter publishes a 440 Hz tone, a viewer types its
- * name and raises its hand, the producer sees it in the console and invites it live, the viewer's
+ * A viewer brought on stage, in Chromium: a presenter publishes a 440 Hz tone, a viewer of the
+ * public link types its name and raises its hand (with a token of its own), the producer sees it in the console and invites it live, the viewer's
  * page publishes a 1250 Hz tone over WHIP with the invitation's grant (hearing the mix-minus, not
  * itself), a second viewer hears both tones, the guest leaves the stage and watches the program again.
  */
@@ -75,6 +75,8 @@ describe('raising a hand and coming on stage (Chromium)', () => {
     await waitFor(guest, 'window.mcu.stage && window.mcu.stage.connected', 15_000);
     console.log(`invite click → guest on stage (WHIP connected): ${((performance.now() - tInvite) / 1000).toFixed(2)} s`);
     expect(await guest.isVisible('[data-testid="leave-stage"]')).toBe(true);
+    // The other page opened the same public link: it has no hand of its own and stays a viewer.
+    expect(await other.evaluate('[window.mcu.stage, window.mcu.leftStage ?? 0, window.mcu.connected]')).toEqual([null, 0, true]);
     expect(await guest.isVisible('[data-testid="raise-hand"]')).toBe(false);
 
     // The other viewer hears both tones; the guest hears the presenter but not itself.
