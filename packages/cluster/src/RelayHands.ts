@@ -15,7 +15,7 @@ import {
   handNoticeSchema,
   handReplySchema,
   raiseHandBody,
-  readMessage,
+  checkMessage,
   viewerTokenBody,
   subjects,
   ServiceUnavailableError,
@@ -57,10 +57,20 @@ export class RelayHands {
     const sub = opts.bus.subscribe(subjects(opts.cluster).event('*').hand, { signal: this.#abort.signal });
     void (async () => {
       for await (const m of sub) {
-        const notice = readMessage(handNoticeSchema, m.data, this.drops);
-        if (!notice) continue;
         this.counts.notices++;
-        this.counts.delivered += this.streams.deliver(notice);
+        // Every relay hears every notice of the cluster; most are for viewers elsewhere: look at
+        // the hand first, validate only what goes to a page here.
+        let value: unknown;
+        try {
+          value = m.json();
+        } catch {
+          this.drops.count('not_json');
+          continue;
+        }
+        const { event, hand } = (value ?? {}) as { event?: unknown; hand?: unknown };
+        if (typeof event !== 'string' || typeof hand !== 'string' || !this.streams.has(event, hand)) continue;
+        const notice = checkMessage(handNoticeSchema, value, this.drops);
+        if (notice) this.counts.delivered += this.streams.deliver(notice);
       }
     })();
   }

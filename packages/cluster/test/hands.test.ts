@@ -138,8 +138,21 @@ describe('raised hands across a cluster: mixer + 2 relays over NATS', () => {
     const [r1] = world.relays;
     const doc = (await (await fetch(`${r1.url}/api/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/events/{id}/hands', '/api/events/{id}/hands/{hid}', '/api/events/{id}/stream']));
-    const page = await stream(r1.url, await viewerToken('Until The End'));
+    const token = await viewerToken('Until The End');
+    const page = await stream(r1.url, token);
     await page.next((e) => e.event === 'hand');
+    // Bad notices for this viewer's hand are counted and dropped; notices for hands not here are not even validated.
+    const hand = (await call(`${r1.url}/api/events/${event.id}/hands`, 'POST', token)).json.id as string;
+    const drops = r1.hands.drops.total;
+    const s = subjects(CLUSTER).event(event.id).hand;
+    bus.publish(s, new TextEncoder().encode('not json'));
+    bus.publish(s, { v: 2, event: event.id, hand, kind: 'invited', at: Date.now() });
+    bus.publish(s, { v: 1, event: event.id, hand, kind: 'invited', at: Date.now() });
+    bus.publish(s, { v: 1, event: event.id, hand: 'elsewhere', kind: 'nonsense' });
+    await bus.flush();
+    await waitFor(() => r1.hands.drops.total - drops === 3, 5000, 'three bad notices dropped');
+    expect(r1.hands.drops.byReason()).toMatchObject({ not_json: 1, wrong_version: 1, invalid: 1 });
+    expect(page.events.filter((e) => e.event === 'invited')).toEqual([]);
     await call(`${world.node.url}/api/events/${event.id}`, 'DELETE', ADMIN);
     await page.next((e) => e.event === 'ended', 10_000);
   });

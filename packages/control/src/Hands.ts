@@ -109,7 +109,7 @@ export const handNoticeSchema = z.object({
     })
     .optional(),
   at: timestampMs,
-});
+}).refine((n) => (n.kind === 'invited') === (n.invitation !== undefined), { message: 'an invitation comes with `invited` only', path: ['invitation'] });
 export type HandNotice = z.infer<typeof handNoticeSchema>;
 
 /** Who a viewer is for its hand: the token's subject if it has one, else the token itself (jti). */

@@ -57,6 +57,11 @@ export class HandStreams {
     };
   }
 
+  /** Whether a viewer's stream for this hand is open here. */
+  has(event: string, hand: string): boolean {
+    return this.#byHand.has(`${event}.${hand}`);
+  }
+
   /** Passes a notice to its viewer's streams here; returns how many. */
   deliver(notice: HandNotice): number {
     const set = this.#byHand.get(`${notice.event}.${notice.hand}`);
