@@ -229,7 +229,7 @@ export const viewerHandOperations: OperationTable = {
 export const handOperations: OperationTable = {
   'GET /api/events/:id/stream': {
     summary:
-      "Server-sent events: speakers, dominant speaker, levels (4/s), participants, ended; a viewer's own hand (`hand`, `invited` with a single-use grant, `lowered`, `done`); for producers the queue (`hands` once, then `hand-update`)",
+      "Server-sent events: speakers, dominant speaker, levels (4/s), participants, ended; a viewer's own hand (`hand`, `invited` with a single-use grant, `lowered`, `done`); for producers the queue (`hands` once, then `hand-update`). `?events=hands`: the hand events (and ended) only",
     tag: 'events',
     auth: ['producer', 'presenter', 'viewer'],
     tokenInQuery: true,

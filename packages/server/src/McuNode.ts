@@ -393,7 +393,8 @@ export class McuNode {
         { event: params.id, roles: ['admin', 'producer', 'presenter', 'viewer'] },
         url.searchParams.get('token'),
       );
-      this.stream(this.registry.get(params.id), req, res, claims);
+      // ?events=hands: only the hand events (a watch page), none of the 4/s levels.
+      this.stream(this.registry.get(params.id), req, res, claims, url.searchParams.get('events') === 'hands');
     });
 
     handRoutes({
@@ -409,12 +410,12 @@ export class McuNode {
     Object.assign(this.operations, handOperations);
   }
 
-  private stream(e: EventRecord, req: IncomingMessage, res: ServerResponse, claims: TokenClaims): void {
+  private stream(e: EventRecord, req: IncomingMessage, res: ServerResponse, claims: TokenClaims, handsOnly = false): void {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     const send = (event: string, data: unknown) => {
       if (!res.writableEnded) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     };
-    send('state', { speakers: e.mixer.mixer.speakerIds, dominantSpeaker: e.mixer.mixer.dominantSpeaker });
+    if (!handsOnly) send('state', { speakers: e.mixer.mixer.speakerIds, dominantSpeaker: e.mixer.mixer.dominantSpeaker });
     const onSpeakers = (ids: string[]) => send('speakers', { speakers: ids });
     const onDominant = (id: string | null) => send('dominantSpeaker', { dominantSpeaker: id });
     const onEnded = (ended: EventRecord) => {
@@ -435,10 +436,13 @@ export class McuNode {
       }
       send('levels', { participants: levels, dominantSpeaker: e.mixer.mixer.dominantSpeaker });
     };
-    sendLevels();
-    const levelTimer = setInterval(sendLevels, levelsIntervalMs);
-    e.mixer.mixer.on('speakers', onSpeakers);
-    e.mixer.mixer.on('dominantSpeaker', onDominant);
+    let levelTimer: NodeJS.Timeout | undefined;
+    if (!handsOnly) {
+      sendLevels();
+      levelTimer = setInterval(sendLevels, levelsIntervalMs);
+      e.mixer.mixer.on('speakers', onSpeakers);
+      e.mixer.mixer.on('dominantSpeaker', onDominant);
+    }
     this.registry.on('ended', onEnded);
     this.sseClients.add(res);
     const stopHands = handStreamEvents(this.hands, this.handStreams, e.id, claims, send);

@@ -199,7 +199,8 @@ describe('invitations on stage', () => {
     const ev = await createEvent();
     const guestToken = await viewerToken(ev.id, ev.tokens.producer, 'Guest Star');
     const bystander = await viewerToken(ev.id, ev.tokens.producer, 'Bystander');
-    const guestStream = await stream(ev.id, guestToken);
+    const guestStream = await SseClient.open(`${base}/api/events/${ev.id}/stream?events=hands&token=${encodeURIComponent(guestToken)}`);
+    streams.push(guestStream);
     const otherStream = await stream(ev.id, bystander);
     await guestStream.next((e) => e.event === 'hand' && e.data.hand === null);
     const hand = (await api('POST', `/api/events/${ev.id}/hands`, guestToken)).json;
@@ -223,6 +224,9 @@ describe('invitations on stage', () => {
     // Nobody else's stream hears of it.
     await new Promise((r) => setTimeout(r, 200));
     expect(otherStream.events.filter((e) => e.event === 'invited')).toEqual([]);
+    // The watch page's stream (?events=hands) carries the hand events only, not the 4/s levels.
+    expect(new Set(guestStream.events.map((e) => e.event))).toEqual(new Set(['hand', 'invited']));
+    expect(otherStream.events.some((e) => e.event === 'levels')).toBe(true);
     // The grant is no producer's: it cannot list hands or invite.
     expect((await api('GET', `/api/events/${ev.id}/hands`, grant)).status).toBe(403);
 

@@ -98,7 +98,7 @@ export function startHands({ state, eventId, token, stopWatching, watchAgain, q 
   /** The node's event stream: the hand's state, invitations, lowered, done. */
   function listen() {
     events?.close();
-    events = new EventSource(`${state.nodeOrigin}/api/events/${encodeURIComponent(eventId)}/stream?token=${encodeURIComponent(handToken ?? token)}`);
+    events = new EventSource(`${state.nodeOrigin}/api/events/${encodeURIComponent(eventId)}/stream?events=hands&token=${encodeURIComponent(handToken ?? token)}`);
     const on = (name, fn) =>
       events.addEventListener(name, (m) => {
         const data = JSON.parse(m.data);
