@@ -276,3 +276,27 @@ describe('invitations on stage', () => {
     await expect(WebRtcClient.connect('whip', ev.whip, forged)).rejects.toThrow(/answered 401/);
   });
 });
+
+describe('lifecycle', () => {
+  it('closing a node ends its hand streams and leaves no timer or stream behind', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const n = new McuNode({ port: 0, adminToken: ADMIN, tokenSecret: generateSecret() });
+    const url = (await n.listen()).url;
+    const ev = (await (await fetch(`${url}/api/events`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } })).json()) as { id: string; tokens: Record<string, string> };
+    const viewer = await SseClient.open(`${url}/api/events/${ev.id}/stream?events=hands&token=${ev.tokens.viewer}`);
+    const producer = await SseClient.open(`${url}/api/events/${ev.id}/stream?token=${ev.tokens.producer}`);
+    await viewer.next((e) => e.event === 'hand');
+    await fetch(`${url}/api/events/${ev.id}/hands`, { method: 'POST', headers: { authorization: `Bearer ${ev.tokens.viewer}`, 'content-type': 'application/json' }, body: '{"name":"Last"}' });
+    await producer.next((e) => e.event === 'hand-update');
+    expect(n.handStreams.size).toBe(1);
+    await n.close();
+    await n.close();
+    expect(n.handStreams.size).toBe(0);
+    viewer.close();
+    producer.close();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(timers()).toBeLessThanOrEqual(before);
+  });
+});
+
