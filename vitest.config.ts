@@ -31,6 +31,8 @@ const timing = [
   'packages/server/test/restream-av-sync.test.ts',
   // The console's Restream panel in Chromium, pushing to nginx-rtmp.
   'packages/web/test/restream-panel.test.ts',
+  // A viewer raises its hand and is brought on stage: four Chromium pages, tones heard.
+  'packages/web/test/hands.test.ts',
 ];
 
 export default defineConfig({

@@ -3,7 +3,7 @@
  * (see OpenApi.ts in @mcu/server): the relay's whole API, and the mixer's plain-RTP viewer redirect.
  */
 import { z } from 'zod';
-import { nodeOperations, webrtcOperations, type OperationTable } from '@mcu/server';
+import { nodeOperations, viewerHandOperations, webrtcOperations, type OperationTable } from '@mcu/server';
 
 /**
  * A plain-RTP viewer: where to send the program audio, and optionally `everyNth` (1–50) to receive
@@ -57,4 +57,15 @@ export const relayOperations: OperationTable = {
     errors: { 503: 'the relay serves its maximum of plain-RTP viewers, or is draining' },
   },
   'DELETE /rtp-viewers/:id/:vid': { summary: 'Remove a plain-RTP viewer', tag: 'viewers', auth: viewerRoles, tokenInQuery: true, ok: { status: 204, description: 'removed' } },
+  // A viewer's hand, forwarded to the event's mixer over NATS (hands.md).
+  ...Object.fromEntries(
+    Object.entries(viewerHandOperations).map(([k, op]) => [k, { ...op, errors: { ...op.errors, 503: "the event's mixer did not answer" } }]),
+  ),
+  'GET /api/events/:id/stream': {
+    summary: "Server-sent events for a viewer's page: its hand (`hand`), invitations on stage (`invited`, with a single-use grant), `lowered`, `done`, `ended`",
+    tag: 'events',
+    auth: viewerRoles,
+    tokenInQuery: true,
+    ok: { status: 200, description: 'text/event-stream', content: 'event-stream' },
+  },
 };

@@ -40,6 +40,7 @@ import { FeedKeyRotation, validateRotation, type FeedKeyRotationReason } from '.
 import { mixerOperations } from './ClusterApi.js';
 import { feedMetrics } from './FeedMetrics.js';
 import { freeUdpPort, mediaAddressFor } from './UdpPort.js';
+import { HandService } from './HandService.js';
 
 export interface MixerRoleOptions {
   /** A listening node (its URL is registered). */
@@ -105,6 +106,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   /** Events whose feed is being set up. */
   readonly #clustering = new Set<string>();
   #stopKeys: (() => void) | undefined;
+  /** Raised hands in the cluster's store; relays' hand requests; notices to the relays. */
+  hands: HandService | undefined;
   #closed = false;
 
   private constructor(opts: MixerRoleOptions, mediaPort: number) {
@@ -238,6 +241,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     await this.controller.start();
     await this.agent.start();
     this.#stopKeys = serveFeedKeys(this.#bus, this.cluster, this.#opts.tokenSecret, (id) => this.#events.get(id)?.keys.keys);
+    this.hands = await HandService.start({ bus: this.#bus, cluster: this.cluster, node, log: this.log });
     node.registry.on('created', this.#onCreated);
     node.registry.on('ending', this.#onEnding);
     node.viewerPlacement = (id, kind) => this.placeViewer(id, kind);
@@ -397,6 +401,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     this.node.viewerPlacement = undefined;
     this.node.eventTree = undefined;
     this.#stopKeys?.();
+    this.hands?.close();
     for (const entry of this.#events.values()) {
       entry.stopProgram();
       entry.stopVideo();

@@ -45,6 +45,7 @@ import { RelayFeed } from './RelayFeed.js';
 import { mediaAddressFor } from './UdpPort.js';
 import { relayOperations, rtpViewerBody } from './ClusterApi.js';
 import { feedMetrics } from './FeedMetrics.js';
+import { RelayHands } from './RelayHands.js';
 
 export interface RelayRoleOptions {
   bus: Bus;
@@ -127,6 +128,8 @@ export class RelayRole {
   readonly feeds = new Map<string, RelayFeed>();
   readonly log: Logger;
   readonly metrics = new Registry();
+  /** Its viewers' raised hands (forwarded to the mixer) and their pages' event streams. */
+  readonly hands: RelayHands;
   agent!: NodeAgent;
   #url = '';
   readonly #opts: RelayRoleOptions;
@@ -164,6 +167,7 @@ export class RelayRole {
       log: this.log,
     });
     this.#server = createHttpServer(this.#router, this.log, this.#certificate && { certificate: this.#certificate, hstsMaxAgeSeconds: opts.hstsMaxAgeSeconds });
+    this.hands = new RelayHands({ bus: opts.bus, cluster: opts.cluster, auth: this.auth, carries: (event) => void this.#feed(event), log: this.log });
     this.#routes();
     this.#registerMetrics();
   }
@@ -352,6 +356,7 @@ export class RelayRole {
     if (!feed) return;
     this.feeds.delete(event);
     this.edge.endEvent(event);
+    this.hands.endEvent(event);
     for (const v of [...this.#rtpViewers.values()]) if (v.event === event) this.#removeRtpViewer(v.id, 'event_ended');
     feed.close();
     this.log.info({ event }, 'feed closed');
@@ -520,6 +525,7 @@ export class RelayRole {
       if (!this.#removeRtpViewer(params.vid, 'deleted')) throw new NotFoundError(`viewer ${params.vid} not found`);
       res.writeHead(204).end();
     });
+    this.hands.routes(r);
   }
 
   #release(crashed = false): void {
@@ -527,6 +533,7 @@ export class RelayRole {
     this.#abort.abort();
     for (const a of this.#opening.values()) a.abort();
     this.#opening.clear();
+    this.hands.close();
     for (const v of [...this.#rtpViewers.keys()]) this.#removeRtpViewer(v, 'shutdown');
     this.edge.close();
     for (const f of this.feeds.values()) f.close({ crashed });

@@ -29,3 +29,7 @@ export { onShutdownSignals, defaultDrainTimeoutMs } from './Shutdown.js';
 export type { Drainable, ShutdownOptions } from './Shutdown.js';
 export { relayOperations, mixerOperations, rtpViewerBody } from './ClusterApi.js';
 export { feedMetrics } from './FeedMetrics.js';
+export { HandService } from './HandService.js';
+export type { HandServiceOptions } from './HandService.js';
+export { RelayHands } from './RelayHands.js';
+export type { RelayHandsOptions } from './RelayHands.js';

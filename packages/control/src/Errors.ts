@@ -108,6 +108,16 @@ export class ServiceUnavailableError extends McuError {
   }
 }
 
+/** 429: over a rate limit; `retryAfterSeconds` is sent as the Retry-After header. */
+export class TooManyRequestsError extends McuError {
+  readonly retryAfterSeconds: number;
+
+  constructor(message = 'too many requests', retryAfterSeconds = 1, code = 'rate_limited') {
+    super(429, code, message);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
 export type BusErrorReason = 'timeout' | 'no_responders' | 'closed' | 'unavailable';
 
 /**
@@ -144,6 +154,6 @@ export function errorBody(err: unknown): ErrorBody {
 export function errorHeaders(err: unknown): Record<string, string> {
   if (err instanceof TokenError) return { 'www-authenticate': 'Bearer' };
   if (err instanceof MethodNotAllowedError) return { allow: err.allow.join(', ') };
-  if (err instanceof ServiceUnavailableError) return { 'retry-after': String(Math.max(0, Math.ceil(err.retryAfterSeconds))) };
+  if (err instanceof ServiceUnavailableError || err instanceof TooManyRequestsError) return { 'retry-after': String(Math.max(0, Math.ceil(err.retryAfterSeconds))) };
   return {};
 }

@@ -112,6 +112,10 @@ export function subjects(cluster: string) {
       tree: `${base}.tree`,
       /** request: which relay should a new viewer of this event connect to? */
       place: `${base}.place`,
+      /** request: a viewer's hand (raise, lower, its own) forwarded by the node it is on to the event's mixer */
+      hands: `${base}.hands`,
+      /** what happened to a hand (invited, lowered, done), for the node holding its viewer's event stream */
+      hand: `${base}.hand`,
     };
   };
   return {
@@ -144,6 +148,8 @@ export function subjects(cluster: string) {
       feeds: `mcu_${cluster}_feeds`,
       /** leases such as `tree.leader` (which controller acts) */
       leases: `mcu_${cluster}_leases`,
+      /** raised hands, key `<event>.<hand>` (HandQueue) */
+      hands: `mcu_${cluster}_hands`,
     },
   };
 }

@@ -10,6 +10,7 @@ export {
   UnsupportedMediaTypeError,
   ServiceUnavailableError,
   BusError,
+  TooManyRequestsError,
   httpStatusOf,
   errorBody,
   errorHeaders,
@@ -134,3 +135,22 @@ export type { ClusterClientOptions, ClusterClientEvents, NodeAddress } from './C
 
 export { createLogger, defaultLogLevel, logLevelSchema } from './Log.js';
 export type { Logger, LoggerOptions, LogLevel } from './Log.js';
+
+export {
+  handDefaults,
+  handSchema,
+  invitationSchema,
+  raiseHandBody,
+  inviteHandBody,
+  viewerTokenBody,
+  handRequestSchema,
+  handReplySchema,
+  handNoticeSchema,
+  viewerKeyOf,
+  handIdFor,
+  invitationSubject,
+  handOfGrant,
+} from './Hands.js';
+export type { Hand, Invitation, HandRequest, HandReply, HandNotice } from './Hands.js';
+export { HandQueue } from './HandQueue.js';
+export type { HandQueueEvents } from './HandQueue.js';

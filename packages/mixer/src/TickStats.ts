@@ -25,6 +25,19 @@ export class TickStats {
     return sorted[idx];
   }
 
+  /**
+   * Percentile (0..100) over the last `ticks` ticks only (at most the retained window), so that a
+   * benchmark compares the ticks of one phase with another's; 0 when empty.
+   */
+  percentileOfLast(p: number, ticks: number): number {
+    const n = Math.min(this.count, this.ring.length, Math.max(0, Math.floor(ticks)));
+    if (n === 0) return 0;
+    const last = new Float64Array(n);
+    for (let i = 0; i < n; i++) last[i] = this.ring[(this.count - 1 - i) % this.ring.length];
+    last.sort();
+    return last[Math.min(n - 1, Math.max(0, Math.ceil((p / 100) * n) - 1))];
+  }
+
   reset(): void {
     this.count = 0;
     this.maxMs = 0;

@@ -37,6 +37,9 @@ import { healthRoutes, type NotReady, type ReadinessCheck } from './Readiness.js
 import { nodeOperations, openApiDocument, type OperationTable } from './OpenApi.js';
 import { programSourceOf, WebRtcEdge } from '@mcu/webrtc';
 import { playPresenterPreview } from './PresenterPreviewRoute.js';
+import { HandDesk } from './HandDesk.js';
+import { handOperations, handRoutes, handStreamEvents, HandStreams, newHandLimits } from './HandApi.js';
+import type { TokenClaims } from '@mcu/control';
 import { pageFor, staticFile } from '@mcu/web';
 
 /**
@@ -93,6 +96,10 @@ export class McuNode {
   /** Conditions of `/readyz` beyond the node's own (cluster roles add theirs: bus, registration). */
   readonly readinessChecks: ReadinessCheck[] = [];
   private readonly sseClients = new Set<ServerResponse>();
+  /** Raised hands and invitations (hands.md): the queue, and the viewers' event streams by hand. */
+  readonly hands: HandDesk;
+  readonly handStreams = new HandStreams();
+  readonly handLimits = newHandLimits();
   private baseUrl = '';
   private closed = false;
   private draining = false;
@@ -126,8 +133,11 @@ export class McuNode {
       log: this.log,
     });
     this.registry.on('created', (e) => this.log.info({ event: e.id, name: e.name }, 'event created'));
+    this.hands = new HandDesk({ issuer, whipUrl: (id) => `${this.baseUrl}/whip/${id}`, log: this.log });
+    this.hands.on('notice', (n) => this.handStreams.deliver(n));
     this.registry.on('ended', (e) => {
       this.edge.endEvent(e.id);
+      void this.hands.endEvent(e.id);
       this.log.info({ event: e.id }, 'event ended');
     });
     this.metrics = new Metrics(this.registry, this.edge, () => this.draining || this.closed);
@@ -195,6 +205,7 @@ export class McuNode {
     this.restreams.close();
     this.registry.close();
     this.certificate?.close();
+    await this.hands.close();
     for (const res of this.sseClients) res.end();
     this.sseClients.clear();
     this.server.closeAllConnections();
@@ -250,10 +261,14 @@ export class McuNode {
       json(res, 200, { events: events.map((e) => this.describe(e)) });
     });
 
-    r.on('GET', '/api/events/:id', ({ req, res, params }) => {
+    r.on('GET', '/api/events/:id', ({ req, res, params, url }) => {
       this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
       const e = this.registry.get(params.id);
-      json(res, 200, { ...this.describe(e), stats: e.mixer.stats(), participants: e.mixer.participants() });
+      // ?tickWindow=N: tick durations of the last N ticks only (benchmarks compare phases of a run).
+      const window = Number(url.searchParams.get('tickWindow') ?? 0);
+      const t = e.mixer.mixer.tickStats;
+      const tickWindow = Number.isInteger(window) && window > 0 ? { tickWindow: { ticks: window, p50: t.percentileOfLast(50, window), p99: t.percentileOfLast(99, window) } } : {};
+      json(res, 200, { ...this.describe(e), stats: { ...e.mixer.stats(), ...tickWindow }, participants: e.mixer.participants() });
     });
 
     r.on('DELETE', '/api/events/:id', ({ req, res, params }) => {
@@ -358,7 +373,7 @@ export class McuNode {
         const source = kind === 'whep' ? url.searchParams.get('source') : null;
         if (source !== null) return playPresenterPreview(this.edge, e.mixer, claims, source, () => readSdp(req, this.config.maxBodyBytes), res);
         // A presenter grant (an invitation) joins on its own stage and as its own participant.
-        const grant = kind === 'whip' ? { stage: claims.stage, participantId: claims.pid } : {};
+        const grant = kind === 'whip' ? { stage: claims.stage, participantId: claims.pid, name: claims.name } : {};
         if (grant.participantId !== undefined && e.mixer.mixer.participant(grant.participantId)) {
           throw new ConflictError(`participant ${grant.participantId} is already connected`);
         }
@@ -373,7 +388,10 @@ export class McuNode {
           }
         }
         const offer = await readSdp(req, this.config.maxBodyBytes);
+        // An invitation's grant works once (its hand is marked joined); the guest's hand is done when it leaves.
+        const hand = kind === 'whip' ? await this.hands.claim(e.id, claims) : null;
         const { session, answer } = kind === 'whip' ? await this.edge.publish(e.mixer, offer, grant) : await this.edge.play(programSourceOf(e.mixer), offer, { rendition: url.searchParams.get('rendition') ?? undefined });
+        if (hand !== null) session.once('close', () => void this.hands.guestLeft(e.id, hand));
         res.writeHead(201, {
           'content-type': 'application/sdp',
           location: `/${kind}/${e.id}/${session.id}`,
@@ -403,21 +421,34 @@ export class McuNode {
     // Server-sent events: speaker changes as they happen. EventSource cannot set headers, so the
     // token may also come as ?token=.
     r.on('GET', '/api/events/:id/stream', ({ req, res, params, url }) => {
-      this.auth.authorize(
+      const claims = this.auth.authorize(
         req.headers.authorization,
         { event: params.id, roles: ['admin', 'producer', 'presenter', 'viewer'] },
         url.searchParams.get('token'),
       );
-      this.stream(this.registry.get(params.id), req, res);
+      // ?events=hands: only the hand events (a watch page), none of the 4/s levels.
+      this.stream(this.registry.get(params.id), req, res, claims, url.searchParams.get('events') === 'hands');
     });
+
+    handRoutes({
+      router: r,
+      auth: this.auth,
+      registry: this.registry,
+      desk: this.hands,
+      limits: this.handLimits,
+      readJson: (req, schema) => readJson(req, this.config.maxBodyBytes, schema),
+      baseUrl: () => this.baseUrl,
+      tokenTtlSeconds: this.config.tokenTtlSeconds,
+    });
+    Object.assign(this.operations, handOperations);
   }
 
-  private stream(e: EventRecord, req: IncomingMessage, res: ServerResponse): void {
+  private stream(e: EventRecord, req: IncomingMessage, res: ServerResponse, claims: TokenClaims, handsOnly = false): void {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     const send = (event: string, data: unknown) => {
       if (!res.writableEnded) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     };
-    send('state', { speakers: e.mixer.mixer.speakerIds, dominantSpeaker: e.mixer.mixer.dominantSpeaker });
+    if (!handsOnly) send('state', { speakers: e.mixer.mixer.speakerIds, dominantSpeaker: e.mixer.mixer.dominantSpeaker });
     const onSpeakers = (ids: string[]) => send('speakers', { speakers: ids });
     const onDominant = (id: string | null) => send('dominantSpeaker', { dominantSpeaker: id });
     const onEnded = (ended: EventRecord) => {
@@ -438,13 +469,18 @@ export class McuNode {
       }
       send('levels', { participants: levels, dominantSpeaker: e.mixer.mixer.dominantSpeaker });
     };
-    sendLevels();
-    const levelTimer = setInterval(sendLevels, levelsIntervalMs);
-    e.mixer.mixer.on('speakers', onSpeakers);
-    e.mixer.mixer.on('dominantSpeaker', onDominant);
+    let levelTimer: NodeJS.Timeout | undefined;
+    if (!handsOnly) {
+      sendLevels();
+      levelTimer = setInterval(sendLevels, levelsIntervalMs);
+      e.mixer.mixer.on('speakers', onSpeakers);
+      e.mixer.mixer.on('dominantSpeaker', onDominant);
+    }
     this.registry.on('ended', onEnded);
     this.sseClients.add(res);
+    const stopHands = handStreamEvents(this.hands, this.handStreams, e.id, claims, send);
     const cleanup = () => {
+      stopHands();
       clearInterval(keepAlive);
       clearInterval(levelTimer);
       e.mixer.mixer.off('speakers', onSpeakers);

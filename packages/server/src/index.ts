@@ -26,3 +26,8 @@ export { nodeOperations, webrtcOperations, openApiDocument, openApiPath, operati
 export type { OperationSpec, OperationTable } from './OpenApi.js';
 export { viewerLoad } from './EventTree.js';
 export type { EventTreeProvider, EventTreeView, TreeNodeView } from './EventTree.js';
+export { HandDesk, handView } from './HandDesk.js';
+export type { HandDeskOptions, HandDeskEvents, HandState } from './HandDesk.js';
+export { HandStreams, handStreamEvents, personalViewerToken, sendNotice, sendHandState, newHandLimits, handOperations, viewerHandOperations } from './HandApi.js';
+export { RateLimiter, HandLimits } from './RateLimiter.js';
+export type { RateLimiterOptions } from './RateLimiter.js';

@@ -3,6 +3,7 @@
 // kick), the layout, a WHEP preview of the program and the delivery tree. Plain DOM, no framework.
 import { createProbe, hangUp, negotiate, show } from './mcu-client.js';
 import { closeRestreams, openRestreams } from './restream-panel.js';
+import { consoleHands } from './console-hands.js';
 
 const $ = (id) => document.getElementById(id);
 const SVG = 'http://www.w3.org/2000/svg';
@@ -173,6 +174,7 @@ async function openEvent(id) {
   state.dominantSpeaker = e.dominantSpeaker;
   renderParticipants();
   openStream(e.id);
+  hands.open(e.id);
   startPreview();
   refreshTree();
   state.treeTimer = setInterval(refreshTree, TREE_REFRESH_MS);
@@ -187,6 +189,7 @@ function closeEvent() {
   stopPreview();
   for (const id of [...state.sourcePreviews.keys()]) stopSourcePreview(id);
   closeRestreams();
+  hands.close();
   state.event = null;
   state.participants = [];
   sessionStorage.removeItem('mcu.event');
@@ -218,6 +221,8 @@ function openStream(id) {
     renderParticipants();
   });
   es.addEventListener('levels', (m) => updateLevels(JSON.parse(m.data)));
+  es.addEventListener('hands', (m) => hands.update(JSON.parse(m.data).hands));
+  es.addEventListener('hand-update', (m) => hands.change(JSON.parse(m.data)));
   es.addEventListener('ended', () => {
     closeEvent();
     show($('status'), 'the event has ended', 'muted');
@@ -226,7 +231,7 @@ function openStream(id) {
 }
 
 function label(p) {
-  return `${p.kind.toUpperCase()} ${p.id.slice(0, 8)}`;
+  return p.name ? `${p.name} (${p.kind.toUpperCase()})` : `${p.kind.toUpperCase()} ${p.id.slice(0, 8)}`;
 }
 
 function participantRow(p) {
@@ -559,6 +564,8 @@ async function copy(button) {
 }
 
 // ---- wiring ----
+
+const hands = consoleHands({ api, el, fail, state });
 
 $('login-form').addEventListener('submit', (ev) => {
   ev.preventDefault();

@@ -42,7 +42,8 @@ export async function negotiate(pc, endpoint, token) {
     err.retryAfter = Number(res.headers.get('retry-after') ?? 0);
     throw err;
   }
-  const location = new URL(res.headers.get('location'), endpoint).toString();
+  // After a 307 to a relay the session lives there: resolve against the URL that answered.
+  const location = new URL(res.headers.get('location'), res.url || endpoint).toString();
   await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
   return location;
 }

@@ -1,4 +1,5 @@
 import { createProbe, eventIdFromPath, hangUp, negotiate, params, show } from './mcu-client.js';
+import { startHands } from './watch-hands.js';
 
 const q = params();
 const eventId = q.get('event') ?? eventIdFromPath();
@@ -21,6 +22,8 @@ let retryTimer = null;
 
 async function connect() {
   clearTimeout(retryTimer);
+  // On stage the page publishes over WHIP and hears its mix-minus instead.
+  if (state.onStage) return;
   lastPackets = -1;
   lastProgressAt = performance.now();
   pc?.close();
@@ -41,6 +44,8 @@ async function connect() {
   };
   try {
     state.session = await negotiate(pc, endpoint, token);
+    // Hands and invitations go to the node this viewer plays from (a relay in a cluster).
+    hands.nodeIs(new URL(state.session).origin);
   } catch (err) {
     state.error = String(err.message ?? err);
     show(status, state.error, 'err');
@@ -51,6 +56,7 @@ async function connect() {
 
 function scheduleReconnect(ms) {
   clearTimeout(retryTimer);
+  if (state.onStage) return;
   retryTimer = setTimeout(() => {
     state.reconnects++;
     void hangUp(state.session, token);
@@ -116,4 +122,30 @@ document.getElementById('unmute').onclick = () => {
   state.probe?.ctx.resume();
 };
 addEventListener('pagehide', () => void hangUp(state.session, token));
+
+/** Stops watching (going on stage): the WHEP session ends, the player stops. */
+function stopWatching() {
+  state.onStage = true;
+  clearTimeout(retryTimer);
+  void hangUp(state.session, token);
+  state.session = null;
+  if (pc) {
+    pc.onconnectionstatechange = null;
+    pc.close();
+  }
+  pc = null;
+  state.connected = false;
+  state.probe = null;
+  player.srcObject = null;
+  show(status, 'on stage', 'ok');
+}
+
+/** Back to watching the program over WHEP (left the stage). */
+function watchAgain() {
+  state.onStage = false;
+  state.reconnects++;
+  connect();
+}
+
+const hands = startHands({ state, eventId, token, stopWatching, watchAgain, q });
 connect();

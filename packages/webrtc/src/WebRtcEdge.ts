@@ -1,5 +1,5 @@
-import { createLogger, NotFoundError, ServiceUnavailableError, ValidationError, type Logger } from '@mcu/control';
-import type { MixerEvent, Stage } from '@mcu/mixer';
+import { ConflictError, createLogger, NotFoundError, ServiceUnavailableError, ValidationError, type Logger } from '@mcu/control';
+import type { MixerEvent } from '@mcu/mixer';
 import type { VideoCodec } from '@mcu/rtp';
 import { withOnlyVideoCodec } from './PresenterPreview.js';
 import type { PeerConfig } from 'werift';
@@ -11,7 +11,7 @@ import type { SharedUdpPortStats } from './SharedUdpPort.js';
 import type { WebRtcSession } from './WebRtcSession.js';
 import { ProgramFanOut, WhepSession } from './WhepSession.js';
 import type { ProgramSource, SendPath } from './WhepSession.js';
-import { WhipSession } from './WhipSession.js';
+import { WhipSession, type WhipParticipant } from './WhipSession.js';
 
 export interface EdgeStats {
   whipSessions: number;
@@ -72,14 +72,21 @@ export class WebRtcEdge {
     this.maxSessions = opts.maxSessions ?? 500;
   }
 
-  /** `stage` / `participantId`: from a presenter grant (its `stage` and `pid` claims). */
-  async publish(event: MixerEvent, offer: string, opts: { stage?: Stage; participantId?: string } = {}): Promise<{ session: WebRtcSession; answer: string }> {
+  /**
+   * `who`: from a presenter grant: the participant id it names (a guest invited on stage), the
+   * display name, and the stage it joins on (its `stage` claim; else the event's presentersJoin).
+   */
+  async publish(event: MixerEvent, offer: string, who: WhipParticipant = {}): Promise<{ session: WebRtcSession; answer: string }> {
     const summary = summarizeOffer(offer);
     if (!summary.media.some((m) => m.kind === 'audio' && (m.direction === 'sendonly' || m.direction === 'sendrecv'))) {
       throw new ValidationError('a WHIP offer must send audio (sendonly or sendrecv)', 'sdp');
     }
+    const pid = who.participantId;
+    if (pid !== undefined && (this.sessions.has(pid) || event.mixer.participant(pid) !== undefined)) {
+      throw new ConflictError(`participant ${pid} is connected already`, 'participant_exists');
+    }
     this.checkRoom();
-    return this.start(new WhipSession(event, this.config, this.mediaTimeoutMs, summary, opts), offer);
+    return this.start(new WhipSession(event, this.config, this.mediaTimeoutMs, summary, who), offer);
   }
 
   /**

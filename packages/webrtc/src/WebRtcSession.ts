@@ -24,7 +24,6 @@ export interface SessionStats {
  * and DTLS context and emits `close` once.
  */
 export abstract class WebRtcSession extends EventEmitter<SessionEvents> {
-  /** The session's resource id; a WHIP session's is also its participant id. */
   readonly id: string;
   readonly etag = `"${randomBytes(8).toString('hex')}"`;
   readonly createdAt = Date.now();
@@ -40,7 +39,7 @@ export abstract class WebRtcSession extends EventEmitter<SessionEvents> {
     readonly eventId: string,
     config: Partial<PeerConfig>,
     private readonly mediaTimeoutMs: number,
-    /** A WHIP session becoming a participant named in advance (a presenter grant's `pid`). */
+    /** The session's id (a WHIP session's is its participant's); random by default. */
     id?: string,
   ) {
     super();

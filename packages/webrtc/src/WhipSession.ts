@@ -17,6 +17,16 @@ function videoCodecOf(mimeType: string | undefined): VideoCodec | null {
   return null;
 }
 
+/** Who a WHIP session is, from its token: a participant id granted to it (`pid`) and a display name. */
+export interface WhipParticipant {
+  /** Its participant id (default a random one). */
+  participantId?: string;
+  /** Its display name (the composite's label, the console). */
+  name?: string;
+  /** Where it joins (default the event's `presentersJoin`). */
+  stage?: Stage;
+}
+
 /**
  * A presenter publishing over WHIP: its Opus goes into the event's mixer like a plain-RTP
  * participant's; when its audio transceiver is sendrecv it receives its own mix-minus back on it.
@@ -37,12 +47,11 @@ export class WhipSession extends WebRtcSession {
     config: Partial<PeerConfig>,
     mediaTimeoutMs: number,
     offer: OfferSummary,
-    /** `stage`: where it joins (default the event's `presentersJoin`); `participantId`: its id (default a random one). */
-    opts: { stage?: Stage; participantId?: string } = {},
+    private readonly who: WhipParticipant = {},
   ) {
-    super('whip', event.id, config, mediaTimeoutMs, opts.participantId);
+    super('whip', event.id, config, mediaTimeoutMs, who.participantId);
     const audioSendRecv = offer.media.some((m) => m.kind === 'audio' && m.direction === 'sendrecv');
-    this.participant = event.attachParticipant(this.id, this, { stage: opts.stage });
+    this.participant = event.attachParticipant(this.id, this, { stage: who.stage });
     this.pc.onRemoteTransceiverAdded.subscribe((t) => {
       if (t.kind === 'audio' && audioSendRecv) t.setDirection('sendrecv');
       t.onTrack.subscribe((track) => {
@@ -113,7 +122,7 @@ export class WhipSession extends WebRtcSession {
     }
     if (codec && !this.videoSource && !this.isClosed && !this.event.isClosed) {
       try {
-        this.event.addVideoSource(this.id, codec);
+        this.event.addVideoSource(this.id, codec, this.who.name);
         this.videoSource = true;
         const video = this.event.videoMixer!;
         const onKeyframe = (sourceId: string) => {
@@ -150,7 +159,7 @@ export class WhipSession extends WebRtcSession {
   }
 
   override describe(): Record<string, unknown> {
-    return { ...super.describe(), videoPackets: this.videoPackets, pliSent: this.pliSent, videoError: this.videoError };
+    return { ...super.describe(), ...(this.who.name !== undefined ? { name: this.who.name } : {}), videoPackets: this.videoPackets, pliSent: this.pliSent, videoError: this.videoError };
   }
 
   protected release(): void {

@@ -5,6 +5,7 @@ export type { SessionKind, SessionStats } from './WebRtcSession.js';
 export { WhipSession } from './WhipSession.js';
 export { presenterPreviewOf, withOnlyVideoCodec } from './PresenterPreview.js';
 export type { PresenterPreview } from './PresenterPreview.js';
+export type { WhipParticipant } from './WhipSession.js';
 export { WhepSession, ProgramFanOut } from './WhepSession.js';
 export type { SendPath, ProgramSource, ProgramVideoSource } from './WhepSession.js';
 export { FastSender } from './FastSender.js';
