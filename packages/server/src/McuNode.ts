@@ -374,9 +374,6 @@ export class McuNode {
         if (source !== null) return playPresenterPreview(this.edge, e.mixer, claims, source, () => readSdp(req, this.config.maxBodyBytes), res);
         // A presenter grant (an invitation) joins on its own stage and as its own participant.
         const grant = kind === 'whip' ? { stage: claims.stage, participantId: claims.pid, name: claims.name } : {};
-        if (grant.participantId !== undefined && e.mixer.mixer.participant(grant.participantId)) {
-          throw new ConflictError(`participant ${grant.participantId} is already connected`);
-        }
         if (kind === 'whep' && this.viewerPlacement) {
           const target = await this.viewerPlacement(e.id, 'whep');
           if (target !== null) {
