@@ -18,6 +18,8 @@ const timing = [
   'packages/web/test/firefox.test.ts',
   // Lip sync: beep-to-flash skew measured on the decoded program, in milliseconds.
   'packages/mixer/test/lip-sync.test.ts',
+  // Mixer failover: takeover time, program gaps and the old holder's silence, in milliseconds.
+  'packages/cluster/test/failover.test.ts',
 ];
 
 export default defineConfig({

@@ -10,7 +10,7 @@ const commands = [
   ['relay'],
   ['cluster'],
   ['event'],
-  ...['create', 'list', 'show', 'end', 'layout', 'mute', 'kick'].map((c) => ['event', c]),
+  ...['create', 'list', 'show', 'move', 'end', 'layout', 'mute', 'kick'].map((c) => ['event', c]),
   ['bench'],
   ...['mix', 'video', 'tree', 'fanout', 'receivers', 'webrtc', 'rtp-load'].map((b) => ['bench', b]),
 ];

@@ -108,10 +108,10 @@ export class ClusterClient extends EventEmitter<ClusterClientEvents> {
    * Publishes this node's end of the event's feed (its socket's address, and on the mixer the
    * stream description) in the `feeds` bucket; `close()` withdraws it.
    */
-  async advertise(media: MediaAddress, streams?: FeedStream[]): Promise<void> {
+  async advertise(media: MediaAddress, streams?: FeedStream[], epoch?: number): Promise<void> {
     if (this.#closed) return;
     const kv = (this.#feedsKv ??= await this.#bus.kv(subjects(this.#cluster).buckets.feeds));
-    const entry: EventFeed = eventFeedSchema.parse({ v: 1, event: this.event, node: this.nodeId, media, ...(streams ? { streams } : {}) });
+    const entry: EventFeed = eventFeedSchema.parse({ v: 1, event: this.event, node: this.nodeId, media, ...(streams ? { streams } : {}), ...(epoch !== undefined ? { epoch } : {}) });
     await kv.put(`${this.event}.${this.nodeId}`, entry);
     this.#advertised = true;
   }
@@ -264,7 +264,27 @@ export class ClusterClient extends EventEmitter<ClusterClientEvents> {
     if (!info) return null;
     if (!this.#eventMedia) return { id, media: { ...info.media }, http: info.http };
     const feed = this.#feeds.get(id);
-    return feed ? { id, media: { ...feed.media }, http: info.http } : null;
+    if (!feed || !this.#currentEpoch(feed)) return null;
+    return { id, media: { ...feed.media }, http: info.http };
+  }
+
+  /**
+   * A mixer's feed entry (it carries an epoch) is current only with the highest epoch any mixer
+   * advertised for this event: a mixer that lost the event's lease is never taken as a parent
+   * again, even while a stale tree still names it. Relays' entries carry none and always count.
+   */
+  #currentEpoch(feed: EventFeed): boolean {
+    if (feed.epoch === undefined) return true;
+    let max = 0;
+    for (const f of this.#feeds.values()) if (f.epoch !== undefined && f.epoch > max) max = f.epoch;
+    return feed.epoch >= max;
+  }
+
+  /** The highest lease epoch a mixer advertised for this event's feed (0: none). */
+  get epoch(): number {
+    let max = 0;
+    for (const f of this.#feeds.values()) if (f.epoch !== undefined && f.epoch > max) max = f.epoch;
+    return max;
   }
 
   #recompute(): void {
@@ -280,7 +300,10 @@ export class ClusterClient extends EventEmitter<ClusterClientEvents> {
     children.sort((a, b) => (a.id < b.id ? -1 : 1));
     let streams: FeedStream[] | null = null;
     if (this.#eventMedia) {
-      for (const [node, a] of this.#tree) if (a.parent === null) streams = this.#feeds.get(node)?.streams ?? null;
+      for (const [node, a] of this.#tree) {
+        const feed = a.parent === null ? this.#feeds.get(node) : undefined;
+        if (feed && this.#currentEpoch(feed)) streams = feed.streams ?? null;
+      }
     }
 
     const assignmentChanged = !sameJson(assignment, this.#assignment);

@@ -82,6 +82,8 @@ export class McuNode {
   viewerPlacement: ViewerPlacement | undefined;
   /** When set and it returns a tree, `GET /api/events/:id/tree` shows it (the cluster's relay tree). */
   eventTree: EventTreeProvider | undefined;
+  /** When set, its fields join an event's description (the cluster's mixer role: holder, epoch, standby mixers). */
+  describeExtra: ((eventId: string) => Record<string, unknown>) | undefined;
   readonly log: Logger;
   /** Conditions of `/readyz` beyond the node's own (cluster roles add theirs: bus, registration). */
   readonly readinessChecks: ReadinessCheck[] = [];
@@ -442,6 +444,7 @@ export class McuNode {
       layout: e.mixer.layout,
       speakers: e.mixer.mixer.speakerIds,
       dominantSpeaker: e.mixer.mixer.dominantSpeaker,
+      ...this.describeExtra?.(e.id),
     };
   }
 

@@ -7,7 +7,7 @@ export type { NodeConfig, NodeConfigInput } from './Config.js';
 export { EventRegistry } from './EventRegistry.js';
 export type { EventRecord } from './EventRegistry.js';
 export { Router } from './Router.js';
-export type { RouteContext, RouteHandler, RouteEntry } from './Router.js';
+export type { RouteContext, RouteHandler, RouteEntry, RouteGuard } from './Router.js';
 export { createHttpServer, json, listen, handle as handleHttp } from './HttpFront.js';
 export { firstNotReady, healthRoutes } from './Readiness.js';
 export type { NotReady, NotReadyReason, ReadinessCheck } from './Readiness.js';
