@@ -118,10 +118,14 @@ export class EventLeases extends EventEmitter<EventLeasesEvents> {
   /** Tries to take the event now (a handover: the holder released it). */
   async tryNow(event: string): Promise<boolean> {
     const lease = this.#leases.get(event);
-    if (!lease) return this.hold(event);
-    await lease.tick();
-    this.#check();
-    return lease.held;
+    if (lease?.held) return true;
+    // A fresh lease: the standby's may have a tick in flight that read the record before the
+    // release, or a stale revision of its own (lost earlier) whose renewal has to fail first.
+    if (lease) {
+      this.#leases.delete(event);
+      lease.abandon();
+    }
+    return this.hold(event);
   }
 
   /** Releases the lease (a standby may take it at once) and stops following the event. */

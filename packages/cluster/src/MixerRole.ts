@@ -29,8 +29,12 @@ import {
   type FeedStream,
   bearerToken,
   BusError,
+  ConflictError,
   createLogger,
+  DropCounter,
   NotFoundError,
+  parseJsonBody,
+  readMessage,
   rankMixers,
   NodeAgent,
   placementReplySchema,
@@ -45,8 +49,9 @@ import {
 import { FeedSender, type StreamInfo } from '@mcu/relay';
 import { parseLayout, type VideoRendition } from '@mcu/mixer';
 import type { EventRecord, EventTreeView, McuNode, RouteContext, RouteEntry } from '@mcu/server';
-import { redirectViewer, viewerLoad } from '@mcu/server';
+import { json, redirectViewer, viewerLoad } from '@mcu/server';
 import { EventLeases } from './EventLeases.js';
+import { moveEventBody, takeoverReplySchema, takeoverRequestSchema, takeoverSubject, takeoverTimeoutMs, type TakeoverReply } from './EventHandover.js';
 import { CpuMeter } from './CpuMeter.js';
 import { clusterDefaults } from './ClusterConfig.js';
 import { generateFeedKey, serveFeedKeys } from './FeedKeys.js';
@@ -137,7 +142,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   #stopGuard: (() => void) | undefined;
   #stateTimer: NodeJS.Timeout | undefined;
   readonly #abort = new AbortController();
-  /** No other mixer in the registry: no standby could take an event over (updated on joins and deaths). */
+  /** No other mixer was ever seen in the cluster: no standby could take an event over. */
   #soloMixer = true;
   #closed = false;
 
@@ -297,6 +302,16 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     node.eventTree = async (id) => this.eventTree(id);
     node.describeExtra = (id) => this.#holding(id);
     this.#stopGuard = node.router.guard((ctx, route) => this.#guard(ctx, route));
+    this.#serveTakeovers();
+    node.router.on('POST', '/api/events/:id/move', async ({ req, res, params }) => {
+      node.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
+      if (!this.leases.held(params.id)) throw new NotFoundError(`event ${params.id} is not held here`, 'event_not_found');
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const text = Buffer.concat(chunks).toString('utf8');
+      const body = text.trim() === '' ? {} : parseJsonBody(text, moveEventBody, 'body');
+      json(res, 200, await this.moveEvent(params.id, body.to));
+    });
     this.#holdEvents();
     this.#observe();
     // Plain-RTP viewers (benchmarks, gateways) are served by relays only: redirect, or 503.
@@ -311,6 +326,93 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     Object.assign(node.operations, mixerOperations);
     this.log.info({ url: node.url, media: this.agent.info.media }, 'mixer registered with the cluster');
     for (const e of node.registry.list()) this.#onCreated(e);
+  }
+
+  /**
+   * Hands a held event to another mixer, make-before-break as far as leases allow (EventHandover.ts):
+   * the target is asked to stand by, the lease is released (this mixer stops sending), the target
+   * takes it and feeds the tree, then the event ends here (its presenters re-publish through the
+   * event's URL to the target). `to`: a mixer's node id (default: the least-loaded other one).
+   */
+  async moveEvent(id: string, to?: string): Promise<{ id: string; from: string; to: string; epoch: number; gapMs: number }> {
+    if (!this.leases.held(id)) throw new NotFoundError(`event ${id} is not held here`, 'event_not_found');
+    const target = to ?? this.standbyMixers(new Set([this.nodeId]))[0];
+    if (target === undefined || target === this.nodeId || this.controller.registry.get(target)?.info.role !== 'mixer') {
+      throw new ConflictError(to ? `mixer ${to} is not another live mixer of the cluster` : 'no other mixer can take the event');
+    }
+    const ask = async (step: 'prepare' | 'take'): Promise<TakeoverReply> => {
+      const m = await this.#bus.request(takeoverSubject(this.cluster, target), { v: 1, event: id, step, from: this.nodeId }, { timeoutMs: takeoverTimeoutMs });
+      const reply = takeoverReplySchema.parse(m.json());
+      if (!reply.ok) throw new ServiceUnavailableError(`mixer ${target} refused the event: ${reply.error ?? 'no reason'}`, 1, 'takeover_refused');
+      return reply;
+    };
+    await ask('prepare');
+    this.log.info({ event: id, to: target }, 'handing the event over');
+    const releasedAt = performance.now();
+    this.#givingUp.add(id);
+    let reply: TakeoverReply;
+    try {
+      await this.leases.release(id);
+      reply = await ask('take');
+    } catch (err) {
+      // The target did not take it: take it back (under a new epoch if someone else had it meanwhile).
+      this.#givingUp.delete(id);
+      await this.leases.hold(id).catch(() => false);
+      throw err;
+    }
+    const gapMs = Math.round(performance.now() - releasedAt);
+    try {
+      if (this.node.registry.has(id)) this.node.registry.end(id);
+    } finally {
+      this.#givingUp.delete(id);
+    }
+    this.leases.standBy(id);
+    this.emit('gaveUp', id);
+    return { id, from: this.nodeId, to: target, epoch: reply.epoch ?? 0, gapMs };
+  }
+
+  /** Answers the handover requests addressed to this mixer. */
+  #serveTakeovers(): void {
+    const drops = new DropCounter();
+    const sub = this.#bus.subscribe(takeoverSubject(this.cluster, this.nodeId));
+    this.#abort.signal.addEventListener('abort', () => sub.unsubscribe());
+    void (async () => {
+      try {
+        for await (const m of sub) {
+          const req = readMessage(takeoverRequestSchema, m.data, drops);
+          if (!req) continue;
+          void this.#takeover(req.event, req.step).then(
+            (reply) => m.respond(reply),
+            (err: unknown) => m.respond({ v: 1, ok: false, error: String((err as Error)?.message ?? err).slice(0, 300) }),
+          );
+        }
+      } catch {
+        // the bus closed
+      }
+    })();
+  }
+
+  async #takeover(id: string, step: 'prepare' | 'take'): Promise<TakeoverReply> {
+    if (this.#closed || this.node.isDraining) return { v: 1, ok: false, error: 'this mixer is draining' };
+    if (step === 'prepare') {
+      this.leases.standBy(id);
+      return { v: 1, ok: true };
+    }
+    const clustered = new Promise<void>((resolve) => {
+      const on = (eventId: string) => {
+        if (eventId !== id) return;
+        this.off('clustered', on);
+        resolve();
+      };
+      this.on('clustered', on);
+      setTimeout(() => {
+        this.off('clustered', on);
+        resolve();
+      }, takeoverTimeoutMs - 500).unref();
+    });
+    if (!(await this.leases.tryNow(id))) return { v: 1, ok: false, error: 'the lease is not free' };
+    await clustered;
+    return this.#events.has(id) ? { v: 1, ok: true, epoch: this.leases.epochOf(id) } : { v: 1, ok: false, error: 'the event did not start here' };
   }
 
   /** Who holds the event, under which epoch, and who would take it over (event descriptions, the tree). */
@@ -341,13 +443,13 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       this.#giveUpIfHeldElsewhere(id);
     });
     leases.on('holder', (id) => this.#giveUpIfHeldElsewhere(id));
+    // Solo until another mixer shows up, and never again after: a mixer cut off from NATS sees
+    // every other node die, and must not take that for being alone.
     const registry = this.controller.registry;
     const countMixers = () => {
-      this.#soloMixer = !registry.nodes().some((n) => n.info.role === 'mixer' && n.info.id !== this.nodeId);
+      if (registry.nodes().some((n) => n.info.role === 'mixer' && n.info.id !== this.nodeId)) this.#soloMixer = false;
     };
     registry.on('nodeJoined', countMixers);
-    registry.on('nodeLeft', countMixers);
-    registry.on('nodeDead', countMixers);
     countMixers();
     this.controller.registry.on('nodeDead', (id) => {
       if (id === this.nodeId) return;
@@ -558,6 +660,16 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
    * go on until they end or `timeoutMs` passes; then the role leaves the cluster and the node closes.
    */
   async drain(opts: { timeoutMs: number }): Promise<void> {
+    // Planned handover first: every event this mixer holds moves to another mixer, if there is one.
+    for (const id of this.leases.heldEvents()) {
+      if (this.standbyMixers(new Set([this.nodeId])).length === 0) break;
+      try {
+        const moved = await this.moveEvent(id);
+        this.log.info(moved, 'event handed over before the mixer stops');
+      } catch (err) {
+        this.log.warn({ event: id, err }, 'handing the event over failed: it runs here until the drain ends');
+      }
+    }
     await this.node.drain(opts);
     await this.close();
   }
