@@ -12,7 +12,7 @@ const commands = [
   ['event'],
   ...['create', 'list', 'show', 'move', 'end', 'layout', 'mute', 'kick'].map((c) => ['event', c]),
   ['bench'],
-  ...['mix', 'video', 'tree', 'fanout', 'receivers', 'webrtc', 'rtp-load'].map((b) => ['bench', b]),
+  ...['mix', 'video', 'tree', 'fanout', 'receivers', 'webrtc', 'rtp-load', 'failover'].map((b) => ['bench', b]),
 ];
 
 describe('mcu --help', () => {
