@@ -241,7 +241,7 @@ async function main(): Promise<void> {
     // Load viewers through mixer a's 307 (placement spreads them over the relays).
     const viewers = await SimViewer.openMany(viewerCount, (i) => ({ url: `${a.url}/rtp-viewers/${ev.id}`, token: ev.tokens.viewer, stallMs, everyNth, phase: i % everyNth }));
     cleanups.push(() => viewers.forEach((v) => v.close()));
-    for (let i = 0; i < viewers.length; i += 100) await Promise.all(viewers.slice(i, i + 100).map((v) => v.join(20_000)));
+    for (let i = 0; i < viewers.length; i += 50) await Promise.all(viewers.slice(i, i + 50).map((v) => v.join(60_000)));
     log(`  ${viewers.length} viewers joined; presenters on ${(await holder()).holder}\n`);
     const heardAll = (since: number) => probes.every((p) => p.rtp.toneBackAt(since, HEARD) !== null && p.whip.toneBackAt(since, HEARD) !== null);
     for (let i = 0; i < 100 && !heardAll(0); i++) await sleep(100);

@@ -362,7 +362,11 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     }
     const gapMs = Math.round(performance.now() - releasedAt);
     try {
-      if (this.node.registry.has(id)) this.node.registry.end(id);
+      if (this.node.registry.has(id)) {
+        // Presenters hear `moved` on the event stream and re-publish at once (publish.js).
+        this.node.registry.get(id).movedTo = target;
+        this.node.registry.end(id);
+      }
     } finally {
       this.#givingUp.delete(id);
     }
@@ -494,6 +498,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     this.log.warn({ event: id, holder: rec.holder, epoch: rec.epoch }, 'event held by another mixer now: ending it here');
     this.#givingUp.add(id);
     try {
+      this.node.registry.get(id).movedTo = rec.holder;
       this.node.registry.end(id);
     } finally {
       this.#givingUp.delete(id);

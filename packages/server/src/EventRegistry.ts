@@ -10,6 +10,8 @@ export interface EventRecord {
   maxSpeakers: number;
   createdAt: string;
   mixer: MixerEvent;
+  /** Set when the event ends here because another node holds it now (failover, handover): that node's id. */
+  movedTo?: string;
 }
 
 export interface EventRegistryOptions {

@@ -391,7 +391,9 @@ export class McuNode {
     const onDominant = (id: string | null) => send('dominantSpeaker', { dominantSpeaker: id });
     const onEnded = (ended: EventRecord) => {
       if (ended.id !== e.id) return;
-      send('ended', { id: e.id });
+      // An event that moved to another node goes on there: pages reconnect through the event's URLs.
+      if (ended.movedTo !== undefined) send('moved', { id: e.id, to: ended.movedTo });
+      else send('ended', { id: e.id });
       res.end();
     };
     const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
