@@ -136,6 +136,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   readonly #clustering = new Set<string>();
   /** Events ending here because another mixer holds them now: the cluster's record stays. */
   readonly #givingUp = new Set<string>();
+  /** Events built here ahead of a handover (mixing, feed socket open, nothing sent) until the lease comes. */
+  readonly #prepared = new Set<string>();
   readonly leases: EventLeases;
   readonly #cpu = new CpuMeter();
   #stopKeys: (() => void) | undefined;
@@ -400,6 +402,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     if (this.#closed || this.node.isDraining) return { v: 1, ok: false, error: 'this mixer is draining' };
     if (step === 'prepare') {
       this.leases.standBy(id);
+      await this.#prepare(id);
       return { v: 1, ok: true };
     }
     const clustered = new Promise<void>((resolve) => {
@@ -538,6 +541,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   /** Took the lease back (or under a new epoch) for an event already fed from here. */
   async #restamp(id: string, epoch: number): Promise<void> {
     const entry = this.#events.get(id);
+    if (entry && this.#prepared.has(id)) return this.#activate(entry, epoch);
     if (!entry || entry.epoch === epoch) return;
     entry.epoch = epoch;
     const media = { host: this.#opts.advertiseHost ?? mediaAddressFor(this.#mediaHost), port: entry.sender.address.port };
@@ -691,7 +695,9 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
 
   async #cluster(e: EventRecord): Promise<void> {
     // The event's lease first: a new event's is free (epoch 1), a taken-over one's is held already.
-    if (!(await this.leases.hold(e.id))) {
+    // An event prepared for a handover waits for it (the feed is set up, nothing is advertised).
+    const prepared = this.#prepared.has(e.id);
+    if (!prepared && !(await this.leases.hold(e.id))) {
       const rec = this.leases.holderOf(e.id);
       throw new Error(`event ${e.id} is held by ${rec?.holder ?? 'another mixer'}: not clustered here`);
     }
@@ -746,11 +752,57 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     });
     client.on('children', (children) => sender.setChildren(children.map((c) => c.media)));
     await client.start();
+    sender.setChildren(client.children.map((c) => c.media));
+    if (prepared) {
+      if (this.leases.held(id)) await this.#activate(entry, this.leases.epochOf(id));
+      return;
+    }
     await client.advertise(media, entry.streams, entry.epoch);
     keys.announce();
-    sender.setChildren(client.children.map((c) => c.media));
     await this.#store(e.id, entry.epoch);
     this.emit('clustered', e.id);
+  }
+
+  /** A prepared event's lease came (a handover): advertise the feed under the epoch, hand out its key, store. */
+  async #activate(entry: ClusteredEvent, epoch: number): Promise<void> {
+    if (!this.#prepared.delete(entry.id)) return;
+    entry.epoch = epoch;
+    const media = { host: this.#opts.advertiseHost ?? mediaAddressFor(this.#mediaHost), port: entry.sender.address.port };
+    entry.keys.announce();
+    await entry.client.advertise(media, entry.streams, epoch);
+    await this.#store(entry.id, epoch);
+    this.log.info({ event: entry.id, epoch }, 'event taken over (prepared for a handover)');
+    this.emit('clustered', entry.id);
+    this.emit('tookOver', entry.id, epoch);
+  }
+
+  /** Builds an event from the store ahead of a handover: mixing and its feed socket ready, nothing sent until the lease comes. */
+  async #prepare(id: string): Promise<void> {
+    if (this.node.registry.has(id)) return;
+    const def = await this.events.get(id);
+    if (!def || def.ended) throw new NotFoundError(`event ${id} is not live`, 'event_not_found');
+    if (this.node.registry.has(id)) return;
+    this.#prepared.add(id);
+    const e = this.node.registry.create({ id, name: def.name, maxSpeakers: def.maxSpeakers });
+    if (def.layout !== undefined) {
+      try {
+        e.mixer.setLayout(parseLayout(def.layout));
+      } catch {
+        // a layout this version cannot read: the default grid
+      }
+    }
+    for (let i = 0; i < 200 && this.#clustering.has(id); i++) await new Promise((r) => setTimeout(r, 10));
+    // A handover that never comes: the prepared copy goes after a while.
+    setTimeout(() => {
+      if (!this.#prepared.has(id) || this.leases.held(id)) return;
+      this.#prepared.delete(id);
+      this.#givingUp.add(id);
+      try {
+        if (this.node.registry.has(id)) this.node.registry.end(id);
+      } finally {
+        this.#givingUp.delete(id);
+      }
+    }, 15_000).unref();
   }
 
   /** A rendition's first packet (or its new SSRC after an encoder's restart): describe it to the relays. */
