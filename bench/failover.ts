@@ -247,6 +247,15 @@ async function main(): Promise<void> {
     for (let i = 0; i < 100 && !heardAll(0); i++) await sleep(100);
     if (!heardAll(0)) throw new Error('both tones were not heard at every probe before the kill');
 
+    // The event must be on mixer-a for the kill (a false death under load may have moved it: counted).
+    const beforeKill = await holder();
+    const unplannedMovesBeforeKill = beforeKill.epoch - 1;
+    if (beforeKill.holder !== a.id) {
+      const res = await fetch(`${b.url}/api/events/${ev.id}/move`, { method: 'POST', headers: { authorization: `Bearer ${ev.tokens.producer}`, 'content-type': 'application/json' }, body: JSON.stringify({ to: a.id }) });
+      if (res.status !== 200) throw new Error(`moving the event back to mixer-a answered ${res.status}: ${await res.text()}`);
+      await rtpPresenter.reRegister([a.url], 10_000);
+      await sleep(2000);
+    }
     // Baseline: 3 s of normal running.
     SimViewer.readAll();
     viewers.forEach((v) => v.resetGap());
@@ -332,9 +341,10 @@ async function main(): Promise<void> {
     const cSentLater = await sentAt();
     const splitBrainPackets = cSentLater - cSentAtTakeover;
     // When c's sends stopped: the first sample after which its counter did not grow.
-    let stoppedAfterCutS = Number.NaN;
+    // (An upper bound: each sample is taken after its scrape returned.)
+    let stoppedAfterCutS = cSamples.length > 0 && Number.isFinite(cSamples[0][1]) ? cSamples[0][0] / 1000 : Number.NaN;
     for (let i = cSamples.length - 1; i > 0; i--) {
-      if (cSamples[i][1] !== cSamples[i - 1][1]) {
+      if (Number.isFinite(cSamples[i][1]) && cSamples[i][1] !== cSamples[i - 1][1]) {
         stoppedAfterCutS = cSamples[i][0] / 1000;
         break;
       }
@@ -351,6 +361,7 @@ async function main(): Promise<void> {
       relays: relayCount,
       mixers: 3,
       baselineGapS,
+      unplannedMovesBeforeKill,
       takeoverS: round(takeoverS),
       programGapS: round(programGapS),
       probeGapS: round(probeGapS),

@@ -187,7 +187,10 @@ export class EventLeases extends EventEmitter<EventLeasesEvents> {
   #lease(event: string): Lease {
     let lease = this.#leases.get(event);
     if (lease) return lease;
-    lease = new Lease({ kv: this.#kv!, key: eventLeaseKey(event), holder: this.#opts.nodeId, ttlMs: this.#opts.ttlMs, renewIntervalMs: this.#opts.renewIntervalMs });
+    // The margin covers the watchdog's period and timer lateness: what the holder does under the
+    // lease (its feed's RTCP and retransmissions, silenced from the watchdog) stops before a standby
+    // may take over.
+    lease = new Lease({ kv: this.#kv!, key: eventLeaseKey(event), holder: this.#opts.nodeId, ttlMs: this.#opts.ttlMs, renewIntervalMs: this.#opts.renewIntervalMs, holdMarginMs: 150 });
     lease.on('acquired', () => this.#check());
     lease.on('lost', () => this.#check());
     this.#leases.set(event, lease);

@@ -43,6 +43,12 @@ export interface LeaseOptions {
   clock?: Clock;
   ttlMs?: number;
   renewIntervalMs?: number;
+  /**
+   * The holder counts itself as holding only until `ttlMs - holdMarginMs` after its last renewal
+   * was sent, so that whatever it does under the lease (checked on a timer, a little late) has
+   * stopped before a standby can take over at `ttlMs` (default 0).
+   */
+  holdMarginMs?: number;
 }
 
 export interface LeaseEvents {
@@ -60,6 +66,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
   readonly #clock: Clock;
   readonly #ttlMs: number;
   readonly #renewIntervalMs: number;
+  readonly #holdMs: number;
   #timer: TimerHandle | undefined;
   /** Revision of our own record while we hold (or try to keep) the lease. */
   #revision: number | undefined;
@@ -83,6 +90,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
     this.#clock = opts.clock ?? systemClock;
     this.#ttlMs = opts.ttlMs ?? controlDefaults.leaseTtlMs;
     this.#renewIntervalMs = opts.renewIntervalMs ?? controlDefaults.leaseRenewIntervalMs;
+    this.#holdMs = this.#ttlMs - (opts.holdMarginMs ?? 0);
     if (!(this.#renewIntervalMs > 0 && this.#renewIntervalMs * 2 <= this.#ttlMs)) {
       throw new ValidationError('renewIntervalMs: expected a positive value of at most half of ttlMs', 'renewIntervalMs');
     }
@@ -90,7 +98,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
 
   /** True while this process may act as the holder. */
   get held(): boolean {
-    return !this.#closed && this.#revision !== undefined && this.#clock.now() - this.#lastRenewSentAt < this.#ttlMs;
+    return !this.#closed && this.#revision !== undefined && this.#clock.now() - this.#lastRenewSentAt < this.#holdMs;
   }
 
   /** Epoch of the lease while held (or last held); 0 before the first acquisition. */
@@ -104,19 +112,35 @@ export class Lease extends EventEmitter<LeaseEvents> {
   }
 
   /**
-   * The cluster declared `holder` dead: if the record still names it, take the lease now instead
-   * of waiting for its ttl (a conditional update against the revision read, so of two standbys
-   * one wins). Never throws; resolves when the attempt is done.
+   * The cluster declared `holder` dead: if the record still names it, take the lease as soon as the
+   * holder's own ttl has run out — a whole ttl after this standby first saw the record's current
+   * revision, exactly, instead of at the next tick after that — with a conditional update against
+   * that revision (of two standbys one wins). A holder that is only slow to beat but still renews
+   * changes the revision and keeps the lease. Never throws; resolves when the attempt is done.
    */
   async takeOverFrom(holder: string): Promise<void> {
     if (this.#closed || this.#revision !== undefined) return;
     await this.#ticking?.catch(() => undefined);
     try {
-      const sentAt = this.#clock.now();
-      const entry = await this.#kv.get(this.#key);
+      let entry = await this.#kv.get(this.#key);
       if (!entry || this.#closed || this.#revision !== undefined) return;
-      const current = readMessage(leaseRecordSchema, entry.value, this.drops);
+      let current = readMessage(leaseRecordSchema, entry.value, this.drops);
       if (!current || current.holder !== holder) return;
+      if (entry.revision !== this.#observedRevision) {
+        this.#observedRevision = entry.revision;
+        this.#observedAt = this.#clock.now();
+      }
+      const waitMs = this.#observedAt + Math.max(current.ttlMs, this.#ttlMs) - this.#clock.now();
+      if (waitMs > 0) {
+        const seen = entry.revision;
+        await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, waitMs));
+        entry = await this.#kv.get(this.#key);
+        // Renewed meanwhile (the death was false, or the holder is only slow to beat): keep off.
+        if (!entry || this.#closed || this.#revision !== undefined || entry.revision !== seen) return;
+        current = readMessage(leaseRecordSchema, entry.value, this.drops);
+        if (!current || current.holder !== holder) return;
+      }
+      const sentAt = this.#clock.now();
       const epoch = (current.epoch ?? 0) + 1;
       await this.#take(sentAt, epoch, () => this.#kv.update(this.#key, this.#record(this.holder, epoch), entry.revision));
     } catch {

@@ -35,7 +35,7 @@ describe('lease epochs and takeover of a dead holder', () => {
     await bus.close();
   });
 
-  it('takeOverFrom skips the ttl only when the record still names the dead holder', async () => {
+  it("takeOverFrom takes a dead holder's lease exactly a ttl after the last revision seen, and only from the holder named", async () => {
     const { clock, bus, make } = await setup();
     const a = make('a');
     await a.start();
@@ -44,28 +44,48 @@ describe('lease epochs and takeover of a dead holder', () => {
     await b.takeOverFrom('someone-else');
     expect(b.held).toBe(false);
     a.abandon();
-    await b.takeOverFrom('a');
+    const seenAt = clock.now();
+    const taking = b.takeOverFrom('a');
+    await clock.advance(999);
+    expect(b.held).toBe(false);
+    await clock.advance(1);
+    await taking;
     expect(b.held).toBe(true);
+    expect(clock.now() - seenAt).toBe(1000);
     expect(b.epoch).toBe(2);
-    // The old holder, had it only been cut off, loses on its next renewal (its revision conflicts).
-    expect(a.held).toBe(false);
     await b.close();
     await bus.close();
   });
 
-  it('a live holder whose lease was taken over stops holding at its next renewal', async () => {
+  it('a holder that still renews keeps its lease: a takeover attempt on a false death gives up', async () => {
     const { clock, bus, make } = await setup();
     const a = make('a');
     await a.start();
     const b = make('b');
     await b.start();
-    await b.takeOverFrom('a');
-    expect(b.held).toBe(true);
-    await clock.advance(300);
-    expect(a.held).toBe(false);
-    expect(b.held).toBe(true);
+    const taking = b.takeOverFrom('a');
+    await clock.advance(1_500);
+    await taking;
+    expect({ a: a.held, b: b.held, ae: a.epoch, be: b.epoch }).toEqual({ a: true, b: false, ae: 1, be: 0 });
+    expect(a.epoch).toBe(1);
     await a.close();
     await b.close();
     await bus.close();
+  });
+
+  it('with a hold margin the holder stops counting itself as holding that much before a standby may take over', async () => {
+    const clock = new ManualClock();
+    const bus = new InProcessBus({ clock: () => clock.now() });
+    const kv = await bus.kv('leases');
+    const a = new Lease({ kv, key: 'event.e2', holder: 'a', clock, ttlMs: 1_000, renewIntervalMs: 250, holdMarginMs: 150 });
+    await a.start();
+    expect(a.held).toBe(true);
+    // The bus goes away: renewals fail from now on.
+    await bus.close();
+    await clock.advance(849);
+    expect(a.held).toBe(true);
+    await clock.advance(1);
+    expect(a.held).toBe(false);
+    a.abandon();
   });
 });
