@@ -310,7 +310,7 @@ async function main(): Promise<void> {
     await sleep(1000);
     SimViewer.readAll();
     const handoverGapS = Math.max(...viewers.map((v) => v.maxGapMs)) / 1000;
-    log(`  moved to ${moved.to} (epoch ${moved.epoch}): gap ${handoverGapS.toFixed(2)} s; presenters back ${movePresentersBackS.toFixed(2)} s\n`);
+    log(`  moved to ${moved.to} (epoch ${moved.epoch}, lease released to taken ${moved.gapMs} ms): gap ${handoverGapS.toFixed(2)} s; presenters back ${movePresentersBackS.toFixed(2)} s\n`);
 
     // 3. Partition of mixer c from NATS (moved there first if b holds the event).
     await sleep(1000);

@@ -122,8 +122,10 @@ export class EventLeases extends EventEmitter<EventLeasesEvents> {
     // A fresh lease: the standby's may have a tick in flight that read the record before the
     // release, or a stale revision of its own (lost earlier) whose renewal has to fail first.
     if (lease) {
+      // close(), not abandon(): a tick in flight may just have taken the released lease; close
+      // waits for it and releases what it got, so the fresh lease finds it free.
       this.#leases.delete(event);
-      lease.abandon();
+      await lease.close();
     }
     return this.hold(event);
   }
