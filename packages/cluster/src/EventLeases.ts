@@ -122,10 +122,11 @@ export class EventLeases extends EventEmitter<EventLeasesEvents> {
     // A fresh lease: the standby's may have a tick in flight that read the record before the
     // release, or a stale revision of its own (lost earlier) whose renewal has to fail first.
     if (lease) {
-      // close(), not abandon(): a tick in flight may just have taken the released lease; close
-      // waits for it and releases what it got, so the fresh lease finds it free.
+      // Abandoned, not closed: a tick of it may hang on a request sent while the bus was away. If
+      // a tick in flight takes the released lease after all, the record names this node under the
+      // old instance, which the fresh lease reclaims (`reclaimOwn`).
       this.#leases.delete(event);
-      await lease.close();
+      lease.abandon();
     }
     return this.hold(event);
   }
@@ -192,7 +193,7 @@ export class EventLeases extends EventEmitter<EventLeasesEvents> {
     // The margin covers the watchdog's period and timer lateness: what the holder does under the
     // lease (its feed's RTCP and retransmissions, silenced from the watchdog) stops before a standby
     // may take over.
-    lease = new Lease({ kv: this.#kv!, key: eventLeaseKey(event), holder: this.#opts.nodeId, ttlMs: this.#opts.ttlMs, renewIntervalMs: this.#opts.renewIntervalMs, holdMarginMs: 150 });
+    lease = new Lease({ kv: this.#kv!, key: eventLeaseKey(event), holder: this.#opts.nodeId, ttlMs: this.#opts.ttlMs, renewIntervalMs: this.#opts.renewIntervalMs, holdMarginMs: 150, reclaimOwn: true });
     lease.on('acquired', () => this.#check());
     lease.on('lost', () => this.#check());
     this.#leases.set(event, lease);

@@ -49,6 +49,12 @@ export interface LeaseOptions {
    * stopped before a standby can take over at `ttlMs` (default 0).
    */
   holdMarginMs?: number;
+  /**
+   * A record naming this holder id under another instance counts as free: every lease of this
+   * holder id lives in this process (the others were abandoned here, or belong to a previous run
+   * of the same node), so it may be taken back at once (default false).
+   */
+  reclaimOwn?: boolean;
 }
 
 export interface LeaseEvents {
@@ -67,6 +73,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
   readonly #ttlMs: number;
   readonly #renewIntervalMs: number;
   readonly #holdMs: number;
+  readonly #reclaimOwn: boolean;
   #timer: TimerHandle | undefined;
   /** Revision of our own record while we hold (or try to keep) the lease. */
   #revision: number | undefined;
@@ -91,6 +98,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
     this.#ttlMs = opts.ttlMs ?? controlDefaults.leaseTtlMs;
     this.#renewIntervalMs = opts.renewIntervalMs ?? controlDefaults.leaseRenewIntervalMs;
     this.#holdMs = this.#ttlMs - (opts.holdMarginMs ?? 0);
+    this.#reclaimOwn = opts.reclaimOwn ?? false;
     if (!(this.#renewIntervalMs > 0 && this.#renewIntervalMs * 2 <= this.#ttlMs)) {
       throw new ValidationError('renewIntervalMs: expected a positive value of at most half of ttlMs', 'renewIntervalMs');
     }
@@ -231,7 +239,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
       return;
     }
     const current: LeaseRecord | undefined = readMessage(leaseRecordSchema, entry.value, this.drops);
-    const free = !current || current.holder === null || current.instance === this.instance;
+    const free = !current || current.holder === null || current.instance === this.instance || (this.#reclaimOwn && current.holder === this.holder);
     this.#observedHolder = free ? null : current.holder;
     const epoch = (current?.epoch ?? 0) + (current?.instance === this.instance && current.holder !== null ? 0 : 1);
     if (!free) {
