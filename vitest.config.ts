@@ -20,6 +20,8 @@ const timing = [
   'packages/mixer/test/lip-sync.test.ts',
   // Mixer failover: takeover time, program gaps and the old holder's silence, in milliseconds.
   'packages/cluster/test/failover.test.ts',
+  // A presenter page and a relay viewer page across a mixer SIGKILL (Chromium).
+  'packages/web/test/failover-browser.test.ts',
 ];
 
 export default defineConfig({
