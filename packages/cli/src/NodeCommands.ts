@@ -282,7 +282,7 @@ export async function cluster({ config, file, json }: Run): Promise<void> {
       });
     };
     // The first mixer on --port (if given), the others on ports of their own.
-    mixerNames.forEach((name, i) => start(name, ['mixer', ...(config.port !== undefined && i === 0 ? ['--port', String(config.port)] : ['--port', i === 0 ? String(config.port ?? 8080) : '0'])]));
+    mixerNames.forEach((name, i) => start(name, ['mixer', ...(i > 0 ? ['--port', '0'] : config.port !== undefined ? ['--port', String(config.port)] : [])]));
     for (let i = 1; i <= relays; i++) start(`relay-${i}`, ['relay', '--port', '0']);
     show();
   });
