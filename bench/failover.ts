@@ -27,7 +27,6 @@ import { parseArgs } from 'node:util';
 import { generateSecret, NatsBus, subjects } from '@mcu/control';
 import { SimViewer } from '../packages/cluster/test/simViewer.js';
 import { ProbeViewer, ReRegisteringPresenter } from '../packages/cluster/test/failoverHarness.js';
-import { TcpProxy } from '../packages/cluster/test/tcpProxy.js';
 import { WebRtcClient, tonePower } from '../packages/webrtc/test/client.js';
 
 process.env.MCU_LOG_LEVEL ??= 'warn';
@@ -158,7 +157,26 @@ async function main(): Promise<void> {
   const mcu = fileURLToPath(new URL('../packages/cli/bin/mcu.js', import.meta.url));
   const children: ChildProcess[] = [];
   const natsUrl = new URL(values.nats!);
-  const proxy = await TcpProxy.start({ host: natsUrl.hostname, port: Number(natsUrl.port || 4222) });
+  // The NATS proxy of mixer-c runs in a process of its own: starved here, it would make c look dead.
+  const proxyChild = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), fileURLToPath(new URL('./natsProxy.ts', import.meta.url)), natsUrl.hostname, natsUrl.port || '4222'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const proxyPort = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    proxyChild.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const m = /port (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    proxyChild.once('exit', (code) => reject(new Error(`the NATS proxy exited ${code}`)));
+  });
+  const proxy = {
+    url: `nats://127.0.0.1:${proxyPort}`,
+    blackhole: () => proxyChild.stdin!.write('blackhole\n'),
+    heal: () => proxyChild.stdin!.write('heal\n'),
+    close: async () => {
+      proxyChild.stdin!.end();
+      proxyChild.kill('SIGKILL');
+    },
+  };
 
   const startNode = (name: string, args: string[], nats = values.nats!): Promise<NodeProc> =>
     new Promise((resolve, reject) => {
@@ -295,8 +313,14 @@ async function main(): Promise<void> {
     await sleep(1000);
     viewers.forEach((v) => v.resetGap());
     const move = async (to: NodeProc) => {
-      // Any mixer: the request is redirected to the holder.
-      const res = await fetch(`${b.url}/api/events/${ev.id}/move`, { method: 'POST', headers: { authorization: `Bearer ${ev.tokens.producer}`, 'content-type': 'application/json' }, body: JSON.stringify({ to: to.id }) });
+      // Any mixer: the request is redirected to the holder. A 409 under load (the holder's registry
+      // missed the target's beats for a moment) is asked again, twice.
+      let res: Response;
+      for (let attempt = 0; ; attempt++) {
+        res = await fetch(`${b.url}/api/events/${ev.id}/move`, { method: 'POST', headers: { authorization: `Bearer ${ev.tokens.producer}`, 'content-type': 'application/json' }, body: JSON.stringify({ to: to.id }) });
+        if (res.status !== 409 || attempt >= 2) break;
+        await sleep(1000);
+      }
       if (res.status !== 200) throw new Error(`move answered ${res.status}: ${await res.text()}`);
       const answer = (await res.json()) as { to: string; epoch: number; gapMs: number };
       await rtpPresenter.reRegister([to.url], 10_000);

@@ -143,6 +143,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   #stopKeys: (() => void) | undefined;
   #stopGuard: (() => void) | undefined;
   #stateTimer: NodeJS.Timeout | undefined;
+  /** Handover timeouts pending (cleared on close). */
+  readonly #timers = new Set<NodeJS.Timeout>();
   readonly #abort = new AbortController();
   /** No other mixer was ever seen in the cluster: no standby could take an event over. */
   #soloMixer = true;
@@ -406,16 +408,18 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       return { v: 1, ok: true };
     }
     const clustered = new Promise<void>((resolve) => {
-      const on = (eventId: string) => {
-        if (eventId !== id) return;
+      const done = () => {
+        clearTimeout(timer);
+        this.#timers.delete(timer);
         this.off('clustered', on);
         resolve();
       };
+      const on = (eventId: string) => {
+        if (eventId === id) done();
+      };
       this.on('clustered', on);
-      setTimeout(() => {
-        this.off('clustered', on);
-        resolve();
-      }, takeoverTimeoutMs - 500).unref();
+      const timer = setTimeout(done, takeoverTimeoutMs - 500);
+      this.#timers.add(timer);
     });
     if (!(await this.leases.tryNow(id))) return { v: 1, ok: false, error: 'the lease is not free' };
     await clustered;
@@ -793,7 +797,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     }
     for (let i = 0; i < 200 && this.#clustering.has(id); i++) await new Promise((r) => setTimeout(r, 10));
     // A handover that never comes: the prepared copy goes after a while.
-    setTimeout(() => {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
       if (!this.#prepared.has(id) || this.leases.held(id)) return;
       this.#prepared.delete(id);
       this.#givingUp.add(id);
@@ -802,7 +807,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       } finally {
         this.#givingUp.delete(id);
       }
-    }, 15_000).unref();
+    }, 15_000);
+    this.#timers.add(timer);
   }
 
   /** A rendition's first packet (or its new SSRC after an encoder's restart): describe it to the relays. */
@@ -850,6 +856,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     this.#stopGuard?.();
     this.#abort.abort();
     if (this.#stateTimer) clearInterval(this.#stateTimer);
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
     this.#stopKeys?.();
     for (const entry of this.#events.values()) {
       entry.stopProgram();
