@@ -6,7 +6,8 @@
  *     presenter again once it has re-registered through the API.
  *   - A NATS partition of the holder (its connection black-holed through a proxy): it stops
  *     sending within its lease's ttl, the other mixer takes over, and nothing the old holder sends
- *     after the takeover reaches a viewer.
+ *     after the takeover reaches a viewer. Then a planned move back (`POST …/move`), and a drain
+ *     (SIGTERM's path) that hands the event over again before the mixer closes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -242,5 +243,17 @@ describe('mixer failover', () => {
     console.log(JSON.stringify({ test: 'move', handoverMs: moved.gapMs, moveGapsMs: moveGaps, firstAfter }));
     // Generous here (the bench measures against the 500 ms target).
     expect(Math.max(...moveGaps)).toBeLessThan(1500);
+
+    // SIGTERM's path: draining m1 hands the event to m2 before m1 closes.
+    const drainAt = performance.now();
+    await m1.drain({ timeoutMs: 5000 });
+    expect(m2.leases.held(event.id)).toBe(true);
+    expect(node1.registry.has(event.id)).toBe(false);
+    await presenter.reRegister([node2.url], 5000);
+    await waitFor(() => probes.every((p) => p.toneBackAt(performance.now() - 50, TONE_THRESHOLD) !== null), 5000, 'the tone after the drain');
+    const drainGaps = probes.map((p) => Math.round(p.maxGapAfter(drainAt)));
+    for (const p of probes) expect(p.joins).toBe(1);
+    expect(Math.max(...drainGaps)).toBeLessThan(1500);
+    console.log(JSON.stringify({ test: 'drain', drainGapsMs: drainGaps }));
   }, 60_000);
 });
