@@ -33,6 +33,10 @@ const timing = [
   'packages/web/test/restream-panel.test.ts',
   // A viewer raises its hand and is brought on stage: four Chromium pages, tones heard.
   'packages/web/test/hands.test.ts',
+  // Mixer failover: takeover time, program gaps and the old holder's silence, in milliseconds.
+  'packages/cluster/test/failover.test.ts',
+  // A presenter page and a relay viewer page across a mixer SIGKILL (Chromium).
+  'packages/web/test/failover-browser.test.ts',
 ];
 
 export default defineConfig({

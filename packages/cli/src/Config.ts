@@ -59,6 +59,7 @@ const cliKeys = {
   // At least 10 s: a rotation announces its key 2 s before use.
   feedKeyRotationMs: { schema: int(10_000, 86_400_000).optional(), allowed: 'milliseconds, 10000–86400000' },
   relays: { schema: int(0, 64).optional(), allowed: 'an integer 0–64' },
+  mixers: { schema: int(1, 16).optional(), allowed: 'an integer 1–16' },
   url: { schema: z.url({ protocol: /^https?$/ }).optional(), allowed: 'an http(s) URL of a node, e.g. http://127.0.0.1:8080' },
   token: { schema: z.string().min(1).optional(), allowed: 'a bearer token' },
 } as const;
@@ -121,6 +122,7 @@ export const keySources: { [K in CliKey]: KeySource } = {
   drainTimeoutMs: { flag: '--drain-timeout-ms', env: ['MCU_DRAIN_TIMEOUT_MS'] },
   feedKeyRotationMs: { flag: '--feed-key-rotation-ms', env: ['MCU_FEED_KEY_ROTATION_MS'] },
   relays: { flag: '--relays', env: ['MCU_RELAYS'] },
+  mixers: { flag: '--mixers', env: ['MCU_MIXERS'] },
   url: { flag: '--url', env: ['MCU_URL'] },
   // The client falls back to the admin token, so that one variable serves the node and the client.
   token: { flag: '--token', env: ['MCU_TOKEN', 'MCU_ADMIN_TOKEN'] },

@@ -80,6 +80,7 @@ export async function show(id: string, flags: Flags): Promise<void> {
     `  WHIP:         ${e.whip}`,
     `  WHEP:         ${e.whep}`,
     `  participants: ${e.participants.length}`,
+    ...(e.holder !== undefined ? [`  held by:      ${e.holder ?? '-'} (epoch ${e.epoch ?? 0}); standby: ${(e.standby ?? []).join(', ') || '-'}`] : []),
   ]);
   if (e.participants.length > 0) {
     printTable(
@@ -87,6 +88,16 @@ export async function show(id: string, flags: Flags): Promise<void> {
       e.participants.map((p) => [`  ${p.id}`, p.kind ?? '-', p.speaking ? 'yes' : 'no', p.muted === undefined ? '-' : p.muted ? 'yes' : 'no', p.stage ?? '-']),
     );
   }
+}
+
+const moveAnswerSchema = z.object({ id: z.string(), from: z.string(), to: z.string(), epoch: z.number(), gapMs: z.number().optional() });
+
+/** Hands the event to another mixer (POST /api/events/:id/move, answered by its holder). */
+export async function move(id: string, flags: Flags): Promise<void> {
+  const to = flags.to === undefined ? undefined : optionValue('--to', flags.to, z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), 'a mixer node id');
+  const moved = await (await client(flags)).request('POST', path('api', 'events', id, 'move'), moveAnswerSchema, to ? { to } : {});
+  if (flags.json) return printJson(moved);
+  printLines([`event ${moved.id} moved from ${moved.from} to ${moved.to} (epoch ${moved.epoch})`]);
 }
 
 export async function end(id: string, flags: Flags): Promise<void> {

@@ -20,6 +20,10 @@ export const eventSchema = z.looseObject({
   layout: z.looseObject({ kind: z.string() }).optional(),
   speakers: z.array(z.string()).optional(),
   dominantSpeaker: z.string().nullable().optional(),
+  /** In a cluster of several mixers: the mixer holding the event, its lease epoch, the standby mixers. */
+  holder: z.string().nullable().optional(),
+  epoch: z.number().optional(),
+  standby: z.array(z.string()).optional(),
 });
 
 export const createdEventSchema = eventSchema.extend({ tokens: z.object({ producer: z.string(), presenter: z.string(), viewer: z.string() }) });

@@ -270,6 +270,9 @@ interface Started {
 export async function cluster({ config, file, json }: Run): Promise<void> {
   tlsOrFail(config);
   const relays = config.relays ?? 2;
+  const mixers = config.mixers ?? 1;
+  const mixerNames = Array.from({ length: mixers }, (_, i) => (i === 0 ? 'mixer' : `mixer-${i + 1}`));
+  const isMixer = (name: string) => name === 'mixer' || name.startsWith('mixer-');
   const adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
   const env: NodeJS.ProcessEnv = { ...process.env, MCU_TOKEN_SECRET: config.tokenSecret ?? generateSecret(), MCU_ADMIN_TOKEN: adminToken };
   if (file) env.MCU_CONFIG = file;
@@ -283,8 +286,9 @@ export async function cluster({ config, file, json }: Run): Promise<void> {
   const out = json ? process.stderr : process.stdout;
   const progress = new Progress();
   const started = new Map<string, Started>();
-  const total = relays + 1;
-  const show = () => progress.update(`mcu cluster: ${started.size}/${total} nodes up (mixer ${started.has('mixer') ? 'up' : 'starting'}, relays ${[...started.keys()].filter((n) => n !== 'mixer').length}/${relays})`);
+  const total = relays + mixers;
+  const show = () =>
+    progress.update(`mcu cluster: ${started.size}/${total} nodes up (mixers ${[...started.keys()].filter(isMixer).length}/${mixers}, relays ${[...started.keys()].filter((n) => !isMixer(n)).length}/${relays})`);
 
   const allUp = new Promise<void>((resolve, reject) => {
     const start = (name: string, args: string[]) => {
@@ -316,7 +320,8 @@ export async function cluster({ config, file, json }: Run): Promise<void> {
         else process.stderr.write(`[${name}] exited (${signal ?? code})\n`);
       });
     };
-    start('mixer', ['mixer', ...(config.port !== undefined ? ['--port', String(config.port)] : [])]);
+    // The first mixer on --port (if given), the others on ports of their own.
+    mixerNames.forEach((name, i) => start(name, ['mixer', ...(i > 0 ? ['--port', '0'] : config.port !== undefined ? ['--port', String(config.port)] : [])]));
     for (let i = 1; i <= relays; i++) start(`relay-${i}`, ['relay', '--port', '0']);
     show();
   });
@@ -337,15 +342,24 @@ export async function cluster({ config, file, json }: Run): Promise<void> {
   }
   progress.done();
   const mixerNode = started.get('mixer')!;
-  const relayNodes = [...started.values()].filter((s) => s.name !== 'mixer').sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
+  const byName = (a: Started, b: Started) => a.name.localeCompare(b.name, 'en', { numeric: true });
+  const mixerNodes = [...started.values()].filter((s) => isMixer(s.name)).sort(byName);
+  const relayNodes = [...started.values()].filter((s) => !isMixer(s.name)).sort(byName);
   const generated = config.adminToken === undefined;
   if (json) {
-    printJson({ cluster: clusterOf(config), mixer: { nodeId: mixerNode.nodeId, url: mixerNode.url }, relays: relayNodes.map((r) => ({ nodeId: r.nodeId, url: r.url })), adminToken: generated ? adminToken : null, adminTokenGenerated: generated });
+    printJson({
+      cluster: clusterOf(config),
+      mixer: { nodeId: mixerNode.nodeId, url: mixerNode.url },
+      mixers: mixerNodes.map((m) => ({ nodeId: m.nodeId, url: m.url })),
+      relays: relayNodes.map((r) => ({ nodeId: r.nodeId, url: r.url })),
+      adminToken: generated ? adminToken : null,
+      adminTokenGenerated: generated,
+    });
     return;
   }
   printLines([
-    `mcu: cluster "${clusterOf(config)}" up: 1 mixer and ${relays} relay${relays === 1 ? '' : 's'}`,
-    `  mixer     ${mixerNode.url}  (${mixerNode.nodeId}; API, console, WHIP; viewers are redirected to relays)`,
+    `mcu: cluster "${clusterOf(config)}" up: ${mixers} mixer${mixers === 1 ? '' : 's'} and ${relays} relay${relays === 1 ? '' : 's'}`,
+    ...mixerNodes.map((m) => `  ${m.name.padEnd(9)} ${m.url}  (${m.nodeId}; API, console, WHIP; any mixer answers for any event; viewers are redirected to relays)`),
     ...relayNodes.map((r) => `  ${r.name.padEnd(9)} ${r.url}  (${r.nodeId})`),
     generated ? `  admin token (generated, shown once; set MCU_ADMIN_TOKEN to fix it): ${adminToken}` : '  admin token: from MCU_ADMIN_TOKEN or the config file',
   ]);

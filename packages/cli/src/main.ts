@@ -108,10 +108,11 @@ clusterOptions(nodeOptions(common(program.command('relay'), 'print the URLs as o
 
 clusterOptions(nodeOptions(common(program.command('cluster'), 'print the mixer and relay URLs and the admin token as one JSON line once all are up')))
   .option('--relays <n>', 'relay processes to start, 0–64 (env MCU_RELAYS, default 2)')
+  .option('--mixers <n>', 'mixer processes to start, 1–16: each event is held by one, another takes it over if it dies (env MCU_MIXERS, default 1)')
   .option('--fan-out <n>', 'children per parent in the relay tree (env MCU_FAN_OUT, default 8)')
   .option('--feed-key-rotation-ms <ms>', "how often each event's feed key is replaced (env MCU_FEED_KEY_ROTATION_MS, default 600000)")
-  .description('start a mixer and N relay processes on this machine over NATS (generated secret and admin token) and print their URLs')
-  .addHelpText('after', `${nodeEnvironment}\n${clusterEnvironment}\n${examples('mcu cluster --relays 3', 'mcu cluster --relays 2 --nats nats://127.0.0.1:4222 --cluster demo --json')}`)
+  .description('start M mixers and N relay processes on this machine over NATS (generated secret and admin token) and print their URLs')
+  .addHelpText('after', `${nodeEnvironment}\n${clusterEnvironment}\n${examples('mcu cluster --relays 3', 'mcu cluster --mixers 2 --relays 3', 'mcu cluster --relays 2 --nats nats://127.0.0.1:4222 --cluster demo --json')}`)
   .action((flags: Flags) => runNode('cluster', flags));
 
 const event = program
@@ -137,6 +138,13 @@ clientOptions(event.command('show'))
   .description('show an event: layout, speakers, URLs and its participants')
   .addHelpText('after', examples('mcu event show 3f2a9c', 'mcu event show 3f2a9c --json'))
   .action(async (id: string, flags: Flags) => (await eventCommands()).show(id, flags));
+
+clientOptions(event.command('move'))
+  .argument('<event>', 'event id')
+  .option('--to <mixer>', 'node id of the mixer to move it to (default: the least-loaded other mixer)')
+  .description('hand an event to another mixer of the cluster, make-before-break: presenters re-publish to it, viewers on relays stay')
+  .addHelpText('after', examples('mcu event move 3f2a9c', 'mcu event move 3f2a9c --to mixer-b --json'))
+  .action(async (id: string, flags: Flags) => (await eventCommands()).move(id, flags));
 
 clientOptions(event.command('end'))
   .argument('<event>', 'event id')

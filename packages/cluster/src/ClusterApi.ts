@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { nodeOperations, viewerHandOperations, webrtcOperations, type OperationTable } from '@mcu/server';
+import { moveEventBody } from './EventHandover.js';
 
 /**
  * A plain-RTP viewer: where to send the program audio, and optionally `everyNth` (1–50) to receive
@@ -37,6 +38,14 @@ export const mixerOperations: OperationTable = {
     ...rtpViewerPost,
     ok: { status: 307, description: 'play on this relay (Location; the token rides in ?token=)', headers: ['location'] },
     errors: { 503: 'no relay has room for a plain-RTP viewer of this event' },
+  },
+  'POST /api/events/:id/move': {
+    summary: 'Hand the event to another mixer (make-before-break; presenters re-publish, relay viewers stay)',
+    tag: 'events',
+    auth: ['producer'],
+    body: moveEventBody,
+    ok: { status: 200, description: '`{"id","from","to","epoch","gapMs"}`' },
+    errors: { 409: 'no other mixer can take the event', 503: 'the target did not take the event over' },
   },
 };
 

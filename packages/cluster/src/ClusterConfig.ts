@@ -18,6 +18,16 @@ export const clusterDefaults = {
   relayViewers: 500,
   /** Plain-RTP viewers (benchmarks, gateways) per relay. */
   relayRtpViewers: 5_000,
+  /**
+   * An event's holder that could not renew its lease for this long stops sending the program, and
+   * a standby takes the event after seeing the lease unchanged this long (or at once when the
+   * registry declares the holder dead: 0.5–1.1 s). Also the tree leader's lease on mixers, so a
+   * dead mixer that led the tree is replaced as fast. Four renewals per ttl.
+   */
+  eventLeaseTtlMs: 1_000,
+  eventLeaseRenewIntervalMs: 250,
+  /** A presenter's page that hears no mix for this long re-publishes (publish.js mirrors it). */
+  presenterSilenceMs: 1_500,
 } as const;
 
 /** The shared HMAC secret every node of a cluster signs and checks tokens with. */

@@ -142,6 +142,14 @@ export class FeedKeyRotation extends EventEmitter<FeedKeyRotationEvents> {
     this.#opts.sender.setKeys(this.#current, accepted);
   }
 
+  /**
+   * Publishes the current set unasked: a new holder of the event (failover, handover) does so when
+   * it starts sending, so the relays switch to its key before its first packet needs a fetch.
+   */
+  announce(): void {
+    if (!this.#closed) this.#announce();
+  }
+
   #announce(): void {
     const o = this.#opts;
     try {

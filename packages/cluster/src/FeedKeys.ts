@@ -92,7 +92,7 @@ export function openFeedKeySet(secret: string, event: string, reply: FeedKeyRepl
 }
 
 /** Mixer side: answers feed-key requests for the events `keysOf` knows. Returns the stop function. */
-export function serveFeedKeys(bus: Bus, cluster: string, secret: string, keysOf: (event: string) => FeedKeySet | undefined): () => void {
+export function serveFeedKeys(bus: Bus, cluster: string, secret: string, keysOf: (event: string) => FeedKeySet | undefined, quietOnUnknown = true): () => void {
   const drops = new DropCounter();
   const sub: BusSubscription = bus.subscribe(feedKeySubject(cluster, '*'));
   void (async () => {
@@ -101,7 +101,10 @@ export function serveFeedKeys(bus: Bus, cluster: string, secret: string, keysOf:
         if (!readMessage(feedKeyRequestSchema, m.data, drops)) continue;
         const event = m.subject.split('.')[3];
         const keys = keysOf(event);
-        m.respond(keys ? sealFeedKeySet(secret, event, keys) : { v: 1, event, error: 'unknown_event' });
+        // With several mixers in a cluster only the event's holder answers: another mixer's quick
+        // `unknown_event` would win the race against the holder's keys.
+        if (keys) m.respond(sealFeedKeySet(secret, event, keys));
+        else if (!quietOnUnknown) m.respond({ v: 1, event, error: 'unknown_event' });
       }
     } catch {
       // the bus closed

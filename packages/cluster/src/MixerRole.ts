@@ -14,12 +14,28 @@
  *   - the feed-key service: relays ask for the key on the control plane (FeedKeys.ts); each event's
  *     key is rotated every `feedKeyRotationMs` and when a node leaves or is declared dead
  *     (FeedKeyRotation.ts).
+ *   - several mixers per cluster (docs/failover.md): each event is held by one mixer under a lease
+ *     (EventLeases.ts) whose epoch grows with every change of hands; the others stand by and take it
+ *     over when the holder dies, rebuilding the event from the `events` bucket (name, speakers
+ *     limit, layout) with a new feed key, its feed advertised under the new epoch. The program is
+ *     sent only while the lease is held. Any mixer answers for any event: requests for an event held
+ *     elsewhere are redirected (307, the token in `?token=`) to the holder, WHEP viewers placed on
+ *     a relay; new events go to the least-loaded mixer (MixerPlacement.ts). `moveEvent` hands an
+ *     event to another mixer (planned, `mcu event move`), `drain` moves every event before closing.
  */
 import { EventEmitter } from 'node:events';
 import {
   ClusterClient,
   type FeedStream,
+  bearerToken,
+  BusError,
+  ConflictError,
   createLogger,
+  DropCounter,
+  NotFoundError,
+  parseJsonBody,
+  readMessage,
+  rankMixers,
   NodeAgent,
   placementReplySchema,
   ServiceUnavailableError,
@@ -31,9 +47,12 @@ import {
   type PlacementReply,
 } from '@mcu/control';
 import { FeedSender, type StreamInfo } from '@mcu/relay';
-import type { VideoRendition } from '@mcu/mixer';
-import type { EventRecord, EventTreeView, McuNode } from '@mcu/server';
-import { redirectViewer, viewerLoad } from '@mcu/server';
+import { parseLayout, type VideoRendition } from '@mcu/mixer';
+import type { EventRecord, EventTreeView, McuNode, RouteContext, RouteEntry } from '@mcu/server';
+import { json, redirectViewer, viewerLoad } from '@mcu/server';
+import { EventLeases } from './EventLeases.js';
+import { moveEventBody, takeoverReplySchema, takeoverRequestSchema, takeoverSubject, takeoverTimeoutMs, type TakeoverReply } from './EventHandover.js';
+import { CpuMeter } from './CpuMeter.js';
 import { clusterDefaults } from './ClusterConfig.js';
 import { generateFeedKey, serveFeedKeys } from './FeedKeys.js';
 import { FeedKeyRotation, validateRotation, type FeedKeyRotationReason } from './FeedKeyRotation.js';
@@ -66,6 +85,9 @@ export interface MixerRoleOptions {
   feedKeyOverlapMs?: number;
   /** Cluster events (relays registered, dead, re-parented; feeds) with `node` bound; default: the node's logger. */
   logger?: Logger;
+  /** An event's holder that could not renew its lease for this long stops sending; a standby takes it (default `clusterDefaults.eventLeaseTtlMs`). */
+  eventLeaseTtlMs?: number;
+  eventLeaseRenewIntervalMs?: number;
 }
 
 interface ClusteredEvent {
@@ -81,6 +103,10 @@ interface ClusteredEvent {
   renditionBySsrc: Map<number, string>;
   /** Keyframe requests from the tree passed to the encoders. */
   keyframeRequests: number;
+  /** Epoch of the event's lease this feed is sent under. */
+  epoch: number;
+  /** The layout last written to the `events` bucket (JSON), so a new holder rebuilds it. */
+  storedLayout: string;
 }
 
 export interface MixerRoleEvents {
@@ -90,6 +116,10 @@ export interface MixerRoleEvents {
   error: [Error];
   /** An event's feed is sealed with a new key from now on (its id), after a rotation for `reason`. */
   feedKeyRotated: [eventId: string, keyId: number, reason: FeedKeyRotationReason];
+  /** This mixer took over an event (failover or handover) and rebuilt it. */
+  tookOver: [eventId: string, epoch: number];
+  /** This mixer stopped holding an event (lease lost or handed over). */
+  gaveUp: [eventId: string];
 }
 
 export class MixerRole extends EventEmitter<MixerRoleEvents> {
@@ -105,9 +135,22 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   readonly #events = new Map<string, ClusteredEvent>();
   /** Events whose feed is being set up. */
   readonly #clustering = new Set<string>();
+  /** Events ending here because another mixer holds them now: the cluster's record stays. */
+  readonly #givingUp = new Set<string>();
+  /** Events built here ahead of a handover (mixing, feed socket open, nothing sent) until the lease comes. */
+  readonly #prepared = new Set<string>();
+  readonly leases: EventLeases;
+  readonly #cpu = new CpuMeter();
   #stopKeys: (() => void) | undefined;
   /** Raised hands in the cluster's store; relays' hand requests; notices to the relays. */
   hands: HandService | undefined;
+  #stopGuard: (() => void) | undefined;
+  #stateTimer: NodeJS.Timeout | undefined;
+  /** Handover timeouts pending (cleared on close). */
+  readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #abort = new AbortController();
+  /** No other mixer was ever seen in the cluster: no standby could take an event over. */
+  #soloMixer = true;
   #closed = false;
 
   private constructor(opts: MixerRoleOptions, mediaPort: number) {
@@ -132,7 +175,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
         media: { host: opts.advertiseHost ?? mediaAddressFor(this.#mediaHost), port: mediaPort },
         capacity: { viewers: opts.node.config.maxRtcSessions, children: fanOut },
       },
-      load: () => ({ viewers: this.node.edge.stats().whepSessions, children: this.#childCount() }),
+      load: () => this.#load(),
       heartbeatIntervalMs: opts.heartbeatIntervalMs,
     });
     this.controller = new TreeController({
@@ -142,7 +185,35 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       relayFanOut: fanOut,
       deadAfterMs: opts.deadAfterMs,
       livenessCheckIntervalMs: opts.livenessCheckIntervalMs,
+      // The tree must re-root within the failover's second when the dead mixer also led it.
+      leaseTtlMs: opts.eventLeaseTtlMs ?? clusterDefaults.eventLeaseTtlMs,
+      leaseRenewIntervalMs: opts.eventLeaseRenewIntervalMs ?? clusterDefaults.eventLeaseRenewIntervalMs,
     });
+    this.leases = new EventLeases({
+      bus: opts.bus,
+      cluster: opts.cluster,
+      nodeId: opts.nodeId,
+      ttlMs: opts.eventLeaseTtlMs ?? clusterDefaults.eventLeaseTtlMs,
+      renewIntervalMs: opts.eventLeaseRenewIntervalMs ?? clusterDefaults.eventLeaseRenewIntervalMs,
+      candidates: (exclude) => this.standbyMixers(exclude),
+      log: this.log,
+    });
+  }
+
+  #load() {
+    let participants = 0;
+    let videoSources = 0;
+    const events = this.node.registry.list();
+    for (const e of events) {
+      participants += e.mixer.mixer.size;
+      videoSources += e.mixer.videoMixer?.sourceCount ?? 0;
+    }
+    return { viewers: this.node.edge.stats().whepSessions, children: this.#childCount(), cpu: this.#cpu.sample(), events: events.length, participants, videoSources, draining: this.node.isDraining };
+  }
+
+  /** Live mixers that would take an event over, first = next (least loaded), without `exclude`. */
+  standbyMixers(exclude: ReadonlySet<string> = new Set()): string[] {
+    return rankMixers(this.controller.registry.nodes(), { exclude, maxEvents: undefined }).map((n) => n.info.id);
   }
 
   /** Registers the node, starts the tree controller and takes over the node's viewer placement. */
@@ -196,18 +267,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   /** Where a new viewer of the event goes: a relay's URL for `kind`, or null (serve here). */
   async placeViewer(eventId: string, kind: 'whep' | 'rtp-viewers'): Promise<string | null> {
     if (!this.#events.has(eventId)) return null;
-    let reply: PlacementReply;
-    if (this.controller.isLeader) {
-      reply = this.controller.placeViewer(eventId);
-    } else {
-      try {
-        const m = await this.#bus.request(subjects(this.cluster).event(eventId).place, { v: 1 }, { timeoutMs: clusterDefaults.placementTimeoutMs });
-        reply = placementReplySchema.parse(m.json());
-      } catch {
-        return null;
-      }
-    }
-    return reply.relay ? `${reply.relay.http.replace(/\/$/, '')}/${kind}/${eventId}` : null;
+    return this.#placeRemote(eventId, kind);
   }
 
   /**
@@ -218,6 +278,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     const entry = this.#events.get(eventId);
     if (!entry) return null;
     const registry = this.controller.registry;
+    const holding = this.#holding(eventId);
     const nodes = entry.client.tree().map((a) => {
       const live = registry.get(a.node);
       const viewers = live?.viewers ?? 0;
@@ -233,19 +294,33 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
         ...(live?.cpu !== undefined ? { cpu: live.cpu } : {}),
       };
     });
-    return nodes.length > 0 ? { nodes } : null;
+    return nodes.length > 0 ? { nodes, ...(holding.holder ? { holder: { id: holding.holder, epoch: holding.epoch, standby: holding.standby } } : {}) } : null;
   }
 
   async #start(): Promise<void> {
     const node = this.node;
     await this.controller.start();
+    await this.leases.start();
     await this.agent.start();
-    this.#stopKeys = serveFeedKeys(this.#bus, this.cluster, this.#opts.tokenSecret, (id) => this.#events.get(id)?.keys.keys);
+    this.#stopKeys = serveFeedKeys(this.#bus, this.cluster, this.#opts.tokenSecret, (id) => (this.leases.held(id) ? this.#events.get(id)?.keys.keys : undefined));
     this.hands = await HandService.start({ bus: this.#bus, cluster: this.cluster, node, log: this.log });
     node.registry.on('created', this.#onCreated);
     node.registry.on('ending', this.#onEnding);
     node.viewerPlacement = (id, kind) => this.placeViewer(id, kind);
     node.eventTree = async (id) => this.eventTree(id);
+    node.describeExtra = (id) => this.#holding(id);
+    this.#stopGuard = node.router.guard((ctx, route) => this.#guard(ctx, route));
+    this.#serveTakeovers();
+    node.router.on('POST', '/api/events/:id/move', async ({ req, res, params }) => {
+      node.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
+      if (!this.leases.held(params.id)) throw new NotFoundError(`event ${params.id} is not held here`, 'event_not_found');
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const text = Buffer.concat(chunks).toString('utf8');
+      const body = text.trim() === '' ? {} : parseJsonBody(text, moveEventBody, 'body');
+      json(res, 200, await this.moveEvent(params.id, body.to));
+    });
+    this.#holdEvents();
     this.#observe();
     // Plain-RTP viewers (benchmarks, gateways) are served by relays only: redirect, or 503.
     node.router.on('POST', '/rtp-viewers/:id', async ({ req, res, params, url }) => {
@@ -259,6 +334,308 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     Object.assign(node.operations, mixerOperations);
     this.log.info({ url: node.url, media: this.agent.info.media }, 'mixer registered with the cluster');
     for (const e of node.registry.list()) this.#onCreated(e);
+  }
+
+  /**
+   * Hands a held event to another mixer, make-before-break as far as leases allow (EventHandover.ts):
+   * the target is asked to stand by, the lease is released (this mixer stops sending), the target
+   * takes it and feeds the tree, then the event ends here (its presenters re-publish through the
+   * event's URL to the target). `to`: a mixer's node id (default: the least-loaded other one).
+   */
+  async moveEvent(id: string, to?: string): Promise<{ id: string; from: string; to: string; epoch: number; gapMs: number }> {
+    if (!this.leases.held(id)) throw new NotFoundError(`event ${id} is not held here`, 'event_not_found');
+    const target = to ?? this.standbyMixers(new Set([this.nodeId]))[0];
+    if (target === undefined || target === this.nodeId || this.controller.registry.get(target)?.info.role !== 'mixer') {
+      throw new ConflictError(to ? `mixer ${to} is not another live mixer of the cluster` : 'no other mixer can take the event');
+    }
+    const ask = async (step: 'prepare' | 'take'): Promise<TakeoverReply> => {
+      const m = await this.#bus.request(takeoverSubject(this.cluster, target), { v: 1, event: id, step, from: this.nodeId }, { timeoutMs: takeoverTimeoutMs });
+      const reply = takeoverReplySchema.parse(m.json());
+      if (!reply.ok) throw new ServiceUnavailableError(`mixer ${target} refused the event: ${reply.error ?? 'no reason'}`, 1, 'takeover_refused');
+      return reply;
+    };
+    await ask('prepare');
+    this.log.info({ event: id, to: target }, 'handing the event over');
+    const releasedAt = performance.now();
+    this.#givingUp.add(id);
+    let reply: TakeoverReply;
+    try {
+      await this.leases.release(id);
+      reply = await ask('take');
+    } catch (err) {
+      // The target did not take it: take it back (under a new epoch if someone else had it meanwhile).
+      this.#givingUp.delete(id);
+      await this.leases.hold(id).catch(() => false);
+      throw err;
+    }
+    const gapMs = Math.round(performance.now() - releasedAt);
+    try {
+      if (this.node.registry.has(id)) {
+        // Presenters hear `moved` on the event stream and re-publish at once (publish.js).
+        this.node.registry.get(id).movedTo = target;
+        this.node.registry.end(id);
+      }
+    } finally {
+      this.#givingUp.delete(id);
+    }
+    this.leases.standBy(id);
+    this.emit('gaveUp', id);
+    return { id, from: this.nodeId, to: target, epoch: reply.epoch ?? 0, gapMs };
+  }
+
+  /** Answers the handover requests addressed to this mixer. */
+  #serveTakeovers(): void {
+    const drops = new DropCounter();
+    const sub = this.#bus.subscribe(takeoverSubject(this.cluster, this.nodeId));
+    this.#abort.signal.addEventListener('abort', () => sub.unsubscribe());
+    void (async () => {
+      try {
+        for await (const m of sub) {
+          const req = readMessage(takeoverRequestSchema, m.data, drops);
+          if (!req) continue;
+          void this.#takeover(req.event, req.step).then(
+            (reply) => m.respond(reply),
+            (err: unknown) => m.respond({ v: 1, ok: false, error: String((err as Error)?.message ?? err).slice(0, 300) }),
+          );
+        }
+      } catch {
+        // the bus closed
+      }
+    })();
+  }
+
+  async #takeover(id: string, step: 'prepare' | 'take'): Promise<TakeoverReply> {
+    if (this.#closed || this.node.isDraining) return { v: 1, ok: false, error: 'this mixer is draining' };
+    if (step === 'prepare') {
+      this.leases.standBy(id);
+      await this.#prepare(id);
+      return { v: 1, ok: true };
+    }
+    const clustered = new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#timers.delete(timer);
+        this.off('clustered', on);
+        resolve();
+      };
+      const on = (eventId: string) => {
+        if (eventId === id) done();
+      };
+      this.on('clustered', on);
+      const timer = setTimeout(done, takeoverTimeoutMs - 500);
+      this.#timers.add(timer);
+    });
+    if (!(await this.leases.tryNow(id))) return { v: 1, ok: false, error: 'the lease is not free' };
+    await clustered;
+    return this.#events.has(id) ? { v: 1, ok: true, epoch: this.leases.epochOf(id) } : { v: 1, ok: false, error: 'the event did not start here' };
+  }
+
+  /** Who holds the event, under which epoch, and who would take it over (event descriptions, the tree). */
+  #holding(id: string): { holder: string | null; epoch: number; standby: string[] } {
+    const rec = this.leases.holderOf(id);
+    const holder = this.leases.held(id) ? this.nodeId : (rec?.holder ?? null);
+    const epoch = this.leases.held(id) ? this.leases.epochOf(id) : (rec?.epoch ?? 0);
+    return { holder, epoch, standby: this.standbyMixers(new Set(holder ? [holder] : [])) };
+  }
+
+  /**
+   * The events of the cluster and their leases: a standby lease on every live event held
+   * elsewhere; a lease won is an event to rebuild here; a lease lost stops the program (the sinks
+   * read `held`), and an event another mixer holds now ends here (its presenters come back
+   * through the event's URLs, which lead to the new holder).
+   */
+  #holdEvents(): void {
+    const leases = this.leases;
+    leases.on('acquired', (id, epoch) => {
+      this.log.info({ event: id, epoch }, 'event lease acquired');
+      this.#events.get(id)?.sender.setSilenced(false);
+      if (!this.node.registry.has(id)) void this.#rebuild(id, epoch);
+      else if (this.#events.has(id)) void this.#restamp(id, epoch);
+    });
+    leases.on('lost', (id) => {
+      this.log.warn({ event: id }, 'event lease lost: the program is no longer sent');
+      if (!this.#soloMixer) this.#events.get(id)?.sender.setSilenced(true);
+      this.#giveUpIfHeldElsewhere(id);
+    });
+    leases.on('holder', (id) => this.#giveUpIfHeldElsewhere(id));
+    // Solo until another mixer shows up, and never again after: a mixer cut off from NATS sees
+    // every other node die, and must not take that for being alone.
+    const registry = this.controller.registry;
+    const countMixers = () => {
+      if (registry.nodes().some((n) => n.info.role === 'mixer' && n.info.id !== this.nodeId)) this.#soloMixer = false;
+    };
+    registry.on('nodeJoined', countMixers);
+    countMixers();
+    this.controller.registry.on('nodeDead', (id) => {
+      if (id === this.nodeId) return;
+      leases.holderDead(id);
+      void this.controller.takeOverFrom(id);
+    });
+    const signal = this.#abort.signal;
+    void (async () => {
+      for (let attempt = 0; !signal.aborted; attempt++) {
+        try {
+          for await (const change of this.events.watch({ signal })) {
+            attempt = 0;
+            const live = change.event !== null && change.event.ended !== true;
+            if (live && !this.node.registry.has(change.id) && !this.#clustering.has(change.id)) leases.standBy(change.id);
+            if (!live && !this.node.registry.has(change.id)) leases.forget(change.id);
+          }
+          return;
+        } catch (err) {
+          if (err instanceof BusError && err.reason === 'closed') return;
+          await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
+        }
+      }
+    })();
+    // The producer's layout goes to the store, so a new holder rebuilds it.
+    this.#stateTimer = setInterval(() => {
+      for (const entry of this.#events.values()) {
+        if (!this.leases.held(entry.id) || !this.node.registry.has(entry.id)) continue;
+        const layout = JSON.stringify(this.node.registry.get(entry.id).mixer.layout);
+        if (layout === entry.storedLayout) continue;
+        entry.storedLayout = layout;
+        void this.#store(entry.id, entry.epoch).catch(() => {
+          entry.storedLayout = '';
+        });
+      }
+    }, 500);
+    this.#stateTimer.unref();
+  }
+
+  #giveUpIfHeldElsewhere(id: string): void {
+    const rec = this.leases.holderOf(id);
+    if (!this.node.registry.has(id) || this.leases.held(id) || !rec || rec.holder === null || rec.holder === this.nodeId) return;
+    this.log.warn({ event: id, holder: rec.holder, epoch: rec.epoch }, 'event held by another mixer now: ending it here');
+    this.#givingUp.add(id);
+    try {
+      this.node.registry.get(id).movedTo = rec.holder;
+      this.node.registry.end(id);
+    } finally {
+      this.#givingUp.delete(id);
+      this.leases.standBy(id);
+      this.emit('gaveUp', id);
+    }
+  }
+
+  /** Won the lease of an event this node does not run: rebuild it from the cluster's store. */
+  async #rebuild(id: string, epoch: number): Promise<void> {
+    const started = performance.now();
+    const def = await this.events.get(id).catch(() => null);
+    if (!def || def.ended) {
+      await this.leases.release(id);
+      return;
+    }
+    if (!this.leases.held(id) || this.node.registry.has(id)) return;
+    let e: EventRecord;
+    try {
+      e = this.node.registry.create({ id, name: def.name, maxSpeakers: def.maxSpeakers, presentersJoin: def.presentersJoin });
+    } catch (err) {
+      this.log.warn({ event: id, err }, 'cannot take over the event here: releasing it');
+      await this.leases.release(id);
+      return;
+    }
+    if (def.layout !== undefined) {
+      try {
+        e.mixer.setLayout(parseLayout(def.layout));
+      } catch {
+        // a layout this version cannot read: the default grid
+      }
+    }
+    this.log.info({ event: id, epoch, previousHolder: def.mixer, rebuildMs: Math.round(performance.now() - started) }, 'event taken over');
+    this.emit('tookOver', id, epoch);
+  }
+
+  /** Took the lease back (or under a new epoch) for an event already fed from here. */
+  async #restamp(id: string, epoch: number): Promise<void> {
+    const entry = this.#events.get(id);
+    if (entry && this.#prepared.has(id)) return this.#activate(entry, epoch);
+    if (!entry || entry.epoch === epoch) return;
+    entry.epoch = epoch;
+    const media = { host: this.#opts.advertiseHost ?? mediaAddressFor(this.#mediaHost), port: entry.sender.address.port };
+    await entry.client.advertise(media, entry.streams, epoch).catch(() => undefined);
+    await this.#store(id, epoch).catch(() => undefined);
+  }
+
+  /** Writes the event's definition as this holder runs it (holder, epoch, layout). */
+  async #store(id: string, epoch: number): Promise<void> {
+    const e = this.node.registry.get(id);
+    const prev = await this.events.get(id);
+    await this.events.put({
+      v: 1,
+      id,
+      name: e.name.slice(0, 200),
+      mixer: this.nodeId,
+      createdAt: prev?.createdAt ?? Date.now(),
+      maxSpeakers: e.maxSpeakers,
+      presentersJoin: e.presentersJoin,
+      layout: e.mixer.layout,
+      epoch,
+    });
+  }
+
+  /**
+   * Requests for an event held by another mixer go there (307; the token rides in `?token=`,
+   * which the holder's guard moves back into the Authorization header); WHEP viewers are placed
+   * on a relay. A request redirected here with `?token=` gets it as its Authorization header.
+   */
+  async #guard(ctx: RouteContext, route: RouteEntry): Promise<boolean> {
+    const { req, res, url, params } = ctx;
+    const token = url.searchParams.get('token');
+    if (token && !req.headers.authorization && route.path.startsWith('/api/events')) req.headers.authorization = `Bearer ${token}`;
+    if (route.method === 'POST' && route.path === '/api/events') return this.#placeEvent(ctx);
+    const id = params.id;
+    if (!id || !/^\/(api\/events|whip|whep|rtp-viewers)\//.test(route.path)) return false;
+    if (this.leases.held(id)) return false;
+    const rec = this.leases.holderOf(id);
+    if (!rec || rec.holder === null || rec.holder === this.nodeId) return false;
+    const claims = this.node.auth.authorize(req.headers.authorization, { event: id, roles: ['admin', 'producer', 'presenter', 'viewer'] }, token);
+    const presented = bearerToken(req.headers.authorization) ?? token;
+    if (route.method === 'POST' && (route.path === '/whep/:id' || route.path === '/rtp-viewers/:id')) {
+      const kind = route.path === '/whep/:id' ? 'whep' : 'rtp-viewers';
+      const target = await this.#placeRemote(id, kind);
+      if (target === null) throw new ServiceUnavailableError('no relay has room for a viewer of this event yet', 1);
+      const rendition = url.searchParams.get('rendition');
+      redirectViewer(req, res, rendition === null ? target : `${target}${target.includes('?') ? '&' : '?'}rendition=${encodeURIComponent(rendition)}`, presented);
+      return true;
+    }
+    void claims;
+    const holder = this.controller.registry.get(rec.holder);
+    if (!holder) throw new ServiceUnavailableError(`event ${id} is changing mixers: try again`, 1, 'event_moving');
+    redirectViewer(req, res, `${holder.info.http.replace(/\/$/, '')}${url.pathname}${url.search}`, presented);
+    return true;
+  }
+
+  /** A new event goes to the least-loaded mixer with room: here, or a 307 to that mixer. */
+  #placeEvent({ req, res, url }: RouteContext): boolean {
+    if (url.searchParams.has('placed')) return false;
+    const best = this.standbyMixers()[0];
+    if (best === undefined || best === this.nodeId) return false;
+    const target = this.controller.registry.get(best);
+    if (!target) return false;
+    this.node.auth.authorize(req.headers.authorization, { roles: ['admin'] });
+    const location = new URL(`${target.info.http.replace(/\/$/, '')}/api/events?placed=1`);
+    const presented = bearerToken(req.headers.authorization);
+    if (presented) location.searchParams.set('token', presented);
+    res.writeHead(307, { location: location.toString(), 'cache-control': 'no-store', 'content-length': 0 });
+    res.end();
+    req.resume();
+    return true;
+  }
+
+  /** Placement of a viewer of an event held elsewhere: asked over the bus (the tree leader answers). */
+  async #placeRemote(eventId: string, kind: 'whep' | 'rtp-viewers'): Promise<string | null> {
+    let reply: PlacementReply;
+    if (this.controller.isLeader) reply = this.controller.placeViewer(eventId);
+    else {
+      try {
+        const m = await this.#bus.request(subjects(this.cluster).event(eventId).place, { v: 1 }, { timeoutMs: clusterDefaults.placementTimeoutMs });
+        reply = placementReplySchema.parse(m.json());
+      } catch {
+        return null;
+      }
+    }
+    return reply.relay ? `${reply.relay.http.replace(/\/$/, '')}/${kind}/${eventId}` : null;
   }
 
   /** Logs, readiness and metrics of the cluster side of the node. */
@@ -301,6 +678,16 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
    * go on until they end or `timeoutMs` passes; then the role leaves the cluster and the node closes.
    */
   async drain(opts: { timeoutMs: number }): Promise<void> {
+    // Planned handover first: every event this mixer holds moves to another mixer, if there is one.
+    for (const id of this.leases.heldEvents()) {
+      if (this.standbyMixers(new Set([this.nodeId])).length === 0) break;
+      try {
+        const moved = await this.moveEvent(id);
+        this.log.info(moved, 'event handed over before the mixer stops');
+      } catch (err) {
+        this.log.warn({ event: id, err }, 'handing the event over failed: it runs here until the drain ends');
+      }
+    }
     await this.node.drain(opts);
     await this.close();
   }
@@ -316,6 +703,14 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   };
 
   async #cluster(e: EventRecord): Promise<void> {
+    // The event's lease first: a new event's is free (epoch 1), a taken-over one's is held already.
+    // An event prepared for a handover waits for it (the feed is set up, nothing is advertised).
+    const prepared = this.#prepared.has(e.id);
+    if (!prepared && !(await this.leases.hold(e.id))) {
+      const rec = this.leases.holderOf(e.id);
+      throw new Error(`event ${e.id} is held by ${rec?.holder ?? 'another mixer'}: not clustered here`);
+    }
+    const epoch = this.leases.epochOf(e.id);
     const key = generateFeedKey();
     const mixer = e.mixer.mixer;
     const audio: FeedStream = { ssrc: mixer.programSsrc, kind: 'audio', codec: 'opus', rtpTimestampBase: mixer.programTimestampBase };
@@ -335,6 +730,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       streams: [audio],
       renditionBySsrc: new Map(),
       keyframeRequests: 0,
+      epoch,
+      storedLayout: JSON.stringify(e.mixer.layout),
     };
     if (this.#closed || e.mixer.isClosed || !this.node.registry.has(e.id)) {
       keys.close();
@@ -344,10 +741,17 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     this.#events.set(e.id, entry);
     const media = { host: this.#opts.advertiseHost ?? mediaAddressFor(this.#mediaHost), port: sender.address.port };
     this.log.info({ event: e.id }, 'event clustered: its feed goes to the relay tree');
-    entry.stopProgram = mixer.addProgramSink((packet) => sender.send(packet));
+    // Only the holder of the lease sends: `held` is a clock comparison against its last renewal.
+    // A mixer that knows no other mixer sends anyway: nobody can take over, and a NATS outage
+    // must not silence the only program there is.
+    const leases = this.leases;
+    const id = e.id;
+    entry.stopProgram = mixer.addProgramSink((packet) => {
+      if (this.#soloMixer || leases.held(id)) sender.send(packet);
+    });
     entry.stopVideo = e.mixer.addAllVideoProgramSink((packet, length, rendition) => {
       if (!entry.renditionBySsrc.has(rendition.ssrc)) this.#describeRendition(entry, media, rendition);
-      sender.send(packet, length);
+      if (this.#soloMixer || leases.held(id)) sender.send(packet, length);
     });
     sender.on('keyframeRequest', (ssrc) => {
       const rendition = entry.renditionBySsrc.get(ssrc);
@@ -357,10 +761,59 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     });
     client.on('children', (children) => sender.setChildren(children.map((c) => c.media)));
     await client.start();
-    await client.advertise(media, entry.streams);
     sender.setChildren(client.children.map((c) => c.media));
-    await this.events.put({ v: 1, id: e.id, name: e.name.slice(0, 200), mixer: this.nodeId, createdAt: Date.now(), maxSpeakers: e.maxSpeakers });
+    if (prepared) {
+      if (this.leases.held(id)) await this.#activate(entry, this.leases.epochOf(id));
+      return;
+    }
+    await client.advertise(media, entry.streams, entry.epoch);
+    keys.announce();
+    await this.#store(e.id, entry.epoch);
     this.emit('clustered', e.id);
+  }
+
+  /** A prepared event's lease came (a handover): advertise the feed under the epoch, hand out its key, store. */
+  async #activate(entry: ClusteredEvent, epoch: number): Promise<void> {
+    if (!this.#prepared.delete(entry.id)) return;
+    entry.epoch = epoch;
+    const media = { host: this.#opts.advertiseHost ?? mediaAddressFor(this.#mediaHost), port: entry.sender.address.port };
+    entry.keys.announce();
+    await entry.client.advertise(media, entry.streams, epoch);
+    await this.#store(entry.id, epoch);
+    this.log.info({ event: entry.id, epoch }, 'event taken over (prepared for a handover)');
+    this.emit('clustered', entry.id);
+    this.emit('tookOver', entry.id, epoch);
+  }
+
+  /** Builds an event from the store ahead of a handover: mixing and its feed socket ready, nothing sent until the lease comes. */
+  async #prepare(id: string): Promise<void> {
+    if (this.node.registry.has(id)) return;
+    const def = await this.events.get(id);
+    if (!def || def.ended) throw new NotFoundError(`event ${id} is not live`, 'event_not_found');
+    if (this.node.registry.has(id)) return;
+    this.#prepared.add(id);
+    const e = this.node.registry.create({ id, name: def.name, maxSpeakers: def.maxSpeakers, presentersJoin: def.presentersJoin });
+    if (def.layout !== undefined) {
+      try {
+        e.mixer.setLayout(parseLayout(def.layout));
+      } catch {
+        // a layout this version cannot read: the default grid
+      }
+    }
+    for (let i = 0; i < 200 && this.#clustering.has(id); i++) await new Promise((r) => setTimeout(r, 10));
+    // A handover that never comes: the prepared copy goes after a while.
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      if (!this.#prepared.has(id) || this.leases.held(id)) return;
+      this.#prepared.delete(id);
+      this.#givingUp.add(id);
+      try {
+        if (this.node.registry.has(id)) this.node.registry.end(id);
+      } finally {
+        this.#givingUp.delete(id);
+      }
+    }, 15_000);
+    this.#timers.add(timer);
   }
 
   /** A rendition's first packet (or its new SSRC after an encoder's restart): describe it to the relays. */
@@ -370,7 +823,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     const video: FeedStream = { ssrc: r.ssrc, kind: 'video', codec: r.codec, rendition: r.id, width: r.width, height: r.height, bitrateKbps: r.bitrateKbps, rtpTimestampBase: r.rtpTimestampBase };
     entry.streams = [...entry.streams.filter((s) => s.kind !== 'video' || s.rendition !== r.id), video];
     entry.sender.setStreams(streamMapOf(entry.streams));
-    entry.client.advertise(media, entry.streams).catch((err: unknown) => this.emit('error', err instanceof Error ? err : new Error(String(err))));
+    entry.client.advertise(media, entry.streams, entry.epoch).catch((err: unknown) => this.emit('error', err instanceof Error ? err : new Error(String(err))));
   }
 
   readonly #onEnding = (e: EventRecord): void => {
@@ -382,8 +835,12 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     entry.keys.close();
     entry.sender.close();
     void entry.client.close();
-    // Relays see it ended and free their feeds; the controller drops the tree.
-    this.events.end(e.id).catch(() => undefined);
+    if (this.#givingUp.has(e.id)) return;
+    // Relays see it ended and free their feeds; the controller drops the tree. Then the lease goes.
+    void this.events
+      .end(e.id)
+      .catch(() => undefined)
+      .then(() => this.leases.release(e.id));
   };
 
   #childCount(): number {
@@ -400,6 +857,12 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     this.node.registry.off('ending', this.#onEnding);
     this.node.viewerPlacement = undefined;
     this.node.eventTree = undefined;
+    this.node.describeExtra = undefined;
+    this.#stopGuard?.();
+    this.#abort.abort();
+    if (this.#stateTimer) clearInterval(this.#stateTimer);
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
     this.#stopKeys?.();
     this.hands?.close();
     for (const entry of this.#events.values()) {
@@ -410,6 +873,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       await entry.client.close();
     }
     this.#events.clear();
+    // Released: a standby takes the events at once (they keep running here until the node closes).
+    await this.leases.closeAll();
     await this.agent.close();
     await this.controller.close();
   }

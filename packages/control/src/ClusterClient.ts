@@ -108,10 +108,10 @@ export class ClusterClient extends EventEmitter<ClusterClientEvents> {
    * Publishes this node's end of the event's feed (its socket's address, and on the mixer the
    * stream description) in the `feeds` bucket; `close()` withdraws it.
    */
-  async advertise(media: MediaAddress, streams?: FeedStream[]): Promise<void> {
+  async advertise(media: MediaAddress, streams?: FeedStream[], epoch?: number): Promise<void> {
     if (this.#closed) return;
     const kv = (this.#feedsKv ??= await this.#bus.kv(subjects(this.#cluster).buckets.feeds));
-    const entry: EventFeed = eventFeedSchema.parse({ v: 1, event: this.event, node: this.nodeId, media, ...(streams ? { streams } : {}) });
+    const entry: EventFeed = eventFeedSchema.parse({ v: 1, event: this.event, node: this.nodeId, media, ...(streams ? { streams } : {}), ...(epoch !== undefined ? { epoch } : {}) });
     await kv.put(`${this.event}.${this.nodeId}`, entry);
     this.#advertised = true;
   }
@@ -264,23 +264,71 @@ export class ClusterClient extends EventEmitter<ClusterClientEvents> {
     if (!info) return null;
     if (!this.#eventMedia) return { id, media: { ...info.media }, http: info.http };
     const feed = this.#feeds.get(id);
-    return feed ? { id, media: { ...feed.media }, http: info.http } : null;
+    if (!feed || !this.#currentEpoch(feed)) return null;
+    return { id, media: { ...feed.media }, http: info.http };
+  }
+
+  /**
+   * A mixer's feed entry (it carries an epoch) is current only with the highest epoch any mixer
+   * advertised for this event: a mixer that lost the event's lease is never taken as a parent
+   * again, even while a stale tree still names it. Relays' entries carry none and always count.
+   */
+  #currentEpoch(feed: EventFeed): boolean {
+    if (feed.epoch === undefined) return true;
+    let max = 0;
+    for (const f of this.#feeds.values()) if (f.epoch !== undefined && f.epoch > max) max = f.epoch;
+    return feed.epoch >= max;
+  }
+
+  /** The mixer whose feed entry carries the highest epoch (null: none carries one, an older mixer). */
+  #currentRoot(): string | null {
+    let best: EventFeed | null = null;
+    for (const f of this.#feeds.values()) if (f.epoch !== undefined && f.streams !== undefined && (best === null || f.epoch > best.epoch!)) best = f;
+    return best?.node ?? null;
+  }
+
+  /** The highest lease epoch a mixer advertised for this event's feed (0: none). */
+  get epoch(): number {
+    let max = 0;
+    for (const f of this.#feeds.values()) if (f.epoch !== undefined && f.epoch > max) max = f.epoch;
+    return max;
   }
 
   #recompute(): void {
     if (this.#closed) return;
     const assignment = this.#tree.get(this.nodeId) ?? null;
-    const parent = assignment?.parent ? this.#address(assignment.parent) : null;
+    // A new holder of the event (failover, handover) advertises its feed under a higher epoch
+    // before the tree controller has re-rooted the tree: a node whose parent is the old root takes
+    // the new holder as parent at once, and the new holder feeds the old root's children, so the
+    // program is back one KV round trip after the takeover instead of after the re-rooting.
+    const root = this.#eventMedia ? this.#currentRoot() : null;
+    const effectiveParent = (parent: string | null): string | null => {
+      if (parent === null || root === null || parent === root) return parent;
+      // The parent is a mixer that no longer holds the event: an older epoch, a mixer's node entry,
+      // or gone from both buckets (a dead mixer is pruned, a mixer that handed over withdrew its feed).
+      const f = this.#feeds.get(parent);
+      const info = this.#nodes.get(parent);
+      const staleMixer = f?.epoch !== undefined || info?.role === 'mixer' || (info === undefined && f === undefined);
+      return staleMixer ? root : parent;
+    };
+    const parentId = effectiveParent(assignment?.parent ?? null);
+    const parent = parentId !== null && parentId !== this.nodeId ? this.#address(parentId) : null;
     const children: NodeAddress[] = [];
     for (const [node, a] of this.#tree) {
-      if (a.parent !== this.nodeId) continue;
+      if (node === this.nodeId || effectiveParent(a.parent) !== this.nodeId) continue;
       const address = this.#address(node);
       if (address) children.push(address);
     }
     children.sort((a, b) => (a.id < b.id ? -1 : 1));
     let streams: FeedStream[] | null = null;
     if (this.#eventMedia) {
-      for (const [node, a] of this.#tree) if (a.parent === null) streams = this.#feeds.get(node)?.streams ?? null;
+      if (root !== null) streams = this.#feeds.get(root)?.streams ?? null;
+      else {
+        for (const [node, a] of this.#tree) {
+          const feed = a.parent === null ? this.#feeds.get(node) : undefined;
+          if (feed && this.#currentEpoch(feed)) streams = feed.streams ?? null;
+        }
+      }
     }
 
     const assignmentChanged = !sameJson(assignment, this.#assignment);

@@ -56,6 +56,10 @@ export const nodeLoadSchema = z.object({
    * and the tree controller moves its child relays elsewhere. Absent = false.
    */
   draining: z.boolean().optional(),
+  /** Mixers: events held, participants and video sources in them (mixer placement reads these). */
+  events: count.optional(),
+  participants: count.optional(),
+  videoSources: count.optional(),
   /** Increases by one per heartbeat of one node process; starts again at 1 when the process restarts. */
   seq: count,
   at: timestampMs,
@@ -163,6 +167,12 @@ export const eventFeedSchema = z.object({
   node: safeIdSchema,
   media: mediaAddressSchema,
   streams: z.array(feedStreamSchema).max(64).optional(),
+  /**
+   * On the mixer's entry: the epoch of the event's lease it holds (EventLease). A relay takes the
+   * feed only from the root whose entry carries the highest epoch it has seen for the event, so a
+   * mixer that lost the lease is never a parent again, whatever the tree says.
+   */
+  epoch: count.optional(),
 });
 export type EventFeed = z.infer<typeof eventFeedSchema>;
 
@@ -175,9 +185,17 @@ export const eventDefinitionSchema = z.object({
   mixer: safeIdSchema,
   createdAt: timestampMs,
   maxSpeakers: z.number().int().min(1).max(64),
+  /** Where presenters join when their token names no stage (absent: live). */
+  presentersJoin: z.enum(['live', 'backstage']).optional(),
   /** Owned by the mixer package; the control plane stores it as is. */
   layout: z.unknown().optional(),
   ended: z.boolean().optional(),
+  /** Epoch of the lease of the holder (`mixer`) that wrote this definition; grows with every change of holder. */
+  epoch: count.optional(),
+  /** Participant ids the producer muted: a new holder mutes them again when they come back under the same id. */
+  muted: z.array(z.string().min(1).max(128)).max(10_000).optional(),
+  /** Participant ids the producer removed: a new holder refuses them. */
+  kicked: z.array(z.string().min(1).max(128)).max(10_000).optional(),
 });
 export type EventDefinition = z.infer<typeof eventDefinitionSchema>;
 
@@ -205,5 +223,7 @@ export const leaseRecordSchema = z.object({
   instance: z.string().min(1).max(64),
   ttlMs: z.number().int().positive(),
   at: timestampMs,
+  /** Grows by one each time the lease changes hands (absent from older records: 0). */
+  epoch: count.optional(),
 });
 export type LeaseRecord = z.infer<typeof leaseRecordSchema>;

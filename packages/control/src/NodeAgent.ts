@@ -32,6 +32,10 @@ export interface NodeLoadSample {
   cpu?: number;
   /** Shutting down gracefully: placement skips the node (see nodeLoadSchema). */
   draining?: boolean;
+  /** Mixers: events held, their participants and video sources. */
+  events?: number;
+  participants?: number;
+  videoSources?: number;
 }
 
 export interface NodeAgentOptions {
@@ -194,6 +198,9 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
         children: Math.max(0, Math.floor(sample.children)),
         ...(sample.cpu !== undefined ? { cpu: Math.min(1, Math.max(0, sample.cpu)) } : {}),
         ...(sample.draining ? { draining: true } : {}),
+        ...(sample.events !== undefined ? { events: Math.max(0, Math.floor(sample.events)) } : {}),
+        ...(sample.participants !== undefined ? { participants: Math.max(0, Math.floor(sample.participants)) } : {}),
+        ...(sample.videoSources !== undefined ? { videoSources: Math.max(0, Math.floor(sample.videoSources)) } : {}),
         seq: ++this.#seq,
         at: this.#clock.now(),
       };

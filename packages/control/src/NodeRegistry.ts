@@ -38,6 +38,10 @@ export interface LiveNode {
   cpu: number | undefined;
   /** From the latest heartbeat: the node is shutting down gracefully. */
   draining: boolean;
+  /** Mixers, from the latest heartbeat: events held, participants and video sources in them. */
+  events?: number;
+  participants?: number;
+  videoSources?: number;
   /** seq of the latest heartbeat applied; 0 before the first. */
   seq: number;
   /** Registry clock time of the last sign of life. */
@@ -256,6 +260,9 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
     node.children = load.children;
     node.cpu = load.cpu;
     node.draining = load.draining === true;
+    node.events = load.events;
+    node.participants = load.participants;
+    node.videoSources = load.videoSources;
     this.emit('load', node);
   }
 

@@ -234,6 +234,11 @@ export class TreeController extends EventEmitter<TreeControllerEvents> {
     return { v: 1, relay: relay.info };
   }
 
+  /** The registry declared `node` dead: if it held the leader lease, take it now instead of after the ttl. */
+  async takeOverFrom(node: string): Promise<void> {
+    await this.#lease?.takeOverFrom(node);
+  }
+
   /** Runs one reconcile pass now (normally timers and registry events do this). Resolves when it is done. */
   async reconcile(): Promise<void> {
     this.#kick();
@@ -446,11 +451,16 @@ export class TreeController extends EventEmitter<TreeControllerEvents> {
     if (!tree) this.#trees.set(event, (tree = new Map()));
     const live = this.registry.nodes();
 
-    // 1. The mixer is the root; a tree rooted elsewhere (the event moved to another mixer) is rebuilt.
+    // 1. The mixer is the root. A tree rooted elsewhere (the event moved to another mixer: failover
+    // or handover) is re-rooted in place: the new holder becomes the root, the old root's children
+    // move under it at the same depth, and the old root leaves. Every relay below keeps its parent.
     const root = [...tree.values()].find((a) => a.parent === null);
     if (root && root.node !== def.mixer) {
-      await this.#dropTree(event);
-      this.#trees.set(event, (tree = new Map()));
+      const newRoot = tree.get(def.mixer);
+      if (newRoot && newRoot.parent !== null) await this.#remove(event, def.mixer);
+      await this.#write(event, def.mixer, null, 0);
+      for (const a of [...tree.values()]) if (a.parent === root.node) await this.#write(event, a.node, def.mixer, 1);
+      await this.#remove(event, root.node);
     }
     const mixerEntry = tree.get(def.mixer);
     if (!mixerEntry || mixerEntry.parent !== null) await this.#write(event, def.mixer, null, 0);

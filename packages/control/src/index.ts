@@ -120,6 +120,9 @@ export type {
   ReparentResult,
 } from './Placement.js';
 
+export { leastLoadedMixer, rankMixers, mixerLoad, mixerLoadWeights } from './MixerPlacement.js';
+export type { MixerCandidate, MixerSelectorOptions } from './MixerPlacement.js';
+
 export { NodeAgent } from './NodeAgent.js';
 export type { NodeAgentOptions, NodeAgentEvents, NodeAgentStats, NodeLoadSample } from './NodeAgent.js';
 export { NodeRegistry } from './NodeRegistry.js';

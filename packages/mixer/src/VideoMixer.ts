@@ -495,6 +495,11 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     return this.closed;
   }
 
+  /** Video sources (presenters' cameras) in the mix. */
+  get sourceCount(): number {
+    return this.sources.size;
+  }
+
   start(): void {
     if (!this.closed) this.clock.start();
   }

@@ -50,6 +50,7 @@ export class FeedSender extends EventEmitter<FeedSenderEvents> {
   readonly #header = new RtpHeader();
   readonly #rtcpPlain: Buffer;
   #closed = false;
+  #silenced = false;
 
   private constructor(socket: Socket, opts: FeedSenderOptions, config: RelayConfig) {
     super();
@@ -101,6 +102,18 @@ export class FeedSender extends EventEmitter<FeedSenderEvents> {
     return this.#cipher.currentKeyId;
   }
 
+  /**
+   * A silenced sender sends nothing (no program, no RTCP, no retransmission): the mixer lost the
+   * event's lease, and until it holds it again nothing it has may reach the tree.
+   */
+  setSilenced(silenced: boolean): void {
+    this.#silenced = silenced;
+  }
+
+  get silenced(): boolean {
+    return this.#silenced;
+  }
+
   setStreams(streams: StreamMap): void {
     this.#streamInfo = toStreamMap(streams);
   }
@@ -110,7 +123,7 @@ export class FeedSender extends EventEmitter<FeedSenderEvents> {
    * root. Returns false, counting the drop, when it is not valid RTP or too large.
    */
   send(packet: Uint8Array, length: number = packet.length): boolean {
-    if (this.#closed) return false;
+    if (this.#closed || this.#silenced) return false;
     const stats = this.stats;
     const h = this.#header;
     const err = parseRtp(packet, h, length);
@@ -141,7 +154,7 @@ export class FeedSender extends EventEmitter<FeedSenderEvents> {
 
   /** Protects and sends an RTCP (compound) packet, e.g. SR + SDES, to every root. */
   sendRtcp(packet: Uint8Array, length: number = packet.length): boolean {
-    if (this.#closed) return false;
+    if (this.#closed || this.#silenced) return false;
     if (length < 8 || packet[0] >> 6 !== 2 || length + FEED_OVERHEAD_BYTES > this.#config.maxDatagramBytes) {
       this.stats.dropped.bad_rtcp++;
       return false;
@@ -196,6 +209,7 @@ export class FeedSender extends EventEmitter<FeedSenderEvents> {
   };
 
   #answerNack(mediaSsrc: number, lost: readonly number[], to: RemoteInfo): void {
+    if (this.#silenced) return;
     const stats = this.stats;
     stats.nackReceived += lost.length;
     const history = this.#history.get(mediaSsrc);

@@ -12,6 +12,8 @@ export interface EventRecord {
   presentersJoin: Stage;
   createdAt: string;
   mixer: MixerEvent;
+  /** Set when the event ends here because another node holds it now (failover, handover): that node's id. */
+  movedTo?: string;
 }
 
 export interface EventRegistryOptions {
@@ -52,12 +54,14 @@ export class EventRegistry extends EventEmitter<EventRegistryEvents> {
     super();
   }
 
-  create(input: { name?: string; maxSpeakers: number; presentersJoin?: Stage }): EventRecord {
+  /** `id`: an event the cluster already knows, taken over by this node (failover, handover). */
+  create(input: { name?: string; maxSpeakers: number; presentersJoin?: Stage; id?: string }): EventRecord {
     if (this.events.size >= this.opts.maxEvents) {
       throw new ServiceUnavailableError(`this node runs its maximum of ${this.opts.maxEvents} events`, 30);
     }
-    let id = newEventId();
-    while (this.events.has(id)) id = newEventId();
+    if (input.id !== undefined && this.events.has(input.id)) throw new ConflictError(`event ${input.id} already runs on this node`);
+    let id = input.id ?? newEventId();
+    while (input.id === undefined && this.events.has(id)) id = newEventId();
     if (input.name !== undefined && [...this.events.values()].some((e) => e.name === input.name)) {
       throw new ConflictError(`an event named "${input.name}" is already running`);
     }

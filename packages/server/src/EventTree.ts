@@ -25,6 +25,8 @@ export interface TreeNodeView {
 
 export interface EventTreeView {
   nodes: TreeNodeView[];
+  /** In a cluster of several mixers: the mixer holding the event, its lease epoch, and the standby mixers in the order they would take it over. */
+  holder?: { id: string; epoch: number; standby: string[] };
 }
 
 /** Supplies an event's tree, or null to let the node describe itself alone. */

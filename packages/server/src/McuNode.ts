@@ -92,6 +92,8 @@ export class McuNode {
   viewerPlacement: ViewerPlacement | undefined;
   /** When set and it returns a tree, `GET /api/events/:id/tree` shows it (the cluster's relay tree). */
   eventTree: EventTreeProvider | undefined;
+  /** When set, its fields join an event's description (the cluster's mixer role: holder, epoch, standby mixers). */
+  describeExtra: ((eventId: string) => Record<string, unknown>) | undefined;
   readonly log: Logger;
   /** Conditions of `/readyz` beyond the node's own (cluster roles add theirs: bus, registration). */
   readonly readinessChecks: ReadinessCheck[] = [];
@@ -450,7 +452,9 @@ export class McuNode {
     const onDominant = (id: string | null) => send('dominantSpeaker', { dominantSpeaker: id });
     const onEnded = (ended: EventRecord) => {
       if (ended.id !== e.id) return;
-      send('ended', { id: e.id });
+      // An event that moved to another node goes on there: pages reconnect through the event's URLs.
+      if (ended.movedTo !== undefined) send('moved', { id: e.id, to: ended.movedTo });
+      else send('ended', { id: e.id });
       res.end();
     };
     const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
@@ -509,6 +513,7 @@ export class McuNode {
       layout: e.mixer.layout,
       speakers: e.mixer.mixer.speakerIds,
       dominantSpeaker: e.mixer.mixer.dominantSpeaker,
+      ...this.describeExtra?.(e.id),
     };
   }
 

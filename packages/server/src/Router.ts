@@ -10,6 +10,12 @@ export interface RouteContext {
 
 export type RouteHandler = (ctx: RouteContext) => Promise<void> | void;
 
+/**
+ * Runs before a matched route's handler: true when it answered the request itself (e.g. a mixer
+ * that does not hold the event redirects to the one that does), false to go on to the handler.
+ */
+export type RouteGuard = (ctx: RouteContext, route: RouteEntry) => Promise<boolean> | boolean;
+
 /** A registered route, as the OpenAPI document lists it. */
 export interface RouteEntry {
   method: string;
@@ -27,6 +33,16 @@ interface Route {
 /** Path patterns like `/api/events/:id`; a known path with an unknown method is a 405. */
 export class Router {
   private readonly table: Route[] = [];
+  private readonly guards: RouteGuard[] = [];
+
+  /** Adds a guard run before every matched route (in the order added). */
+  guard(g: RouteGuard): () => void {
+    this.guards.push(g);
+    return () => {
+      const i = this.guards.indexOf(g);
+      if (i >= 0) this.guards.splice(i, 1);
+    };
+  }
 
   on(method: string, path: string, handler: RouteHandler): this {
     let route = this.table.find((r) => r.pattern.source === Router.compile(path).pattern.source);
@@ -55,7 +71,14 @@ export class Router {
       route.keys.forEach((k, i) => {
         params[k] = decodeURIComponent(m[i + 1]);
       });
-      return { handler, params };
+      if (this.guards.length === 0) return { handler, params };
+      const entry: RouteEntry = { method: method.toUpperCase(), path: route.path };
+      const guards = [...this.guards];
+      const guarded: RouteHandler = async (ctx) => {
+        for (const g of guards) if (await g(ctx, entry)) return;
+        await handler(ctx);
+      };
+      return { handler: guarded, params };
     }
     throw new NotFoundError(`no route for ${pathname}`);
   }

@@ -7,7 +7,7 @@ export type { NodeConfig, NodeConfigInput } from './Config.js';
 export { EventRegistry } from './EventRegistry.js';
 export type { EventRecord } from './EventRegistry.js';
 export { Router } from './Router.js';
-export type { RouteContext, RouteHandler, RouteEntry } from './Router.js';
+export type { RouteContext, RouteHandler, RouteEntry, RouteGuard } from './Router.js';
 export { createHttpServer, json, listen, schemeOf, handle as handleHttp } from './HttpFront.js';
 export type { HttpServer, HttpFrontTls } from './HttpFront.js';
 export { ServerCertificate, TlsFileError, readTlsPair, defaultTlsReloadIntervalMs } from './ServerCertificate.js';

@@ -228,6 +228,12 @@ function openStream(id) {
     show($('status'), 'the event has ended', 'muted');
     refreshEvents();
   });
+  // Another mixer holds the event now (failover, handover): the same URL leads there.
+  es.addEventListener('moved', (m) => {
+    es.close();
+    show($('status'), `the event moved to mixer ${JSON.parse(m.data).to}`, 'ok');
+    openStream(id);
+  });
 }
 
 function label(p) {

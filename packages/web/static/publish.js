@@ -10,9 +10,19 @@ document.getElementById('event').textContent = eventId;
 if (q.get('tone')) document.getElementById('tone').value = q.get('tone');
 if (q.get('source')) document.getElementById('source').value = q.get('source');
 
-const state = { connected: false, session: null, error: null, probe: null, stats: null };
+const state = { connected: false, session: null, error: null, probe: null, stats: null, reconnects: 0, reconnecting: false };
 window.mcu = state;
 let pc = null;
+let stream = null;
+let watchdog = null;
+
+/**
+ * A presenter's session can end under it: its mixer died or the event moved to another mixer
+ * (docs/failover.md). No mix for this long, or ICE/DTLS failing, means the session is gone: the page
+ * re-POSTs its offer to the event's WHIP URL (any mixer leads to the event's holder), with backoff.
+ */
+const NO_MIX_MS = 1500;
+const BACKOFF_MS = [250, 500, 1000, 2000, 4000];
 
 /** A test source: an oscillator at the chosen frequency and a canvas in a solid colour. */
 function testStream(freq, color) {
@@ -54,8 +64,21 @@ async function start() {
   try {
     const source = document.getElementById('source').value;
     const freq = Number(document.getElementById('tone').value);
-    const stream = source === 'test' ? testStream(freq, q.get('color') ?? '#c0392b') : await cameraAndMicrophone();
+    stream = source === 'test' ? testStream(freq, q.get('color') ?? '#c0392b') : await cameraAndMicrophone();
     document.getElementById('preview').srcObject = stream;
+    await connect();
+    document.getElementById('stop').disabled = false;
+    watch();
+  } catch (err) {
+    state.error = String(err.message ?? err);
+    show(status, state.error, 'err');
+    document.getElementById('start').disabled = false;
+  }
+}
+
+/** One WHIP session with the stream: a new PeerConnection, the offer POSTed to the event's WHIP URL. */
+async function connect() {
+  {
     pc = new RTCPeerConnection();
     const audioTrack = stream.getAudioTracks()[0];
     // sendrecv: the node sends this presenter its mix-minus (everyone but itself) back.
@@ -67,20 +90,98 @@ async function start() {
       document.getElementById('mix').srcObject = s;
       state.probe = createProbe(s);
     };
+    const own = pc;
     pc.onconnectionstatechange = () => {
-      state.connected = pc.connectionState === 'connected';
-      show(status, pc.connectionState, state.connected ? 'ok' : pc.connectionState === 'failed' ? 'err' : 'muted');
+      if (pc !== own) return;
+      state.connected = own.connectionState === 'connected';
+      if (state.reconnecting && !state.connected) return;
+      show(status, state.connected && state.reconnects > 0 ? `connected (reconnected ${state.reconnects}×)` : own.connectionState, state.connected ? 'ok' : own.connectionState === 'failed' ? 'err' : 'muted');
     };
     state.session = await negotiate(pc, endpoint, token);
-    document.getElementById('stop').disabled = false;
-  } catch (err) {
-    state.error = String(err.message ?? err);
-    show(status, state.error, 'err');
-    document.getElementById('start').disabled = false;
   }
 }
 
+/** Mix packets received so far (the node sends the presenter its mix-minus all the time). */
+async function mixPackets() {
+  let n = 0;
+  if (!pc) return n;
+  (await pc.getStats()).forEach((r) => {
+    if (r.type === 'inbound-rtp' && r.kind === 'audio') n += r.packetsReceived;
+  });
+  return n;
+}
+
+/**
+ * The event's stream says when the event moves to another mixer (a planned handover): re-publish
+ * at once instead of waiting for the mix to stop. Opened again (on the event's URL, which leads to
+ * the new holder) after each move.
+ */
+function followEvent() {
+  const es = new EventSource(new URL(`/api/events/${encodeURIComponent(eventId)}/stream?token=${encodeURIComponent(token)}`, endpoint).toString());
+  es.addEventListener('moved', () => {
+    es.close();
+    if (watchdog !== null && !state.reconnecting) void reconnect().then(() => watchdog !== null && followEvent());
+  });
+  es.addEventListener('ended', () => es.close());
+  es.onerror = () => {
+    // The mixer died: the watchdog notices the session is gone; follow again once reconnected.
+    if (es.readyState === EventSource.CLOSED && watchdog !== null) setTimeout(() => watchdog !== null && !state.reconnecting && followEvent(), 2000);
+  };
+  state.events = es;
+}
+
+/** Notices a session that is gone (no mix for NO_MIX_MS, or ICE/DTLS failed) and re-publishes. */
+function watch() {
+  followEvent();
+  let last = -1;
+  let lastChange = performance.now();
+  watchdog = setInterval(async () => {
+    if (!pc || state.reconnecting) return;
+    const failed = ['failed', 'closed'].includes(pc.connectionState);
+    const n = await mixPackets();
+    if (n !== last) {
+      last = n;
+      lastChange = performance.now();
+    }
+    if (failed || (pc.connectionState !== 'new' && pc.connectionState !== 'connecting' && performance.now() - lastChange > NO_MIX_MS)) {
+      await reconnect();
+      last = -1;
+      lastChange = performance.now();
+    }
+  }, 250);
+}
+
+async function reconnect() {
+  state.reconnecting = true;
+  show(status, 'the session was lost: reconnecting…', 'muted');
+  const old = pc;
+  pc = null;
+  old?.close();
+  state.session = null;
+  for (let attempt = 0; stream && watchdog !== null; attempt++) {
+    try {
+      await connect();
+      state.reconnects++;
+      state.reconnecting = false;
+      state.error = null;
+      show(status, `reconnected (${state.reconnects}×)`, 'ok');
+      return;
+    } catch (err) {
+      pc?.close();
+      pc = null;
+      state.error = String(err.message ?? err);
+      const wait = Math.max(BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)], (err.retryAfter ?? 0) * 1000);
+      show(status, `reconnecting (attempt ${attempt + 1}: ${state.error})…`, 'muted');
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+  state.reconnecting = false;
+}
+
 async function stop() {
+  clearInterval(watchdog);
+  watchdog = null;
+  state.events?.close();
   await hangUp(state.session, token);
   pc?.close();
   pc = null;
