@@ -18,6 +18,8 @@ const timing = [
   'packages/web/test/firefox.test.ts',
   // Lip sync: beep-to-flash skew measured on the decoded program, in milliseconds.
   'packages/mixer/test/lip-sync.test.ts',
+  // Recording: beep-to-flash skew measured in the decrypted, decoded segments.
+  'packages/recording/test/recording.test.ts',
 ];
 
 export default defineConfig({
