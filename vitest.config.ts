@@ -20,6 +20,7 @@ const timing = [
   'packages/mixer/test/lip-sync.test.ts',
   // Recording: beep-to-flash skew measured in the decrypted, decoded segments.
   'packages/recording/test/recording.test.ts',
+  'packages/server/test/recording-api.test.ts',
 ];
 
 export default defineConfig({

@@ -6,3 +6,5 @@ export { DirectoryStore, checkName } from './RecordingStore.js';
 export type { RecordingStore, SegmentSink } from './RecordingStore.js';
 export { manifestSchema, parseManifest, signManifest, macMatches, canonicalJson, segmentComment, parseSegmentComment } from './Manifest.js';
 export type { Manifest, ManifestSegment, SegmentChainLink } from './Manifest.js';
+export { Recorder, checkRecipients } from './Recorder.js';
+export type { RecorderOptions, StartRecordingRequest, RecordingView } from './Recorder.js';

@@ -12,6 +12,7 @@ import { z } from 'zod';
 import type { Role } from '@mcu/control';
 import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody } from './Schemas.js';
 import type { RouteEntry } from './Router.js';
+import { recordingOperations } from './RecordingApi.js';
 
 type Content = 'json' | 'sdp' | 'html' | 'text' | 'event-stream' | 'static';
 
@@ -97,6 +98,7 @@ export const nodeOperations: OperationTable = {
     tokenInQuery: true,
     ok: { status: 200, description: 'text/event-stream', content: 'event-stream' },
   },
+  ...recordingOperations,
   ...webrtcOperations('whip', presenterRoles, 'WHIP ingest (RFC 9725): publish audio/video'),
   ...webrtcOperations('whep', viewerRoles, 'WHEP playback: play the program (307 to a relay in a cluster)'),
 };

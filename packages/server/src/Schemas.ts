@@ -1,10 +1,13 @@
 import { z } from 'zod';
+import { recordOnJoinBody } from './RecordingApi.js';
 
 /** Bodies of the HTTP API, one schema each; the TypeScript types are inferred from them. */
 export const createEventBody = z
   .object({
     name: z.string().trim().min(1).max(200).optional(),
     maxSpeakers: z.number().int().min(1).max(16).optional(),
+    /** Record from the first presenter's arrival, to these age recipients. */
+    record: recordOnJoinBody.optional(),
   })
   .strict();
 
