@@ -21,6 +21,7 @@ const timing = [
   // Recording: beep-to-flash skew measured in the decrypted, decoded segments.
   'packages/recording/test/recording.test.ts',
   'packages/server/test/recording-api.test.ts',
+  'packages/cli/test/recording.test.ts',
 ];
 
 export default defineConfig({

@@ -11,6 +11,8 @@ const commands = [
   ['cluster'],
   ['event'],
   ...['create', 'list', 'show', 'end', 'layout', 'mute', 'kick'].map((c) => ['event', c]),
+  ['recording'],
+  ...['start', 'stop', 'list', 'download', 'verify'].map((c) => ['recording', c]),
   ['bench'],
   ...['mix', 'video', 'tree', 'fanout', 'receivers', 'webrtc', 'rtp-load'].map((b) => ['bench', b]),
 ];

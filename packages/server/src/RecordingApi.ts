@@ -4,7 +4,7 @@ import type { OperationTable } from './OpenApi.js';
 
 const recipients = z.array(z.string().min(1).max(200)).max(32);
 const rendition = z.union([z.string().regex(/^[A-Za-z0-9_-]{1,32}$/), z.literal(false)]);
-const segmentMinutes = z.number().min(0.25).max(24 * 60);
+const segmentMinutes = z.number().min(0.05).max(24 * 60);
 
 /** POST /api/events/:id/recordings: age recipients (node's `recordingRecipients` when omitted), rendition id or false (audio only). */
 export const startRecordingBody = z.object({ recipients: recipients.optional(), rendition: rendition.optional(), segmentMinutes: segmentMinutes.optional() }).strict();
