@@ -22,6 +22,7 @@ const timing = [
   'packages/recording/test/recording.test.ts',
   'packages/server/test/recording-api.test.ts',
   'packages/cli/test/recording.test.ts',
+  'packages/web/test/console-recording.test.ts',
 ];
 
 export default defineConfig({

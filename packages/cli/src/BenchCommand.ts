@@ -12,6 +12,7 @@ export const benches = {
   fanout: { file: 'fanout.ts', description: 'UDP receivers one relay process feeds at full rate, against raw dgram.send', example: 'mcu bench fanout -- --budget-s 60 --json' },
   receivers: { file: 'receivers.ts', description: 'a load generator\'s UDP receive: native receiver sets against Node\'s dgram sockets, CPU per datagram', example: 'mcu bench receivers -- --sockets 2500 --json' },
   webrtc: { file: 'webrtc.ts', description: 'WHEP viewers served by one node process (connect time, CPU per viewer, loss)', example: 'mcu bench webrtc -- --viewers 200 --seconds 10' },
+  record: { file: 'record.ts', description: 'CPU per concurrent recording (remux + age) of one event\'s program, against a decode-and-re-encode recorder', example: 'mcu bench record -- --counts 1,5,20 --seconds 8 --json' },
   'rtp-load': { file: 'rtp-load.ts', description: 'the whole node under plain-RTP load (N participants, 3 talking), against Janus AudioBridge', example: 'mcu bench rtp-load -- --n 150 --seconds 10 --json' },
 } as const;
 

@@ -14,7 +14,7 @@ const commands = [
   ['recording'],
   ...['start', 'stop', 'list', 'download', 'verify'].map((c) => ['recording', c]),
   ['bench'],
-  ...['mix', 'video', 'tree', 'fanout', 'receivers', 'webrtc', 'rtp-load'].map((b) => ['bench', b]),
+  ...['mix', 'video', 'tree', 'fanout', 'receivers', 'webrtc', 'rtp-load', 'record'].map((b) => ['bench', b]),
 ];
 
 describe('mcu --help', () => {

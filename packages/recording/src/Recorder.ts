@@ -72,6 +72,7 @@ function summaryOfManifest(m: Manifest): RecordingSummary {
     segmentCount: m.segments.length,
     dropped: { queueFull: 0, waitingKeyframe: 0 },
     writeErrors: 0,
+    frames: { audio: 0, video: 0 },
   };
 }
 

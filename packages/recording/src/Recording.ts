@@ -96,6 +96,8 @@ export interface RecordingSummary {
   segmentCount: number;
   dropped: { queueFull: number; waitingKeyframe: number };
   writeErrors: number;
+  /** Frames written into segments. */
+  frames: { audio: number; video: number };
 }
 
 export class Recording extends EventEmitter<RecordingEvents> {
@@ -125,7 +127,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
   private manifestWrite: Promise<void> = Promise.resolve();
   private firstMediaMs = NaN;
   private lastMediaMs = NaN;
-  private readonly counts = { queueFull: 0, waitingKeyframe: 0, writeErrors: 0 };
+  private readonly counts = { queueFull: 0, waitingKeyframe: 0, writeErrors: 0, audio: 0, video: 0 };
   private readonly now: () => number;
 
   constructor(private readonly opts: RecordingOptions) {
@@ -262,8 +264,13 @@ export class Recording extends EventEmitter<RecordingEvents> {
   private async write(seg: OpenSegment, f: QueuedFrame): Promise<void> {
     const seconds = (f.mediaMs - seg.entry.startMediaMs) / 1000;
     const before = seg.writer.bytesStored;
-    if (f.video) await seg.writer.addVideo(f.data, seconds, f.keyframe, f.width, f.height);
-    else await seg.writer.addAudio(f.data, seconds, f.durationMs / 1000);
+    if (f.video) {
+      await seg.writer.addVideo(f.data, seconds, f.keyframe, f.width, f.height);
+      this.counts.video++;
+    } else {
+      await seg.writer.addAudio(f.data, seconds, f.durationMs / 1000);
+      this.counts.audio++;
+    }
     if (seg.writer.error) throw seg.writer.error;
     const grown = seg.writer.bytesStored - before;
     if (grown > 0) this.opts.counters?.bytesWritten(grown);
@@ -401,6 +408,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
       segmentCount: segments.length,
       dropped: { queueFull: this.counts.queueFull, waitingKeyframe: this.counts.waitingKeyframe },
       writeErrors: this.counts.writeErrors,
+      frames: { audio: this.counts.audio, video: this.counts.video },
     };
   }
 
