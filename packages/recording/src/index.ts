@@ -8,3 +8,4 @@ export { manifestSchema, parseManifest, signManifest, macMatches, canonicalJson,
 export type { Manifest, ManifestSegment, SegmentChainLink } from './Manifest.js';
 export { Recorder, checkRecipients } from './Recorder.js';
 export type { RecorderOptions, StartRecordingRequest, RecordingView } from './Recorder.js';
+export { ObjectStoreStore } from './ObjectStoreStore.js';

@@ -9,7 +9,7 @@ import type { Registry } from 'prom-client';
 import { ConflictError, NotFoundError, ValidationError } from '@mcu/control';
 import type { Logger } from '@mcu/control';
 import { programTapOf } from '@mcu/mixer';
-import { DirectoryStore, Recorder, checkRecipients } from '@mcu/recording';
+import { DirectoryStore, ObjectStoreStore, Recorder, checkRecipients } from '@mcu/recording';
 import type { RecordingCounters, RecordingStore, StartRecordingRequest } from '@mcu/recording';
 import type { Auth } from './Auth.js';
 import type { EventRecord, EventRegistry } from './EventRegistry.js';
@@ -49,21 +49,41 @@ function recordingMetrics(registry: Registry, running: () => number, log: Logger
 }
 
 export class NodeRecordings {
-  readonly recorder: Recorder;
+  private recorderValue: Recorder;
+  private readonly counters: RecordingCounters;
   /** Events that ended here: a new recording on one is a 409 (its recordings stay listed). */
   private readonly ended = new Set<string>();
   private readonly armed = new Map<string, NodeJS.Timeout>();
   private closed = false;
 
   constructor(private readonly opts: NodeRecordingsOptions, store?: RecordingStore) {
-    const counters = recordingMetrics(opts.metricsRegistry, () => this.recorder.runningCount, opts.log);
-    this.recorder = new Recorder({ store: store ?? new DirectoryStore(opts.dir), defaultRecipients: opts.defaultRecipients, counters, log: opts.log, segmentMs: opts.segmentMs });
+    this.counters = recordingMetrics(opts.metricsRegistry, () => this.recorder.runningCount, opts.log);
+    this.recorderValue = this.recorderFor(store ?? new DirectoryStore(opts.dir));
     opts.registry.on('ending', (e) => {
       this.ended.add(e.id);
       this.disarm(e.id);
       void this.recorder.stopEvent(e.id);
     });
     this.routes();
+  }
+
+  get recorder(): Recorder {
+    return this.recorderValue;
+  }
+
+  private recorderFor(store: RecordingStore): Recorder {
+    return new Recorder({ store, defaultRecipients: this.opts.defaultRecipients, counters: this.counters, log: this.opts.log, segmentMs: this.opts.segmentMs });
+  }
+
+  /**
+   * In a cluster: keep recordings in the cluster's JetStream Object Store (segments spooled in
+   * `recordingsDir` while written), so that they outlive this node and any node serves them.
+   */
+  useObjectStore(os: ConstructorParameters<typeof ObjectStoreStore>[0]): void {
+    if (this.recorderValue.runningCount > 0) throw new Error('recordings are running: the store cannot change now');
+    const old = this.recorderValue;
+    this.recorderValue = this.recorderFor(new ObjectStoreStore(os, this.opts.dir));
+    void old.close();
   }
 
   /** Checks a `"record"` request before the event exists (400 on bad recipients). */
