@@ -60,6 +60,7 @@ export class SegmentWriter {
   private endMs = 0;
   private lastAudioS = -Infinity;
   private lastVideoS = -Infinity;
+  private heldVideo: { data: Uint8Array; seconds: number; keyframe: boolean; width: number; height: number } | null = null;
   private readonly pump: Promise<void>;
   private readonly started: Promise<void>;
   private failed: Error | null = null;
@@ -117,22 +118,37 @@ export class SegmentWriter {
     await this.audio.add(new EncodedPacket(data, 'key', seconds, durationS), meta);
   }
 
-  /** Adds a video frame; the first must be a keyframe with its size; `data` as for audio. */
+  /**
+   * Adds a video frame; the first must be a keyframe with its size; `data` as for audio. Each
+   * frame is handed to the muxer when the next arrives, with the real gap as its duration: a
+   * fragmented MP4 writes sample durations, not timestamps, and a program below 30 fps would
+   * otherwise drift ahead of its sound.
+   */
   async addVideo(data: Uint8Array, seconds: number, keyframe: boolean, width: number, height: number): Promise<void> {
     if (!this.video) return;
     await this.started;
     if (seconds <= this.lastVideoS) seconds = this.lastVideoS + 0.001;
     this.lastVideoS = seconds;
-    const codec = this.opts.videoCodec === 'h264' ? 'avc1.42e01f' : 'vp8';
-    const meta = this.videoFrames === 0 ? { decoderConfig: { codec, codedWidth: width, codedHeight: height } } : undefined;
-    this.videoFrames++;
+    const held = this.heldVideo;
+    this.heldVideo = { data, seconds, keyframe, width, height };
     this.endMs = Math.max(this.endMs, seconds * 1000);
-    await this.video.add(new EncodedPacket(data, keyframe ? 'key' : 'delta', seconds, 1 / 30), meta);
+    if (held) await this.writeVideo(held, seconds - held.seconds);
+  }
+
+  private async writeVideo(f: { data: Uint8Array; seconds: number; keyframe: boolean; width: number; height: number }, durationS: number): Promise<void> {
+    const codec = this.opts.videoCodec === 'h264' ? 'avc1.42e01f' : 'vp8';
+    const meta = this.videoFrames === 0 ? { decoderConfig: { codec, codedWidth: f.width, codedHeight: f.height } } : undefined;
+    this.videoFrames++;
+    this.endMs = Math.max(this.endMs, (f.seconds + durationS) * 1000);
+    await this.video!.add(new EncodedPacket(f.data, f.keyframe ? 'key' : 'delta', f.seconds, durationS), meta);
   }
 
   /** Ends the container and the age stream (its last chunk), and closes the stored object. */
   async finish(): Promise<SegmentResult> {
     await this.started;
+    const held = this.heldVideo;
+    this.heldVideo = null;
+    if (held) await this.writeVideo(held, 1 / 30);
     await this.output.finalize();
     await this.pump;
     await this.opts.sink.close();

@@ -144,4 +144,39 @@ describe('recording the program', () => {
     expect(crashFrames.length).toBeGreaterThan(10);
     expect(onsets(audioPeaks(join(dir, 'crash.webm')), -12).length).toBeGreaterThanOrEqual(1);
   }, 60_000);
+
+  it('remuxes an H.264 rendition into fragmented MP4 segments (H.264 + Opus) that age and ffmpeg open', async () => {
+    const event = new MixerEvent({ id: 'rec-h264', maxLipSyncDelayMs: 200, video: { renditions: [{ id: 'h', width: W, height: H, bitrateKbps: 500, codec: 'h264' }], fps: 30, keyframeIntervalMs: 1000 } });
+    events.push(event);
+    const store = new DirectoryStore(join(dir, 'store-h264'));
+    const presenter = new BeepFlashPresenter(event, 'p1', flashClip(W, H)).start();
+    await sleep(1500);
+    const recording = new Recording({ tap: programTapOf(event), store, recipients: [recipient], rendition: 'h', videoCodec: 'h264', segmentMs: 2500 });
+    await recording.start();
+    await sleep(5500);
+    presenter.stop();
+    const manifest = await recording.stop();
+    expect(manifest.segments.length).toBeGreaterThanOrEqual(2);
+    const skews: number[] = [];
+    for (const seg of manifest.segments) {
+      expect(seg).toMatchObject({ container: 'mp4', video: true, complete: true });
+      expect(seg.name).toMatch(/\.mp4\.age$/);
+      const plain = join(dir, `${seg.name}.mp4`);
+      const dec = ageDecrypt(join(dir, 'store-h264', 'rec-h264', recording.id, seg.name), identity, plain);
+      expect(dec.status, dec.stderr).toBe(0);
+      const probe = ffprobe(plain);
+      expect(probe.streams.map((s) => s.codec_name).sort()).toEqual(['h264', 'opus']);
+      const luma = videoLuma(plain);
+      const peaks = audioPeaks(plain);
+      expect(luma.length).toBeGreaterThan(20);
+      const flashes = onsets(luma, 120);
+      const beeps = onsets(peaks, -12);
+      expect(flashes.length).toBeGreaterThanOrEqual(1);
+      expect(beeps.length).toBeGreaterThanOrEqual(1);
+      skews.push(...skewsMs(flashes, beeps));
+    }
+    console.log(`recorded H.264 skew (flash − beep): ${skews.map((s) => s.toFixed(0)).join(', ')} ms`);
+    expect(skews.length).toBeGreaterThanOrEqual(2);
+    expect(Math.abs(median(skews))).toBeLessThan(45);
+  }, 40_000);
 });
