@@ -10,7 +10,8 @@
  * recording costs on a shared machine). Phases of `--seconds` each:
  *   0. the replay alone (the reference every other phase is measured against);
  *   1. N = 1, 5, 20 recordings (ProgramTap → mediabunny remux → age encryption → files): CPU of
- *      this process above phase 0, divided by N; frames dropped (queue overflow) and written;
+ *      this process above the replay alone, measured again right after each phase (the machine's
+ *      load drifts), divided by N; frames dropped (queue overflow) and written;
  *   2. baseline: one re-encoding recorder on the same program: VP8 decoded and encoded again by an
  *      ffmpeg child (libvpx realtime, the rendition's bitrate, to a WebM file) and the Opus mix
  *      decoded and encoded again in this process; its CPU is the child's plus this process's
@@ -201,7 +202,10 @@ for (const n of COUNTS) {
   const w = await window();
   const after = recs.map((r) => r.summary());
   for (const r of recs) await r.stop();
-  const extraCores = w.cpuMs / w.wallMs - refCores;
+  // The reference again, right after: the machine's load drifts between phases.
+  await sleep(500);
+  const again = await window();
+  const extraCores = w.cpuMs / w.wallMs - again.cpuMs / again.wallMs;
   const dropped = after.reduce((s, r) => s + r.dropped.queueFull, 0);
   const writeErrors = after.reduce((s, r) => s + r.writeErrors, 0);
   const videoFrames = after.map((r, i) => r.frames.video - before[i].video);
@@ -216,6 +220,7 @@ for (const n of COUNTS) {
     videoFpsMin: +((Math.min(...videoFrames) * 1000) / w.wallMs).toFixed(1),
     audioFpsMin: +((Math.min(...audioFrames) * 1000) / w.wallMs).toFixed(1),
     bytesPerRecording: Math.round(after.reduce((s, r) => s + r.size, 0) / n),
+    referenceCores: +(again.cpuMs / again.wallMs).toFixed(4),
   });
   process.stderr.write(`  ${n} recording(s) done\n`);
 }
@@ -255,11 +260,13 @@ const stopBaseline = tap.subscribe(
 await sleep(1500);
 const b = await window(() => processCpuTimeMs(child.pid!));
 stopBaseline();
+await sleep(500);
+const bRef = await window();
 child.stdin.end();
 await new Promise((r) => child.once('exit', r));
 decoder.close();
 encoder.close();
-const baselineCores = b.cpuMs / b.wallMs - refCores + b.extraMs / b.wallMs;
+const baselineCores = b.cpuMs / b.wallMs - bRef.cpuMs / bRef.wallMs + b.extraMs / b.wallMs;
 rows.push({ measurement: 'reencode-baseline', recordings: 1, coresPerRecording: +baselineCores.toFixed(4), percentCorePerRecording: +(100 * baselineCores).toFixed(2), ffmpegCores: +(b.extraMs / b.wallMs).toFixed(4), frames: baselineFrames });
 
 tap.close();
