@@ -23,6 +23,8 @@ const timing = [
   'packages/server/test/recording-api.test.ts',
   'packages/cli/test/recording.test.ts',
   'packages/web/test/console-recording.test.ts',
+  'packages/recording/test/backpressure.test.ts',
+  'packages/recording/test/object-store.test.ts',
 ];
 
 export default defineConfig({

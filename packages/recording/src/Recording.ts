@@ -76,6 +76,8 @@ interface OpenSegment {
   entry: ManifestSegment;
   writer: SegmentWriter;
   keyframeAsked: boolean;
+  /** Stored bytes already reported to the counters. */
+  counted: number;
 }
 
 export interface RecordingEvents {
@@ -263,7 +265,6 @@ export class Recording extends EventEmitter<RecordingEvents> {
 
   private async write(seg: OpenSegment, f: QueuedFrame): Promise<void> {
     const seconds = (f.mediaMs - seg.entry.startMediaMs) / 1000;
-    const before = seg.writer.bytesStored;
     if (f.video) {
       await seg.writer.addVideo(f.data, seconds, f.keyframe, f.width, f.height);
       this.counts.video++;
@@ -272,8 +273,13 @@ export class Recording extends EventEmitter<RecordingEvents> {
       this.counts.audio++;
     }
     if (seg.writer.error) throw seg.writer.error;
-    const grown = seg.writer.bytesStored - before;
-    if (grown > 0) this.opts.counters?.bytesWritten(grown);
+    this.countBytes(seg, seg.writer.bytesStored);
+  }
+
+  /** Reports what the segment stored since the last report (its writes complete between frames too). */
+  private countBytes(seg: OpenSegment, stored: number): void {
+    if (stored > seg.counted) this.opts.counters?.bytesWritten(stored - seg.counted);
+    seg.counted = Math.max(seg.counted, stored);
   }
 
   private async openSegment(startMediaMs: number, video: boolean): Promise<OpenSegment> {
@@ -303,7 +309,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
       complete: false,
     };
     this.segments.push(entry);
-    this.current = { entry, writer, keyframeAsked: false };
+    this.current = { entry, writer, keyframeAsked: false, counted: 0 };
     await this.saveManifest();
     return this.current;
   }
@@ -312,9 +318,8 @@ export class Recording extends EventEmitter<RecordingEvents> {
     const seg = this.current;
     if (!seg) return;
     this.current = null;
-    const before = seg.writer.bytesStored;
     const result = await seg.writer.finish();
-    if (result.size > before) this.opts.counters?.bytesWritten(result.size - before);
+    this.countBytes(seg, result.size);
     Object.assign(seg.entry, { durationMs: result.durationMs, size: result.size, sha256: result.sha256, complete: true });
     this.opts.counters?.segmentWritten();
     await this.saveManifest();
@@ -329,6 +334,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
     this.current = null;
     if (seg) {
       seg.entry.size = seg.writer.bytesStored;
+      this.countBytes(seg, seg.entry.size);
       await seg.writer.abort();
     }
     this.retryAt = this.now() + RECORDING_DEFAULTS.retryAfterMs;
