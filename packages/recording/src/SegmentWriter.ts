@@ -18,7 +18,7 @@ import {
   Output,
   WebMOutputFormat,
 } from 'mediabunny';
-import { Encrypter } from 'age-encryption';
+import { AgeStreamWriter } from './AgeStream.js';
 import type { VideoCodec } from '@mcu/rtp';
 import type { SegmentSink } from './RecordingStore.js';
 
@@ -61,36 +61,45 @@ export class SegmentWriter {
   private lastAudioS = -Infinity;
   private lastVideoS = -Infinity;
   private heldVideo: { data: Uint8Array; seconds: number; keyframe: boolean; width: number; height: number } | null = null;
-  private readonly pump: Promise<void>;
+  private readonly age: Promise<AgeStreamWriter>;
   private readonly started: Promise<void>;
   private failed: Error | null = null;
 
   constructor(private readonly opts: SegmentWriterOptions) {
     this.container = containerFor(opts.videoCodec);
-    const plain = new TransformStream<Uint8Array, Uint8Array>();
+    // The container's bytes go straight into the age stream, whose ciphertext goes to the store;
+    // the WritableStream's promises carry the store's backpressure back to the muxer.
+    const age = AgeStreamWriter.open(opts.recipients, async (chunk) => {
+      this.hash.update(chunk);
+      this.stored += chunk.length;
+      try {
+        await opts.sink.write(chunk);
+      } catch (err) {
+        this.failed ??= err as Error;
+        throw err;
+      }
+    });
+    age.catch((err) => {
+      this.failed ??= err as Error;
+    });
+    this.age = age;
+    const plain = new WritableStream<Uint8Array>({
+      start: async () => {
+        await age;
+      },
+      write: async (chunk) => (await age).write(chunk),
+      close: async () => (await age).end(),
+    });
     const format =
       this.container === 'mp4'
         ? new Mp4OutputFormat({ fastStart: 'fragmented', minimumFragmentDuration: 1 })
         : new WebMOutputFormat({ appendOnly: true, minimumClusterDuration: 1 });
-    this.output = new Output({ format, target: new AppendOnlyStreamTarget(plain.writable) });
+    this.output = new Output({ format, target: new AppendOnlyStreamTarget(plain) });
     this.audio = new EncodedAudioPacketSource('opus');
     this.video = opts.videoCodec === null ? null : new EncodedVideoPacketSource(opts.videoCodec === 'h264' ? 'avc' : 'vp8');
     if (this.video) this.output.addVideoTrack(this.video, { frameRate: 30 });
     this.output.addAudioTrack(this.audio);
     this.output.setMetadataTags({ comment: opts.comment, ...(opts.title ? { title: opts.title } : {}) });
-    const encrypter = new Encrypter();
-    for (const r of opts.recipients) encrypter.addRecipient(r);
-    this.pump = (async () => {
-      const cipher = await encrypter.encrypt(plain.readable);
-      for await (const chunk of cipher as unknown as AsyncIterable<Uint8Array>) {
-        this.hash.update(chunk);
-        this.stored += chunk.length;
-        await opts.sink.write(chunk);
-      }
-    })();
-    this.pump.catch((err) => {
-      this.failed ??= err as Error;
-    });
     this.started = this.output.start();
     this.started.catch((err) => {
       this.failed ??= err as Error;
@@ -150,7 +159,8 @@ export class SegmentWriter {
     this.heldVideo = null;
     if (held) await this.writeVideo(held, 1 / 30);
     await this.output.finalize();
-    await this.pump;
+    // finalize() closes the stream, which seals the last age chunk.
+    await (await this.age).end();
     await this.opts.sink.close();
     if (this.failed) throw this.failed;
     return {

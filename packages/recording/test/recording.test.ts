@@ -84,6 +84,7 @@ describe('recording the program', () => {
     let prev = '-';
     let key = '';
     const allSkews: number[] = [];
+    const totals = { seconds: 0, beeps: 0, flashes: 0 };
     for (const seg of manifest.segments) {
       expect(seg.complete).toBe(true);
       expect(seg.video).toBe(true);
@@ -118,10 +119,14 @@ describe('recording the program', () => {
       // The tone and the pictures: beeps (-6 dBFS) and flashes (white), in sync.
       const beeps = onsets(peaks, -12);
       const flashes = onsets(luma, 120);
-      expect(beeps.length).toBeGreaterThanOrEqual(Math.floor(duration) - 1);
-      expect(flashes.length).toBeGreaterThanOrEqual(Math.floor(duration) - 1);
+      totals.seconds += duration;
+      totals.beeps += beeps.length;
+      totals.flashes += flashes.length;
       allSkews.push(...skewsMs(flashes, beeps));
     }
+    // One beep and one flash a second (a flash the loaded compositor skipped may be missing).
+    expect(totals.beeps).toBeGreaterThanOrEqual(Math.floor(totals.seconds) - 2);
+    expect(totals.flashes).toBeGreaterThanOrEqual(Math.floor(totals.seconds) - 3);
     expect(macMatches(manifest, Buffer.from(key, 'hex'))).toBe(true);
     console.log(`recorded skew (flash − beep): ${allSkews.map((s) => s.toFixed(0)).join(', ')} ms`);
     expect(allSkews.length).toBeGreaterThanOrEqual(4);
