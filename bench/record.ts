@@ -273,6 +273,7 @@ tap.close();
 await store.close();
 rmSync(dir, { recursive: true, force: true });
 
+for (const r of rows) if (r.measurement === 'recordings') r.reencodeRatio = +(baselineCores / Math.max(r.coresPerRecording as number, 1e-4)).toFixed(1);
 const one = rows.find((r) => r.measurement === 'recordings' && r.recordings === 1) as { coresPerRecording: number } | undefined;
 const worst = Math.max(...rows.filter((r) => r.measurement === 'recordings').map((r) => r.coresPerRecording as number));
 const most = rows.filter((r) => r.measurement === 'recordings').at(-1) as { recordings: number; droppedFrames: number } | undefined;
@@ -298,12 +299,12 @@ if (values.json) {
 } else {
   console.log(JSON.stringify(summary));
   console.log('');
-  console.log('| phase | recordings | % of a core per recording | dropped | min video fps | min audio fps |');
-  console.log('| --- | --- | --- | --- | --- | --- |');
+  console.log('| phase | recordings | % of a core per recording | re-encode ÷ recording | dropped | min video fps | min audio fps |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
-    if (r.measurement === 'replay') console.log(`| program replay alone (reference) | 0 | (process ${(100 * (r.processCores as number)).toFixed(1)} %) | | | |`);
-    else if (r.measurement === 'recordings') console.log(`| remux + age | ${r.recordings} | ${r.percentCorePerRecording} | ${r.droppedFrames} | ${r.videoFpsMin} | ${r.audioFpsMin} |`);
-    else console.log(`| decode + re-encode baseline | 1 | ${r.percentCorePerRecording} (ffmpeg ${(100 * (r.ffmpegCores as number)).toFixed(1)}) | | | |`);
+    if (r.measurement === 'replay') console.log(`| program replay alone (reference) | 0 | (process ${(100 * (r.processCores as number)).toFixed(1)} %) | | | | |`);
+    else if (r.measurement === 'recordings') console.log(`| remux + age | ${r.recordings} | ${r.percentCorePerRecording} | ${r.reencodeRatio}× | ${r.droppedFrames} | ${r.videoFpsMin} | ${r.audioFpsMin} |`);
+    else console.log(`| decode + re-encode baseline | 1 | ${r.percentCorePerRecording} (ffmpeg ${(100 * (r.ffmpegCores as number)).toFixed(1)}) | | | | |`);
   }
   console.log(`\nre-encoding costs ${summary.ratio}× the worst recording; targets: ${JSON.stringify(summary.targets)}`);
 }
