@@ -37,6 +37,13 @@ const timing = [
   'packages/cluster/test/failover.test.ts',
   // A presenter page and a relay viewer page across a mixer SIGKILL (Chromium).
   'packages/web/test/failover-browser.test.ts',
+  // Recording: beep-to-flash skew measured in the decrypted, decoded segments.
+  'packages/recording/test/recording.test.ts',
+  'packages/server/test/recording-api.test.ts',
+  'packages/cli/test/recording.test.ts',
+  'packages/web/test/console-recording.test.ts',
+  'packages/recording/test/backpressure.test.ts',
+  'packages/recording/test/object-store.test.ts',
 ];
 
 export default defineConfig({

@@ -17,6 +17,7 @@ export const benches = {
   restream: { file: 'restream.ts', description: 'restream to a local nginx-rtmp: CPU of the restream\'s ffmpeg (copy + AAC), against the H.264 encode it avoids', example: 'mcu bench restream -- --seconds 20 --size 1280x720 --json' },
   hands: { file: 'hands.ts', description: 'raised hands over relays: raise → producer queue and invite → viewer page p99, the mixer\'s tick before and during', example: 'mcu bench hands -- --viewers 2000 --relays 4 --hands 1000' },
   failover: { file: 'failover.ts', description: 'mixer failover over NATS: program gap when the holding mixer is killed, a planned move, a partitioned holder; viewers reconnected, split-brain packets', example: 'mcu bench failover -- --viewers 1000 --relays 3 --json' },
+  record: { file: 'record.ts', description: 'CPU per concurrent recording (remux + age) of one event\'s program, against a decode-and-re-encode recorder', example: 'mcu bench record -- --counts 1,5,20 --seconds 8 --json' },
   'rtp-load': { file: 'rtp-load.ts', description: 'the whole node under plain-RTP load (N participants, 3 talking), against Janus AudioBridge', example: 'mcu bench rtp-load -- --n 150 --seconds 10 --json' },
 } as const;
 

@@ -223,6 +223,51 @@ clientOptions(restream.command('stop'))
   .description('stop a restream (or all of an event\'s): ffmpeg stops, the RTMP connection closes')
   .addHelpText('after', examples('mcu restream stop 3f2a9c r7Kq2', 'mcu restream stop 3f2a9c'))
   .action(async (id: string, rid: string | undefined, flags: Flags) => (await restreamCommands()).stop(id, rid, flags));
+const recordingCommands = () => import('./RecordingCommands.js');
+const recording = program
+  .command('recording')
+  .description("record an event's program, encrypted to your age key; list, stop, download and verify recordings")
+  .addHelpText('after', examples('age-keygen -o key.txt   # keep key.txt; age-keygen -y key.txt prints the recipient', 'mcu recording start 3f2a9c --recipient age1…', 'mcu recording download 3f2a9c --identity key.txt --out ./town-hall'));
+
+clientOptions(recording.command('start'))
+  .argument('<event>', 'event id')
+  .option('--recipient <age1…>', 'an age X25519 recipient (age-keygen -y key.txt); repeat for several; default: the node\'s recordingRecipients', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--rendition <id>', 'the program rendition recorded (default: the largest)')
+  .option('--audio-only', 'record the program audio only')
+  .option('--segment-minutes <n>', 'length of each segment file (default 10)')
+  .description('start recording the program of an event; each segment is encrypted to the recipients as it is written')
+  .addHelpText('after', examples('mcu recording start 3f2a9c --recipient age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p', 'mcu recording start 3f2a9c --recipient "$(age-keygen -y key.txt)" --audio-only --json'))
+  .action(async (id: string, flags: Flags) => (await recordingCommands()).start(id, flags));
+
+clientOptions(recording.command('stop'))
+  .argument('<event>', 'event id')
+  .argument('<recording>', 'recording id (see mcu recording list)')
+  .description('stop a recording: its last segment is closed and the manifest made final')
+  .addHelpText('after', examples('mcu recording stop 3f2a9c 6c1d…'))
+  .action(async (id: string, rid: string, flags: Flags) => (await recordingCommands()).stop(id, rid, flags));
+
+clientOptions(recording.command('list'))
+  .argument('<event>', 'event id')
+  .description('list the recordings of an event (also after it ended): state, duration, size, segments')
+  .addHelpText('after', examples('mcu recording list 3f2a9c', 'mcu recording list 3f2a9c --json'))
+  .action(async (id: string, flags: Flags) => (await recordingCommands()).list(id, flags));
+
+clientOptions(recording.command('download'))
+  .argument('<event>', 'event id')
+  .argument('[recording]', 'recording id (default: the latest)')
+  .option('--out <dir>', 'directory to write to (default: ./<recording id>)')
+  .option('--identity <file>', 'your age identity file (age-keygen): decrypt and join the segments into one playable file')
+  .description('download a recording: the encrypted segments as stored, or with --identity one decrypted, playable file')
+  .addHelpText('after', examples('mcu recording download 3f2a9c --identity key.txt --out ./town-hall', 'mcu recording download 3f2a9c 6c1d… --out ./encrypted'))
+  .action(async (id: string, rid: string | undefined, flags: Flags) => (await recordingCommands()).download(id, rid, flags));
+
+clientOptions(recording.command('verify'))
+  .argument('<event>', 'event id')
+  .argument('[recording]', 'recording id (default: the latest)')
+  .option('--identity <file>', 'your age identity file: also check the chain inside the segments and the manifest\'s MAC')
+  .description('check that every segment is stored as the manifest says (a removed or swapped segment fails); exit 1 on a problem')
+  .addHelpText('after', examples('mcu recording verify 3f2a9c', 'mcu recording verify 3f2a9c 6c1d… --identity key.txt --json'))
+  .action(async (id: string, rid: string | undefined, flags: Flags) => (await recordingCommands()).verify(id, rid, flags));
 
 const bench = program
   .command('bench')

@@ -14,6 +14,8 @@ const commands = [
   ...['create', 'list', 'show', 'end', 'layout', 'move', 'mute', 'stage', 'kick'].map((c) => ['event', c]),
   ['restream'],
   ...['start', 'list', 'stop'].map((c) => ['restream', c]),
+  ['recording'],
+  ...['start', 'stop', 'list', 'download', 'verify'].map((c) => ['recording', c]),
   ['bench'],
   // Every bench the command knows (each branch that adds one adds it there, not in a second list here).
   ...Object.keys(benches).map((b) => ['bench', b]),

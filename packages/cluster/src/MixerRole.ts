@@ -26,6 +26,7 @@
 import { EventEmitter } from 'node:events';
 import {
   ClusterClient,
+  NatsBus,
   type FeedStream,
   bearerToken,
   BusError,
@@ -224,6 +225,12 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     const role = new MixerRole(opts, mediaPort);
     try {
       await role.#start();
+      // Recordings go to the cluster's Object Store (opened on first use): they outlive this node, any node serves them.
+      if (opts.bus instanceof NatsBus) {
+        const bucket = `mcu-recordings-${opts.cluster.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+        const bus = opts.bus;
+        opts.node.recordings.useObjectStore(() => bus.objectStore(bucket));
+      }
     } catch (err) {
       await role.close();
       throw err;

@@ -17,6 +17,7 @@ import {
   type KvEntry as NatsKvEntry,
   type Msg,
   type NatsConnection,
+  type ObjectStore,
   type QueuedIterator,
   type Subscription,
 } from 'nats';
@@ -278,6 +279,17 @@ export class NatsBus implements Bus {
         default:
           throw mapBusError(err, `request to ${subject}`) ?? err;
       }
+    }
+  }
+
+  /** A JetStream Object Store bucket (created when absent): large objects such as recordings. */
+  async objectStore(bucket: string): Promise<ObjectStore> {
+    this.#assertOpen();
+    assertBucket(bucket);
+    try {
+      return await this.#nc.jetstream().views.os(bucket);
+    } catch (err) {
+      throw mapBusError(err, `open object store ${bucket}`) ?? err;
     }
   }
 

@@ -37,3 +37,5 @@ export type {
   VideoSourceStatsSnapshot,
   VideoRenditionStatsSnapshot,
 } from './VideoMixer.js';
+export { MixerProgramTap, programTapOf } from './ProgramTap.js';
+export type { ProgramTap, ProgramTapSink, ProgramTapOptions, ProgramTapRendition, ProgramAudioFrame, ProgramVideoFrame } from './ProgramTap.js';

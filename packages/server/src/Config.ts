@@ -41,6 +41,10 @@ export const nodeConfigSchema = z.object({
   maxRtcSessions: z.number().int().positive().default(500),
   /** Most delay lip sync adds to a presenter's audio or video to line them up (0: measure only). */
   maxLipSyncDelayMs: z.number().int().min(0).max(1000).default(200),
+  /** Where recordings are stored (segments and manifests; ciphertext only). */
+  recordingsDir: z.string().min(1).default('./data/recordings'),
+  /** age recipients (age1…) used when a recording request names none. */
+  recordingRecipients: z.array(z.string().regex(/^age1[02-9ac-hj-np-z]{58}$/, 'an X25519 age recipient (age1…)')).optional(),
   /** Program video renditions (default 1280x720 and 640x360 at 30 fps, VP8). */
   videoRenditions: z
     .array(

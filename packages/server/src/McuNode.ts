@@ -35,6 +35,7 @@ import type { RouteContext } from './Router.js';
 import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody } from './Schemas.js';
 import { healthRoutes, type NotReady, type ReadinessCheck } from './Readiness.js';
 import { nodeOperations, openApiDocument, type OperationTable } from './OpenApi.js';
+import { NodeRecordings } from './NodeRecordings.js';
 import { programSourceOf, WebRtcEdge } from '@mcu/webrtc';
 import { playPresenterPreview } from './PresenterPreviewRoute.js';
 import { HandDesk } from './HandDesk.js';
@@ -97,6 +98,8 @@ export class McuNode {
   readonly log: Logger;
   /** Conditions of `/readyz` beyond the node's own (cluster roles add theirs: bus, registration). */
   readonly readinessChecks: ReadinessCheck[] = [];
+  /** Recordings of this node's events (docs/recording.md). */
+  readonly recordings: NodeRecordings;
   private readonly sseClients = new Set<ServerResponse>();
   /** Raised hands and invitations (hands.md): the queue, and the viewers' event streams by hand. */
   readonly hands: HandDesk;
@@ -147,6 +150,16 @@ export class McuNode {
     restreamMetrics(this.metrics.registry, this.restreams);
     this.server = createHttpServer(this.router, this.log, this.certificate && { certificate: this.certificate, hstsMaxAgeSeconds: this.config.hstsMaxAgeSeconds });
     this.routes();
+    this.recordings = new NodeRecordings({
+      router: this.router,
+      auth: this.auth,
+      registry: this.registry,
+      metricsRegistry: this.metrics.registry,
+      dir: this.config.recordingsDir,
+      defaultRecipients: this.config.recordingRecipients,
+      log: this.log,
+      readJson: (req, schema) => readJson(req, this.config.maxBodyBytes, schema),
+    });
   }
 
   /** Why the node does not take new participants or viewers now (`/readyz` answers 503), or null. */
@@ -205,6 +218,7 @@ export class McuNode {
     this.log.info({ events: this.registry.list().length }, 'node closing');
     this.edge.close();
     this.restreams.close();
+    await this.recordings.close();
     this.registry.close();
     this.certificate?.close();
     await this.hands.close();
@@ -243,7 +257,9 @@ export class McuNode {
       this.auth.authorize(req.headers.authorization, { roles: ['admin'] });
       if (this.draining || this.closed) throw new ServiceUnavailableError('this node is draining: create the event on another node', 30, 'draining');
       const body = await readJson(req, this.config.maxBodyBytes, createEventBody);
+      if (body.record) await this.recordings.checkRecordOnJoin(body.record);
       const e = this.registry.create({ name: body.name, maxSpeakers: body.maxSpeakers ?? this.config.defaultMaxSpeakers, presentersJoin: body.presentersJoin });
+      if (body.record) this.recordings.recordOnJoin(e, body.record);
       const ttlSeconds = this.config.tokenTtlSeconds;
       const issuer = this.auth.issuer;
       res.setHeader('location', `/api/events/${e.id}`);

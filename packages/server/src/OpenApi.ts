@@ -13,6 +13,7 @@ import type { Role } from '@mcu/control';
 import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody } from './Schemas.js';
 import type { RouteEntry } from './Router.js';
 import { restreamOperations } from './Restreams.js';
+import { recordingOperations } from './RecordingApi.js';
 
 type Content = 'json' | 'sdp' | 'html' | 'text' | 'event-stream' | 'static';
 
@@ -98,6 +99,7 @@ export const nodeOperations: OperationTable = {
     tokenInQuery: true,
     ok: { status: 200, description: 'text/event-stream', content: 'event-stream' },
   },
+  ...recordingOperations,
   ...restreamOperations(),
   ...withErrors(webrtcOperations('whip', presenterRoles, "WHIP ingest (RFC 9725): publish audio/video; joins on the token's `stage` (else the event's presentersJoin) as the token's `pid` when it names one"), 'POST /whip/:id', {
     409: 'the participant named by the token (`pid`) is already connected',

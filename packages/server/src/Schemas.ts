@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { stageSchema } from '@mcu/control';
+import { recordOnJoinBody } from './RecordingApi.js';
 
 /** Bodies of the HTTP API, one schema each; the TypeScript types are inferred from them. */
 export const createEventBody = z
@@ -8,6 +9,8 @@ export const createEventBody = z
     maxSpeakers: z.number().int().min(1).max(16).optional(),
     /** Where presenters join: on air at once (`live`, the default) or `backstage` until the producer puts them live. */
     presentersJoin: stageSchema.optional(),
+    /** Record from the first presenter's arrival, to these age recipients. */
+    record: recordOnJoinBody.optional(),
   })
   .strict();
 
