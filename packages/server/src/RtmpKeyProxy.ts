@@ -181,6 +181,8 @@ export class RtmpKeyProxy extends EventEmitter<RtmpKeyProxyEvents> {
   private down: Direction | null = null;
   private closed = false;
   private ended = false;
+  private listenPort: number | null = null;
+  private secured = false;
   /** Bytes relayed ffmpeg → ingest and ingest → ffmpeg, and connections refused (not the first). */
   readonly counts = { up: 0, down: 0, refused: 0, swapsUp: 0, swapsDown: 0 };
 
@@ -199,14 +201,15 @@ export class RtmpKeyProxy extends EventEmitter<RtmpKeyProxyEvents> {
       this.server.once('error', reject);
       this.server.listen(0, '127.0.0.1', () => {
         this.server.off('error', reject);
-        resolve((this.server.address() as net.AddressInfo).port);
+        this.listenPort = (this.server.address() as net.AddressInfo).port;
+        resolve(this.listenPort);
       });
     });
   }
 
+  /** The loopback port ffmpeg is given (kept after the listener closes on its one connection). */
   get port(): number | null {
-    const a = this.server.address();
-    return a && typeof a === 'object' ? a.port : null;
+    return this.listenPort;
   }
 
   private accept(socket: net.Socket): void {
@@ -231,6 +234,7 @@ export class RtmpKeyProxy extends EventEmitter<RtmpKeyProxyEvents> {
     this.up = new Direction(new KeySwapper(placeholder, key), upstream);
     this.down = new Direction(new KeySwapper(key, placeholder), socket);
     upstream.once(this.o.protocol === 'rtmps' ? 'secureConnect' : 'connect', () => {
+      this.secured = true;
       upstream.setTimeout(0);
       socket.resume();
     });
@@ -255,7 +259,12 @@ export class RtmpKeyProxy extends EventEmitter<RtmpKeyProxyEvents> {
     socket.on('close', () => this.finish('ffmpeg closed the connection'));
     upstream.on('close', () => this.finish(`${this.o.host}:${this.o.port} closed the connection`));
     socket.on('error', () => {});
-    upstream.on('error', (err: NodeJS.ErrnoException) => this.finish(`${this.o.host}:${this.o.port}: ${err.code ?? err.message}`));
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      const code = err.code ?? err.message;
+      // Before the handshake completed on rtmps://, an error is the TLS handshake's: say so.
+      const tlsFailed = this.o.protocol === 'rtmps' && !this.secured && /CERT|VERIFY|SELF_SIGNED|TLS|SSL|ALTNAME/i.test(code);
+      this.finish(tlsFailed ? `TLS to ${this.o.host}:${this.o.port}: certificate not accepted (${code})` : `${this.o.host}:${this.o.port}: ${code}`);
+    });
   }
 
   private finish(reason: string): void {
