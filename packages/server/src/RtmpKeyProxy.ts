@@ -29,7 +29,7 @@
  * across TCP reads. Held bytes are released after `HOLD_MS` if nothing follows (a command whose
  * last bytes happen to look like the placeholder's first ones, the peer waiting for its answer).
  * A false match in media needs the whole random placeholder to appear by chance: 62^-n per byte
- * position for an n-byte key (for a 20-byte key, once in 10^27 bytes).
+ * position for an n-byte key (for a 20-byte key, once in 10^35 bytes).
  *
  * The proxy never logs; its errors name host and port, never the key.
  */
