@@ -201,6 +201,12 @@ export class RtmpKeyProxy extends EventEmitter<RtmpKeyProxyEvents> {
       this.server.once('error', reject);
       this.server.listen(0, '127.0.0.1', () => {
         this.server.off('error', reject);
+        if (this.closed) {
+          // closed while binding: do not leave the listener behind
+          this.server.close();
+          reject(new Error('key proxy closed'));
+          return;
+        }
         this.listenPort = (this.server.address() as net.AddressInfo).port;
         resolve(this.listenPort);
       });
