@@ -43,8 +43,14 @@ import { MAX_KEY_BYTES } from './RestreamUrl.js';
 export const RTMP_HANDSHAKE_BYTES = 1 + 1536 + 1536;
 /** The chunk size ffmpeg announces before its first command when publishing (rtmpproto.c). */
 export const RTMP_OUT_CHUNK_SIZE_FLOOR = 4096;
-/** How long bytes that could begin a placeholder are held when nothing follows them. */
-const HOLD_MS = 30;
+/**
+ * How long bytes that could begin a placeholder are held when nothing follows them. Long enough
+ * that the rest of a placeholder cut across reads arrives first on a loaded machine (30 ms was
+ * not, in a test with writes 15 ms apart under load); short, and rare (a command ending like the
+ * placeholder's start, 1 in 62 per command), as a delay while connecting. Streaming media never
+ * waits for it: the next write releases what was held.
+ */
+const HOLD_MS = 200;
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 

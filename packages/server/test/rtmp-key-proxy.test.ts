@@ -3,8 +3,10 @@
  * reads (every split point, one byte at a time, several occurrences, near misses), nothing else
  * changed; and the URL checks that keep the key out of the RTMP app and tcUrl.
  */
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { KeySwapper, randomPlaceholder } from '../src/RtmpKeyProxy.js';
+import { KeySwapper, RTMP_HANDSHAKE_BYTES, RtmpKeyProxy, randomPlaceholder } from '../src/RtmpKeyProxy.js';
 import { parseRestreamUrl } from '../src/RestreamUrl.js';
 
 const KEY = Buffer.from('live_1234567890_secretKEYabc');
@@ -100,5 +102,107 @@ describe('restream URLs and the proxy', () => {
       expect((err as { status?: number }).status).toBe(400);
       expect((err as Error).message).not.toContain('secret');
     }
+  });
+});
+
+/** A TCP "ingest" on loopback that keeps what it receives and sends `reply` on connect. */
+async function ingest(reply: Buffer): Promise<{ port: number; received: () => Buffer; connections: () => number; close: () => Promise<void> }> {
+  const got: Buffer[] = [];
+  const sockets = new Set<net.Socket>();
+  let connections = 0;
+  const server = net.createServer((s) => {
+    connections++;
+    sockets.add(s);
+    s.on('data', (d) => got.push(d));
+    s.on('error', () => {});
+    s.write(reply);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    received: () => Buffer.concat(got),
+    connections: () => connections,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('RtmpKeyProxy over real sockets', () => {
+  it('relays the handshake untouched, swaps the placeholder split across writes both ways, releases a held tail, takes one connection, closes idempotently', async () => {
+    const key = 'proxy-test-key-0123456789';
+    // The ingest's handshake (S0+S1+S2) contains bytes that look like the key's start; then it names the stream.
+    const s012 = randomBytes(RTMP_HANDSHAKE_BYTES);
+    Buffer.from(key.slice(0, 10)).copy(s012, RTMP_HANDSHAKE_BYTES - 10);
+    const server = await ingest(Buffer.concat([s012, publish(Buffer.from(key))]));
+    const proxy = new RtmpKeyProxy({ protocol: 'rtmp', host: '127.0.0.1', port: server.port, key });
+    const port = await proxy.listen();
+    const ph = Buffer.from(proxy.placeholder);
+    expect(ph.length).toBe(key.length);
+    const ffmpeg = net.connect(port, '127.0.0.1');
+    const down: Buffer[] = [];
+    ffmpeg.on('data', (d) => down.push(d));
+    await new Promise((r) => ffmpeg.once('connect', r));
+
+    // C0+C1+C2 ending in the placeholder's first bytes: relayed as is, not held (the server waits for them).
+    const c012 = randomBytes(RTMP_HANDSHAKE_BYTES);
+    ph.copy(c012, RTMP_HANDSHAKE_BYTES - 5, 0, 5);
+    ffmpeg.write(c012);
+    await wait(20);
+    expect(server.received().equals(c012)).toBe(true);
+    // A command naming the placeholder, cut inside it across two writes 15 ms apart.
+    const cmd = publish(ph);
+    const cut = cmd.indexOf(ph) + 7;
+    ffmpeg.write(cmd.subarray(0, cut));
+    await wait(15);
+    ffmpeg.write(cmd.subarray(cut));
+    // Then bytes that end like the placeholder's start, and nothing after: released after the hold.
+    const tail = Buffer.concat([Buffer.from('abc'), ph.subarray(0, 3)]);
+    ffmpeg.write(tail);
+    await wait(500);
+    expect(server.received().equals(Buffer.concat([c012, publish(Buffer.from(key)), tail]))).toBe(true);
+    // Down: the handshake as sent, the key in the server's command turned into the placeholder.
+    expect(Buffer.concat(down).equals(Buffer.concat([s012, publish(ph)]))).toBe(true);
+    expect(proxy.counts).toMatchObject({ up: c012.length + cmd.length + tail.length, swapsUp: 1, swapsDown: 1, refused: 0 });
+
+    // A second connection is not relayed.
+    const other = net.connect(port, '127.0.0.1');
+    const otherClosed = await new Promise<boolean>((r) => {
+      other.once('error', () => r(true));
+      other.once('close', () => r(true));
+      setTimeout(() => r(false), 1000);
+    });
+    other.destroy();
+    expect(otherClosed).toBe(true);
+    expect(server.connections()).toBe(1);
+
+    const ended = new Promise<string>((r) => proxy.once('end', r));
+    ffmpeg.destroy();
+    expect(await ended).toMatch(/closed the connection/);
+    proxy.close();
+    proxy.close();
+    expect(proxy.isClosed).toBe(true);
+    await server.close();
+  });
+
+  it('ends with a reason that names host and port, not the key, when the ingest is not there', async () => {
+    const key = 'unreachable-key-0123456789';
+    const dead = net.createServer();
+    await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
+    const deadPort = (dead.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => dead.close(() => r()));
+    const proxy = new RtmpKeyProxy({ protocol: 'rtmp', host: '127.0.0.1', port: deadPort, key });
+    const port = await proxy.listen();
+    const ended = new Promise<string>((r) => proxy.once('end', r));
+    const c = net.connect(port, '127.0.0.1');
+    c.on('error', () => {});
+    const reason = await ended;
+    expect(reason).toContain(`127.0.0.1:${deadPort}`);
+    expect(reason).not.toContain(key);
+    expect(await new Promise((r) => (c.destroyed ? r(true) : c.once('close', () => r(true))))).toBe(true);
+    proxy.close();
   });
 });
