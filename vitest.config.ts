@@ -29,6 +29,8 @@ const timing = [
   // Restream to nginx-rtmp: played-back duration and reconnect timing, beside ffmpeg encoders.
   'packages/server/test/restream-rtmp.test.ts',
   'packages/server/test/restream-av-sync.test.ts',
+  // The key proxy: live restreams through it (nginx-rtmp, and TLS in front of it), beside ffmpeg encoders.
+  'packages/server/test/restream-key.test.ts',
   // The console's Restream panel in Chromium, pushing to nginx-rtmp.
   'packages/web/test/restream-panel.test.ts',
   // A viewer raises its hand and is brought on stage: four Chromium pages, tones heard.

@@ -66,7 +66,7 @@ await sleep(2000); // past the start-up burst
 
 const encoderPid = event.videoMixer!.processIds().encoders.restream!;
 const ffmpegPid = restream.pid!;
-const before = { restream: processCpuTimeMs(ffmpegPid), encoder: processCpuTimeMs(encoderPid), node: process.cpuUsage(), bytes: restream.bytes, at: performance.now() };
+const before = { restream: processCpuTimeMs(ffmpegPid), encoder: processCpuTimeMs(encoderPid), node: process.cpuUsage(), bytes: restream.bytes, proxyUp: restream.proxy?.counts.up ?? 0, at: performance.now() };
 await sleep(SECONDS * 1000);
 const wallMs = performance.now() - before.at;
 const nodeUsage = process.cpuUsage(before.node);
@@ -74,6 +74,8 @@ const restreamCores = (processCpuTimeMs(ffmpegPid) - before.restream) / wallMs;
 const encoderCores = (processCpuTimeMs(encoderPid) - before.encoder) / wallMs;
 const nodeCores = (nodeUsage.user + nodeUsage.system) / 1000 / wallMs;
 const kbps = ((restream.bytes - before.bytes) * 8) / wallMs;
+// Bytes the key proxy relayed to nginx over the same interval (what ffmpeg wrote, the key swapped in).
+const proxyKbps = (((restream.proxy?.counts.up ?? 0) - before.proxyUp) * 8) / wallMs;
 const reconnects = restream.reconnects;
 const stillLive = restream.state === 'live';
 
@@ -86,9 +88,9 @@ await nginx.close();
 
 const common = { bench: 'restream', rendition: `${W}x${H}@${FPS} ${KBPS}k H.264`, seconds: +(wallMs / 1000).toFixed(1), ffmpeg: `${ffmpeg.source} ${ffmpeg.version.split(' ')[2]}` };
 const rows = [
-  { ...common, measurement: 'restream', cores: +restreamCores.toFixed(4), what: 'ffmpeg: H.264 copied, Opus → AAC 128k, FLV over RTMP', sentKbps: Math.round(kbps), toLiveMs, reconnects, stillLive },
+  { ...common, measurement: 'restream', cores: +restreamCores.toFixed(4), what: 'ffmpeg: H.264 copied, Opus → AAC 128k, FLV over RTMP', sentKbps: Math.round(kbps), proxyKbps: Math.round(proxyKbps), toLiveMs, reconnects, stillLive },
   { ...common, measurement: 'h264-rendition', cores: +encoderCores.toFixed(4), what: 'the H.264 encoder added for the restream (baseline: encoding the video a copy avoids)' },
-  { ...common, measurement: 'node', cores: +nodeCores.toFixed(4), what: 'this process: mixer, 1 presenter, RTP to ffmpeg' },
+  { ...common, measurement: 'node', cores: +nodeCores.toFixed(4), what: 'this process: mixer, 1 presenter, RTP to ffmpeg, the key proxy relaying its RTMP' },
 ];
 const ratio = encoderCores / Math.max(restreamCores, 1e-6);
 if (values.json) {

@@ -21,10 +21,12 @@
  * went live, the restream gives up: state `failed`. A run that goes quiet (no progress for
  * `stallTimeoutMs`, or never live within `startTimeoutMs`) is killed and retried.
  *
- * The stream key: the URL is on ffmpeg's command line, the only way ffmpeg 5.1 takes an output
- * URL (readable in /proc/<pid>/cmdline by local users of the machine unless /proc is mounted with
- * hidepid=2, see docs/restream.md). It is never logged: fluent-ffmpeg's command line is not
- * read, and every stderr line and error message is scrubbed (`scrubSecrets`) before it is kept.
+ * The stream key is never on ffmpeg's command line (readable by every local user in
+ * /proc/<pid>/cmdline): each run opens an `RtmpKeyProxy` on 127.0.0.1 and ffmpeg publishes to
+ * `rtmp://127.0.0.1:<proxy>/<app>/<placeholder>`, a fresh random placeholder of the key's byte
+ * length per run, which the proxy swaps for the key on its way to the ingest (TLS for rtmps://,
+ * done by the proxy). It is never logged: every stderr line and error message is scrubbed
+ * (`scrubSecrets`) before it is kept.
  */
 import dgram from 'node:dgram';
 import { readFile } from 'node:fs/promises';
@@ -37,6 +39,7 @@ import { processCpuTimeMs, resolveFfmpeg } from '@mcu/codec';
 import type { ProcessLog } from '@mcu/codec';
 import type { ProgramStream, RestreamProgram } from './RestreamProgram.js';
 import { scrubSecrets } from './RestreamUrl.js';
+import { RtmpKeyProxy } from './RtmpKeyProxy.js';
 import type { RestreamTarget } from './RestreamUrl.js';
 
 export type RestreamState = 'connecting' | 'live' | 'retrying' | 'failed' | 'stopped';
@@ -58,6 +61,8 @@ export interface RestreamOptions {
   /** A live run whose output has not grown for this long is killed and retried. */
   stallTimeoutMs?: number;
   stderrLines?: number;
+  /** Extra CA certificates (PEM) trusted for an rtmps:// ingest besides the system's (tests, private ingests). */
+  tlsCa?: string | Buffer;
   /** Runs, deaths and retries are logged here, the URL masked. */
   log?: ProcessLog;
 }
@@ -117,6 +122,7 @@ interface Run {
   readonly n: number;
   command: ffmpeg.FfmpegCommand | null;
   child: ChildProcess | null;
+  proxy: RtmpKeyProxy | null;
   ports: { audio: number; video: number } | null;
   startedAt: number;
   lastProgressAt: number;
@@ -129,6 +135,8 @@ interface Run {
   mediaOpen: boolean;
   timers: NodeJS.Timeout[];
   progressLine: string;
+  /** Why the key proxy's relay ended, if it did before ffmpeg. */
+  proxyEnd?: string;
 }
 
 export class Restream extends EventEmitter<RestreamEvents> {
@@ -142,7 +150,8 @@ export class Restream extends EventEmitter<RestreamEvents> {
   sendErrors = 0;
   lastError: string | null = null;
 
-  private readonly o: Required<Omit<RestreamOptions, 'id' | 'event' | 'target' | 'program' | 'log'>>;
+  private readonly o: Required<Omit<RestreamOptions, 'id' | 'event' | 'target' | 'program' | 'log' | 'tlsCa'>>;
+  private readonly tlsCa: string | Buffer | undefined;
   private readonly log: ProcessLog | undefined;
   private readonly program: RestreamProgram;
   private readonly socket: dgram.Socket;
@@ -164,7 +173,8 @@ export class Restream extends EventEmitter<RestreamEvents> {
     this.target = opts.target;
     this.program = opts.program;
     this.log = opts.log;
-    const { id: _i, event: _e, target: _t, program: _p, log: _l, ...rest } = opts;
+    const { id: _i, event: _e, target: _t, program: _p, log: _l, tlsCa, ...rest } = opts;
+    this.tlsCa = tlsCa;
     this.o = { ...RESTREAM_DEFAULTS, ...rest };
     resolveFfmpeg();
     this.socket = dgram.createSocket('udp4');
@@ -179,6 +189,11 @@ export class Restream extends EventEmitter<RestreamEvents> {
 
   get bytes(): number {
     return this.bytesBefore + (this.run?.bytes ?? 0);
+  }
+
+  /** The running run's key proxy (its placeholder and byte counts), or null. */
+  get proxy(): RtmpKeyProxy | null {
+    return this.run?.proxy ?? null;
   }
 
   /** Pid of the running ffmpeg, or null. */
@@ -253,6 +268,7 @@ export class Restream extends EventEmitter<RestreamEvents> {
       n,
       command: null,
       child: null,
+      proxy: null,
       ports: null,
       startedAt: performance.now(),
       lastProgressAt: performance.now(),
@@ -276,6 +292,22 @@ export class Restream extends EventEmitter<RestreamEvents> {
       return;
     }
     if (this.run !== run || this.closed) return;
+    // A fresh proxy and placeholder per run: ffmpeg's argv carries the placeholder, never the key.
+    const t = this.target;
+    const proxy = new RtmpKeyProxy({ protocol: t.protocol, host: t.host.replace(/^\[|\]$/g, ''), port: t.port, key: t.wireKey, ca: this.tlsCa });
+    run.proxy = proxy;
+    let proxyPort: number;
+    try {
+      proxyPort = await proxy.listen();
+    } catch (err) {
+      this.runEnded(run, `no local port for the key proxy: ${(err as Error).message}`);
+      return;
+    }
+    if (this.run !== run || this.closed) return;
+    proxy.on('end', (reason) => {
+      if (this.run === run && run.live) this.runEnded(run, reason);
+      else if (this.run === run) run.proxyEnd = reason;
+    });
     const { audio, video } = this.program;
     const cmd = ffmpeg({ stdoutLines: 0 })
       .input(Readable.from([sdpOf(ports, audio, video)]))
@@ -300,8 +332,10 @@ export class Restream extends EventEmitter<RestreamEvents> {
         '-loglevel', 'warning',
         '-progress', 'pipe:1',
         '-stats_period', '1',
+        // The tcUrl ffmpeg would send for the real URL (it would name the proxy otherwise): no key in it.
+        '-rtmp_tcurl', t.tcUrl,
       ])
-      .output(this.target.url);
+      .output(`rtmp://127.0.0.1:${proxyPort}/${t.rawAppPath}/${proxy.placeholder}`);
     run.command = cmd;
     cmd.on('start', () => {
       const child = (cmd as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc ?? null;
@@ -323,8 +357,9 @@ export class Restream extends EventEmitter<RestreamEvents> {
       this.stderrRing.push(scrubSecrets(line, this.target));
       if (this.stderrRing.length > this.o.stderrLines) this.stderrRing.shift();
     });
-    cmd.on('error', (err: Error) => this.runEnded(run, firstLine(err.message)));
-    cmd.on('end', () => this.runEnded(run, 'ffmpeg ended'));
+    // The proxy's reason (the ingest refused TLS, closed on us) says more than ffmpeg's "I/O error".
+    cmd.on('error', (err: Error) => this.runEnded(run, run.proxyEnd ? `${run.proxyEnd}; ${firstLine(err.message)}` : firstLine(err.message)));
+    cmd.on('end', () => this.runEnded(run, run.proxyEnd ?? 'ffmpeg ended'));
     cmd.run();
   }
 
@@ -418,6 +453,7 @@ export class Restream extends EventEmitter<RestreamEvents> {
     this.bytesBefore += run.bytes;
     for (const t of run.timers) clearTimeout(t);
     run.ports = null;
+    run.proxy?.close();
     const child = run.child;
     run.child = null;
     if (child) {

@@ -20,7 +20,16 @@ export interface RestreamTarget {
   readonly key: string;
   /** `rtmp://host/app/••••wxyz`: safe to show and log. */
   readonly masked: string;
+  /** The path before the key as written (not decoded): what ffmpeg is given before the placeholder. */
+  readonly rawAppPath: string;
+  /** The key as ffmpeg sends it as the stream name: the last path segment as written, query included. */
+  readonly wireKey: string;
+  /** The tcUrl ffmpeg would send for this URL (`rtmp://host:port/app`): no key in it. */
+  readonly tcUrl: string;
 }
+
+/** Longest stream key accepted (bytes): every RTMP command naming it stays inside one chunk (see RtmpKeyProxy). */
+export const MAX_KEY_BYTES = 1024;
 
 /** Longest URL accepted: stream keys are tens of characters; anything near this is not a key. */
 const MAX_URL_LENGTH = 2048;
@@ -60,7 +69,24 @@ export function parseRestreamUrl(input: string): RestreamTarget {
   const protocol = scheme as 'rtmp' | 'rtmps';
   const port = u.port ? Number(u.port) : protocol === 'rtmps' ? 443 : 1935;
   const hostPort = u.port ? `${host}:${u.port}` : host;
-  return { url: input, protocol, host, port, app, key, masked: `${protocol}://${hostPort}/${app}/${maskKey(key)}` };
+  // The path as written (ffmpeg does not decode it): the key is what follows the last '/', and a
+  // query must come after it, else ffmpeg would put the query in the RTMP app and the tcUrl, which
+  // the proxy that keeps the key off ffmpeg's command line (RtmpKeyProxy) does not rewrite.
+  const rawPath = input.slice(input.indexOf('/', input.indexOf('://') + 3));
+  const lastSlash = rawPath.lastIndexOf('/');
+  const qmark = rawPath.indexOf('?');
+  if (qmark >= 0 && qmark < lastSlash) fail('a ?query before the stream key would put it in the RTMP application: put any query after the key');
+  const rawSegments = rawPath.slice(0, lastSlash).split('/').filter((s) => s.length > 0);
+  const wireKey = rawPath.slice(lastSlash + 1);
+  if (Buffer.byteLength(wireKey) > MAX_KEY_BYTES) fail(`the stream key is longer than ${MAX_KEY_BYTES} bytes`);
+  // ffmpeg rewrites a stream name ending so (strips .flv, prefixes mp4:), which the proxy's byte swap cannot follow.
+  if (/\.(flv|mp4|f4v)$/.test(wireKey)) fail('a stream key ending in .flv, .mp4 or .f4v is not supported');
+  if (rawPath.startsWith('/ondemand/')) fail('the /ondemand/ application is not supported');
+  // ffmpeg's own split (rtmpproto.c): the app is the first segment, or the first two when there are
+  // more and the second has no ':' (an application instance); the rest is the stream name.
+  const ffApp = rawSegments.length >= 2 && !rawSegments[1].includes(':') ? `${rawSegments[0]}/${rawSegments[1]}` : rawSegments[0];
+  const tcUrl = `${protocol}://${host}:${port}/${ffApp}`;
+  return { url: input, protocol, host, port, app, key, masked: `${protocol}://${hostPort}/${app}/${maskKey(key)}`, rawAppPath: rawSegments.join('/'), wireKey, tcUrl };
 }
 
 const ANY_RTMP_URL = /rtmps?:\/\/[^\s'"]+/gi;
