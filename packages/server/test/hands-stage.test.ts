@@ -79,8 +79,12 @@ describe('a hand invited backstage', () => {
     expect(invitation.stage).toBe('backstage');
     expect(claimsOf(invitation.grant)).toMatchObject({ stage: 'backstage', pid: invitation.participant, name: 'Guest Backstage' });
 
+    // What the viewer measures at the guest's frequency before the guest joins (the codec's floor).
+    await Promise.all([viewer.connected(), host.connected(), waiting.connected()]);
+    await talk([[host, LIVE], [waiting, BACKSTAGE]], 1000);
+    const floor = heard(viewer, GUEST);
     const guest = await WebRtcClient.connect('whip', invitation.whip, invitation.grant);
-    await Promise.all([viewer.connected(), host.connected(), waiting.connected(), guest.connected()]);
+    await guest.connected();
     const pid = invitation.participant as string;
     const stages = () => api('GET', `/api/events/${ev.id}/participants`, ev.tokens.producer).then((r) => Object.fromEntries(r.json.participants.map((p: { id: string; stage: string; name?: string }) => [p.id, `${p.stage}:${p.name ?? ''}`])));
     expect((await stages())[pid]).toBe('backstage:Guest Backstage');
@@ -93,6 +97,7 @@ describe('a hand invited backstage', () => {
     const viewerLive = heard(viewer, LIVE);
     expect(viewerLive).toBeGreaterThan(1000);
     expect(heard(viewer, GUEST)).toBeLessThan(viewerLive / 1000);
+    console.log(`viewer at ${GUEST} Hz: ${floor.toExponential(2)} before the guest joined, ${heard(viewer, GUEST).toExponential(2)} with the guest backstage`);
     expect(heard(viewer, BACKSTAGE)).toBeLessThan(viewerLive / 1000);
     const guestLive = heard(guest, LIVE);
     expect(guestLive).toBeGreaterThan(1000);
