@@ -96,7 +96,7 @@ export class McuNode {
   /** Conditions of `/readyz` beyond the node's own (cluster roles add theirs: bus, registration). */
   readonly readinessChecks: ReadinessCheck[] = [];
   private readonly sseClients = new Set<ServerResponse>();
-  /** Raised hands and invitations (hands.md): the queue, and the viewers' event streams by hand. */
+  /** Raised hands and invitations (docs/production.md): the queue, and the viewers' event streams by hand. */
   readonly hands: HandDesk;
   readonly handStreams = new HandStreams();
   readonly handLimits = newHandLimits();
