@@ -196,7 +196,7 @@ clientOptions(event.command('invite'))
   .argument('<hand>', 'hand id (see mcu event hands)')
   .addOption(new Option('--stage <stage>', 'where the guest joins: backstage (the default: check it, then mcu event stage … live) or live').choices(['live', 'backstage']))
   .description("invite a raised hand on stage: the viewer's page gets a single-use presenter grant and joins with its camera and microphone")
-  .addHelpText('after', examples('mcu event invite 3f2a9c h-5kq2', 'mcu event invite 3f2a9c h-5kq2 --stage live --json'))
+  .addHelpText('after', examples('mcu event invite 3f2a9c 7pQm1xZ0aK3vT9bW2cYd4e', 'mcu event invite 3f2a9c 7pQm1xZ0aK3vT9bW2cYd4e --stage live --json'))
   .action(async (id: string, hand: string, flags: Flags) => (await handCommands()).invite(id, hand, flags));
 
 const restreamCommands = () => import('./RestreamCommands.js');
