@@ -315,7 +315,11 @@ export class McuNode {
       if (info && body.stage !== undefined) {
         const from = info.stage;
         info = e.mixer.setStage(params.pid, body.stage);
-        if (info && from !== body.stage) this.log.info({ event: e.id, participant: params.pid, stage: body.stage }, body.stage === 'live' ? 'presenter live' : 'presenter backstage');
+        if (info && from !== body.stage) {
+          this.log.info({ event: e.id, participant: params.pid, stage: body.stage }, body.stage === 'live' ? 'presenter live' : 'presenter backstage');
+          // A guest from the audience: its page shows where it is now.
+          this.hands.moved(e.id, params.pid, body.stage);
+        }
       }
       if (!info) throw new NotFoundError(`participant ${params.pid} not found`, 'participant_not_found');
       json(res, 200, info);

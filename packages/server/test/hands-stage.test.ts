@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateSecret, type TokenClaims } from '@mcu/control';
+import { generateSecret, handNoticeSchema, type TokenClaims } from '@mcu/control';
 import { McuNode } from '../src/index.js';
 import { sleep, tonePower } from '../../mixer/test/peer.js';
 import { LOOPBACK, WebRtcClient } from '../../webrtc/test/client.js';
@@ -109,6 +109,8 @@ describe('a hand invited backstage', () => {
     const live = await api('PATCH', `/api/events/${ev.id}/participants/${pid}`, ev.tokens.producer, { stage: 'live' });
     expect(live.status).toBe(200);
     expect(live.json).toMatchObject({ id: pid, stage: 'live' });
+    // Its page is told where it is now.
+    expect((await page.next((e) => e.event === 'moved')).data).toMatchObject({ hand: hand.id, stage: 'live' });
     const movedAt = viewer.received.length;
     await talk(all, 1000);
     expect(tonePower(viewer.decodeReceived(movedAt), GUEST)).toBeGreaterThan(1000);
@@ -118,11 +120,22 @@ describe('a hand invited backstage', () => {
 
     // Back to backstage: out of the program, still on stage (its session and hand stay; no notice to its page).
     expect((await api('PATCH', `/api/events/${ev.id}/participants/${pid}`, ev.tokens.producer, { stage: 'backstage' })).status).toBe(200);
+    expect((await page.next((e) => e.event === 'moved' && e.data.stage === 'backstage')).data.hand).toBe(hand.id);
+    // Other participants' moves are nobody's notice; nor is a patch that leaves the guest where it is.
+    await api('PATCH', `/api/events/${ev.id}/participants/waiting-1`, ev.tokens.producer, { stage: 'live' });
+    await api('PATCH', `/api/events/${ev.id}/participants/${pid}`, ev.tokens.producer, { stage: 'backstage', muted: false });
+    await api('PATCH', `/api/events/${ev.id}/participants/waiting-1`, ev.tokens.producer, { stage: 'backstage' });
     await talk(all, 800);
+    expect(page.events.filter((e) => e.event === 'moved').map((e) => e.data.stage)).toEqual(['live', 'backstage']);
     expect(heard(viewer, GUEST, 15)).toBeLessThan(heard(viewer, LIVE, 15) / 1000);
     expect(heard(guest, LIVE, 15)).toBeGreaterThan(1000);
     expect((await api('GET', `/api/events/${ev.id}/hands`, ev.tokens.producer)).json.hands[0]).toMatchObject({ id: hand.id, state: 'on_stage' });
     expect(page.events.filter((e) => e.event === 'done' || e.event === 'lowered')).toEqual([]);
+    // A moved notice is checked like the others: `moved` needs its stage, a stage belongs to `moved`.
+    const notice = { v: 1, event: ev.id, hand: hand.id, at: Date.now() };
+    expect(handNoticeSchema.safeParse({ ...notice, kind: 'moved', stage: 'live' }).success).toBe(true);
+    expect(handNoticeSchema.safeParse({ ...notice, kind: 'moved' }).success).toBe(false);
+    expect(handNoticeSchema.safeParse({ ...notice, kind: 'done', stage: 'live' }).success).toBe(false);
     // On stage already: a second invitation is a conflict.
     expect((await api('POST', `/api/events/${ev.id}/hands/${hand.id}/invite`, ev.tokens.producer, { stage: 'live' })).status).toBe(409);
 

@@ -126,6 +126,7 @@ describe("the producer's workflow in Chromium: backstage, on air, a guest from t
       await waitFor(guest, 'window.mcu.stage && window.mcu.stage.connected', 15_000);
       console.log(`invite click → guest connected backstage: ${((performance.now() - tInvite) / 1000).toFixed(2)} s`);
       expect(await guest.isVisible('[data-testid="leave-stage"]')).toBe(true);
+      expect(await guest.textContent('#stage-name')).toBe('backstage');
       expect(await viewer.evaluate('[window.mcu.stage, window.mcu.connected]')).toEqual([null, true]);
       const guestRow = producer.locator(backstageRows, { hasText: 'Quinn' });
       await guestRow.waitFor({ timeout: 10_000 });
@@ -164,6 +165,9 @@ describe("the producer's workflow in Chromium: backstage, on air, a guest from t
       expect(bothGuest - backstage.viewerGuest).toBeGreaterThan(40);
       expect(mmA - mmSelf).toBeGreaterThan(20);
       await producer.waitForSelector(`#participants-live tr[data-id="${pidGuest}"]`, { timeout: 5000 });
+      // The guest's page shows where it is now.
+      await waitFor(guest, 'window.mcu.stage.stage === "live"', 5000);
+      expect(await guest.textContent('#stage-name')).toBe('live');
 
       // 4. The guest leaves: its WHIP session ends, its hand is done, it watches the program again.
       await guest.click('[data-testid="leave-stage"]');
