@@ -218,11 +218,11 @@ export const viewerHandOperations: OperationTable = {
     errors: rateLimited,
   },
   'DELETE /api/events/:id/hands/:hid': {
-    summary: 'Lower a hand (the producer any, a viewer its own)',
+    summary: 'Lower a hand (the producer any, a viewer its own); a guest on stage is kicked instead',
     tag: 'hands',
     auth: ['producer', 'viewer'],
     ok: { status: 204, description: 'lowered' },
-    errors: rateLimited,
+    errors: { ...rateLimited, 409: 'the guest is on stage: kick its participant to end it (code hand_on_stage)' },
   },
 };
 

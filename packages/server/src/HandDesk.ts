@@ -8,6 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import {
+  ConflictError,
   ForbiddenError,
   handDefaults,
   handIdFor,
@@ -112,12 +113,20 @@ export class HandDesk extends EventEmitter<HandDeskEvents> {
     return { hand: handView(hand), invitation: { stage: inv.stage, participant: inv.participant, grant, whip: this.#opts.whipUrl(event), expiresAt: inv.expiresAt } };
   }
 
-  /** Lowers a hand: the producer any, a viewer only its own (403 for another's). */
+  /**
+   * Lowers a hand: the producer any, a viewer only its own (403 for another's). A guest on stage is
+   * not lowered (409): its time on stage ends when it leaves or is kicked, and then its hand goes.
+   */
   async lower(event: string, id: string, claims: TokenClaims): Promise<Hand> {
     if (claims.role === 'viewer' && handIdFor(event, viewerKeyOf(claims)) !== id) {
       throw new ForbiddenError("a viewer may lower only its own hand", 'forbidden_hand');
     }
-    const hand = await (await this.#queue).remove(event, id);
+    const queue = await this.#queue;
+    const current = await queue.get(event, id);
+    if (current?.invitation?.joinedAt !== undefined) {
+      throw new ConflictError(`hand ${id} is on stage as participant ${current.invitation.participant}: kick it (DELETE /api/events/${event}/participants/${current.invitation.participant}) to end its time on stage`, 'hand_on_stage');
+    }
+    const hand = await queue.remove(event, id);
     this.#notify({ v: 1, event, hand: id, kind: 'lowered', at: Date.now() });
     return hand;
   }

@@ -136,6 +136,12 @@ describe('a hand invited backstage', () => {
     expect(handNoticeSchema.safeParse({ ...notice, kind: 'moved', stage: 'live' }).success).toBe(true);
     expect(handNoticeSchema.safeParse({ ...notice, kind: 'moved' }).success).toBe(false);
     expect(handNoticeSchema.safeParse({ ...notice, kind: 'done', stage: 'live' }).success).toBe(false);
+    // On stage, its hand is not lowered (by the producer or itself): kicking ends it.
+    const lowered = await api('DELETE', `/api/events/${ev.id}/hands/${hand.id}`, ev.tokens.producer);
+    expect(lowered.status).toBe(409);
+    expect(lowered.json.error.code).toBe('hand_on_stage');
+    expect(lowered.json.error.message).toContain(pid);
+    expect((await api('DELETE', `/api/events/${ev.id}/hands/${hand.id}`, guestToken)).status).toBe(409);
     // On stage already: a second invitation is a conflict.
     expect((await api('POST', `/api/events/${ev.id}/hands/${hand.id}/invite`, ev.tokens.producer, { stage: 'live' })).status).toBe(409);
 

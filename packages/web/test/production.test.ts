@@ -133,6 +133,9 @@ describe("the producer's workflow in Chromium: backstage, on air, a guest from t
       const pidGuest = (await guestRow.getAttribute('data-id'))!;
       expect(pidGuest).toMatch(/^guest-/);
       await producer.waitForSelector('[data-testid="hand"][data-state="on_stage"]');
+      // On stage its hand is neither invited again nor lowered from the queue (Kick ends it).
+      expect(await producer.isDisabled('[data-testid="hand"] [data-testid="lower-hand"]')).toBe(true);
+      expect(await producer.isDisabled('[data-testid="hand"] [data-testid="invite"][data-stage="live"]')).toBe(true);
       // Backstage the guest hears the program (A), not itself; the viewer hears A, not the guest.
       await waitFor(guest, `window.mcu.probe && window.mcu.probe.powerAt(${A}) > ${PRESENT}`, 15_000);
       await new Promise((r) => setTimeout(r, 1500));
