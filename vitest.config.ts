@@ -18,8 +18,6 @@ const timing = [
   // Chromium publishing and watching through the node's one WebRTC UDP port.
   'packages/web/test/browser-rtc-port.test.ts',
   'packages/web/test/console.test.ts',
-  // Backstage and on air: a presenter, a viewer and the producer console in Chromium.
-  'packages/web/test/stage.test.ts',
   // Headless Firefox (firefox-esr over WebDriver BiDi) publishing and watching.
   'packages/web/test/firefox.test.ts',
   // Lip sync: beep-to-flash skew measured on the decoded program, in milliseconds.
@@ -33,8 +31,8 @@ const timing = [
   'packages/server/test/restream-key.test.ts',
   // The console's Restream panel in Chromium, pushing to nginx-rtmp.
   'packages/web/test/restream-panel.test.ts',
-  // A viewer raises its hand and is brought on stage: four Chromium pages, tones heard.
-  'packages/web/test/hands.test.ts',
+  // The producer's workflow (#14): backstage, on air, a viewer's hand brought on stage; four Chromium pages, tones heard.
+  'packages/web/test/production.test.ts',
   // Mixer failover: takeover time, program gaps and the old holder's silence, in milliseconds.
   'packages/cluster/test/failover.test.ts',
   // A presenter page and a relay viewer page across a mixer SIGKILL (Chromium).

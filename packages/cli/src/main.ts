@@ -1,4 +1,4 @@
-import { Argument, Command, CommanderError } from 'commander';
+import { Argument, Command, CommanderError, Option } from 'commander';
 import { CliError } from './CliError.js';
 import { benches, type BenchName } from './BenchCommand.js';
 
@@ -117,7 +117,7 @@ clusterOptions(nodeOptions(common(program.command('cluster'), 'print the mixer a
 
 const event = program
   .command('event')
-  .description("manage events through a node's HTTP API (create, list, show, end, layout, mute, stage, kick)")
+  .description("manage events through a node's HTTP API (create, list, show, end, layout, mute, stage, kick, hands, invite)")
   .addHelpText('after', examples('export MCU_URL=http://127.0.0.1:8080 MCU_TOKEN=<admin token>', 'mcu event create "Town hall"', 'mcu event list --json'));
 
 clientOptions(event.command('create'))
@@ -190,6 +190,22 @@ clientOptions(event.command('kick'))
   .description('remove a participant from an event (its WebRTC session or RTP socket is closed)')
   .addHelpText('after', examples('mcu event kick 3f2a9c p-7d1e'))
   .action(async (id: string, participant: string, flags: Flags) => (await eventCommands()).kick(id, participant, flags));
+
+const handCommands = () => import('./HandCommands.js');
+
+clientOptions(event.command('hands'))
+  .argument('<event>', 'event id')
+  .description("list an event's raised hands in the order they were raised: hand id, viewer's name, state (raised, invited, on stage), waiting time")
+  .addHelpText('after', examples('mcu event hands 3f2a9c', 'mcu event hands 3f2a9c --json | jq -r ".hands[0].id"'))
+  .action(async (id: string, flags: Flags) => (await handCommands()).hands(id, flags));
+
+clientOptions(event.command('invite'))
+  .argument('<event>', 'event id')
+  .argument('<hand>', 'hand id (see mcu event hands)')
+  .addOption(new Option('--stage <stage>', 'where the guest joins: backstage (the default: check it, then mcu event stage … live) or live').choices(['live', 'backstage']))
+  .description("invite a raised hand on stage: the viewer's page gets a single-use presenter grant and joins with its camera and microphone")
+  .addHelpText('after', examples('mcu event invite 3f2a9c 7pQm1xZ0aK3vT9bW2cYd4e', 'mcu event invite 3f2a9c 7pQm1xZ0aK3vT9bW2cYd4e --stage live --json'))
+  .action(async (id: string, hand: string, flags: Flags) => (await handCommands()).invite(id, hand, flags));
 
 const restreamCommands = () => import('./RestreamCommands.js');
 const restream = program

@@ -112,6 +112,40 @@ describe('mcu event against a running node', () => {
     await mcu('event', 'end', ev.id);
   });
 
+  it('lists raised hands and invites one on stage (backstage by default, --stage live)', async () => {
+    const ev = JSON.parse((await mcu('event', 'create', '--json')).stdout) as { id: string; tokens: Record<string, string> };
+    expect((await mcu('event', 'hands', ev.id)).stdout).toBe(`no raised hands in event ${ev.id}\n`);
+    const raise = async (name: string) => {
+      const res = await fetch(`${url}/api/events/${ev.id}/hands`, { method: 'POST', headers: { authorization: `Bearer ${ev.tokens.viewer}`, 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+      expect(res.status).toBe(201);
+      return ((await res.json()) as { id: string }).id;
+    };
+    const own = async (name: string) => {
+      const res = await fetch(`${url}/api/events/${ev.id}/viewer-tokens`, { method: 'POST', headers: { authorization: `Bearer ${ev.tokens.viewer}`, 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+      return ((await res.json()) as { token: string }).token;
+    };
+    ev.tokens.viewer = await own('Ada');
+    const ada = await raise('Ada');
+    ev.tokens.viewer = await own('Grace Hopper');
+    const grace = await raise('Grace Hopper');
+    const table = (await mcu('event', 'hands', ev.id)).stdout.split('\n');
+    expect(table[0]).toMatch(/^HAND +NAME +STATE +WAITING +STAGE +PARTICIPANT/);
+    expect(table[1]).toMatch(new RegExp(`^${ada} +Ada +raised +\\d+ s +- +-`));
+    expect(table[2]).toMatch(new RegExp(`^${grace} +Grace Hopper +raised`));
+    const invited = (await mcu('event', 'invite', ev.id, ada)).stdout;
+    expect(invited).toMatch(new RegExp(`^Ada \\(hand ${ada}\\) invited backstage as participant guest-`));
+    const live = JSON.parse((await mcu('event', 'invite', ev.id, grace, '--stage', 'live', '--json')).stdout);
+    expect(live).toMatchObject({ id: grace, state: 'invited', invitation: { stage: 'live' } });
+    const listed = JSON.parse((await mcu('event', 'hands', ev.id, '--json')).stdout) as { hands: Array<{ id: string; invitation: { stage: string } }> };
+    expect(listed.hands.map((h) => [h.id, h.invitation.stage])).toEqual([[ada, 'backstage'], [grace, 'live']]);
+    const bad = await run(['event', 'invite', ev.id, ada, '--stage', 'green-room'], env);
+    expect(bad.code).toBe(2);
+    const unknown = await run(['event', 'invite', ev.id, 'no-such-hand'], env);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toMatch(/404|not found/i);
+    await mcu('event', 'end', ev.id);
+  });
+
   it('a refused token, an unreachable node and a bad option each give a clear message and a non-zero exit', async () => {
     const closedPort = await freePort();
     const before = (await api('GET', '/api/events')).json.events.length;

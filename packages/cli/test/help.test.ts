@@ -11,7 +11,7 @@ const commands = [
   ['relay'],
   ['cluster'],
   ['event'],
-  ...['create', 'list', 'show', 'end', 'layout', 'move', 'mute', 'stage', 'kick'].map((c) => ['event', c]),
+  ...['create', 'list', 'show', 'end', 'layout', 'move', 'mute', 'stage', 'kick', 'hands', 'invite'].map((c) => ['event', c]),
   ['restream'],
   ...['start', 'list', 'stop'].map((c) => ['restream', c]),
   ['recording'],

@@ -66,7 +66,7 @@ export const relayOperations: OperationTable = {
     errors: { 503: 'the relay serves its maximum of plain-RTP viewers, or is draining' },
   },
   'DELETE /rtp-viewers/:id/:vid': { summary: 'Remove a plain-RTP viewer', tag: 'viewers', auth: viewerRoles, tokenInQuery: true, ok: { status: 204, description: 'removed' } },
-  // A viewer's hand, forwarded to the event's mixer over NATS (hands.md).
+  // A viewer's hand, forwarded to the event's mixer over NATS (docs/production.md).
   ...Object.fromEntries(
     Object.entries(viewerHandOperations).map(([k, op]) => [k, { ...op, errors: { ...op.errors, 503: "the event's mixer did not answer" } }]),
   ),

@@ -106,7 +106,7 @@ describe('raised hands across a cluster: mixer + 2 relays over NATS', () => {
     expect((await call(`${world.node.url}/api/events/${event.id}/hands/${b.id}`, 'DELETE', event.tokens.producer)).status).toBe(204);
   });
 
-  it("the invitation reaches the viewer's stream on its relay; the grant joins once at the mixer; leaving tells the page", async () => {
+  it("the invitation reaches the viewer's stream on its relay; the grant joins once at the mixer; a move and leaving tell the page", async () => {
     const [, r2] = world.relays;
     const token = await viewerToken('Guest On Relay');
     const page = await stream(r2.url, token);
@@ -128,6 +128,9 @@ describe('raised hands across a cluster: mixer + 2 relays over NATS', () => {
     const guest = await WebRtcClient.connect('whip', whip, grant);
     expect(guest.location).toBe(`/whip/${event.id}/${participant}`);
     await expect(WebRtcClient.connect('whip', whip, grant)).rejects.toThrow(/answered 403/);
+    // The producer moves the guest backstage at the mixer: its page on the relay is told.
+    expect((await call(`${world.node.url}/api/events/${event.id}/participants/${participant}`, 'PATCH', event.tokens.producer, { stage: 'backstage' })).status).toBe(200);
+    expect((await page.next((e) => e.event === 'moved')).data).toMatchObject({ hand: hand.id, stage: 'backstage' });
     await guest.hangUp();
     await page.next((e) => e.event === 'done' && e.data.hand === hand.id);
     const kv = await bus.kv(subjects(CLUSTER).buckets.hands);

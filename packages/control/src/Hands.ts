@@ -92,13 +92,14 @@ export type HandReply = z.infer<typeof handReplySchema>;
 /**
  * What happened to a hand, for the page of its viewer (`event.<id>.hand`): `invited` carries the
  * invitation with its single-use presenter grant and the WHIP URL; `lowered` (by the producer or
- * the viewer); `done` (the guest left the stage or was removed: back to watching).
+ * the viewer); `moved` (the producer moved the guest live or backstage: `stage`); `done` (the
+ * guest left the stage or was removed: back to watching).
  */
 export const handNoticeSchema = z.object({
   v: v1,
   event: safeIdSchema,
   hand: safeIdSchema,
-  kind: z.enum(['invited', 'lowered', 'done']),
+  kind: z.enum(['invited', 'lowered', 'moved', 'done']),
   invitation: z
     .object({
       stage: stageSchema,
@@ -108,8 +109,12 @@ export const handNoticeSchema = z.object({
       expiresAt: timestampMs,
     })
     .optional(),
+  /** `moved`: where the guest is now. */
+  stage: stageSchema.optional(),
   at: timestampMs,
-}).refine((n) => (n.kind === 'invited') === (n.invitation !== undefined), { message: 'an invitation comes with `invited` only', path: ['invitation'] });
+})
+  .refine((n) => (n.kind === 'invited') === (n.invitation !== undefined), { message: 'an invitation comes with `invited` only', path: ['invitation'] })
+  .refine((n) => (n.kind === 'moved') === (n.stage !== undefined), { message: 'a stage comes with `moved` only', path: ['stage'] });
 export type HandNotice = z.infer<typeof handNoticeSchema>;
 
 /** Who a viewer is for its hand: the token's subject if it has one, else the token itself (jti). */

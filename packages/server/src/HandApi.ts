@@ -81,6 +81,7 @@ export class HandStreams {
 /** `sentAt`: when this node wrote it to the page (ms since the epoch), for measuring the last hop apart. */
 export function sendNotice(send: SendEvent, notice: HandNotice): void {
   if (notice.kind === 'invited') send('invited', { hand: notice.hand, invitation: notice.invitation, sentAt: Date.now() });
+  else if (notice.kind === 'moved') send('moved', { hand: notice.hand, stage: notice.stage, sentAt: Date.now() });
   else send(notice.kind, { hand: notice.hand, sentAt: Date.now() });
 }
 
@@ -217,11 +218,11 @@ export const viewerHandOperations: OperationTable = {
     errors: rateLimited,
   },
   'DELETE /api/events/:id/hands/:hid': {
-    summary: 'Lower a hand (the producer any, a viewer its own)',
+    summary: 'Lower a hand (the producer any, a viewer its own); a guest on stage is kicked instead',
     tag: 'hands',
     auth: ['producer', 'viewer'],
     ok: { status: 204, description: 'lowered' },
-    errors: rateLimited,
+    errors: { ...rateLimited, 409: 'the guest is on stage: kick its participant to end it (code hand_on_stage)' },
   },
 };
 
@@ -229,7 +230,7 @@ export const viewerHandOperations: OperationTable = {
 export const handOperations: OperationTable = {
   'GET /api/events/:id/stream': {
     summary:
-      "Server-sent events: speakers, dominant speaker, levels (4/s), participants, ended; a viewer's own hand (`hand`, `invited` with a single-use grant, `lowered`, `done`); for producers the queue (`hands` once, then `hand-update`). `?events=hands`: the hand events (and ended) only",
+      "Server-sent events: speakers, dominant speaker, levels (4/s), participants, ended; a viewer's own hand (`hand`, `invited` with a single-use grant, `lowered`, `moved` live or backstage, `done`); for producers the queue (`hands` once, then `hand-update`). `?events=hands`: the hand events (and ended) only",
     tag: 'events',
     auth: ['producer', 'presenter', 'viewer'],
     tokenInQuery: true,

@@ -8,6 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import {
+  ConflictError,
   ForbiddenError,
   handDefaults,
   handIdFor,
@@ -60,6 +61,8 @@ export class HandDesk extends EventEmitter<HandDeskEvents> {
   /** The in-memory home of the queue (single node); replaced by the cluster's with `useQueue`. */
   #localBus: InProcessBus | null;
   readonly #opts: HandDeskOptions;
+  /** The guests on stage on this node: `<event>/<participant>` → their hand. */
+  readonly #guests = new Map<string, string>();
   #closed = false;
 
   constructor(opts: HandDeskOptions) {
@@ -110,12 +113,20 @@ export class HandDesk extends EventEmitter<HandDeskEvents> {
     return { hand: handView(hand), invitation: { stage: inv.stage, participant: inv.participant, grant, whip: this.#opts.whipUrl(event), expiresAt: inv.expiresAt } };
   }
 
-  /** Lowers a hand: the producer any, a viewer only its own (403 for another's). */
+  /**
+   * Lowers a hand: the producer any, a viewer only its own (403 for another's). A guest on stage is
+   * not lowered (409): its time on stage ends when it leaves or is kicked, and then its hand goes.
+   */
   async lower(event: string, id: string, claims: TokenClaims): Promise<Hand> {
     if (claims.role === 'viewer' && handIdFor(event, viewerKeyOf(claims)) !== id) {
       throw new ForbiddenError("a viewer may lower only its own hand", 'forbidden_hand');
     }
-    const hand = await (await this.#queue).remove(event, id);
+    const queue = await this.#queue;
+    const current = await queue.get(event, id);
+    if (current?.invitation?.joinedAt !== undefined) {
+      throw new ConflictError(`hand ${id} is on stage as participant ${current.invitation.participant}: kick it (DELETE /api/events/${event}/participants/${current.invitation.participant}) to end its time on stage`, 'hand_on_stage');
+    }
+    const hand = await queue.remove(event, id);
     this.#notify({ v: 1, event, hand: id, kind: 'lowered', at: Date.now() });
     return hand;
   }
@@ -156,11 +167,22 @@ export class HandDesk extends EventEmitter<HandDeskEvents> {
     if (hand === null) return null;
     if (claims.pid === undefined) throw new ForbiddenError('an invitation grant must name its participant', 'invitation_invalid');
     await (await this.#queue).claim(event, hand, claims.pid);
+    this.#guests.set(`${event}/${claims.pid}`, hand);
     return hand;
+  }
+
+  /**
+   * The producer moved a participant live or backstage: when it is a guest on stage here, its page
+   * is told where it is now (`moved`). Other participants: nothing.
+   */
+  moved(event: string, participant: string, stage: Stage): void {
+    const hand = this.#guests.get(`${event}/${participant}`);
+    if (hand !== undefined) this.#notify({ v: 1, event, hand, kind: 'moved', stage, at: Date.now() });
   }
 
   /** The guest's WHIP session ended (it left the stage, or was removed): its hand is done. */
   async guestLeft(event: string, hand: string): Promise<void> {
+    for (const [key, h] of this.#guests) if (h === hand && key.startsWith(`${event}/`)) this.#guests.delete(key);
     try {
       await (await this.#queue).remove(event, hand);
     } catch {
@@ -171,12 +193,14 @@ export class HandDesk extends EventEmitter<HandDeskEvents> {
 
   /** The event ended: its queue goes. */
   async endEvent(event: string): Promise<void> {
+    for (const key of this.#guests.keys()) if (key.startsWith(`${event}/`)) this.#guests.delete(key);
     await (await this.#queue).clear(event).catch(() => undefined);
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#guests.clear();
     (await this.#queue.catch(() => null))?.close();
     await this.#localBus?.close();
   }

@@ -101,7 +101,7 @@ export class McuNode {
   /** Recordings of this node's events (docs/recording.md). */
   readonly recordings: NodeRecordings;
   private readonly sseClients = new Set<ServerResponse>();
-  /** Raised hands and invitations (hands.md): the queue, and the viewers' event streams by hand. */
+  /** Raised hands and invitations (docs/production.md): the queue, and the viewers' event streams by hand. */
   readonly hands: HandDesk;
   readonly handStreams = new HandStreams();
   readonly handLimits = newHandLimits();
@@ -333,7 +333,11 @@ export class McuNode {
       if (info && body.stage !== undefined) {
         const from = info.stage;
         info = e.mixer.setStage(params.pid, body.stage);
-        if (info && from !== body.stage) this.log.info({ event: e.id, participant: params.pid, stage: body.stage }, body.stage === 'live' ? 'presenter live' : 'presenter backstage');
+        if (info && from !== body.stage) {
+          this.log.info({ event: e.id, participant: params.pid, stage: body.stage }, body.stage === 'live' ? 'presenter live' : 'presenter backstage');
+          // A guest from the audience: its page shows where it is now.
+          this.hands.moved(e.id, params.pid, body.stage);
+        }
       }
       if (!info) throw new NotFoundError(`participant ${params.pid} not found`, 'participant_not_found');
       json(res, 200, info);

@@ -32,7 +32,7 @@ export function consoleHands({ api, el, fail, state }) {
         el(
           'td',
           {},
-          invited ? el('span', { class: 'badge' }, h.state === 'on_stage' ? `on stage (${h.invitation.stage})` : `invited (${h.invitation.stage})`) : '',
+          invited ? el('span', { class: 'badge' }, h.state === 'on_stage' ? 'on stage' : `invited (${h.invitation.stage})`) : '',
           ' ',
           el('button', { type: 'button', dataset: { testid: 'invite', stage: 'live' }, onclick: () => invite(h.id, 'live') }, 'Invite live'),
           ' ',
@@ -43,7 +43,12 @@ export function consoleHands({ api, el, fail, state }) {
       );
     });
     // A guest on stage cannot be invited again.
-    for (const row of rows) for (const b of row.querySelectorAll('[data-testid="invite"]')) b.disabled = row.dataset.state === 'on_stage';
+    // A guest on stage cannot be lowered either: Kick in the participants list ends its time on stage.
+    for (const row of rows) {
+      const onStage = row.dataset.state === 'on_stage';
+      for (const b of row.querySelectorAll('[data-testid="invite"], [data-testid="lower-hand"]')) b.disabled = onStage;
+      if (onStage) row.querySelector('[data-testid="lower-hand"]').title = 'on stage: Kick the guest in the participants list to end it';
+    }
     $('hands').tBodies[0].replaceChildren(...rows);
     $('no-hands').hidden = rows.length > 0;
     $('hand-count').textContent = rows.length ? `(${rows.length})` : '';

@@ -95,7 +95,7 @@ export function startHands({ state, eventId, token, stopWatching, watchAgain, q 
     render();
   }
 
-  /** The node's event stream: the hand's state, invitations, lowered, done. */
+  /** The node's event stream: the hand's state, invitations, lowered, moved, done. */
   function listen() {
     events?.close();
     events = new EventSource(`${state.nodeOrigin}/api/events/${encodeURIComponent(eventId)}/stream?events=hands&token=${encodeURIComponent(handToken ?? token)}`);
@@ -112,6 +112,13 @@ export function startHands({ state, eventId, token, stopWatching, watchAgain, q 
     // Only for the hand this page raised (a stream on a shared token would hear another's).
     on('invited', ({ hand, invitation }) => {
       if (handToken && state.hand?.id === hand) void goOnStage(invitation);
+    });
+    // The producer moved this guest live or backstage (same session: nothing to renegotiate).
+    on('moved', ({ hand, stage }) => {
+      if (!state.stage || state.hand?.id !== hand) return;
+      state.stage.stage = stage;
+      $('stage-name').textContent = stage;
+      render();
     });
     on('lowered', () => {
       state.hand = null;
