@@ -31,6 +31,7 @@ import { createHttpServer, json, listen } from './HttpFront.js';
 import { Metrics } from './Metrics.js';
 import type { RouteContext } from './Router.js';
 import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody } from './Schemas.js';
+import { presenterName } from './PresenterName.js';
 import { healthRoutes, type NotReady, type ReadinessCheck } from './Readiness.js';
 import { nodeOperations, openApiDocument, type OperationTable } from './OpenApi.js';
 import { programSourceOf, WebRtcEdge } from '@mcu/webrtc';
@@ -327,7 +328,7 @@ export class McuNode {
         // ?token= too: a viewer redirected here from a mixer keeps its token in the URL, since
         // fetch and browsers drop Authorization on a cross-origin redirect.
         const token = url.searchParams.get('token');
-        this.auth.authorize(req.headers.authorization, { event: params.id, roles: [...roles] }, token);
+        const claims = this.auth.authorize(req.headers.authorization, { event: params.id, roles: [...roles] }, token);
         const e = this.registry.get(params.id);
         if (kind === 'whep' && this.viewerPlacement) {
           const target = await this.viewerPlacement(e.id, 'whep');
@@ -340,7 +341,7 @@ export class McuNode {
           }
         }
         const offer = await readSdp(req, this.config.maxBodyBytes);
-        const { session, answer } = kind === 'whip' ? await this.edge.publish(e.mixer, offer) : await this.edge.play(programSourceOf(e.mixer), offer, { rendition: url.searchParams.get('rendition') ?? undefined });
+        const { session, answer } = kind === 'whip' ? await this.edge.publish(e.mixer, offer, { name: presenterName(claims, url.searchParams) }) : await this.edge.play(programSourceOf(e.mixer), offer, { rendition: url.searchParams.get('rendition') ?? undefined });
         res.writeHead(201, {
           'content-type': 'application/sdp',
           location: `/${kind}/${e.id}/${session.id}`,

@@ -22,6 +22,8 @@ export interface OperationSpec {
   auth: 'none' | readonly Role[];
   /** The token may also come as `?token=` (EventSource, and viewers after a 307 to a relay). */
   tokenInQuery?: boolean;
+  /** Optional query parameters besides `token`, with what each does. */
+  query?: Record<string, string>;
   /** A JSON body validated with this schema, or an SDP offer. */
   body?: z.ZodType | 'sdp';
   /** The success response. */
@@ -111,6 +113,7 @@ export function webrtcOperations(kind: 'whip' | 'whep', auth: readonly Role[], s
       auth,
       tokenInQuery: true,
       body: 'sdp',
+      query: kind === 'whip' ? { name: "the presenter's display name (1–64 characters, no control characters); a `name` claim in the token wins" } : { rendition: 'play this rendition (e.g. 360p) instead of the one the link holds' },
       ok: { status: 201, description: 'SDP answer; Location is the session resource', content: 'sdp', headers: ['location', 'etag'] },
       errors: { 307: 'play on this relay instead (Location; the token rides in ?token=)', 503: 'the node serves its maximum of WebRTC sessions, or is draining' },
     },
@@ -137,7 +140,7 @@ const errorSchema = {
       type: 'object',
       required: ['code', 'message'],
       properties: {
-        code: { type: 'string', description: 'machine-readable, e.g. event_not_found, token_expired, validation' },
+        code: { type: 'string', description: 'machine-readable, e.g. event_not_found, token_expired, invalid_request' },
         message: { type: 'string', description: 'what was wrong, for humans' },
         field: { type: 'string', description: 'the offending field of a 400' },
       },
@@ -164,6 +167,9 @@ function operation(key: string, spec: OperationSpec) {
   const parameters: object[] = params.map((name) => ({ name, in: 'path', required: true, schema: { type: 'string' } }));
   if (spec.tokenInQuery) {
     parameters.push({ name: 'token', in: 'query', required: false, description: 'the bearer token, where a header cannot be set', schema: { type: 'string' } });
+  }
+  for (const [name, description] of Object.entries(spec.query ?? {})) {
+    parameters.push({ name, in: 'query', required: false, description, schema: { type: 'string' } });
   }
   const responses: Record<string, object> = {};
   const okContent = spec.ok.content ?? 'json';

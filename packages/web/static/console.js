@@ -219,7 +219,7 @@ function openStream(id) {
 }
 
 function label(p) {
-  return `${p.kind.toUpperCase()} ${p.id.slice(0, 8)}`;
+  return p.name ?? `${p.kind.toUpperCase()} ${p.id.slice(0, 8)}`;
 }
 
 function renderParticipants() {

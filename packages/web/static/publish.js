@@ -9,6 +9,16 @@ const status = document.getElementById('status');
 document.getElementById('event').textContent = eventId;
 if (q.get('tone')) document.getElementById('tone').value = q.get('tone');
 if (q.get('source')) document.getElementById('source').value = q.get('source');
+if (q.get('name')) document.getElementById('name').value = q.get('name');
+
+/** The WHIP URL with the display name the presenter typed (the node checks it; a named token wins). */
+function endpointWithName() {
+  const name = document.getElementById('name').value.trim();
+  if (!name) return endpoint;
+  const u = new URL(endpoint);
+  u.searchParams.set('name', name);
+  return u.toString();
+}
 
 const state = { connected: false, session: null, error: null, probe: null, stats: null };
 window.mcu = state;
@@ -63,7 +73,7 @@ async function start() {
       state.connected = pc.connectionState === 'connected';
       show(status, pc.connectionState, state.connected ? 'ok' : pc.connectionState === 'failed' ? 'err' : 'muted');
     };
-    state.session = await negotiate(pc, endpoint, token);
+    state.session = await negotiate(pc, endpointWithName(), token);
     document.getElementById('stop').disabled = false;
   } catch (err) {
     state.error = String(err.message ?? err);

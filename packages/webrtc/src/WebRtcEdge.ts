@@ -62,13 +62,14 @@ export class WebRtcEdge {
     this.maxSessions = opts.maxSessions ?? 500;
   }
 
-  async publish(event: MixerEvent, offer: string): Promise<{ session: WebRtcSession; answer: string }> {
+  /** `name`: the presenter's display name (participant list, composite label), already validated. */
+  async publish(event: MixerEvent, offer: string, opts: { name?: string } = {}): Promise<{ session: WebRtcSession; answer: string }> {
     const summary = summarizeOffer(offer);
     if (!summary.media.some((m) => m.kind === 'audio' && (m.direction === 'sendonly' || m.direction === 'sendrecv'))) {
       throw new ValidationError('a WHIP offer must send audio (sendonly or sendrecv)', 'sdp');
     }
     this.checkRoom();
-    return this.start(new WhipSession(event, this.config, this.mediaTimeoutMs, summary), offer);
+    return this.start(new WhipSession(event, this.config, this.mediaTimeoutMs, summary, opts.name), offer);
   }
 
   /** Plays a program feed: a mixer event's (`programSourceOf`) or a relay's forwarded feed. */

@@ -37,6 +37,8 @@ export class WhipSession extends WebRtcSession {
     config: Partial<PeerConfig>,
     mediaTimeoutMs: number,
     offer: OfferSummary,
+    /** The presenter's display name: in the participant JSON and on its tiles in the composite. */
+    readonly name?: string,
   ) {
     super('whip', event.id, config, mediaTimeoutMs);
     const audioSendRecv = offer.media.some((m) => m.kind === 'audio' && m.direction === 'sendrecv');
@@ -101,7 +103,7 @@ export class WhipSession extends WebRtcSession {
     const codec = videoCodecOf(track.codec?.mimeType ?? t.codecs[0]?.mimeType);
     if (codec && !this.videoSource && !this.isClosed && !this.event.isClosed) {
       try {
-        this.event.addVideoSource(this.id, codec);
+        this.event.addVideoSource(this.id, codec, this.name);
         this.videoSource = true;
         const video = this.event.videoMixer!;
         const onKeyframe = (sourceId: string) => {
@@ -136,7 +138,7 @@ export class WhipSession extends WebRtcSession {
   }
 
   override describe(): Record<string, unknown> {
-    return { ...super.describe(), videoPackets: this.videoPackets, pliSent: this.pliSent, videoError: this.videoError };
+    return { ...super.describe(), ...(this.name !== undefined ? { name: this.name } : {}), videoPackets: this.videoPackets, pliSent: this.pliSent, videoError: this.videoError };
   }
 
   protected release(): void {
