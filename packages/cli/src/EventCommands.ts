@@ -82,8 +82,8 @@ export async function show(id: string, flags: Flags): Promise<void> {
   ]);
   if (e.participants.length > 0) {
     printTable(
-      ['  ID', 'KIND', 'SPEAKING', 'MUTED'],
-      e.participants.map((p) => [`  ${p.id}`, p.kind ?? '-', p.speaking ? 'yes' : 'no', p.muted === undefined ? '-' : p.muted ? 'yes' : 'no']),
+      ['  ID', 'KIND', 'SPEAKING', 'MUTED', 'NAME'],
+      e.participants.map((p) => [`  ${p.id}`, p.kind ?? '-', p.speaking ? 'yes' : 'no', p.muted === undefined ? '-' : p.muted ? 'yes' : 'no', p.name ?? '-']),
     );
   }
 }
