@@ -115,7 +115,10 @@ export function webrtcOperations(kind: 'whip' | 'whep', auth: readonly Role[], s
       body: 'sdp',
       query: kind === 'whip' ? { name: "the presenter's display name (1–64 characters, no control characters); a `name` claim in the token wins" } : { rendition: 'play this rendition (e.g. 360p) instead of the one the link holds' },
       ok: { status: 201, description: 'SDP answer; Location is the session resource', content: 'sdp', headers: ['location', 'etag'] },
-      errors: { 307: 'play on this relay instead (Location; the token rides in ?token=)', 503: 'the node serves its maximum of WebRTC sessions, or is draining' },
+      errors: {
+        ...(kind === 'whep' ? ({ 307: 'play on this relay instead (Location; the token rides in ?token=)' } as Record<number, string>) : {}),
+        503: 'the node serves its maximum of WebRTC sessions, or is draining',
+      },
     },
     [`DELETE /${kind}/:id/:sid`]: { summary: 'End the session', tag, auth, tokenInQuery: kind === 'whep', ok: { status: 200, description: 'ended' } },
     [`PATCH /${kind}/:id/:sid`]: { summary: 'Trickle ICE / ICE restart: not supported', tag, auth, ok: { status: 405, description: 'always: send every candidate in the offer' } },
