@@ -78,6 +78,8 @@ function schemaText(s: JsonSchema): string {
 
 function renderOperation(key: string, op: Operation): string[] {
   const lines = [`### \`${key}\``, '', `${op.summary}. Tokens: ${tokens(op)}.`, ''];
+  const detail = (op.description ?? '').replace(/\s*Tokens: [^.]*\.$/, '').trim();
+  if (detail) lines.push(detail, '');
   const params = op.parameters ?? [];
   if (params.length > 0) {
     lines.push('| parameter | in | required | meaning |', '| --- | --- | --- | --- |');

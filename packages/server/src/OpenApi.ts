@@ -57,6 +57,7 @@ export const nodeOperations: OperationTable = {
   'GET /api/openapi.json': { summary: 'This document', tag: 'operations', auth: 'none', ok: { status: 200, description: 'OpenAPI 3.1' } },
   'POST /api/events': {
     summary: 'Create an event',
+    description: '`201 {id, name, maxSpeakers, whip, whep, tokens: {producer, presenter, viewer}}`: the tokens are issued once, here.',
     tag: 'events',
     auth: [],
     body: createEventBody,
@@ -64,12 +65,13 @@ export const nodeOperations: OperationTable = {
     errors: { 409: 'an event with this name is running', 503: 'the node runs its maximum of events, or is draining' },
   },
   'GET /api/events': { summary: 'List events (a producer token sees its own)', tag: 'events', auth: producerRoles, ok: { status: 200, description: '`{"events":[…]}`' } },
-  'GET /api/events/:id': { summary: 'An event with stats and participants', tag: 'events', auth: producerRoles, ok: { status: 200, description: 'the event' } },
-  'DELETE /api/events/:id': { summary: 'End an event', tag: 'events', auth: producerRoles, ok: { status: 204, description: 'ended' } },
-  'PUT /api/events/:id/layout': { summary: 'Set the video layout (next frame)', tag: 'events', auth: producerRoles, body: layoutBody, ok: { status: 200, description: '`{"layout":…}`' } },
-  'GET /api/events/:id/participants': { summary: 'List participants', tag: 'participants', auth: producerRoles, ok: { status: 200, description: '`{"participants":[…]}`' } },
+  'GET /api/events/:id': { summary: 'An event with stats and participants', description: 'The event with `stats` (mixer tick p50/p99, drops by reason) and `participants`.', tag: 'events', auth: producerRoles, ok: { status: 200, description: 'the event' } },
+  'DELETE /api/events/:id': { summary: 'End an event', description: 'Disconnects every presenter and viewer and frees every socket, timer and codec of the event.', tag: 'events', auth: producerRoles, ok: { status: 204, description: 'ended' } },
+  'PUT /api/events/:id/layout': { summary: 'Set the video layout (next frame)', description: '`{kind: grid|speaker|presentation, sourceId?}` or `{kind: custom, regions: [{sourceId, x, y, width, height}]}` in fractions of the canvas (0..1); the composite switches on the next frame, encoders keep running.', tag: 'events', auth: producerRoles, body: layoutBody, ok: { status: 200, description: '`{"layout":…}`' } },
+  'GET /api/events/:id/participants': { summary: 'List participants', description: 'Each with `id`, `kind` (`rtp`, `whip`), `name` (a presenter\'s display name, when given), `muted`, `speaking`, jitter-buffer, FEC and PLC counters, `avSync`.', tag: 'participants', auth: producerRoles, ok: { status: 200, description: '`{"participants":[…]}`' } },
   'PATCH /api/events/:id/participants/:pid': {
     summary: 'Mute or unmute a participant (out of speaker selection and every mix until unmuted)',
+    description: '`{muted: true|false}` on an RTP or WHIP participant: a muted one is out of speaker selection and every audio mix (never decoded for mixing; a speaker fades out in one tick) until unmuted.',
     tag: 'participants',
     auth: producerRoles,
     body: participantPatchBody,
@@ -78,12 +80,14 @@ export const nodeOperations: OperationTable = {
   'DELETE /api/events/:id/participants/:pid': { summary: 'Kick a participant (RTP socket or WebRTC session closed)', tag: 'participants', auth: producerRoles, ok: { status: 204, description: 'removed' } },
   'GET /api/events/:id/tree': {
     summary: 'The delivery tree: this node alone, or the mixer and its relays in a cluster',
+    description: 'On a single node, this node alone with the event\'s WHEP viewers; in a cluster, the mixer and its relays from the tree in KV, viewers and capacity from heartbeats (`load` = viewers / capacity).',
     tag: 'events',
     auth: producerRoles,
     ok: { status: 200, description: '`{"nodes":[{"id","role","parent","depth","viewers","capacity","load","cpu"?}]}`' },
   },
   'POST /api/events/:id/rtp-participants': {
     summary: 'Add a plain-RTP participant (Opus)',
+    description: 'Answers the `host` and `port` to send Opus RTP to, from the address and port given in the body, where the participant receives its mix (symmetric RTP, 50 packets/s).',
     tag: 'participants',
     auth: presenterRoles,
     body: rtpParticipantBody,
@@ -94,6 +98,7 @@ export const nodeOperations: OperationTable = {
   'DELETE /api/events/:id/rtp-participants/:pid': { summary: 'Remove a plain-RTP participant', tag: 'participants', auth: presenterRoles, ok: { status: 204, description: 'removed' } },
   'GET /api/events/:id/stream': {
     summary: 'Server-sent events: speakers, dominant speaker, levels (4/s), participants, ended',
+    description: 'Events: `state` on connect; `speakers` and `dominantSpeaker` as they change; `levels` 4 times a second `{participants: [{id, kind, dbov, level, muted, speaking}], dominantSpeaker}` (`dbov` is the smoothed −dBov speaker selection already has, from RFC 6464 or from frames it decoded anyway, 127 = silence; `level` = 1 − dbov/90 clamped to 0..1, for meters); `participants` (the full list, as `GET …/participants`) on connect and whenever someone joins or leaves; `ended`.',
     tag: 'events',
     auth: viewerRoles,
     tokenInQuery: true,
@@ -109,6 +114,10 @@ export function webrtcOperations(kind: 'whip' | 'whep', auth: readonly Role[], s
   return {
     [`POST /${kind}/:id`]: {
       summary,
+      description:
+        kind === 'whip'
+          ? 'The offer must send audio (Opus; video VP8 or H.264). A presenter whose audio transceiver is sendrecv receives its own mix-minus on it. Not trickled: every candidate in the offer. The session ends on DELETE, ICE/DTLS failure, or 30 s without media.'
+          : 'Without `rendition`, the viewer gets the highest rendition its offer\'s bandwidth holds and is moved as its link changes (REMB, loss), at a keyframe, in one continuous stream. The session ends on DELETE or ICE/DTLS failure (it lives while ICE consent holds).',
       tag,
       auth,
       tokenInQuery: true,
