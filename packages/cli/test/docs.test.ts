@@ -221,7 +221,7 @@ describe('docs', () => {
   });
 
   it('docs/api.md is what npm run docs:api renders from the OpenAPI documents (run it after changing a route)', () => {
-    expect(read('docs/api.md')).toBe(renderApiDocs());
+    expect(read('docs/api.md'), 'docs/api.md is stale: run npm run docs:api').toBe(renderApiDocs());
   });
 });
 

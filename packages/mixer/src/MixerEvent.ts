@@ -50,6 +50,8 @@ export interface RtpParticipantRequest {
   port: number;
   payloadType: number;
   audioLevelExtId?: number;
+  /** Display name, already validated. */
+  name?: string;
 }
 
 export interface RtpParticipantInfo extends ParticipantSummary {
@@ -273,6 +275,7 @@ export class MixerEvent {
     const remoteHost = isIP(req.host) ? req.host : (await lookup(req.host, { family: 4 })).address;
     const id = randomUUID();
     const participant = this.mixer.addParticipant(id);
+    participant.name = req.name;
     try {
       const endpoint = await RtpEndpoint.open(
         participant,
@@ -306,6 +309,7 @@ export class MixerEvent {
     return {
       id,
       kind: 'rtp',
+      ...(p.name !== undefined ? { name: p.name } : {}),
       host: this.advertiseHost,
       port: ep.port,
       remoteHost: ep.remoteHost,

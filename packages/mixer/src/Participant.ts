@@ -52,6 +52,8 @@ export class Participant {
   inSsrc = 0;
   /** Lip sync with this participant's video (set when it presents video); measured every tick. */
   lipSync: LipSync | null = null;
+  /** A plain-RTP participant's display name (WHIP sessions carry their own, with their video label). */
+  name: string | undefined = undefined;
   outSeq: number;
   readonly outTimestampBase: number;
   readonly stats: ParticipantAudioStats = {

@@ -293,13 +293,13 @@ export class McuNode {
     });
 
     r.on('POST', '/api/events/:id/rtp-participants', async ({ req, res, params }) => {
-      this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer', 'presenter'] });
+      const claims = this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer', 'presenter'] });
       const e = this.registry.get(params.id);
       const body = await readJson(req, this.config.maxBodyBytes, rtpParticipantBody);
       if (e.mixer.mixer.size >= this.config.maxParticipantsPerEvent) {
         throw new ServiceUnavailableError(`event ${e.id} has its maximum of ${this.config.maxParticipantsPerEvent} participants`, 10);
       }
-      const info = await e.mixer.addRtpParticipant(body);
+      const info = await e.mixer.addRtpParticipant({ ...body, name: claims.name ?? body.name });
       this.log.info({ event: e.id, participant: info.id, host: info.remoteHost, port: info.remotePort }, 'RTP participant joined');
       res.setHeader('location', `/api/events/${e.id}/rtp-participants/${info.id}`);
       json(res, 201, info);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { displayNameSchema } from '@mcu/control';
 
 /** Bodies of the HTTP API, one schema each; the TypeScript types are inferred from them. */
 export const createEventBody = z
@@ -14,6 +15,8 @@ export const rtpParticipantBody = z
     port: z.number().int().min(1).max(65_535),
     payloadType: z.number().int().min(0).max(127),
     audioLevelExtId: z.number().int().min(1).max(14).optional(),
+    /** Display name in the participant list (a `name` claim in the presenter's token wins). */
+    name: displayNameSchema.optional(),
   })
   .strict();
 

@@ -80,6 +80,22 @@ describe('presenter names', () => {
     await api('DELETE', `/api/events/${ev.id}`, ADMIN);
   });
 
+  it('a plain-RTP participant takes a name in its body, and a named token wins there too', async () => {
+    const ev = await createEvent();
+    const add = (token: string, name?: unknown) => api('POST', `/api/events/${ev.id}/rtp-participants`, token, { host: '127.0.0.1', port: 5004, payloadType: 111, ...(name === undefined ? {} : { name }) });
+    const plain = await add(ev.tokens.presenter, 'Gateway 7');
+    expect(plain.status).toBe(201);
+    expect(plain.json).toMatchObject({ kind: 'rtp', name: 'Gateway 7' });
+    const named = await add(issuer.issue({ event: ev.id, role: 'presenter', name: 'Dorothy Vaughan' }), 'Someone else');
+    expect(named.json.name).toBe('Dorothy Vaughan');
+    const bad = await add(ev.tokens.presenter, 'tab\there');
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.field).toBe('name');
+    const list = (await api('GET', `/api/events/${ev.id}/participants`, ev.tokens.producer)).json.participants as { name?: string }[];
+    expect(list.map((p) => p.name).sort()).toEqual(['Dorothy Vaughan', 'Gateway 7']);
+    await api('DELETE', `/api/events/${ev.id}`, ADMIN);
+  });
+
   it('a bad ?name= is a 400 naming the field, and no session is created', async () => {
     const ev = await createEvent();
     const before = node.edge.size;
