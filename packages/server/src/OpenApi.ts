@@ -42,8 +42,30 @@ const presenterRoles = ['producer', 'presenter'] as const;
 /** The all-in-one node's (and a mixer's) routes. */
 export const nodeOperations: OperationTable = {
   'GET /': { summary: 'Producer console (HTML)', tag: 'pages', auth: 'none', ok: { status: 200, description: 'the page', content: 'html' } },
-  'GET /publish/:id': { summary: 'Presenter page (HTML)', tag: 'pages', auth: 'none', ok: { status: 200, description: 'the page', content: 'html' } },
-  'GET /watch/:id': { summary: 'Viewer page (HTML)', tag: 'pages', auth: 'none', ok: { status: 200, description: 'the page', content: 'html' } },
+  'GET /publish/:id': {
+    summary: 'Presenter page (HTML)',
+    tag: 'pages',
+    auth: 'none',
+    // Read by the page's script, not the node: the page publishes with them.
+    query: {
+      token: 'the presenter token the page publishes with',
+      name: "fills the page's name field (the presenter's display name)",
+      source: '`test` for a test tone and pattern instead of camera and microphone',
+      tone: 'test tone frequency in Hz',
+      color: 'test pattern colour (CSS)',
+      size: 'test pattern size, e.g. 640x360',
+      whip: 'publish to this WHIP URL (another origin) instead of this node',
+      autostart: '`1` to publish at once',
+    },
+    ok: { status: 200, description: 'the page', content: 'html' },
+  },
+  'GET /watch/:id': {
+    summary: 'Viewer page (HTML)',
+    tag: 'pages',
+    auth: 'none',
+    query: { token: 'the viewer token the page plays with', whep: 'play this WHEP URL instead of this node' },
+    ok: { status: 200, description: 'the page', content: 'html' },
+  },
   'GET /static/:file': { summary: 'Static asset of the pages', tag: 'pages', auth: 'none', ok: { status: 200, description: 'the file', content: 'static' } },
   'GET /metrics': { summary: 'Prometheus metrics', tag: 'operations', auth: 'none', ok: { status: 200, description: 'text exposition format', content: 'text' } },
   'GET /healthz': { summary: 'Liveness: 200 while the process serves HTTP', tag: 'operations', auth: 'none', ok: { status: 200, description: '`{"status":"ok"}`' } },
