@@ -12,7 +12,8 @@
  *    other key.
  * 3. Anywhere in README.md and docs/*.md, an `mcu …` command in code (a code block or an inline
  *    code span) names an existing command, and every `--option` it passes before a bare `--` is one
- *    that command takes; every `MCU_*` environment variable named is one the code reads.
+ *    that command takes; an `npm run <script>` in code names a script of package.json; every
+ *    `MCU_*` environment variable named is one the code reads.
  * 4. docs/api.md is exactly what `npm run docs:api` renders from the OpenAPI documents.
  */
 import { readdirSync, readFileSync, existsSync, statSync } from 'node:fs';
@@ -188,7 +189,7 @@ describe('docs', () => {
     }
   });
 
-  it('every mcu command written in the docs exists with the options it passes, and every MCU_ variable named is read by the code', () => {
+  it('every mcu command written in the docs exists with the options it passes, every npm run script exists, and every MCU_ variable named is read by the code', () => {
     const bad: string[] = [];
     const vars = new Set<string>();
     for (const page of pages) {
@@ -213,6 +214,13 @@ describe('docs', () => {
             if (flag.startsWith('--') && flag !== '--help' && !cli.get(name)!.options.has(flag)) bad.push(`${page}: "mcu ${m[1].trim()}": mcu ${name} has no option ${flag}`);
           }
         }
+      }
+    }
+    // `npm run <script>` names a script of the root package.json (`bench:<name>` is a placeholder).
+    const scripts = Object.keys((JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts);
+    for (const page of pages) {
+      for (const line of split(read(page)).code) {
+        for (const m of line.matchAll(/\bnpm run (?:-s )?([\w:-]+)(<?)/g)) if (m[2] === '' && !scripts.includes(m[1])) bad.push(`${page}: "npm run ${m[1]}": no such script in package.json`);
       }
     }
     expect(bad).toEqual([]);
