@@ -84,8 +84,8 @@ export async function show(id: string, flags: Flags): Promise<void> {
   ]);
   if (e.participants.length > 0) {
     printTable(
-      ['  ID', 'KIND', 'SPEAKING', 'MUTED', 'STAGE'],
-      e.participants.map((p) => [`  ${p.id}`, p.kind ?? '-', p.speaking ? 'yes' : 'no', p.muted === undefined ? '-' : p.muted ? 'yes' : 'no', p.stage ?? '-']),
+      ['  ID', 'KIND', 'SPEAKING', 'MUTED', 'STAGE', 'NAME'],
+      e.participants.map((p) => [`  ${p.id}`, p.kind ?? '-', p.speaking ? 'yes' : 'no', p.muted === undefined ? '-' : p.muted ? 'yes' : 'no', p.stage ?? '-', p.name ?? '-']),
     );
   }
 }

@@ -7,7 +7,7 @@ import { CliError } from './CliError.js';
  * what the node answered and what to check.
  */
 
-const participantSchema = z.looseObject({ id: z.string(), kind: z.string().optional(), speaking: z.boolean().optional(), muted: z.boolean().optional(), stage: z.string().optional() });
+const participantSchema = z.looseObject({ id: z.string(), name: z.string().optional(), kind: z.string().optional(), speaking: z.boolean().optional(), muted: z.boolean().optional(), stage: z.string().optional() });
 
 export const eventSchema = z.looseObject({
   id: z.string(),

@@ -62,6 +62,8 @@ export interface RtpParticipantRequest {
   audioLevelExtId?: number;
   /** Where it joins (default: the event's `presentersJoin`). */
   stage?: Stage;
+  /** Display name, already validated. */
+  name?: string;
 }
 
 export interface RtpParticipantInfo extends ParticipantSummary {
@@ -360,6 +362,7 @@ export class MixerEvent {
     const remoteHost = isIP(req.host) ? req.host : (await lookup(req.host, { family: 4 })).address;
     const id = randomUUID();
     const participant = this.mixer.addParticipant(id, { stage: req.stage ?? this.presentersJoin });
+    participant.name = req.name;
     try {
       const endpoint = await RtpEndpoint.open(
         participant,
@@ -395,6 +398,7 @@ export class MixerEvent {
     return {
       id,
       kind: 'rtp',
+      ...(p.name !== undefined ? { name: p.name } : {}),
       host: this.advertiseHost,
       port: ep.port,
       remoteHost: ep.remoteHost,

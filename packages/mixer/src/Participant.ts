@@ -81,6 +81,8 @@ export class Participant {
   readonly taps = new PresenterTaps();
   /** Lip sync with this participant's video (set when it presents video); measured every tick. */
   lipSync: LipSync | null = null;
+  /** A plain-RTP participant's display name (WHIP sessions carry their own, with their video label). */
+  name: string | undefined = undefined;
   outSeq: number;
   readonly outTimestampBase: number;
   readonly stats: ParticipantAudioStats = {

@@ -154,6 +154,8 @@ export interface VideoMixerEvents {
 export interface VideoSourceStatsSnapshot {
   codec: VideoCodec;
   name: string;
+  /** The name label drawn on the source's tiles (null: none). */
+  label: string | null;
   visible: boolean;
   stalled: boolean;
   width: number;
@@ -504,14 +506,18 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     if (!this.closed) this.clock.start();
   }
 
-  /** `lipSync`: the presenter's A/V sync, measured here for video and applied as a hold before decoding. */
-  /** `backstage`: connected but in no composite until `setBackstage(id, false)`. */
+  /**
+   * `name`: the presenter's display name, its tiles' label (a source without one has no label);
+   * `lipSync`: the presenter's A/V sync, measured here for video and applied as a hold before decoding;
+   * `backstage`: connected but in no composite until `setBackstage(id, false)`.
+   */
   addSource(id: string, opts: { codec: VideoCodec; name?: string; lipSync?: LipSync; backstage?: boolean }): void {
     if (this.closed) throw new Error('video mixer is closed');
     if (this.sources.has(id)) throw new Error(`video source ${id} already exists`);
     const s = new VideoSource(id, opts.codec, opts.name ?? id, { ...this.o.assembler, now: () => this.timer.now() });
     s.lipSync = opts.lipSync ?? null;
     s.backstage = opts.backstage ?? false;
+    s.label = opts.name;
     s.assembler.onFrame = (f) => this.onSourceFrame(s, f);
     s.assembler.onKeyframeNeeded = () => {
       if (s.visible) this.requestSourceKeyframe(s);
@@ -718,7 +724,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
     }
     for (const g of this.groups) {
       g.regions = computeLayout(this.layout, ids, g, this.activeSpeaker, this.o.layoutOptions);
-      g.tiles = g.regions.map((region) => ({ region, frame: null, label: this.sources.get(region.sourceId)?.name }));
+      g.tiles = g.regions.map((region) => ({ region, frame: null, label: this.sources.get(region.sourceId)?.label }));
     }
     // Decoders are sized for the main canvas; a source shown twice is decoded for its largest region.
     const boxes = new Map<string, { width: number; height: number }>();
@@ -906,6 +912,7 @@ export class VideoMixer extends EventEmitter<VideoMixerEvents> {
       sources[s.id] = {
         codec: s.codec,
         name: s.name,
+        label: s.label ?? null,
         visible: s.visible,
         stalled: s.stalled,
         width: s.width,

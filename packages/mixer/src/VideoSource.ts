@@ -79,11 +79,13 @@ export class VideoSource {
     keyframeRequests: 0,
     restarts: 0,
   };
+  /** The presenter's display name, drawn on its tiles when the compositor draws labels; none without one. */
+  label: string | undefined = undefined;
 
   constructor(
     readonly id: string,
     readonly codec: VideoCodec,
-    /** Shown in the name label. */
+    /** Names the source in stats and logs (its id when no name was given). */
     public name: string,
     assemblerOptions: Omit<VideoFrameAssemblerOptions, 'codec'> = {},
   ) {

@@ -44,15 +44,15 @@ afterEach(async () => {
 });
 
 /** A mixer with a red VP8 source and a blue H.264 source, one 320×180 VP8 rendition, senders answering PLIs. */
-function rig(opts: VideoMixerOptions = {}): Rig {
+function rig(opts: VideoMixerOptions = {}, names: { red?: string; blue?: string } = {}): Rig {
   const viewer = new Viewer();
   const mixer = new VideoMixer((_r, packet, length) => viewer.push(packet, length), {
     renditions: [{ id: 'main', width: W, height: H, bitrateKbps: 400 }],
     ...opts,
   });
   const senders = new Map<string, ClipSender>();
-  mixer.addSource('red', { codec: 'vp8' });
-  mixer.addSource('blue', { codec: 'h264' });
+  mixer.addSource('red', { codec: 'vp8', name: names.red });
+  mixer.addSource('blue', { codec: 'h264', name: names.blue });
   senders.set('red', new ClipSender(red, (p) => mixer.pushRtp('red', p, p.length)));
   senders.set('blue', new ClipSender(blue, (p) => mixer.pushRtp('blue', p, p.length)));
   mixer.on('keyframeRequest', (id) => senders.get(id)?.requestKeyframe());
@@ -88,6 +88,27 @@ describe('VideoMixer (ffmpeg interop)', () => {
     expectColour(meanYuv(p, W, H, { x: 200, y: 60, w: 80, h: 60 }), BLUE, 'right tile');
     expectColour(meanYuv(p, W, H, { x: 40, y: 0, w: 80, h: 24 }), BLACK, 'letterbox bar above');
     expectColour(meanYuv(p, W, H, { x: 200, y: 156, w: 80, h: 24 }), BLACK, 'letterbox bar below');
+  });
+
+  it("labels a presenter's tiles with its display name, and a presenter without one not at all", async () => {
+    const { mixer, viewer } = rig({ compositor: { labels: true } }, { red: 'Alice' });
+    expect(await until(() => mixer.stats().sources.red.framesDecoded > 10 && mixer.stats().sources.blue.framesDecoded > 10, 8000)).toBe(true);
+    await sleep(500);
+    expect(mixer.stats().sources.red.label).toBe('Alice');
+    expect(mixer.stats().sources.blue.label).toBeNull();
+    const last = viewer.frames.length;
+    const pictures = viewer.decode(W, H, keyframeBefore(viewer, last - 1), last);
+    const p = pictures[pictures.length - 1];
+    /** Brightest luma in a rectangle of the decoded picture. */
+    const brightest = (x: number, y: number, w: number, h: number) => {
+      let max = 0;
+      for (let row = y; row < y + h; row++) for (let col = x; col < x + w; col++) max = Math.max(max, p[row * W + col]);
+      return max;
+    };
+    // At 180 lines the label is 1× scale: a black box at (4, 164), 12 high, white 5×7 glyphs
+    // inside, over the black letterbox bar of each 160×180 tile.
+    expect(brightest(6, 166, 28, 8), 'white text on the named tile').toBeGreaterThan(150);
+    expect(brightest(166, 166, 28, 8), 'nothing on the unnamed tile').toBeLessThan(60);
   });
 
   it('switches layout mid-stream within a couple of frames, without restarting the encoder or a gap in frames or keyframes', async () => {

@@ -73,7 +73,7 @@ export class EventRegistry extends EventEmitter<EventRegistryEvents> {
       rtpAdvertiseHost: this.opts.rtpAdvertiseHost,
       mixer: { onTick: this.opts.onTick },
       maxLipSyncDelayMs: this.opts.maxLipSyncDelayMs,
-      video: { ...(this.opts.videoRenditions ? { renditions: this.opts.videoRenditions } : {}), log: this.opts.log?.child({ event: id }) },
+      video: { compositor: { labels: true }, ...(this.opts.videoRenditions ? { renditions: this.opts.videoRenditions } : {}), log: this.opts.log?.child({ event: id }) },
     });
     const record: EventRecord = {
       id,

@@ -33,6 +33,7 @@ import { Metrics, restreamMetrics } from './Metrics.js';
 import { Restreams, restreamRoutes } from './Restreams.js';
 import type { RouteContext } from './Router.js';
 import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody } from './Schemas.js';
+import { presenterName } from './PresenterName.js';
 import { healthRoutes, type NotReady, type ReadinessCheck } from './Readiness.js';
 import { nodeOperations, openApiDocument, type OperationTable } from './OpenApi.js';
 import { NodeRecordings } from './NodeRecordings.js';
@@ -352,13 +353,13 @@ export class McuNode {
     });
 
     r.on('POST', '/api/events/:id/rtp-participants', async ({ req, res, params }) => {
-      this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer', 'presenter'] });
+      const claims = this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer', 'presenter'] });
       const e = this.registry.get(params.id);
       const body = await readJson(req, this.config.maxBodyBytes, rtpParticipantBody);
       if (e.mixer.mixer.size >= this.config.maxParticipantsPerEvent) {
         throw new ServiceUnavailableError(`event ${e.id} has its maximum of ${this.config.maxParticipantsPerEvent} participants`, 10);
       }
-      const info = await e.mixer.addRtpParticipant(body);
+      const info = await e.mixer.addRtpParticipant({ ...body, name: claims.name ?? body.name });
       this.log.info({ event: e.id, participant: info.id, host: info.remoteHost, port: info.remotePort }, 'RTP participant joined');
       res.setHeader('location', `/api/events/${e.id}/rtp-participants/${info.id}`);
       json(res, 201, info);
@@ -395,7 +396,7 @@ export class McuNode {
         const source = kind === 'whep' ? url.searchParams.get('source') : null;
         if (source !== null) return playPresenterPreview(this.edge, e.mixer, claims, source, () => readSdp(req, this.config.maxBodyBytes), res);
         // A presenter grant (an invitation) joins on its own stage and as its own participant.
-        const grant = kind === 'whip' ? { stage: claims.stage, participantId: claims.pid, name: claims.name } : {};
+        const grant = kind === 'whip' ? { stage: claims.stage, participantId: claims.pid, name: presenterName(claims, url.searchParams) } : {};
         if (kind === 'whep' && this.viewerPlacement) {
           const target = await this.viewerPlacement(e.id, 'whep');
           if (target !== null) {

@@ -24,6 +24,8 @@ export interface OperationSpec {
   auth: 'none' | readonly Role[];
   /** The token may also come as `?token=` (EventSource, and viewers after a 307 to a relay). */
   tokenInQuery?: boolean;
+  /** Optional query parameters besides `token`, with what each does. */
+  query?: Record<string, string>;
   /** A JSON body validated with this schema, or an SDP offer. */
   body?: z.ZodType | 'sdp';
   /** The success response. */
@@ -42,8 +44,30 @@ const presenterRoles = ['producer', 'presenter'] as const;
 /** The all-in-one node's (and a mixer's) routes. */
 export const nodeOperations: OperationTable = {
   'GET /': { summary: 'Producer console (HTML)', tag: 'pages', auth: 'none', ok: { status: 200, description: 'the page', content: 'html' } },
-  'GET /publish/:id': { summary: 'Presenter page (HTML)', tag: 'pages', auth: 'none', ok: { status: 200, description: 'the page', content: 'html' } },
-  'GET /watch/:id': { summary: 'Viewer page (HTML)', tag: 'pages', auth: 'none', ok: { status: 200, description: 'the page', content: 'html' } },
+  'GET /publish/:id': {
+    summary: 'Presenter page (HTML)',
+    tag: 'pages',
+    auth: 'none',
+    // Read by the page's script, not the node: the page publishes with them.
+    query: {
+      token: 'the presenter token the page publishes with',
+      name: "fills the page's name field (the presenter's display name)",
+      source: '`test` for a test tone and pattern instead of camera and microphone',
+      tone: 'test tone frequency in Hz',
+      color: 'test pattern colour (CSS)',
+      size: 'test pattern size, e.g. 640x360',
+      whip: 'publish to this WHIP URL (another origin) instead of this node',
+      autostart: '`1` to publish at once',
+    },
+    ok: { status: 200, description: 'the page', content: 'html' },
+  },
+  'GET /watch/:id': {
+    summary: 'Viewer page (HTML)',
+    tag: 'pages',
+    auth: 'none',
+    query: { token: 'the viewer token the page plays with', whep: 'play this WHEP URL instead of this node' },
+    ok: { status: 200, description: 'the page', content: 'html' },
+  },
   'GET /static/:file': { summary: 'Static asset of the pages', tag: 'pages', auth: 'none', ok: { status: 200, description: 'the file', content: 'static' } },
   'GET /metrics': { summary: 'Prometheus metrics', tag: 'operations', auth: 'none', ok: { status: 200, description: 'text exposition format', content: 'text' } },
   'GET /healthz': { summary: 'Liveness: 200 while the process serves HTTP', tag: 'operations', auth: 'none', ok: { status: 200, description: '`{"status":"ok"}`' } },
@@ -57,6 +81,7 @@ export const nodeOperations: OperationTable = {
   'GET /api/openapi.json': { summary: 'This document', tag: 'operations', auth: 'none', ok: { status: 200, description: 'OpenAPI 3.1' } },
   'POST /api/events': {
     summary: 'Create an event',
+    description: '`201 {id, name, maxSpeakers, whip, whep, tokens: {producer, presenter, viewer}}`: the tokens are issued once, here.',
     tag: 'events',
     auth: [],
     body: createEventBody,
@@ -64,12 +89,13 @@ export const nodeOperations: OperationTable = {
     errors: { 409: 'an event with this name is running', 503: 'the node runs its maximum of events, or is draining' },
   },
   'GET /api/events': { summary: 'List events (a producer token sees its own)', tag: 'events', auth: producerRoles, ok: { status: 200, description: '`{"events":[…]}`' } },
-  'GET /api/events/:id': { summary: 'An event with stats and participants', tag: 'events', auth: producerRoles, ok: { status: 200, description: 'the event' } },
-  'DELETE /api/events/:id': { summary: 'End an event', tag: 'events', auth: producerRoles, ok: { status: 204, description: 'ended' } },
-  'PUT /api/events/:id/layout': { summary: 'Set the video layout (next frame)', tag: 'events', auth: producerRoles, body: layoutBody, ok: { status: 200, description: '`{"layout":…}`' } },
-  'GET /api/events/:id/participants': { summary: 'List participants', tag: 'participants', auth: producerRoles, ok: { status: 200, description: '`{"participants":[…]}`' } },
+  'GET /api/events/:id': { summary: 'An event with stats and participants', description: 'The event with `stats` (mixer tick p50/p99, drops by reason) and `participants`.', tag: 'events', auth: producerRoles, ok: { status: 200, description: 'the event' } },
+  'DELETE /api/events/:id': { summary: 'End an event', description: 'Disconnects every presenter and viewer and frees every socket, timer and codec of the event.', tag: 'events', auth: producerRoles, ok: { status: 204, description: 'ended' } },
+  'PUT /api/events/:id/layout': { summary: 'Set the video layout (next frame)', description: '`{kind: grid|speaker|presentation, sourceId?}` or `{kind: custom, regions: [{sourceId, x, y, width, height}]}` in fractions of the canvas (0..1); the composite switches on the next frame, encoders keep running.', tag: 'events', auth: producerRoles, body: layoutBody, ok: { status: 200, description: '`{"layout":…}`' } },
+  'GET /api/events/:id/participants': { summary: 'List participants', description: 'Each with `id`, `kind` (`rtp`, `whip`), `name` (a presenter\'s display name, when given), `muted`, `speaking`, jitter-buffer, FEC and PLC counters, `avSync`.', tag: 'participants', auth: producerRoles, ok: { status: 200, description: '`{"participants":[…]}`' } },
   'PATCH /api/events/:id/participants/:pid': {
     summary: 'Mute or unmute a participant (out of speaker selection and every mix until unmuted); move it live or backstage (from the next tick and composed frame)',
+    description: '`{muted: true|false}` and/or `{stage: live|backstage}` on an RTP or WHIP participant: a muted one is out of speaker selection and every audio mix (never decoded for mixing; a speaker fades out in one tick) until unmuted; a backstage one is connected and hears the program (and the backstage room) but is in no program mix or composite.',
     tag: 'participants',
     auth: producerRoles,
     body: participantPatchBody,
@@ -78,12 +104,14 @@ export const nodeOperations: OperationTable = {
   'DELETE /api/events/:id/participants/:pid': { summary: 'Kick a participant (RTP socket or WebRTC session closed)', tag: 'participants', auth: producerRoles, ok: { status: 204, description: 'removed' } },
   'GET /api/events/:id/tree': {
     summary: 'The delivery tree: this node alone, or the mixer and its relays in a cluster',
+    description: 'On a single node, this node alone with the event\'s WHEP viewers; in a cluster, the mixer and its relays from the tree in KV, viewers and capacity from heartbeats (`load` = viewers / capacity).',
     tag: 'events',
     auth: producerRoles,
     ok: { status: 200, description: '`{"nodes":[{"id","role","parent","depth","viewers","capacity","load","cpu"?}]}`' },
   },
   'POST /api/events/:id/rtp-participants': {
     summary: 'Add a plain-RTP participant (Opus)',
+    description: 'Answers the `host` and `port` to send Opus RTP to, from the address and port given in the body, where the participant receives its mix (symmetric RTP, 50 packets/s).',
     tag: 'participants',
     auth: presenterRoles,
     body: rtpParticipantBody,
@@ -94,6 +122,7 @@ export const nodeOperations: OperationTable = {
   'DELETE /api/events/:id/rtp-participants/:pid': { summary: 'Remove a plain-RTP participant', tag: 'participants', auth: presenterRoles, ok: { status: 204, description: 'removed' } },
   'GET /api/events/:id/stream': {
     summary: 'Server-sent events: speakers, dominant speaker, levels (4/s), participants, ended',
+    description: 'Events: `state` on connect; `speakers` and `dominantSpeaker` as they change; `levels` 4 times a second `{participants: [{id, kind, dbov, level, muted, speaking}], dominantSpeaker}` (`dbov` is the smoothed −dBov speaker selection already has, from RFC 6464 or from frames it decoded anyway, 127 = silence; `level` = 1 − dbov/90 clamped to 0..1, for meters); `participants` (the full list, as `GET …/participants`) on connect and whenever someone joins or leaves; `ended`.',
     tag: 'events',
     auth: viewerRoles,
     tokenInQuery: true,
@@ -122,12 +151,20 @@ export function webrtcOperations(kind: 'whip' | 'whep', auth: readonly Role[], s
   return {
     [`POST /${kind}/:id`]: {
       summary,
+      description:
+        kind === 'whip'
+          ? 'The offer must send audio (Opus; video VP8 or H.264). A presenter whose audio transceiver is sendrecv receives its own mix-minus on it. Not trickled: every candidate in the offer. The session ends on DELETE, ICE/DTLS failure, or 30 s without media.'
+          : 'Without `rendition`, the viewer gets the highest rendition its offer\'s bandwidth holds and is moved as its link changes (REMB, loss), at a keyframe, in one continuous stream. The session ends on DELETE or ICE/DTLS failure (it lives while ICE consent holds).',
       tag,
       auth,
       tokenInQuery: true,
       body: 'sdp',
+      query: kind === 'whip' ? { name: "the presenter's display name (1–64 characters, no control characters); a `name` claim in the token wins" } : { rendition: 'play this rendition (e.g. 360p) instead of the one the link holds' },
       ok: { status: 201, description: 'SDP answer; Location is the session resource', content: 'sdp', headers: ['location', 'etag'] },
-      errors: { 307: 'play on this relay instead (Location; the token rides in ?token=)', 503: 'the node serves its maximum of WebRTC sessions, or is draining' },
+      errors: {
+        ...(kind === 'whep' ? ({ 307: 'play on this relay instead (Location; the token rides in ?token=)' } as Record<number, string>) : {}),
+        503: 'the node serves its maximum of WebRTC sessions, or is draining',
+      },
     },
     [`DELETE /${kind}/:id/:sid`]: { summary: 'End the session', tag, auth, tokenInQuery: kind === 'whep', ok: { status: 200, description: 'ended' } },
     [`PATCH /${kind}/:id/:sid`]: { summary: 'Trickle ICE / ICE restart: not supported', tag, auth, ok: { status: 405, description: 'always: send every candidate in the offer' } },
@@ -152,7 +189,7 @@ const errorSchema = {
       type: 'object',
       required: ['code', 'message'],
       properties: {
-        code: { type: 'string', description: 'machine-readable, e.g. event_not_found, token_expired, validation' },
+        code: { type: 'string', description: 'machine-readable, e.g. event_not_found, token_expired, invalid_request' },
         message: { type: 'string', description: 'what was wrong, for humans' },
         field: { type: 'string', description: 'the offending field of a 400' },
       },
@@ -179,6 +216,9 @@ function operation(key: string, spec: OperationSpec) {
   const parameters: object[] = params.map((name) => ({ name, in: 'path', required: true, schema: { type: 'string' } }));
   if (spec.tokenInQuery) {
     parameters.push({ name: 'token', in: 'query', required: false, description: 'the bearer token, where a header cannot be set', schema: { type: 'string' } });
+  }
+  for (const [name, description] of Object.entries(spec.query ?? {})) {
+    parameters.push({ name, in: 'query', required: false, description, schema: { type: 'string' } });
   }
   const responses: Record<string, object> = {};
   const okContent = spec.ok.content ?? 'json';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { stageSchema } from '@mcu/control';
+import { displayNameSchema, stageSchema } from '@mcu/control';
 import { recordOnJoinBody } from './RecordingApi.js';
 
 /** Bodies of the HTTP API, one schema each; the TypeScript types are inferred from them. */
@@ -22,6 +22,8 @@ export const rtpParticipantBody = z
     audioLevelExtId: z.number().int().min(1).max(14).optional(),
     /** Where it joins (default: the event's `presentersJoin`). */
     stage: stageSchema.optional(),
+    /** Display name in the participant list (a `name` claim in the presenter's token wins). */
+    name: displayNameSchema.optional(),
   })
   .strict();
 

@@ -135,7 +135,8 @@ describe('OpenAPI document', () => {
 
     const whep = doc.paths['/whep/{id}'].post;
     expect(whep.requestBody.content).toHaveProperty('application/sdp');
-    expect(whep.parameters.map((p: { name: string }) => p.name)).toEqual(['id', 'token']);
+    expect(whep.parameters.map((p: { name: string }) => p.name)).toEqual(['id', 'token', 'rendition']);
+    expect(doc.paths['/whip/{id}'].post.parameters.map((p: { name: string }) => p.name)).toEqual(['id', 'token', 'name']);
     expect(whep.responses['307'].headers).toHaveProperty('location');
     expect(doc.paths['/healthz'].get.security).toEqual([]);
   });

@@ -9,6 +9,16 @@ const status = document.getElementById('status');
 document.getElementById('event').textContent = eventId;
 if (q.get('tone')) document.getElementById('tone').value = q.get('tone');
 if (q.get('source')) document.getElementById('source').value = q.get('source');
+if (q.get('name')) document.getElementById('name').value = q.get('name');
+
+/** The WHIP URL with the display name the presenter typed (the node checks it; a named token wins). */
+function endpointWithName() {
+  const name = document.getElementById('name').value.trim();
+  if (!name) return endpoint;
+  const u = new URL(endpoint);
+  u.searchParams.set('name', name);
+  return u.toString();
+}
 
 const state = { connected: false, session: null, error: null, probe: null, stats: null, reconnects: 0, reconnecting: false };
 window.mcu = state;
@@ -97,7 +107,7 @@ async function connect() {
       if (state.reconnecting && !state.connected) return;
       show(status, state.connected && state.reconnects > 0 ? `connected (reconnected ${state.reconnects}×)` : own.connectionState, state.connected ? 'ok' : own.connectionState === 'failed' ? 'err' : 'muted');
     };
-    state.session = await negotiate(pc, endpoint, token);
+    state.session = await negotiate(pc, endpointWithName(), token);
   }
 }
 

@@ -108,10 +108,11 @@ describe('browsers over WHIP and WHEP', () => {
     const ev = (await res.json()) as { id: string; whip: string; tokens: Record<string, string> };
     const ctx = await browser.newContext();
     // Small canvases: two Chromium encoders, a 720p decoder and our pipeline share two cores.
-    const publish = (tone: number, color: string) =>
-      `${otherOrigin}/publish/${ev.id}?token=${ev.tokens.presenter}&whip=${encodeURIComponent(ev.whip)}&source=test&size=320x180&tone=${tone}&color=${encodeURIComponent(color)}&autostart=1`;
+    const publish = (tone: number, color: string, name = '') =>
+      `${otherOrigin}/publish/${ev.id}?token=${ev.tokens.presenter}&whip=${encodeURIComponent(ev.whip)}&source=test&size=320x180&tone=${tone}&color=${encodeURIComponent(color)}&name=${encodeURIComponent(name)}&autostart=1`;
     const red = await ctx.newPage();
-    await red.goto(publish(440, '#ff0000'));
+    // The red presenter gives a name, the blue one none.
+    await red.goto(publish(440, '#ff0000', 'Ada'));
     await waitFor(red, 'window.mcu && (window.mcu.connected || window.mcu.error)');
     const blue = await ctx.newPage();
     await blue.goto(publish(1250, '#0000ff'));
@@ -130,6 +131,12 @@ describe('browsers over WHIP and WHEP', () => {
     const shot = (await viewer.evaluate('window.mcu.sample([[0.25, 0.5], [0.75, 0.5]])')) as { width: number; height: number; colors: number[][] };
     expect(shot.width).toBe(1280);
     expect(shot.height).toBe(720);
+    // The red tile's bottom-left corner carries its presenter's name (white on black, 2× glyphs
+    // over the letterbox bar); the blue tile's, with no name, stays black.
+    const labels = (await viewer.evaluate(`window.mcu.sample([[${30 / 1280}, ${703 / 720}], [${670 / 1280}, ${703 / 720}]])`)) as { colors: number[][] };
+    const brightness = (c: number[]) => (c[0] + c[1] + c[2]) / 3;
+    expect(brightness(labels.colors[0]), `label area of the named tile: ${labels.colors[0]}`).toBeGreaterThan(45);
+    expect(brightness(labels.colors[1]), `label area of the unnamed tile: ${labels.colors[1]}`).toBeLessThan(30);
     // Frame rate as the browser decodes it, over 4 s once the pipeline has settled.
     await new Promise((r) => setTimeout(r, 2000));
     const f0 = (await viewer.evaluate('window.mcu.getStats()')) as { framesDecoded: number };

@@ -62,14 +62,18 @@ describe('producer console', () => {
 
     // A presenter publishes the test tone and pattern with the token the console shows.
     const presenter = await ctx.newPage();
-    await presenter.goto(`${node.url}/publish/${eventId}?token=${presenterToken}&source=test&size=320x180&tone=440&autostart=1`);
+    await presenter.goto(`${node.url}/publish/${eventId}?token=${presenterToken}&source=test&size=320x180&tone=440&name=Ada%20Lovelace&autostart=1`);
     await waitFor(presenter, 'window.mcu && (window.mcu.connected || window.mcu.error)');
     expect(await presenter.evaluate('window.mcu.error')).toBeNull();
+    // ?name= fills the page's name field, which goes to the node with the WHIP offer.
+    expect(await presenter.inputValue('#name')).toBe('Ada Lovelace');
 
     // The participant appears with a live level and is marked as the active speaker.
     const row = `#participants tr[data-testid="participant"]`;
     await waitFor(consolePage, `(() => { const r = document.querySelector('${row}'); return r && Number(r.dataset.level) > 0 && r.dataset.speaker === 'true'; })()`);
     const pid = (await consolePage.getAttribute(row, 'data-id'))!;
+    // The console lists the presenter by the name it gave, not by its session id.
+    expect(await consolePage.textContent(`${row} .name`)).toBe('Ada Lovelace');
     expect((await api(`/api/events/${eventId}`)).json.dominantSpeaker).toBe(pid);
     expect(await consolePage.evaluate(`document.querySelector('${row}').classList.contains('active-speaker')`)).toBe(true);
     const meterWidth = await consolePage.evaluate(`parseFloat(document.querySelector('${row} .meter-fill').style.width)`);
