@@ -237,7 +237,7 @@ function openStream(id) {
 }
 
 function label(p) {
-  return p.name ? `${p.name} (${p.kind.toUpperCase()})` : `${p.kind.toUpperCase()} ${p.id.slice(0, 8)}`;
+  return p.name ?? `${p.kind.toUpperCase()} ${p.id.slice(0, 8)}`;
 }
 
 function participantRow(p) {
