@@ -178,10 +178,15 @@ async function reconnect() {
   const old = pc;
   pc = null;
   old?.close();
+  // The old session is ended first (if its mixer still answers): the resume grant re-joins under
+  // the same participant id, which the node refuses (409) while that session lingers.
+  let stale = state.session;
   state.session = null;
   for (let attempt = 0; stream && watchdog !== null; attempt++) {
     try {
+      if (stale !== null) await Promise.race([hangUp(stale, token), new Promise((r) => setTimeout(r, 1000))]);
       await connect();
+      stale = null;
       state.reconnects++;
       state.reconnecting = false;
       state.error = null;
