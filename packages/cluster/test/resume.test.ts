@@ -4,7 +4,8 @@
  * grants; the producer mutes P and kicks K; m1 is SIGKILLed and m2 takes the event over from the
  * stored definition. P re-publishes to m2 with its grant: same participant id, muted there (its
  * tone absent from another presenter's mix, present once unmuted). K's grant is refused with 403
- * `participant_kicked`, on m1 right after the kick and on m2 after the failover.
+ * `participant_kicked`, on m1 right after the kick and on m2 after the failover. Then a planned
+ * move to a third mixer (m3 prepares the event from the store): P muted again, K refused there.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -61,6 +62,8 @@ describe('mutes and kicks across a failover', () => {
   let child: ChildProcess | undefined;
   let node2: McuNode | undefined;
   let m2: MixerRole | undefined;
+  let node3: McuNode | undefined;
+  let m3: MixerRole | undefined;
 
   beforeAll(async () => {
     storeDir = await mkdtemp(join(tmpdir(), 'mcu-resume-'));
@@ -70,6 +73,8 @@ describe('mutes and kicks across a failover', () => {
   afterAll(async () => {
     if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     for (const c of clients) await c.pc.close().catch(() => undefined);
+    await m3?.close();
+    await node3?.close();
     await m2?.close();
     await node2?.close();
     for (const b of buses) await b.close().catch(() => undefined);
@@ -155,6 +160,26 @@ describe('mutes and kicks across a failover', () => {
 
     // The kicked presenter's grant is refused on the new holder too.
     await expect(WebRtcClient.connect('whip', whip2, k.grant)).rejects.toThrow(/403.*participant_kicked/);
+
+    // A planned move (the target prepares the event from the store) carries them as well.
+    expect((await producer(node2.url, 'PATCH', `/participants/${p.pid}`, { muted: true })).status).toBe(200);
+    await waitFor(async () => ((await role.events.get(event.id))?.muted ?? []).includes(p.pid), 5000, 'the mute stored again');
+    const bus3 = await NatsBus.connect({ servers: server.url, name: 'resume-test-3', reconnectTimeWaitMs: 100 });
+    buses.push(bus3);
+    node3 = new McuNode({ port: 0, adminToken: ADMIN, tokenSecret: SECRET, iceAllow: LOOPBACK.iceAllow, iceHostAddresses: LOOPBACK.additionalHostAddresses });
+    await node3.listen();
+    m3 = await MixerRole.start({ node: node3, bus: bus3, cluster, nodeId: 'm3', tokenSecret: SECRET, relayFanOut: 4 });
+    await waitFor(() => role.controller.registry.has('m3'), 5000, 'm3 registered');
+    const moved = await producer(node2.url, 'POST', '/move', { to: 'm3' });
+    expect(moved.status, await moved.clone().text()).toBe(200);
+    expect(m3.leases.held(event.id)).toBe(true);
+    const whip3 = `${node3.url}/whip/${event.id}`;
+    await p2.client.pc.close();
+    const p3 = await publish(whip3, p2.grant);
+    clients.push(p3.client);
+    expect(p3.pid).toBe(p.pid);
+    expect(node3.registry.get(event.id).mixer.participantSummary(p.pid)).toMatchObject({ muted: true, name: 'Presenter P' });
+    await expect(WebRtcClient.connect('whip', whip3, k.grant)).rejects.toThrow(/403.*participant_kicked/);
     await sleep(50);
   }, 60_000);
 });
