@@ -4,6 +4,17 @@ import { ForbiddenError, type Stage, type TokenIssuer } from '@mcu/control';
 export const RESUME_TOKEN_HEADER = 'x-mcu-resume-token';
 /** How long a resume grant is good for: long enough for a failover and a page's backoff. */
 export const RESUME_GRANT_TTL_SECONDS = 600;
+/** Ids kept per list (the cluster's stored definition takes this many): the oldest go first. */
+export const MODERATION_MAX_IDS = 10_000;
+
+function addBounded(set: Set<string>, pid: string): void {
+  set.delete(pid);
+  set.add(pid);
+  for (const oldest of set) {
+    if (set.size <= MODERATION_MAX_IDS) break;
+    set.delete(oldest);
+  }
+}
 
 /**
  * The producer's mutes and kicks of one event, by participant id. They outlive the participant's
@@ -23,7 +34,7 @@ export class EventModeration {
   }
 
   setMuted(pid: string, muted: boolean): void {
-    if (muted) this.#muted.add(pid);
+    if (muted) addBounded(this.#muted, pid);
     else this.#muted.delete(pid);
   }
 
@@ -32,7 +43,7 @@ export class EventModeration {
   }
 
   kick(pid: string): void {
-    this.#kicked.add(pid);
+    addBounded(this.#kicked, pid);
     this.#muted.delete(pid);
   }
 
@@ -49,8 +60,8 @@ export class EventModeration {
 
   /** Rebuilt from the cluster's stored definition (a new holder). */
   load(stored: { muted?: string[]; kicked?: string[] }): void {
-    for (const pid of stored.muted ?? []) this.#muted.add(pid);
-    for (const pid of stored.kicked ?? []) this.#kicked.add(pid);
+    for (const pid of stored.muted ?? []) addBounded(this.#muted, pid);
+    for (const pid of stored.kicked ?? []) addBounded(this.#kicked, pid);
   }
 }
 

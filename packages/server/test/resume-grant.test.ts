@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenIssuer } from '@mcu/control';
-import { McuNode, RESUME_GRANT_TTL_SECONDS } from '../src/index.js';
+import { EventModeration, McuNode, RESUME_GRANT_TTL_SECONDS } from '../src/index.js';
+import { MODERATION_MAX_IDS } from '../src/Moderation.js';
 import { LOOPBACK, WebRtcClient } from '../../webrtc/test/client.js';
 
 const ADMIN = 'resume-grant-admin-token-0123456789';
@@ -77,5 +78,14 @@ describe('resume grant', () => {
     const fresh = await publish(ev.whip, ev.tokens.presenter);
     expect(fresh.session).not.toBe(p.session);
     expect((await api('DELETE', `/api/events/${ev.id}`, ADMIN)).status).toBe(204);
+  });
+
+  it('keeps at most MODERATION_MAX_IDS ids per list (what the stored definition takes), dropping the oldest', () => {
+    const m = new EventModeration();
+    for (let i = 0; i <= MODERATION_MAX_IDS; i++) m.kick(`p${i}`);
+    expect(m.kicked.length).toBe(MODERATION_MAX_IDS);
+    expect(m.isKicked('p0')).toBe(false);
+    expect(m.isKicked(`p${MODERATION_MAX_IDS}`)).toBe(true);
+    expect(() => m.admit(`p${MODERATION_MAX_IDS}`)).toThrow(/removed/);
   });
 });
