@@ -35,6 +35,8 @@ const timing = [
   'packages/web/test/production.test.ts',
   // Mixer failover: takeover time, program gaps and the old holder's silence, in milliseconds.
   'packages/cluster/test/failover.test.ts',
+  // Mutes and kicks across a failover: a presenter's tone in another's mix, paced in real time.
+  'packages/cluster/test/resume.test.ts',
   // A presenter page and a relay viewer page across a mixer SIGKILL (Chromium).
   'packages/web/test/failover-browser.test.ts',
   // Recording: beep-to-flash skew measured in the decrypted, decoded segments.

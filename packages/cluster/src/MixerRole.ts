@@ -106,7 +106,7 @@ interface ClusteredEvent {
   keyframeRequests: number;
   /** Epoch of the event's lease this feed is sent under. */
   epoch: number;
-  /** The layout last written to the `events` bucket (JSON), so a new holder rebuilds it. */
+  /** The layout, mutes and kicks last written to the `events` bucket (JSON), so a new holder rebuilds them. */
   storedLayout: string;
 }
 
@@ -495,11 +495,12 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
         }
       }
     })();
-    // The producer's layout goes to the store, so a new holder rebuilds it.
+    // The producer's layout, mutes and kicks go to the store, so a new holder rebuilds them.
     this.#stateTimer = setInterval(() => {
       for (const entry of this.#events.values()) {
         if (!this.leases.held(entry.id) || !this.node.registry.has(entry.id)) continue;
-        const layout = JSON.stringify(this.node.registry.get(entry.id).mixer.layout);
+        const e = this.node.registry.get(entry.id);
+        const layout = storedState(e);
         if (layout === entry.storedLayout) continue;
         entry.storedLayout = layout;
         void this.#store(entry.id, entry.epoch).catch(() => {
@@ -537,6 +538,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     let e: EventRecord;
     try {
       e = this.node.registry.create({ id, name: def.name, maxSpeakers: def.maxSpeakers, presentersJoin: def.presentersJoin });
+      e.moderation.load(def);
     } catch (err) {
       this.log.warn({ event: id, err }, 'cannot take over the event here: releasing it');
       await this.leases.release(id);
@@ -578,6 +580,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       presentersJoin: e.presentersJoin,
       layout: e.mixer.layout,
       epoch,
+      muted: e.moderation.muted,
+      kicked: e.moderation.kicked,
     });
   }
 
@@ -738,7 +742,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       renditionBySsrc: new Map(),
       keyframeRequests: 0,
       epoch,
-      storedLayout: JSON.stringify(e.mixer.layout),
+      storedLayout: storedState(e),
     };
     if (this.#closed || e.mixer.isClosed || !this.node.registry.has(e.id)) {
       keys.close();
@@ -800,6 +804,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     if (this.node.registry.has(id)) return;
     this.#prepared.add(id);
     const e = this.node.registry.create({ id, name: def.name, maxSpeakers: def.maxSpeakers, presentersJoin: def.presentersJoin });
+    e.moderation.load(def);
     if (def.layout !== undefined) {
       try {
         e.mixer.setLayout(parseLayout(def.layout));
@@ -899,4 +904,9 @@ function streamMapOf(streams: readonly FeedStream[]): Map<number, StreamInfo> {
   const map = new Map<number, StreamInfo>();
   for (const s of streams) map.set(s.ssrc, s.kind === 'audio' ? { kind: 'audio', codec: 'opus' } : { kind: 'video', codec: s.codec });
   return map;
+}
+
+/** What a holder keeps in the event's stored definition beyond its creation: layout, mutes, kicks. */
+function storedState(e: EventRecord): string {
+  return JSON.stringify([e.mixer.layout, e.moderation.muted, e.moderation.kicked]);
 }

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { ConflictError, NotFoundError, ServiceUnavailableError, type Logger } from '@mcu/control';
 import { MixerEvent } from '@mcu/mixer';
 import type { Stage, VideoRenditionOptions } from '@mcu/mixer';
+import { EventModeration } from './Moderation.js';
 
 export interface EventRecord {
   id: string;
@@ -12,6 +13,8 @@ export interface EventRecord {
   presentersJoin: Stage;
   createdAt: string;
   mixer: MixerEvent;
+  /** The producer's mutes and kicks by participant id (they outlive sessions and holders). */
+  moderation: EventModeration;
   /** Set when the event ends here because another node holds it now (failover, handover): that node's id. */
   movedTo?: string;
 }
@@ -82,6 +85,7 @@ export class EventRegistry extends EventEmitter<EventRegistryEvents> {
       presentersJoin: mixer.presentersJoin,
       createdAt: new Date().toISOString(),
       mixer,
+      moderation: new EventModeration(),
     };
     this.events.set(id, record);
     this.emit('created', record);

@@ -70,7 +70,7 @@ export async function listen(server: net.Server, port: number, host: string): Pr
 
 export async function handle(router: Router, req: IncomingMessage, res: ServerResponse, log?: Logger): Promise<void> {
   res.setHeader('access-control-allow-origin', '*');
-  res.setHeader('access-control-expose-headers', 'location, etag, link, accept-post, retry-after');
+  res.setHeader('access-control-expose-headers', 'location, etag, link, accept-post, retry-after, x-mcu-resume-token');
   try {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (req.method === 'OPTIONS') {

@@ -40,6 +40,7 @@ import { NodeRecordings } from './NodeRecordings.js';
 import { programSourceOf, WebRtcEdge } from '@mcu/webrtc';
 import { playPresenterPreview } from './PresenterPreviewRoute.js';
 import { HandDesk } from './HandDesk.js';
+import { RESUME_TOKEN_HEADER, resumeGrant } from './Moderation.js';
 import { handOperations, handRoutes, handStreamEvents, HandStreams, newHandLimits } from './HandApi.js';
 import type { TokenClaims } from '@mcu/control';
 import { pageFor, staticFile } from '@mcu/web';
@@ -331,6 +332,7 @@ export class McuNode {
       const body = await readJson(req, this.config.maxBodyBytes, participantPatchBody);
       let info = e.mixer.participantSummary(params.pid);
       if (info && body.muted !== undefined) info = e.mixer.setMuted(params.pid, body.muted);
+      if (info && body.muted !== undefined) e.moderation.setMuted(params.pid, body.muted);
       if (info && body.stage !== undefined) {
         const from = info.stage;
         info = e.mixer.setStage(params.pid, body.stage);
@@ -346,9 +348,12 @@ export class McuNode {
 
     r.on('DELETE', '/api/events/:id/participants/:pid', ({ req, res, params }) => {
       this.auth.authorize(req.headers.authorization, { event: params.id, roles: ['admin', 'producer'] });
-      if (!this.registry.get(params.id).mixer.removeParticipant(params.pid)) {
+      const e = this.registry.get(params.id);
+      if (!e.mixer.removeParticipant(params.pid)) {
         throw new NotFoundError(`participant ${params.pid} not found`, 'participant_not_found');
       }
+      // Kicked for good: its grant (a resume grant, an invitation) cannot bring it back.
+      e.moderation.kick(params.pid);
       res.writeHead(204).end();
     });
 
@@ -409,13 +414,19 @@ export class McuNode {
         }
         const offer = await readSdp(req, this.config.maxBodyBytes);
         // An invitation's grant works once (its hand is marked joined); the guest's hand is done when it leaves.
+        if (kind === 'whip') e.moderation.admit(claims.pid);
         const hand = kind === 'whip' ? await this.hands.claim(e.id, claims) : null;
         const { session, answer } = kind === 'whip' ? await this.edge.publish(e.mixer, offer, grant) : await this.edge.play(programSourceOf(e.mixer), offer, { rendition: url.searchParams.get('rendition') ?? undefined });
         if (hand !== null) session.once('close', () => void this.hands.guestLeft(e.id, hand));
+        // A presenter the producer muted stays muted when it comes back under its id; its resume
+        // grant brings it back under that id (after a failover, on any mixer of the cluster).
+        const joined = kind === 'whip' ? e.mixer.participantSummary(session.id) : undefined;
+        if (joined && e.moderation.isMuted(session.id)) e.mixer.setMuted(session.id, true);
         res.writeHead(201, {
           'content-type': 'application/sdp',
           location: `/${kind}/${e.id}/${session.id}`,
           etag: session.etag,
+          ...(joined ? { [RESUME_TOKEN_HEADER]: resumeGrant(this.auth.issuer, e.id, { id: session.id, name: typeof joined.name === 'string' ? joined.name : undefined, stage: joined.stage }) } : {}),
           'content-length': Buffer.byteLength(answer),
         });
         res.end(answer);

@@ -130,7 +130,8 @@ export const nodeOperations: OperationTable = {
   },
   ...recordingOperations,
   ...restreamOperations(),
-  ...withErrors(webrtcOperations('whip', presenterRoles, "WHIP ingest (RFC 9725): publish audio/video; joins on the token's `stage` (else the event's presentersJoin) as the token's `pid` when it names one"), 'POST /whip/:id', {
+  ...withErrors(webrtcOperations('whip', presenterRoles, "WHIP ingest (RFC 9725): publish audio/video; joins on the token's `stage` (else the event's presentersJoin) as the token's `pid` when it names one; the 201's `X-Mcu-Resume-Token` is a 10-minute presenter grant to re-publish as the same participant (mutes and kicks follow it, on any mixer)"), 'POST /whip/:id', {
+    403: 'the token is for another event or role; or the participant it names (`pid`) was kicked by the producer (code participant_kicked)',
     409: 'the participant named by the token (`pid`) is already connected',
   }),
   ...withErrors(webrtcOperations('whep', viewerRoles, 'WHEP playback: play the program (307 to a relay in a cluster); `?source=<participant>`: the producer previews that presenter alone'), 'POST /whep/:id', {

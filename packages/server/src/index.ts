@@ -6,6 +6,7 @@ export { nodeConfigSchema } from './Config.js';
 export type { NodeConfig, NodeConfigInput } from './Config.js';
 export { EventRegistry } from './EventRegistry.js';
 export type { EventRecord } from './EventRegistry.js';
+export { EventModeration, RESUME_TOKEN_HEADER, RESUME_GRANT_TTL_SECONDS, resumeGrant } from './Moderation.js';
 export { Router } from './Router.js';
 export type { RouteContext, RouteHandler, RouteEntry, RouteGuard } from './Router.js';
 export { createHttpServer, json, listen, schemeOf, handle as handleHttp } from './HttpFront.js';

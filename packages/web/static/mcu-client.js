@@ -24,7 +24,8 @@ function waitForIceGathering(pc, timeoutMs = 3000) {
 }
 
 /** Sends the offer to a WHIP/WHEP endpoint and applies the answer; returns the session URL. */
-export async function negotiate(pc, endpoint, token) {
+/** `onCreated(headers)`: the 201's headers (a WHIP session's resume grant, `x-mcu-resume-token`). */
+export async function negotiate(pc, endpoint, token, onCreated) {
   await pc.setLocalDescription(await pc.createOffer());
   await waitForIceGathering(pc);
   const res = await fetch(endpoint, {
@@ -34,17 +35,22 @@ export async function negotiate(pc, endpoint, token) {
   });
   if (res.status !== 201) {
     let message = `${res.status}`;
+    let code;
     try {
-      message += ` ${(await res.json()).error.message}`;
+      const { error } = await res.json();
+      message += ` ${error.message}`;
+      code = error.code;
     } catch {}
     const err = new Error(`the server answered ${message}`);
     err.status = res.status;
+    err.code = code;
     err.retryAfter = Number(res.headers.get('retry-after') ?? 0);
     throw err;
   }
   // After a 307 to a relay the session lives there: resolve against the URL that answered.
   const location = new URL(res.headers.get('location'), res.url || endpoint).toString();
   await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  onCreated?.(res.headers);
   return location;
 }
 

@@ -20,7 +20,7 @@ function endpointWithName() {
   return u.toString();
 }
 
-const state = { connected: false, session: null, error: null, probe: null, stats: null, reconnects: 0, reconnecting: false };
+const state = { connected: false, session: null, error: null, probe: null, stats: null, reconnects: 0, reconnecting: false, resume: null, kicked: false };
 window.mcu = state;
 let pc = null;
 let stream = null;
@@ -107,7 +107,18 @@ async function connect() {
       if (state.reconnecting && !state.connected) return;
       show(status, state.connected && state.reconnects > 0 ? `connected (reconnected ${state.reconnects}×)` : own.connectionState, state.connected ? 'ok' : own.connectionState === 'failed' ? 'err' : 'muted');
     };
-    state.session = await negotiate(pc, endpointWithName(), token);
+    // Re-publishing, the session's resume grant joins as the same participant (the producer's
+    // mute follows it, on any mixer after a failover); refused (expired), the page's own token.
+    const resume = state.resume;
+    try {
+      state.session = await negotiate(pc, endpointWithName(), resume ?? token, (headers) => {
+        state.resume = headers.get('x-mcu-resume-token') ?? state.resume;
+      });
+    } catch (err) {
+      if (err.code === 'participant_kicked') state.kicked = true;
+      else if (resume !== null && resume === state.resume && (err.status === 401 || err.status === 403)) state.resume = null;
+      throw err;
+    }
   }
 }
 
@@ -167,10 +178,15 @@ async function reconnect() {
   const old = pc;
   pc = null;
   old?.close();
+  // The old session is ended first (if its mixer still answers): the resume grant re-joins under
+  // the same participant id, which the node refuses (409) while that session lingers.
+  let stale = state.session;
   state.session = null;
   for (let attempt = 0; stream && watchdog !== null; attempt++) {
     try {
+      if (stale !== null) await Promise.race([hangUp(stale, token), new Promise((r) => setTimeout(r, 1000))]);
       await connect();
+      stale = null;
       state.reconnects++;
       state.reconnecting = false;
       state.error = null;
@@ -180,6 +196,14 @@ async function reconnect() {
       pc?.close();
       pc = null;
       state.error = String(err.message ?? err);
+      if (state.kicked) {
+        // The producer removed this presenter: no coming back.
+        clearInterval(watchdog);
+        watchdog = null;
+        state.events?.close();
+        show(status, 'removed from the event by its producer', 'err');
+        break;
+      }
       const wait = Math.max(BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)], (err.retryAfter ?? 0) * 1000);
       show(status, `reconnecting (attempt ${attempt + 1}: ${state.error})…`, 'muted');
       await new Promise((r) => setTimeout(r, wait));

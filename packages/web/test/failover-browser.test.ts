@@ -103,6 +103,11 @@ describe('browsers across a mixer failover', () => {
         await new Promise((r) => setTimeout(r, 50));
       }
     })();
+    // The presenter's participant id on m1: the page comes back under it with its resume grant.
+    const participants = async (url: string) =>
+      ((await (await fetch(`${url}/api/events/${ev.id}/participants`, { headers: { authorization: `Bearer ${ev.tokens.producer}` } })).json()) as { participants: { id: string }[] }).participants.map((p) => p.id);
+    const [presenterId] = await participants(m1Url);
+    expect(await presenter.evaluate('window.mcu.resume')).toBeTruthy();
     const killedAt = performance.now();
     child.kill('SIGKILL');
     await waitFor(presenter, 'window.mcu.reconnects >= 1 && window.mcu.connected', 20_000);
@@ -113,6 +118,7 @@ describe('browsers across a mixer failover', () => {
     const backS = (performance.now() - killedAt) / 1000;
     expect(await presenter.evaluate('document.getElementById("status").textContent')).toMatch(/reconnected/);
     expect(m2.leases.held(ev.id)).toBe(true);
+    expect(await participants(node2.url)).toEqual([presenterId]);
     // The viewer kept its session on the relay: no reload, no new WHEP session.
     expect(await viewer.evaluate('window.mcu.session')).toBe(session);
     expect(await viewer.evaluate('window.mcu.reconnects')).toBe(0);
