@@ -487,10 +487,14 @@ async function refreshTree() {
   const e = state.event;
   if (!e) return;
   try {
-    const { nodes } = await api('GET', `/api/events/${encodeURIComponent(e.id)}/tree`);
+    const { nodes, holder } = await api('GET', `/api/events/${encodeURIComponent(e.id)}/tree`);
     if (state.event?.id !== e.id) return;
     state.tree = nodes;
     drawTree(nodes);
+    // Several mixers: which one holds the event (its lease epoch) and who would take it over.
+    const held = $('tree-holder');
+    held.hidden = !holder;
+    if (holder) held.textContent = `held by ${holder.id} (epoch ${holder.epoch}) · standby: ${holder.standby.length ? holder.standby.join(', ') : 'none'}`;
   } catch (err) {
     if (err.status === 404) return;
     fail(err);

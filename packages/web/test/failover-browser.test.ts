@@ -108,6 +108,17 @@ describe('browsers across a mixer failover', () => {
       ((await (await fetch(`${url}/api/events/${ev.id}/participants`, { headers: { authorization: `Bearer ${ev.tokens.producer}` } })).json()) as { participants: { id: string }[] }).participants.map((p) => p.id);
     const [presenterId] = await participants(m1Url);
     expect(await presenter.evaluate('window.mcu.resume')).toBeTruthy();
+    // The producer's console (on the holder) names the holder, its epoch and the standby mixer.
+    const holderText = (p: Page) => `/${p === consoleM1 ? 'held by m1 \\(epoch \\d+\\) · standby: m2' : 'held by m2 \\(epoch \\d+\\)'}/.test(document.getElementById('tree-holder')?.textContent ?? '')`;
+    const openConsole = async (url: string) => {
+      const page = await ctx.newPage();
+      await page.goto(`${url}/`);
+      await page.fill('#token', ADMIN);
+      await page.click('#login');
+      return page;
+    };
+    const consoleM1 = await openConsole(m1Url);
+    await waitFor(consoleM1, holderText(consoleM1), 20_000);
     const killedAt = performance.now();
     child.kill('SIGKILL');
     await waitFor(presenter, 'window.mcu.reconnects >= 1 && window.mcu.connected', 20_000);
@@ -118,6 +129,8 @@ describe('browsers across a mixer failover', () => {
     const backS = (performance.now() - killedAt) / 1000;
     expect(await presenter.evaluate('document.getElementById("status").textContent')).toMatch(/reconnected/);
     expect(m2.leases.held(ev.id)).toBe(true);
+    const consoleM2 = await openConsole(node2.url);
+    await waitFor(consoleM2, holderText(consoleM2), 20_000);
     expect(await participants(node2.url)).toEqual([presenterId]);
     // The viewer kept its session on the relay: no reload, no new WHEP session.
     expect(await viewer.evaluate('window.mcu.session')).toBe(session);
