@@ -582,6 +582,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       epoch,
       muted: e.moderation.muted,
       kicked: e.moderation.kicked,
+      stages: e.moderation.stages,
     });
   }
 
@@ -908,5 +909,5 @@ function streamMapOf(streams: readonly FeedStream[]): Map<number, StreamInfo> {
 
 /** What a holder keeps in the event's stored definition beyond its creation: layout, mutes, kicks. */
 function storedState(e: EventRecord): string {
-  return JSON.stringify([e.mixer.layout, e.moderation.muted, e.moderation.kicked]);
+  return JSON.stringify([e.mixer.layout, e.moderation.muted, e.moderation.kicked, e.moderation.stages]);
 }

@@ -124,15 +124,15 @@ describe('mutes and kicks across a failover', () => {
     clients.push(p.client, k.client);
     expect(p.grant).toBeTruthy();
     expect(k.grant).toBeTruthy();
-    expect((await producer(m1Url, 'PATCH', `/participants/${p.pid}`, { muted: true })).status).toBe(200);
+    expect((await producer(m1Url, 'PATCH', `/participants/${p.pid}`, { muted: true, stage: 'backstage' })).status).toBe(200);
     expect((await producer(m1Url, 'DELETE', `/participants/${k.pid}`)).status).toBe(204);
     // The current holder refuses the kicked presenter's grant at once.
     await expect(WebRtcClient.connect('whip', `${m1Url}/whip/${event.id}`, k.grant)).rejects.toThrow(/403.*participant_kicked/);
     // The holder writes them into the event's definition.
     await waitFor(async () => {
       const def = await role.events.get(event.id);
-      return (def?.muted ?? []).includes(p.pid) && (def?.kicked ?? []).includes(k.pid);
-    }, 5000, 'mutes and kicks stored');
+      return (def?.muted ?? []).includes(p.pid) && (def?.kicked ?? []).includes(k.pid) && def?.stages?.[p.pid] === 'backstage';
+    }, 5000, 'mutes, kicks and stages stored');
 
     const killedAt = performance.now();
     m1.kill('SIGKILL');
@@ -147,8 +147,10 @@ describe('mutes and kicks across a failover', () => {
     const q = await publish(whip2, event.tokens.presenter);
     clients.push(p2.client, q.client);
     expect(p2.pid).toBe(p.pid);
-    const listed = (await (await producer(node2.url, 'GET', '/participants')).json()) as { participants: { id: string; muted: boolean; name?: string }[] };
-    expect(listed.participants.find((x) => x.id === p.pid)).toMatchObject({ muted: true, name: 'Presenter P' });
+    const listed = (await (await producer(node2.url, 'GET', '/participants')).json()) as { participants: { id: string; muted: boolean; name?: string; stage?: string }[] };
+    // Back muted and backstage (the producer's moves, not the grant's stage), under its name.
+    expect(listed.participants.find((x) => x.id === p.pid)).toMatchObject({ muted: true, stage: 'backstage', name: 'Presenter P' });
+    expect((await producer(node2.url, 'PATCH', `/participants/${p.pid}`, { stage: 'live' })).status).toBe(200);
     const mutedPower = await tonePowerHeard(q, p2, 1000);
     // Unmuted, its tone is in the mix: the muted figure is a real absence.
     expect((await producer(node2.url, 'PATCH', `/participants/${p.pid}`, { muted: false })).status).toBe(200);

@@ -196,6 +196,11 @@ export const eventDefinitionSchema = z.object({
   muted: z.array(z.string().min(1).max(128)).max(10_000).optional(),
   /** Participant ids the producer removed: a new holder refuses them. */
   kicked: z.array(z.string().min(1).max(128)).max(10_000).optional(),
+  /** The stage the producer last moved each participant to: a new holder puts it back there when it comes back under the same id. */
+  stages: z
+    .record(z.string().min(1).max(128), z.enum(['live', 'backstage']))
+    .refine((r) => Object.keys(r).length <= 10_000, { message: 'at most 10000 participants' })
+    .optional(),
 });
 export type EventDefinition = z.infer<typeof eventDefinitionSchema>;
 

@@ -336,6 +336,7 @@ export class McuNode {
       if (info && body.stage !== undefined) {
         const from = info.stage;
         info = e.mixer.setStage(params.pid, body.stage);
+        if (info) e.moderation.setStage(params.pid, body.stage);
         if (info && from !== body.stage) {
           this.log.info({ event: e.id, participant: params.pid, stage: body.stage }, body.stage === 'live' ? 'presenter live' : 'presenter backstage');
           // A guest from the audience: its page shows where it is now.
@@ -401,7 +402,8 @@ export class McuNode {
         const source = kind === 'whep' ? url.searchParams.get('source') : null;
         if (source !== null) return playPresenterPreview(this.edge, e.mixer, claims, source, () => readSdp(req, this.config.maxBodyBytes), res);
         // A presenter grant (an invitation) joins on its own stage and as its own participant.
-        const grant = kind === 'whip' ? { stage: claims.stage, participantId: claims.pid, name: presenterName(claims, url.searchParams) } : {};
+        // Coming back under its id (a resume grant), a presenter is put back on the stage the producer last moved it to.
+        const grant = kind === 'whip' ? { stage: e.moderation.stageOf(claims.pid) ?? claims.stage, participantId: claims.pid, name: presenterName(claims, url.searchParams) } : {};
         if (kind === 'whep' && this.viewerPlacement) {
           const target = await this.viewerPlacement(e.id, 'whep');
           if (target !== null) {

@@ -24,6 +24,8 @@ function addBounded(set: Set<string>, pid: string): void {
 export class EventModeration {
   readonly #muted = new Set<string>();
   readonly #kicked = new Set<string>();
+  /** The stage the producer last moved each participant to (insertion order: oldest first). */
+  readonly #stages = new Map<string, Stage>();
 
   get muted(): string[] {
     return [...this.#muted];
@@ -45,6 +47,25 @@ export class EventModeration {
   kick(pid: string): void {
     addBounded(this.#kicked, pid);
     this.#muted.delete(pid);
+    this.#stages.delete(pid);
+  }
+
+  get stages(): Record<string, Stage> {
+    return Object.fromEntries(this.#stages);
+  }
+
+  /** The producer moved `pid` live or backstage: it comes back there under the same id. */
+  setStage(pid: string, stage: Stage): void {
+    this.#stages.delete(pid);
+    this.#stages.set(pid, stage);
+    for (const oldest of this.#stages.keys()) {
+      if (this.#stages.size <= MODERATION_MAX_IDS) break;
+      this.#stages.delete(oldest);
+    }
+  }
+
+  stageOf(pid: string | undefined): Stage | undefined {
+    return pid === undefined ? undefined : this.#stages.get(pid);
   }
 
   isKicked(pid: string): boolean {
@@ -59,9 +80,10 @@ export class EventModeration {
   }
 
   /** Rebuilt from the cluster's stored definition (a new holder). */
-  load(stored: { muted?: string[]; kicked?: string[] }): void {
+  load(stored: { muted?: string[]; kicked?: string[]; stages?: Record<string, Stage> }): void {
     for (const pid of stored.muted ?? []) addBounded(this.#muted, pid);
     for (const pid of stored.kicked ?? []) addBounded(this.#kicked, pid);
+    for (const [pid, stage] of Object.entries(stored.stages ?? {})) this.setStage(pid, stage);
   }
 }
 

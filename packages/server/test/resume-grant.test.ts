@@ -80,6 +80,27 @@ describe('resume grant', () => {
     expect((await api('DELETE', `/api/events/${ev.id}`, ADMIN)).status).toBe(204);
   });
 
+  it("a presenter the producer moved comes back on that stage under its grant, whatever stage the grant names", async () => {
+    const ev = (await api('POST', '/api/events', ADMIN)).json as { id: string; whip: string; tokens: Record<'producer' | 'presenter', string> };
+    const p = await publish(ev.whip, ev.tokens.presenter);
+    const grant = p.headers.get('x-mcu-resume-token')!;
+    expect(issuer.verify(grant).stage).toBe('live');
+    expect((await api('PATCH', `/api/events/${ev.id}/participants/${p.session}`, ev.tokens.producer, { stage: 'backstage' })).status).toBe(200);
+    expect(await p.client.hangUp()).toBe(200);
+    const again = await publish(ev.whip, grant);
+    expect(again.session).toBe(p.session);
+    const stageOf = async () => ((await api('GET', `/api/events/${ev.id}/participants`, ev.tokens.producer)).json.participants as { id: string; stage: string }[]).find((x) => x.id === p.session)?.stage;
+    expect(await stageOf()).toBe('backstage');
+    // Moved live again, it comes back live.
+    expect((await api('PATCH', `/api/events/${ev.id}/participants/${p.session}`, ev.tokens.producer, { stage: 'live' })).status).toBe(200);
+    expect(await again.client.hangUp()).toBe(200);
+    const third = await publish(ev.whip, grant);
+    expect(third.session).toBe(p.session);
+    expect(await stageOf()).toBe('live');
+    expect(new EventModeration().stageOf(undefined)).toBeUndefined();
+    expect((await api('DELETE', `/api/events/${ev.id}`, ADMIN)).status).toBe(204);
+  });
+
   it('keeps at most MODERATION_MAX_IDS ids per list (what the stored definition takes), dropping the oldest', () => {
     const m = new EventModeration();
     for (let i = 0; i <= MODERATION_MAX_IDS; i++) m.kick(`p${i}`);
