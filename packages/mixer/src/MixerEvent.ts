@@ -64,6 +64,8 @@ export interface RtpParticipantRequest {
   stage?: Stage;
   /** Display name, already validated. */
   name?: string;
+  /** Its participant id (a resume grant's `pid`: the same participant again); random by default. */
+  id?: string;
 }
 
 export interface RtpParticipantInfo extends ParticipantSummary {
@@ -360,7 +362,8 @@ export class MixerEvent {
   async addRtpParticipant(req: RtpParticipantRequest): Promise<RtpParticipantInfo> {
     if (this.closed) throw new Error('event is closed');
     const remoteHost = isIP(req.host) ? req.host : (await lookup(req.host, { family: 4 })).address;
-    const id = randomUUID();
+    const id = req.id ?? randomUUID();
+    if (this.mixer.participant(id)) throw new Error(`participant ${id} is connected already`);
     const participant = this.mixer.addParticipant(id, { stage: req.stage ?? this.presentersJoin });
     participant.name = req.name;
     try {

@@ -365,10 +365,23 @@ export class McuNode {
       if (e.mixer.mixer.size >= this.config.maxParticipantsPerEvent) {
         throw new ServiceUnavailableError(`event ${e.id} has its maximum of ${this.config.maxParticipantsPerEvent} participants`, 10);
       }
-      const info = await e.mixer.addRtpParticipant({ ...body, name: claims.name ?? body.name });
+      // Re-registering with its resume grant (after a failover), a participant comes back under its
+      // id: refused when kicked, muted and on the stage the producer left it on.
+      e.moderation.admit(claims.pid);
+      if (claims.pid !== undefined && e.mixer.mixer.participant(claims.pid)) {
+        throw new ConflictError(`participant ${claims.pid} is connected already`, 'participant_exists');
+      }
+      const stage = e.moderation.stageOf(claims.pid) ?? claims.stage ?? body.stage;
+      let info = await e.mixer.addRtpParticipant({ ...body, name: claims.name ?? body.name, ...(claims.pid !== undefined ? { id: claims.pid } : {}), ...(stage !== undefined ? { stage } : {}) });
+      if (e.moderation.isMuted(info.id)) {
+        e.mixer.setMuted(info.id, true);
+        info = e.mixer.participantInfo(info.id) ?? info;
+      }
       this.log.info({ event: e.id, participant: info.id, host: info.remoteHost, port: info.remotePort }, 'RTP participant joined');
+      const resumeToken = resumeGrant(this.auth.issuer, e.id, { id: info.id, name: typeof info.name === 'string' ? info.name : undefined, stage: info.stage });
       res.setHeader('location', `/api/events/${e.id}/rtp-participants/${info.id}`);
-      json(res, 201, info);
+      res.setHeader(RESUME_TOKEN_HEADER, resumeToken);
+      json(res, 201, { ...info, resumeToken });
     });
 
     r.on('GET', '/api/events/:id/rtp-participants/:pid', ({ req, res, params }) => {

@@ -111,7 +111,7 @@ export const nodeOperations: OperationTable = {
   },
   'POST /api/events/:id/rtp-participants': {
     summary: 'Add a plain-RTP participant (Opus)',
-    description: 'Answers the `host` and `port` to send Opus RTP to, from the address and port given in the body, where the participant receives its mix (symmetric RTP, 50 packets/s).',
+    description: 'Answers the `host` and `port` to send Opus RTP to, from the address and port given in the body, where the participant receives its mix (symmetric RTP, 50 packets/s), and a `resumeToken` (also in `X-Mcu-Resume-Token`): registering again with it as the bearer token (after a failover) is the same participant, muted and on the stage the producer left it on, `403 participant_kicked` when kicked, `409` while it is still registered.',
     tag: 'participants',
     auth: presenterRoles,
     body: rtpParticipantBody,

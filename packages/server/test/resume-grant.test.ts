@@ -101,6 +101,31 @@ describe('resume grant', () => {
     expect((await api('DELETE', `/api/events/${ev.id}`, ADMIN)).status).toBe(204);
   });
 
+  it('a plain-RTP participant re-registering with its resume grant is the same participant: muted, backstage; kicked, refused', async () => {
+    const ev = (await api('POST', '/api/events', ADMIN)).json as { id: string; tokens: Record<'producer' | 'presenter', string> };
+    const body = { host: '127.0.0.1', port: 5004, payloadType: 111, name: 'Gateway' };
+    const first = await api('POST', `/api/events/${ev.id}/rtp-participants`, ev.tokens.presenter, body);
+    expect(first.status).toBe(201);
+    const pid = first.json.id as string;
+    const grant = first.json.resumeToken as string;
+    expect(first.headers.get('x-mcu-resume-token')).toBe(grant);
+    expect(issuer.verify(grant)).toMatchObject({ evt: ev.id, role: 'presenter', pid, name: 'Gateway', stage: 'live' });
+    expect((await api('PATCH', `/api/events/${ev.id}/participants/${pid}`, ev.tokens.producer, { muted: true, stage: 'backstage' })).status).toBe(200);
+    // Registered again under the same id while it is still there: a conflict.
+    expect((await api('POST', `/api/events/${ev.id}/rtp-participants`, grant, body)).status).toBe(409);
+    // It leaves (its gateway's mixer died, say) and re-registers with the grant.
+    expect((await api('DELETE', `/api/events/${ev.id}/rtp-participants/${pid}`, ev.tokens.presenter)).status).toBe(204);
+    const back = await api('POST', `/api/events/${ev.id}/rtp-participants`, grant, body);
+    expect(back.status).toBe(201);
+    expect(back.json).toMatchObject({ id: pid, muted: true, stage: 'backstage', name: 'Gateway' });
+    // Kicked, its grant no longer brings it back.
+    expect((await api('DELETE', `/api/events/${ev.id}/participants/${pid}`, ev.tokens.producer)).status).toBe(204);
+    const refused = await api('POST', `/api/events/${ev.id}/rtp-participants`, grant, body);
+    expect(refused.status).toBe(403);
+    expect(refused.json.error.code).toBe('participant_kicked');
+    expect((await api('DELETE', `/api/events/${ev.id}`, ADMIN)).status).toBe(204);
+  });
+
   it('keeps at most MODERATION_MAX_IDS ids per list (what the stored definition takes), dropping the oldest', () => {
     const m = new EventModeration();
     for (let i = 0; i <= MODERATION_MAX_IDS; i++) m.kick(`p${i}`);
