@@ -363,7 +363,6 @@ export class MixerEvent {
     if (this.closed) throw new Error('event is closed');
     const remoteHost = isIP(req.host) ? req.host : (await lookup(req.host, { family: 4 })).address;
     const id = req.id ?? randomUUID();
-    if (this.mixer.participant(id)) throw new Error(`participant ${id} is connected already`);
     const participant = this.mixer.addParticipant(id, { stage: req.stage ?? this.presentersJoin });
     participant.name = req.name;
     try {

@@ -7,13 +7,18 @@ export const RESUME_GRANT_TTL_SECONDS = 600;
 /** Ids kept per list (the cluster's stored definition takes this many): the oldest go first. */
 export const MODERATION_MAX_IDS = 10_000;
 
+/** Drops the oldest ids (insertion order) of a set or map past MODERATION_MAX_IDS. */
+function keepNewest(ids: Set<string> | Map<string, unknown>): void {
+  for (const oldest of ids.keys()) {
+    if (ids.size <= MODERATION_MAX_IDS) break;
+    ids.delete(oldest);
+  }
+}
+
 function addBounded(set: Set<string>, pid: string): void {
   set.delete(pid);
   set.add(pid);
-  for (const oldest of set) {
-    if (set.size <= MODERATION_MAX_IDS) break;
-    set.delete(oldest);
-  }
+  keepNewest(set);
 }
 
 /**
@@ -58,10 +63,7 @@ export class EventModeration {
   setStage(pid: string, stage: Stage): void {
     this.#stages.delete(pid);
     this.#stages.set(pid, stage);
-    for (const oldest of this.#stages.keys()) {
-      if (this.#stages.size <= MODERATION_MAX_IDS) break;
-      this.#stages.delete(oldest);
-    }
+    keepNewest(this.#stages);
   }
 
   stageOf(pid: string | undefined): Stage | undefined {
