@@ -27,8 +27,8 @@ export interface HandQueueEvents {
 export class HandQueue extends EventEmitter<HandQueueEvents> {
   readonly drops = new DropCounter();
   readonly #kv: KvStore;
-  /** event → hand id → { hand, revision } */
-  readonly #byEvent = new Map<string, Map<string, { hand: Hand; revision: number }>>();
+  /** event → hand id → { hand, revision, raised }: `raised` is the revision of its raise (see `raisedRevision`). */
+  readonly #byEvent = new Map<string, Map<string, { hand: Hand; revision: number; raised: number }>>();
   /** Keys deleted here whose DEL the watch has not shown yet: key → the revision deleted (older PUTs are stale). */
   readonly #gone = new Map<string, number>();
   readonly #abort = new AbortController();
@@ -72,10 +72,14 @@ export class HandQueue extends EventEmitter<HandQueueEvents> {
     }
   }
 
-  /** The hands of an event in the order they were raised (ties by id). */
+  /**
+   * The hands of an event in the order they were raised: by time, then (raised in the same
+   * millisecond) by the store's order of their creation, then by id.
+   */
   list(event: string): Hand[] {
-    const hands = [...(this.#byEvent.get(event)?.values() ?? [])].map((h) => h.hand);
-    return hands.sort((a, b) => a.raisedAt - b.raisedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const hands = [...(this.#byEvent.get(event)?.values() ?? [])];
+    hands.sort((a, b) => a.hand.raisedAt - b.hand.raisedAt || a.raised - b.raised || (a.hand.id < b.hand.id ? -1 : a.hand.id > b.hand.id ? 1 : 0));
+    return hands.map((h) => h.hand);
   }
 
   /** One hand as stored now (read from the store, not the copy). */
@@ -152,7 +156,7 @@ export class HandQueue extends EventEmitter<HandQueueEvents> {
         known = entry && hand ? { hand, revision: entry.revision } : null;
       }
       if (!known) throw missing?.() ?? new NotFoundError(`hand ${id} is not raised`, 'hand_not_found');
-      const next = parseWith(handSchema, change(known.hand), 'hand');
+      const next = parseWith(handSchema, { ...change(known.hand), raisedRevision: known.hand.raisedRevision ?? known.revision }, 'hand');
       try {
         const revision = await this.#kv.update(keyOf(event, id), next, known.revision);
         this.#set(next, revision);
@@ -210,7 +214,7 @@ export class HandQueue extends EventEmitter<HandQueueEvents> {
     if (!hands) this.#byEvent.set(hand.event, (hands = new Map()));
     const known = hands.get(hand.id);
     if (known && known.revision >= revision) return;
-    hands.set(hand.id, { hand, revision });
+    hands.set(hand.id, { hand, revision, raised: hand.raisedRevision ?? revision });
     this.emit('changed', hand.event, hand.id, hand);
   }
 

@@ -54,6 +54,11 @@ export const handSchema = z.object({
   /** The viewer's display name (from its token, or the one it typed). */
   name: displayNameSchema,
   raisedAt: timestampMs,
+  /**
+   * The store's revision of the raise, stamped on the hand's first change (an unchanged hand's own
+   * revision is its raise's): orders hands raised in the same millisecond as they were raised.
+   */
+  raisedRevision: z.number().int().positive().optional(),
   invitation: invitationSchema.optional(),
 });
 export type Hand = z.infer<typeof handSchema>;

@@ -48,6 +48,17 @@ function handQueueContract(name: string, connect: () => Promise<Bus>) {
       expect(q.list('ev').map((h) => h.id)).toEqual(['h1', 'h2', 'h0']);
     });
 
+    it('hands raised in the same millisecond keep the order they were raised in, also after one is invited and on another queue', async () => {
+      const { q, bus } = await open();
+      for (const id of ['zed', 'mid', 'abe']) await q.raise('ev4', id, id, 7000);
+      expect(q.list('ev4').map((h) => h.id)).toEqual(['zed', 'mid', 'abe']);
+      await q.invite('ev4', 'zed', 'live', 'pz', 60_000);
+      expect(q.list('ev4').map((h) => h.id)).toEqual(['zed', 'mid', 'abe']);
+      const { q: other } = await open(name === 'InProcessBus' ? bus : undefined);
+      await until(() => other.list('ev4').length === 3);
+      expect(other.list('ev4').map((h) => h.id)).toEqual(['zed', 'mid', 'abe']);
+    });
+
     it('an invitation is claimed once, by its participant only, before it expires; a replaced one is refused; on stage is a conflict', async () => {
       const { q } = await open();
       await q.raise('ev2', 'g', 'Guest');
