@@ -62,6 +62,9 @@ import { feedMetrics } from './FeedMetrics.js';
 import { freeUdpPort, mediaAddressFor } from './UdpPort.js';
 import { HandService } from './HandService.js';
 
+/** A new holder waits this long at most for the old holder to close a recording's part in a planned handover. */
+const HANDOVER_RECORDING_WAIT_MS = 5000;
+
 export interface MixerRoleOptions {
   /** A listening node (its URL is registered). */
   node: McuNode;
@@ -366,8 +369,11 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     const releasedAt = performance.now();
     this.#givingUp.add(id);
     let reply: TakeoverReply;
+    let recordingsHandedOver: Promise<void> = Promise.resolve();
     try {
       await this.leases.release(id);
+      // Recordings close their segments while the target takes the lease; it waits for that before it opens the next ones.
+      recordingsHandedOver = this.node.recordings.handOver(id);
       reply = await ask('take');
     } catch (err) {
       // The target did not take it: take it back (under a new epoch if someone else had it meanwhile).
@@ -376,6 +382,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       throw err;
     }
     const gapMs = Math.round(performance.now() - releasedAt);
+    await recordingsHandedOver;
     try {
       if (this.node.registry.has(id)) {
         // Presenters hear `moved` on the event stream and re-publish at once (publish.js).
@@ -500,7 +507,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       for (const entry of this.#events.values()) {
         if (!this.leases.held(entry.id) || !this.node.registry.has(entry.id)) continue;
         const e = this.node.registry.get(entry.id);
-        const layout = storedState(e);
+        const layout = this.#storedState(e);
         if (layout === entry.storedLayout) continue;
         entry.storedLayout = layout;
         void this.#store(entry.id, entry.epoch).catch(() => {
@@ -516,6 +523,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     if (!this.node.registry.has(id) || this.leases.held(id) || !rec || rec.holder === null || rec.holder === this.nodeId) return;
     this.log.warn({ event: id, holder: rec.holder, epoch: rec.epoch }, 'event held by another mixer now: ending it here');
     this.#givingUp.add(id);
+    // The new holder continues the recordings from what is stored: nothing more is written here.
+    this.node.recordings.abandon(id);
     try {
       this.node.registry.get(id).movedTo = rec.holder;
       this.node.registry.end(id);
@@ -551,6 +560,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
         // a layout this version cannot read: the default grid
       }
     }
+    // The recordings go on here, each as a new part after what the old holder stored.
+    if (def.recordings && def.recordings.length > 0) void this.node.recordings.resume(e, def.recordings, 0);
     this.log.info({ event: id, epoch, previousHolder: def.mixer, rebuildMs: Math.round(performance.now() - started) }, 'event taken over');
     this.emit('tookOver', id, epoch);
   }
@@ -583,6 +594,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       muted: e.moderation.muted,
       kicked: e.moderation.kicked,
       stages: e.moderation.stages,
+      recordings: this.node.recordings.definitionsOf(id).slice(0, 64),
     });
   }
 
@@ -743,7 +755,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       renditionBySsrc: new Map(),
       keyframeRequests: 0,
       epoch,
-      storedLayout: storedState(e),
+      storedLayout: this.#storedState(e),
     };
     if (this.#closed || e.mixer.isClosed || !this.node.registry.has(e.id)) {
       keys.close();
@@ -788,6 +800,11 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   async #activate(entry: ClusteredEvent, epoch: number): Promise<void> {
     if (!this.#prepared.delete(entry.id)) return;
     entry.epoch = epoch;
+    // The recordings go on here once the old holder has closed its part (it does so as it releases the lease).
+    const def = await this.events.get(entry.id).catch(() => null);
+    if (def?.recordings && def.recordings.length > 0 && this.node.registry.has(entry.id)) {
+      void this.node.recordings.resume(this.node.registry.get(entry.id), def.recordings, HANDOVER_RECORDING_WAIT_MS);
+    }
     const media = { host: this.#opts.advertiseHost ?? mediaAddressFor(this.#mediaHost), port: entry.sender.address.port };
     entry.keys.announce();
     await entry.client.advertise(media, entry.streams, epoch);
@@ -856,6 +873,10 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       .then(() => this.leases.release(e.id));
   };
 
+  #storedState(e: EventRecord): string {
+    return storedState(e, this.node.recordings.definitionsOf(e.id));
+  }
+
   #childCount(): number {
     let n = 0;
     for (const e of this.#events.values()) n += e.sender.children.length;
@@ -886,6 +907,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       await entry.client.close();
     }
     this.#events.clear();
+    // A standby will take the events and continue their recordings: their parts end here first.
+    if (!this.#soloMixer) await Promise.all(this.leases.heldEvents().map((id) => this.node.recordings.handOver(id).catch(() => undefined)));
     // Released: a standby takes the events at once (they keep running here until the node closes).
     await this.leases.closeAll();
     await this.agent.close();
@@ -907,7 +930,7 @@ function streamMapOf(streams: readonly FeedStream[]): Map<number, StreamInfo> {
   return map;
 }
 
-/** What a holder keeps in the event's stored definition beyond its creation: layout, mutes, kicks. */
-function storedState(e: EventRecord): string {
-  return JSON.stringify([e.mixer.layout, e.moderation.muted, e.moderation.kicked, e.moderation.stages]);
+/** What a holder keeps in the event's stored definition beyond its creation: layout, mutes, kicks, stages, recordings. */
+function storedState(e: EventRecord, recordings: readonly { id: string }[]): string {
+  return JSON.stringify([e.mixer.layout, e.moderation.muted, e.moderation.kicked, e.moderation.stages, recordings.map((r) => r.id)]);
 }

@@ -3,9 +3,13 @@
  * outlives the node that made it and any node serves it.
  *
  * A segment is written to the node's local spool directory as it is produced (ciphertext, as in
- * DirectoryStore: a crash leaves it there, playable up to the crash) and put into the bucket when
- * it is complete; manifests go to the bucket at every change. Reads come from the bucket, and from
- * the spool for a segment still being written. Object names: `<event>/<recording>/<file>`.
+ * DirectoryStore) and, while it is written, its new ciphertext goes to the bucket every
+ * `chunkMs` as a chunk object (`<file>.chunk-000000`, …): a node that dies loses at most the
+ * last `chunkMs` of what it had encrypted, and the next holder of the event continues the
+ * recording from what the bucket has. When the segment is complete it is put as one object and
+ * its chunks are deleted. Manifests go to the bucket at every change. Reads come from the whole
+ * object, else the chunks joined in order, else the local spool. Object names:
+ * `<event>/<recording>/<file>`.
  */
 import { Readable } from 'node:stream';
 import type { ObjectStore } from 'nats';
@@ -14,10 +18,22 @@ import type { RecordingStore, SegmentSink } from './RecordingStore.js';
 
 const MANIFEST = 'manifest.json';
 
+export const OBJECT_STORE_DEFAULTS = Object.freeze({
+  /** An in-progress segment's new ciphertext reaches the bucket this often. */
+  chunkMs: 1000,
+  /** Ciphertext kept for chunks the bucket did not take (NATS away): beyond it, the segment waits for its end. */
+  maxUnsentBytes: 64 << 20,
+});
+
+function chunkName(object: string, n: number): string {
+  return `${object}.chunk-${String(n).padStart(6, '0')}`;
+}
+
 export class ObjectStoreStore implements RecordingStore {
   readonly kind = 'object-store' as const;
   private readonly spool: DirectoryStore;
   private readonly uploads = new Set<Promise<void>>();
+  private readonly chunkMs: number;
 
   private bucket: Promise<ObjectStore> | null = null;
 
@@ -25,8 +41,10 @@ export class ObjectStoreStore implements RecordingStore {
   constructor(
     private readonly os: ObjectStore | (() => Promise<ObjectStore>),
     spoolDir: string,
+    opts: { chunkMs?: number } = {},
   ) {
     this.spool = new DirectoryStore(spoolDir);
+    this.chunkMs = opts.chunkMs ?? OBJECT_STORE_DEFAULTS.chunkMs;
   }
 
   private store(): Promise<ObjectStore> {
@@ -46,13 +64,54 @@ export class ObjectStoreStore implements RecordingStore {
 
   async openSegment(eventId: string, recordingId: string, name: string): Promise<SegmentSink> {
     const local = await this.spool.openSegment(eventId, recordingId, name);
+    const object = this.name(eventId, recordingId, name);
+    // Ciphertext not yet in a chunk object, in order; a chunk that fails is tried again next time.
+    let unsent: Buffer[] = [];
+    let unsentBytes = 0;
+    let chunks = 0;
+    let chunking = true;
+    let sending: Promise<void> | null = null;
+    const sendChunk = (): Promise<void> => {
+      sending ??= (async () => {
+        if (!chunking || unsent.length === 0) return;
+        const take = unsent.length;
+        const bytes = take === 1 ? unsent[0] : Buffer.concat(unsent.slice(0, take));
+        try {
+          await (await this.store()).putBlob({ name: chunkName(object, chunks) }, bytes);
+          chunks++;
+          unsent = unsent.slice(take);
+          unsentBytes -= bytes.length;
+        } catch {
+          // kept for the next try
+        }
+      })().finally(() => {
+        sending = null;
+      });
+      return sending;
+    };
+    const timer = setInterval(() => void sendChunk(), this.chunkMs);
+    timer.unref();
+    const stopChunks = async () => {
+      clearInterval(timer);
+      chunking = false;
+      unsent = [];
+      await sending;
+    };
     let closing: Promise<void> | null = null;
     return {
-      write: (chunk) => local.write(chunk),
+      write: async (chunk) => {
+        await local.write(chunk);
+        if (!chunking) return;
+        unsent.push(Buffer.from(chunk));
+        unsentBytes += chunk.length;
+        // NATS away for long: the segment is stored when it ends (the spool has it all).
+        if (unsentBytes > OBJECT_STORE_DEFAULTS.maxUnsentBytes) await stopChunks();
+      },
       close: () => {
         closing ??= (async () => {
+          await stopChunks();
           await local.close();
-          const upload = this.upload(eventId, recordingId, name);
+          const upload = this.upload(eventId, recordingId, name).then(() => this.deleteChunks(object, chunks));
           this.uploads.add(upload);
           try {
             await upload;
@@ -62,7 +121,20 @@ export class ObjectStoreStore implements RecordingStore {
         })();
         return closing;
       },
+      discard: () => {
+        closing ??= (async () => {
+          await stopChunks();
+          await local.close();
+        })();
+        return closing;
+      },
     };
+  }
+
+  /** The whole segment is in the bucket: its chunks go (best effort; readers take the whole object first). */
+  private async deleteChunks(object: string, count: number): Promise<void> {
+    const os = await this.store();
+    for (let n = 0; n < count; n++) await os.delete(chunkName(object, n)).catch(() => undefined);
   }
 
   private async upload(eventId: string, recordingId: string, name: string): Promise<void> {
@@ -79,7 +151,24 @@ export class ObjectStoreStore implements RecordingStore {
       const got = await os.get(key);
       if (got) return { size: info.size, stream: Readable.fromWeb(got.data as import('node:stream/web').ReadableStream<Uint8Array>) };
     }
-    // Still being written here (or not yet uploaded).
+    // Being written (here or on another node), or left by a node that stopped while writing it: its chunks.
+    const sizes: number[] = [];
+    for (;;) {
+      const c = await os.info(chunkName(key, sizes.length));
+      if (!c || c.deleted) break;
+      sizes.push(c.size);
+    }
+    if (sizes.length > 0) {
+      async function* chunks(): AsyncGenerator<Uint8Array> {
+        for (let n = 0; n < sizes.length; n++) {
+          const blob = await os.getBlob(chunkName(key, n));
+          if (blob === null) throw new Error(`chunk ${n} of ${key} is gone`);
+          yield blob;
+        }
+      }
+      return { size: sizes.reduce((a, b) => a + b, 0), stream: Readable.from(chunks()) };
+    }
+    // Written here and not uploaded (NATS was away).
     return this.spool.readSegment(eventId, recordingId, name);
   }
 

@@ -15,6 +15,8 @@ export interface SegmentSink {
   write(chunk: Uint8Array): Promise<void>;
   /** Idempotent. */
   close(): Promise<void>;
+  /** Stops storing anything more of this segment (another node continues the recording); what is stored stays. */
+  discard?(): Promise<void>;
 }
 
 export interface RecordingStore {
