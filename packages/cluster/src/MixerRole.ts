@@ -522,9 +522,10 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     const rec = this.leases.holderOf(id);
     if (!this.node.registry.has(id) || this.leases.held(id) || !rec || rec.holder === null || rec.holder === this.nodeId) return;
     this.log.warn({ event: id, holder: rec.holder, epoch: rec.epoch }, 'event held by another mixer now: ending it here');
+    // The new holder continues the recordings from what is stored: nothing more is written here
+    // (unless this mixer is handing the event over itself: its recordings are closing their parts).
+    if (!this.#givingUp.has(id)) this.node.recordings.abandon(id);
     this.#givingUp.add(id);
-    // The new holder continues the recordings from what is stored: nothing more is written here.
-    this.node.recordings.abandon(id);
     try {
       this.node.registry.get(id).movedTo = rec.holder;
       this.node.registry.end(id);
@@ -611,6 +612,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     const id = params.id;
     if (!id || !/^\/(api\/events|whip|whep|rtp-viewers)\//.test(route.path)) return false;
     if (this.leases.held(id)) return false;
+    // Recordings are read from the cluster's Object Store on any mixer (also while the event changes mixers).
+    if (route.method === 'GET' && route.path.startsWith('/api/events/:id/recordings') && this.node.recordings.recorder.store.kind === 'object-store') return false;
     const rec = this.leases.holderOf(id);
     if (!rec || rec.holder === null || rec.holder === this.nodeId) return false;
     const claims = this.node.auth.authorize(req.headers.authorization, { event: id, roles: ['admin', 'producer', 'presenter', 'viewer'] }, token);

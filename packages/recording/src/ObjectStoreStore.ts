@@ -7,7 +7,7 @@
  * `chunkMs` as a chunk object (`<file>.chunk-000000`, …): a node that dies loses at most the
  * last `chunkMs` of what it had encrypted, and the next holder of the event continues the
  * recording from what the bucket has. When the segment is complete it is put as one object and
- * its chunks are deleted. Manifests go to the bucket at every change. Reads come from the whole
+ * its chunks and spooled copy are deleted. Manifests go to the bucket at every change. Reads come from the whole
  * object, else the chunks joined in order, else the local spool. Object names:
  * `<event>/<recording>/<file>`.
  */
@@ -24,6 +24,36 @@ export const OBJECT_STORE_DEFAULTS = Object.freeze({
   /** Ciphertext kept for chunks the bucket did not take (NATS away): beyond it, the segment waits for its end. */
   maxUnsentBytes: 64 << 20,
 });
+
+/**
+ * An object's bytes, or null when absent. nats.js's get() waits forever for the chunks of an
+ * object replaced (its chunks purged) between reading its info and subscribing to them — a
+ * manifest rewritten as it is read: the read is given up after `timeoutMs` and tried again.
+ */
+async function getBlob(os: ObjectStore, name: string, timeoutMs = 3000, attempts = 4): Promise<Uint8Array | null> {
+  for (let attempt = 1; ; attempt++) {
+    const got = await os.get(name);
+    if (got === null) return null;
+    const reader = got.data.getReader();
+    const parts: Uint8Array[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    try {
+      for (;;) {
+        const r = await Promise.race([reader.read(), timedOut]);
+        if (r === 'timeout') break;
+        if (r.done) return Buffer.concat(parts);
+        parts.push(r.value);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    await reader.cancel().catch(() => undefined);
+    if (attempt >= attempts) throw new Error(`object ${name}: no data within ${timeoutMs} ms (${attempts} tries)`);
+  }
+}
 
 function chunkName(object: string, n: number): string {
   return `${object}.chunk-${String(n).padStart(6, '0')}`;
@@ -111,7 +141,8 @@ export class ObjectStoreStore implements RecordingStore {
         closing ??= (async () => {
           await stopChunks();
           await local.close();
-          const upload = this.upload(eventId, recordingId, name).then(() => this.deleteChunks(object, chunks));
+          // In the bucket whole: its chunks and the spool's copy go.
+          const upload = this.upload(eventId, recordingId, name).then(() => Promise.all([this.deleteChunks(object, chunks), this.spool.removeSegment(eventId, recordingId, name)]).then(() => undefined));
           this.uploads.add(upload);
           try {
             await upload;
@@ -161,7 +192,7 @@ export class ObjectStoreStore implements RecordingStore {
     if (sizes.length > 0) {
       async function* chunks(): AsyncGenerator<Uint8Array> {
         for (let n = 0; n < sizes.length; n++) {
-          const blob = await os.getBlob(chunkName(key, n));
+          const blob = await getBlob(os, chunkName(key, n));
           if (blob === null) throw new Error(`chunk ${n} of ${key} is gone`);
           yield blob;
         }
@@ -177,7 +208,7 @@ export class ObjectStoreStore implements RecordingStore {
   }
 
   async getManifest(eventId: string, recordingId: string): Promise<string | null> {
-    const blob = await (await this.store()).getBlob(this.name(eventId, recordingId, MANIFEST));
+    const blob = await getBlob(await this.store(), this.name(eventId, recordingId, MANIFEST));
     return blob === null ? null : new TextDecoder().decode(blob);
   }
 

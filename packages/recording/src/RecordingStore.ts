@@ -5,7 +5,7 @@
  * recording outlives the node that made it.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -82,6 +82,11 @@ export class DirectoryStore implements RecordingStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
     }
+  }
+
+  /** Removes a stored segment (a spool's copy once the segment is in the Object Store). */
+  async removeSegment(eventId: string, recordingId: string, name: string): Promise<void> {
+    await rm(this.path(eventId, recordingId, name), { force: true });
   }
 
   async putManifest(eventId: string, recordingId: string, manifest: string): Promise<void> {
