@@ -370,15 +370,19 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     this.#givingUp.add(id);
     let reply: TakeoverReply;
     let recordingsHandedOver: Promise<void> = Promise.resolve();
+    const recordings = this.node.recordings.definitionsOf(id);
     try {
       await this.leases.release(id);
       // Recordings close their segments while the target takes the lease; it waits for that before it opens the next ones.
       recordingsHandedOver = this.node.recordings.handOver(id);
       reply = await ask('take');
     } catch (err) {
-      // The target did not take it: take it back (under a new epoch if someone else had it meanwhile).
+      // The target did not take it: take it back (under a new epoch if someone else had it meanwhile),
+      // and its recordings with it (each as a new part here).
       this.#givingUp.delete(id);
-      await this.leases.hold(id).catch(() => false);
+      const back = await this.leases.hold(id).catch(() => false);
+      await recordingsHandedOver;
+      if (back && recordings.length > 0 && this.node.registry.has(id)) void this.node.recordings.resume(this.node.registry.get(id), recordings, 0);
       throw err;
     }
     const gapMs = Math.round(performance.now() - releasedAt);

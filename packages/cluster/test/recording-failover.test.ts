@@ -9,11 +9,10 @@
  * in ffprobe, the tone is in every part, verify passes and reports the parts, and a swapped,
  * removed or replaced segment in any part is detected. What the crash lost is measured.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NatsBus } from '@mcu/control';
 import { McuNode } from '@mcu/server';
@@ -22,7 +21,7 @@ import { MixerRole } from '../src/index.js';
 import { NatsServerProcess } from '../../control/test/natsServer.js';
 import { LOOPBACK, tonePower, WebRtcClient } from '../../webrtc/test/client.js';
 import { cleanEnv, killAll, run } from '../../cli/test/cli.js';
-import { sleep, waitFor } from './harness.js';
+import { sleep, spawnMixerChild, waitFor } from './harness.js';
 
 const SECRET = 'recfail-test-secret-0123456789abcdef-xyz';
 const ADMIN = 'recfail-test-admin-token-0123456789';
@@ -130,18 +129,10 @@ describe('a recording across a mixer failover and a planned move', () => {
     const recipient = spawnSync('age-keygen', ['-y', identity]).stdout.toString().trim();
     const cluster = `rf${Date.now().toString(36)}`;
     const m2 = await mixer(cluster, 'm2');
-    const script = fileURLToPath(new URL('./mixerChild.ts', import.meta.url));
-    const m1 = spawn(process.execPath, ['--import', 'tsx', script, server.url, cluster, 'm1', SECRET, ADMIN, join(dir, 'm1')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const spawned = await spawnMixerChild({ natsUrl: server.url, cluster, nodeId: 'm1', secret: SECRET, adminToken: ADMIN, recordingsDir: join(dir, 'm1') });
+    const m1 = spawned.child;
     child = m1;
-    const m1Url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      m1.stdout!.on('data', (b: Buffer) => {
-        out += b.toString();
-        const m = /ready m1 (\S+)/.exec(out);
-        if (m) resolve(m[1]);
-      });
-      m1.once('exit', (code) => reject(new Error(`mixer child exited ${code}`)));
-    });
+    const m1Url = spawned.url;
     await waitFor(() => m2.controller.registry.has('m1'), 5000, 'm1 registered');
     const created = await fetch(`${m1Url}/api/events?placed=1`, {
       method: 'POST',
