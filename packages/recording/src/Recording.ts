@@ -224,7 +224,10 @@ export class Recording extends EventEmitter<RecordingEvents> {
         this.earlierParts = m.parts ?? [];
         const lastPart = this.earlierParts.at(-1);
         this.part = { part: lastPart ? lastPart.part + 1 : 1, startedAt: new Date().toISOString(), firstSegment: this.segments.length, closed: false, prev: await this.lastStoredSegment() };
-        if (this.segments.length > 0) this.firstMediaMs = this.segments[0].startMediaMs;
+        if (this.segments.length > 0) {
+          this.firstMediaMs = this.segments[0].startMediaMs;
+          this.lastMediaMs = Math.max(...this.segments.map((s) => s.startMediaMs + s.durationMs));
+        }
         if (lastPart && !lastPart.closed) {
           this.opts.log?.warn({ event: this.eventId, recording: this.id, part: lastPart.part, kept: this.part.prev }, 'recording continued after its node stopped while writing: its last segment is kept as far as it was stored');
         }
