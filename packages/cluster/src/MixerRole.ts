@@ -386,7 +386,6 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       throw err;
     }
     const gapMs = Math.round(performance.now() - releasedAt);
-    await recordingsHandedOver;
     try {
       if (this.node.registry.has(id)) {
         // Presenters hear `moved` on the event stream and re-publish at once (publish.js).
@@ -398,6 +397,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     }
     this.leases.standBy(id);
     this.emit('gaveUp', id);
+    // (The presenters were told first: a recording's last segment may take a while to upload.)
+    await recordingsHandedOver;
     return { id, from: this.nodeId, to: target, epoch: reply.epoch ?? 0, gapMs };
   }
 
