@@ -21,16 +21,24 @@ import { macMatches, ObjectStoreStore, parseSegmentComment, partMacMatches, Reco
 import { BeepFlashPresenter, flashClip, videoLuma } from './beepFlash.js';
 import { sleep } from '../../mixer/test/videoMedia.js';
 
-let server: NatsServerProcess | undefined;
+let world: { dir: string; server: NatsServerProcess } | undefined;
 let child: ChildProcess | undefined;
-let dir = '';
 const closers: (() => unknown)[] = [];
 afterAll(async () => {
   if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   for (const c of closers.reverse()) await c();
-  await server?.kill();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await world?.server.kill();
+  if (world) rmSync(world.dir, { recursive: true, force: true });
 });
+
+/** One dedicated nats-server for the file. */
+async function natsServer(): Promise<{ dir: string; server: NatsServerProcess }> {
+  if (!world) {
+    const dir = mkdtempSync(join(tmpdir(), 'mcu-rec-crash-'));
+    world = { dir, server: await NatsServerProcess.start(['-js', '-sd', join(dir, 'nats')]) };
+  }
+  return world;
+}
 
 async function bytesOf(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -54,8 +62,7 @@ function ageDecrypt(identity: string, bytes: Buffer, out: string): { status: num
 
 describe('a crash of the recording node', () => {
   it('loses about a second of video, not the segment; the next part continues the chain', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'mcu-rec-crash-'));
-    server = await NatsServerProcess.start(['-js', '-sd', join(dir, 'nats')]);
+    const { dir, server } = await natsServer();
     const identity = join(dir, 'key.txt');
     expect(spawnSync('age-keygen', ['-o', identity]).status).toBe(0);
     const recipient = spawnSync('age-keygen', ['-y', identity]).stdout.toString().trim();
@@ -140,4 +147,44 @@ describe('a crash of the recording node', () => {
     expect(partMacMatches(forged, forged.parts[0], Buffer.from(link0.key, 'hex'))).toBe(false);
     await recorder.close();
   }, 90_000);
+
+  it('a node that lost the event (cut off, then seeing the new holder) stops writing at once; the next part follows what was stored', async () => {
+    const { dir, server } = await natsServer();
+    const identity = join(dir, 'key2.txt');
+    expect(spawnSync('age-keygen', ['-o', identity]).status).toBe(0);
+    const recipient = spawnSync('age-keygen', ['-y', identity]).stdout.toString().trim();
+    const bus = await NatsBus.connect({ servers: server.url, name: 'abandon-test' });
+    closers.push(() => bus.close());
+    const os = await bus.objectStore('mcu-recordings-abandon');
+    const eventId = 'abandon-event';
+    const event = new MixerEvent({ id: eventId, video: { renditions: [{ id: 'v', width: 320, height: 180, bitrateKbps: 800 }], fps: 30, keyframeIntervalMs: 1000 } });
+    closers.push(() => event.close());
+    const presenter = new BeepFlashPresenter(event, 'p1', flashClip(320, 180)).start();
+    closers.push(() => presenter.stop());
+    const a = new Recorder({ store: new ObjectStoreStore(os, join(dir, 'spool-c')), segmentMs: 120_000 });
+    const rec = await a.start(programTapOf(event), { recipients: [recipient], rendition: 'v' });
+    await sleep(4000);
+    a.abandon(eventId);
+    expect(a.runningOf(eventId)).toEqual([]);
+    const objects = async () => (await os.list()).filter((o) => !o.deleted).map((o) => `${o.name} ${o.size}`).sort();
+    await sleep(300);
+    const left = await objects();
+    const manifestLeft = (await a.manifest(eventId, rec.id))!;
+    // Nothing more reaches the store: no chunk, no manifest, no whole segment.
+    await sleep(2500);
+    expect(await objects()).toEqual(left);
+    expect(left.some((o) => o.includes('.chunk-'))).toBe(true);
+    expect(manifestLeft.parts![0].closed).toBe(false);
+    const b = new Recorder({ store: new ObjectStoreStore(os, join(dir, 'spool-d')), segmentMs: 120_000 });
+    const next = await b.resume(programTapOf(event), rec.definition(), 0);
+    expect(next.partNumber).toBe(1);
+    await sleep(2500);
+    const final = await b.stop(eventId, rec.id);
+    const cut = manifestLeft.segments.at(-1)!;
+    const stored = await bytesOf((await b.store.readSegment(eventId, rec.id, cut.name))!.stream);
+    expect(stored.length).toBeGreaterThan(100_000);
+    expect(final.parts![1].prev).toEqual({ segment: cut.index, size: stored.length, sha256: createHash('sha256').update(stored).digest('hex') });
+    await a.close();
+    await b.close();
+  }, 60_000);
 });
