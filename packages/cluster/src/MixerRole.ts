@@ -22,6 +22,10 @@
  *     elsewhere are redirected (307, the token in `?token=`) to the holder, WHEP viewers placed on
  *     a relay; new events go to the least-loaded mixer (MixerPlacement.ts). `moveEvent` hands an
  *     event to another mixer (planned, `mcu event move`), `drain` moves every event before closing.
+ *   - recordings survive it too (docs/recording.md, parts): their definitions are stored with the
+ *     event; a new holder continues each as its next part (after a crash at once, on a move once
+ *     the old holder has closed its part); a holder that finds the event held elsewhere leaves
+ *     them. Their GET routes are served from the Object Store on any mixer.
  */
 import { EventEmitter } from 'node:events';
 import {
