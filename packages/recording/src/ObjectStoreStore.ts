@@ -6,9 +6,10 @@
  * DirectoryStore) and, while it is written, its new ciphertext goes to the bucket every
  * `chunkMs` as a chunk object (`<file>.chunk-000000`, …): a node that dies loses at most the
  * last `chunkMs` of what it had encrypted, and the next holder of the event continues the
- * recording from what the bucket has. When the segment is complete it is put as one object and
- * its chunks and spooled copy are deleted. Manifests go to the bucket at every change. Reads come from the whole
- * object, else the chunks joined in order, else the local spool. Object names:
+ * recording from what the bucket has. A segment ends with its last chunk (so ending one, and a
+ * handover, does not wait for an upload); then it is put as one object, its spooled copy deleted,
+ * and its chunks deleted 30 s later. Manifests go to the bucket at every change. Reads come from
+ * the whole object, else the chunks joined in order, else the local spool. Object names:
  * `<event>/<recording>/<file>`.
  */
 import { Readable } from 'node:stream';
@@ -55,6 +56,9 @@ async function getBlob(os: ObjectStore, name: string, timeoutMs = 3000, attempts
   }
 }
 
+/** Chunks of a segment put whole are deleted this long after (readers going through them finish). */
+const CHUNK_GRACE_MS = 30_000;
+
 function chunkName(object: string, n: number): string {
   return `${object}.chunk-${String(n).padStart(6, '0')}`;
 }
@@ -63,6 +67,8 @@ export class ObjectStoreStore implements RecordingStore {
   readonly kind = 'object-store' as const;
   private readonly spool: DirectoryStore;
   private readonly uploads = new Set<Promise<void>>();
+  /** Chunk deletions waiting for readers that may be going through the chunks. */
+  private readonly pending = new Map<NodeJS.Timeout, () => Promise<void>>();
   private readonly chunkMs: number;
 
   private bucket: Promise<ObjectStore> | null = null;
@@ -139,16 +145,28 @@ export class ObjectStoreStore implements RecordingStore {
       },
       close: () => {
         closing ??= (async () => {
-          await stopChunks();
+          clearInterval(timer);
+          await sending;
           await local.close();
-          // In the bucket whole: its chunks and the spool's copy go.
-          const upload = this.upload(eventId, recordingId, name).then(() => Promise.all([this.deleteChunks(object, chunks), this.spool.removeSegment(eventId, recordingId, name)]).then(() => undefined));
+          // The rest as a last chunk: then the chunks hold the whole segment, and the segment is
+          // complete without waiting for it to be put whole (a handover waits for this).
+          if (chunking && unsent.length > 0) await sendChunk();
+          const chunked = chunking && unsent.length === 0;
+          chunking = false;
+          unsent = [];
+          // Put whole, then its chunks (a little later: a reader may be going through them) and the spool's copy go.
+          const upload = this.upload(eventId, recordingId, name).then(async () => {
+            await this.spool.removeSegment(eventId, recordingId, name);
+            this.later(() => this.deleteChunks(object, chunks));
+          });
           this.uploads.add(upload);
-          try {
-            await upload;
-          } finally {
-            this.uploads.delete(upload);
+          const done = upload.finally(() => this.uploads.delete(upload));
+          if (chunked) {
+            // Failing, the chunks stay what readers get.
+            done.catch(() => undefined);
+            return;
           }
+          await done;
         })();
         return closing;
       },
@@ -160,6 +178,16 @@ export class ObjectStoreStore implements RecordingStore {
         return closing;
       },
     };
+  }
+
+  /** Runs `fn` after `CHUNK_GRACE_MS`, or when the store closes. */
+  private later(fn: () => Promise<void>): void {
+    const timer = setTimeout(() => {
+      this.pending.delete(timer);
+      void fn();
+    }, CHUNK_GRACE_MS);
+    timer.unref();
+    this.pending.set(timer, fn);
   }
 
   /** The whole segment is in the bucket: its chunks go (best effort; readers take the whole object first). */
@@ -222,8 +250,12 @@ export class ObjectStoreStore implements RecordingStore {
     return out;
   }
 
-  /** Waits for segment uploads in flight. */
+  /** Waits for segment uploads in flight, and deletes the chunks of those put whole. */
   async close(): Promise<void> {
     await Promise.allSettled([...this.uploads]);
+    const pending = [...this.pending];
+    this.pending.clear();
+    for (const [timer] of pending) clearTimeout(timer);
+    await Promise.allSettled(pending.map(([, fn]) => fn()));
   }
 }
