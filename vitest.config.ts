@@ -37,6 +37,10 @@ const timing = [
   'packages/cluster/test/failover.test.ts',
   // Mutes and kicks across a failover: a presenter's tone in another's mix, paced in real time.
   'packages/cluster/test/resume.test.ts',
+  // A recording across a mixer SIGKILL and a planned move: what the crash lost and the gaps between parts, in milliseconds.
+  'packages/cluster/test/recording-failover.test.ts',
+  // A recording node SIGKILLed mid-segment: the milliseconds of video lost, measured in the decrypted segment.
+  'packages/recording/test/crash.test.ts',
   // A presenter page and a relay viewer page across a mixer SIGKILL (Chromium).
   'packages/web/test/failover-browser.test.ts',
   // Recording: beep-to-flash skew measured in the decrypted, decoded segments.

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { Decrypter } from 'age-encryption';
-import { macMatches, manifestSchema, parseSegmentComment, type Manifest } from '@mcu/recording';
+import { macMatches, manifestSchema, parseSegmentComment, partMacMatches, type Manifest } from '@mcu/recording';
 import { CliError } from './CliError.js';
 import { resolveConfig } from './Config.js';
 import { NodeApi } from './NodeApi.js';
@@ -153,30 +153,81 @@ async function decryptTo(ciphertext: Buffer, identities: string[], out: string):
 interface SegmentCheck {
   index: number;
   name: string;
-  stored: 'ok' | 'missing' | 'size differs' | 'hash differs' | 'incomplete';
+  part: number;
+  /** `cut`: its node stopped while writing it; kept as stored, and the next part names those bytes. */
+  stored: 'ok' | 'missing' | 'size differs' | 'hash differs' | 'incomplete' | 'cut' | 'nothing stored';
   chain: 'ok' | 'broken' | 'unchecked' | 'cannot decrypt';
   file?: string;
   bytes?: Buffer;
+  /** Media duration of the decrypted segment (cut ones: as far as it was stored). */
+  mediaMs?: number;
+  /** Decrypted to nothing (a cut segment whose first 64 KiB age chunk never reached the store). */
+  empty?: boolean;
+}
+
+interface PartReport {
+  part: number;
+  segments: [number, number] | null;
+  /** Ended by its holder (stopped or handed over); false: its node stopped while writing. */
+  closed: boolean;
+  startMediaMs: number | null;
+  /** End of its last frame; for a cut segment, as far as decrypting it showed (null: unknown without --identity). */
+  endMediaMs: number | null;
+  /** Media time between the end of the part before and this part's first frame. */
+  gapBeforeMs: number | null;
+  mac: 'ok' | 'mismatch' | 'unchecked';
+}
+
+/** Media duration (ms) of a decrypted segment from its last packet, or null (ffprobe missing, nothing readable). */
+function mediaDurationMs(file: string): number | null {
+  const r = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'packet=pts_time,duration_time', '-of', 'csv=p=0', file], { maxBuffer: 64 << 20 });
+  if (r.status !== 0 && !r.stdout?.length) return null;
+  let end = 0;
+  for (const line of r.stdout.toString().split('\n')) {
+    const [pts, dur] = line.split(',').map(Number);
+    if (Number.isFinite(pts)) end = Math.max(end, pts + (Number.isFinite(dur) ? dur : 0));
+  }
+  return end > 0 ? Math.round(end * 1000) : null;
 }
 
 /**
  * Checks every segment against the manifest (present, size, SHA-256); with identities, decrypts
- * each and checks the chain inside (index, previous segment's hash, one key) and the manifest's
- * MAC under that key (Manifest.ts). Decrypted segments are written to `outDir` when given.
+ * each and checks the chain inside (index, part, previous segment's hash, one key per part) and
+ * the MACs under those keys (Manifest.ts): each part's own, and the manifest's under the last
+ * part's key. A recording continued by other nodes (a failover or handover) is made of parts: the
+ * first segment of a part follows the last segment the part before had stored, which the new
+ * part's record names (size and hash). Decrypted segments are written to `outDir` when given.
  */
-async function check(base: string, token: string | undefined, m: Manifest, identities: string[] | null, outDir: string | null): Promise<{ segments: SegmentCheck[]; manifestAuthentic: boolean | null; problems: string[] }> {
+async function check(base: string, token: string | undefined, m: Manifest, identities: string[] | null, outDir: string | null): Promise<{ segments: SegmentCheck[]; parts: PartReport[]; manifestAuthentic: boolean | null; problems: string[] }> {
   const problems: string[] = [];
   const segments: SegmentCheck[] = [];
-  let key: string | null = null;
+  const keys = new Map<number, string>();
+  const parts = m.parts ?? [];
+  const partOf = (n: number) => parts.find((p) => p.part === n);
   let prev = '-';
   m.segments.forEach((s, i) => {
     if (s.index !== i) problems.push(`the manifest's segment ${i} says index ${s.index}`);
   });
+  for (let i = 1; i < parts.length; i++) if (parts[i].part !== parts[i - 1].part + 1) problems.push(`the manifest's parts skip from ${parts[i - 1].part} to ${parts[i].part}`);
   for (const s of m.segments) {
-    const c: SegmentCheck = { index: s.index, name: s.name, stored: 'ok', chain: identities ? 'ok' : 'unchecked' };
+    const part = s.part ?? 0;
+    const record = partOf(part);
+    if (m.parts && !record) problems.push(`segment ${s.index} names part ${part}, which the manifest does not list`);
+    // The first segment of a part follows what its record names (the part before's last stored segment).
+    if (record && s.index === record.firstSegment) prev = record.prev?.sha256 ?? '-';
+    // A later part that continued from this segment: it names the bytes it found stored.
+    const namedBy = parts.find((p) => p.prev?.segment === s.index && p.part > part);
+    const continuedAfter = parts.some((p) => p.part > part);
+    const c: SegmentCheck = { index: s.index, name: s.name, part, stored: 'ok', chain: identities ? 'ok' : 'unchecked' };
     segments.push(c);
     const bytes = await fetchSegment(base, token, m.eventId, m.id, s.index);
     if (bytes === null) {
+      if (!s.complete && continuedAfter && !namedBy) {
+        // Its node stopped before any of it reached the store; the next part follows the one before.
+        c.stored = 'nothing stored';
+        c.chain = 'unchecked';
+        continue;
+      }
       c.stored = 'missing';
       c.chain = identities ? 'broken' : 'unchecked';
       problems.push(`segment ${s.index} is missing from the store`);
@@ -186,8 +237,13 @@ async function check(base: string, token: string | undefined, m: Manifest, ident
     c.bytes = bytes;
     const sha = createHash('sha256').update(bytes).digest('hex');
     if (!s.complete || s.sha256 === null) {
-      c.stored = 'incomplete';
-      problems.push(`segment ${s.index} was never completed (the recording node stopped while writing it)`);
+      if (namedBy && namedBy.prev) {
+        c.stored = bytes.length === namedBy.prev.size && sha === namedBy.prev.sha256 ? 'cut' : 'hash differs';
+        if (c.stored !== 'cut') problems.push(`segment ${s.index} was changed or swapped: it is not what part ${namedBy.part} found stored after it`);
+      } else {
+        c.stored = 'incomplete';
+        problems.push(`segment ${s.index} was never completed (the recording node stopped while writing it)`);
+      }
     } else if (bytes.length !== s.size) {
       c.stored = 'size differs';
       problems.push(`segment ${s.index} was changed or swapped: it is ${bytes.length} bytes, the manifest says ${s.size}`);
@@ -200,24 +256,86 @@ async function check(base: string, token: string | undefined, m: Manifest, ident
       const dec = await decryptTo(bytes, identities, file);
       c.file = file;
       const link = parseSegmentComment(dec.head.toString('latin1'));
-      if (!dec.ok && c.stored !== 'incomplete') {
+      if (c.stored === 'cut' && dec.head.length === 0) {
+        // Cut before its first 64 KiB age chunk reached the store: only its header (no chain to read).
+        c.chain = 'unchecked';
+      } else if (!dec.ok && c.stored !== 'incomplete' && c.stored !== 'cut') {
         c.chain = 'cannot decrypt';
         problems.push(`segment ${s.index} does not decrypt with the identity: ${dec.error}`);
-      } else if (!link || link.recording !== m.id || link.segment !== s.index || link.prev !== prev || (key !== null && link.key !== key)) {
+      } else if (!link || link.recording !== m.id || link.segment !== s.index || link.part !== part || link.prev !== prev || (keys.has(part) && link.key !== keys.get(part))) {
         c.chain = 'broken';
-        problems.push(`segment ${s.index} is not in its place: the chain inside it does not follow segment ${s.index - 1}`);
+        problems.push(`segment ${s.index} is not in its place: the chain inside it does not follow ${record && s.index === record.firstSegment && part > 0 ? `the last segment part ${part - 1} stored` : `segment ${s.index - 1}`}`);
       }
-      if (link && key === null) key = link.key;
+      if (link && link.part === part && !keys.has(part)) keys.set(part, link.key);
+      c.empty = dec.head.length === 0;
+      if (c.stored === 'cut') c.mediaMs = c.empty ? 0 : (mediaDurationMs(file) ?? 0);
       if (outDir === null) await rm(file, { force: true });
     }
     prev = sha;
   }
   let manifestAuthentic: boolean | null = null;
+  const macs = new Map<number, PartReport['mac']>();
   if (identities) {
-    manifestAuthentic = key !== null && macMatches(m, Buffer.from(key, 'hex'));
-    if (!manifestAuthentic) problems.push("the manifest's MAC does not match: it was not written by the recorder (edited, or a segment list rewritten)");
+    manifestAuthentic = true;
+    for (const p of parts) {
+      const key = keys.get(p.part);
+      const has = m.segments.some((s) => (s.part ?? 0) === p.part);
+      if (!key) {
+        macs.set(p.part, 'unchecked');
+        if (has) {
+          manifestAuthentic = false;
+          problems.push(`part ${p.part}: no segment of it decrypts, so its MAC cannot be checked`);
+        }
+        continue;
+      }
+      const ok = partMacMatches(m, p, Buffer.from(key, 'hex'));
+      macs.set(p.part, ok ? 'ok' : 'mismatch');
+      if (!ok) {
+        manifestAuthentic = false;
+        problems.push(`part ${p.part}'s MAC does not match: its record or segment list was rewritten`);
+      }
+    }
+    const lastKey = keys.get(parts.at(-1)?.part ?? 0);
+    if (!lastKey || !macMatches(m, Buffer.from(lastKey, 'hex'))) {
+      manifestAuthentic = false;
+      problems.push("the manifest's MAC does not match: it was not written by the recorder (edited, or a segment list rewritten)");
+    }
   }
-  return { segments, manifestAuthentic, problems };
+  const reports: PartReport[] = (parts.length > 0 ? parts.map((p) => p.part) : [0]).map((n) => {
+    const segs = m.segments.filter((s) => (s.part ?? 0) === n);
+    const last = segs.at(-1);
+    const lastCheck = last && segments.find((c) => c.index === last.index);
+    let endMediaMs: number | null = null;
+    if (last) {
+      if (last.complete) endMediaMs = last.startMediaMs + last.durationMs;
+      else if (lastCheck?.mediaMs !== undefined) endMediaMs = last.startMediaMs + lastCheck.mediaMs;
+    }
+    return {
+      part: n,
+      segments: segs.length > 0 ? ([segs[0].index, last!.index] as [number, number]) : null,
+      closed: partOf(n)?.closed ?? m.state !== 'recording',
+      startMediaMs: segs[0]?.startMediaMs ?? null,
+      endMediaMs,
+      gapBeforeMs: null,
+      mac: identities ? (macs.get(n) ?? 'unchecked') : 'unchecked',
+    };
+  });
+  for (let i = 1; i < reports.length; i++) {
+    const before = reports.slice(0, i).reverse().find((r) => r.segments !== null);
+    if (before && before.endMediaMs !== null && reports[i].startMediaMs !== null) reports[i].gapBeforeMs = Math.round(reports[i].startMediaMs! - before.endMediaMs);
+  }
+  return { segments, parts: reports, manifestAuthentic, problems };
+}
+
+/** One line per part: its segments, how it ended, the gap before it. */
+function partLines(parts: PartReport[]): string[] {
+  if (parts.length < 2) return [];
+  return parts.map((p) => {
+    const segs = p.segments ? `segments ${p.segments[0]}–${p.segments[1]}` : 'no segments';
+    const ended = p.closed ? 'closed by its node' : 'its node stopped while writing (kept as stored)';
+    const gap = p.part === parts[0].part ? '' : p.gapBeforeMs === null ? ', gap before it unknown (give --identity FILE)' : `, gap before it ${(p.gapBeforeMs / 1000).toFixed(2)} s`;
+    return `part ${p.part}: ${segs}, ${ended}${gap}`;
+  });
 }
 
 export async function verify(event: string, recording: string | undefined, flags: Flags): Promise<void> {
@@ -228,11 +346,12 @@ export async function verify(event: string, recording: string | undefined, flags
   const r = await check(base, token, m, identities, null);
   const ok = r.problems.length === 0;
   if (flags.json) {
-    printJson({ id: rid, ok, state: m.state, manifestAuthentic: r.manifestAuthentic, segments: r.segments.map(({ bytes: _b, file: _f, ...s }) => s), problems: r.problems });
+    printJson({ id: rid, ok, state: m.state, manifestAuthentic: r.manifestAuthentic, parts: r.parts, segments: r.segments.map(({ bytes: _b, file: _f, ...s }) => s), problems: r.problems });
   } else {
-    printTable(['SEGMENT', 'NAME', 'STORED', 'CHAIN'], r.segments.map((s) => [String(s.index), s.name, s.stored, s.chain]));
+    printTable(['SEGMENT', 'PART', 'NAME', 'STORED', 'CHAIN'], r.segments.map((s) => [String(s.index), String(s.part), s.name, s.stored, s.chain]));
     printLines([
-      `manifest: ${m.segments.length} segment(s), ${m.state}; ${r.manifestAuthentic === null ? 'authenticity not checked (give --identity FILE)' : r.manifestAuthentic ? 'authentic (MAC under the key inside the segments)' : 'NOT authentic'}`,
+      ...partLines(r.parts),
+      `manifest: ${m.segments.length} segment(s) in ${r.parts.length} part(s), ${m.state}; ${r.manifestAuthentic === null ? 'authenticity not checked (give --identity FILE)' : r.manifestAuthentic ? 'authentic (MACs under the keys inside the segments)' : 'NOT authentic'}`,
       ok ? `recording ${rid}: ok` : `recording ${rid}: ${r.problems.length} problem(s):`,
       ...r.problems.map((p) => `  - ${p}`),
     ]);
@@ -253,27 +372,36 @@ export async function download(event: string, recording: string | undefined, fla
   for (const s of r.segments) {
     if (s.bytes && !identities) await writeFile(join(out, s.name), s.bytes);
   }
-  let joined: string | null = null;
+  const joined: string[] = [];
   if (identities) {
-    const files = r.segments.filter((s) => s.file && s.chain !== 'cannot decrypt').map((s) => s.file!);
-    const kinds = new Set(m.segments.map((s) => `${s.container}/${s.video}`));
-    if (files.length > 0 && kinds.size === 1) {
-      // ffmpeg's concat demuxer, stream copy: segments are joined, not re-encoded.
+    const usable = r.segments.filter((c) => c.file && c.chain !== 'cannot decrypt' && !c.empty);
+    for (const c of r.segments) if (c.file && c.empty) await rm(c.file, { force: true });
+    // Runs of segments of one kind (container, with or without video) are joined with ffmpeg's
+    // concat demuxer (stream copy, not re-encoded), across parts too: one file per run.
+    const runs: SegmentCheck[][] = [];
+    for (const c of usable) {
+      const seg = m.segments[c.index];
+      const last = runs.at(-1)?.at(-1);
+      const lastSeg = last && m.segments[last.index];
+      if (lastSeg && lastSeg.container === seg.container && lastSeg.video === seg.video) runs.at(-1)!.push(c);
+      else runs.push([c]);
+    }
+    for (const [i, run] of runs.entries()) {
       const list = join(out, 'segments.txt');
-      await writeFile(list, files.map((f) => `file '${f.replace(/'/g, "'\\''")}'`).join('\n'));
-      joined = join(out, `${rid}.${m.segments[0].container}`);
-      const ff = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'concat', '-safe', '0', '-i', list, '-c', 'copy', joined]);
+      await writeFile(list, run.map((c) => `file '${c.file!.replace(/'/g, "'\\''")}'`).join('\n'));
+      const file = join(out, `${rid}${runs.length > 1 ? `-${i + 1}` : ''}.${m.segments[run[0].index].container}`);
+      const ff = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'concat', '-safe', '0', '-i', list, '-c', 'copy', file]);
       await rm(list, { force: true });
       if (ff.status !== 0) throw new CliError(`joining the segments with ffmpeg failed: ${ff.stderr?.toString().trim() || ff.error?.message}`);
-      for (const f of files) await rm(f, { force: true });
-      lines.push(`recording ${rid}: ${files.length} segment(s) decrypted and joined into ${joined}`);
-    } else {
-      lines.push(`recording ${rid}: ${files.length} segment(s) decrypted into ${out}${kinds.size > 1 ? ' (segments with and without video are kept apart)' : ''}`);
+      for (const c of run) await rm(c.file!, { force: true });
+      joined.push(file);
     }
+    lines.push(`recording ${rid}: ${usable.length} segment(s) decrypted and joined into ${joined.join(', ')}${runs.length > 1 ? ' (segments with and without video are kept apart)' : ''}`);
+    lines.push(...partLines(r.parts));
   } else {
     lines.push(`recording ${rid}: ${r.segments.filter((s) => s.bytes).length} encrypted segment(s) saved in ${out} (open each with: age -d -i key.txt -o out.webm <segment>)`);
   }
-  if (flags.json) printJson({ id: rid, out, joined, problems: r.problems });
+  if (flags.json) printJson({ id: rid, out, joined: joined[0] ?? null, files: joined, parts: r.parts, problems: r.problems });
   else printLines([...lines, ...r.problems.map((p) => `  warning: ${p}`)]);
   if (r.problems.length > 0) process.exitCode = 1;
 }

@@ -22,6 +22,10 @@
  *     elsewhere are redirected (307, the token in `?token=`) to the holder, WHEP viewers placed on
  *     a relay; new events go to the least-loaded mixer (MixerPlacement.ts). `moveEvent` hands an
  *     event to another mixer (planned, `mcu event move`), `drain` moves every event before closing.
+ *   - recordings survive it too (docs/recording.md, parts): their definitions are stored with the
+ *     event; a new holder continues each as its next part (after a crash at once, on a move once
+ *     the old holder has closed its part); a holder that finds the event held elsewhere leaves
+ *     them. Their GET routes are served from the Object Store on any mixer.
  */
 import { EventEmitter } from 'node:events';
 import {
@@ -61,6 +65,9 @@ import { mixerOperations } from './ClusterApi.js';
 import { feedMetrics } from './FeedMetrics.js';
 import { freeUdpPort, mediaAddressFor } from './UdpPort.js';
 import { HandService } from './HandService.js';
+
+/** A new holder waits this long at most for the old holder to close a recording's part in a planned handover. */
+const HANDOVER_RECORDING_WAIT_MS = 5000;
 
 export interface MixerRoleOptions {
   /** A listening node (its URL is registered). */
@@ -366,13 +373,20 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     const releasedAt = performance.now();
     this.#givingUp.add(id);
     let reply: TakeoverReply;
+    let recordingsHandedOver: Promise<void> = Promise.resolve();
+    const recordings = this.node.recordings.definitionsOf(id);
     try {
       await this.leases.release(id);
+      // Recordings close their segments while the target takes the lease; it waits for that before it opens the next ones.
+      recordingsHandedOver = this.node.recordings.handOver(id);
       reply = await ask('take');
     } catch (err) {
-      // The target did not take it: take it back (under a new epoch if someone else had it meanwhile).
+      // The target did not take it: take it back (under a new epoch if someone else had it meanwhile),
+      // and its recordings with it (each as a new part here).
       this.#givingUp.delete(id);
-      await this.leases.hold(id).catch(() => false);
+      const back = await this.leases.hold(id).catch(() => false);
+      await recordingsHandedOver;
+      if (back && recordings.length > 0 && this.node.registry.has(id)) void this.node.recordings.resume(this.node.registry.get(id), recordings, 0);
       throw err;
     }
     const gapMs = Math.round(performance.now() - releasedAt);
@@ -387,6 +401,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     }
     this.leases.standBy(id);
     this.emit('gaveUp', id);
+    // (The presenters were told first: a recording's last segment may take a while to upload.)
+    await recordingsHandedOver;
     return { id, from: this.nodeId, to: target, epoch: reply.epoch ?? 0, gapMs };
   }
 
@@ -500,7 +516,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       for (const entry of this.#events.values()) {
         if (!this.leases.held(entry.id) || !this.node.registry.has(entry.id)) continue;
         const e = this.node.registry.get(entry.id);
-        const layout = storedState(e);
+        const layout = this.#storedState(e);
         if (layout === entry.storedLayout) continue;
         entry.storedLayout = layout;
         void this.#store(entry.id, entry.epoch).catch(() => {
@@ -515,6 +531,9 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     const rec = this.leases.holderOf(id);
     if (!this.node.registry.has(id) || this.leases.held(id) || !rec || rec.holder === null || rec.holder === this.nodeId) return;
     this.log.warn({ event: id, holder: rec.holder, epoch: rec.epoch }, 'event held by another mixer now: ending it here');
+    // The new holder continues the recordings from what is stored: nothing more is written here
+    // (unless this mixer is handing the event over itself: its recordings are closing their parts).
+    if (!this.#givingUp.has(id)) this.node.recordings.abandon(id);
     this.#givingUp.add(id);
     try {
       this.node.registry.get(id).movedTo = rec.holder;
@@ -551,6 +570,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
         // a layout this version cannot read: the default grid
       }
     }
+    // The recordings go on here, each as a new part after what the old holder stored.
+    if (def.recordings && def.recordings.length > 0) void this.node.recordings.resume(e, def.recordings, 0);
     this.log.info({ event: id, epoch, previousHolder: def.mixer, rebuildMs: Math.round(performance.now() - started) }, 'event taken over');
     this.emit('tookOver', id, epoch);
   }
@@ -583,6 +604,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       muted: e.moderation.muted,
       kicked: e.moderation.kicked,
       stages: e.moderation.stages,
+      recordings: this.node.recordings.definitionsOf(id).slice(0, 64),
     });
   }
 
@@ -599,6 +621,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     const id = params.id;
     if (!id || !/^\/(api\/events|whip|whep|rtp-viewers)\//.test(route.path)) return false;
     if (this.leases.held(id)) return false;
+    // Recordings are read from the cluster's Object Store on any mixer (also while the event changes mixers).
+    if (route.method === 'GET' && route.path.startsWith('/api/events/:id/recordings') && this.node.recordings.recorder.store.kind === 'object-store') return false;
     const rec = this.leases.holderOf(id);
     if (!rec || rec.holder === null || rec.holder === this.nodeId) return false;
     const claims = this.node.auth.authorize(req.headers.authorization, { event: id, roles: ['admin', 'producer', 'presenter', 'viewer'] }, token);
@@ -743,7 +767,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       renditionBySsrc: new Map(),
       keyframeRequests: 0,
       epoch,
-      storedLayout: storedState(e),
+      storedLayout: this.#storedState(e),
     };
     if (this.#closed || e.mixer.isClosed || !this.node.registry.has(e.id)) {
       keys.close();
@@ -788,6 +812,11 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   async #activate(entry: ClusteredEvent, epoch: number): Promise<void> {
     if (!this.#prepared.delete(entry.id)) return;
     entry.epoch = epoch;
+    // The recordings go on here once the old holder has closed its part (it does so as it releases the lease).
+    const def = await this.events.get(entry.id).catch(() => null);
+    if (def?.recordings && def.recordings.length > 0 && this.node.registry.has(entry.id)) {
+      void this.node.recordings.resume(this.node.registry.get(entry.id), def.recordings, HANDOVER_RECORDING_WAIT_MS);
+    }
     const media = { host: this.#opts.advertiseHost ?? mediaAddressFor(this.#mediaHost), port: entry.sender.address.port };
     entry.keys.announce();
     await entry.client.advertise(media, entry.streams, epoch);
@@ -856,6 +885,10 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       .then(() => this.leases.release(e.id));
   };
 
+  #storedState(e: EventRecord): string {
+    return storedState(e, this.node.recordings.definitionsOf(e.id));
+  }
+
   #childCount(): number {
     let n = 0;
     for (const e of this.#events.values()) n += e.sender.children.length;
@@ -886,6 +919,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       await entry.client.close();
     }
     this.#events.clear();
+    // A standby will take the events and continue their recordings: their parts end here first.
+    if (!this.#soloMixer) await Promise.all(this.leases.heldEvents().map((id) => this.node.recordings.handOver(id).catch(() => undefined)));
     // Released: a standby takes the events at once (they keep running here until the node closes).
     await this.leases.closeAll();
     await this.agent.close();
@@ -907,7 +942,7 @@ function streamMapOf(streams: readonly FeedStream[]): Map<number, StreamInfo> {
   return map;
 }
 
-/** What a holder keeps in the event's stored definition beyond its creation: layout, mutes, kicks. */
-function storedState(e: EventRecord): string {
-  return JSON.stringify([e.mixer.layout, e.moderation.muted, e.moderation.kicked, e.moderation.stages]);
+/** What a holder keeps in the event's stored definition beyond its creation: layout, mutes, kicks, stages, recordings. */
+function storedState(e: EventRecord, recordings: readonly { id: string }[]): string {
+  return JSON.stringify([e.mixer.layout, e.moderation.muted, e.moderation.kicked, e.moderation.stages, recordings.map((r) => r.id)]);
 }

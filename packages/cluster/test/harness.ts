@@ -2,9 +2,11 @@
  * Pieces shared by the cluster tests: a cluster on a dedicated nats-server (ClusterWorld), polling
  * with a deadline, a plain-RTP presenter, a WHEP viewer that reconnects.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { NatsBus, type Bus, type Logger } from '@mcu/control';
 import { McuNode, type NodeConfigInput } from '@mcu/server';
 import { MixerRole, RelayRole, type RelayRoleOptions } from '../src/index.js';
@@ -226,4 +228,21 @@ export class ClusterWorld {
     await this.#server?.kill();
     if (this.#storeDir) await rm(this.#storeDir, { recursive: true, force: true });
   }
+}
+
+/** A mixer in a child process of its own (mixerChild.ts), to be SIGKILLed: resolves once it listens, with its URL. */
+export async function spawnMixerChild(args: { natsUrl: string; cluster: string; nodeId: string; secret: string; adminToken: string; recordingsDir?: string }): Promise<{ child: ChildProcess; url: string }> {
+  const script = fileURLToPath(new URL('./mixerChild.ts', import.meta.url));
+  const argv = [script, args.natsUrl, args.cluster, args.nodeId, args.secret, args.adminToken, ...(args.recordingsDir ? [args.recordingsDir] : [])];
+  const child = spawn(process.execPath, ['--import', 'tsx', ...argv], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const m = new RegExp(`ready ${args.nodeId} (\\S+)`).exec(out);
+      if (m) resolve(m[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`mixer child exited ${code}`)));
+  });
+  return { child, url };
 }

@@ -201,6 +201,22 @@ export const eventDefinitionSchema = z.object({
     .record(z.string().min(1).max(128), z.enum(['live', 'backstage']))
     .refine((r) => Object.keys(r).length <= 10_000, { message: 'at most 10000 participants' })
     .optional(),
+  /**
+   * Recordings running on the holder (owned by the recording package): a new holder continues
+   * each one. Public values only — age recipients are public keys.
+   */
+  recordings: z
+    .array(
+      z.object({
+        id: safeIdSchema,
+        recipients: z.array(z.string().regex(/^age1[02-9ac-hj-np-z]{58}$/)).min(1).max(32),
+        rendition: z.union([z.string().min(1).max(64), z.literal(false)]),
+        segmentMinutes: z.number().positive().max(24 * 60),
+        startedAt: z.string().max(40),
+      }),
+    )
+    .max(64)
+    .optional(),
 });
 export type EventDefinition = z.infer<typeof eventDefinitionSchema>;
 

@@ -30,6 +30,27 @@ export const manifestSegmentSchema = z.object({
   /** SHA-256 of the stored bytes (hex); null while it is being written. */
   sha256: z.string().regex(/^[0-9a-f]{64}$/).nullable(),
   complete: z.boolean(),
+  /** The part (holder) that wrote it; absent: 0. */
+  part: z.number().int().min(0).optional(),
+});
+
+/**
+ * A recording continued by another node (a mixer failover or handover) is made of parts, one per
+ * holder. Each part has its own chain key (in its segments) and MAC: the new holder cannot read
+ * the old one's key, so it copies the earlier parts' records as they are and binds its first
+ * segment to the last stored segment of the part before (`prev`, also inside that segment).
+ */
+export const manifestPartSchema = z.object({
+  part: z.number().int().min(0),
+  startedAt: z.string(),
+  /** Index of its first segment. */
+  firstSegment: z.number().int().min(0),
+  /** Its holder ended it (stopped, or handed over): false when the node stopped while writing. */
+  closed: z.boolean(),
+  /** The last stored segment of the part before, as this part's holder found it in the store. */
+  prev: z.object({ segment: z.number().int().min(0), size: z.number().int().min(0), sha256: z.string().regex(/^[0-9a-f]{64}$/) }).nullable(),
+  /** HMAC-SHA256 (hex) of `partView` under this part's chain key. */
+  mac: z.string().regex(/^[0-9a-f]{64}$/),
 });
 
 export const manifestSchema = z.object({
@@ -43,11 +64,14 @@ export const manifestSchema = z.object({
   rendition: z.string().nullable(),
   segmentMinutes: z.number(),
   segments: z.array(manifestSegmentSchema),
-  /** HMAC-SHA256 (hex) of the rest under the recording's chain key. */
+  /** Absent: one part (written before parts existed). */
+  parts: z.array(manifestPartSchema).optional(),
+  /** HMAC-SHA256 (hex) of the rest under the chain key of the last part. */
   mac: z.string().regex(/^[0-9a-f]{64}$/),
 });
 
 export type ManifestSegment = z.infer<typeof manifestSegmentSchema>;
+export type ManifestPart = z.infer<typeof manifestPartSchema>;
 export type Manifest = z.infer<typeof manifestSchema>;
 export type UnsignedManifest = Omit<Manifest, 'mac'>;
 
@@ -77,6 +101,29 @@ export function macMatches(m: Manifest, chainKey: Uint8Array): boolean {
   return timingSafeEqual(want, Buffer.from(m.mac, 'hex'));
 }
 
+/** What a part's MAC covers: the recording's identity, the part's record and its own segments. */
+export function partView(m: UnsignedManifest, part: Omit<ManifestPart, 'mac'>): unknown {
+  const { mac: _ignored, ...record } = part as ManifestPart;
+  return {
+    id: m.id,
+    eventId: m.eventId,
+    startedAt: m.startedAt,
+    recipients: m.recipients,
+    rendition: m.rendition,
+    segmentMinutes: m.segmentMinutes,
+    part: record,
+    segments: m.segments.filter((s) => (s.part ?? 0) === part.part),
+  };
+}
+
+export function partMac(m: UnsignedManifest, part: Omit<ManifestPart, 'mac'>, chainKey: Uint8Array): string {
+  return createHmac('sha256', chainKey).update(canonicalJson(partView(m, part))).digest('hex');
+}
+
+export function partMacMatches(m: Manifest, part: ManifestPart, chainKey: Uint8Array): boolean {
+  return timingSafeEqual(Buffer.from(partMac(m, part, chainKey), 'hex'), Buffer.from(part.mac, 'hex'));
+}
+
 export function parseManifest(text: string): Manifest {
   return manifestSchema.parse(JSON.parse(text));
 }
@@ -87,6 +134,8 @@ const COMMENT_PREFIX = 'mcu-recording/1';
 export interface SegmentChainLink {
   recording: string;
   segment: number;
+  /** The part (holder) that wrote it: 0 when absent. */
+  part: number;
   /** SHA-256 of the previous segment's stored bytes, or '-' for the first. */
   prev: string;
   /** The recording's chain key, hex. */
@@ -94,11 +143,11 @@ export interface SegmentChainLink {
 }
 
 export function segmentComment(link: SegmentChainLink): string {
-  return `${COMMENT_PREFIX} recording=${link.recording} segment=${link.segment} prev=${link.prev} key=${link.key}`;
+  return `${COMMENT_PREFIX} recording=${link.recording} segment=${link.segment}${link.part > 0 ? ` part=${link.part}` : ''} prev=${link.prev} key=${link.key}`;
 }
 
 export function parseSegmentComment(comment: string): SegmentChainLink | null {
-  const m = /mcu-recording\/1 recording=(\S+) segment=(\d+) prev=([0-9a-f]{64}|-) key=([0-9a-f]{64})/.exec(comment);
+  const m = /mcu-recording\/1 recording=(\S+) segment=(\d+)(?: part=(\d+))? prev=([0-9a-f]{64}|-) key=([0-9a-f]{64})/.exec(comment);
   if (!m) return null;
-  return { recording: m[1], segment: Number(m[2]), prev: m[3], key: m[4] };
+  return { recording: m[1], segment: Number(m[2]), part: m[3] === undefined ? 0 : Number(m[3]), prev: m[4], key: m[5] };
 }

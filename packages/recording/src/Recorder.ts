@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import { parseManifest } from './Manifest.js';
 import type { Manifest, ManifestSegment } from './Manifest.js';
 import { Recording } from './Recording.js';
-import type { RecordingCounters, RecordingSummary } from './Recording.js';
+import type { RecordingCounters, RecordingOptions, RecordingSummary } from './Recording.js';
 import type { RecordingStore } from './RecordingStore.js';
 
 /** An X25519 age recipient: "age1" and 58 Bech32 characters (32 bytes). */
@@ -32,6 +32,19 @@ export interface StartRecordingRequest {
   /** Rendition id; undefined: the highest; false: audio only. */
   rendition?: string | false;
   segmentMinutes?: number;
+}
+
+/**
+ * What another node needs to continue a running recording (a mixer failover or handover): public
+ * values only — the recipients are age public keys, the chain key never leaves the recorder.
+ */
+export interface RecordingDefinition {
+  id: string;
+  recipients: string[];
+  /** Rendition id, or false: audio only. */
+  rendition: string | false;
+  segmentMinutes: number;
+  startedAt: string;
 }
 
 export interface RecordingView extends RecordingSummary {
@@ -99,6 +112,43 @@ export class Recorder {
     if (this.closed) throw new ConflictError('the node is closing', 'closing');
     const recipients = req.recipients && req.recipients.length > 0 ? [...req.recipients] : [...(this.opts.defaultRecipients ?? [])];
     await checkRecipients(recipients);
+    const recording = this.create(tap, { recipients, rendition: req.rendition, segmentMinutes: req.segmentMinutes });
+    try {
+      await recording.start();
+    } catch (err) {
+      this.running.delete(recording.id);
+      await recording.stop().catch(() => undefined);
+      throw err;
+    }
+    return recording;
+  }
+
+  /**
+   * Continues a recording another node was making of this event (its definition from the
+   * cluster's store): registered at once (so that `definitions` lists it), its next part written
+   * once the earlier parts are read (a part still open is waited for up to `waitMs`). Resolves
+   * when it writes, or has found the recording stopped.
+   */
+  async resume(tap: ProgramTap, def: RecordingDefinition, waitMs: number): Promise<Recording> {
+    if (this.closed) throw new ConflictError('the node is closing', 'closing');
+    const existing = this.running.get(def.id);
+    if (existing) return existing;
+    const recording = this.create(tap, def, { id: def.id, startedAt: def.startedAt, resume: { waitMs } });
+    try {
+      await recording.start();
+    } finally {
+      if (recording.state !== 'recording') this.running.delete(recording.id);
+    }
+    return recording;
+  }
+
+  /** The running recordings of an event as another node would continue them. */
+  definitions(eventId: string): RecordingDefinition[] {
+    return this.runningOf(eventId).map((r) => r.definition());
+  }
+
+  private create(tap: ProgramTap, req: StartRecordingRequest & { recipients: string[] }, extra: Partial<RecordingOptions> = {}): Recording {
+    const recipients = req.recipients;
     const renditions = tap.renditions();
     let rendition: string | false = false;
     let videoCodec = null;
@@ -125,16 +175,10 @@ export class Recorder {
       segmentMs: this.opts.segmentMs,
       counters: this.opts.counters,
       log: this.opts.log,
+      ...extra,
     });
     this.running.set(recording.id, recording);
     recording.on('error', () => undefined);
-    try {
-      await recording.start();
-    } catch (err) {
-      this.running.delete(recording.id);
-      await recording.stop().catch(() => undefined);
-      throw err;
-    }
     return recording;
   }
 
@@ -156,6 +200,29 @@ export class Recorder {
   /** Stops every recording of an event (it ends). */
   async stopEvent(eventId: string): Promise<void> {
     await Promise.all(this.runningOf(eventId).map((r) => this.stop(eventId, r.id).catch(() => undefined)));
+  }
+
+  /** A planned handover: every recording of the event closes its part (its segment ended, its manifest written) for the next holder. */
+  async handOver(eventId: string): Promise<void> {
+    await Promise.all(
+      this.runningOf(eventId).map(async (r) => {
+        try {
+          await r.stop({ handOver: true });
+        } catch {
+          // its write error is logged and counted; the next holder continues from what is stored
+        } finally {
+          this.running.delete(r.id);
+        }
+      }),
+    );
+  }
+
+  /** The event is held by another node now (this one was cut off): its recordings stop writing at once, for that node to continue. */
+  abandon(eventId: string): void {
+    for (const r of this.runningOf(eventId)) {
+      r.abandon();
+      this.running.delete(r.id);
+    }
   }
 
   async manifest(eventId: string, id: string): Promise<Manifest | null> {

@@ -12,14 +12,14 @@
  * has passed): frames reach the pump in media-time order and a cut at a keyframe splits audio
  * exactly there.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '@mcu/control';
 import type { ProgramTap, ProgramTapSink } from '@mcu/mixer';
 import type { VideoCodec } from '@mcu/rtp';
-import { segmentComment, signManifest } from './Manifest.js';
-import type { Manifest, ManifestSegment, UnsignedManifest } from './Manifest.js';
-import type { RecordingStore } from './RecordingStore.js';
+import { parseManifest, partMac, segmentComment, signManifest } from './Manifest.js';
+import type { Manifest, ManifestPart, ManifestSegment, UnsignedManifest } from './Manifest.js';
+import type { RecordingStore, SegmentSink } from './RecordingStore.js';
 import { SegmentWriter, containerFor } from './SegmentWriter.js';
 
 export const RECORDING_DEFAULTS = Object.freeze({
@@ -60,6 +60,15 @@ export interface RecordingOptions {
   counters?: RecordingCounters;
   log?: Logger;
   now?: () => number;
+  /** When the recording started (a continued one keeps its first start). */
+  startedAt?: string;
+  /**
+   * Continue the recording `id` that another node held (a failover or handover): its manifest is
+   * read from the store, and this node writes the next part from the next segment index on. A
+   * recording whose last part is still open is waited for up to `waitMs` (a planned handover:
+   * the old holder is closing its segment), then continued as it is (its node is gone).
+   */
+  resume?: { waitMs: number };
 }
 
 interface QueuedFrame {
@@ -75,6 +84,7 @@ interface QueuedFrame {
 interface OpenSegment {
   entry: ManifestSegment;
   writer: SegmentWriter;
+  sink: SegmentSink;
   keyframeAsked: boolean;
   /** Stored bytes already reported to the counters. */
   counted: number;
@@ -105,7 +115,7 @@ export interface RecordingSummary {
 export class Recording extends EventEmitter<RecordingEvents> {
   readonly id: string;
   readonly eventId: string;
-  readonly startedAt = new Date().toISOString();
+  readonly startedAt: string;
   private stoppedAt: string | null = null;
   private stateValue: RecordingState = 'recording';
   private readonly segmentMs: number;
@@ -115,7 +125,14 @@ export class Recording extends EventEmitter<RecordingEvents> {
   private readonly videoWaitMs: number;
   /** Known only here and inside the segments (Manifest.ts). */
   private readonly chainKey = randomBytes(32);
-  private readonly segments: ManifestSegment[] = [];
+  private segments: ManifestSegment[] = [];
+  /** Earlier parts (other holders), as their manifests recorded them. */
+  private earlierParts: ManifestPart[] = [];
+  /** This node's part of the recording. */
+  private part: Omit<ManifestPart, 'mac'>;
+  /** Resolves when the segments can be written (a continued recording has read its manifest). */
+  private ready: Promise<void> = Promise.resolve();
+  private abandoned = false;
   private current: OpenSegment | null = null;
   private readonly queue: QueuedFrame[] = [];
   private readonly heldAudio: QueuedFrame[] = [];
@@ -136,6 +153,8 @@ export class Recording extends EventEmitter<RecordingEvents> {
     super();
     this.id = opts.id ?? randomUUID();
     this.eventId = opts.tap.eventId;
+    this.startedAt = opts.startedAt ?? new Date().toISOString();
+    this.part = { part: 0, startedAt: new Date().toISOString(), firstSegment: 0, closed: false, prev: null };
     this.segmentMinutes = opts.segmentMinutes ?? RECORDING_DEFAULTS.segmentMinutes;
     this.segmentMs = opts.segmentMs ?? this.segmentMinutes * 60_000;
     this.maxQueue = opts.maxQueueFrames ?? RECORDING_DEFAULTS.maxQueueFrames;
@@ -153,15 +172,98 @@ export class Recording extends EventEmitter<RecordingEvents> {
     return this.opts.rendition !== false;
   }
 
-  /** Writes the first manifest and subscribes to the program. */
+  /** What another node needs to continue this recording (public values only). */
+  definition(): { id: string; recipients: string[]; rendition: string | false; segmentMinutes: number; startedAt: string } {
+    return { id: this.id, recipients: [...this.opts.recipients], rendition: this.opts.rendition, segmentMinutes: this.segmentMinutes, startedAt: this.startedAt };
+  }
+
+  /** The part this node writes (0 unless it continues another node's recording). */
+  get partNumber(): number {
+    return this.part.part;
+  }
+
+  /**
+   * Writes the first manifest and subscribes to the program. A continued recording subscribes
+   * first (frames queue while the earlier parts are read) and resolves once it writes its part.
+   */
   async start(): Promise<void> {
-    await this.saveManifest();
+    if (!this.opts.resume) await this.saveManifest();
     const sink: ProgramTapSink = {
       audio: (f) => this.onAudio(f.data, f.mediaMs, f.durationMs),
       video: (f) => this.onVideo(f.data, f.mediaMs, f.keyframe, f.width, f.height),
     };
     this.unsubscribe = this.opts.tap.subscribe(sink, { rendition: this.opts.rendition });
-    this.opts.log?.info({ event: this.eventId, recording: this.id, rendition: this.opts.rendition, recipients: this.opts.recipients.length }, 'recording started');
+    if (this.opts.resume) {
+      this.ready = this.continueEarlierParts(this.opts.resume.waitMs);
+      await this.ready;
+      if (this.stateValue !== 'recording') return;
+    }
+    this.opts.log?.info({ event: this.eventId, recording: this.id, part: this.part.part, firstSegment: this.part.firstSegment, rendition: this.opts.rendition, recipients: this.opts.recipients.length }, this.part.part > 0 ? 'recording continued' : 'recording started');
+  }
+
+  /** Reads the recording's manifest and takes up after its last part (see `resume`). */
+  private async continueEarlierParts(waitMs: number): Promise<void> {
+    try {
+      const deadline = this.now() + waitMs;
+      let m: Manifest | null;
+      for (;;) {
+        const text = await this.opts.store.getManifest(this.eventId, this.id);
+        m = text === null ? null : parseManifest(text);
+        if (!m || m.state !== 'recording' || (m.parts?.at(-1)?.closed ?? false) || this.now() >= deadline) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      if (m && m.state !== 'recording') {
+        // Stopped meanwhile (the cluster's copy of the event lagged behind): nothing to continue.
+        this.stateValue = m.state;
+        this.stoppedAt = m.stoppedAt;
+        this.detach();
+        return;
+      }
+      if (m) {
+        this.segments = m.segments.map((s) => ({ ...s }));
+        this.earlierParts = m.parts ?? [];
+        const lastPart = this.earlierParts.at(-1);
+        this.part = { part: lastPart ? lastPart.part + 1 : 1, startedAt: new Date().toISOString(), firstSegment: this.segments.length, closed: false, prev: await this.lastStoredSegment() };
+        if (this.segments.length > 0) {
+          this.firstMediaMs = this.segments[0].startMediaMs;
+          this.lastMediaMs = Math.max(...this.segments.map((s) => s.startMediaMs + s.durationMs));
+        }
+        if (lastPart && !lastPart.closed) {
+          this.opts.log?.warn({ event: this.eventId, recording: this.id, part: lastPart.part, kept: this.part.prev }, 'recording continued after its node stopped while writing: its last segment is kept as far as it was stored');
+        }
+      }
+      await this.saveManifest();
+    } catch (err) {
+      this.opts.log?.error({ event: this.eventId, recording: this.id, err: (err as Error).message }, 'recording cannot be continued here');
+      this.stateValue = 'failed';
+      this.detach();
+    }
+  }
+
+  /** The last segment of the earlier parts that has bytes in the store: what this part's first segment follows. */
+  private async lastStoredSegment(): Promise<ManifestPart['prev']> {
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      const s = this.segments[i];
+      if (s.complete && s.sha256 !== null) return { segment: s.index, size: s.size, sha256: s.sha256 };
+      const stored = await this.opts.store.readSegment(this.eventId, this.id, s.name);
+      if (!stored) continue;
+      const hash = createHash('sha256');
+      let size = 0;
+      for await (const c of stored.stream) {
+        hash.update(c as Uint8Array);
+        size += (c as Uint8Array).length;
+      }
+      if (size > 0) return { segment: s.index, size, sha256: hash.digest('hex') };
+    }
+    return null;
+  }
+
+  private detach(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.queue.length = 0;
+    this.heldAudio.length = 0;
+    this.preroll = [];
   }
 
   // --- tap side (synchronous, from the mixer) ---
@@ -212,7 +314,8 @@ export class Recording extends EventEmitter<RecordingEvents> {
   // --- writer side (one async pump) ---
 
   private async pump(): Promise<void> {
-    while (this.queue.length > 0) {
+    await this.ready;
+    while (this.queue.length > 0 && !this.abandoned) {
       const f = this.queue.shift()!;
       try {
         await this.handle(f);
@@ -288,12 +391,13 @@ export class Recording extends EventEmitter<RecordingEvents> {
     const container = containerFor(videoCodec);
     const name = `segment-${String(index).padStart(5, '0')}.${container}.age`;
     const sink = await this.opts.store.openSegment(this.eventId, this.id, name);
-    const prev = index === 0 ? '-' : (this.segments[index - 1].sha256 ?? '-');
+    // A part's first segment follows the last one stored by the part before (or none).
+    const prev = index === this.part.firstSegment ? (this.part.prev?.sha256 ?? '-') : (this.segments[index - 1].sha256 ?? '-');
     const writer = new SegmentWriter({
       recipients: this.opts.recipients,
       videoCodec,
       sink,
-      comment: segmentComment({ recording: this.id, segment: index, prev, key: this.chainKey.toString('hex') }),
+      comment: segmentComment({ recording: this.id, segment: index, part: this.part.part, prev, key: this.chainKey.toString('hex') }),
       title: `event ${this.eventId} recording ${this.id} segment ${index}`,
     });
     const entry: ManifestSegment = {
@@ -307,9 +411,10 @@ export class Recording extends EventEmitter<RecordingEvents> {
       size: 0,
       sha256: null,
       complete: false,
+      part: this.part.part,
     };
     this.segments.push(entry);
-    this.current = { entry, writer, keyframeAsked: false, counted: 0 };
+    this.current = { entry, writer, sink, keyframeAsked: false, counted: 0 };
     await this.saveManifest();
     return this.current;
   }
@@ -344,11 +449,17 @@ export class Recording extends EventEmitter<RecordingEvents> {
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
-  /** Stops: the queued frames are written, the last segment is ended, the manifest is final. Idempotent. */
-  stop(): Promise<Manifest> {
+  /**
+   * Stops: the queued frames are written, the last segment is ended, the manifest is final.
+   * `handOver`: another node continues the recording (a planned move): this part is closed the
+   * same way, and the recording stays `recording` for the next part. Idempotent.
+   */
+  stop(opts: { handOver?: boolean } = {}): Promise<Manifest> {
     this.stopping ??= (async () => {
       this.unsubscribe?.();
       this.unsubscribe = null;
+      await this.ready;
+      if (this.stateValue !== 'recording') return this.manifest();
       for (const a of this.heldAudio.splice(0)) this.enqueue(a);
       while (this.pumping) await this.pumping;
       try {
@@ -360,14 +471,32 @@ export class Recording extends EventEmitter<RecordingEvents> {
       } catch (err) {
         await this.writeFailed(err as Error);
       }
-      this.stateValue = this.counts.writeErrors > 0 && this.segments.every((s) => !s.complete) ? 'failed' : 'stopped';
-      this.stoppedAt = new Date().toISOString();
+      this.part.closed = true;
+      if (!opts.handOver) {
+        this.stateValue = this.counts.writeErrors > 0 && this.segments.every((s) => !s.complete) ? 'failed' : 'stopped';
+        this.stoppedAt = new Date().toISOString();
+      }
       const manifest = await this.saveManifest();
-      this.opts.log?.info({ event: this.eventId, recording: this.id, segments: this.segments.length, bytes: this.summary().size }, 'recording stopped');
+      this.opts.log?.info({ event: this.eventId, recording: this.id, part: this.part.part, segments: this.segments.length, bytes: this.summary().size }, opts.handOver ? 'recording handed over: its part is closed' : 'recording stopped');
       this.emit('stopped', manifest);
       return manifest;
     })();
     return this.stopping;
+  }
+
+  /**
+   * Stops without writing anything more (the event is held by another node now, which continues
+   * the recording from what is stored): the segment being written is left as a crash leaves it.
+   */
+  abandon(): void {
+    if (this.abandoned) return;
+    this.abandoned = true;
+    this.detach();
+    const seg = this.current;
+    this.current = null;
+    if (seg) void seg.sink.discard?.().catch(() => undefined);
+    this.stopping ??= Promise.resolve(this.manifest());
+    this.opts.log?.warn({ event: this.eventId, recording: this.id, part: this.part.part }, 'recording left to the event\'s new holder');
   }
 
   manifest(): Manifest {
@@ -383,12 +512,14 @@ export class Recording extends EventEmitter<RecordingEvents> {
       segmentMinutes: this.segmentMinutes,
       segments: this.segments.map((s) => ({ ...s })),
     };
+    unsigned.parts = [...this.earlierParts, { ...this.part, mac: partMac(unsigned, this.part, this.chainKey) }];
     return signManifest(unsigned, this.chainKey);
   }
 
   /** Saves writes in order (a later manifest never overtaken by an earlier one). */
   private saveManifest(): Promise<Manifest> {
     const m = this.manifest();
+    if (this.abandoned) return Promise.resolve(m);
     const text = JSON.stringify(m, null, 2);
     const write = this.manifestWrite.then(() => this.opts.store.putManifest(this.eventId, this.id, text));
     this.manifestWrite = write.catch(() => undefined);

@@ -5,7 +5,7 @@
  * recording outlives the node that made it.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -15,6 +15,8 @@ export interface SegmentSink {
   write(chunk: Uint8Array): Promise<void>;
   /** Idempotent. */
   close(): Promise<void>;
+  /** Stops storing anything more of this segment (another node continues the recording); what is stored stays. */
+  discard?(): Promise<void>;
 }
 
 export interface RecordingStore {
@@ -80,6 +82,11 @@ export class DirectoryStore implements RecordingStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
     }
+  }
+
+  /** Removes a stored segment (a spool's copy once the segment is in the Object Store). */
+  async removeSegment(eventId: string, recordingId: string, name: string): Promise<void> {
+    await rm(this.path(eventId, recordingId, name), { force: true });
   }
 
   async putManifest(eventId: string, recordingId: string, manifest: string): Promise<void> {

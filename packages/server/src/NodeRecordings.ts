@@ -10,7 +10,7 @@ import { ConflictError, NotFoundError, ValidationError } from '@mcu/control';
 import type { Logger } from '@mcu/control';
 import { programTapOf } from '@mcu/mixer';
 import { DirectoryStore, ObjectStoreStore, Recorder, checkRecipients } from '@mcu/recording';
-import type { RecordingCounters, RecordingStore, StartRecordingRequest } from '@mcu/recording';
+import type { RecordingCounters, RecordingDefinition, RecordingStore, StartRecordingRequest } from '@mcu/recording';
 import type { Auth } from './Auth.js';
 import type { EventRecord, EventRegistry } from './EventRegistry.js';
 import { json } from './HttpFront.js';
@@ -84,6 +84,36 @@ export class NodeRecordings {
     const old = this.recorderValue;
     this.recorderValue = this.recorderFor(new ObjectStoreStore(os, this.opts.dir));
     void old.close();
+  }
+
+  /** The event's running recordings as another node would continue them (a cluster stores them with the event). */
+  definitionsOf(eventId: string): RecordingDefinition[] {
+    return this.recorder.definitions(eventId);
+  }
+
+  /**
+   * This node took the event over: it continues the recordings another node was making (their
+   * next part). `waitMs`: how long an open part is waited for (a planned handover closes it).
+   */
+  resume(e: EventRecord, defs: readonly RecordingDefinition[], waitMs: number): Promise<void> {
+    return Promise.all(
+      defs.map((def) =>
+        this.recorder.resume(programTapOf(e.mixer), def, waitMs).then(
+          (r) => this.opts.log.info({ event: e.id, recording: r.id, part: r.partNumber, state: r.state }, 'recording taken over'),
+          (err: Error) => this.opts.log.error({ event: e.id, recording: def.id, err: err.message }, 'recording could not be taken over'),
+        ),
+      ),
+    ).then(() => undefined);
+  }
+
+  /** A planned handover of the event: its recordings close their parts for the next holder. */
+  handOver(eventId: string): Promise<void> {
+    return this.recorder.handOver(eventId);
+  }
+
+  /** The event is held by another node now: its recordings stop writing here at once (that node continues them). */
+  abandon(eventId: string): void {
+    this.recorder.abandon(eventId);
   }
 
   /** Checks a `"record"` request before the event exists (400 on bad recipients). */
