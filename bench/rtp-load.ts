@@ -4,16 +4,18 @@
  * every 20 ms. The mixer runs in a child process whose own CPU is reported (sockets, jitter
  * buffers, selection, decodes, encodes, sends); the load generator runs here.
  *
- * Each size runs twice in the same run: the node with a dgram socket per participant (the
- * baseline) and with the native socket set (one epoll set read once per tick, every mix of a tick
- * sent in one call, the shared mix gathered). Janus AudioBridge, measured on this class of
+ * Each size runs three times in the same run: the node with a dgram socket per participant (the
+ * baseline), with the native socket set (a socket per participant, one epoll set read once per
+ * tick, every mix of a tick sent in one call, the shared mix gathered), and with one shared port
+ * for all of them (`rtpPort`: one recvmmsg for many participants' datagrams, one sendmmsg for a
+ * tick's mixes). Janus AudioBridge, measured on this class of
  * machine at about 1 % of a core per participant, is not part of the project: its figure is a
  * constant here. The load generator is the same in both runs (native sockets where the addon is
  * built, so that it costs little beside the node on a 2-core box).
  *
- * Usage: npm run bench:rtp-load [-- --n 150,1000] [-- --seconds 8] [-- --paths dgram,native]
+ * Usage: npm run bench:rtp-load [-- --n 150,1000] [-- --seconds 8] [-- --paths dgram,native,shared]
  *        [-- --profile] [-- --json]
- *   --profile: also writes a --cpu-prof profile of the last native run into bench/results/.
+ *   --profile: also writes a --cpu-prof profile of the last run of the largest size into bench/results/.
  */
 import { fork } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -30,19 +32,20 @@ const { values } = parseArgs({
   options: {
     n: { type: 'string', default: '150,1000' },
     seconds: { type: 'string', default: '8' },
-    paths: { type: 'string', default: 'dgram,native' },
+    paths: { type: 'string', default: 'dgram,native,shared' },
     profile: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 });
 const SIZES = values.n!.split(',').map(Number);
 const MS = Number(values.seconds) * 1000;
-const PATHS = values.paths!.split(',') as ('dgram' | 'native')[];
-if (!SIZES.every((n) => Number.isInteger(n) && n > 3) || !(MS > 0) || !PATHS.every((p) => p === 'dgram' || p === 'native')) {
-  process.stderr.write('bench:rtp-load: --n takes whole numbers above 3 (comma-separated), --seconds a positive number, --paths dgram and/or native\n');
+type Path = 'dgram' | 'native' | 'shared';
+const PATHS = values.paths!.split(',') as Path[];
+if (!SIZES.every((n) => Number.isInteger(n) && n > 3) || !(MS > 0) || !PATHS.every((p) => p === 'dgram' || p === 'native' || p === 'shared')) {
+  process.stderr.write('bench:rtp-load: --n takes whole numbers above 3 (comma-separated), --seconds a positive number, --paths dgram, native and/or shared\n');
   process.exit(2);
 }
-if (PATHS.includes('native') && nativeUdp() === null) {
+if (PATHS.some((p) => p !== 'dgram') && nativeUdp() === null) {
   process.stderr.write('bench:rtp-load: the native UDP addon is not built (Linux only; npm install builds it): run with --paths dgram\n');
   process.exit(2);
 }
@@ -161,7 +164,7 @@ async function dgramGenerator(n: number): Promise<LoadGenerator> {
   return g;
 }
 
-async function run(n: number, path: 'dgram' | 'native', profileDir: string | null) {
+async function run(n: number, path: Path, profileDir: string | null) {
   const child = fork(fileURLToPath(new URL('./rtp-load-node.ts', import.meta.url)), [], {
     execArgv: ['--import', 'tsx', ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -179,7 +182,7 @@ async function run(n: number, path: 'dgram' | 'native', profileDir: string | nul
       child.send(msg);
     });
   const gen = nativeUdp() !== null ? await nativeGenerator(n) : await dgramGenerator(n);
-  const { ports } = await ask<{ ports: number[] }>({ cmd: 'add', native: path === 'native', peers: gen.ports.map((port) => ({ port })) }, 'added');
+  const { ports } = await ask<{ ports: number[] }>({ cmd: 'add', native: path !== 'dgram', shared: path === 'shared', peers: gen.ports.map((port) => ({ port })) }, 'added');
   gen.setTargets(ports);
 
   // Every participant sends one packet per 20 ms, on absolute deadlines.
@@ -236,7 +239,7 @@ const rows: Row[] = [];
 const profileTmp = values.profile ? join(tmpdir(), `rtp-load-prof-${process.pid}`) : null;
 for (const n of SIZES) {
   for (const path of PATHS) {
-    const last = n === SIZES[SIZES.length - 1] && path === 'native';
+    const last = n === SIZES[SIZES.length - 1] && path === PATHS[PATHS.length - 1];
     const row = await run(n, path, last ? profileTmp : null);
     rows.push(row);
     if (!values.json) console.error(`  ${n} participants, ${path}: ${row.nodeCpuPct} % of a core, ${row.returnedPct} % of mixes back`);
@@ -248,7 +251,7 @@ if (profileTmp) {
   if (file) {
     const dir = fileURLToPath(new URL('./results/', import.meta.url));
     mkdirSync(dir, { recursive: true });
-    profile = join(dir, `rtp-load-${SIZES[SIZES.length - 1]}-native-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+    profile = join(dir, `rtp-load-${SIZES[SIZES.length - 1]}-${PATHS[PATHS.length - 1]}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
     renameSync(join(profileTmp, file), profile);
   }
   rmSync(profileTmp, { recursive: true, force: true });
@@ -258,7 +261,9 @@ const date = new Date().toISOString();
 const lines = SIZES.map((n) => {
   const base = rows.find((r) => r.n === n && r.path === 'dgram');
   const nat = rows.find((r) => r.n === n && r.path === 'native');
-  const best = nat ?? base!;
+  const shared = rows.find((r) => r.n === n && r.path === 'shared');
+  // The targets are checked on the shared port where it ran, else the native set.
+  const best = shared ?? nat ?? base!;
   return {
     bench: 'rtp-load',
     date,
@@ -266,11 +271,16 @@ const lines = SIZES.map((n) => {
     talking: TALKERS,
     seconds: MS / 1000,
     native: nat ?? null,
+    shared: shared ?? null,
     dgram: base ?? null,
-    /** The baseline's CPU over the native path's, same run. */
+    /** The baseline's CPU over the native path's (a socket per participant), same run. */
     cpuRatioVsDgram: nat && base ? +(base.nodeCpuPct / nat.nodeCpuPct).toFixed(2) : null,
     /** The same per mix sent (a starved node sends fewer). */
     cpuPerMixRatioVsDgram: nat && base ? +(base.cpuUsPerMix / nat.cpuUsPerMix).toFixed(2) : null,
+    /** The baseline's CPU per mix over the shared port's, same run. */
+    sharedCpuPerMixRatioVsDgram: shared && base ? +(base.cpuUsPerMix / shared.cpuUsPerMix).toFixed(2) : null,
+    /** The targets below are checked on this path. */
+    checkedPath: best.path,
     /** The load average over the last minute when the report was written (2 cores: above 2, the node waits for a core). */
     loadAverage1m: +loadavg()[0].toFixed(1),
     cpuPerParticipantPct: best.cpuPerParticipantPct,
