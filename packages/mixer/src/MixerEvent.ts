@@ -49,6 +49,11 @@ export interface MixerEventOptions {
    * that its events share. Registration returns it; replies leave from it (symmetric RTP holds).
    */
   rtpPort?: number | SharedRtpPort;
+  /**
+   * Native path: each tick's mixes leave from a native sender thread while the next tick mixes,
+   * instead of within the tick (default true). CPU is the same; the tick is shorter.
+   */
+  sendThread?: boolean;
 }
 
 /** What an RTCP sender report says about one stream (RFC 3550 §6.4.1). */
@@ -139,6 +144,7 @@ export class MixerEvent {
   private rtpIo: RtpSocketIo | null = null;
   private readonly nativeUdp: boolean;
   private readonly rtpPort: number | SharedRtpPort | undefined;
+  private readonly sendThread: boolean;
   /** Whole tick on the native path: read every socket, mix, send the batch. */
   readonly ioTickStats = new TickStats();
   private readonly externals = new Map<string, ExternalParticipant>();
@@ -164,6 +170,7 @@ export class MixerEvent {
     this.advertiseHost = opts.rtpAdvertiseHost ?? this.rtpHost;
     this.nativeUdp = opts.nativeUdp !== false;
     this.rtpPort = opts.rtpPort;
+    this.sendThread = opts.sendThread !== false;
     // A shared port only exists natively: fail here (a port in use, no addon), not with the first participant.
     if (this.rtpPort !== undefined && !this.nativeRtp) {
       throw new Error('a shared plain-RTP port (rtpPort) needs the native UDP addon (Linux; not with MCU_NATIVE_UDP=0)');
@@ -208,11 +215,11 @@ export class MixerEvent {
   private socketIo(): RtpSocketIo | null {
     if (this.rtpIo === null && this.nativeUdp && !this.closed) {
       const port = this.rtpPort;
-      if (port === undefined) this.rtpIo = OwnRtpSockets.open();
-      else if (typeof port !== 'number') this.rtpIo = SharedPortIo.open(port, false);
+      if (port === undefined) this.rtpIo = OwnRtpSockets.open(this.sendThread);
+      else if (typeof port !== 'number') this.rtpIo = SharedPortIo.open(port, false, this.sendThread);
       else {
         const own = SharedRtpPort.open({ host: this.rtpHost, port, drops: this.drops });
-        this.rtpIo = own !== null ? SharedPortIo.open(own, true) : null;
+        this.rtpIo = own !== null ? SharedPortIo.open(own, true, this.sendThread) : null;
       }
     }
     return this.rtpIo;
@@ -543,7 +550,15 @@ export class MixerEvent {
       /** Native path only: read + mix + send, the whole tick. */
       ioTickMs: this.rtpIo ? { p50: this.ioTickStats.percentile(50), p99: this.ioTickStats.percentile(99), max: this.ioTickStats.maxMs } : null,
       rtpSockets: this.rtpIo
-        ? { native: true, sharedPort: this.rtpIo.sharedPort, datagramsIn: this.rtpIo.datagrams, sent: this.rtpIo.sends.sent, sendFailed: this.rtpIo.sends.failed }
+        ? {
+            native: true,
+            sharedPort: this.rtpIo.sharedPort,
+            datagramsIn: this.rtpIo.datagrams,
+            sent: this.rtpIo.sends.sent,
+            sendFailed: this.rtpIo.sends.failed,
+            /** The sender thread's batches, and those that had to wait for the previous one (null: sent within the tick). */
+            sendThread: this.rtpIo.sends.threadStats,
+          }
         : { native: false, sharedPort: null },
       mixer: { ...this.mixer.stats },
       dropped: this.drops.snapshot(),

@@ -39,10 +39,10 @@ export class OwnRtpSockets implements RtpSocketIo {
     readonly sends: UdpSendBatch,
   ) {}
 
-  /** Null where the addon is not built (or `native` is false). */
-  static open(native = true): OwnRtpSockets | null {
-    const sockets = native ? UdpSocketSet.open({ bufferBytes: 1 << 20 }) : null;
-    const sends = sockets !== null ? UdpSendBatch.create() : null;
+  /** Null where the addon is not built. `sendThread`: the tick's batch leaves from a native sender thread. */
+  static open(sendThread: boolean): OwnRtpSockets | null {
+    const sockets = UdpSocketSet.open({ bufferBytes: 1 << 20 });
+    const sends = sockets !== null ? UdpSendBatch.create({ thread: sendThread }) : null;
     return sockets !== null && sends !== null ? new OwnRtpSockets(sockets, sends) : null;
   }
 
@@ -82,8 +82,8 @@ export class OwnRtpSockets implements RtpSocketIo {
   };
 
   close(): void {
+    this.sends.close();
     this.sockets.close();
-    this.sends.clear();
     this.bySlot.length = 0;
   }
 }
@@ -277,9 +277,9 @@ export class SharedPortIo implements RtpSocketIo {
     private readonly owned: boolean,
   ) {}
 
-  /** Null without the native addon. */
-  static open(port: SharedRtpPort, owned: boolean): SharedPortIo | null {
-    const sends = UdpSendBatch.create();
+  /** Null without the native addon. `sendThread`: the tick's batch leaves from a native sender thread. */
+  static open(port: SharedRtpPort, owned: boolean, sendThread: boolean): SharedPortIo | null {
+    const sends = UdpSendBatch.create({ thread: sendThread });
     return sends === null ? null : new SharedPortIo(port, sends, owned);
   }
 
@@ -306,7 +306,7 @@ export class SharedPortIo implements RtpSocketIo {
   private readonly onSendFailure = (tag: number): void => this.port.sendFailed(tag);
 
   close(): void {
-    this.sends.clear();
+    this.sends.close();
     if (this.owned) this.port.close();
   }
 }
