@@ -51,7 +51,9 @@ export interface MixerEventOptions {
   rtpPort?: number | SharedRtpPort;
   /**
    * Native path: each tick's mixes leave from a native sender thread while the next tick mixes,
-   * instead of within the tick (default true). CPU is the same; the tick is shorter.
+   * instead of within the tick (default false). The tick is shorter by its sends; the process
+   * spends a little more CPU (a thread wake-up and a copy per tick), and on a machine short of
+   * cores the tick may wait for the previous batch instead (docs/performance.md).
    */
   sendThread?: boolean;
 }
@@ -170,7 +172,7 @@ export class MixerEvent {
     this.advertiseHost = opts.rtpAdvertiseHost ?? this.rtpHost;
     this.nativeUdp = opts.nativeUdp !== false;
     this.rtpPort = opts.rtpPort;
-    this.sendThread = opts.sendThread !== false;
+    this.sendThread = opts.sendThread === true;
     // A shared port only exists natively: fail here (a port in use, no addon), not with the first participant.
     if (this.rtpPort !== undefined && !this.nativeRtp) {
       throw new Error('a shared plain-RTP port (rtpPort) needs the native UDP addon (Linux; not with MCU_NATIVE_UDP=0)');

@@ -35,15 +35,16 @@ async function join(ev: MixerEvent, opts: Parameters<typeof RtpPeer.open>[0] = {
 const lastSecond = (p: RtpPeer) => p.decodeReceived(Math.max(0, p.received.length - 50));
 
 describe.each([
-  ['native set', true, undefined],
-  ['shared port', true, 0],
-  ['dgram sockets', false, undefined],
-] as const)('plain-RTP participants (%s)', (_name, native, rtpPort) => {
+  ['native set', true, undefined, false],
+  ['shared port', true, 0, false],
+  ['shared port, sender thread', true, 0, true],
+  ['dgram sockets', false, undefined, false],
+] as const)('plain-RTP participants (%s)', (_name, native, rtpPort, sendThread) => {
   const skip = native && nativeUdp() === null;
   const shared = rtpPort !== undefined;
 
   it.skipIf(skip)('speakers hear each other, listeners the shared mix, each from the port it sends to (symmetric RTP)', async () => {
-    event = new MixerEvent({ id: 'sockets', maxSpeakers: 3, nativeUdp: native, rtpPort });
+    event = new MixerEvent({ id: 'sockets', maxSpeakers: 3, nativeUdp: native, rtpPort, sendThread });
     expect(event.nativeRtp).toBe(native);
     expect(event.sharedRtpPort !== null).toBe(shared);
     const a = await join(event, { freq: 440, audioLevelExtId: EXT });
@@ -78,11 +79,14 @@ describe.each([
     if (native) {
       expect(s.ioTickMs!.p99).toBeGreaterThan(0);
       expect(s.rtpSockets.sendFailed).toBe(0);
+      // With the thread, one batch per tick handed over, each after the previous one had left.
+      if (sendThread) expect(s.rtpSockets.sendThread!.batches).toBeGreaterThan(90);
+      else expect(s.rtpSockets.sendThread).toBeNull();
     }
   });
 
   it.skipIf(skip)('drops bad input by reason and passes sender reports of the latched stream to lip sync', async () => {
-    event = new MixerEvent({ id: 'drops', maxSpeakers: 2, nativeUdp: native, rtpPort });
+    event = new MixerEvent({ id: 'drops', maxSpeakers: 2, nativeUdp: native, rtpPort, sendThread });
     const a = await join(event, { freq: 600, audioLevelExtId: EXT });
     const l = await join(event, { freq: 0, audioLevelExtId: EXT });
     await pace([a.peer, l.peer], 400);
@@ -113,7 +117,7 @@ describe.each([
   });
 
   it.skipIf(skip)('a muted speaker leaves the mix; a kicked participant gets nothing more and a newcomer takes its socket slot', async () => {
-    event = new MixerEvent({ id: 'kick', maxSpeakers: 2, nativeUdp: native, rtpPort });
+    event = new MixerEvent({ id: 'kick', maxSpeakers: 2, nativeUdp: native, rtpPort, sendThread });
     const a = await join(event, { freq: 500, audioLevelExtId: EXT });
     const b = await join(event, { freq: 0, audioLevelExtId: EXT });
     const l = await join(event, { freq: 0, audioLevelExtId: EXT });
