@@ -241,9 +241,10 @@ async function run(n: number, path: Path, profileDir: string | null) {
  * JavaScript can take away. Per tick the node encodes TALKERS + 1 mixes (a mix-minus per speaker,
  * one shared) and decodes TALKERS frames, whatever N; per participant the kernel takes one
  * datagram in (recvmmsg, many on one socket) and sends one (sendmmsg from one socket to N
- * receivers, the receiving side's loopback work included, as the node pays it).
+ * receivers, the receiving side's loopback work included, as the node pays it). And a process
+ * that wakes every 20 ms pays for each wake-up (the timer, the event loop, the VM's interrupts).
  */
-function measureFloor(n: number) {
+async function measureFloor(n: number) {
   const cpuUs = () => {
     const u = process.cpuUsage();
     return u.user + u.system;
@@ -297,10 +298,17 @@ function measureFloor(n: number) {
   one.close();
   many.close();
   const perDatagram = { sendUs: sendUs / (ROUNDS * n), readUs: readUs / Math.max(1, read) };
-  const perMixUs = ((TALKERS + 1) * encodeUs + TALKERS * decodeUs) / n + perDatagram.sendUs + perDatagram.readUs;
+  // An empty 50 Hz timer loop on absolute deadlines, as the mixing clock runs: CPU per wake-up.
+  const WAKES = 100;
+  t0 = cpuUs();
+  const start = performance.now();
+  for (let k = 1; k <= WAKES; k++) await sleep(Math.max(0, start + k * 20 - performance.now()));
+  const wakeUs = (cpuUs() - t0) / WAKES;
+  const perMixUs = ((TALKERS + 1) * encodeUs + TALKERS * decodeUs + wakeUs) / n + perDatagram.sendUs + perDatagram.readUs;
   return {
     encodeUs: +encodeUs.toFixed(1),
     decodeUs: +decodeUs.toFixed(1),
+    wakeUs: +wakeUs.toFixed(1),
     sendUs: +perDatagram.sendUs.toFixed(2),
     readUs: +perDatagram.readUs.toFixed(2),
     perMixUs: +perMixUs.toFixed(2),
@@ -310,7 +318,8 @@ function measureFloor(n: number) {
 
 type Row = Awaited<ReturnType<typeof run>>;
 const rows: Row[] = [];
-const floors = new Map(SIZES.map((n) => [n, measureFloor(n)]));
+const floors = new Map<number, Awaited<ReturnType<typeof measureFloor>>>();
+for (const n of SIZES) floors.set(n, await measureFloor(n));
 const profileTmp = values.profile ? join(tmpdir(), `rtp-load-prof-${process.pid}`) : null;
 for (const n of SIZES) {
   for (const path of PATHS) {
@@ -385,7 +394,7 @@ else {
   for (const l of lines) {
     const f = l.floor;
     console.log(
-      `floor at ${l.participants}: encode ${f.encodeUs} µs × ${TALKERS + 1} and decode ${f.decodeUs} µs × ${TALKERS} per tick, kernel ${f.sendUs} µs out + ${f.readUs} µs in per datagram = ${f.perMixUs} µs per mix, ${f.perParticipantPct} % per participant`,
+      `floor at ${l.participants}: encode ${f.encodeUs} µs × ${TALKERS + 1} and decode ${f.decodeUs} µs × ${TALKERS} per tick, a wake-up ${f.wakeUs} µs per tick, kernel ${f.sendUs} µs out + ${f.readUs} µs in per datagram = ${f.perMixUs} µs per mix, ${f.perParticipantPct} % per participant`,
     );
   }
   for (const l of lines) console.log(JSON.stringify(l));
