@@ -293,6 +293,8 @@ static napi_value receivers_close(napi_env env, napi_callback_info info) {
  *   this one call. results[i] = 0 or the errno of that datagram; a failed one does not stop the rest.
  */
 #define SET_RECORD 5
+/* Datagrams per recvmmsg(2) of a set: a shared port holds hundreds per tick. */
+#define SET_RECV_BATCH 64
 
 static napi_value set_open(napi_env env, napi_callback_info info) {
   napi_value result;
@@ -382,13 +384,13 @@ static napi_value set_read(napi_env env, napi_callback_info info) {
   size_t written = 0;
   double real_to_mono = clock_ms(CLOCK_MONOTONIC) - clock_ms(CLOCK_REALTIME);
   struct epoll_event events[256];
-  struct mmsghdr msgs[RECV_BATCH];
-  struct iovec iovs[RECV_BATCH];
-  struct sockaddr_in from[RECV_BATCH];
+  struct mmsghdr msgs[SET_RECV_BATCH];
+  struct iovec iovs[SET_RECV_BATCH];
+  struct sockaddr_in from[SET_RECV_BATCH];
   union {
     struct cmsghdr align;
     unsigned char bytes[CMSG_SPACE(sizeof(struct timespec))];
-  } controls[RECV_BATCH];
+  } controls[SET_RECV_BATCH];
   for (int round = 0; round < 64 && written < capacity; round++) {
     int ready = epoll_wait(epfd, events, 256, 0);
     if (ready <= 0) break;
@@ -396,7 +398,7 @@ static napi_value set_read(napi_env env, napi_callback_info info) {
       uint32_t slot = (uint32_t)(events[e].data.u64 >> 32);
       int fd = (int)(uint32_t)events[e].data.u64;
       for (;;) {
-        unsigned want = capacity - written < RECV_BATCH ? (unsigned)(capacity - written) : RECV_BATCH;
+        unsigned want = capacity - written < SET_RECV_BATCH ? (unsigned)(capacity - written) : SET_RECV_BATCH;
         for (unsigned i = 0; i < want; i++) {
           iovs[i].iov_base = data + (written + i) * slot_bytes;
           iovs[i].iov_len = slot_bytes;
