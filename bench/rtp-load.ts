@@ -4,16 +4,19 @@
  * every 20 ms. The mixer runs in a child process whose own CPU is reported (sockets, jitter
  * buffers, selection, decodes, encodes, sends); the load generator runs here.
  *
- * Each size runs twice in the same run: the node with a dgram socket per participant (the
- * baseline) and with the native socket set (one epoll set read once per tick, every mix of a tick
- * sent in one call, the shared mix gathered). Janus AudioBridge, measured on this class of
+ * Each size runs three times in the same run: the node with a dgram socket per participant (the
+ * baseline), with the native socket set (a socket per participant, one epoll set read once per
+ * tick, every mix of a tick sent in one call, the shared mix gathered), and with one shared port
+ * for all of them (`rtpPort`: one recvmmsg for many participants' datagrams, one sendmmsg for a
+ * tick's mixes). Janus AudioBridge, measured on this class of
  * machine at about 1 % of a core per participant, is not part of the project: its figure is a
  * constant here. The load generator is the same in both runs (native sockets where the addon is
  * built, so that it costs little beside the node on a 2-core box).
  *
- * Usage: npm run bench:rtp-load [-- --n 150,1000] [-- --seconds 8] [-- --paths dgram,native]
- *        [-- --profile] [-- --json]
- *   --profile: also writes a --cpu-prof profile of the last native run into bench/results/.
+ * Usage: npm run bench:rtp-load [-- --n 150,1000] [-- --seconds 8] [-- --paths dgram,native,shared]
+ *        [-- --send-thread] [-- --profile] [-- --json]
+ *   --send-thread: the native paths send each tick's mixes from a native sender thread (MixerEvent sendThread).
+ *   --profile: also writes a --cpu-prof profile of the last run of the largest size into bench/results/.
  */
 import { fork } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -23,26 +26,28 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { audioLevelExtension, buildRtp, ipv4ToInt, nativeUdp, UdpSendBatch, UdpSocketSet } from '@mcu/rtp';
-import { OpusEncoder } from '@mcu/codec';
+import { audioLevelExtension, buildRtp, ipv4ToInt, nativeUdp, parseRtp, RtpHeader, UdpSendBatch, UdpSocketSet } from '@mcu/rtp';
+import { OpusDecoder, OpusEncoder } from '@mcu/codec';
 
 const { values } = parseArgs({
   options: {
     n: { type: 'string', default: '150,1000' },
     seconds: { type: 'string', default: '8' },
-    paths: { type: 'string', default: 'dgram,native' },
+    paths: { type: 'string', default: 'dgram,native,shared' },
     profile: { type: 'boolean', default: false },
+    'send-thread': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 });
 const SIZES = values.n!.split(',').map(Number);
 const MS = Number(values.seconds) * 1000;
-const PATHS = values.paths!.split(',') as ('dgram' | 'native')[];
-if (!SIZES.every((n) => Number.isInteger(n) && n > 3) || !(MS > 0) || !PATHS.every((p) => p === 'dgram' || p === 'native')) {
-  process.stderr.write('bench:rtp-load: --n takes whole numbers above 3 (comma-separated), --seconds a positive number, --paths dgram and/or native\n');
+type Path = 'dgram' | 'native' | 'shared';
+const PATHS = values.paths!.split(',') as Path[];
+if (!SIZES.every((n) => Number.isInteger(n) && n > 3) || !(MS > 0) || !PATHS.every((p) => p === 'dgram' || p === 'native' || p === 'shared')) {
+  process.stderr.write('bench:rtp-load: --n takes whole numbers above 3 (comma-separated), --seconds a positive number, --paths dgram, native and/or shared\n');
   process.exit(2);
 }
-if (PATHS.includes('native') && nativeUdp() === null) {
+if (PATHS.some((p) => p !== 'dgram') && nativeUdp() === null) {
   process.stderr.write('bench:rtp-load: the native UDP addon is not built (Linux only; npm install builds it): run with --paths dgram\n');
   process.exit(2);
 }
@@ -161,7 +166,7 @@ async function dgramGenerator(n: number): Promise<LoadGenerator> {
   return g;
 }
 
-async function run(n: number, path: 'dgram' | 'native', profileDir: string | null) {
+async function run(n: number, path: Path, profileDir: string | null) {
   const child = fork(fileURLToPath(new URL('./rtp-load-node.ts', import.meta.url)), [], {
     execArgv: ['--import', 'tsx', ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -179,7 +184,7 @@ async function run(n: number, path: 'dgram' | 'native', profileDir: string | nul
       child.send(msg);
     });
   const gen = nativeUdp() !== null ? await nativeGenerator(n) : await dgramGenerator(n);
-  const { ports } = await ask<{ ports: number[] }>({ cmd: 'add', native: path === 'native', peers: gen.ports.map((port) => ({ port })) }, 'added');
+  const { ports } = await ask<{ ports: number[] }>({ cmd: 'add', native: path !== 'dgram', shared: path === 'shared', sendThread: values['send-thread'], peers: gen.ports.map((port) => ({ port })) }, 'added');
   gen.setTargets(ports);
 
   // Every participant sends one packet per 20 ms, on absolute deadlines.
@@ -231,12 +236,94 @@ async function run(n: number, path: 'dgram' | 'native', profileDir: string | nul
   };
 }
 
+/**
+ * The floor of a mix on this machine, measured here in the same run: what no socket layout or
+ * JavaScript can take away. Per tick the node encodes TALKERS + 1 mixes (a mix-minus per speaker,
+ * one shared) and decodes TALKERS frames, whatever N; per participant the kernel takes one
+ * datagram in (recvmmsg, many on one socket) and sends one (sendmmsg from one socket to N
+ * receivers, the receiving side's loopback work included, as the node pays it). And a process
+ * that wakes every 20 ms pays for each wake-up (the timer, the event loop, the VM's interrupts).
+ */
+async function measureFloor(n: number) {
+  const cpuUs = () => {
+    const u = process.cpuUsage();
+    return u.user + u.system;
+  };
+  const enc = new OpusEncoder({ sampleRate: 48_000, channels: 1 });
+  const dec = new OpusDecoder({ sampleRate: 48_000, channels: 1 });
+  const pcm = new Int16Array(960);
+  const out = new Uint8Array(1500);
+  const back = new Int16Array(960);
+  const FRAMES = 400;
+  let t0 = cpuUs();
+  for (let f = 0; f < FRAMES; f++) {
+    for (let i = 0; i < 960; i++) {
+      const x = f * 960 + i;
+      pcm[i] = Math.round(4000 * (Math.sin((2 * Math.PI * 300 * x) / 48_000) + Math.sin((2 * Math.PI * 550 * x) / 48_000)));
+    }
+    enc.encode(pcm, out);
+  }
+  const encodeUs = (cpuUs() - t0) / FRAMES;
+  const h = new RtpHeader();
+  const payloads = talk[0].map((p) => (parseRtp(p, h), p.subarray(h.payloadOffset, h.payloadOffset + h.payloadLength)));
+  t0 = cpuUs();
+  for (let f = 0; f < FRAMES; f++) dec.decode(payloads[f % 50], back);
+  const decodeUs = (cpuUs() - t0) / FRAMES;
+  enc.close();
+  dec.close();
+  // One socket to n receivers and back to one socket: the shared port's system calls.
+  const one = UdpSocketSet.open({ bufferBytes: 4 << 20 })!;
+  const many = UdpSocketSet.open({ bufferBytes: 1 << 20 })!;
+  const port = one.add('127.0.0.1');
+  const peers = Array.from({ length: n }, () => many.add('127.0.0.1'));
+  const batch = UdpSendBatch.create({ capacity: n })!;
+  const lo = ipv4ToInt('127.0.0.1');
+  const packet = silence[0];
+  const ROUNDS = Math.max(20, Math.round(20_000 / n));
+  let sendUs = 0;
+  let readUs = 0;
+  let read = 0;
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let i = 0; i < n; i++) batch.add(i, port.fd, lo, peers[i].port, packet, packet.length, false);
+    t0 = cpuUs();
+    batch.flush();
+    sendUs += cpuUs() - t0;
+    many.read(() => {});
+    for (let i = 0; i < n; i++) batch.add(i, peers[i].fd, lo, port.port, packet, packet.length, false);
+    batch.flush();
+    t0 = cpuUs();
+    read += one.read(() => {});
+    readUs += cpuUs() - t0;
+  }
+  one.close();
+  many.close();
+  const perDatagram = { sendUs: sendUs / (ROUNDS * n), readUs: readUs / Math.max(1, read) };
+  // An empty 50 Hz timer loop on absolute deadlines, as the mixing clock runs: CPU per wake-up.
+  const WAKES = 100;
+  t0 = cpuUs();
+  const start = performance.now();
+  for (let k = 1; k <= WAKES; k++) await sleep(Math.max(0, start + k * 20 - performance.now()));
+  const wakeUs = (cpuUs() - t0) / WAKES;
+  const perMixUs = ((TALKERS + 1) * encodeUs + TALKERS * decodeUs + wakeUs) / n + perDatagram.sendUs + perDatagram.readUs;
+  return {
+    encodeUs: +encodeUs.toFixed(1),
+    decodeUs: +decodeUs.toFixed(1),
+    wakeUs: +wakeUs.toFixed(1),
+    sendUs: +perDatagram.sendUs.toFixed(2),
+    readUs: +perDatagram.readUs.toFixed(2),
+    perMixUs: +perMixUs.toFixed(2),
+    perParticipantPct: +((perMixUs * 50) / 1e4).toFixed(4),
+  };
+}
+
 type Row = Awaited<ReturnType<typeof run>>;
 const rows: Row[] = [];
+const floors = new Map<number, Awaited<ReturnType<typeof measureFloor>>>();
+for (const n of SIZES) floors.set(n, await measureFloor(n));
 const profileTmp = values.profile ? join(tmpdir(), `rtp-load-prof-${process.pid}`) : null;
 for (const n of SIZES) {
   for (const path of PATHS) {
-    const last = n === SIZES[SIZES.length - 1] && path === 'native';
+    const last = n === SIZES[SIZES.length - 1] && path === PATHS[PATHS.length - 1];
     const row = await run(n, path, last ? profileTmp : null);
     rows.push(row);
     if (!values.json) console.error(`  ${n} participants, ${path}: ${row.nodeCpuPct} % of a core, ${row.returnedPct} % of mixes back`);
@@ -248,7 +335,7 @@ if (profileTmp) {
   if (file) {
     const dir = fileURLToPath(new URL('./results/', import.meta.url));
     mkdirSync(dir, { recursive: true });
-    profile = join(dir, `rtp-load-${SIZES[SIZES.length - 1]}-native-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+    profile = join(dir, `rtp-load-${SIZES[SIZES.length - 1]}-${PATHS[PATHS.length - 1]}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
     renameSync(join(profileTmp, file), profile);
   }
   rmSync(profileTmp, { recursive: true, force: true });
@@ -258,19 +345,29 @@ const date = new Date().toISOString();
 const lines = SIZES.map((n) => {
   const base = rows.find((r) => r.n === n && r.path === 'dgram');
   const nat = rows.find((r) => r.n === n && r.path === 'native');
-  const best = nat ?? base!;
+  const shared = rows.find((r) => r.n === n && r.path === 'shared');
+  // The targets are checked on the shared port where it ran, else the native set.
+  const best = shared ?? nat ?? base!;
   return {
     bench: 'rtp-load',
     date,
     participants: n,
     talking: TALKERS,
     seconds: MS / 1000,
+    sendThread: values['send-thread'],
     native: nat ?? null,
+    shared: shared ?? null,
     dgram: base ?? null,
-    /** The baseline's CPU over the native path's, same run. */
+    /** The baseline's CPU over the native path's (a socket per participant), same run. */
     cpuRatioVsDgram: nat && base ? +(base.nodeCpuPct / nat.nodeCpuPct).toFixed(2) : null,
     /** The same per mix sent (a starved node sends fewer). */
     cpuPerMixRatioVsDgram: nat && base ? +(base.cpuUsPerMix / nat.cpuUsPerMix).toFixed(2) : null,
+    /** The baseline's CPU per mix over the shared port's, same run. */
+    sharedCpuPerMixRatioVsDgram: shared && base ? +(base.cpuUsPerMix / shared.cpuUsPerMix).toFixed(2) : null,
+    /** The targets below are checked on this path. */
+    checkedPath: best.path,
+    /** Codec work and kernel per datagram measured in this run: the floor of µs per mix and % per participant. */
+    floor: floors.get(n)!,
     /** The load average over the last minute when the report was written (2 cores: above 2, the node waits for a core). */
     loadAverage1m: +loadavg()[0].toFixed(1),
     cpuPerParticipantPct: best.cpuPerParticipantPct,
@@ -292,6 +389,12 @@ else {
   for (const r of rows) {
     console.log(
       `${String(r.n).padStart(12)}  ${r.path.padEnd(6)}  ${String(r.nodeCpuPct).padStart(10)}  ${String(r.cpuPerParticipantPct).padStart(17)}  ${String(r.cpuUsPerMix).padStart(10)}  ${String(r.lessThanJanus).padStart(17)}  ${String(r.returnedPct).padStart(12)}  ${String(r.tickP99Ms).padStart(11)}  ${String(r.ioTickP99Ms ?? '-').padStart(14)}  ${String(r.skippedTicks).padStart(7)}  ${String(r.loadGeneratorCpuPct).padStart(14)}`,
+    );
+  }
+  for (const l of lines) {
+    const f = l.floor;
+    console.log(
+      `floor at ${l.participants}: encode ${f.encodeUs} µs × ${TALKERS + 1} and decode ${f.decodeUs} µs × ${TALKERS} per tick, a wake-up ${f.wakeUs} µs per tick, kernel ${f.sendUs} µs out + ${f.readUs} µs in per datagram = ${f.perMixUs} µs per mix, ${f.perParticipantPct} % per participant`,
     );
   }
   for (const l of lines) console.log(JSON.stringify(l));

@@ -7,13 +7,13 @@ import { MixingClock, systemTimer } from './MixingClock.js';
 import type { Timer } from './MixingClock.js';
 import type { VideoLayout } from './Layouts.js';
 import { RtpEndpoint } from './RtpEndpoint.js';
-import type { RtpSocketSet } from './RtpEndpoint.js';
+import { OwnRtpSockets, SharedPortIo, SharedRtpPort } from './RtpSockets.js';
+import type { RtpSocketIo } from './RtpSockets.js';
 import { TickStats } from './TickStats.js';
 import { DropCounters } from './DropCounters.js';
 import type { Participant, Stage } from './Participant.js';
 import { renditionBitrateKbps, VIDEO_MIXER_DEFAULTS, VideoMixer } from './VideoMixer.js';
 import type { VideoMixerOptions, VideoRendition, VideoRenditionOptions } from './VideoMixer.js';
-import { UdpSendBatch, UdpSocketSet } from '@mcu/rtp';
 import type { VideoCodec } from '@mcu/rtp';
 import { LipSync } from './LipSync.js';
 import type { LipSyncStats } from './LipSync.js';
@@ -43,6 +43,19 @@ export interface MixerEventOptions {
    * batch (default: where the addon is built; false: a dgram socket each, the baseline).
    */
   nativeUdp?: boolean;
+  /**
+   * One UDP port for every plain-RTP participant instead of a port each (native addon only): a
+   * number (0: any free one) for a port the event opens on `rtpHost`, or a node's `SharedRtpPort`
+   * that its events share. Registration returns it; replies leave from it (symmetric RTP holds).
+   */
+  rtpPort?: number | SharedRtpPort;
+  /**
+   * Native path: each tick's mixes leave from a native sender thread while the next tick mixes,
+   * instead of within the tick (default false). The tick is shorter by its sends; the process
+   * spends a little more CPU (a thread wake-up and a copy per tick), and on a machine short of
+   * cores the tick may wait for the previous batch instead (docs/performance.md).
+   */
+  sendThread?: boolean;
 }
 
 /** What an RTCP sender report says about one stream (RFC 3550 §6.4.1). */
@@ -129,10 +142,11 @@ export class MixerEvent {
   readonly clock: MixingClock;
   readonly drops = new DropCounters();
   private readonly endpoints = new Map<string, RtpEndpoint>();
-  /** Native path: the plain-RTP sockets and the tick's sends (made with the first participant), endpoints by slot. */
-  private rtpSockets: RtpSocketSet | null = null;
-  private readonly endpointsBySlot: (RtpEndpoint | undefined)[] = [];
+  /** Native path: the plain-RTP sockets (own or shared) and the tick's sends, made with the first participant. */
+  private rtpIo: RtpSocketIo | null = null;
   private readonly nativeUdp: boolean;
+  private readonly rtpPort: number | SharedRtpPort | undefined;
+  private readonly sendThread: boolean;
   /** Whole tick on the native path: read every socket, mix, send the batch. */
   readonly ioTickStats = new TickStats();
   private readonly externals = new Map<string, ExternalParticipant>();
@@ -156,6 +170,13 @@ export class MixerEvent {
     this.timer = opts.timer ?? systemTimer;
     this.rtpHost = opts.rtpHost ?? '127.0.0.1';
     this.advertiseHost = opts.rtpAdvertiseHost ?? this.rtpHost;
+    this.nativeUdp = opts.nativeUdp !== false;
+    this.rtpPort = opts.rtpPort;
+    this.sendThread = opts.sendThread === true;
+    // A shared port only exists natively: fail here (a port in use, no addon), not with the first participant.
+    if (this.rtpPort !== undefined && !this.nativeRtp) {
+      throw new Error('a shared plain-RTP port (rtpPort) needs the native UDP addon (Linux; not with MCU_NATIVE_UDP=0)');
+    }
     const tickMs = opts.tickMs ?? 20;
     const mediaClock = opts.mediaClock ?? opts.video?.mediaClock ?? systemMediaClock;
     this.maxLipSyncDelayMs = opts.maxLipSyncDelayMs;
@@ -167,7 +188,6 @@ export class MixerEvent {
       tickMs,
       now: () => this.timer.now(),
     });
-    this.nativeUdp = opts.nativeUdp !== false;
     this.clock = new MixingClock((i) => this.tick(i), { tickMs, timer: this.timer });
     this.clock.start();
     this.videoOptions = { ...opts.video, mediaClock };
@@ -181,42 +201,40 @@ export class MixerEvent {
    * read) and sends every mix in one batch after mixing.
    */
   private tick(tickIndex: number): void {
-    const set = this.rtpSockets;
-    if (set === null) {
+    const io = this.rtpIo;
+    if (io === null) {
       this.mixer.tick(tickIndex);
       return;
     }
     const t0 = performance.now();
-    set.sockets.read(this.onRtpDatagram);
+    io.read();
     this.mixer.tick(tickIndex);
-    set.sends.flush(this.onSendFailure);
+    io.flush();
     this.ioTickStats.record(performance.now() - t0);
   }
 
-  private readonly onRtpDatagram = (slot: number, packet: Uint8Array, length: number, sourceIpv4: number, _sourcePort: number, atMs: number): void => {
-    const ep = this.endpointsBySlot[slot];
-    if (ep === undefined) return;
-    // Kernel arrival times are on performance.now()'s clock: the event's own when it runs on the system timer.
-    ep.receive(packet, length, sourceIpv4, this.timer === systemTimer ? atMs : this.timer.now());
-  };
-
-  private readonly onSendFailure = (slot: number): void => {
-    this.endpointsBySlot[slot]?.sendFailed();
-  };
-
-  /** The native socket set, made on first need; null where the addon is not built or it is turned off. */
-  private socketSet(): RtpSocketSet | null {
-    if (this.rtpSockets === null && this.nativeUdp && !this.closed) {
-      const sockets = UdpSocketSet.open({ bufferBytes: 1 << 20 });
-      const sends = sockets !== null ? UdpSendBatch.create() : null;
-      if (sockets !== null && sends !== null) this.rtpSockets = { sockets, sends };
+  /** The native sockets (own or shared), made on first need; null where the addon is not built or it is turned off. */
+  private socketIo(): RtpSocketIo | null {
+    if (this.rtpIo === null && this.nativeUdp && !this.closed) {
+      const port = this.rtpPort;
+      if (port === undefined) this.rtpIo = OwnRtpSockets.open(this.sendThread);
+      else if (typeof port !== 'number') this.rtpIo = SharedPortIo.open(port, false, this.sendThread);
+      else {
+        const own = SharedRtpPort.open({ host: this.rtpHost, port, drops: this.drops });
+        this.rtpIo = own !== null ? SharedPortIo.open(own, true, this.sendThread) : null;
+      }
     }
-    return this.rtpSockets;
+    return this.rtpIo;
   }
 
-  /** Whether plain-RTP participants are on the native socket set (false: a dgram socket each). */
+  /** Whether plain-RTP participants are on native sockets (false: a dgram socket each). */
   get nativeRtp(): boolean {
-    return this.socketSet() !== null;
+    return this.socketIo() !== null;
+  }
+
+  /** The one port every plain-RTP participant of the event uses, or null (a port each). */
+  get sharedRtpPort(): number | null {
+    return this.socketIo()?.sharedPort ?? null;
   }
 
   /** The producer's layout; applied on the next composed frame (and to a video mixer created later). */
@@ -375,17 +393,18 @@ export class MixerEvent {
           payloadType: req.payloadType,
           audioLevelExtId: req.audioLevelExtId,
           now: () => this.timer.now(),
+          // Kernel arrival times are on performance.now()'s clock: the event's own when it runs on the system timer.
+          kernelArrivalTimes: this.timer === systemTimer,
           onSenderReport: (sr) => this.senderReport(id, 'audio', sr),
         },
         this.drops,
-        this.socketSet(),
+        this.socketIo(),
       );
       if (this.closed) {
         endpoint.close();
         throw new Error('event is closed');
       }
       this.endpoints.set(id, endpoint);
-      if (endpoint.slot >= 0) this.endpointsBySlot[endpoint.slot] = endpoint;
     } catch (err) {
       this.mixer.removeParticipant(id);
       throw err;
@@ -517,7 +536,6 @@ export class MixerEvent {
     const ep = this.endpoints.get(id);
     if (!ep) return false;
     this.endpoints.delete(id);
-    if (ep.slot >= 0) this.endpointsBySlot[ep.slot] = undefined;
     ep.close();
     this.mixer.removeParticipant(id);
     return true;
@@ -532,8 +550,18 @@ export class MixerEvent {
       ticks: { executed: this.clock.executedTicks, skipped: this.clock.skippedTicks, late: this.clock.lateTicks },
       tickMs: { p50: t.percentile(50), p99: t.percentile(99), max: t.maxMs },
       /** Native path only: read + mix + send, the whole tick. */
-      ioTickMs: this.rtpSockets ? { p50: this.ioTickStats.percentile(50), p99: this.ioTickStats.percentile(99), max: this.ioTickStats.maxMs } : null,
-      rtpSockets: this.rtpSockets ? { native: true, datagramsIn: this.rtpSockets.sockets.datagrams, sent: this.rtpSockets.sends.sent, sendFailed: this.rtpSockets.sends.failed } : { native: false },
+      ioTickMs: this.rtpIo ? { p50: this.ioTickStats.percentile(50), p99: this.ioTickStats.percentile(99), max: this.ioTickStats.maxMs } : null,
+      rtpSockets: this.rtpIo
+        ? {
+            native: true,
+            sharedPort: this.rtpIo.sharedPort,
+            datagramsIn: this.rtpIo.datagrams,
+            sent: this.rtpIo.sends.sent,
+            sendFailed: this.rtpIo.sends.failed,
+            /** The sender thread's batches, and those that had to wait for the previous one (null: sent within the tick). */
+            sendThread: this.rtpIo.sends.threadStats,
+          }
+        : { native: false, sharedPort: null },
       mixer: { ...this.mixer.stats },
       dropped: this.drops.snapshot(),
     };
@@ -545,10 +573,8 @@ export class MixerEvent {
     this.clock.stop();
     for (const ep of this.endpoints.values()) ep.close();
     this.endpoints.clear();
-    this.endpointsBySlot.length = 0;
-    this.rtpSockets?.sockets.close();
-    this.rtpSockets?.sends.clear();
-    this.rtpSockets = null;
+    this.rtpIo?.close();
+    this.rtpIo = null;
     for (const ext of [...this.externals.values()]) ext.close();
     this.externals.clear();
     this.mixer.close();

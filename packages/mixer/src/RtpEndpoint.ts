@@ -1,6 +1,6 @@
 import type dgram from 'node:dgram';
 import { ipv4ToInt, isRtcpPacket, openUdpSocket, parseRtcp, parseRtp, readAudioLevel, RtpHeader } from '@mcu/rtp';
-import type { SenderReport, UdpSendBatch, UdpSocketSet } from '@mcu/rtp';
+import type { SenderReport, UdpSendBatch } from '@mcu/rtp';
 import type { MixTransport, Participant } from './Participant.js';
 import type { DropCounters } from './DropCounters.js';
 
@@ -19,6 +19,11 @@ export interface RtpEndpointOptions {
   now?: () => number;
   /** Sender reports of the participant's stream (for lip sync). */
   onSenderReport?: (sr: SenderReport) => void;
+  /**
+   * Native path: the arrival times `receive` is given (the kernel's, on performance.now()'s clock)
+   * are on this endpoint's clock (`now` is the system's); false: `receive` uses `now()` instead.
+   */
+  kernelArrivalTimes?: boolean;
 }
 
 export interface RtpEndpointStats {
@@ -31,22 +36,36 @@ export interface RtpEndpointStats {
 
 const MAX_PACKET_BYTES = 1500;
 
-/**
- * The sockets of a mixer event's plain-RTP participants when the native addon is there: one set
- * read once per tick and one batch of sends flushed after it (MixerEvent owns both).
- */
-export interface RtpSocketSet {
-  sockets: UdpSocketSet;
+/** A native endpoint's socket: where its datagrams leave from (its own, or the shared port) and how it lets go. */
+export interface NativeSocket {
+  /** Comes back with a send failure (`UdpSendBatch.flush`). */
+  tag: number;
+  fd: number;
+  /** The bound port: the one handed to the participant. */
+  port: number;
+  /** The tick's batch its mixes are queued in. */
   sends: UdpSendBatch;
+  /** Closes its own socket, or takes it off the shared port. */
+  release(): void;
+}
+
+/**
+ * Where native endpoints get their socket: a socket of their own in the event's native set
+ * (`OwnRtpSockets`) or the one shared port (`SharedRtpPort`). Whoever reads it calls `receive`.
+ */
+export interface RtpSocketHome {
+  /** Throws when no socket can be bound. */
+  attach(endpoint: RtpEndpoint, bindHost: string, bindPort: number, remoteIpv4: number, remotePort: number): NativeSocket;
 }
 
 /**
  * A plain-RTP participant's socket: receives its Opus RTP into its jitter buffer and sends it its
  * mix, symmetric RTP (RFC 4961) from the same port. Every rejected packet is counted by reason.
  *
- * Two homes for the socket, same behaviour: a slot of the event's native `UdpSocketSet` (read by
- * the event once per tick, `receive`; sends queued in the event's batch, the shared mix gathered
- * and never copied), or, where the addon is not built, a dgram socket of its own.
+ * Three homes for the socket, same behaviour: a socket of its own in the event's native set, or
+ * the node's one shared port (`RtpSocketHome`; read once per tick, `receive`; sends queued in the
+ * event's batch, the shared mix gathered and never copied), or, where the addon is not built, a
+ * dgram socket of its own.
  */
 export class RtpEndpoint implements MixTransport {
   readonly stats: RtpEndpointStats = { packetsIn: 0, bytesIn: 0, rtcpIn: 0, packetsOut: 0, sendErrors: 0 };
@@ -58,17 +77,15 @@ export class RtpEndpoint implements MixTransport {
   private readonly relatchMs: number;
   /** The remote address as numbers, for the native path (-1: not IPv4). */
   private readonly remoteIpv4: number;
-  /** Native: the set's slot, fd and bound port; -1 on the dgram path. */
-  readonly slot: number;
-  private readonly fd: number;
-  private readonly boundPort: number;
+  /** Native: its socket (own or shared); null on the dgram path. */
+  private readonly nativeSocket: NativeSocket | null;
+  private readonly kernelTimes: boolean;
   /** Present exactly when the socket is native (the mixer then hands over headers alone). */
   readonly sendHeader?: (header: Uint8Array, headerLength: number, payload: Uint8Array, payloadLength: number, shared: boolean) => void;
 
   private constructor(
     private readonly socket: dgram.Socket | null,
-    private readonly set: RtpSocketSet | null,
-    native: { slot: number; fd: number; port: number } | null,
+    home: RtpSocketHome | null,
     private readonly participant: Participant,
     private readonly opts: RtpEndpointOptions,
     private readonly drops: DropCounters,
@@ -76,9 +93,8 @@ export class RtpEndpoint implements MixTransport {
     this.now = opts.now ?? (() => performance.now());
     this.relatchMs = opts.ssrcRelatchMs ?? 2000;
     this.remoteIpv4 = ipv4ToInt(opts.remoteHost);
-    this.slot = native?.slot ?? -1;
-    this.fd = native?.fd ?? -1;
-    this.boundPort = native?.port ?? 0;
+    this.kernelTimes = opts.kernelArrivalTimes ?? opts.now === undefined;
+    this.nativeSocket = home !== null ? home.attach(this, opts.bindHost, opts.bindPort ?? 0, this.remoteIpv4, opts.remotePort) : null;
     if (socket !== null) {
       socket.on('message', this.onMessage);
       // Send errors arrive here too (no per-send callback on the hot path).
@@ -90,25 +106,22 @@ export class RtpEndpoint implements MixTransport {
   }
 
   /**
-   * Opens the participant's socket: in `set` when given (native, IPv4 only), else a dgram socket.
+   * Opens the participant's socket: from `home` when given (native, IPv4 only), else a dgram socket.
    * Throws when it cannot bind.
    */
-  static async open(participant: Participant, opts: RtpEndpointOptions, drops: DropCounters, set: RtpSocketSet | null = null): Promise<RtpEndpoint> {
-    if (set !== null && ipv4ToInt(opts.bindHost) >= 0 && ipv4ToInt(opts.remoteHost) >= 0) {
-      const native = set.sockets.add(opts.bindHost, opts.bindPort ?? 0);
-      return new RtpEndpoint(null, set, native, participant, opts, drops);
-    }
+  static async open(participant: Participant, opts: RtpEndpointOptions, drops: DropCounters, home: RtpSocketHome | null = null): Promise<RtpEndpoint> {
+    if (home !== null && ipv4ToInt(opts.bindHost) >= 0 && ipv4ToInt(opts.remoteHost) >= 0) return new RtpEndpoint(null, home, participant, opts, drops);
     const socket = await openUdpSocket({ host: opts.bindHost, port: opts.bindPort, bufferBytes: 1 << 20 });
-    return new RtpEndpoint(socket, null, null, participant, opts, drops);
+    return new RtpEndpoint(socket, null, participant, opts, drops);
   }
 
-  /** Whether the socket is a slot of the event's native set. */
+  /** Whether the socket is native (its own in the event's set, or the shared port). */
   get native(): boolean {
     return this.socket === null;
   }
 
   get port(): number {
-    return this.socket !== null ? this.socket.address().port : this.boundPort;
+    return this.socket !== null ? this.socket.address().port : this.nativeSocket!.port;
   }
 
   get host(): string {
@@ -131,21 +144,25 @@ export class RtpEndpoint implements MixTransport {
     if (this.closed) return;
     this.stats.packetsOut++;
     if (this.socket !== null) this.socket.send(packet, 0, length, this.opts.remotePort, this.opts.remoteHost);
-    else this.set!.sends.add(this.slot, this.fd, this.remoteIpv4, this.opts.remotePort, packet, length, false);
+    else {
+      const s = this.nativeSocket!;
+      s.sends.add(s.tag, s.fd, this.remoteIpv4, this.opts.remotePort, packet, length, false);
+    }
   }
 
   /** Native path: the header into the tick's batch; the shared mix is gathered after it, a mix-minus copied behind it. */
   private readonly queueHeader = (header: Uint8Array, headerLength: number, payload: Uint8Array, payloadLength: number, shared: boolean): void => {
     if (this.closed) return;
     this.stats.packetsOut++;
-    const sends = this.set!.sends;
+    const s = this.nativeSocket!;
+    const sends = s.sends;
     if (shared) {
       sends.setTail(payload, payloadLength);
-      sends.add(this.slot, this.fd, this.remoteIpv4, this.opts.remotePort, header, headerLength, true);
+      sends.add(s.tag, s.fd, this.remoteIpv4, this.opts.remotePort, header, headerLength, true);
     } else {
       // A speaker's own mix-minus: few per tick, so header and payload are joined in the row.
       for (let i = 0; i < payloadLength; i++) header[headerLength + i] = payload[i];
-      sends.add(this.slot, this.fd, this.remoteIpv4, this.opts.remotePort, header, headerLength + payloadLength, false);
+      sends.add(s.tag, s.fd, this.remoteIpv4, this.opts.remotePort, header, headerLength + payloadLength, false);
     }
   };
 
@@ -161,13 +178,30 @@ export class RtpEndpoint implements MixTransport {
   };
 
   /**
-   * Native path: a datagram the event read from this endpoint's slot (`packet[0, length)`, a view
-   * valid during the call), from `sourceIpv4`, that arrived at `arrivalMs` on the event's clock.
+   * Native path: a datagram read from this endpoint's socket, or routed to it by the shared port
+   * (`packet[0, length)`, a view valid during the call), from `sourceIpv4`, that arrived at
+   * `arrivalMs` (the kernel's time on performance.now()'s clock).
    */
   receive(packet: Uint8Array, length: number, sourceIpv4: number, arrivalMs: number): void {
     if (this.closed) return;
     if (sourceIpv4 !== this.remoteIpv4) return this.drops.drop('unknown_source');
-    this.onPacket(packet, length, arrivalMs);
+    this.onPacket(packet, length, this.kernelTimes ? arrivalMs : this.now());
+  }
+
+  /**
+   * Shared port: how well a datagram of stream `ssrc` from this endpoint's address fits it:
+   * 2 its latched stream, 1 it may take it (nothing latched yet, or its stream has been quiet
+   * longer than the re-latch time), 0 not its own.
+   */
+  claims(ssrc: number, arrivalMs: number): 0 | 1 | 2 {
+    if (ssrc === this.latchedSsrc) return 2;
+    const now = this.kernelTimes ? arrivalMs : this.now();
+    return this.latchedSsrc === -1 || now - this.lastPacketMs >= this.relatchMs ? 1 : 0;
+  }
+
+  /** The remote address as a number (-1: not IPv4) and port: where its mixes go. */
+  get remoteAddress(): { ipv4: number; port: number } {
+    return { ipv4: this.remoteIpv4, port: this.opts.remotePort };
   }
 
   private onPacket(msg: Uint8Array, length: number, now: number): void {
@@ -222,7 +256,7 @@ export class RtpEndpoint implements MixTransport {
         // already closed
       }
     } else {
-      this.set!.sockets.remove(this.slot);
+      this.nativeSocket!.release();
     }
   }
 }

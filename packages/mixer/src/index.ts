@@ -9,7 +9,9 @@ export type { ParticipantAudioStats, MixTransport, Stage } from './Participant.j
 export { PresenterTaps } from './PresenterTaps.js';
 export type { TapSink } from './PresenterTaps.js';
 export { RtpEndpoint } from './RtpEndpoint.js';
-export type { RtpEndpointOptions, RtpEndpointStats } from './RtpEndpoint.js';
+export type { RtpEndpointOptions, RtpEndpointStats, RtpSocketHome, NativeSocket } from './RtpEndpoint.js';
+export { OwnRtpSockets, SharedRtpPort, SharedPortIo } from './RtpSockets.js';
+export type { RtpSocketIo, SharedRtpPortOptions } from './RtpSockets.js';
 export { MixerEvent } from './MixerEvent.js';
 export type { MixerEventOptions, SenderReportInfo, RtpParticipantRequest, RtpParticipantInfo, ExternalParticipant, ParticipantSummary, ParticipantLevel, VideoProgramSink } from './MixerEvent.js';
 export { DropCounters } from './DropCounters.js';

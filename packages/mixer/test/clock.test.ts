@@ -30,6 +30,21 @@ describe('MixingClock', () => {
     expect(outOfOrder).toBe(0);
   });
 
+  it('a timer that fires up to a millisecond early still runs its tick in that one firing (no second wake-up)', () => {
+    const manual = new ManualTimer();
+    let arms = 0;
+    // Node's timers count whole milliseconds from a cached loop time: they fire a little before a fractional deadline.
+    const early = { now: () => manual.now(), setTimeout: (fn: () => void, ms: number) => (arms++, manual.setTimeout(fn, ms > 1 ? ms - 0.9 : ms)), clearTimeout: (h: unknown) => manual.clearTimeout(h) };
+    let count = 0;
+    const clock = new MixingClock(() => void count++, { timer: early });
+    clock.start();
+    manual.advance(10_000);
+    clock.stop();
+    expect(count).toBeGreaterThanOrEqual(500);
+    expect(arms).toBeLessThanOrEqual(count + 1);
+    expect(clock.skippedTicks).toBe(0);
+  });
+
   it('catches up a stall with at most one extra frame per firing and skips the rest', () => {
     const timer = new ManualTimer();
     // Ticks that run at the same instant ran in one timer firing: a burst.

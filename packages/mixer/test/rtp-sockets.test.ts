@@ -8,7 +8,7 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildRtp, buildSenderReport, nativeUdp, ntpFromUnixMs } from '@mcu/rtp';
-import { MixerEvent } from '../src/index.js';
+import { DropCounters, MixerEvent, SharedRtpPort } from '../src/index.js';
 import { pace, RtpPeer, sleep, tonePower } from './peer.js';
 
 const EXT = 1;
@@ -35,14 +35,18 @@ async function join(ev: MixerEvent, opts: Parameters<typeof RtpPeer.open>[0] = {
 const lastSecond = (p: RtpPeer) => p.decodeReceived(Math.max(0, p.received.length - 50));
 
 describe.each([
-  ['native set', true],
-  ['dgram sockets', false],
-] as const)('plain-RTP participants (%s)', (_name, native) => {
+  ['native set', true, undefined, false],
+  ['shared port', true, 0, false],
+  ['shared port, sender thread', true, 0, true],
+  ['dgram sockets', false, undefined, false],
+] as const)('plain-RTP participants (%s)', (_name, native, rtpPort, sendThread) => {
   const skip = native && nativeUdp() === null;
+  const shared = rtpPort !== undefined;
 
   it.skipIf(skip)('speakers hear each other, listeners the shared mix, each from the port it sends to (symmetric RTP)', async () => {
-    event = new MixerEvent({ id: 'sockets', maxSpeakers: 3, nativeUdp: native });
+    event = new MixerEvent({ id: 'sockets', maxSpeakers: 3, nativeUdp: native, rtpPort, sendThread });
     expect(event.nativeRtp).toBe(native);
+    expect(event.sharedRtpPort !== null).toBe(shared);
     const a = await join(event, { freq: 440, audioLevelExtId: EXT });
     const b = await join(event, { freq: 1250, audioLevelExtId: EXT });
     const l1 = await join(event, { freq: 0, audioLevelExtId: EXT });
@@ -61,6 +65,8 @@ describe.each([
       // The shared mix names both speakers.
       expect(new Set(l.peer.received.slice(-5).flatMap((r) => r.csrcs))).toEqual(new Set([a.peer.ssrc, b.peer.ssrc]));
     }
+    // Shared: one port for all of them.
+    expect(new Set([a, b, l1, l2].map((p) => p.info.port)).size).toBe(shared ? 1 : 4);
     for (const p of [a, b, l1, l2]) {
       expect([...p.fromPorts]).toEqual([p.info.port]);
       // One packet per tick since joining, continuous sequence numbers.
@@ -73,11 +79,14 @@ describe.each([
     if (native) {
       expect(s.ioTickMs!.p99).toBeGreaterThan(0);
       expect(s.rtpSockets.sendFailed).toBe(0);
+      // With the thread, one batch per tick handed over, each after the previous one had left.
+      if (sendThread) expect(s.rtpSockets.sendThread!.batches).toBeGreaterThan(90);
+      else expect(s.rtpSockets.sendThread).toBeNull();
     }
   });
 
   it.skipIf(skip)('drops bad input by reason and passes sender reports of the latched stream to lip sync', async () => {
-    event = new MixerEvent({ id: 'drops', maxSpeakers: 2, nativeUdp: native });
+    event = new MixerEvent({ id: 'drops', maxSpeakers: 2, nativeUdp: native, rtpPort, sendThread });
     const a = await join(event, { freq: 600, audioLevelExtId: EXT });
     const l = await join(event, { freq: 0, audioLevelExtId: EXT });
     await pace([a.peer, l.peer], 400);
@@ -108,7 +117,7 @@ describe.each([
   });
 
   it.skipIf(skip)('a muted speaker leaves the mix; a kicked participant gets nothing more and a newcomer takes its socket slot', async () => {
-    event = new MixerEvent({ id: 'kick', maxSpeakers: 2, nativeUdp: native });
+    event = new MixerEvent({ id: 'kick', maxSpeakers: 2, nativeUdp: native, rtpPort, sendThread });
     const a = await join(event, { freq: 500, audioLevelExtId: EXT });
     const b = await join(event, { freq: 0, audioLevelExtId: EXT });
     const l = await join(event, { freq: 0, audioLevelExtId: EXT });
@@ -124,6 +133,8 @@ describe.each([
     const c = await join(event, { freq: 900, audioLevelExtId: EXT });
     await pace([a.peer, b.peer, l.peer, c.peer], 800);
     expect(b.peer.received.length).toBe(bCount);
+    // On the shared port the kicked one's packets still arrive: nobody takes them.
+    if (shared) expect(event.stats().dropped.unknown_source).toBeGreaterThan(20);
     expect(event.participants().map((p) => p.id)).not.toContain(b.info.id);
     expect(tonePower(l.peer.decodeReceived(l.peer.received.length - 10), 900)).toBeGreaterThan(1000);
     expect([...c.fromPorts]).toEqual([c.info.port]);
@@ -133,5 +144,62 @@ describe.each([
     closers.push(again);
     again.bind(c.info.port, '127.0.0.1');
     await once(again, 'listening');
+  });
+});
+
+describe.skipIf(nativeUdp() === null)('one shared plain-RTP port', () => {
+  it("carries two events' participants, each event's mix to its own; a stranger and another stream are dropped, a moved NAT binding of a latched stream is kept", async () => {
+    const drops = new DropCounters();
+    const port = SharedRtpPort.open({ host: '127.0.0.1', drops })!;
+    closers.push(port);
+    const e1 = new MixerEvent({ id: 'one', maxSpeakers: 2, rtpPort: port });
+    const e2 = new MixerEvent({ id: 'two', maxSpeakers: 2, rtpPort: port });
+    closers.push(e1, e2);
+    const a = await join(e1, { freq: 440, audioLevelExtId: EXT });
+    const l1 = await join(e1, { freq: 0, audioLevelExtId: EXT });
+    const b = await join(e2, { freq: 1250, audioLevelExtId: EXT });
+    const l2 = await join(e2, { freq: 0, audioLevelExtId: EXT });
+    for (const p of [a, l1, b, l2]) expect(p.info.port).toBe(port.port);
+    expect(port.size).toBe(4);
+    await pace([a.peer, l1.peer, b.peer, l2.peer], 1500);
+    const h1 = lastSecond(l1.peer);
+    const h2 = lastSecond(l2.peer);
+    expect(tonePower(h1, 440)).toBeGreaterThan(1000);
+    expect(tonePower(h1, 440)).toBeGreaterThan(100 * tonePower(h1, 1250));
+    expect(tonePower(h2, 1250)).toBeGreaterThan(1000);
+    expect(tonePower(h2, 1250)).toBeGreaterThan(100 * tonePower(h2, 440));
+    for (const p of [a, l1, b, l2]) expect([...p.fromPorts]).toEqual([port.port]);
+
+    // A's stream from a new port of its IP (its NAT binding moved): kept. Then another SSRC from there, and a stranger: dropped.
+    const moved = dgram.createSocket('udp4');
+    const stranger = dgram.createSocket('udp4');
+    closers.push(moved, stranger);
+    moved.bind(0, '127.0.0.1');
+    stranger.bind(0, '127.0.0.2');
+    await Promise.all([once(moved, 'listening'), once(stranger, 'listening')]);
+    const rtp = (ssrc: number, seq: number) => buildRtp({ payloadType: 111, sequenceNumber: seq, timestamp: seq * 960, ssrc }, Buffer.alloc(40, 1));
+    const before = e1.participantInfo(a.info.id)!.stats.packetsIn;
+    for (let i = 0; i < 5; i++) moved.send(rtp(a.peer.ssrc, 60_000 + i), port.port, '127.0.0.1');
+    await sleep(60);
+    for (let i = 0; i < 3; i++) moved.send(rtp((a.peer.ssrc + 1) >>> 0, i), port.port, '127.0.0.1');
+    for (let i = 0; i < 2; i++) stranger.send(rtp(a.peer.ssrc, i), port.port, '127.0.0.1');
+    await pace([l1.peer, b.peer, l2.peer], 200);
+    // Once latched to A, the new address is A's: the other stream reaches A, which refuses it.
+    expect(e1.participantInfo(a.info.id)!.stats.packetsIn - before).toBe(8);
+    expect(e1.stats().dropped.wrong_ssrc).toBe(3);
+    expect(drops.get('unknown_source')).toBe(2);
+
+    // A leaves event one: its routes go with it; the port stays open for the others.
+    e1.removeParticipant(a.info.id);
+    expect(port.size).toBe(3);
+    e1.close();
+    expect(port.isClosed).toBe(false);
+    const heard = l2.peer.received.length;
+    await pace([b.peer, l2.peer], 300);
+    expect(l2.peer.received.length).toBeGreaterThan(heard + 10);
+  });
+
+  it('needs the native addon: a clear error without it', () => {
+    expect(() => new MixerEvent({ id: 'x', nativeUdp: false, rtpPort: 0 })).toThrow(/needs the native UDP addon/);
   });
 });

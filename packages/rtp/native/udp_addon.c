@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <node_api.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -291,6 +293,8 @@ static napi_value receivers_close(napi_env env, napi_callback_info info) {
  *   this one call. results[i] = 0 or the errno of that datagram; a failed one does not stop the rest.
  */
 #define SET_RECORD 5
+/* Datagrams per recvmmsg(2) of a set: a shared port holds hundreds per tick. */
+#define SET_RECV_BATCH 64
 
 static napi_value set_open(napi_env env, napi_callback_info info) {
   napi_value result;
@@ -380,13 +384,13 @@ static napi_value set_read(napi_env env, napi_callback_info info) {
   size_t written = 0;
   double real_to_mono = clock_ms(CLOCK_MONOTONIC) - clock_ms(CLOCK_REALTIME);
   struct epoll_event events[256];
-  struct mmsghdr msgs[RECV_BATCH];
-  struct iovec iovs[RECV_BATCH];
-  struct sockaddr_in from[RECV_BATCH];
+  struct mmsghdr msgs[SET_RECV_BATCH];
+  struct iovec iovs[SET_RECV_BATCH];
+  struct sockaddr_in from[SET_RECV_BATCH];
   union {
     struct cmsghdr align;
     unsigned char bytes[CMSG_SPACE(sizeof(struct timespec))];
-  } controls[RECV_BATCH];
+  } controls[SET_RECV_BATCH];
   for (int round = 0; round < 64 && written < capacity; round++) {
     int ready = epoll_wait(epfd, events, 256, 0);
     if (ready <= 0) break;
@@ -394,7 +398,7 @@ static napi_value set_read(napi_env env, napi_callback_info info) {
       uint32_t slot = (uint32_t)(events[e].data.u64 >> 32);
       int fd = (int)(uint32_t)events[e].data.u64;
       for (;;) {
-        unsigned want = capacity - written < RECV_BATCH ? (unsigned)(capacity - written) : RECV_BATCH;
+        unsigned want = capacity - written < SET_RECV_BATCH ? (unsigned)(capacity - written) : SET_RECV_BATCH;
         for (unsigned i = 0; i < want; i++) {
           iovs[i].iov_base = data + (written + i) * slot_bytes;
           iovs[i].iov_len = slot_bytes;
@@ -435,34 +439,15 @@ static napi_value set_read(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static napi_value send_each(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value argv[11], result;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  uint32_t count, head_stride, tail_length;
-  void *fds_v, *ipv4s_v, *ports_v, *heads_v, *head_lengths_v, *tail_v, *with_tail_v, *results_v;
-  size_t n_fds, n_ipv4s, n_ports, n_heads, n_head_lengths, n_tail, n_with_tail, n_results;
-  if (argc < 11 || napi_get_value_uint32(env, argv[0], &count) != napi_ok || !typed_arg(env, argv[1], napi_int32_array, &fds_v, &n_fds) ||
-      !typed_arg(env, argv[2], napi_uint32_array, &ipv4s_v, &n_ipv4s) || !typed_arg(env, argv[3], napi_uint32_array, &ports_v, &n_ports) ||
-      !typed_arg(env, argv[4], napi_uint8_array, &heads_v, &n_heads) || napi_get_value_uint32(env, argv[5], &head_stride) != napi_ok ||
-      !typed_arg(env, argv[6], napi_uint32_array, &head_lengths_v, &n_head_lengths) || !typed_arg(env, argv[7], napi_uint8_array, &tail_v, &n_tail) ||
-      napi_get_value_uint32(env, argv[8], &tail_length) != napi_ok || !typed_arg(env, argv[9], napi_uint8_array, &with_tail_v, &n_with_tail) ||
-      !typed_arg(env, argv[10], napi_int32_array, &results_v, &n_results)) {
-    napi_throw_type_error(env, NULL,
-                          "sendEach(count, fds: Int32Array, ipv4s: Uint32Array, ports: Uint32Array, heads: Uint8Array, headStride, headLengths: Uint32Array, "
-                          "tail: Uint8Array, tailLength, withTail: Uint8Array, results: Int32Array)");
-    return NULL;
-  }
-  if (count > n_fds || count > n_ipv4s || count > n_ports || count > n_head_lengths || count > n_with_tail || count > n_results ||
-      tail_length > n_tail || (count > 0 && (size_t)(count - 1) * head_stride + head_stride > n_heads)) {
-    napi_throw_range_error(env, NULL, "count beyond an array, or tailLength beyond the tail");
-    return NULL;
-  }
-  const int32_t *fds = fds_v;
-  const uint32_t *ipv4s = ipv4s_v, *ports = ports_v, *head_lengths = head_lengths_v;
-  const unsigned char *with_tail = with_tail_v;
-  unsigned char *heads = heads_v;
-  int32_t *results = results_v;
+/*
+ * The datagrams of send_each and of the plain-RTP sender thread: datagram i is the head at
+ * base + (offsets ? offsets[i] : i * stride), head_lengths[i] bytes (cut to the stride when there
+ * are no offsets), then the tail when with_tail[i], from fds[i] to ipv4s[i]:ports[i]. Runs on one
+ * socket go in one sendmmsg(2). results[i] = 0 or the errno of datagram i. Returns how many were sent.
+ */
+static uint32_t send_rows(uint32_t count, const int32_t *fds, const uint32_t *ipv4s, const uint32_t *ports, unsigned char *base, uint32_t stride,
+                          const uint32_t *offsets, const uint32_t *head_lengths, void *tail, uint32_t tail_length, const unsigned char *with_tail,
+                          int32_t *results) {
   struct mmsghdr msgs[BATCH];
   struct iovec iovs[BATCH][2];
   struct sockaddr_in to[BATCH];
@@ -474,14 +459,14 @@ static napi_value send_each(napi_env env, napi_callback_info info) {
     while (i + n < count && n < BATCH && fds[i + n] == fd) n++;
     for (uint32_t k = 0; k < n; k++) {
       uint32_t m = i + k;
-      uint32_t hl = head_lengths[m] < head_stride ? head_lengths[m] : head_stride;
+      uint32_t hl = offsets != NULL || head_lengths[m] < stride ? head_lengths[m] : stride;
       memset(&to[k], 0, sizeof(to[k]));
       to[k].sin_family = AF_INET;
       to[k].sin_port = htons((uint16_t)ports[m]);
       to[k].sin_addr.s_addr = htonl(ipv4s[m]);
-      iovs[k][0].iov_base = heads + (size_t)m * head_stride;
+      iovs[k][0].iov_base = base + (offsets != NULL ? (size_t)offsets[m] : (size_t)m * stride);
       iovs[k][0].iov_len = hl;
-      iovs[k][1].iov_base = tail_v;
+      iovs[k][1].iov_base = tail;
       iovs[k][1].iov_len = tail_length;
       memset(&msgs[k], 0, sizeof(msgs[k]));
       msgs[k].msg_hdr.msg_name = &to[k];
@@ -505,8 +490,261 @@ static napi_value send_each(napi_env env, napi_callback_info info) {
     }
     i += n;
   }
+  return sent;
+}
+
+static napi_value send_each(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t count, head_stride, tail_length;
+  void *fds_v, *ipv4s_v, *ports_v, *heads_v, *head_lengths_v, *tail_v, *with_tail_v, *results_v;
+  size_t n_fds, n_ipv4s, n_ports, n_heads, n_head_lengths, n_tail, n_with_tail, n_results;
+  if (argc < 11 || napi_get_value_uint32(env, argv[0], &count) != napi_ok || !typed_arg(env, argv[1], napi_int32_array, &fds_v, &n_fds) ||
+      !typed_arg(env, argv[2], napi_uint32_array, &ipv4s_v, &n_ipv4s) || !typed_arg(env, argv[3], napi_uint32_array, &ports_v, &n_ports) ||
+      !typed_arg(env, argv[4], napi_uint8_array, &heads_v, &n_heads) || napi_get_value_uint32(env, argv[5], &head_stride) != napi_ok ||
+      !typed_arg(env, argv[6], napi_uint32_array, &head_lengths_v, &n_head_lengths) || !typed_arg(env, argv[7], napi_uint8_array, &tail_v, &n_tail) ||
+      napi_get_value_uint32(env, argv[8], &tail_length) != napi_ok || !typed_arg(env, argv[9], napi_uint8_array, &with_tail_v, &n_with_tail) ||
+      !typed_arg(env, argv[10], napi_int32_array, &results_v, &n_results)) {
+    napi_throw_type_error(env, NULL,
+                          "sendEach(count, fds: Int32Array, ipv4s: Uint32Array, ports: Uint32Array, heads: Uint8Array, headStride, headLengths: Uint32Array, "
+                          "tail: Uint8Array, tailLength, withTail: Uint8Array, results: Int32Array)");
+    return NULL;
+  }
+  if (count > n_fds || count > n_ipv4s || count > n_ports || count > n_head_lengths || count > n_with_tail || count > n_results ||
+      tail_length > n_tail || (count > 0 && (size_t)(count - 1) * head_stride + head_stride > n_heads)) {
+    napi_throw_range_error(env, NULL, "count beyond an array, or tailLength beyond the tail");
+    return NULL;
+  }
+  uint32_t sent = send_rows(count, fds_v, ipv4s_v, ports_v, heads_v, head_stride, NULL, head_lengths_v, tail_v, tail_length, with_tail_v, results_v);
   napi_create_uint32(env, sent, &result);
   return result;
+}
+
+/*
+ * A sender thread for a mixer's tick (plain RTP): the tick hands its batch over and goes on; the
+ * thread sends it (send_rows) while the next tick mixes. The batch is copied (each head only as
+ * long as it is, the shared tail once), so the caller may reuse its arrays at once. One batch at a
+ * time: handing over the next waits until the previous one has left (a tick is 20 ms; sending one
+ * takes a few). CPU is the process's as before; what moves is the wait off the tick.
+ *
+ * senderOpen() → a handle (an External), or throws.
+ * senderSubmit(handle, count, fds, ipv4s, ports, heads, headStride, headLengths, tail, tailLength,
+ *   withTail, results: Int32Array) → datagrams of the PREVIOUS batch that were sent; results[0, n)
+ *   = 0 or the errno of each of them (n: that batch's count). Queues this batch unless count is 0
+ *   (then it only waits for the previous one: a drain).
+ * senderStats(handle, out: Float64Array(2)) → out = [batches, submits that had to wait].
+ * senderClose(handle) lets the last batch leave and stops the thread (also when the handle is collected).
+ */
+typedef struct {
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int busy, stop, closed;
+  /* The batch: rows, their heads packed in `bytes`, the tail. */
+  uint32_t count, cap_rows, tail_length;
+  size_t cap_bytes, cap_tail;
+  int32_t *fds, *results;
+  uint32_t *ipv4s, *ports, *offsets, *lengths;
+  unsigned char *with_tail, *bytes, *tail;
+  uint32_t sent;
+  double batches, waits;
+} rtp_sender;
+
+static void *sender_main(void *arg) {
+  rtp_sender *s = arg;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    while (!s->busy && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
+    if (!s->busy) break; /* stopping, nothing queued */
+    pthread_mutex_unlock(&s->mu);
+    uint32_t sent = send_rows(s->count, s->fds, s->ipv4s, s->ports, s->bytes, 0, s->offsets, s->lengths, s->tail, s->tail_length, s->with_tail, s->results);
+    pthread_mutex_lock(&s->mu);
+    s->sent = sent;
+    s->busy = 0;
+    pthread_cond_broadcast(&s->cv);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+static int grow(void **p, size_t *cap, size_t want, size_t size) {
+  if (want <= *cap) return 1;
+  size_t next = *cap > 0 ? *cap : 64;
+  while (next < want) next *= 2;
+  void *q = realloc(*p, next * size);
+  if (q == NULL) return 0;
+  *p = q;
+  *cap = next;
+  return 1;
+}
+
+static void sender_stop(rtp_sender *s) {
+  if (s->closed) return;
+  pthread_mutex_lock(&s->mu);
+  s->stop = 1;
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  pthread_join(s->thread, NULL);
+  s->closed = 1;
+}
+
+static void sender_finalize(napi_env env, void *data, void *hint) {
+  rtp_sender *s = data;
+  sender_stop(s);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv);
+  free(s->fds); free(s->results); free(s->ipv4s); free(s->ports); free(s->offsets); free(s->lengths); free(s->with_tail); free(s->bytes); free(s->tail);
+  free(s);
+}
+
+static rtp_sender *sender_arg(napi_env env, napi_value v) {
+  void *data = NULL;
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_get_value_external(env, v, &data) != napi_ok) return NULL;
+  return data;
+}
+
+static napi_value sender_open(napi_env env, napi_callback_info info) {
+  rtp_sender *s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  int err = pthread_create(&s->thread, NULL, sender_main, s);
+  if (err != 0) {
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+    napi_throw_error(env, NULL, "could not start the sender thread");
+    return NULL;
+  }
+  napi_value result;
+  napi_create_external(env, s, sender_finalize, NULL, &result);
+  return result;
+}
+
+static napi_value sender_submit(napi_env env, napi_callback_info info) {
+  size_t argc = 12;
+  napi_value argv[12], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t count, head_stride, tail_length;
+  void *fds_v, *ipv4s_v, *ports_v, *heads_v, *head_lengths_v, *tail_v, *with_tail_v, *results_v;
+  size_t n_fds, n_ipv4s, n_ports, n_heads, n_head_lengths, n_tail, n_with_tail, n_results;
+  rtp_sender *s = argc >= 12 ? sender_arg(env, argv[0]) : NULL;
+  if (s == NULL || napi_get_value_uint32(env, argv[1], &count) != napi_ok || !typed_arg(env, argv[2], napi_int32_array, &fds_v, &n_fds) ||
+      !typed_arg(env, argv[3], napi_uint32_array, &ipv4s_v, &n_ipv4s) || !typed_arg(env, argv[4], napi_uint32_array, &ports_v, &n_ports) ||
+      !typed_arg(env, argv[5], napi_uint8_array, &heads_v, &n_heads) || napi_get_value_uint32(env, argv[6], &head_stride) != napi_ok ||
+      !typed_arg(env, argv[7], napi_uint32_array, &head_lengths_v, &n_head_lengths) || !typed_arg(env, argv[8], napi_uint8_array, &tail_v, &n_tail) ||
+      napi_get_value_uint32(env, argv[9], &tail_length) != napi_ok || !typed_arg(env, argv[10], napi_uint8_array, &with_tail_v, &n_with_tail) ||
+      !typed_arg(env, argv[11], napi_int32_array, &results_v, &n_results)) {
+    napi_throw_type_error(env, NULL,
+                          "senderSubmit(sender, count, fds: Int32Array, ipv4s: Uint32Array, ports: Uint32Array, heads: Uint8Array, headStride, "
+                          "headLengths: Uint32Array, tail: Uint8Array, tailLength, withTail: Uint8Array, results: Int32Array)");
+    return NULL;
+  }
+  if (s->closed) {
+    napi_throw_error(env, NULL, "the sender is closed");
+    return NULL;
+  }
+  if (count > n_fds || count > n_ipv4s || count > n_ports || count > n_head_lengths || count > n_with_tail || tail_length > n_tail ||
+      (count > 0 && (size_t)(count - 1) * head_stride + head_stride > n_heads)) {
+    napi_throw_range_error(env, NULL, "count beyond an array, or tailLength beyond the tail");
+    return NULL;
+  }
+  pthread_mutex_lock(&s->mu);
+  if (s->busy) s->waits++;
+  while (s->busy) pthread_cond_wait(&s->cv, &s->mu);
+  /* The previous batch's outcome. */
+  uint32_t prev = s->count, sent = s->sent;
+  if (prev > n_results) prev = (uint32_t)n_results;
+  memcpy(results_v, s->results, (size_t)prev * sizeof(int32_t));
+  s->count = 0;
+  s->sent = 0;
+  int ok = 1;
+  if (count > 0) {
+    const uint32_t *head_lengths = head_lengths_v;
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < count; i++) bytes += head_lengths[i] < head_stride ? head_lengths[i] : head_stride;
+    size_t cap_rows = s->cap_rows;
+    ok = grow((void **)&s->fds, &cap_rows, count, sizeof(int32_t));
+    cap_rows = s->cap_rows;
+    ok = ok && grow((void **)&s->results, &cap_rows, count, sizeof(int32_t));
+    cap_rows = s->cap_rows;
+    ok = ok && grow((void **)&s->ipv4s, &cap_rows, count, sizeof(uint32_t));
+    cap_rows = s->cap_rows;
+    ok = ok && grow((void **)&s->ports, &cap_rows, count, sizeof(uint32_t));
+    cap_rows = s->cap_rows;
+    ok = ok && grow((void **)&s->offsets, &cap_rows, count, sizeof(uint32_t));
+    cap_rows = s->cap_rows;
+    ok = ok && grow((void **)&s->lengths, &cap_rows, count, sizeof(uint32_t));
+    cap_rows = s->cap_rows;
+    ok = ok && grow((void **)&s->with_tail, &cap_rows, count, 1);
+    if (ok) s->cap_rows = (uint32_t)cap_rows;
+    ok = ok && grow((void **)&s->bytes, &s->cap_bytes, bytes > 0 ? bytes : 1, 1) && grow((void **)&s->tail, &s->cap_tail, tail_length > 0 ? tail_length : 1, 1);
+    if (ok) {
+      memcpy(s->fds, fds_v, (size_t)count * sizeof(int32_t));
+      memcpy(s->ipv4s, ipv4s_v, (size_t)count * sizeof(uint32_t));
+      memcpy(s->ports, ports_v, (size_t)count * sizeof(uint32_t));
+      memcpy(s->with_tail, with_tail_v, count);
+      memcpy(s->tail, tail_v, tail_length);
+      const unsigned char *heads = heads_v;
+      uint32_t at = 0;
+      for (uint32_t i = 0; i < count; i++) {
+        uint32_t hl = head_lengths[i] < head_stride ? head_lengths[i] : head_stride;
+        memcpy(s->bytes + at, heads + (size_t)i * head_stride, hl);
+        s->offsets[i] = at;
+        s->lengths[i] = hl;
+        at += hl;
+      }
+      s->count = count;
+      s->tail_length = tail_length;
+      s->batches++;
+      s->busy = 1;
+      pthread_cond_broadcast(&s->cv);
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (!ok) {
+    napi_throw_error(env, NULL, "out of memory for the sender's batch");
+    return NULL;
+  }
+  napi_create_uint32(env, sent, &result);
+  return result;
+}
+
+static napi_value sender_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  rtp_sender *s = argc >= 2 ? sender_arg(env, argv[0]) : NULL;
+  void *out_v;
+  size_t n_out;
+  if (s == NULL || !typed_arg(env, argv[1], napi_float64_array, &out_v, &n_out) || n_out < 2) {
+    napi_throw_type_error(env, NULL, "senderStats(sender, out: Float64Array(2))");
+    return NULL;
+  }
+  double *out = out_v;
+  pthread_mutex_lock(&s->mu);
+  out[0] = s->batches;
+  out[1] = s->waits;
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+static napi_value sender_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  rtp_sender *s = argc >= 1 ? sender_arg(env, argv[0]) : NULL;
+  if (s == NULL) {
+    napi_throw_type_error(env, NULL, "senderClose(sender)");
+    return NULL;
+  }
+  sender_stop(s);
+  return NULL;
 }
 
 /*
@@ -569,7 +807,8 @@ static napi_value init(napi_env env, napi_value exports) {
     const char *name;
     napi_callback fn;
   } fns[] = {{"sendMany", send_many}, {"receiversOpen", receivers_open}, {"receiversRead", receivers_read}, {"receiversClose", receivers_close},
-                    {"setOpen", set_open}, {"setAdd", set_add}, {"setRemove", set_remove}, {"setRead", set_read}, {"sendEach", send_each}, {"recvMany", recv_many}};
+                    {"setOpen", set_open}, {"setAdd", set_add}, {"setRemove", set_remove}, {"setRead", set_read}, {"sendEach", send_each}, {"recvMany", recv_many},
+                    {"senderOpen", sender_open}, {"senderSubmit", sender_submit}, {"senderStats", sender_stats}, {"senderClose", sender_close}};
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value fn;
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn);

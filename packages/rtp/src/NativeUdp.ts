@@ -106,7 +106,35 @@ export interface NativeUdp {
     withTail: Uint8Array,
     results: Int32Array,
   ): number;
+  /** A sender thread (`senderSubmit`): an opaque handle; throws when the thread cannot start. */
+  senderOpen(): NativeSender;
+  /**
+   * Hands `sendEach`'s arguments to the sender thread (copied: the arrays may be reused at once)
+   * after the previous batch has left; returns how many of the PREVIOUS batch were sent and writes
+   * its per-datagram outcome (0 or errno) into `results`. `count` 0: only waits for the previous one.
+   */
+  senderSubmit(
+    sender: NativeSender,
+    count: number,
+    fds: Int32Array,
+    ipv4s: Uint32Array,
+    ports: Uint32Array,
+    heads: Uint8Array,
+    headStride: number,
+    headLengths: Uint32Array,
+    tail: Uint8Array,
+    tailLength: number,
+    withTail: Uint8Array,
+    results: Int32Array,
+  ): number;
+  /** out = [batches handed over, hand-overs that waited for the previous batch]. */
+  senderStats(sender: NativeSender, out: Float64Array): void;
+  /** Lets the last batch leave and stops the thread. */
+  senderClose(sender: NativeSender): void;
 }
+
+/** A native sender thread's handle. */
+export type NativeSender = { readonly __nativeSender: unique symbol };
 
 let loaded: { binding: NativeUdp | null; error: Error | null } | undefined;
 

@@ -13,7 +13,7 @@
  * `UdpSocketSet.open()` is null where the addon is not built (or `MCU_NATIVE_UDP=0`): callers keep
  * their dgram sockets then.
  */
-import { ipv4ToInt, nativeUdp, type NativeUdp } from './NativeUdp.js';
+import { ipv4ToInt, nativeUdp, type NativeSender, type NativeUdp } from './NativeUdp.js';
 import { monotonicToPerformanceMs } from './UdpReceivers.js';
 
 /**
@@ -156,6 +156,10 @@ export type SendFailure = (tag: number, errno: number) => void;
  * The datagrams of one tick, each from its own socket to its own receiver, sent in one native
  * call: each one's head copied into a row of one buffer, the shared payload (`setTail`) gathered
  * after the heads that ask for it. Grows (by doubling) only when a tick has more datagrams than any before.
+ *
+ * With `thread`, `flush` hands the batch to a native sender thread and returns at once: the
+ * datagrams leave while the caller goes on (a mixer's next tick), and what failed is reported by
+ * the next `flush` (or `drain`). `close` lets the last batch leave and stops the thread.
  */
 export class UdpSendBatch {
   readonly headStride: number;
@@ -172,18 +176,25 @@ export class UdpSendBatch {
   #tail: Uint8Array = new Uint8Array(0);
   #tailLength = 0;
   readonly #native: NativeUdp;
-  /** Datagrams sent, and failed, so far. */
+  /** Thread mode: the sender, and the tags and size of the batch it holds (its outcome comes back with the next hand-over). */
+  #sender: NativeSender | null;
+  #pendingTags = new Int32Array(0);
+  #pending = 0;
+  readonly #senderStats = new Float64Array(2);
+  #closed = false;
+  /** Datagrams sent, and failed, so far (thread mode: of the batches whose outcome is known). */
   sent = 0;
   failed = 0;
 
-  constructor(native: NativeUdp, opts: { headStride?: number; capacity?: number } = {}) {
+  constructor(native: NativeUdp, opts: { headStride?: number; capacity?: number; thread?: boolean } = {}) {
     this.#native = native;
     this.headStride = opts.headStride ?? 1504;
+    this.#sender = opts.thread ? native.senderOpen() : null;
     this.#grow(opts.capacity ?? 64);
   }
 
-  /** A batch on the native addon, or null where it is not built. */
-  static create(opts: { headStride?: number; capacity?: number; native?: boolean } = {}): UdpSendBatch | null {
+  /** A batch on the native addon, or null where it is not built. `thread`: sent by a native sender thread. */
+  static create(opts: { headStride?: number; capacity?: number; native?: boolean; thread?: boolean } = {}): UdpSendBatch | null {
     const native = opts.native === false ? null : nativeUdp();
     return native === null ? null : new UdpSendBatch(native, opts);
   }
@@ -220,10 +231,27 @@ export class UdpSendBatch {
     this.#count = i + 1;
   }
 
-  /** Sends what was queued; calls `onFailure` per datagram not sent. Returns how many were sent. */
+  /** Whether batches leave from a sender thread. */
+  get threaded(): boolean {
+    return this.#sender !== null;
+  }
+
+  /** Thread mode: batches handed over, and hand-overs that had to wait for the previous batch to leave. */
+  get threadStats(): { batches: number; waits: number } | null {
+    if (this.#sender === null) return null;
+    this.#native.senderStats(this.#sender, this.#senderStats);
+    return { batches: this.#senderStats[0], waits: this.#senderStats[1] };
+  }
+
+  /**
+   * Sends what was queued; calls `onFailure` per datagram not sent. Returns how many were sent.
+   * Thread mode: hands the batch over and returns how many of the PREVIOUS batch were sent
+   * (`onFailure` is called for that one's failures).
+   */
   flush(onFailure?: SendFailure): number {
     const count = this.#count;
-    if (count === 0) return 0;
+    if (this.#sender !== null) return this.#handOver(count, onFailure);
+    if (count === 0 || this.#closed) return (this.#count = 0);
     this.#count = 0;
     const sent = this.#native.sendEach(
       count,
@@ -246,9 +274,61 @@ export class UdpSendBatch {
     return sent;
   }
 
+  /** Thread mode: waits until the batch handed over last has left and reports it (as `flush` does). */
+  drain(onFailure?: SendFailure): number {
+    if (this.#sender === null) return 0;
+    const queued = this.#count;
+    this.#count = 0;
+    const sent = this.#handOver(0, onFailure);
+    this.#count = queued;
+    return sent;
+  }
+
+  #handOver(count: number, onFailure: SendFailure | undefined): number {
+    this.#count = 0;
+    const pending = this.#pending;
+    if (count === 0 && pending === 0) return 0;
+    const sent = this.#native.senderSubmit(
+      this.#sender!,
+      count,
+      this.#fds,
+      this.#ipv4s,
+      this.#ports,
+      this.#heads,
+      this.headStride,
+      this.#headLengths,
+      this.#tail,
+      this.#tailLength,
+      this.#withTail,
+      this.#results,
+    );
+    // `results` now holds the previous batch's outcome, tagged by `#pendingTags`.
+    this.sent += sent;
+    if (sent < pending) {
+      this.failed += pending - sent;
+      if (onFailure) for (let i = 0; i < pending; i++) if (this.#results[i] !== 0) onFailure(this.#pendingTags[i], this.#results[i]);
+    }
+    if (count > 0) {
+      if (this.#pendingTags.length < count) this.#pendingTags = new Int32Array(this.#tags.length);
+      this.#pendingTags.set(this.#tags.subarray(0, count));
+    }
+    this.#pending = count;
+    return sent;
+  }
+
   /** Forgets what was queued, unsent. */
   clear(): void {
     this.#count = 0;
+  }
+
+  /** Sends nothing more; thread mode: lets the last batch leave and stops the thread. Idempotent. */
+  close(): void {
+    this.#closed = true;
+    this.#count = 0;
+    if (this.#sender === null) return;
+    this.drain();
+    this.#native.senderClose(this.#sender);
+    this.#sender = null;
   }
 
   #grow(capacity: number): void {

@@ -17,6 +17,11 @@ export const nodeConfigSchema = z.object({
   hstsMaxAgeSeconds: z.number().int().min(0).max(63_072_000).optional(),
   /** Address RTP sockets bind to; defaults to `host`. */
   rtpHost: z.string().min(1).optional(),
+  /**
+   * One UDP port for every plain-RTP participant of the node (every event's), routed by source
+   * address then SSRC; unset: a port per participant. Needs the native UDP addon (Linux).
+   */
+  rtpPort: z.number().int().min(1024).max(65_535).optional(),
   /** Address advertised for RTP when behind a 1:1 NAT. */
   publicIp: z.string().min(1).optional(),
   /** Static admin bearer token; generated at start when unset. */

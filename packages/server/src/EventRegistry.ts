@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ConflictError, NotFoundError, ServiceUnavailableError, type Logger } from '@mcu/control';
-import { MixerEvent } from '@mcu/mixer';
+import { DropCounters, MixerEvent, SharedRtpPort } from '@mcu/mixer';
 import type { Stage, VideoRenditionOptions } from '@mcu/mixer';
 import { EventModeration } from './Moderation.js';
 
@@ -23,6 +23,8 @@ export interface EventRegistryOptions {
   maxEvents: number;
   rtpHost: string;
   rtpAdvertiseHost?: string;
+  /** One UDP port for every plain-RTP participant of the node (see NodeConfig.rtpPort). */
+  rtpPort?: number;
   onTick?: (seconds: number) => void;
   videoRenditions?: VideoRenditionOptions[];
   /** See MixerEventOptions.maxLipSyncDelayMs. */
@@ -52,9 +54,16 @@ function newEventId(): string {
 /** The events running on this node. */
 export class EventRegistry extends EventEmitter<EventRegistryEvents> {
   private readonly events = new Map<string, EventRecord>();
+  /** The node's shared plain-RTP port, when configured; its events read it in their ticks. */
+  readonly rtpPort: SharedRtpPort | null = null;
 
+  /** Throws when the shared RTP port cannot be bound, or is asked for without the native addon. */
   constructor(private readonly opts: EventRegistryOptions) {
     super();
+    if (opts.rtpPort !== undefined) {
+      this.rtpPort = SharedRtpPort.open({ host: opts.rtpHost, port: opts.rtpPort, drops: new DropCounters() });
+      if (this.rtpPort === null) throw new Error('rtpPort (one UDP port for plain RTP) needs the native UDP addon (Linux; not with MCU_NATIVE_UDP=0)');
+    }
   }
 
   /** `id`: an event the cluster already knows, taken over by this node (failover, handover). */
@@ -74,6 +83,7 @@ export class EventRegistry extends EventEmitter<EventRegistryEvents> {
       presentersJoin: input.presentersJoin,
       rtpHost: this.opts.rtpHost,
       rtpAdvertiseHost: this.opts.rtpAdvertiseHost,
+      ...(this.rtpPort !== null ? { rtpPort: this.rtpPort } : {}),
       mixer: { onTick: this.opts.onTick },
       maxLipSyncDelayMs: this.opts.maxLipSyncDelayMs,
       video: { compositor: { labels: true }, ...(this.opts.videoRenditions ? { renditions: this.opts.videoRenditions } : {}), log: this.opts.log?.child({ event: id }) },
@@ -118,5 +128,6 @@ export class EventRegistry extends EventEmitter<EventRegistryEvents> {
 
   close(): void {
     for (const id of [...this.events.keys()]) this.end(id);
+    this.rtpPort?.close();
   }
 }

@@ -124,6 +124,7 @@ export class McuNode {
       maxEvents: this.config.maxEvents,
       rtpHost: this.config.rtpHost ?? this.config.host,
       rtpAdvertiseHost: this.config.publicIp,
+      rtpPort: this.config.rtpPort,
       onTick: (seconds) => this.metrics.tickSeconds.observe(seconds),
       videoRenditions: this.config.videoRenditions,
       maxLipSyncDelayMs: this.config.maxLipSyncDelayMs,

@@ -59,6 +59,8 @@ export class Metrics {
       const t = zero();
       add(t, this.ended);
       for (const e of events.list()) add(t, totalsOf(e));
+      // The node's shared RTP port counts what belongs to no participant (unknown_source).
+      if (events.rtpPort) add(t, { ...zero(), dropped: events.rtpPort.drops.snapshot() });
       return t;
     };
     const counter = (name: string, help: string, pick: (t: Totals) => number) =>
