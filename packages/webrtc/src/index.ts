@@ -22,3 +22,5 @@ export { loadSrtpGcm, nativeSrtpEnabled, setNativeSrtp, SRTP_GCM_TAG_BYTES } fro
 export type { SrtpGcmSession } from './SrtpGcm.js';
 export { SharedUdpPort, SharedPortTransport } from './SharedUdpPort.js';
 export type { SharedUdpPortOptions, SharedUdpPortStats } from './SharedUdpPort.js';
+export { NativeFanOut, fanOutBinding, nativeFanOutEnabled, setNativeFanOut } from './NativeFanOut.js';
+export type { FanOutMember, NativeFanOutStats } from './NativeFanOut.js';
