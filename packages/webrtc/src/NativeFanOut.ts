@@ -15,6 +15,7 @@
  * the same SRTP session, and its nominated pair still goes to the same address (a moved address is
  * followed; anything else returns the viewer to JavaScript). A session that closes leaves at once.
  */
+import { RtcpSenderInfo, RtcpSourceDescriptionPacket, RtcpSrPacket, SourceDescriptionChunk, SourceDescriptionItem } from 'werift';
 import type { RTCRtpSender } from 'werift';
 import type { RtpHeader as ParsedHeader } from '@mcu/rtp';
 import { ipv4ToInt } from './Sdp.js';
@@ -24,7 +25,10 @@ import { ntpNow, ntpOfUnixMs, ABS_SEND_TIME_URI } from './FastSender.js';
 /** The addon's fan-out (native/srtp_fanout.c). */
 interface SrtpFanOutNative {
   setKey(slot: number, key: Uint8Array, salt: Uint8Array): void;
+  setRtcpKey(slot: number, key: Uint8Array, salt: Uint8Array): void;
   clearKey(slot: number): void;
+  /** Seals an RTCP compound packet in place (RFC 7714 §9): protected length, or -1. */
+  sealRtcp(slot: number, packet: Uint8Array, length: number, index: number): number;
   send(
     state: Uint32Array,
     slots: number,
@@ -87,6 +91,10 @@ export interface FanOutMember {
 
 interface SenderFields {
   ssrc: number;
+  cname?: string;
+  rtcpCancel: AbortController;
+  lastSRtimestamp?: number;
+  lastSentSRTimestamp?: number;
   codec?: { payloadType: number };
   seqOffset: number;
   timestampOffset: number;
@@ -101,6 +109,12 @@ interface SenderFields {
       localContext?: {
         cipher?: { srtpSessionKey?: Buffer; srtpSessionSalt?: Buffer; aeadAuthTagLen?: number };
         getSrtpSsrcState(ssrc: number): object;
+      };
+    };
+    srtcp?: {
+      localContext?: {
+        cipher?: { srtcpSessionKey?: Buffer; srtcpSessionSalt?: Buffer; aeadAuthTagLen?: number };
+        getSrtcpSsrcState(ssrc: number): { srtcpIndex: number };
       };
     };
     iceTransport?: { connection?: { canSendApplicationData?(): boolean; nominated?: Pair } };
@@ -132,7 +146,12 @@ interface Slot {
   ntpMark: number;
   /** The row's packet count when the viewer joined. */
   packetsBase: number;
+  /** The group sends this viewer's sender reports (werift's loop is stopped meanwhile): when the next is due. */
+  srDueAt: number | null;
 }
+
+/** werift's sender-report interval: 0.5 to 1.5 s, random. */
+const srInterval = () => 500 + Math.random() * 1000;
 
 let bindingCache: FanOutBinding | null | undefined;
 
@@ -167,6 +186,8 @@ export interface NativeFanOutStats {
   fallbacks: number;
   failed: number;
   calls: number;
+  /** Sender reports the groups sealed and sent (werift's own loop sends the rest). */
+  senderReports: number;
 }
 
 export class NativeFanOut {
@@ -180,7 +201,7 @@ export class NativeFanOut {
   private status = new Int32Array(1);
   private timer: NodeJS.Timeout | null = null;
   private lastNtp = 0n;
-  readonly counters = { sent: 0, fallbacks: 0, failed: 0, calls: 0 };
+  readonly counters = { sent: 0, fallbacks: 0, failed: 0, calls: 0, senderReports: 0 };
 
   private constructor(
     binding: FanOutBinding,
@@ -258,6 +279,7 @@ export class NativeFanOut {
       ntpBefore: (sender.ntpTimestamp as bigint | undefined) ?? 0n,
       ntpMark: 0,
       packetsBase: 0,
+      srDueAt: null,
     };
     // werift's fields onto the row: its counts, last sequence number and timestamp, rollover state.
     const u32 = (word: number) => ({ get: () => this.state[b + word], set: (v: number) => void (this.state[b + word] = v >>> 0) });
@@ -287,10 +309,53 @@ export class NativeFanOut {
     this.state[b + W.FLAGS] |= F_ACTIVE;
     this.slots[slot] = entry;
     this.bySlot.set(member, slot);
-    // werift starts its sender-report loop from its own sendRtp; this path must start it too.
-    if (!s.rtcpRunning) void s.runRtcp().catch(() => undefined);
+    // Sender reports: sealed here too when SRTCP is AES-GCM (werift's loop builds a cipher, two
+    // promises and a timer per report); otherwise werift's loop, started as its sendRtp would.
+    const rcipher = dtls.srtcp?.localContext?.cipher;
+    if (rcipher?.aeadAuthTagLen === SRTP_GCM_TAG_BYTES && rcipher.srtcpSessionKey?.length === 16 && (rcipher.srtcpSessionSalt?.length ?? 0) >= 12) {
+      this.native.setRtcpKey(slot, rcipher.srtcpSessionKey, rcipher.srtcpSessionSalt!.subarray(0, 12));
+      if (s.rtcpRunning) {
+        s.rtcpCancel.abort();
+        s.rtcpCancel = new AbortController();
+        s.rtcpRunning = false;
+      }
+      entry.srDueAt = performance.now() + srInterval();
+    } else if (!s.rtcpRunning) void s.runRtcp().catch(() => undefined);
     this.timer ??= setInterval(() => this.validate(), VALIDATE_MS).unref();
     return true;
+  }
+
+  /** One sender report (and SDES CNAME) for the viewer, as werift's loop would send it, sealed and sent here. */
+  private sendReport(slot: number, e: Slot): void {
+    const s = e.sender;
+    const dtls = s.dtlsTransport;
+    const ctx = dtls.srtcp?.localContext;
+    if (!ctx) return;
+    const ntp = (s as unknown as { ntpTimestamp: bigint }).ntpTimestamp;
+    const b = slot * STRIDE;
+    const packets = [
+      new RtcpSrPacket({ ssrc: s.ssrc, senderInfo: new RtcpSenderInfo({ ntpTimestamp: ntp, rtpTimestamp: this.state[b + W.TS], packetCount: this.state[b + W.PACKETS], octetCount: this.state[b + W.OCTETS] }) }),
+    ];
+    if (s.cname) packets.push(new RtcpSourceDescriptionPacket({ chunks: [new SourceDescriptionChunk({ source: s.ssrc, items: [new SourceDescriptionItem({ type: 1, text: s.cname })] })] }) as never);
+    const plain = Buffer.concat(packets.map((p) => p.serialize()));
+    const out = Buffer.allocUnsafe(plain.length + SRTP_GCM_TAG_BYTES + 4);
+    plain.copy(out);
+    const st = ctx.getSrtcpSsrcState(s.ssrc);
+    st.srtcpIndex++;
+    if (st.srtcpIndex > 0x7fff_ffff) st.srtcpIndex = 0;
+    const n = this.native.sealRtcp(slot, out, plain.length, st.srtcpIndex);
+    if (n < 0) {
+      this.counters.failed++;
+      return;
+    }
+    // The middle 32 bits of the NTP time: what the viewer's receiver report echoes (LSR), for RTT.
+    s.lastSRtimestamp = Number((ntp >> 16n) & 0xffff_ffffn);
+    s.lastSentSRTimestamp = Date.now() / 1000;
+    dtls.bytesSent += n;
+    dtls.packetsSent++;
+    const sent = loadSrtpGcm().binding?.sendTo(this.state[b + W.FD], out, n, this.state[b + W.IPV4], this.state[b + W.PORT]);
+    if (sent !== n) e.socket.send(out.subarray(0, n), e.pair.remoteAddr[1], e.host);
+    this.counters.senderReports++;
   }
 
   /**
@@ -323,6 +388,8 @@ export class NativeFanOut {
     }
     this.native.clearKey(slot);
     this.slots[slot] = null;
+    // werift's sender-report loop again, unless the session is going away.
+    if (e.srDueAt !== null && e.sender.dtlsTransport.state === 'connected' && !e.sender.rtcpRunning) void e.sender.runRtcp().catch(() => undefined);
     this.bySlot.delete(member);
     this.free.push(slot);
     if (this.bySlot.size === 0 && this.timer) {
@@ -388,9 +455,14 @@ export class NativeFanOut {
   /** The periodic check (see the file comment). */
   validate(): void {
     if (!nativeFanOutEnabled()) return this.detachAll();
+    const now = performance.now();
     for (const [member, slot] of [...this.bySlot]) {
       const e = this.slots[slot]!;
       this.report(slot, e);
+      if (e.srDueAt !== null && now >= e.srDueAt && e.sender.dtlsTransport.state === 'connected') {
+        e.srDueAt = now + srInterval();
+        this.sendReport(slot, e);
+      }
       const dtls = e.sender.dtlsTransport;
       const ice = dtls.iceTransport?.connection;
       const pair = ice?.nominated;

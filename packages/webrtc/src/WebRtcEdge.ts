@@ -153,7 +153,7 @@ export class WebRtcEdge {
     for (const f of this.fanOuts.values()) {
       const n = f.nativeStats();
       if (n === null) continue;
-      fanOut ??= { viewers: 0, sent: 0, fallbacks: 0, failed: 0, calls: 0 };
+      fanOut ??= { viewers: 0, sent: 0, fallbacks: 0, failed: 0, calls: 0, senderReports: 0 };
       for (const k of Object.keys(fanOut) as (keyof NativeFanOutStats)[]) fanOut[k] += n[k];
     }
     return { whipSessions: whip, whepSessions: whep, ...this.counters, closedByReason: { ...this.counters.closedByReason }, rtcPort: this.openedPort?.stats() ?? null, fanOut };

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ProtectionProfileAeadAes128Gcm, RtpHeader, SrtpSession } from 'werift';
+import { ProtectionProfileAeadAes128Gcm, RtcpSenderInfo, RtcpSrPacket, RtpHeader, SrtcpSession, SrtpSession } from 'werift';
 import type { RtcpPacket } from 'werift';
 import { buildRtp, ipv4ToInt, parseRtp, RtpHeader as ParsedHeader, socketFd } from '@mcu/rtp';
 import { McuNode } from '@mcu/server';
@@ -110,6 +110,20 @@ describe('the native program fan-out', () => {
       expect(state[5]).toBe(1);
       expect(viewers[0].werift.localContext.getSrtpSsrcState(viewers[0].ssrc).rolloverCounter).toBe(1);
       expect(state[11]).toBe(700); // packet count for its sender reports
+      // Sender reports: sealed as werift's SRTCP does, index by index.
+      const keys = { localMasterKey: randomBytes(16), localMasterSalt: randomBytes(12), remoteMasterKey: randomBytes(16), remoteMasterSalt: randomBytes(12) };
+      const srtcp = new SrtcpSession({ keys, profile: ProtectionProfileAeadAes128Gcm });
+      const rc = srtcp.localContext.cipher as unknown as { srtcpSessionKey: Buffer; srtcpSessionSalt: Buffer };
+      fan.setRtcpKey(1, rc.srtcpSessionKey, rc.srtcpSessionSalt.subarray(0, 12));
+      for (let index = 1; index <= 5; index++) {
+        const sr = new RtcpSrPacket({ ssrc: 0x3333_4444, senderInfo: new RtcpSenderInfo({ ntpTimestamp: BigInt(index) << 32n, rtpTimestamp: index * 960, packetCount: index, octetCount: index * 100 }) }).serialize();
+        const expected = srtcp.encrypt(sr); // werift's index goes 1, 2, 3…
+        const buf = Buffer.alloc(sr.length + 20);
+        sr.copy(buf);
+        expect(fan.sealRtcp(1, buf, sr.length, index)).toBe(expected.length);
+        expect(buf.equals(expected), `SRTCP index ${index}`).toBe(true);
+      }
+      expect(fan.sealRtcp(0, Buffer.alloc(48), 28, 1)).toBe(-1); // no SRTCP key for that slot
       // Bad arguments: an error, not a crash.
       expect(() => fan.send(state, 3, Buffer.alloc(20), 12, 8, 0, 0, 0, 0, -1, out, 1536, status)).toThrow(RangeError);
       expect(() => fan.setKey(0, randomBytes(15), randomBytes(12))).toThrow(RangeError);
@@ -131,6 +145,7 @@ describe('the native program fan-out', () => {
       }),
     );
     await Promise.all([presenter, ...viewers].map((c) => c.connected()));
+    const joinedAt = performance.now();
     const before = node.edge.stats().fanOut!;
     await paceClients([{ client: presenter, freq: 440 }], 2500);
 
@@ -152,6 +167,9 @@ describe('the native program fan-out', () => {
     }
     // Sender reports count what the group sent: what the viewer had received by then, give or take the packets in flight.
     expect(await until(() => srs.every((s) => s.length >= 2), 5000, 50)).toBe(true);
+    // The group sends them (werift's own loop is stopped meanwhile: one report every 0.5-1.5 s, not two).
+    expect(node.edge.stats().fanOut!.senderReports).toBeGreaterThanOrEqual(6);
+    for (const s of srs) expect(s.length).toBeLessThanOrEqual(Math.ceil((performance.now() - joinedAt) / 500) + 1);
     for (const s of srs) {
       const last = s[s.length - 1];
       expect(last.packetCount).toBeGreaterThan(50);
