@@ -28,7 +28,7 @@ import type { ProgramSource, VideoPacketSink } from '@mcu/webrtc';
 import { ClipSender, lavfiClip } from '../packages/mixer/test/videoMedia.js';
 
 // Nodes log lifecycle events at info by default; a benchmark reports its own figures.
-process.env.MCU_LOG_LEVEL ??= 'warn';
+process.env.MCU_LOG_LEVEL ??= 'error';
 
 const { values } = parseArgs({
   options: {
@@ -170,12 +170,18 @@ async function measure(path: BenchPath) {
   const sampled = counts.reduce((a, c) => a + c.sampled, 0);
   const verified = counts.reduce((a, c) => a + c.verified, 0);
   const lost = counts.flatMap((c) => c.lost).reduce((a, b) => a + b, 0);
-  const perViewer = (cpu - idleCpu) / connectMs.length;
+  // Per packet the viewers received, then at 50 packets/s: a starved node (a loaded machine) sends
+  // fewer packets than it should (the mixer skips ticks), and its CPU per viewer would look cheap.
+  const usPerPacket = ((cpu - idleCpu) / 100) * 1e6 / Math.max(1, received / SECONDS);
+  const perViewer = (usPerPacket * 50) / 1e4;
   return {
     path,
     cpuPct: +cpu.toFixed(1),
+    usPerPacket: +usPerPacket.toFixed(2),
     cpuPerViewerPct: +perViewer.toFixed(4),
     viewersPerCore: Math.round(100 / perViewer),
+    /** Share of the packets due (viewers × 50/s) that arrived. */
+    deliveredPct: +((received / SECONDS / (connectMs.length * 50)) * 100).toFixed(1),
     lossPct: +((lost / Math.max(1, received + lost)) * 100).toFixed(3),
     pps: Math.round(received / SECONDS),
     /** Of the packets the viewers decrypted (a sample), the share that authenticated. */
@@ -193,7 +199,15 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const pick = (path: string) => {
   const rs = runs.filter((r) => r.path === path);
   const cpuPerViewerPct = Math.min(...rs.map((r) => r.cpuPerViewerPct));
-  return { cpuPerViewerPct, viewersPerCore: Math.round(100 / cpuPerViewerPct), lossPct: median(rs.map((r) => r.lossPct)), pps: median(rs.map((r) => r.pps)), verifiedPct: Math.min(...rs.map((r) => r.verifiedPct)) };
+  return {
+    cpuPerViewerPct,
+    viewersPerCore: Math.round(100 / cpuPerViewerPct),
+    usPerPacket: Math.min(...rs.map((r) => r.usPerPacket)),
+    lossPct: median(rs.map((r) => r.lossPct)),
+    deliveredPct: Math.min(...rs.map((r) => r.deliveredPct)),
+    pps: median(rs.map((r) => r.pps)),
+    verifiedPct: Math.min(...rs.map((r) => r.verifiedPct)),
+  };
 };
 /**
  * Video: one 720p VP8 rendition (pre-encoded by ffmpeg at --video-kbps, 30 fps, looped) fanned
@@ -246,7 +260,7 @@ async function measureVideo() {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/whep-720p`;
-  const vchildren = await spawnViewers(url, 'unused', VIDEO_VIEWERS, Math.min(PROCS, 2), 'video');
+  const vchildren = await spawnViewers(url, 'unused', VIDEO_VIEWERS, Math.max(2, Math.ceil(VIDEO_VIEWERS / 10)), 'video');
   const before = await cpuWindow(3000);
   log(`connecting ${VIDEO_VIEWERS} 720p video viewers (${clipKbps} kbps)…`);
   const joined = await Promise.all(vchildren.map((c) => request<Joined>(c, 'connect', 'connected')));
@@ -263,8 +277,11 @@ async function measureVideo() {
   for (const c of vchildren) await request(c, 'close', 'closed');
   sender.stop();
   server.close();
-  const perViewer = (cpu - before) / Math.max(1, viewers);
+  // Per packet received, at the rendition's packet rate (as for audio: a starved node sends less).
+  const usPerPacket = ((cpu - before) / 100) * 1e6 / Math.max(1, received / SECONDS);
+  const perViewer = (usPerPacket * sourcePps) / 1e4;
   return {
+    usPerPacket: +usPerPacket.toFixed(2),
     viewers,
     failed: joined.reduce((a, j) => a + j.failed, 0),
     kbps: clipKbps,
@@ -292,11 +309,14 @@ const result = {
   idleCpuPct: +idleCpu.toFixed(1),
   cpuPerViewerPct: fast.cpuPerViewerPct,
   viewersPerCore: fast.viewersPerCore,
+  usPerViewerPacket: fast.usPerPacket,
   lossPct: fast.lossPct,
+  deliveredPct: fast.deliveredPct,
   verifiedPct: fast.verifiedPct,
   baselineCpuPerViewerPct: baseline.cpuPerViewerPct,
   baselineViewersPerCore: baseline.viewersPerCore,
   baselineLossPct: baseline.lossPct,
+  baselineUsPerViewerPacket: baseline.usPerPacket,
   perViewerCpuPerViewerPct: perViewer.cpuPerViewerPct,
   perViewerViewersPerCore: perViewer.viewersPerCore,
   nativeSrtp: loadSrtpGcm().binding !== null,
@@ -320,10 +340,12 @@ if (values.json) {
 } else {
   console.log(`bench:webrtc — ${result.viewers} WHEP audio viewers (50 packets/s), one node process, ${RTC_PORT ? `every session on UDP port ${RTC_PORT}` : 'a UDP port per session'}`);
   console.log(`  all connected in ${result.allConnectedS} s (join p50 ${result.joinP50Ms} ms, p99 ${result.joinP99Ms} ms), failed ${failed}, retried ${retries}`);
-  console.log('  path      % core/viewer  viewers/core  loss %');
-  console.log(`  werift    ${String(baseline.cpuPerViewerPct).padStart(13)}  ${String(baseline.viewersPerCore).padStart(12)}  ${baseline.lossPct}`);
-  console.log(`  per-viewer${String(perViewer.cpuPerViewerPct).padStart(12)}  ${String(perViewer.viewersPerCore).padStart(12)}  ${perViewer.lossPct}   (ours per viewer: native AES-GCM, one sendmmsg a tick)`);
-  console.log(`  fast      ${String(fast.cpuPerViewerPct).padStart(13)}  ${String(fast.viewersPerCore).padStart(12)}  ${fast.lossPct}   (one native call a packet for every viewer${result.nativeFanOut ? '' : ': NOT BUILT'})`);
+  console.log('  path        µs/packet  % core/viewer  viewers/core  loss %  delivered %');
+  const row = (name: string, r: typeof fast, note: string) =>
+    console.log(`  ${name.padEnd(10)}${String(r.usPerPacket).padStart(11)}  ${String(r.cpuPerViewerPct).padStart(13)}  ${String(r.viewersPerCore).padStart(12)}  ${String(r.lossPct).padStart(6)}  ${String(r.deliveredPct).padStart(11)}${note}`);
+  row('werift', baseline, '');
+  row('per-viewer', perViewer, '   (ours per viewer: native AES-GCM, one sendmmsg a tick)');
+  row('fast', fast, `   (one native call a packet for every viewer${result.nativeFanOut ? '' : ': NOT BUILT'})`);
   console.log(`  ratio ${result.ratio}× werift's path (target ≥ 5×, ≥ 2,500 viewers/core)`);
   if (video720p) console.log(`  720p video (${video720p.kbps} kbps, ${video720p.packetsPerSecond} packets/s): ${video720p.viewers} viewers, ${video720p.cpuPerViewerPct} % core/viewer = ${video720p.viewersPerCore} viewers/core, loss ${video720p.lossPct} %`);
   console.log(`  load average ${result.loadAverage1m.join(' → ')}`);
