@@ -45,12 +45,14 @@ function countSrtp(v: Viewer): void {
     const decrypt = srtp.decrypt.bind(srtp);
     let n = 0;
     srtp.decrypt = (data: Buffer) => {
+      // Cumulative loss as RFC 3550 counts it: a packet older than the newest (a retransmission
+      // answering a NACK, or reordered) fills a gap instead of opening one.
       const seq = data.readUInt16BE(2);
-      if (v.lastSeq >= 0) {
-        const gap = (seq - v.lastSeq - 1) & 0xffff;
-        if (gap > 0 && gap < 1000) v.lost += gap;
-      }
-      v.lastSeq = seq;
+      const ahead = v.lastSeq < 0 ? 1 : (seq - v.lastSeq) & 0xffff;
+      if (ahead > 0 && ahead < 0x8000) {
+        if (v.lastSeq >= 0 && ahead < 1000) v.lost += ahead - 1;
+        v.lastSeq = seq;
+      } else if (v.lost > 0) v.lost--;
       v.received++;
       if (n++ % VERIFY_EVERY !== 0) throw NOT_SAMPLED;
       v.sampled++;
