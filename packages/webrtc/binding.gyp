@@ -4,7 +4,7 @@
   "targets": [
     {
       "target_name": "mcu_srtp",
-      "sources": ["native/srtp_addon.c"],
+      "sources": ["native/srtp_addon.c", "native/srtp_fanout.c"],
       "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
       "xcode_settings": { "GCC_SYMBOLS_PRIVATE_EXTERN": "YES" }
     }

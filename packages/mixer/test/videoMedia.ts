@@ -12,13 +12,14 @@ export interface Clip {
 }
 
 /** `filter`: an ffmpeg video filter applied to the source (e.g. `geq` to vary pictures by frame number N). */
-export function lavfiClip(opts: { source: string; width: number; height: number; frames: number; codec: VideoCodec; gop: number; filter?: string }): Clip {
+export function lavfiClip(opts: { source: string; width: number; height: number; frames: number; codec: VideoCodec; gop: number; filter?: string; bitrateKbps?: number }): Clip {
   const filter = opts.filter === undefined ? [] : ['-vf', opts.filter];
   const input = ['-f', 'lavfi', '-i', `${opts.source}:size=${opts.width}x${opts.height}:rate=30`, ...filter, '-frames:v', String(opts.frames), '-pix_fmt', 'yuv420p'];
+  const bitrate = `${opts.bitrateKbps ?? 400}k`;
   const enc =
     opts.codec === 'vp8'
-      ? ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '400k', '-g', String(opts.gop), '-keyint_min', String(opts.gop), '-f', 'ivf']
-      : ['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-profile:v', 'baseline', '-b:v', '400k', '-g', String(opts.gop), '-bsf:v', 'h264_mp4toannexb', '-f', 'h264'];
+      ? ['-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', bitrate, '-g', String(opts.gop), '-keyint_min', String(opts.gop), '-f', 'ivf']
+      : ['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-profile:v', 'baseline', '-b:v', bitrate, '-g', String(opts.gop), '-bsf:v', 'h264_mp4toannexb', '-f', 'h264'];
   const r = spawnSync(resolveFfmpeg().path, ['-hide_banner', '-loglevel', 'error', ...input, ...enc, 'pipe:1'], { maxBuffer: 1 << 28 });
   if (r.status !== 0) throw new Error(`ffmpeg failed: ${r.stderr.toString()}`);
   const frames = opts.codec === 'vp8' ? readIvfFile(r.stdout).frames.map((f) => f.data) : splitAnnexBAccessUnits(r.stdout);

@@ -24,6 +24,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "srtp_fanout.h"
+
 #define KEY_LEN 16
 #define SALT_LEN 12
 #define TAG_LEN 16
@@ -229,6 +231,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "sendTo", NAPI_AUTO_LENGTH, send_to, NULL, &fn);
   napi_set_named_property(env, exports, "sendTo", fn);
+  mcu_srtp_fanout_init(env, exports);
   return exports;
 }
 

@@ -99,7 +99,7 @@ let sharedNtp = { at: -1, value: 0n };
  * 567 / 2^32 s), so its sender reports are off by up to a second and abs-send-time jumps once a
  * second.
  */
-function ntpNow(): bigint {
+export function ntpNow(): bigint {
   const now = performance.now();
   if (now - sharedNtp.at > 1) sharedNtp = { at: now, value: ntpOfUnixMs(performance.timeOrigin + now) };
   return sharedNtp.value;
@@ -125,7 +125,7 @@ export interface FastSenderOptions {
   absSendTime?: boolean;
 }
 
-const ABS_SEND_TIME_URI = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time';
+export const ABS_SEND_TIME_URI = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time';
 
 export class FastSender {
   private readonly header = new RtpHeader({ extensions: [] });
@@ -173,6 +173,9 @@ export class FastSender {
   directFallbacks = 0;
   private directHost = '';
   private directIp = -1;
+
+  /** Packets the native fan-out group sent for this viewer (NativeFanOut), counted every 200 ms. */
+  nativeFanOutPackets = 0;
 
   /** Packets queued in the shared port's batch (sendmmsg). */
   batchedPackets = 0;

@@ -8,6 +8,7 @@ import type { WebRtcOptions } from './PeerConfig.js';
 import { addressAllowList, summarizeOffer } from './Sdp.js';
 import { SharedUdpPort } from './SharedUdpPort.js';
 import type { SharedUdpPortStats } from './SharedUdpPort.js';
+import type { NativeFanOutStats } from './NativeFanOut.js';
 import type { WebRtcSession } from './WebRtcSession.js';
 import { ProgramFanOut, WhepSession } from './WhepSession.js';
 import type { ProgramSource, SendPath } from './WhepSession.js';
@@ -21,6 +22,8 @@ export interface EdgeStats {
   rejected: number;
   /** The shared UDP port's demultiplexing (null: a port per session). */
   rtcPort: SharedUdpPortStats | null;
+  /** The native fan-out groups of every program feed, summed (null: the addon is not built). */
+  fanOut: NativeFanOutStats | null;
 }
 
 /**
@@ -146,7 +149,14 @@ export class WebRtcEdge {
     let whip = 0;
     let whep = 0;
     for (const s of this.sessions.values()) (s.kind === 'whip' ? whip++ : whep++);
-    return { whipSessions: whip, whepSessions: whep, ...this.counters, closedByReason: { ...this.counters.closedByReason }, rtcPort: this.openedPort?.stats() ?? null };
+    let fanOut: NativeFanOutStats | null = null;
+    for (const f of this.fanOuts.values()) {
+      const n = f.nativeStats();
+      if (n === null) continue;
+      fanOut ??= { viewers: 0, sent: 0, fallbacks: 0, failed: 0, calls: 0, senderReports: 0 };
+      for (const k of Object.keys(fanOut) as (keyof NativeFanOutStats)[]) fanOut[k] += n[k];
+    }
+    return { whipSessions: whip, whepSessions: whep, ...this.counters, closedByReason: { ...this.counters.closedByReason }, rtcPort: this.openedPort?.stats() ?? null, fanOut };
   }
 
   get size(): number {

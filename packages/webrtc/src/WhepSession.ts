@@ -3,6 +3,8 @@ import { parseRtp, RtpHeader as ParsedHeaderClass } from '@mcu/rtp';
 import type { RtpHeader as ParsedHeader, VideoCodec } from '@mcu/rtp';
 import { WebRtcSession } from './WebRtcSession.js';
 import { FastSender } from './FastSender.js';
+import { NativeFanOut } from './NativeFanOut.js';
+import type { FanOutMember, NativeFanOutStats } from './NativeFanOut.js';
 import { ViewerVideo } from './ViewerVideo.js';
 import type { ViewerVideoOptions } from './ViewerVideo.js';
 
@@ -48,22 +50,34 @@ export interface ProgramVideoSource {
   replayGop?(rendition: string | undefined, sink: (packet: Uint8Array, length: number) => void): number;
 }
 
-/** One per event: subscribes once to the program feed, parses each packet once, fans out. */
+/**
+ * One per event: subscribes once to the program feed, parses each packet once, fans out. Viewers
+ * whose transport allows it are in the native group (one addon call per packet for all of them:
+ * NativeFanOut); the others get the packet from JavaScript (FastSender, or werift's own path).
+ */
 export class ProgramFanOut {
   private readonly viewers = new Set<WhepSession>();
+  /** Viewers not in the native group. */
+  private readonly js = new Set<WhepSession>();
   private readonly parsed = new ParsedHeaderClass();
   private unsubscribe: (() => void) | null = null;
+  /** The native group (null: the addon is not built). */
+  readonly native: NativeFanOut | null = NativeFanOut.create();
 
   constructor(private readonly source: ProgramSource) {}
 
   add(viewer: WhepSession): () => void {
     this.viewers.add(viewer);
+    this.js.add(viewer);
     this.unsubscribe ??= this.source.addProgramSink((packet, mediaMs) => {
       if (parseRtp(packet, this.parsed) !== null) return;
-      for (const v of this.viewers) v.deliver(packet, this.parsed, mediaMs);
+      this.native?.send(packet, this.parsed, mediaMs);
+      for (const v of this.js) v.deliver(packet, this.parsed, mediaMs);
     });
     return () => {
+      this.native?.detach(viewer);
       this.viewers.delete(viewer);
+      this.js.delete(viewer);
       if (this.viewers.size === 0) {
         this.unsubscribe?.();
         this.unsubscribe = null;
@@ -74,6 +88,16 @@ export class ProgramFanOut {
   get size(): number {
     return this.viewers.size;
   }
+
+  /** `viewer` moved to the native group (true) or back to JavaScript (false). */
+  setNative(viewer: WhepSession, native: boolean): void {
+    if (native) this.js.delete(viewer);
+    else if (this.viewers.has(viewer)) this.js.add(viewer);
+  }
+
+  nativeStats(): NativeFanOutStats | null {
+    return this.native?.stats() ?? null;
+  }
 }
 
 /**
@@ -82,8 +106,9 @@ export class ProgramFanOut {
  * per viewer only werift's header rewrite and SRTP remain. A viewer's PLI asks the rendition's
  * encoder for a keyframe.
  */
-export class WhepSession extends WebRtcSession {
+export class WhepSession extends WebRtcSession implements FanOutMember {
   private unsubscribe: (() => void) | null = null;
+  #sendPath: SendPath;
   private audioSender: RTCRtpSender | null = null;
   private fast: FastSender | null = null;
   private videoSender: RTCRtpSender | null = null;
@@ -93,11 +118,12 @@ export class WhepSession extends WebRtcSession {
     eventId: string,
     config: Partial<PeerConfig>,
     mediaTimeoutMs: number,
-    program: ProgramFanOut,
-    public sendPath: SendPath = 'fast',
+    private readonly program: ProgramFanOut,
+    sendPath: SendPath = 'fast',
     video?: { source: ProgramVideoSource } & ViewerVideoOptions,
   ) {
     super('whep', eventId, config, mediaTimeoutMs);
+    this.#sendPath = sendPath;
     this.pc.onRemoteTransceiverAdded.subscribe((t) => {
       t.setDirection('sendonly');
       if (t.kind === 'audio' && !this.audioSender) {
@@ -139,13 +165,44 @@ export class WhepSession extends WebRtcSession {
     return this.video;
   }
 
-  /** Called by the event's fan-out once per program packet, parsed once for all viewers. */
+  get sendPath(): SendPath {
+    return this.#sendPath;
+  }
+
+  /** Switches this viewer's path; leaving 'fast' takes it out of the native group at once. */
+  set sendPath(path: SendPath) {
+    this.#sendPath = path;
+    if (path !== 'fast') this.program.native?.detach(this);
+  }
+
+  /**
+   * Called by the event's fan-out once per program packet, parsed once for all viewers, while
+   * the viewer is not in the native group; it joins the group as soon as its transport allows.
+   */
   deliver(packet: Buffer, parsed: ParsedHeader, mediaMs?: number): void {
     const sender = this.audioSender;
     if (!sender) return;
     this.stats.packetsOut++;
-    if (this.sendPath === 'fast') this.fast!.send(packet, parsed, mediaMs);
-    else void sender.sendRtp(packet).catch(() => undefined);
+    if (this.#sendPath !== 'fast') return void sender.sendRtp(packet).catch(() => undefined);
+    this.fast!.send(packet, parsed, mediaMs);
+    // From the next packet on, the group sends for it (this one went from here).
+    if (this.program.native?.attach(this, sender)) this.program.setNative(this, true);
+  }
+
+  /** FanOutMember: the group may send for this viewer. */
+  wantsNative(): boolean {
+    return this.#sendPath === 'fast' && !this.isClosed;
+  }
+
+  /** FanOutMember: back to JavaScript. */
+  nativeDetached(): void {
+    this.program.setNative(this, false);
+  }
+
+  /** FanOutMember: packets the group sent for this viewer. */
+  nativeSent(packets: number): void {
+    this.stats.packetsOut += packets;
+    if (this.fast) this.fast.nativeFanOutPackets += packets;
   }
 
   /** Viewers send no media: a viewer is alive while its connection (ICE consent) is up. */
@@ -154,10 +211,11 @@ export class WhepSession extends WebRtcSession {
   }
 
   override describe(): Record<string, unknown> {
-    return { ...super.describe(), videoPacketsOut: this.videoPacketsOut, pliReceived: this.pliReceived, audioNativeSrtpPackets: this.fast?.nativePackets ?? 0, audioDirectPackets: this.fast?.directPackets ?? 0, ...this.video?.describe() };
+    return { ...super.describe(), videoPacketsOut: this.videoPacketsOut, pliReceived: this.pliReceived, audioNativeSrtpPackets: this.fast?.nativePackets ?? 0, audioNativeFanOutPackets: this.fast?.nativeFanOutPackets ?? 0, audioNativeFanOut: this.program.native?.has(this) ?? false, audioDirectPackets: this.fast?.directPackets ?? 0, ...this.video?.describe() };
   }
 
   protected release(): void {
+    this.program.native?.detach(this);
     this.unsubscribe?.();
     this.unsubscribe = null;
     this.video?.close();

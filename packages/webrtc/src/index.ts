@@ -7,7 +7,7 @@ export { presenterPreviewOf, withOnlyVideoCodec } from './PresenterPreview.js';
 export type { PresenterPreview } from './PresenterPreview.js';
 export type { WhipParticipant } from './WhipSession.js';
 export { WhepSession, ProgramFanOut } from './WhepSession.js';
-export type { SendPath, ProgramSource, ProgramVideoSource } from './WhepSession.js';
+export type { SendPath, ProgramSource, ProgramVideoSource, VideoPacketSink } from './WhepSession.js';
 export { FastSender } from './FastSender.js';
 export type { FastSenderOptions } from './FastSender.js';
 export { peerConfig, disableDefaultStun, OPUS_PT, VP8_PT, H264_PT } from './PeerConfig.js';
@@ -22,3 +22,5 @@ export { loadSrtpGcm, nativeSrtpEnabled, setNativeSrtp, SRTP_GCM_TAG_BYTES } fro
 export type { SrtpGcmSession } from './SrtpGcm.js';
 export { SharedUdpPort, SharedPortTransport } from './SharedUdpPort.js';
 export type { SharedUdpPortOptions, SharedUdpPortStats } from './SharedUdpPort.js';
+export { NativeFanOut, fanOutBinding, nativeFanOutEnabled, setNativeFanOut } from './NativeFanOut.js';
+export type { FanOutMember, NativeFanOutStats } from './NativeFanOut.js';
