@@ -9,9 +9,9 @@
  * while it has one. Consumers of frames (recordings, previews) get each video rendition
  * depacketized once, however many they are (one VideoFrameAssembler per rendition, run only while
  * a frame consumer exists); consumers of the RTP packets themselves (restreams, which hand them to
- * ffmpeg as they are: `subscribeRtp`) get them from the same listener. Timestamps go back to media time through the
- * stream's RTP timestamp base (MediaClock.ts), so audio and video of one subscriber share a
- * timeline exactly as the viewers' sender reports do.
+ * ffmpeg as they are: `subscribeRtp`) get them from the same listener. Timestamps go back to
+ * media time through the stream's RTP timestamp base (MediaClock.ts), so audio and video of one
+ * subscriber share a timeline exactly as the viewers' sender reports do.
  */
 import { RtpHeader, VideoFrameAssembler, parseRtp } from '@mcu/rtp';
 import type { AssembledFrame, VideoCodec } from '@mcu/rtp';
@@ -171,9 +171,11 @@ export class MixerProgramTap implements ProgramTap {
    * unsubscribe function.
    */
   subscribeRtp(sink: ProgramTapRtpSink, opts: { rendition: string }): () => void {
-    const video = sink.video ? this.renditionTap(opts.rendition) : null;
-    const audio = sink.audio ?? null;
-    if (video) video.rtpSinks.add(sink.video!);
+    // Own closures: the same function subscribed twice is two subscriptions.
+    const onVideo: ProgramRtpSink | null = sink.video ? (p, n) => sink.video!(p, n) : null;
+    const audio: ProgramRtpSink | null = sink.audio ? (p, n) => sink.audio!(p, n) : null;
+    const video = onVideo ? this.renditionTap(opts.rendition) : null;
+    if (video) video.rtpSinks.add(onVideo!);
     if (audio) {
       this.audioRtpSinks.add(audio);
       this.listenAudio();
@@ -187,7 +189,7 @@ export class MixerProgramTap implements ProgramTap {
         this.releaseAudio();
       }
       if (video) {
-        video.rtpSinks.delete(sink.video!);
+        video.rtpSinks.delete(onVideo!);
         this.releaseRendition(video);
       }
     };
