@@ -87,7 +87,8 @@ describe('restream through the ProgramTap', () => {
     const stopV = program.video.subscribe(() => packets++);
     const second = program.video.subscribe(() => undefined);
     expect(live).toEqual({ audio: 1, video: 1 });
-    await sleep(500);
+    // The rendition was added again for this restream: its encoder starts.
+    for (const end = performance.now() + 10_000; packets <= 5 && performance.now() < end; ) await sleep(100);
     expect(packets).toBeGreaterThan(5);
     // Packets only: the tap assembled no frame.
     expect(tap.stats().videoFrames[rendition]).toBe(0);
