@@ -175,7 +175,7 @@ const capturedVideo = captured.filter((f) => f.video);
 const capturedSpanS = (captured[captured.length - 1].mediaMs - captured[0].mediaMs) / 1000;
 const capturedVideoFps = capturedVideo.length / capturedSpanS;
 const capturedKbps = (capturedVideo.reduce((n, f) => n + f.data.length, 0) * 8) / 1000 / capturedSpanS;
-const captureNominal = capturedVideoFps >= 27 && capturedKbps >= 0.7 * KBPS;
+const captureNominal = capturedVideoFps >= 25 && capturedKbps >= 0.7 * KBPS;
 const store = new DirectoryStore(join(dir, 'store'));
 
 /** `--cpu-prof FILE`: a CPU profile of the first window with recordings (Chrome DevTools format). */
@@ -357,7 +357,7 @@ const summary = {
   coresPerRecording: one?.coresPerRecording ?? null,
   worstCoresPerRecording: +worst.toFixed(4),
   reencodeCores: +baselineCores.toFixed(4),
-  /** False when the captured program fell short of 27 fps or 70 % of its bitrate (a starved mixer): the run does not measure the nominal program. */
+  /** False when the captured program fell short of 25 fps or 70 % of its bitrate (a starved mixer): the run does not measure the nominal program. */
   captureNominal,
   ratio: one && one.coresPerRecording > 0 ? +(baselineCores / Math.max(worst, 1e-4)).toFixed(1) : null,
   targets: {
