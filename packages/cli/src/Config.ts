@@ -60,6 +60,7 @@ const cliKeys = {
   feedKeyRotationMs: { schema: int(10_000, 86_400_000).optional(), allowed: 'milliseconds, 10000–86400000' },
   relays: { schema: int(0, 64).optional(), allowed: 'an integer 0–64' },
   mixers: { schema: int(1, 16).optional(), allowed: 'an integer 1–16' },
+  restreamAllow: { schema: z.preprocess(listFromString, node.restreamAllow.unwrap()).optional(), allowed: 'comma-separated ingests a restream may reach: public, host[:port], *.domain[:port], ip[:port], cidr[:port] (IPv6 in [brackets])' },
   url: { schema: z.url({ protocol: /^https?$/ }).optional(), allowed: 'an http(s) URL of a node, e.g. http://127.0.0.1:8080' },
   token: { schema: z.string().min(1).optional(), allowed: 'a bearer token' },
 } as const;
@@ -70,7 +71,7 @@ type CliKey = keyof typeof cliKeys;
 const secretKeys = new Set<string>(['adminToken', 'tokenSecret', 'natsPass', 'natsToken', 'token']);
 
 /** Settings only a config file sets (the rest of the node's settings: limits, renditions, ICE). */
-const fileOnlyNode = nodeConfigSchema.omit({ host: true, port: true, publicUrl: true, publicIp: true, tlsCert: true, tlsKey: true, rtcPorts: true, rtcPort: true, adminToken: true, tokenSecret: true }).shape;
+const fileOnlyNode = nodeConfigSchema.omit({ host: true, port: true, publicUrl: true, publicIp: true, tlsCert: true, tlsKey: true, rtcPorts: true, rtcPort: true, adminToken: true, tokenSecret: true, restreamAllow: true }).shape;
 const withoutDefault = (s: z.ZodType): z.ZodType => (s instanceof z.ZodDefault ? (s.unwrap() as z.ZodType).optional() : s);
 
 export const cliConfigSchema = z
@@ -123,6 +124,7 @@ export const keySources: { [K in CliKey]: KeySource } = {
   feedKeyRotationMs: { flag: '--feed-key-rotation-ms', env: ['MCU_FEED_KEY_ROTATION_MS'] },
   relays: { flag: '--relays', env: ['MCU_RELAYS'] },
   mixers: { flag: '--mixers', env: ['MCU_MIXERS'] },
+  restreamAllow: { flag: '--restream-allow', env: ['MCU_RESTREAM_ALLOW'] },
   url: { flag: '--url', env: ['MCU_URL'] },
   // The client falls back to the admin token, so that one variable serves the node and the client.
   token: { flag: '--token', env: ['MCU_TOKEN', 'MCU_ADMIN_TOKEN'] },

@@ -255,7 +255,7 @@ export async function relay({ config, json }: Run): Promise<void> {
 }
 
 /** Settings every process of `mcu cluster` shares, handed down through their environment. */
-const sharedKeys = ['host', 'publicIp', 'tlsCert', 'tlsKey', 'mediaIp', 'nats', 'cluster', 'creds', 'natsUser', 'natsPass', 'natsToken', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'fanOut', 'logLevel', 'drainTimeoutMs', 'feedKeyRotationMs'] as const;
+const sharedKeys = ['host', 'publicIp', 'tlsCert', 'tlsKey', 'mediaIp', 'nats', 'cluster', 'creds', 'natsUser', 'natsPass', 'natsToken', 'natsTlsCa', 'natsTlsCert', 'natsTlsKey', 'fanOut', 'logLevel', 'drainTimeoutMs', 'feedKeyRotationMs', 'restreamAllow'] as const;
 
 interface Started {
   name: string;

@@ -13,7 +13,7 @@ const nodeEnvironment = `
 Settings come from flags, then environment variables, then the config file (--config or
 MCU_CONFIG, JSON or YAML, camelCase keys: port, host, publicUrl, rtcPorts, logLevel, …).
 Environment: MCU_HOST (or HOST), MCU_PORT (or PORT), MCU_PUBLIC_URL, MCU_PUBLIC_IP, MCU_RTC_PORTS,
-  MCU_TLS_CERT, MCU_TLS_KEY, MCU_LOG_LEVEL, MCU_DRAIN_TIMEOUT_MS, MCU_CONFIG, MCU_ADMIN_TOKEN (admin bearer token; generated and printed when
+  MCU_TLS_CERT, MCU_TLS_KEY, MCU_LOG_LEVEL, MCU_DRAIN_TIMEOUT_MS, MCU_RESTREAM_ALLOW, MCU_CONFIG, MCU_ADMIN_TOKEN (admin bearer token; generated and printed when
   unset), MCU_TOKEN_SECRET (HMAC secret for event tokens, ≥ 32 characters; random per start when
   unset, required by mixer and relay: every node of a cluster needs the same one).`;
 
@@ -39,6 +39,10 @@ function nodeOptions(cmd: Command): Command {
     .option('--tls-key <file>', 'the PEM private key of --tls-cert (env MCU_TLS_KEY)')
     .option('--rtc-ports <a-b>', 'UDP port range for WebRTC ICE, e.g. 40000-40999 (env MCU_RTC_PORTS, default any ephemeral port)')
     .option('--rtc-port <n>', 'one UDP port for every WebRTC session, e.g. 40000 (env MCU_RTC_PORT; takes precedence over --rtc-ports)');
+}
+
+function restreamOptions(cmd: Command): Command {
+  return cmd.option('--restream-allow <list>', 'ingests restreams may connect to: public (any public address), host[:port], *.domain[:port], ip[:port], cidr[:port], comma-separated (env MCU_RESTREAM_ALLOW, default public: loopback, private and link-local refused)');
 }
 
 function clusterOptions(cmd: Command): Command {
@@ -89,12 +93,12 @@ const program = new Command('mcu')
     ),
   );
 
-nodeOptions(common(program.command('up'), 'print the URLs and the admin token as one JSON line'))
+restreamOptions(nodeOptions(common(program.command('up'), 'print the URLs and the admin token as one JSON line')))
   .description('run the all-in-one node (mixer + HTTP API) in one process, no NATS needed')
-  .addHelpText('after', `${nodeEnvironment}\n${examples('mcu up', 'mcu up --host 0.0.0.0 --port 8080 --public-ip 203.0.113.7 --rtc-ports 40000-40999', 'mcu up --host 0.0.0.0 --port 443 --tls-cert /etc/mcu/tls/cert.pem --tls-key /etc/mcu/tls/key.pem --public-url https://mcu.example.com', 'MCU_PORT=9000 mcu up --config mcu.yaml --json')}`)
+  .addHelpText('after', `${nodeEnvironment}\n${examples('mcu up', 'mcu up --host 0.0.0.0 --port 8080 --public-ip 203.0.113.7 --rtc-ports 40000-40999', 'mcu up --host 0.0.0.0 --port 443 --tls-cert /etc/mcu/tls/cert.pem --tls-key /etc/mcu/tls/key.pem --public-url https://mcu.example.com', 'MCU_PORT=9000 mcu up --config mcu.yaml --json', 'mcu up --restream-allow public,127.0.0.1:1935,rtmp.internal.example.com')}`)
   .action((flags: Flags) => runNode('up', flags));
 
-clusterOptions(nodeOptions(common(program.command('mixer'), 'print the URLs and the admin token as one JSON line')))
+restreamOptions(clusterOptions(nodeOptions(common(program.command('mixer'), 'print the URLs and the admin token as one JSON line'))))
   .option('--fan-out <n>', 'children per parent in the relay tree (env MCU_FAN_OUT, default 8)')
   .option('--feed-key-rotation-ms <ms>', "how often each event's feed key is replaced (env MCU_FEED_KEY_ROTATION_MS, default 600000)")
   .description('run a mixer node of a cluster (HTTP API, mixing, relay tree controller; viewers go to relays)')
@@ -106,7 +110,7 @@ clusterOptions(nodeOptions(common(program.command('relay'), 'print the URLs as o
   .addHelpText('after', `${nodeEnvironment}\n${clusterEnvironment}\n${examples('MCU_TOKEN_SECRET=… mcu relay --nats nats://10.0.0.5:4222 --cluster prod --public-ip 203.0.113.8 --rtc-ports 40000-40999')}`)
   .action((flags: Flags) => runNode('relay', flags));
 
-clusterOptions(nodeOptions(common(program.command('cluster'), 'print the mixer and relay URLs and the admin token as one JSON line once all are up')))
+restreamOptions(clusterOptions(nodeOptions(common(program.command('cluster'), 'print the mixer and relay URLs and the admin token as one JSON line once all are up'))))
   .option('--relays <n>', 'relay processes to start, 0–64 (env MCU_RELAYS, default 2)')
   .option('--mixers <n>', 'mixer processes to start, 1–16: each event is held by one, another takes it over if it dies (env MCU_MIXERS, default 1)')
   .option('--fan-out <n>', 'children per parent in the relay tree (env MCU_FAN_OUT, default 8)')

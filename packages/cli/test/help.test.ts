@@ -45,6 +45,12 @@ describe('mcu --help', () => {
     for (const help of [mixer.stdout, relay.stdout, cluster.stdout]) {
       for (const flag of ['--nats', '--cluster', '--node-id', '--creds', '--nats-user', '--nats-pass', '--nats-token', '--nats-tls-ca', '--media-ip']) expect(help).toContain(flag);
     }
+    // Nodes that restream say where they may connect.
+    for (const help of [up.stdout, mixer.stdout, cluster.stdout]) {
+      expect(help).toContain('--restream-allow');
+      expect(help).toContain('MCU_RESTREAM_ALLOW');
+    }
+    expect(relay.stdout).not.toContain('--restream-allow');
     expect(mixer.stdout).toContain('--fan-out');
     expect(cluster.stdout).toContain('--relays');
   });

@@ -16,7 +16,8 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mcu-cli-restream-'));
   // Small renditions: the restream's H.264 encoder and the event's VP8 one cost little here.
   writeFileSync(join(dir, 'node.json'), JSON.stringify({ videoRenditions: [{ id: 'main', width: 160, height: 90, fps: 10 }], restreamRendition: { width: 160, height: 90, fps: 10, bitrateKbps: 100 } }));
-  const up = await serve(['up', '--port', '0', '--config', join(dir, 'node.json')], cleanEnv({ MCU_ADMIN_TOKEN: adminToken }));
+  // The ingest is on loopback: allowed through the environment, as an operator would.
+  const up = await serve(['up', '--port', '0', '--config', join(dir, 'node.json')], cleanEnv({ MCU_ADMIN_TOKEN: adminToken, MCU_RESTREAM_ALLOW: 'public,127.0.0.1' }));
   url = up.info.url;
   env = cleanEnv({ MCU_URL: url, MCU_ADMIN_TOKEN: adminToken });
   rtmpPort = await freePort(); // nobody listens: the restream retries

@@ -5,10 +5,13 @@
  * is decoded or encoded again.
  *
  * The tap listens to the same RTP packets the feed sender sends to the relays (`addProgramSink`,
- * `addVideoProgramSink`) and depacketizes each video rendition once, however many subscribers it
- * has (one VideoFrameAssembler per rendition). Timestamps go back to media time through the
- * stream's RTP timestamp base (MediaClock.ts), so audio and video of one subscriber share a
- * timeline exactly as the viewers' sender reports do.
+ * `addVideoProgramSink`), once per event and rendition whatever the number of consumers, and only
+ * while it has one. Consumers of frames (recordings, previews) get each video rendition
+ * depacketized once, however many they are (one VideoFrameAssembler per rendition, run only while
+ * a frame consumer exists); consumers of the RTP packets themselves (restreams, which hand them to
+ * ffmpeg as they are: `subscribeRtp`) get them from the same listener. Timestamps go back to
+ * media time through the stream's RTP timestamp base (MediaClock.ts), so audio and video of one
+ * subscriber share a timeline exactly as the viewers' sender reports do.
  */
 import { RtpHeader, VideoFrameAssembler, parseRtp } from '@mcu/rtp';
 import type { AssembledFrame, VideoCodec } from '@mcu/rtp';
@@ -64,9 +67,19 @@ export interface ProgramTap {
   stats(): { audioFrames: number; videoFrames: Record<string, number>; videoDropped: Record<string, number> };
 }
 
+/** Receives one RTP packet of the program: `packet[0 .. length)` is valid during the call only. */
+export type ProgramRtpSink = (packet: Uint8Array, length: number) => void;
+
+/** The program's RTP packets, as the mixer sends them to viewers. */
+export interface ProgramTapRtpSink {
+  audio?: ProgramRtpSink;
+  video?: ProgramRtpSink;
+}
+
 /** One rendition's depacketizer and its subscribers. */
 class RenditionTap {
   readonly sinks = new Set<ProgramTapSink>();
+  readonly rtpSinks = new Set<ProgramRtpSink>();
   readonly assembler: VideoFrameAssembler;
   private rendition: VideoRendition | null = null;
   private readonly frame = { data: new Uint8Array(0) as Uint8Array, mediaMs: 0, keyframe: false, codec: 'vp8' as VideoCodec, rendition: '', width: 0, height: 0 };
@@ -82,7 +95,14 @@ class RenditionTap {
     this.assembler.onFrame = (f) => this.deliver(f);
   }
 
+  get idle(): boolean {
+    return this.sinks.size === 0 && this.rtpSinks.size === 0;
+  }
+
   push(packet: Uint8Array, length: number, rendition: VideoRendition): void {
+    for (const s of this.rtpSinks) s(packet, length);
+    // Depacketized only for frame consumers; a frame consumer that joins starts at a keyframe it asks for.
+    if (this.sinks.size === 0) return;
     this.rendition = rendition;
     this.assembler.push(packet, length);
   }
@@ -106,6 +126,7 @@ class RenditionTap {
 /** The ProgramTap of an event mixed in this process. */
 export class MixerProgramTap implements ProgramTap {
   private readonly audioSinks = new Set<ProgramTapSink>();
+  private readonly audioRtpSinks = new Set<ProgramRtpSink>();
   private stopAudio: (() => void) | null = null;
   private readonly video = new Map<string, RenditionTap>();
   private readonly header = new RtpHeader();
@@ -123,40 +144,85 @@ export class MixerProgramTap implements ProgramTap {
   }
 
   subscribe(sink: ProgramTapSink, opts: ProgramTapOptions = {}): () => void {
-    const renditions = this.renditions();
     let video: RenditionTap | null = null;
     if (opts.rendition !== false) {
-      const r = opts.rendition === undefined ? renditions[0] : renditions.find((x) => x.id === opts.rendition);
-      if (!r) throw new RangeError(`no rendition ${String(opts.rendition)}`);
-      video = this.video.get(r.id) ?? null;
-      if (!video) {
-        const tap = new RenditionTap(r.id, r.codec);
-        tap.unsubscribe = this.event.addVideoProgramSink(r.id, (packet, length, rendition) => tap.push(packet, length, rendition));
-        this.video.set(r.id, tap);
-        video = tap;
-      }
+      video = this.renditionTap(opts.rendition);
       video.sinks.add(sink);
-      this.event.requestVideoKeyframe(r.id);
+      this.event.requestVideoKeyframe(video.id);
     }
     this.audioSinks.add(sink);
-    this.stopAudio ??= this.event.mixer.addProgramSink((packet, mediaMs) => this.onAudio(packet, mediaMs));
+    this.listenAudio();
     let done = false;
     return () => {
       if (done) return;
       done = true;
       this.audioSinks.delete(sink);
-      if (this.audioSinks.size === 0 && this.stopAudio) {
-        this.stopAudio();
-        this.stopAudio = null;
-      }
+      this.releaseAudio();
       if (video) {
         video.sinks.delete(sink);
-        if (video.sinks.size === 0) {
-          video.unsubscribe?.();
-          this.video.delete(video.id);
-        }
+        this.releaseRendition(video);
       }
     };
+  }
+
+  /**
+   * Subscribes to the program's RTP packets themselves (the Opus mix and one rendition), from the
+   * same listeners as the frames: for a consumer that forwards RTP (a restream). Returns the
+   * unsubscribe function.
+   */
+  subscribeRtp(sink: ProgramTapRtpSink, opts: { rendition: string }): () => void {
+    // Own closures: the same function subscribed twice is two subscriptions.
+    const onVideo: ProgramRtpSink | null = sink.video ? (p, n) => sink.video!(p, n) : null;
+    const audio: ProgramRtpSink | null = sink.audio ? (p, n) => sink.audio!(p, n) : null;
+    const video = onVideo ? this.renditionTap(opts.rendition) : null;
+    if (video) video.rtpSinks.add(onVideo!);
+    if (audio) {
+      this.audioRtpSinks.add(audio);
+      this.listenAudio();
+    }
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      if (audio) {
+        this.audioRtpSinks.delete(audio);
+        this.releaseAudio();
+      }
+      if (video) {
+        video.rtpSinks.delete(onVideo!);
+        this.releaseRendition(video);
+      }
+    };
+  }
+
+  private renditionTap(id: string | undefined): RenditionTap {
+    const renditions = this.renditions();
+    const r = id === undefined ? renditions[0] : renditions.find((x) => x.id === id);
+    if (!r) throw new RangeError(`no rendition ${String(id)}`);
+    let tap = this.video.get(r.id);
+    if (!tap) {
+      const t = new RenditionTap(r.id, r.codec);
+      t.unsubscribe = this.event.addVideoProgramSink(r.id, (packet, length, rendition) => t.push(packet, length, rendition));
+      this.video.set(r.id, t);
+      tap = t;
+    }
+    return tap;
+  }
+
+  private releaseRendition(tap: RenditionTap): void {
+    if (!tap.idle) return;
+    tap.unsubscribe?.();
+    this.video.delete(tap.id);
+  }
+
+  private listenAudio(): void {
+    this.stopAudio ??= this.event.mixer.addProgramSink((packet, mediaMs) => this.onAudio(packet, mediaMs));
+  }
+
+  private releaseAudio(): void {
+    if (this.audioSinks.size > 0 || this.audioRtpSinks.size > 0 || !this.stopAudio) return;
+    this.stopAudio();
+    this.stopAudio = null;
   }
 
   requestKeyframe(rendition: string): void {
@@ -174,7 +240,8 @@ export class MixerProgramTap implements ProgramTap {
   }
 
   private onAudio(packet: Buffer, mediaMs: number): void {
-    if (parseRtp(packet, this.header) !== null) return;
+    for (const s of this.audioRtpSinks) s(packet, packet.length);
+    if (this.audioSinks.size === 0 || parseRtp(packet, this.header) !== null) return;
     const h = this.header;
     const f = this.audioFrame;
     f.data = packet.subarray(h.payloadOffset, h.payloadOffset + h.payloadLength);
@@ -185,8 +252,8 @@ export class MixerProgramTap implements ProgramTap {
   }
 }
 
-/** The program tap of an event (one per event: its depacketizers are shared by all subscribers). */
-export function programTapOf(event: MixerEvent): ProgramTap {
+/** The program tap of an event (one per event: its listeners and depacketizers are shared by all subscribers). */
+export function programTapOf(event: MixerEvent): MixerProgramTap {
   let tap = taps.get(event);
   if (!tap) {
     tap = new MixerProgramTap(event);

@@ -40,4 +40,4 @@ export type {
   VideoRenditionStatsSnapshot,
 } from './VideoMixer.js';
 export { MixerProgramTap, programTapOf } from './ProgramTap.js';
-export type { ProgramTap, ProgramTapSink, ProgramTapOptions, ProgramTapRendition, ProgramAudioFrame, ProgramVideoFrame } from './ProgramTap.js';
+export type { ProgramTap, ProgramTapSink, ProgramTapRtpSink, ProgramRtpSink, ProgramTapOptions, ProgramTapRendition, ProgramAudioFrame, ProgramVideoFrame } from './ProgramTap.js';

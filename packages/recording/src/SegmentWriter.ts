@@ -10,19 +10,23 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  AppendOnlyStreamTarget,
   EncodedAudioPacketSource,
   EncodedPacket,
   EncodedVideoPacketSource,
   Mp4OutputFormat,
   Output,
+  StreamTarget,
   WebMOutputFormat,
 } from 'mediabunny';
+import type { StreamTargetChunk } from 'mediabunny';
 import { AgeStreamWriter } from './AgeStream.js';
 import type { VideoCodec } from '@mcu/rtp';
 import type { SegmentSink } from './RecordingStore.js';
 
 export type SegmentContainer = 'webm' | 'mp4';
+
+/** Plaintext gathered by the muxer before it goes to the age stream (a crash loses at most this and one age chunk). */
+const MUX_CHUNK = 16 * 1024;
 
 export interface SegmentWriterOptions {
   recipients: readonly string[];
@@ -83,18 +87,27 @@ export class SegmentWriter {
       this.failed ??= err as Error;
     });
     this.age = age;
-    const plain = new WritableStream<Uint8Array>({
+    // The muxer's output is gathered in MUX_CHUNK pieces (mediabunny's chunked StreamTarget) before
+    // it reaches the age stream: one stream write per 16 KiB rather than one per frame, which is
+    // most of what a recording costs besides the muxing itself. Both containers are written
+    // append-only (Matroska clusters without a size, MP4 fragments), checked here.
+    let next = 0;
+    const plain = new WritableStream<StreamTargetChunk>({
       start: async () => {
         await age;
       },
-      write: async (chunk) => (await age).write(chunk),
+      write: async (chunk) => {
+        if (chunk.position !== next) throw new Error(`muxer wrote at ${chunk.position}, not at the end (${next}): the container must be append-only`);
+        next += chunk.data.byteLength;
+        await (await age).write(chunk.data);
+      },
       close: async () => (await age).end(),
     });
     const format =
       this.container === 'mp4'
         ? new Mp4OutputFormat({ fastStart: 'fragmented', minimumFragmentDuration: 1 })
         : new WebMOutputFormat({ appendOnly: true, minimumClusterDuration: 1 });
-    this.output = new Output({ format, target: new AppendOnlyStreamTarget(plain) });
+    this.output = new Output({ format, target: new StreamTarget(plain, { chunked: true, chunkSize: MUX_CHUNK }) });
     this.audio = new EncodedAudioPacketSource('opus');
     this.video = opts.videoCodec === null ? null : new EncodedVideoPacketSource(opts.videoCodec === 'h264' ? 'avc' : 'vp8');
     if (this.video) this.output.addVideoTrack(this.video, { frameRate: 30 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { restreamAllowEntryError } from './RestreamAllow.js';
 import { defaultTlsReloadIntervalMs } from './ServerCertificate.js';
 
 /** Settings of one node, with their defaults in one place (units in the names). */
@@ -77,6 +78,18 @@ export const nodeConfigSchema = z.object({
     .strict()
     .default({ width: 1280, height: 720, fps: 30, bitrateKbps: 2500 }),
   maxRestreamsPerEvent: z.number().int().min(0).max(20).default(4),
+  /**
+   * Where restreams may connect (RestreamAllow.ts): `public` (any public address), host[:port],
+   * *.domain[:port], ip[:port], cidr[:port]. Default: public addresses only, so a producer cannot
+   * make the node reach its loopback, private network or link-local (metadata) addresses.
+   */
+  restreamAllow: z
+    .array(z.string().min(1))
+    .superRefine((entries, ctx) => {
+      const bad = entries.map(restreamAllowEntryError).find((e) => e !== null);
+      if (bad) ctx.addIssue({ code: 'custom', message: bad });
+    })
+    .default(['public']),
 });
 
 export type NodeConfigInput = z.input<typeof nodeConfigSchema>;

@@ -31,6 +31,7 @@ import { createHttpServer, json, listen, schemeOf, type HttpServer } from './Htt
 import { ServerCertificate } from './ServerCertificate.js';
 import { Metrics, restreamMetrics } from './Metrics.js';
 import { Restreams, restreamRoutes } from './Restreams.js';
+import { RestreamAllow } from './RestreamAllow.js';
 import type { RouteContext } from './Router.js';
 import { createEventBody, layoutBody, participantPatchBody, rtpParticipantBody } from './Schemas.js';
 import { presenterName } from './PresenterName.js';
@@ -149,7 +150,7 @@ export class McuNode {
       this.log.info({ event: e.id }, 'event ended');
     });
     this.metrics = new Metrics(this.registry, this.edge, () => this.draining || this.closed);
-    this.restreams = new Restreams(this.registry, { rendition: this.config.restreamRendition, maxPerEvent: this.config.maxRestreamsPerEvent, log: this.log });
+    this.restreams = new Restreams(this.registry, { rendition: this.config.restreamRendition, maxPerEvent: this.config.maxRestreamsPerEvent, allow: new RestreamAllow(this.config.restreamAllow), log: this.log });
     restreamMetrics(this.metrics.registry, this.restreams);
     this.server = createHttpServer(this.router, this.log, this.certificate && { certificate: this.certificate, hstsMaxAgeSeconds: this.config.hstsMaxAgeSeconds });
     this.routes();

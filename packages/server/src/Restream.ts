@@ -37,6 +37,7 @@ import ffmpeg from 'fluent-ffmpeg';
 import { buildSenderReport } from '@mcu/rtp';
 import { processCpuTimeMs, resolveFfmpeg } from '@mcu/codec';
 import type { ProcessLog } from '@mcu/codec';
+import type { RestreamAllow } from './RestreamAllow.js';
 import type { ProgramStream, RestreamProgram } from './RestreamProgram.js';
 import { scrubSecrets } from './RestreamUrl.js';
 import { RtmpKeyProxy } from './RtmpKeyProxy.js';
@@ -63,6 +64,8 @@ export interface RestreamOptions {
   stderrLines?: number;
   /** Extra CA certificates (PEM) trusted for an rtmps:// ingest besides the system's (tests, private ingests). */
   tlsCa?: string | Buffer;
+  /** Where the node may connect (RestreamAllow.ts), checked at every run's connection after DNS; none: anywhere. */
+  allow?: RestreamAllow;
   /** Runs, deaths and retries are logged here, the URL masked. */
   log?: ProcessLog;
 }
@@ -150,8 +153,9 @@ export class Restream extends EventEmitter<RestreamEvents> {
   sendErrors = 0;
   lastError: string | null = null;
 
-  private readonly o: Required<Omit<RestreamOptions, 'id' | 'event' | 'target' | 'program' | 'log' | 'tlsCa'>>;
+  private readonly o: Required<Omit<RestreamOptions, 'id' | 'event' | 'target' | 'program' | 'log' | 'tlsCa' | 'allow'>>;
   private readonly tlsCa: string | Buffer | undefined;
+  private readonly allow: RestreamAllow | undefined;
   private readonly log: ProcessLog | undefined;
   private readonly program: RestreamProgram;
   private readonly socket: dgram.Socket;
@@ -173,8 +177,9 @@ export class Restream extends EventEmitter<RestreamEvents> {
     this.target = opts.target;
     this.program = opts.program;
     this.log = opts.log;
-    const { id: _i, event: _e, target: _t, program: _p, log: _l, tlsCa, ...rest } = opts;
+    const { id: _i, event: _e, target: _t, program: _p, log: _l, tlsCa, allow, ...rest } = opts;
     this.tlsCa = tlsCa;
+    this.allow = allow;
     this.o = { ...RESTREAM_DEFAULTS, ...rest };
     resolveFfmpeg();
     this.socket = dgram.createSocket('udp4');
@@ -294,7 +299,7 @@ export class Restream extends EventEmitter<RestreamEvents> {
     if (this.run !== run || this.closed) return;
     // A fresh proxy and placeholder per run: ffmpeg's argv carries the placeholder, never the key.
     const t = this.target;
-    const proxy = new RtmpKeyProxy({ protocol: t.protocol, host: t.host.replace(/^\[|\]$/g, ''), port: t.port, key: t.wireKey, ca: this.tlsCa });
+    const proxy = new RtmpKeyProxy({ protocol: t.protocol, host: t.host.replace(/^\[|\]$/g, ''), port: t.port, key: t.wireKey, ca: this.tlsCa, allow: this.allow });
     run.proxy = proxy;
     let proxyPort: number;
     try {

@@ -3,14 +3,15 @@
  * the RTP packets the mixer already sends to viewers, with what a receiver needs to time them
  * (payload types, clock rates, sender-report times from the event's one media clock).
  *
- * This is the one seam between a restream and the mixer. It is built here from what MixerEvent
- * offers today (`mixer.addProgramSink`, `addVideoProgramSink`); when the program tap lands
- * (DESIGN.md: "the program leaves through one door"), only `restreamProgramOf` changes.
+ * The packets come through the event's ProgramTap (`subscribeRtp`), the one door the program
+ * leaves through besides the relay feed: recordings and restreams of an event share its listeners
+ * on the mixer, and the tap listens only while one of them runs.
  */
-import type { MixerEvent, SenderReportTimes, VideoRenditionOptions } from '@mcu/mixer';
+import { programTapOf } from '@mcu/mixer';
+import type { MixerEvent, ProgramRtpSink, SenderReportTimes, VideoRenditionOptions } from '@mcu/mixer';
 
 /** Receives one RTP packet: `packet[0 .. length)` is valid during the call only. */
-export type ProgramPacketSink = (packet: Uint8Array, length: number) => void;
+export type ProgramPacketSink = ProgramRtpSink;
 
 export interface ProgramStream {
   readonly payloadType: number;
@@ -59,13 +60,14 @@ export function restreamProgramOf(event: MixerEvent, fallback: VideoRenditionOpt
   if (shared?.id === rendition.id) shared.users++;
   const r = rendition;
   const audioMixer = event.mixer;
+  const tap = programTapOf(event);
   let released = false;
   return {
     audio: {
       payloadType: audioMixer.payloadType,
       clockRate: audioMixer.sampleRate,
       ssrc: audioMixer.programSsrc,
-      subscribe: (sink) => audioMixer.addProgramSink((packet) => sink(packet, packet.length)),
+      subscribe: (sink) => tap.subscribeRtp({ audio: sink }, { rendition: r.id }),
       senderReport: () => audioMixer.senderReport(),
     },
     video: {
@@ -75,7 +77,7 @@ export function restreamProgramOf(event: MixerEvent, fallback: VideoRenditionOpt
       payloadType: r.payloadType,
       clockRate: 90_000,
       ssrc: r.ssrc,
-      subscribe: (sink) => event.addVideoProgramSink(r.id, (packet, length) => sink(packet, length)),
+      subscribe: (sink) => tap.subscribeRtp({ video: sink }, { rendition: r.id }),
       senderReport: () => videoMixer.senderReport(r.id),
       requestKeyframe: () => event.requestVideoKeyframe(r.id),
     },

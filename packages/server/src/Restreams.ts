@@ -20,6 +20,7 @@ import { json } from './HttpFront.js';
 import type { OperationTable } from './OpenApi.js';
 import { Restream, type RestreamInfo, type RestreamOptions, type RestreamState } from './Restream.js';
 import { restreamProgramOf } from './RestreamProgram.js';
+import { RestreamAllow } from './RestreamAllow.js';
 import { parseRestreamUrl, restreamBody } from './RestreamUrl.js';
 import type { Router } from './Router.js';
 
@@ -27,10 +28,12 @@ export interface RestreamsOptions {
   /** The H.264 rendition added to an event that has none. */
   rendition: Omit<VideoRenditionOptions, 'codec' | 'id'>;
   maxPerEvent: number;
+  /** Where restreams may connect (RestreamAllow.ts); default: public addresses only. */
+  allow?: RestreamAllow;
   log?: Logger;
 }
 
-export type RestreamSettings = Partial<Omit<RestreamOptions, 'id' | 'event' | 'target' | 'program' | 'log'>>;
+export type RestreamSettings = Partial<Omit<RestreamOptions, 'id' | 'event' | 'target' | 'program' | 'log' | 'allow'>>;
 
 /** Ended events remembered, so that a restream asked of one is a 409 rather than a 404. */
 const ENDED_REMEMBERED = 10_000;
@@ -44,29 +47,43 @@ export class Restreams {
   /** Retry, timeout and audio settings of restreams started from now on (RESTREAM_DEFAULTS otherwise; tests shorten them). */
   restreamOptions: RestreamSettings = {};
 
+  private readonly allow: RestreamAllow;
+
   constructor(
     private readonly registry: EventRegistry,
     private readonly opts: RestreamsOptions,
   ) {
+    this.allow = opts.allow ?? new RestreamAllow();
     registry.on('ending', (e) => this.eventEnding(e));
   }
 
-  /** Starts pushing the event's program to `url` (validated; 400 when it is no RTMP ingest URL). */
-  start(eventId: string, url: string): Restream {
-    if (this.ended.has(eventId)) throw new ConflictError(`event ${eventId} has ended: nothing to restream`, 'event_ended');
-    const e = this.registry.get(eventId);
-    if (e.mixer.isClosed) throw new ConflictError(`event ${eventId} has ended: nothing to restream`, 'event_ended');
+  /**
+   * Starts pushing the event's program to `url`: 400 when it is no RTMP ingest URL or its host does
+   * not resolve, 403 when the node's restreamAllow refuses the host (checked again at every connection).
+   */
+  async start(eventId: string, url: string): Promise<Restream> {
+    this.startable(eventId);
     const target = parseRestreamUrl(url);
+    await this.allow.check(target.host, target.port);
+    // The event may have ended while the name resolved.
+    const e = this.startable(eventId);
     const mine = this.byEvent.get(eventId) ?? new Map<string, Restream>();
     if ([...mine.values()].some((r) => r.target.url === url)) throw new ConflictError(`event ${eventId} already restreams to ${target.masked}`, 'restream_exists');
     if (mine.size >= this.opts.maxPerEvent) throw new ConflictError(`event ${eventId} has its maximum of ${this.opts.maxPerEvent} restreams`, 'restreams_full');
     const id = randomBytes(6).toString('base64url').replace(/^[-_]/, 'r');
     const program = restreamProgramOf(e.mixer, { id: 'restream', ...this.opts.rendition });
-    const restream = new Restream({ ...this.restreamOptions, id, event: eventId, target, program, log: this.opts.log });
+    const restream = new Restream({ ...this.restreamOptions, id, event: eventId, target, program, allow: this.allow, log: this.opts.log });
     mine.set(id, restream);
     this.byEvent.set(eventId, mine);
     this.opts.log?.info({ restream: id, event: eventId, url: target.masked, rendition: program.video.rendition }, 'restream started');
     return restream;
+  }
+
+  private startable(eventId: string): EventRecord {
+    if (this.ended.has(eventId)) throw new ConflictError(`event ${eventId} has ended: nothing to restream`, 'event_ended');
+    const e = this.registry.get(eventId);
+    if (e.mixer.isClosed) throw new ConflictError(`event ${eventId} has ended: nothing to restream`, 'event_ended');
+    return e;
   }
 
   /** 404 for an event this node neither runs nor ran. */
@@ -141,7 +158,7 @@ export function restreamRoutes(
   router.on('POST', '/api/events/:id/restreams', async ({ req, res, params }) => {
     auth.authorize(req.headers.authorization, { event: params.id, roles });
     const body = await readJson(req, restreamBody);
-    const r = restreams.start(params.id, body.url);
+    const r = await restreams.start(params.id, body.url);
     res.setHeader('location', `/api/events/${params.id}/restreams/${r.id}`);
     json(res, 201, r.describe());
   });
@@ -171,8 +188,13 @@ export function restreamOperations(): OperationTable {
       auth,
       body: restreamBody,
       ok: { status: 201, description: 'the restream: `{"id","url" (key masked),"state":"connecting",…}`', headers: ['location'] },
-      errors: { 409: 'the event has ended, already restreams to this URL, or has its maximum of restreams' },
-      description: 'The URL must be rtmp:// or rtmps:// with a host, an application and a stream key; the key is never echoed nor logged.',
+      errors: {
+        400: 'not an rtmp:// or rtmps:// ingest URL (`invalid_restream_url`), or its host does not resolve (`restream_host_unresolved`)',
+        403: 'the token is for another event or role, or the node does not restream to this host (`restream_target_refused`): a loopback, private, link-local or reserved address, or one its restreamAllow setting does not allow',
+        409: 'the event has ended, already restreams to this URL, or has its maximum of restreams',
+      },
+      description:
+        'The URL must be rtmp:// or rtmps:// with a host, an application and a stream key; the key is never echoed nor logged. The host must be allowed by the node\'s restreamAllow setting (default: public addresses only), checked here and again, after DNS, at every connection.',
     },
     'GET /api/events/:id/restreams': {
       summary: 'List restreams: state (connecting, live, retrying, failed), bytes, reconnects',

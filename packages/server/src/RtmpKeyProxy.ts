@@ -37,6 +37,8 @@ import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { EventEmitter } from 'node:events';
+import { ForbiddenError } from '@mcu/control';
+import type { RestreamAllow } from './RestreamAllow.js';
 import { MAX_KEY_BYTES } from './RestreamUrl.js';
 
 /** C0 (1) + C1 (1536) + C2 (1536), and the same for S0 + S1 + S2: relayed untouched. */
@@ -166,6 +168,8 @@ export interface RtmpKeyProxyOptions {
   ca?: string | Buffer;
   /** Connect timeout to the ingest. */
   connectTimeoutMs?: number;
+  /** Where the node may connect (RestreamAllow.ts): checked at this connection, on the addresses the host resolves to now. */
+  allow?: RestreamAllow;
 }
 
 export interface RtmpKeyProxyEvents {
@@ -235,7 +239,13 @@ export class RtmpKeyProxy extends EventEmitter<RtmpKeyProxyEvents> {
     socket.pause();
     const key = Buffer.from(this.o.key);
     const placeholder = Buffer.from(this.placeholder);
-    const opts = { host: this.o.host, port: this.o.port };
+    // An address in the URL is checked here; a name, on what it resolves to for this connection.
+    const refused = this.o.allow?.checkAddress(this.o.host, this.o.port);
+    if (refused) {
+      this.finish(refused.message);
+      return;
+    }
+    const opts = { host: this.o.host, port: this.o.port, ...(this.o.allow ? { lookup: this.o.allow.lookupFor(this.o.port) } : {}) };
     const upstream =
       this.o.protocol === 'rtmps'
         ? tls.connect({ ...opts, servername: net.isIP(this.o.host) ? undefined : this.o.host, ca: this.o.ca ? [...tls.rootCertificates, this.o.ca.toString()] : undefined, rejectUnauthorized: true })
@@ -272,6 +282,7 @@ export class RtmpKeyProxy extends EventEmitter<RtmpKeyProxyEvents> {
     upstream.on('close', () => this.finish(`${this.o.host}:${this.o.port} closed the connection`));
     socket.on('error', () => {});
     upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err instanceof ForbiddenError) return this.finish(err.message);
       const code = err.code ?? err.message;
       // Before the handshake completed on rtmps://, an error is the TLS handshake's: say so.
       const tlsFailed = this.o.protocol === 'rtmps' && !this.secured && /CERT|VERIFY|SELF_SIGNED|TLS|SSL|ALTNAME/i.test(code);

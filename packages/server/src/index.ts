@@ -18,6 +18,7 @@ export type { NotReady, NotReadyReason, ReadinessCheck } from './Readiness.js';
 export { Metrics, drainingGauge, natsConnectedGauge, renderMetrics, restreamMetrics, webrtcMetrics } from './Metrics.js';
 export { Restreams, restreamRoutes, restreamOperations } from './Restreams.js';
 export { Restream, RESTREAM_DEFAULTS } from './Restream.js';
+export { RestreamAllow, RESTREAM_ALLOW_DEFAULT, isPublicAddress } from './RestreamAllow.js';
 export type { RestreamInfo, RestreamOptions, RestreamState } from './Restream.js';
 export { restreamProgramOf } from './RestreamProgram.js';
 export type { RestreamProgram, ProgramStream, ProgramVideoStream } from './RestreamProgram.js';

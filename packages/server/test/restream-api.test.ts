@@ -46,7 +46,8 @@ async function closedPort(): Promise<number> {
 
 beforeAll(async () => {
   node = new McuNode(
-    { port: 0, adminToken: ADMIN, restreamRendition: { width: 320, height: 180, fps: 15, bitrateKbps: 300 }, maxRestreamsPerEvent: 2 },
+    // Loopback ingests are refused by default (RestreamAllow.ts): this node allows 127.0.0.1 explicitly.
+    { port: 0, adminToken: ADMIN, restreamRendition: { width: 320, height: 180, fps: 15, bitrateKbps: 300 }, maxRestreamsPerEvent: 2, restreamAllow: ['127.0.0.1'] },
     { logger },
   );
   node.restreams.restreamOptions = { retryDelayMs: 100, maxRetryDelayMs: 400, maxAttempts: 4 };

@@ -153,6 +153,8 @@ beforeAll(async () => {
       adminToken: ADMIN,
       videoRenditions: [{ id: 'main', width: W, height: H, fps: 15, bitrateKbps: 300 }],
       restreamRendition: { width: W, height: H, fps: 15, bitrateKbps: 400 },
+      // The RTMP servers listen on loopback, which restreams may reach only when allowed.
+      restreamAllow: ['127.0.0.1'],
     },
     { logger },
   );

@@ -17,7 +17,7 @@ let browser: Browser;
 
 beforeAll(async () => {
   nginx = await NginxRtmp.start();
-  node = new McuNode({ port: 0, adminToken: ADMIN, videoRenditions: [{ id: 'main', width: 320, height: 180, fps: 15 }], restreamRendition: { width: 320, height: 180, fps: 15, bitrateKbps: 300 } });
+  node = new McuNode({ port: 0, adminToken: ADMIN, videoRenditions: [{ id: 'main', width: 320, height: 180, fps: 15 }], restreamRendition: { width: 320, height: 180, fps: 15, bitrateKbps: 300 }, restreamAllow: ['127.0.0.1'] });
   await node.listen();
   browser = await launchChromium();
 }, 60_000);
