@@ -193,6 +193,22 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     return this.byId.get(id);
   }
 
+  /**
+   * Whether participant `id` is gone: at once, or once it has faded out (one removed while audible
+   * leaves at the end of the next tick); false while it is connected, or still leaving after
+   * `timeoutMs`. A participant that leaves and comes straight back (its resume grant) waits here
+   * instead of finding itself still connected.
+   */
+  async departed(id: string, timeoutMs = 500): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const p = this.byId.get(id);
+      if (!p) return true;
+      if (!p.leaving || Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
   participants(): readonly Participant[] {
     return this.list;
   }

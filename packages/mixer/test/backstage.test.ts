@@ -265,3 +265,24 @@ describe('backstage and on air: video', () => {
     }
   });
 });
+
+describe('a participant leaving while audible', () => {
+  it('fades out over the next tick: until then it is still there, `departed` waits for it, and its id can join again after', async () => {
+    const r = rig();
+    const a = r.add('a', LIVE_TONE, 'live');
+    r.add('listener', 0, 'live');
+    r.ticks(30);
+    expect(power(r.program, LIVE_TONE, 20)).toBeGreaterThan(AUDIBLE);
+    a.silent = true;
+    expect(r.mixer.removeParticipant('a')).toBe(true);
+    // Audible when removed: it leaves at the end of the next tick (a fade, not a click).
+    expect(r.mixer.participant('a')).toBeDefined();
+    expect(await r.mixer.departed('a', 30)).toBe(false);
+    const gone = r.mixer.departed('a', 2000);
+    r.tick();
+    expect(await gone).toBe(true);
+    expect(r.mixer.participant('a')).toBeUndefined();
+    expect(await r.mixer.departed('listener', 30)).toBe(false);
+    expect(r.mixer.addParticipant('a').id).toBe('a');
+  });
+});

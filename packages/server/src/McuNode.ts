@@ -370,7 +370,7 @@ export class McuNode {
       // Re-registering with its resume grant (after a failover), a participant comes back under its
       // id: refused when kicked, muted and on the stage the producer left it on.
       e.moderation.admit(claims.pid);
-      if (claims.pid !== undefined && e.mixer.mixer.participant(claims.pid)) {
+      if (claims.pid !== undefined && !(await e.mixer.mixer.departed(claims.pid))) {
         throw new ConflictError(`participant ${claims.pid} is connected already`, 'participant_exists');
       }
       const stage = e.moderation.stageOf(claims.pid) ?? claims.stage ?? body.stage;

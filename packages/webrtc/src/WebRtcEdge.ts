@@ -85,7 +85,7 @@ export class WebRtcEdge {
       throw new ValidationError('a WHIP offer must send audio (sendonly or sendrecv)', 'sdp');
     }
     const pid = who.participantId;
-    if (pid !== undefined && (this.sessions.has(pid) || event.mixer.participant(pid) !== undefined)) {
+    if (pid !== undefined && (this.sessions.has(pid) || !(await event.mixer.departed(pid)))) {
       throw new ConflictError(`participant ${pid} is connected already`, 'participant_exists');
     }
     this.checkRoom();
