@@ -96,6 +96,8 @@ export interface JitterBufferStats {
  */
 const EXT_BASE = 1 << 24;
 const EMPTY = new Uint8Array(0);
+/** Bytes per slot until a larger payload arrives. */
+const INITIAL_STRIDE = 256;
 
 export class JitterBuffer {
   readonly stats: JitterBufferStats = { received: 0, late: 0, duplicate: 0, lost: 0, underruns: 0, discarded: 0, tooLarge: 0, stretched: 0 };
@@ -111,8 +113,13 @@ export class JitterBuffer {
   readonly #maxSeqJump: number;
   readonly #catchUpAfterMs: number;
 
-  // Slots: slot i holds the packet whose extended sequence number ≡ i (mod capacity).
-  readonly #pool: Uint8Array;
+  // Slots: slot i holds the packet whose extended sequence number ≡ i (mod capacity), its payload
+  // at `i × #stride` of the pool. The stride starts small (an Opus frame is tens to a few hundred
+  // bytes) and grows, up to `maxPayloadBytes`, with the first packet that needs it: a mixer keeps
+  // one buffer per participant, and a pool of 64 × 1500 bytes each is megabytes of memory that
+  // every push touches a new line and page of.
+  #pool: Uint8Array;
+  #stride: number;
   readonly #slotExt: Float64Array; // extended seq stored in the slot, -1 when empty
   readonly #slotLength: Int32Array;
   readonly #slotLevel: Int16Array;
@@ -174,7 +181,8 @@ export class JitterBuffer {
     this.#underrunsBeforeRebuffer = Math.max(1, o.underrunsBeforeRebuffer);
     this.#maxSeqJump = o.maxSeqJump;
     this.#catchUpAfterMs = o.catchUpAfterMs;
-    this.#pool = new Uint8Array(o.capacity * o.maxPayloadBytes);
+    this.#stride = Math.min(INITIAL_STRIDE, o.maxPayloadBytes);
+    this.#pool = new Uint8Array(o.capacity * this.#stride);
     this.#slotExt = new Float64Array(o.capacity).fill(-1);
     this.#slotLength = new Int32Array(o.capacity);
     this.#slotLevel = new Int16Array(o.capacity);
@@ -237,7 +245,8 @@ export class JitterBuffer {
       this.stats.duplicate++;
       return 'duplicate';
     }
-    const start = slot * this.#maxPayload;
+    if (payloadLength > this.#stride) this.#widen(payloadLength);
+    const start = slot * this.#stride;
     if (payloadOffset === 0 && payloadLength === payload.length) {
       this.#pool.set(payload, start);
     } else {
@@ -408,8 +417,23 @@ export class JitterBuffer {
     this.#resetJitter();
   }
 
+  /** A larger stride for a payload of `bytes` (at most `maxPayloadBytes`); buffered payloads move along. */
+  #widen(bytes: number): void {
+    let stride = this.#stride;
+    while (stride < bytes) stride *= 2;
+    stride = Math.min(stride, this.#maxPayload);
+    const pool = new Uint8Array(this.#capacity * stride);
+    for (let slot = 0; slot < this.#capacity; slot++) {
+      if (this.#slotExt[slot] < 0) continue;
+      const from = slot * this.#stride;
+      pool.set(this.#pool.subarray(from, from + this.#slotLength[slot]), slot * stride);
+    }
+    this.#pool = pool;
+    this.#stride = stride;
+  }
+
   #view(slot: number): Uint8Array {
-    const start = slot * this.#maxPayload;
+    const start = slot * this.#stride;
     return this.#pool.subarray(start, start + this.#slotLength[slot]);
   }
 
