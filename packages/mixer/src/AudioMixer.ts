@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { writeRtp } from '@mcu/rtp';
+import { RTP_FIXED_HEADER_LENGTH, writeRtp, writeRtpHeader } from '@mcu/rtp';
 import type { JitterBufferOptions, RtpBuildFields } from '@mcu/rtp';
 import { CodecPool, OpusDecoder, OpusEncoder } from '@mcu/codec';
 import type { OpusEncoderOptions } from '@mcu/codec';
@@ -53,7 +53,6 @@ export interface AudioMixerStats {
 }
 
 const TWO_32 = 0x1_0000_0000;
-const NO_PAYLOAD = new Uint8Array(0);
 
 /**
  * The audio mix of one event, one call to `tick` per 20 ms.
@@ -122,6 +121,8 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
   /** Media time of tick 0, whole ms (so that every tick's timestamp is exact); NaN before the first tick. */
   private mediaStartMs = NaN;
   private readonly programBuffer = new Uint8Array(1500);
+  /** Native transports: each recipient's header is written here (a mix-minus behind it) and copied into the send batch at once. */
+  private readonly headerScratch = new Uint8Array(RTP_FIXED_HEADER_LENGTH + 15 * 4 + 1500);
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly jitterOptions: JitterBufferOptions | undefined;
@@ -479,20 +480,25 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
         fields.csrcs = this.roomCsrcs;
         fields.csrcCount = this.roomCsrcCount;
       }
-      fields.sequenceNumber = p.outSeq;
-      fields.timestamp = (p.outTimestampBase + timestampOffset) % TWO_32;
-      fields.ssrc = p.outSsrc;
-      fields.marker = p.stats.packetsSent === 0;
-      p.outSeq = (p.outSeq + 1) & 0xffff;
-      p.sendFlip ^= 1;
-      const buf = p.sendBuffers[p.sendFlip];
+      const seq = p.outSeq;
+      const timestamp = (p.outTimestampBase + timestampOffset) % TWO_32;
+      const marker = p.stats.packetsSent === 0;
+      p.outSeq = (seq + 1) & 0xffff;
       p.stats.packetsSent++;
       this.stats.packetsOut++;
       const transport = p.transport;
       if (transport !== null && transport.sendHeader !== undefined) {
-        // The header alone: the transport gathers it with the payload, written once per tick.
-        transport.sendHeader(buf, writeRtp(buf, fields, NO_PAYLOAD, 0), payload, length, payload === this.shared);
+        // The header alone, in one scratch row the transport copies at once: it gathers the
+        // header with the payload, written once per tick.
+        const buf = this.headerScratch;
+        transport.sendHeader(buf, writeRtpHeader(buf, fields.payloadType, marker, seq, timestamp, p.outSsrc, fields.csrcs, fields.csrcCount), payload, length, payload === this.shared);
       } else {
+        fields.sequenceNumber = seq;
+        fields.timestamp = timestamp;
+        fields.ssrc = p.outSsrc;
+        fields.marker = marker;
+        p.sendFlip ^= 1;
+        const buf = p.sendBuffers[p.sendFlip];
         this.sink(p, buf, writeRtp(buf, fields, payload, length));
       }
     }

@@ -19,7 +19,9 @@ export interface MixTransport {
    * When present, the mixer hands over the RTP header alone and the payload beside it, so that a
    * transport sending in batches writes the shared mix once for all its listeners: `shared` says
    * the payload is the tick's shared mix (the same bytes for every listener, valid until the next
-   * tick), not this participant's own mix-minus.
+   * tick), not this participant's own mix-minus. `header` is valid during the call only (one
+   * scratch row for every listener; a mix-minus may be copied behind the header in it, up to
+   * 1500 bytes).
    */
   sendHeader?(header: Uint8Array, headerLength: number, payload: Uint8Array, payloadLength: number, shared: boolean): void;
 }

@@ -36,6 +36,9 @@ export interface RtpEndpointStats {
 
 const MAX_PACKET_BYTES = 1500;
 
+/** Every endpoint parses into this one (a packet is handled to the end before the next): one header hot in cache, not one per participant. */
+const scratchHeader = new RtpHeader();
+
 /** A native endpoint's socket: where its datagrams leave from (its own, or the shared port) and how it lets go. */
 export interface NativeSocket {
   /** Comes back with a send failure (`UdpSendBatch.flush`). */
@@ -68,8 +71,22 @@ export interface RtpSocketHome {
  * dgram socket of its own.
  */
 export class RtpEndpoint implements MixTransport {
-  readonly stats: RtpEndpointStats = { packetsIn: 0, bytesIn: 0, rtcpIn: 0, packetsOut: 0, sendErrors: 0 };
-  private readonly header = new RtpHeader();
+  // Counters and what the per-packet paths read, on the endpoint itself: a tick touches each of a
+  // hundred participants' endpoints once, and every further object is a cache miss more.
+  private packetsIn = 0;
+  private bytesIn = 0;
+  private rtcpIn = 0;
+  private packetsOut = 0;
+  private sendErrors = 0;
+  private readonly expectedPayloadType: number;
+  /** RFC 8285 id of the audio level, -1 when the sender has none. */
+  private readonly levelExtId: number;
+  /** Where its mixes go (the remote port). */
+  private readonly mixPort: number;
+  /** Native: the socket's tag and fd, and the batch its mixes go into. */
+  private readonly sendTag: number = -1;
+  private readonly sendFd: number = -1;
+  private readonly sends: UdpSendBatch | null = null;
   private latchedSsrc = -1;
   private lastPacketMs = -Infinity;
   private closed = false;
@@ -94,7 +111,15 @@ export class RtpEndpoint implements MixTransport {
     this.relatchMs = opts.ssrcRelatchMs ?? 2000;
     this.remoteIpv4 = ipv4ToInt(opts.remoteHost);
     this.kernelTimes = opts.kernelArrivalTimes ?? opts.now === undefined;
+    this.expectedPayloadType = opts.payloadType;
+    this.levelExtId = opts.audioLevelExtId ?? -1;
+    this.mixPort = opts.remotePort;
     this.nativeSocket = home !== null ? home.attach(this, opts.bindHost, opts.bindPort ?? 0, this.remoteIpv4, opts.remotePort) : null;
+    if (this.nativeSocket !== null) {
+      this.sendTag = this.nativeSocket.tag;
+      this.sendFd = this.nativeSocket.fd;
+      this.sends = this.nativeSocket.sends;
+    }
     if (socket !== null) {
       socket.on('message', this.onMessage);
       // Send errors arrive here too (no per-send callback on the hot path).
@@ -115,6 +140,10 @@ export class RtpEndpoint implements MixTransport {
     return new RtpEndpoint(socket, null, participant, opts, drops);
   }
 
+  get stats(): RtpEndpointStats {
+    return { packetsIn: this.packetsIn, bytesIn: this.bytesIn, rtcpIn: this.rtcpIn, packetsOut: this.packetsOut, sendErrors: this.sendErrors };
+  }
+
   /** Whether the socket is native (its own in the event's set, or the shared port). */
   get native(): boolean {
     return this.socket === null;
@@ -133,42 +162,39 @@ export class RtpEndpoint implements MixTransport {
   }
 
   get remotePort(): number {
-    return this.opts.remotePort;
+    return this.mixPort;
   }
 
   get payloadType(): number {
-    return this.opts.payloadType;
+    return this.expectedPayloadType;
   }
 
   send(packet: Uint8Array, length: number): void {
     if (this.closed) return;
-    this.stats.packetsOut++;
-    if (this.socket !== null) this.socket.send(packet, 0, length, this.opts.remotePort, this.opts.remoteHost);
-    else {
-      const s = this.nativeSocket!;
-      s.sends.add(s.tag, s.fd, this.remoteIpv4, this.opts.remotePort, packet, length, false);
-    }
+    this.packetsOut++;
+    if (this.socket !== null) this.socket.send(packet, 0, length, this.mixPort, this.opts.remoteHost);
+    else this.sends!.add(this.sendTag, this.sendFd, this.remoteIpv4, this.mixPort, packet, length, false);
   }
 
   /** Native path: the header into the tick's batch; the shared mix is gathered after it, a mix-minus copied behind it. */
-  private readonly queueHeader = (header: Uint8Array, headerLength: number, payload: Uint8Array, payloadLength: number, shared: boolean): void => {
+  // A method (one function for every endpoint), not a closure per endpoint: `sendHeader` is it.
+  private queueHeader(header: Uint8Array, headerLength: number, payload: Uint8Array, payloadLength: number, shared: boolean): void {
     if (this.closed) return;
-    this.stats.packetsOut++;
-    const s = this.nativeSocket!;
-    const sends = s.sends;
+    this.packetsOut++;
+    const sends = this.sends!;
     if (shared) {
       sends.setTail(payload, payloadLength);
-      sends.add(s.tag, s.fd, this.remoteIpv4, this.opts.remotePort, header, headerLength, true);
+      sends.add(this.sendTag, this.sendFd, this.remoteIpv4, this.mixPort, header, headerLength, true);
     } else {
       // A speaker's own mix-minus: few per tick, so header and payload are joined in the row.
       for (let i = 0; i < payloadLength; i++) header[headerLength + i] = payload[i];
-      sends.add(s.tag, s.fd, this.remoteIpv4, this.opts.remotePort, header, headerLength + payloadLength, false);
+      sends.add(this.sendTag, this.sendFd, this.remoteIpv4, this.mixPort, header, headerLength + payloadLength, false);
     }
-  };
+  }
 
   /** A datagram of ours that could not be sent (a full socket buffer, an unreachable port). */
   sendFailed(): void {
-    this.stats.sendErrors++;
+    this.sendErrors++;
     this.drops.drop('socket_error');
   }
 
@@ -201,26 +227,26 @@ export class RtpEndpoint implements MixTransport {
 
   /** The remote address as a number (-1: not IPv4) and port: where its mixes go. */
   get remoteAddress(): { ipv4: number; port: number } {
-    return { ipv4: this.remoteIpv4, port: this.opts.remotePort };
+    return { ipv4: this.remoteIpv4, port: this.mixPort };
   }
 
   private onPacket(msg: Uint8Array, length: number, now: number): void {
     const drops = this.drops;
-    this.stats.packetsIn++;
-    this.stats.bytesIn += length;
+    this.packetsIn++;
+    this.bytesIn += length;
     if (length > MAX_PACKET_BYTES) return drops.drop('too_large');
     if (length >= 2 && isRtcpPacket(msg)) {
-      this.stats.rtcpIn++;
+      this.rtcpIn++;
       const { packets, error } = parseRtcp(msg.length === length ? msg : msg.subarray(0, length));
       if (error) drops.drop(`rtcp_${error}`);
       const onSr = this.opts.onSenderReport;
       if (onSr) for (const p of packets) if (p.type === 'sr' && p.ssrc === this.latchedSsrc) onSr(p);
       return;
     }
-    const h = this.header;
+    const h = scratchHeader;
     const err = parseRtp(msg, h, length);
     if (err !== null) return drops.drop(err);
-    if (h.payloadType !== this.opts.payloadType) return drops.drop('wrong_payload_type');
+    if (h.payloadType !== this.expectedPayloadType) return drops.drop('wrong_payload_type');
     if (h.payloadLength === 0) return drops.drop('empty_payload');
     if (h.ssrc !== this.latchedSsrc) {
       if (this.latchedSsrc !== -1 && now - this.lastPacketMs < this.relatchMs) return drops.drop('wrong_ssrc');
@@ -231,8 +257,8 @@ export class RtpEndpoint implements MixTransport {
     }
     this.lastPacketMs = now;
     let level = -1;
-    if (this.opts.audioLevelExtId !== undefined && h.hasExtension) {
-      level = readAudioLevel(msg, h, this.opts.audioLevelExtId);
+    if (this.levelExtId >= 0 && h.hasExtension) {
+      level = readAudioLevel(msg, h, this.levelExtId);
       if (level >= 0) level &= 0x7f;
     }
     const result = this.participant.jitter.push(h.sequenceNumber, h.timestamp, msg, now, level, h.payloadOffset, h.payloadLength);

@@ -96,6 +96,10 @@ export interface JitterBufferStats {
  */
 const EXT_BASE = 1 << 24;
 const EMPTY = new Uint8Array(0);
+/** Fields per slot in `#slots`: extended sequence number, payload length, level, timestamp. */
+const SLOT_FIELDS = 4;
+/** Bytes per slot until a larger payload arrives. */
+const INITIAL_STRIDE = 256;
 
 export class JitterBuffer {
   readonly stats: JitterBufferStats = { received: 0, late: 0, duplicate: 0, lost: 0, underruns: 0, discarded: 0, tooLarge: 0, stretched: 0 };
@@ -111,12 +115,19 @@ export class JitterBuffer {
   readonly #maxSeqJump: number;
   readonly #catchUpAfterMs: number;
 
-  // Slots: slot i holds the packet whose extended sequence number ≡ i (mod capacity).
-  readonly #pool: Uint8Array;
-  readonly #slotExt: Float64Array; // extended seq stored in the slot, -1 when empty
-  readonly #slotLength: Int32Array;
-  readonly #slotLevel: Int16Array;
-  readonly #slotTimestamp: Uint32Array;
+  // Slots: slot i holds the packet whose extended sequence number ≡ i (mod capacity), its payload
+  // at `i × #stride` of the pool. The stride starts small (an Opus frame is tens to a few hundred
+  // bytes) and grows, up to `maxPayloadBytes`, with the first packet that needs it: a mixer keeps
+  // one buffer per participant, and a pool of 64 × 1500 bytes each is megabytes of memory that
+  // every push touches a new line and page of.
+  #pool: Uint8Array;
+  #stride: number;
+  /**
+   * Each slot's fields side by side (one cache line touched per packet, not one per field), at
+   * `slot × SLOT_FIELDS`: its extended sequence number (-1 when empty), payload length, RFC 6464
+   * byte and RTP timestamp.
+   */
+  readonly #slots: Float64Array;
 
   // Playout state, in extended sequence numbers.
   #anchored = false;
@@ -174,11 +185,9 @@ export class JitterBuffer {
     this.#underrunsBeforeRebuffer = Math.max(1, o.underrunsBeforeRebuffer);
     this.#maxSeqJump = o.maxSeqJump;
     this.#catchUpAfterMs = o.catchUpAfterMs;
-    this.#pool = new Uint8Array(o.capacity * o.maxPayloadBytes);
-    this.#slotExt = new Float64Array(o.capacity).fill(-1);
-    this.#slotLength = new Int32Array(o.capacity);
-    this.#slotLevel = new Int16Array(o.capacity);
-    this.#slotTimestamp = new Uint32Array(o.capacity);
+    this.#stride = Math.min(INITIAL_STRIDE, o.maxPayloadBytes);
+    this.#pool = new Uint8Array(o.capacity * this.#stride);
+    this.#slots = new Float64Array(o.capacity * SLOT_FIELDS).fill(-1);
     this.#resetJitter();
   }
 
@@ -233,11 +242,12 @@ export class JitterBuffer {
     if (ext - this.#head >= this.#capacity) this.#dropOldestUntil(ext - this.#capacity + 1);
 
     const slot = ext % this.#capacity;
-    if (this.#slotExt[slot] === ext) {
+    if (this.#slots[slot * SLOT_FIELDS] === ext) {
       this.stats.duplicate++;
       return 'duplicate';
     }
-    const start = slot * this.#maxPayload;
+    if (payloadLength > this.#stride) this.#widen(payloadLength);
+    const start = slot * this.#stride;
     if (payloadOffset === 0 && payloadLength === payload.length) {
       this.#pool.set(payload, start);
     } else {
@@ -245,10 +255,10 @@ export class JitterBuffer {
       const pool = this.#pool;
       for (let i = 0; i < payloadLength; i++) pool[start + i] = payload[payloadOffset + i];
     }
-    this.#slotExt[slot] = ext;
-    this.#slotLength[slot] = payloadLength;
-    this.#slotLevel[slot] = audioLevel;
-    this.#slotTimestamp[slot] = timestamp >>> 0;
+    this.#slots[slot * SLOT_FIELDS] = ext;
+    this.#slots[slot * SLOT_FIELDS + 1] = payloadLength;
+    this.#slots[slot * SLOT_FIELDS + 2] = audioLevel;
+    this.#slots[slot * SLOT_FIELDS + 3] = timestamp >>> 0;
     this.#highest = this.#count === 0 || ext > this.#highest ? ext : this.#highest;
     this.#count++;
     this.#observeArrival(timestamp, arrivalMs);
@@ -289,12 +299,12 @@ export class JitterBuffer {
     this.#catchUp(nowMs);
 
     const slot = this.#head % this.#capacity;
-    if (this.#slotExt[slot] === this.#head) {
+    if (this.#slots[slot * SLOT_FIELDS] === this.#head) {
       this.#waitedFrames = 0;
       this.#outSlot = slot;
-      this.#outLevel = this.#slotLevel[slot];
-      this.#outTimestamp = this.#slotTimestamp[slot];
-      this.#slotExt[slot] = -1;
+      this.#outLevel = this.#slots[slot * SLOT_FIELDS + 2];
+      this.#outTimestamp = this.#slots[slot * SLOT_FIELDS + 3];
+      this.#slots[slot * SLOT_FIELDS] = -1;
       this.#count--;
       this.#advanceHead();
       return 'frame';
@@ -311,7 +321,7 @@ export class JitterBuffer {
     this.stats.lost++;
     this.#advanceHead();
     const next = this.#head % this.#capacity;
-    if (this.#slotExt[next] === this.#head) this.#nextSlot = next;
+    if (this.#slots[next * SLOT_FIELDS] === this.#head) this.#nextSlot = next;
     return 'lost';
   }
 
@@ -346,7 +356,7 @@ export class JitterBuffer {
   peekAudioLevel(): number {
     if (this.#count === 0) return -1;
     const slot = this.#head % this.#capacity;
-    return this.#slotExt[slot] === this.#head ? this.#slotLevel[slot] : -1;
+    return this.#slots[slot * SLOT_FIELDS] === this.#head ? this.#slots[slot * SLOT_FIELDS + 2] : -1;
   }
 
   /** Current target playout delay, a whole number of frames (lip-sync delay included). */
@@ -387,7 +397,7 @@ export class JitterBuffer {
    * `stats` keep counting, so they stay monotonic counters for metrics.
    */
   reset(): void {
-    this.#slotExt.fill(-1);
+    this.#slots.fill(-1);
     this.#anchored = false;
     this.#playing = false;
     this.#count = 0;
@@ -408,9 +418,24 @@ export class JitterBuffer {
     this.#resetJitter();
   }
 
+  /** A larger stride for a payload of `bytes` (at most `maxPayloadBytes`); buffered payloads move along. */
+  #widen(bytes: number): void {
+    let stride = this.#stride;
+    while (stride < bytes) stride *= 2;
+    stride = Math.min(stride, this.#maxPayload);
+    const pool = new Uint8Array(this.#capacity * stride);
+    for (let slot = 0; slot < this.#capacity; slot++) {
+      if (this.#slots[slot * SLOT_FIELDS] < 0) continue;
+      const from = slot * this.#stride;
+      pool.set(this.#pool.subarray(from, from + this.#slots[slot * SLOT_FIELDS + 1]), slot * stride);
+    }
+    this.#pool = pool;
+    this.#stride = stride;
+  }
+
   #view(slot: number): Uint8Array {
-    const start = slot * this.#maxPayload;
-    return this.#pool.subarray(start, start + this.#slotLength[slot]);
+    const start = slot * this.#stride;
+    return this.#pool.subarray(start, start + this.#slots[slot * SLOT_FIELDS + 1]);
   }
 
   #advanceHead(): void {
@@ -428,7 +453,7 @@ export class JitterBuffer {
   /** Starts over at `seq`: a new sender, or one so far from the old position that it is one. */
   #resync(seq: number): void {
     this.stats.discarded += this.#count;
-    this.#slotExt.fill(-1);
+    this.#slots.fill(-1);
     this.#count = 0;
     this.#anchored = true;
     this.#playing = false;
@@ -448,8 +473,8 @@ export class JitterBuffer {
     const stop = Math.min(newHead, this.#head + this.#capacity);
     for (let e = this.#head; e < stop; e++) {
       const slot = e % this.#capacity;
-      if (this.#slotExt[slot] === e) {
-        this.#slotExt[slot] = -1;
+      if (this.#slots[slot * SLOT_FIELDS] === e) {
+        this.#slots[slot * SLOT_FIELDS] = -1;
         this.#count--;
         this.stats.discarded++;
       }
@@ -475,8 +500,8 @@ export class JitterBuffer {
       return true;
     }
     const slot = this.#head % this.#capacity;
-    if (this.#slotExt[slot] !== this.#head || this.#slotExt[(this.#head + 1) % this.#capacity] !== this.#head + 1) return false;
-    this.#slotExt[slot] = -1;
+    if (this.#slots[slot * SLOT_FIELDS] !== this.#head || this.#slots[((this.#head + 1) % this.#capacity) * SLOT_FIELDS] !== this.#head + 1) return false;
+    this.#slots[slot * SLOT_FIELDS] = -1;
     this.#count--;
     this.#advanceHead();
     this.stats.discarded++;
@@ -501,8 +526,8 @@ export class JitterBuffer {
     const slot = this.#head % this.#capacity;
     const next = (this.#head + 1) % this.#capacity;
     // Only drop a frame whose successor is here, so catching up never creates a loss.
-    if (this.#slotExt[slot] !== this.#head || this.#slotExt[next] !== this.#head + 1) return;
-    this.#slotExt[slot] = -1;
+    if (this.#slots[slot * SLOT_FIELDS] !== this.#head || this.#slots[next * SLOT_FIELDS] !== this.#head + 1) return;
+    this.#slots[slot * SLOT_FIELDS] = -1;
     this.#count--;
     this.#advanceHead();
     this.stats.discarded++;

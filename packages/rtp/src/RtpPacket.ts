@@ -191,14 +191,8 @@ export function writeRtp(
   const csrcCount = csrcCountOf(fields);
   const hasExtension = fields.extensions !== undefined && fields.extensions.length > 0;
 
-  out[0] = 0x80 | (paddingLength > 0 ? 0x20 : 0) | (hasExtension ? 0x10 : 0) | csrcCount;
-  out[1] = (fields.marker === true ? 0x80 : 0) | fields.payloadType;
-  out[2] = (fields.sequenceNumber >> 8) & 0xff;
-  out[3] = fields.sequenceNumber & 0xff;
-  writeU32(out, 4, fields.timestamp >>> 0);
-  writeU32(out, 8, fields.ssrc >>> 0);
-  let offset = RTP_FIXED_HEADER_LENGTH;
-  for (let i = 0; i < csrcCount; i++, offset += 4) writeU32(out, offset, fields.csrcs![i] >>> 0);
+  let offset = writeRtpHeader(out, fields.payloadType, fields.marker === true, fields.sequenceNumber, fields.timestamp, fields.ssrc, fields.csrcs ?? NO_CSRCS, csrcCount);
+  out[0] |= (paddingLength > 0 ? 0x20 : 0) | (hasExtension ? 0x10 : 0);
   if (hasExtension) offset = writeHeaderExtensionBlock(out, offset, fields.extensions!);
   if (payloadLength === payload.length) out.set(payload, offset);
   else out.set(payload.subarray(0, payloadLength), offset);
@@ -208,6 +202,36 @@ export function writeRtp(
     offset += paddingLength;
     out[offset - 1] = paddingLength;
   }
+  return offset;
+}
+
+const NO_CSRCS: ArrayLike<number> = [];
+
+/**
+ * Writes the fixed header and `csrcCount` CSRCs (no extension, no padding) at the start of `out`;
+ * returns its length. The send path's form of `writeRtp`: nothing is checked (`out` must hold
+ * 12 + 4 × csrcCount bytes, csrcCount ≤ 15, payloadType 0..127), nothing allocated; the payload
+ * goes wherever the caller puts it (a batch gathers one shared payload behind many headers).
+ * Sequence number and timestamps are taken modulo their field width.
+ */
+export function writeRtpHeader(
+  out: Uint8Array,
+  payloadType: number,
+  marker: boolean,
+  sequenceNumber: number,
+  timestamp: number,
+  ssrc: number,
+  csrcs: ArrayLike<number>,
+  csrcCount: number,
+): number {
+  out[0] = 0x80 | csrcCount;
+  out[1] = (marker ? 0x80 : 0) | payloadType;
+  out[2] = (sequenceNumber >> 8) & 0xff;
+  out[3] = sequenceNumber & 0xff;
+  writeU32(out, 4, timestamp >>> 0);
+  writeU32(out, 8, ssrc >>> 0);
+  let offset = RTP_FIXED_HEADER_LENGTH;
+  for (let i = 0; i < csrcCount; i++, offset += 4) writeU32(out, offset, csrcs[i] >>> 0);
   return offset;
 }
 

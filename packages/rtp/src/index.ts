@@ -3,6 +3,7 @@ export {
   RTP_FIXED_HEADER_LENGTH,
   parseRtp,
   writeRtp,
+  writeRtpHeader,
   buildRtp,
   rtpPacketLength,
   isRtcpPacket,

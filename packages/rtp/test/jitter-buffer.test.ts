@@ -275,6 +275,22 @@ describe('JitterBuffer memory and input handling', () => {
     expect(jb.stats.tooLarge).toBe(1);
   });
 
+  it('keeps buffered payloads intact when a larger one widens the slots', () => {
+    const jb = new JitterBuffer({ initialDelayMs: 20 });
+    const sizes = [3, 200, 1400, 40, 1500, 7];
+    const payloadOf = (seq: number) => Uint8Array.from({ length: sizes[seq] }, (_, i) => (seq * 31 + i) & 0xff);
+    // Both ways in: a small one buffered before the large ones, and a payload inside a datagram (offset).
+    for (let seq = 0; seq < sizes.length; seq++) {
+      const datagram = new Uint8Array(12 + sizes[seq]);
+      datagram.set(payloadOf(seq), 12);
+      expect(jb.push(seq, seq * FRAME_TS, datagram, seq * FRAME_MS, -1, 12, sizes[seq])).toBe('accepted');
+    }
+    for (let seq = 0; seq < sizes.length; seq++) {
+      expect(jb.pop(100 + seq * FRAME_MS)).toBe('frame');
+      expect([...jb.payload]).toEqual([...payloadOf(seq)]);
+    }
+  });
+
   it('discards the oldest packets when more than capacity are buffered', () => {
     const jb = new JitterBuffer({ capacity: 64 });
     for (let seq = 0; seq < 70; seq++) push(jb, seq, 0);

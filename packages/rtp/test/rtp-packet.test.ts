@@ -11,6 +11,7 @@ import {
   rtpPacketLength,
   validateHeaderExtensions,
   writeRtp,
+  writeRtpHeader,
   buildSenderReport,
 } from '../src/index.js';
 import type { RtpDropReason } from '../src/index.js';
@@ -114,6 +115,19 @@ describe('RTP build → parse round trip', () => {
     expect(h.timestamp).toBe(0xffffffff);
     expect([...h.csrcs.subarray(0, h.csrcCount)]).toEqual([10, 20]);
     expect(h.payloadLength).toBe(4);
+  });
+
+  it('writes the same header as writeRtp with writeRtpHeader (the payload left to the caller)', () => {
+    const a = new Uint8Array(100).fill(0xee);
+    const b = new Uint8Array(100).fill(0xee);
+    const fields = { payloadType: 111, sequenceNumber: 65537, timestamp: 2 ** 32 + 7, ssrc: 0xfedcba98, marker: true, csrcs: Uint32Array.of(1, 0xffffffff, 3), csrcCount: 3 };
+    const n = writeRtpHeader(b, 111, true, 65537, 2 ** 32 + 7, 0xfedcba98, fields.csrcs, 3);
+    expect(n).toBe(24);
+    expect(writeRtp(a, fields, payload, 4)).toBe(n + 4);
+    expect([...b.subarray(0, n)]).toEqual([...a.subarray(0, n)]);
+    expect(b[n]).toBe(0xee);
+    const h = parsed(a, n + 4);
+    expect([h.marker, h.payloadType, h.sequenceNumber, h.timestamp, h.ssrc]).toEqual([true, 111, 1, 7, 0xfedcba98]);
   });
 
   it('throws RangeError for an output buffer that is too small or fields out of range', () => {
