@@ -4,7 +4,8 @@
  * SegmentWriter (remux + age) into the store, and keeps the manifest beside them.
  *
  * The tap calls in synchronously from the mixer's hot path; frames are copied into a bounded queue
- * that one async pump drains, so a slow disk never stalls the mix. A queue that overflows drops
+ * that one async pump drains in passes (every `drainMs`, sooner when a quarter of the queue is
+ * used: not one promise chain per frame), so a slow disk never stalls the mix. A queue that overflows drops
  * frames, counted and logged (video then waits for the next keyframe, which is asked for).
  *
  * Audio comes out of the mixer before video of the same media time (video has an encode to go
@@ -32,6 +33,11 @@ export const RECORDING_DEFAULTS = Object.freeze({
   videoWaitMs: 1500,
   /** After a write error, a new segment is tried no sooner than this. */
   retryAfterMs: 1000,
+  /**
+   * Queued frames are written in one pass at most this long after the first of them arrived
+   * (sooner once a quarter of the queue is used), not one promise chain per frame as they come.
+   */
+  drainMs: 100,
 });
 
 export type RecordingState = 'recording' | 'stopped' | 'failed';
@@ -139,6 +145,9 @@ export class Recording extends EventEmitter<RecordingEvents> {
   /** Audio that came before the first keyframe of a segment with video (at most videoWaitMs). */
   private preroll: QueuedFrame[] = [];
   private pumping: Promise<void> | null = null;
+  /** The pass that will drain the queue (see RECORDING_DEFAULTS.drainMs). */
+  private drainTimer: NodeJS.Timeout | null = null;
+  private readonly drainAt: number;
   private unsubscribe: (() => void) | null = null;
   private videoNeedsKeyframe = true;
   private retryAt = 0;
@@ -160,6 +169,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
     this.maxQueue = opts.maxQueueFrames ?? RECORDING_DEFAULTS.maxQueueFrames;
     this.audioHoldMs = opts.audioHoldMs ?? RECORDING_DEFAULTS.audioHoldMs;
     this.videoWaitMs = opts.videoWaitMs ?? RECORDING_DEFAULTS.videoWaitMs;
+    this.drainAt = Math.max(1, Math.floor(this.maxQueue / 4));
     this.now = opts.now ?? (() => performance.now());
     if (opts.rendition !== false && opts.videoCodec === null) throw new RangeError('a recording with video needs its codec');
   }
@@ -262,6 +272,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
     this.unsubscribe?.();
     this.unsubscribe = null;
     this.queue.length = 0;
+    this.cancelDrain();
     this.heldAudio.length = 0;
     this.preroll = [];
   }
@@ -305,10 +316,23 @@ export class Recording extends EventEmitter<RecordingEvents> {
       return;
     }
     this.queue.push(f);
+    if (this.pumping) return;
+    if (this.queue.length >= this.drainAt) this.drain();
+    else this.drainTimer ??= setTimeout(() => this.drain(), RECORDING_DEFAULTS.drainMs).unref();
+  }
+
+  /** Starts the pump now (if it is not running): the queued frames are written in one pass. */
+  private drain(): void {
+    this.cancelDrain();
     this.pumping ??= this.pump().finally(() => {
       this.pumping = null;
-      if (this.queue.length > 0 && this.stateValue === 'recording') this.pumping ??= this.pump();
+      if (this.queue.length > 0 && this.stateValue === 'recording') this.drain();
     });
+  }
+
+  private cancelDrain(): void {
+    if (this.drainTimer) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
   }
 
   // --- writer side (one async pump) ---
@@ -461,6 +485,7 @@ export class Recording extends EventEmitter<RecordingEvents> {
       await this.ready;
       if (this.stateValue !== 'recording') return this.manifest();
       for (const a of this.heldAudio.splice(0)) this.enqueue(a);
+      if (this.queue.length > 0) this.drain();
       while (this.pumping) await this.pumping;
       try {
         if (this.current === null && this.preroll.length > 0) {

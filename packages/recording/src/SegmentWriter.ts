@@ -68,6 +68,8 @@ export class SegmentWriter {
   private readonly age: Promise<AgeStreamWriter>;
   private readonly started: Promise<void>;
   private failed: Error | null = null;
+  /** `started` has resolved: frames skip awaiting it (one promise hop less per frame). */
+  private running = false;
 
   constructor(private readonly opts: SegmentWriterOptions) {
     this.container = containerFor(opts.videoCodec);
@@ -114,9 +116,12 @@ export class SegmentWriter {
     this.output.addAudioTrack(this.audio);
     this.output.setMetadataTags({ comment: opts.comment, ...(opts.title ? { title: opts.title } : {}) });
     this.started = this.output.start();
-    this.started.catch((err) => {
-      this.failed ??= err as Error;
-    });
+    this.started.then(
+      () => (this.running = true),
+      (err) => {
+        this.failed ??= err as Error;
+      },
+    );
   }
 
   /** Ciphertext bytes stored so far. */
@@ -130,7 +135,7 @@ export class SegmentWriter {
 
   /** Adds an Opus frame at `seconds` from the segment's start; `data` is the caller's own copy (kept until written). */
   async addAudio(data: Uint8Array, seconds: number, durationS: number): Promise<void> {
-    await this.started;
+    if (!this.running) await this.started;
     // Matroska and MP4 need non-decreasing timestamps per track.
     if (seconds < this.lastAudioS) return;
     this.lastAudioS = seconds;
@@ -148,7 +153,7 @@ export class SegmentWriter {
    */
   async addVideo(data: Uint8Array, seconds: number, keyframe: boolean, width: number, height: number): Promise<void> {
     if (!this.video) return;
-    await this.started;
+    if (!this.running) await this.started;
     if (seconds <= this.lastVideoS) seconds = this.lastVideoS + 0.001;
     this.lastVideoS = seconds;
     const held = this.heldVideo;
