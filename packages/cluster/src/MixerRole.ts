@@ -47,6 +47,7 @@ import {
   subjects,
   TreeController,
   type Bus,
+  type EventDefinition,
   type EventStore,
   type Logger,
   type PlacementReply,
@@ -572,6 +573,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     }
     // The recordings go on here, each as a new part after what the old holder stored.
     if (def.recordings && def.recordings.length > 0) void this.node.recordings.resume(e, def.recordings, 0);
+    // Armed to record on its first presenter and nobody joined yet: armed here now.
+    else if (def.recordOnJoin) this.node.recordings.recordOnJoin(e, def.recordOnJoin);
     this.log.info({ event: id, epoch, previousHolder: def.mixer, rebuildMs: Math.round(performance.now() - started) }, 'event taken over');
     this.emit('tookOver', id, epoch);
   }
@@ -605,6 +608,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       kicked: e.moderation.kicked,
       stages: e.moderation.stages,
       recordings: this.node.recordings.definitionsOf(id).slice(0, 64),
+      recordOnJoin: armedRequest(this.node.recordings.armedOf(id)),
     });
   }
 
@@ -816,6 +820,8 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     const def = await this.events.get(entry.id).catch(() => null);
     if (def?.recordings && def.recordings.length > 0 && this.node.registry.has(entry.id)) {
       void this.node.recordings.resume(this.node.registry.get(entry.id), def.recordings, HANDOVER_RECORDING_WAIT_MS);
+    } else if (def?.recordOnJoin && this.node.registry.has(entry.id)) {
+      this.node.recordings.recordOnJoin(this.node.registry.get(entry.id), def.recordOnJoin);
     }
     const media = { host: this.#opts.advertiseHost ?? mediaAddressFor(this.#mediaHost), port: entry.sender.address.port };
     entry.keys.announce();
@@ -886,7 +892,7 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
   };
 
   #storedState(e: EventRecord): string {
-    return storedState(e, this.node.recordings.definitionsOf(e.id));
+    return storedState(e, this.node.recordings.definitionsOf(e.id), this.node.recordings.armedOf(e.id) !== undefined);
   }
 
   #childCount(): number {
@@ -942,7 +948,13 @@ function streamMapOf(streams: readonly FeedStream[]): Map<number, StreamInfo> {
   return map;
 }
 
-/** What a holder keeps in the event's stored definition beyond its creation: layout, mutes, kicks, stages, recordings. */
-function storedState(e: EventRecord, recordings: readonly { id: string }[]): string {
-  return JSON.stringify([e.mixer.layout, e.moderation.muted, e.moderation.kicked, e.moderation.stages, recordings.map((r) => r.id)]);
+/** An armed record-on-first-presenter request as stored in the definition. */
+function armedRequest(req: { readonly recipients?: readonly string[]; rendition?: string | false; segmentMinutes?: number } | undefined): EventDefinition['recordOnJoin'] {
+  if (!req) return undefined;
+  return { recipients: req.recipients ? [...req.recipients] : undefined, rendition: req.rendition, segmentMinutes: req.segmentMinutes };
+}
+
+/** What a holder keeps in the event's stored definition beyond its creation: layout, mutes, kicks, stages, recordings, armed to record. */
+function storedState(e: EventRecord, recordings: readonly { id: string }[], armed: boolean): string {
+  return JSON.stringify([e.mixer.layout, e.moderation.muted, e.moderation.kicked, e.moderation.stages, recordings.map((r) => r.id), armed]);
 }

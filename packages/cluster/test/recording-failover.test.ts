@@ -308,4 +308,49 @@ describe('a recording across a mixer failover and a planned move', () => {
     expect(rewritten.stdout).toMatch(/part 1's MAC does not match/);
     await presenter.stop();
   }, 150_000);
+
+  it('an event created to record on its first presenter is armed again on the new holder after a SIGKILL, and records there', async () => {
+    const identity = join(dir, 'armed-key.txt');
+    expect(spawnSync('age-keygen', ['-o', identity]).status).toBe(0);
+    const recipient = spawnSync('age-keygen', ['-y', identity]).stdout.toString().trim();
+    const cluster = `ra${Date.now().toString(36)}`;
+    const mb = await mixer(cluster, 'mb');
+    const spawned = await spawnMixerChild({ natsUrl: server.url, cluster, nodeId: 'ma', secret: SECRET, adminToken: ADMIN, recordingsDir: join(dir, 'ma') });
+    child = spawned.child;
+    await waitFor(() => mb.controller.registry.has('ma'), 5000, 'ma registered');
+    const created = await fetch(`${spawned.url}/api/events?placed=1`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'armed-across-failover', record: { recipients: [recipient], rendition: false, segmentMinutes: 0.05 } }),
+    });
+    expect(created.status, await created.clone().text()).toBe(201);
+    const event = (await created.json()) as { id: string; tokens: { presenter: string } };
+    await waitFor(async () => (await mb.events.get(event.id))?.mixer === 'ma', 5000, 'the event held by ma');
+    // Armed, nobody joined yet: the request (public recipients) is stored with the event.
+    await waitFor(async () => (await mb.events.get(event.id))?.recordOnJoin?.recipients?.[0] === recipient, 5000, 'armed, stored with the event');
+    spawned.child.kill('SIGKILL');
+    await new Promise<void>((resolve) => mb.once('tookOver', () => resolve()));
+    expect(mb.node.recordings.definitionsOf(event.id)).toEqual([]);
+    const late = new Presenter();
+    try {
+      await late.publish(`${mb.node.url}/whip/${event.id}`, event.tokens.presenter);
+      await waitFor(() => mb.node.recordings.definitionsOf(event.id).length === 1, 10_000, 'recording on the first presenter, on the new holder');
+      const rid = mb.node.recordings.definitionsOf(event.id)[0].id;
+      await waitFor(async () => (await mb.events.get(event.id))?.recordOnJoin === undefined, 5000, 'no longer armed in the stored definition');
+      const store = mb.node.recordings.recorder;
+      await waitFor(async () => ((await store.manifest(event.id, rid))?.segments.filter((x) => x.complete).length ?? 0) >= 1, 15_000, 'a complete segment');
+      const seg = (await store.manifest(event.id, rid))!.segments.find((x) => x.complete)!;
+      const res = await fetch(`${mb.node.url}/api/events/${event.id}/recordings/${rid}/segments/${seg.index}`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      expect(res.status).toBe(200);
+      const enc = join(dir, 'armed.age');
+      const plain = join(dir, 'armed.webm');
+      writeFileSync(enc, Buffer.from(await res.arrayBuffer()));
+      const dec = spawnSync('age', ['-d', '-i', identity, '-o', plain, enc]);
+      expect(dec.status, dec.stderr.toString()).toBe(0);
+      // Recorded to the recipient the event was created with; the presenter's tone is in it.
+      expect(toneSeconds(decodePcm(plain))).toBeGreaterThan(1);
+    } finally {
+      await late.stop();
+    }
+  }, 90_000);
 });

@@ -217,6 +217,17 @@ export const eventDefinitionSchema = z.object({
     )
     .max(64)
     .optional(),
+  /**
+   * Armed to record when its first presenter joins (`"record"` at creation), not started yet: a new
+   * holder arms it again. Recipients as resolved by the node that armed it (public keys).
+   */
+  recordOnJoin: z
+    .object({
+      recipients: z.array(z.string().regex(/^age1[02-9ac-hj-np-z]{58}$/)).min(1).max(32).optional(),
+      rendition: z.union([z.string().min(1).max(64), z.literal(false)]).optional(),
+      segmentMinutes: z.number().positive().max(24 * 60).optional(),
+    })
+    .optional(),
 });
 export type EventDefinition = z.infer<typeof eventDefinitionSchema>;
 

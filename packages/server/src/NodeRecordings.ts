@@ -53,7 +53,8 @@ export class NodeRecordings {
   private readonly counters: RecordingCounters;
   /** Events that ended here: a new recording on one is a 409 (its recordings stay listed). */
   private readonly ended = new Set<string>();
-  private readonly armed = new Map<string, NodeJS.Timeout>();
+  /** Events armed to record on their first presenter: the poll and the request (recipients resolved). */
+  private readonly armed = new Map<string, { timer: NodeJS.Timeout; req: StartRecordingRequest }>();
   private closed = false;
 
   constructor(private readonly opts: NodeRecordingsOptions, store?: RecordingStore) {
@@ -124,6 +125,10 @@ export class NodeRecordings {
   /** Starts recording `e` when its first presenter joins. */
   recordOnJoin(e: EventRecord, req: StartRecordingRequest): void {
     if (this.closed) return;
+    this.disarm(e.id);
+    // The recipients it will record to, fixed now: a new holder (failover) records to the same ones.
+    const recipients = req.recipients && req.recipients.length > 0 ? req.recipients : this.opts.defaultRecipients;
+    if (recipients && recipients.length > 0) req = { ...req, recipients: [...recipients] };
     const timer = setInterval(() => {
       if (e.mixer.isClosed) return this.disarm(e.id);
       if (e.mixer.mixer.size === 0) return;
@@ -133,12 +138,17 @@ export class NodeRecordings {
         (err: Error) => this.opts.log.error({ event: e.id, err: err.message }, 'recording on the first presenter failed to start'),
       );
     }, ARM_POLL_MS);
-    this.armed.set(e.id, timer);
+    this.armed.set(e.id, { timer, req });
+  }
+
+  /** The request an event is armed with (to record on its first presenter), if it is. */
+  armedOf(id: string): StartRecordingRequest | undefined {
+    return this.armed.get(id)?.req;
   }
 
   private disarm(id: string): void {
-    const t = this.armed.get(id);
-    if (t) clearInterval(t);
+    const a = this.armed.get(id);
+    if (a) clearInterval(a.timer);
     this.armed.delete(id);
   }
 
