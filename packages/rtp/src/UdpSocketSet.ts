@@ -266,12 +266,7 @@ export class UdpSendBatch {
       this.#withTail,
       this.#results,
     );
-    this.sent += sent;
-    if (sent < count) {
-      this.failed += count - sent;
-      if (onFailure) for (let i = 0; i < count; i++) if (this.#results[i] !== 0) onFailure(this.#tags[i], this.#results[i]);
-    }
-    return sent;
+    return this.#account(sent, count, this.#tags, onFailure);
   }
 
   /** Thread mode: waits until the batch handed over last has left and reports it (as `flush` does). */
@@ -303,16 +298,22 @@ export class UdpSendBatch {
       this.#results,
     );
     // `results` now holds the previous batch's outcome, tagged by `#pendingTags`.
-    this.sent += sent;
-    if (sent < pending) {
-      this.failed += pending - sent;
-      if (onFailure) for (let i = 0; i < pending; i++) if (this.#results[i] !== 0) onFailure(this.#pendingTags[i], this.#results[i]);
-    }
+    this.#account(sent, pending, this.#pendingTags, onFailure);
     if (count > 0) {
       if (this.#pendingTags.length < count) this.#pendingTags = new Int32Array(this.#tags.length);
       this.#pendingTags.set(this.#tags.subarray(0, count));
     }
     this.#pending = count;
+    return sent;
+  }
+
+  /** Counts a batch of `count` that left with `sent` sent; reports each failed datagram by its tag. */
+  #account(sent: number, count: number, tags: Int32Array, onFailure: SendFailure | undefined): number {
+    this.sent += sent;
+    if (sent < count) {
+      this.failed += count - sent;
+      if (onFailure) for (let i = 0; i < count; i++) if (this.#results[i] !== 0) onFailure(tags[i], this.#results[i]);
+    }
     return sent;
   }
 
