@@ -70,6 +70,8 @@ const STALL_MS = Number(process.env.BENCH_STALL_MS ?? 8000);
 /** Overall bound: a viewer not connected by then is counted as failed, never waited for. */
 const GIVE_UP_MS = Number(process.env.BENCH_GIVE_UP_MS ?? 40_000);
 let retries = 0;
+/** Why attempts were started over, and how often. */
+const retryReasons = new Map<string, number>();
 
 /**
  * One viewer, retrying like a player: werift's client DTLS sometimes stalls for good when 100
@@ -85,6 +87,8 @@ async function connect(start: number): Promise<Viewer> {
     } catch (err) {
       lastError = err;
       retries++;
+      const why = String(err instanceof Error ? err.message : err).replace(/\d+ ms/, 'N ms');
+      retryReasons.set(why, (retryReasons.get(why) ?? 0) + 1);
     }
   }
   throw lastError instanceof Error ? lastError : new Error(String(lastError));
@@ -155,6 +159,7 @@ process.on('message', async (msg: { cmd: string }) => {
     const failures = results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
     const med = (i: number) => viewers.map((v) => v.phases[i]).sort((a, b) => a - b)[viewers.length >> 1];
     process.stderr.write(`  child: gathered p50 ${med(0)?.toFixed(0)} ms, answered p50 ${med(1)?.toFixed(0)} ms\n`);
+    for (const [why, n] of retryReasons) process.stderr.write(`  child: ${n} started over: ${why}\n`);
     process.send!({ cmd: 'connected', connectMs: viewers.map((v) => v.connectMs), failures: failures.slice(0, 3), failed: failures.length, retries });
   } else if (msg.cmd === 'reset') {
     for (const v of viewers) {

@@ -48,6 +48,8 @@ export interface SharedUdpPortStats {
   batches: number;
   batchFallbacks: number;
   dropped: Record<string, number>;
+  /** The `unknown_source` drops by what they were: stun (a response or indication), dtls, rtp, rtcp, other. */
+  unrouted: Record<string, number>;
 }
 
 const STUN_MAGIC_COOKIE = 0x2112a442;
@@ -68,6 +70,15 @@ interface Route {
 }
 
 /** RFC 7983: a first byte 0-3 with the magic cookie is STUN (DTLS is 20-63, RTP/RTCP 128-191). */
+/** What an unrouted datagram was (RFC 7983 demultiplexing), for the drop counters. */
+function kindOf(msg: Buffer): string {
+  const b = msg[0];
+  if (b < 4) return looksLikeStun(msg) ? 'stun' : 'other';
+  if (b >= 20 && b <= 63) return 'dtls';
+  if (b >= 128 && b <= 191) return msg.length > 1 && msg[1] >= 192 && msg[1] <= 223 ? 'rtcp' : 'rtp';
+  return 'other';
+}
+
 function looksLikeStun(msg: Buffer): boolean {
   return msg.length >= 20 && msg[0] < 4 && msg.readUInt32BE(4) === STUN_MAGIC_COOKIE;
 }
@@ -163,6 +174,8 @@ export class SharedUdpPort {
   drained = 0;
   readonly #transports = new Set<SharedPortTransport>();
   readonly #dropped: Record<string, number> = {};
+  /** The `unknown_source` drops by what they were (stun, dtls, rtp, rtcp, other). */
+  readonly #unrouted: Record<string, number> = {};
   #datagramsIn = 0;
   #stunRouted = 0;
   #closed = false;
@@ -284,6 +297,7 @@ export class SharedUdpPort {
       batches: this.batches,
       batchFallbacks: this.batchFallbacks,
       dropped: { ...this.#dropped },
+      unrouted: { ...this.#unrouted },
     };
   }
 
@@ -341,7 +355,11 @@ export class SharedUdpPort {
       t.onData(msg, route.addr);
       return;
     }
-    if (route === undefined) return this.#drop('unknown_source');
+    if (route === undefined) {
+      const kind = kindOf(msg);
+      this.#unrouted[kind] = (this.#unrouted[kind] ?? 0) + 1;
+      return this.#drop('unknown_source');
+    }
     route.transport.onData(msg, route.addr);
   }
 

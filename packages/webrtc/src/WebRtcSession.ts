@@ -7,6 +7,27 @@ import { sharedTransportsOf } from './SharedUdpPort.js';
 
 export type SessionKind = 'whip' | 'whep';
 
+/**
+ * Gives the session's ICE agent a 64-bit ufrag before the answer carries it. werift makes 4 hex
+ * digits (16 bits, where RFC 8445 §5.3 asks for at least 24): among 1,000 sessions on one shared
+ * port about 8 pairs would share a ufrag, and the later of each pair could never connect (its
+ * Binding requests checked against the other's password). werift keeps a ufrag → password history
+ * for the checks it answers; the new ufrag is added to it.
+ */
+function widenIceUfrag(pc: RTCPeerConnection): void {
+  for (const it of (pc as unknown as { iceTransports: { connection?: IceAgentCredentials }[] }).iceTransports) {
+    const c = it.connection;
+    if (!c || typeof c.localUsername !== 'string' || c.localUsername.length >= 16) continue;
+    c.localUsername = randomBytes(8).toString('hex');
+    c.userHistory[c.localUsername] = c.localPassword;
+  }
+}
+interface IceAgentCredentials {
+  localUsername: string;
+  localPassword: string;
+  userHistory: Record<string, string>;
+}
+
 export interface SessionEvents {
   close: [reason: string];
 }
@@ -67,6 +88,7 @@ export abstract class WebRtcSession extends EventEmitter<SessionEvents> {
   /** Applies the offer, waits for ICE gathering (WHIP/WHEP are not trickled) and returns the answer. */
   async answer(offer: string, allow: (address: string) => boolean, publicIp?: string): Promise<string> {
     await this.pc.setRemoteDescription({ type: 'offer', sdp: filterCandidates(offer, allow) });
+    widenIceUfrag(this.pc);
     await this.pc.setLocalDescription(await this.pc.createAnswer());
     if (this.pc.iceGatheringState !== 'complete') {
       await new Promise<void>((resolve) => {

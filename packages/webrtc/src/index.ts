@@ -1,3 +1,4 @@
+import "./DtlsCrypto.js";
 export { WebRtcEdge, programSourceOf } from './WebRtcEdge.js';
 export type { EdgeStats, WebRtcEdgeOptions } from './WebRtcEdge.js';
 export { WebRtcSession } from './WebRtcSession.js';
@@ -24,3 +25,4 @@ export { SharedUdpPort, SharedPortTransport } from './SharedUdpPort.js';
 export type { SharedUdpPortOptions, SharedUdpPortStats } from './SharedUdpPort.js';
 export { NativeFanOut, fanOutBinding, nativeFanOutEnabled, setNativeFanOut } from './NativeFanOut.js';
 export type { FanOutMember, NativeFanOutStats } from './NativeFanOut.js';
+export { setFastDtlsCrypto, fastDtlsCryptoEnabled, weriftDtlsCrypto } from './DtlsCrypto.js';

@@ -61,7 +61,10 @@ describe('one UDP port for every WebRTC session', () => {
     for (const c of all) {
       expect(answerPorts(c).length).toBeGreaterThan(0);
       expect(new Set(answerPorts(c))).toEqual(new Set([rtcPort]));
+      // 64 random bits per session (werift's own 16 bits collide among hundreds of sessions on one port).
+      expect(answerUfrag(c)).toMatch(/^[0-9a-f]{16}$/);
     }
+    expect(new Set(all.map(answerUfrag)).size).toBe(all.length);
     await paceClients([{ client: a, freq: 440 }, { client: b, freq: 1250 }], 2500);
     const last = (c: WebRtcClient) => c.decodeReceived(Math.max(0, c.received.length - 40));
     expect(tonePower(last(a), 1250)).toBeGreaterThan(100 * tonePower(last(a), 440));
@@ -120,6 +123,10 @@ describe('one UDP port for every WebRTC session', () => {
     send(Buffer.from([22, 254, 253, 0, 0])); // DTLS from nowhere
     const delta = (reason: string) => (node.edge.stats().rtcPort!.dropped[reason] ?? 0) - (before[reason] ?? 0);
     expect(await until(() => delta('unknown_source') === 2, 3000, 10)).toBe(true);
+    // …and says what they were.
+    const unrouted = node.edge.stats().rtcPort!.unrouted;
+    expect(unrouted.rtp).toBeGreaterThanOrEqual(1);
+    expect(unrouted.dtls).toBeGreaterThanOrEqual(1);
     expect(delta('unknown_ufrag')).toBe(1);
     expect(delta('bad_integrity')).toBe(1);
     expect(delta('no_username')).toBe(1);
