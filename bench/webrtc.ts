@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { buildRtp } from '@mcu/rtp';
 import { OpusEncoder } from '@mcu/codec';
 import { McuNode } from '@mcu/server';
-import { fanOutBinding, fastDtlsCryptoEnabled, loadSrtpGcm, setNativeFanOut, setNativeSrtp } from '@mcu/webrtc';
+import { dtlsHelloGuardStats, fanOutBinding, fastDtlsCryptoEnabled, loadSrtpGcm, setNativeFanOut, setNativeSrtp } from '@mcu/webrtc';
 import type { ProgramSource, VideoPacketSink } from '@mcu/webrtc';
 import { ClipSender, lavfiClip } from '../packages/mixer/test/videoMedia.js';
 
@@ -337,6 +337,8 @@ const result = {
   joinViewersCpuMsPerViewer: +(joinViewersCpuMs / Math.max(1, N)).toFixed(2),
   /** Which public-key code the DTLS handshakes used (MCU_FAST_DTLS_CRYPTO=0: werift's own JavaScript). */
   dtlsCrypto: fastDtlsCryptoEnabled() ? 'openssl' : 'werift',
+  /** Repeated HelloVerifyRequests the node's DTLS clients dropped (werift failed the handshake on them; MCU_DTLS_HELLO_GUARD=0 puts that back). */
+  repeatedHelloVerifyDropped: dtlsHelloGuardStats().enabled ? dtlsHelloGuardStats().droppedHelloVerifyRequests : null,
   idleCpuPct: +idleCpu.toFixed(1),
   cpuPerViewerPct: fast.cpuPerViewerPct,
   viewersPerCore: fast.viewersPerCore,

@@ -1,4 +1,5 @@
-import "./DtlsCrypto.js";
+import './DtlsCrypto.js';
+import './DtlsHello.js';
 export { WebRtcEdge, programSourceOf } from './WebRtcEdge.js';
 export type { EdgeStats, WebRtcEdgeOptions } from './WebRtcEdge.js';
 export { WebRtcSession } from './WebRtcSession.js';
@@ -26,3 +27,4 @@ export type { SharedUdpPortOptions, SharedUdpPortStats } from './SharedUdpPort.j
 export { NativeFanOut, fanOutBinding, nativeFanOutEnabled, setNativeFanOut } from './NativeFanOut.js';
 export type { FanOutMember, NativeFanOutStats } from './NativeFanOut.js';
 export { setFastDtlsCrypto, fastDtlsCryptoEnabled, weriftDtlsCrypto } from './DtlsCrypto.js';
+export { setDtlsHelloGuard, dtlsHelloGuardStats } from './DtlsHello.js';
