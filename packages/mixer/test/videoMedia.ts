@@ -59,6 +59,9 @@ export class ClipSender {
     let sent = 0;
     this.timer = setInterval(() => {
       const due = Math.floor((performance.now() - t0) / (1000 / 30)) + 1;
+      // A live source that fell behind (a starved event loop) skips what it could not send in time
+      // instead of sending seconds of frames in one burst.
+      if (due - sent > 3) sent = due - 3;
       while (sent < due) {
         this.sendFrame();
         sent++;

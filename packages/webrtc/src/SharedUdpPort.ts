@@ -160,6 +160,9 @@ function installHook(): void {
   };
 }
 
+/** Datagrams a batch holds before it is sent without waiting for the end of the synchronous run. */
+const FLUSH_AT = 1024;
+
 export class SharedUdpPort {
   readonly socket: dgram.Socket;
   readonly #byUfrag = new Map<string, SharedPortTransport>();
@@ -257,6 +260,12 @@ export class SharedUdpPort {
     if (batch === null || this.#closed || ipv4 < 0 || packet.length > batch.headStride) return false;
     batch.add(this.#queued.length, this.#fd, ipv4, port, packet, packet.length, false);
     this.#queued.push({ packet, port, host });
+    // A caller that queues without end in one synchronous run (a late source catching up) sends
+    // as it goes: the batch stays bounded (1,024 datagrams, 1.5 MiB) instead of growing.
+    if (batch.length >= FLUSH_AT) {
+      this.flush();
+      return true;
+    }
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(this.flush);

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classes, Message, methods } from 'werift';
 import { McuNode } from '@mcu/server';
+import { SharedUdpPort } from '../src/index.js';
 import { LOOPBACK, paceClients, tonePower, WebRtcClient } from './client.js';
 import { until } from '../../mixer/test/videoMedia.js';
 
@@ -140,5 +141,26 @@ describe('one UDP port for every WebRTC session', () => {
     expect(await until(() => viewer.received.length > n + 10, 3000, 20)).toBe(true);
     stranger.close();
     expect(await viewer.hangUp()).toBe(200);
+  });
+
+  it('a sender that queues thousands of datagrams in one synchronous run sends them as it goes, all delivered', async () => {
+    const port = await SharedUdpPort.open({ port: await freePort(), host: '127.0.0.1' });
+    const rx = dgram.createSocket({ type: 'udp4', recvBufferSize: 16 << 20 });
+    rx.bind(0, '127.0.0.1');
+    await once(rx, 'listening');
+    let got = 0;
+    rx.on('message', () => void got++);
+    try {
+      const t = port.createTransport();
+      const packet = Buffer.alloc(200, 7);
+      const before = port.batches;
+      // 5,000 in one run, as a late video source catching up would: no microtask in between.
+      for (let i = 0; i < 5000; i++) expect(t.queue(packet, 0x7f000001, rx.address().port, '127.0.0.1')).toBe(true);
+      expect(port.batches - before).toBeGreaterThanOrEqual(4);
+      expect(await until(() => got === 5000, 3000, 10)).toBe(true);
+    } finally {
+      port.close();
+      rx.close();
+    }
   });
 });
