@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { WebRtcEdge } from '@mcu/webrtc';
+import { dtlsHelloGuardStats } from '@mcu/webrtc';
 import type { VideoMixerStats, VideoRenditionStatsSnapshot } from '@mcu/mixer';
 import type { EventRecord, EventRegistry } from './EventRegistry.js';
 import type { Restreams } from './Restreams.js';
@@ -232,6 +233,15 @@ export function webrtcMetrics(registry: Registry, edge: WebRtcEdge): void {
     collect() {
       this.reset();
       this.inc(edge.stats().rejected);
+    },
+  });
+  new Counter({
+    name: 'mcu_webrtc_dtls_repeated_hello_dropped_total',
+    help: 'Repeated DTLS HelloVerifyRequests the node dropped (a slow or distant server answered a resent ClientHello too; werift failed the handshake on them)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(dtlsHelloGuardStats().droppedHelloVerifyRequests);
     },
   });
   new Counter({

@@ -134,6 +134,7 @@ describe('one UDP port for every WebRTC session', () => {
     // And the node exports them.
     const metrics = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })).text();
     expect(metrics).toMatch(/mcu_webrtc_port_dropped_total\{reason="bad_integrity"\} [1-9]/);
+    expect(metrics).toMatch(/^mcu_webrtc_dtls_repeated_hello_dropped_total \d+$/m);
     await new Promise((r) => setTimeout(r, 100));
     // Nothing answered the stranger, and the viewer still plays.
     expect(answers).toHaveLength(0);
