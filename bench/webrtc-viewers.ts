@@ -8,6 +8,7 @@
  * would take the cores the node is measured on.
  */
 import { RTCPeerConnection } from 'werift';
+import { isRtcpPacket } from '@mcu/rtp';
 import { addressAllowList, disableDefaultStun, filterCandidates, peerConfig } from '@mcu/webrtc';
 
 const [whep, token, countText, kind] = process.argv.slice(2);
@@ -66,7 +67,7 @@ function countRtp(v: Viewer): void {
       socket.removeAllListeners('message');
       socket.on('message', (msg: Buffer, rinfo: unknown) => {
         // RTP (RFC 7983: first byte 128-191; RTCP packet types 192-223 in the second byte).
-        const rtp = msg.length >= 12 && msg[0] >= 128 && msg[0] <= 191 && !(msg[1] >= 192 && msg[1] <= 223);
+        const rtp = msg.length >= 12 && msg[0] >= 128 && msg[0] <= 191 && !isRtcpPacket(msg);
         if (rtp && !onRtp(msg)) return;
         for (const l of werift) l.call(socket, msg, rinfo);
       });

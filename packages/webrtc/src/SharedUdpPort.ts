@@ -20,7 +20,7 @@
 import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { classes, methods, parseMessage, UdpTransport } from 'werift';
-import { ipv4ToInt, nativeUdp, socketFd, UdpSendBatch } from '@mcu/rtp';
+import { ipv4ToInt, isRtcpPacket, nativeUdp, socketFd, UdpSendBatch } from '@mcu/rtp';
 import type { NativeUdp } from '@mcu/rtp';
 
 type Address = [string, number];
@@ -70,17 +70,17 @@ interface Route {
 }
 
 /** RFC 7983: a first byte 0-3 with the magic cookie is STUN (DTLS is 20-63, RTP/RTCP 128-191). */
+function looksLikeStun(msg: Buffer): boolean {
+  return msg.length >= 20 && msg[0] < 4 && msg.readUInt32BE(4) === STUN_MAGIC_COOKIE;
+}
+
 /** What an unrouted datagram was (RFC 7983 demultiplexing), for the drop counters. */
 function kindOf(msg: Buffer): string {
   const b = msg[0];
   if (b < 4) return looksLikeStun(msg) ? 'stun' : 'other';
   if (b >= 20 && b <= 63) return 'dtls';
-  if (b >= 128 && b <= 191) return msg.length > 1 && msg[1] >= 192 && msg[1] <= 223 ? 'rtcp' : 'rtp';
+  if (b >= 128 && b <= 191) return isRtcpPacket(msg) ? 'rtcp' : 'rtp';
   return 'other';
-}
-
-function looksLikeStun(msg: Buffer): boolean {
-  return msg.length >= 20 && msg[0] < 4 && msg.readUInt32BE(4) === STUN_MAGIC_COOKIE;
 }
 
 /** A session's view of the shared socket: what werift's StunProtocol expects of a UDP transport. */
