@@ -135,13 +135,15 @@ async function spawnViewers(whep: string, token: string, count: number, procs: n
 }
 children.push(...(await spawnViewers(ev.whep, ev.tokens.viewer, N, PROCS, 'audio')));
 
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
 log('measuring the idle node (event running, no viewers)…');
 // Subtracted from every window below, so it must not carry the start-up (modules compiling, the
 // JIT warming): 3 s to settle, then the median of five 1.5 s windows.
 await new Promise((r) => setTimeout(r, 3000));
 const idleWindows: number[] = [];
 for (let i = 0; i < 5; i++) idleWindows.push(await cpuWindow(1500));
-const idleCpu = [...idleWindows].sort((a, b) => a - b)[2];
+const idleCpu = median(idleWindows);
 
 log(`connecting ${N} viewers at once…`);
 const t0 = performance.now();
@@ -205,7 +207,6 @@ for (const path of ['werift', 'per-viewer', 'fast', 'werift', 'per-viewer', 'fas
   log(`measuring the ${path} send path for ${SECONDS} s…`);
   runs.push(await measure(path));
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pick = (path: string) => {
   const rs = runs.filter((r) => r.path === path);
   const cpuPerViewerPct = Math.min(...rs.map((r) => r.cpuPerViewerPct));
