@@ -316,7 +316,6 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
     const node = this.node;
     await this.controller.start();
     await this.leases.start();
-    await this.agent.start();
     this.#stopKeys = serveFeedKeys(this.#bus, this.cluster, this.#opts.tokenSecret, (id) => (this.leases.held(id) ? this.#events.get(id)?.keys.keys : undefined));
     this.hands = await HandService.start({ bus: this.#bus, cluster: this.cluster, node, log: this.log });
     node.registry.on('created', this.#onCreated);
@@ -347,6 +346,9 @@ export class MixerRole extends EventEmitter<MixerRoleEvents> {
       redirectViewer(req, res, target, req.headers.authorization?.replace(/^Bearer\s+/i, '') ?? token);
     });
     Object.assign(node.operations, mixerOperations);
+    // Registered last: other mixers see it only once it answers takeovers (a move to it right after
+    // it appeared found no responder) and its routes and hooks are in place.
+    await this.agent.start();
     this.log.info({ url: node.url, media: this.agent.info.media }, 'mixer registered with the cluster');
     for (const e of node.registry.list()) this.#onCreated(e);
   }
