@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { WebRtcEdge } from '@mcu/webrtc';
-import { dtlsHelloGuardStats } from '@mcu/webrtc';
+import { dtlsHelloGuardStats, dtlsTimerStats } from '@mcu/webrtc';
 import type { VideoMixerStats, VideoRenditionStatsSnapshot } from '@mcu/mixer';
 import type { EventRecord, EventRegistry } from './EventRegistry.js';
 import type { Restreams } from './Restreams.js';
@@ -242,6 +242,24 @@ export function webrtcMetrics(registry: Registry, edge: WebRtcEdge): void {
     collect() {
       this.reset();
       this.inc(dtlsHelloGuardStats().droppedHelloVerifyRequests);
+    },
+  });
+  new Counter({
+    name: 'mcu_webrtc_dtls_retransmits_total',
+    help: 'DTLS handshake flights the node sent again because no answer came in time (1 s, then doubled)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(dtlsTimerStats().retransmits);
+    },
+  });
+  new Counter({
+    name: 'mcu_webrtc_dtls_handshakes_abandoned_total',
+    help: 'DTLS handshakes the node gave up after its last retransmission went unanswered (31 s)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(dtlsTimerStats().gaveUp);
     },
   });
   new Counter({

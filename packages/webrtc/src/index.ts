@@ -1,5 +1,6 @@
 import './DtlsCrypto.js';
 import './DtlsHello.js';
+import './DtlsTimer.js';
 export { WebRtcEdge, programSourceOf } from './WebRtcEdge.js';
 export type { EdgeStats, WebRtcEdgeOptions } from './WebRtcEdge.js';
 export { WebRtcSession } from './WebRtcSession.js';
@@ -28,3 +29,4 @@ export { NativeFanOut, fanOutBinding, nativeFanOutEnabled, setNativeFanOut } fro
 export type { FanOutMember, NativeFanOutStats } from './NativeFanOut.js';
 export { setFastDtlsCrypto, fastDtlsCryptoEnabled, weriftDtlsCrypto } from './DtlsCrypto.js';
 export { setDtlsHelloGuard, dtlsHelloGuardStats } from './DtlsHello.js';
+export { setDtlsRfcTimer, dtlsTimerStats, DTLS_INITIAL_TIMEOUT_MS, DTLS_MAX_RETRANSMITS } from './DtlsTimer.js';

@@ -1,0 +1,112 @@
+/**
+ * DTLS flights are resent on RFC 6347's timer (1 s, doubled each time) instead of werift's
+ * (0.5 s, then +0.5 s each time), and not at all once their transport is closed. Real werift
+ * DTLS clients: one that is never answered, and a peer connection whose server answers slowly.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { DtlsClient, RTCPeerConnection } from 'werift';
+import { DTLS_INITIAL_TIMEOUT_MS, dtlsTimerStats, setDtlsRfcTimer } from '../src/index.js';
+
+afterAll(() => setDtlsRfcTimer(true));
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const isClientHello = (d: Buffer) => d.length > 13 && d[0] === 22 && d[13] === 1;
+const isHelloVerifyRequest = (d: Buffer) => d.length > 13 && d[0] === 22 && d.readUInt16BE(3) === 0 && d[13] === 3;
+
+/** A DTLS client whose ClientHellos go nowhere: the times (ms after connect) it sent them. */
+function unanswered(): { sent: number[]; transport: { closed: boolean } } {
+  const sent: number[] = [];
+  const t0 = performance.now();
+  const transport = {
+    closed: false,
+    type: 'test',
+    address: {},
+    onData: () => undefined,
+    send: async (d: Buffer) => {
+      if (isClientHello(d)) sent.push(performance.now() - t0);
+      return d.length;
+    },
+    close: async () => undefined,
+  };
+  const client = new (DtlsClient as unknown as new (o: object) => { connect(): Promise<void> })({ transport, extendedMasterSecret: true });
+  client.connect().catch(() => undefined);
+  return { sent, transport };
+}
+
+describe('the DTLS retransmission timer', () => {
+  it('resends an unanswered flight after 1 s and then 2 s more, and stops once the transport is closed; werift resent after 0.5 s', async () => {
+    setDtlsRfcTimer(true);
+    const before = dtlsTimerStats().retransmits;
+    const rfc = unanswered();
+    await sleep(3400);
+    expect(rfc.sent.length).toBe(3);
+    const gaps = [rfc.sent[1] - rfc.sent[0], rfc.sent[2] - rfc.sent[1]];
+    expect(gaps[0]).toBeGreaterThanOrEqual(DTLS_INITIAL_TIMEOUT_MS - 20);
+    expect(gaps[1]).toBeGreaterThanOrEqual(2 * DTLS_INITIAL_TIMEOUT_MS - 20);
+    expect(dtlsTimerStats().retransmits - before).toBe(2);
+    // Closed now: the wait under way (4 s) ends without a fourth send.
+    rfc.transport.closed = true;
+
+    setDtlsRfcTimer(false);
+    const werift = unanswered();
+    await sleep(1100);
+    werift.transport.closed = true;
+    expect(werift.sent.length).toBeGreaterThanOrEqual(2);
+    expect(werift.sent[1] - werift.sent[0]).toBeLessThan(DTLS_INITIAL_TIMEOUT_MS - 200);
+    setDtlsRfcTimer(true);
+
+    await sleep(1200);
+    expect(rfc.sent.length).toBe(3);
+  }, 15_000);
+
+  it('lets a server that answers after 700 ms complete the handshake with one ClientHello; werift sent two', async () => {
+    const run = async (rfcTimer: boolean) => {
+      setDtlsRfcTimer(rfcTimer);
+      const config = { iceAdditionalHostAddresses: ['127.0.0.1'], iceUseIpv4: true, iceUseIpv6: false };
+      const server = new RTCPeerConnection(config);
+      const client = new RTCPeerConnection(config);
+      try {
+        server.addTransceiver('audio', { direction: 'sendonly' });
+        client.addTransceiver('audio', { direction: 'recvonly' });
+        await server.setLocalDescription(await server.createOffer());
+        type Conn = { send(d: Buffer): Promise<void> };
+        const serverConn = (server as unknown as { iceTransports: { connection: Conn }[] }).iceTransports[0].connection;
+        const serverSend = serverConn.send.bind(serverConn);
+        // A busy server: its HelloVerifyRequest leaves 700 ms late.
+        serverConn.send = async (d: Buffer) => {
+          if (isHelloVerifyRequest(d)) await sleep(700);
+          await serverSend(d);
+        };
+        await client.setRemoteDescription(server.localDescription!);
+        const clientConn = (client as unknown as { iceTransports: { connection: Conn }[] }).iceTransports[0].connection;
+        const clientSend = clientConn.send.bind(clientConn);
+        let firstHellos = 0;
+        clientConn.send = async (d: Buffer) => {
+          // The first ClientHello carries an empty cookie. After the record (13 bytes) and handshake
+          // (12) headers: version (2), random (32), session id (length at 59), cookie length.
+          if (isClientHello(d) && d[60 + d[59]] === 0) firstHellos++;
+          await clientSend(d);
+        };
+        await client.setLocalDescription(await client.createAnswer());
+        await server.setRemoteDescription(client.localDescription!);
+        const connected = await new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => resolve(false), 8000);
+          client.connectionStateChange.subscribe((s) => {
+            if (s === 'connected') (clearTimeout(t), resolve(true));
+            if (s === 'failed') (clearTimeout(t), resolve(false));
+          });
+        });
+        return { connected, firstHellos };
+      } finally {
+        await Promise.all([server.close(), client.close()]);
+      }
+    };
+    const rfc = await run(true);
+    expect(rfc.connected).toBe(true);
+    expect(rfc.firstHellos).toBe(1);
+    const werift = await run(false);
+    expect(werift.connected).toBe(true);
+    expect(werift.firstHellos).toBe(2);
+    setDtlsRfcTimer(true);
+  }, 30_000);
+});
