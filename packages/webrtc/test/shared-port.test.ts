@@ -93,6 +93,30 @@ describe('one UDP port for every WebRTC session', () => {
     expect(node.edge.stats().rtcPort!.routes).toBe(0);
   });
 
+  it("sends werift's own datagrams (STUN answers, DTLS flights, RTCP) in the port's sendmmsg batches, none by dgram", async () => {
+    const ev = await createEvent();
+    const port = (node.edge as unknown as { openedPort: SharedUdpPort }).openedPort;
+    let dgramSends = 0;
+    const send = port.socket.send;
+    port.socket.send = function (this: dgram.Socket, ...args: unknown[]) {
+      dgramSends++;
+      return (send as (...a: unknown[]) => void).apply(this, args);
+    } as typeof send;
+    try {
+      const before = port.stats().batchedSent;
+      const v = await WebRtcClient.connect('whep', ev.whep, ev.tokens.viewer);
+      await v.connected();
+      // Connected means the node answered the viewer's STUN checks and finished DTLS as client.
+      expect(await until(() => v.received.length >= 10, 5000, 20)).toBe(true);
+      expect(await v.hangUp()).toBe(200);
+      expect(dgramSends).toBe(0);
+      // At least a STUN answer and DTLS flights 1, 3 and 5 (the program goes by the native fan-out).
+      expect(port.stats().batchedSent - before).toBeGreaterThanOrEqual(4);
+    } finally {
+      port.socket.send = send;
+    }
+  });
+
   it('a second node on the same port stops at start with the port named', async () => {
     const other = new McuNode({ port: 0, adminToken: ADMIN, rtcPort });
     await expect(other.listen()).rejects.toThrow(`the WebRTC port ${rtcPort} could not be bound`);
