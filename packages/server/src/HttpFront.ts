@@ -56,8 +56,18 @@ export function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+/**
+ * Connections the kernel may hold for a node before it accepts them. Node's default is 511: when
+ * 1,000 viewers arrive together and the event loop is busy with their handshakes for a moment,
+ * the rest overflow the accept queue, the kernel drops their ACKs, and each of those connections
+ * waits for a SYN-ACK retransmission (1 s, then 3 s, 7 s …) before its WHEP POST is even read.
+ * bench:webrtc saw it as one viewer process answered seconds after the other (1,158 listen
+ * overflows over a few runs). Linux caps it at net.core.somaxconn (4,096 on current kernels).
+ */
+export const LISTEN_BACKLOG = 4096;
+
 export async function listen(server: net.Server, port: number, host: string): Promise<number> {
-  server.listen(port, host);
+  server.listen(port, host, LISTEN_BACKLOG);
   await Promise.race([
     once(server, 'listening'),
     once(server, 'error').then(([err]) => {
