@@ -172,8 +172,13 @@ process.on('message', async (msg: { cmd: string }) => {
     const results = await Promise.allSettled(Array.from({ length: count }, () => connect(start)));
     for (const r of results) if (r.status === 'fulfilled') viewers.push(r.value);
     const failures = results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
-    const med = (i: number) => viewers.map((v) => v.phases[i]).sort((a, b) => a - b)[viewers.length >> 1];
-    process.stderr.write(`  child: gathered p50 ${med(0)?.toFixed(0)} ms, answered p50 ${med(1)?.toFixed(0)} ms\n`);
+    // Where the time went (ms after all started): offer gathered, WHEP answered, connected.
+    const at = (f: (v: Viewer) => number | undefined, p: number) => {
+      const xs = viewers.map(f).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+      return xs.length ? xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))].toFixed(0) : '-';
+    };
+    const phase = (name: string, f: (v: Viewer) => number | undefined) => `${name} p50/p90/max ${at(f, 50)}/${at(f, 90)}/${at(f, 100)}`;
+    process.stderr.write(`  child: ${phase('gathered', (v) => v.phases[0])}, ${phase('answered', (v) => v.phases[1])}, ${phase('connected', (v) => v.connectMs)} ms\n`);
     for (const [why, n] of retryReasons) process.stderr.write(`  child: ${n} started over: ${why}\n`);
     const cpu = process.cpuUsage(cpuStart);
     process.send!({ cmd: 'connected', connectMs: viewers.map((v) => v.connectMs), failures: failures.slice(0, 3), failed: failures.length, retries, cpuMs: (cpu.user + cpu.system) / 1000 });

@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { buildRtp } from '@mcu/rtp';
 import { OpusEncoder } from '@mcu/codec';
 import { McuNode } from '@mcu/server';
-import { dtlsHelloGuardStats, fanOutBinding, fastDtlsCryptoEnabled, loadSrtpGcm, setNativeFanOut, setNativeSrtp } from '@mcu/webrtc';
+import { dtlsHelloGuardStats, dtlsTimerStats, fanOutBinding, fastDtlsCryptoEnabled, loadSrtpGcm, setNativeFanOut, setNativeSrtp } from '@mcu/webrtc';
 import type { ProgramSource, VideoPacketSink } from '@mcu/webrtc';
 import { ClipSender, lavfiClip } from '../packages/mixer/test/videoMedia.js';
 
@@ -344,6 +344,8 @@ const result = {
   dtlsCrypto: fastDtlsCryptoEnabled() ? 'openssl' : 'werift',
   /** Repeated HelloVerifyRequests the node's DTLS clients dropped (werift failed the handshake on them; MCU_DTLS_HELLO_GUARD=0 puts that back). */
   repeatedHelloVerifyDropped: dtlsHelloGuardStats().enabled ? dtlsHelloGuardStats().droppedHelloVerifyRequests : null,
+  /** DTLS flights the node resent for want of an answer, on RFC 6347's timer (1 s, doubled); null with werift's (MCU_DTLS_RFC_TIMER=0). */
+  dtlsRetransmits: dtlsTimerStats().enabled ? dtlsTimerStats().retransmits : null,
   idleCpuPct: +idleCpu.toFixed(1),
   cpuPerViewerPct: fast.cpuPerViewerPct,
   viewersPerCore: fast.viewersPerCore,
