@@ -346,6 +346,8 @@ const result = {
   repeatedHelloVerifyDropped: dtlsHelloGuardStats().enabled ? dtlsHelloGuardStats().droppedHelloVerifyRequests : null,
   /** DTLS flights the node resent for want of an answer, on RFC 6347's timer (1 s, doubled); null with werift's (MCU_DTLS_RFC_TIMER=0). */
   dtlsRetransmits: dtlsTimerStats().enabled ? dtlsTimerStats().retransmits : null,
+  /** Messages of a viewer's resent flight 4 dropped because the node's flight 5 was out (werift failed those sessions 30 s later). */
+  repeatedFlight4Dropped: dtlsHelloGuardStats().enabled ? dtlsHelloGuardStats().droppedFlight4 : null,
   idleCpuPct: +idleCpu.toFixed(1),
   cpuPerViewerPct: fast.cpuPerViewerPct,
   viewersPerCore: fast.viewersPerCore,

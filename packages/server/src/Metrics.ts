@@ -245,6 +245,15 @@ export function webrtcMetrics(registry: Registry, edge: WebRtcEdge): void {
     },
   });
   new Counter({
+    name: 'mcu_webrtc_dtls_repeated_flight4_dropped_total',
+    help: "Messages of a DTLS server's resent flight 4 the node dropped once its flight 5 was out (werift ran flight 5 again on them and failed the session 30 s later)",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(dtlsHelloGuardStats().droppedFlight4);
+    },
+  });
+  new Counter({
     name: 'mcu_webrtc_dtls_retransmits_total',
     help: 'DTLS handshake flights the node sent again because no answer came in time (1 s, then doubled)',
     registers: [registry],

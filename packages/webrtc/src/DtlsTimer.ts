@@ -31,7 +31,8 @@ interface FlightLike {
   flight: number;
   nextFlight: number | undefined;
   dtls: { flight: number };
-  transport: { closed?: boolean };
+  /** werift's TransportContext around the session's IceTransport, around its ICE connection. */
+  transport: { closed?: boolean; socket?: { closed?: boolean; ice?: { state?: string } } };
   send(buffers: Buffer[]): Promise<unknown>;
   setState(state: string): void;
 }
@@ -65,6 +66,12 @@ let retransmits = 0;
 let gaveUp = 0;
 let enabled = false;
 
+/** The session is gone: its DTLS socket was closed, or (a peer connection closed) its ICE connection. */
+function isClosed(t: FlightLike['transport']): boolean {
+  const socket = t.socket;
+  return t.closed === true || socket?.closed === true || socket?.ice?.state === 'closed';
+}
+
 async function transmit(this: FlightLike, buffers: Buffer[]): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     this.setState('SENDING');
@@ -75,7 +82,7 @@ async function transmit(this: FlightLike, buffers: Buffer[]): Promise<void> {
     await sleep(Math.min(DTLS_INITIAL_TIMEOUT_MS * 2 ** attempt, 60_000), undefined, { ref: false });
     if (this.dtls.flight >= this.nextFlight) break;
     // Closed mid-handshake (the session ended): nothing is waiting for this flight any more.
-    if (this.transport.closed) return;
+    if (isClosed(this.transport)) return;
     if (attempt >= DTLS_MAX_RETRANSMITS) {
       gaveUp++;
       throw new Error(`DTLS flight ${this.flight}: no answer after ${DTLS_MAX_RETRANSMITS} retransmissions`);
