@@ -368,6 +368,8 @@ const result = {
   video720p,
   loadAverage1m: [+loadAtStart.toFixed(1), +loadavg()[0].toFixed(1)],
   /** One UDP port for every session (null: a port each), with its batching. */
+  /** Sessions the node created and closed during the run, by reason (a viewer should not lose its session). */
+  sessions: { created: node.edge.stats().created, closedByReason: node.edge.stats().closedByReason },
   rtcPort: node.edge.stats().rtcPort,
 };
 
