@@ -128,6 +128,7 @@ export class SharedPortTransport {
    */
   send = async (data: Buffer, addr?: Address): Promise<void> => {
     if (this.closed || !addr) return;
+    if (!batchWeriftSends) return void this.port.socket.send(data, addr[1], addr[0]);
     if (addr[0] !== this.#host) {
       this.#host = addr[0];
       this.#hostIpv4 = ipv4ToInt(addr[0]);
@@ -141,6 +142,18 @@ export class SharedPortTransport {
     this.closed = true;
     this.port.detach(this);
   };
+}
+
+let batchWeriftSends = true;
+
+/**
+ * Whether werift's own datagrams leave in the port's batches (the default) or by a dgram.send
+ * each, as werift sends them on a socket of its own. bench:webrtc turns it off while it measures
+ * werift's send path, its baseline: werift's sendRtp reaches the same transport, and batched it
+ * would not be werift's own path any more.
+ */
+export function setBatchWeriftSends(on: boolean): void {
+  batchWeriftSends = on;
 }
 
 /** Shared ports by port number: werift's `UdpTransport.init` is pointed at them (see `installHook`). */

@@ -23,7 +23,7 @@ export { ViewerVideo } from './ViewerVideo.js';
 export type { ViewerVideoOptions } from './ViewerVideo.js';
 export { loadSrtpGcm, nativeSrtpEnabled, setNativeSrtp, SRTP_GCM_TAG_BYTES } from './SrtpGcm.js';
 export type { SrtpGcmSession } from './SrtpGcm.js';
-export { SharedUdpPort, SharedPortTransport } from './SharedUdpPort.js';
+export { SharedUdpPort, SharedPortTransport, setBatchWeriftSends } from './SharedUdpPort.js';
 export type { SharedUdpPortOptions, SharedUdpPortStats } from './SharedUdpPort.js';
 export { NativeFanOut, fanOutBinding, nativeFanOutEnabled, setNativeFanOut } from './NativeFanOut.js';
 export type { FanOutMember, NativeFanOutStats } from './NativeFanOut.js';
