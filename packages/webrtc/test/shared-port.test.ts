@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classes, Message, methods } from 'werift';
 import { McuNode } from '@mcu/server';
-import { SharedUdpPort } from '../src/index.js';
+import { setBatchWeriftSends, SharedUdpPort } from '../src/index.js';
 import { LOOPBACK, paceClients, tonePower, WebRtcClient } from './client.js';
 import { until } from '../../mixer/test/videoMedia.js';
 
@@ -112,7 +112,15 @@ describe('one UDP port for every WebRTC session', () => {
       expect(dgramSends).toBe(0);
       // At least a STUN answer and DTLS flights 1, 3 and 5 (the program goes by the native fan-out).
       expect(port.stats().batchedSent - before).toBeGreaterThanOrEqual(4);
+
+      // bench:webrtc's baseline: werift's datagrams by a dgram.send each, as werift sends them.
+      setBatchWeriftSends(false);
+      const again = await WebRtcClient.connect('whep', ev.whep, ev.tokens.viewer);
+      await again.connected();
+      expect(await again.hangUp()).toBe(200);
+      expect(dgramSends).toBeGreaterThanOrEqual(4);
     } finally {
+      setBatchWeriftSends(true);
       port.socket.send = send;
     }
   });
