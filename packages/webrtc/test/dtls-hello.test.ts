@@ -6,54 +6,33 @@
  * werift peers on loopback; the server's HelloVerifyRequest, or its flight 4, is sent twice.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { RTCPeerConnection, RtpHeader, RtpPacket } from 'werift';
+import { RtpHeader, RtpPacket } from 'werift';
+import type { RTCPeerConnection } from 'werift';
 import { dtlsHelloGuardStats, dtlsTimerStats, setDtlsHelloGuard } from '../src/index.js';
+import { isFlight4, isHelloVerifyRequest, withDtlsPair } from './dtlsPair.js';
 
 afterAll(() => setDtlsHelloGuard(true));
 
-const isHelloVerifyRequest = (d: Buffer) => d.length > 13 && d[0] === 22 && d.readUInt16BE(3) === 0 && d[13] === 3;
-
-/** Offerer (controlling: the DTLS server) and answerer (the DTLS client, as the node is); resolves with what the client's far side decrypted, or the client's DTLS state when it did not connect. */
+/** The server's HelloVerifyRequests each leave twice; resolves with what the client's far side decrypted, or the client's DTLS state when it did not connect. */
 async function handshakeWithRepeatedHvr(): Promise<{ connected: boolean; received: number; repeated: number; dtlsState: string }> {
-  const config = { iceAdditionalHostAddresses: ['127.0.0.1'], iceUseIpv4: true, iceUseIpv6: false };
-  const server = new RTCPeerConnection(config);
-  const client = new RTCPeerConnection(config);
   let repeated = 0;
-  try {
-    const sender = server.addTransceiver('audio', { direction: 'sendonly' });
-    client.addTransceiver('audio', { direction: 'recvonly' });
-    let received = 0;
-    client.onTrack.subscribe((track) => track.onReceiveRtp.subscribe(() => void received++));
-    await server.setLocalDescription(await server.createOffer());
-    // Every HelloVerifyRequest the server sends leaves twice.
-    const conn = (server as unknown as { iceTransports: { connection: { send(d: Buffer): Promise<void> } }[] }).iceTransports[0].connection;
-    const send = conn.send.bind(conn);
-    conn.send = async (d: Buffer) => {
+  let received = 0;
+  const serverSend = async (d: Buffer, send: (d: Buffer) => Promise<void>) => {
+    await send(d);
+    if (isHelloVerifyRequest(d)) {
+      repeated++;
       await send(d);
-      if (isHelloVerifyRequest(d)) {
-        repeated++;
-        await send(d);
-      }
-    };
-    await client.setRemoteDescription(server.localDescription!);
-    await client.setLocalDescription(await client.createAnswer());
-    await server.setRemoteDescription(client.localDescription!);
-    const dtls = () => (client as unknown as { dtlsTransports: { state: string }[] }).dtlsTransports[0]?.state ?? 'none';
-    const connected = await new Promise<boolean>((resolve) => {
-      const t = setTimeout(() => resolve(false), 6000);
-      client.connectionStateChange.subscribe((s) => {
-        if (s === 'connected') (clearTimeout(t), resolve(true));
-        if (s === 'failed') (clearTimeout(t), resolve(false));
-      });
-    });
+    }
+  };
+  const onClient = (client: RTCPeerConnection) => client.onTrack.subscribe((track) => track.onReceiveRtp.subscribe(() => void received++));
+  return withDtlsPair({ serverSend, onClient }, async ({ client, audio, connected }) => {
     for (let i = 0; connected && i < 100 && received < 5; i++) {
-      sender.sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType: 111, sequenceNumber: 10 + i, timestamp: i * 960, ssrc: 9 }), Buffer.from('x')));
+      audio.sender.sendRtp(new RtpPacket(new RtpHeader({ payloadType: 111, sequenceNumber: 10 + i, timestamp: i * 960, ssrc: 9 }), Buffer.from('x')));
       await new Promise((r) => setTimeout(r, 20));
     }
-    return { connected, received, repeated, dtlsState: dtls() };
-  } finally {
-    await Promise.all([server.close(), client.close()]);
-  }
+    const dtlsState = (client as unknown as { dtlsTransports: { state: string }[] }).dtlsTransports[0]?.state ?? 'none';
+    return { connected, received, repeated, dtlsState };
+  });
 }
 
 describe('a repeated HelloVerifyRequest', () => {
@@ -75,45 +54,22 @@ describe('a repeated HelloVerifyRequest', () => {
   }, 30_000);
 });
 
-/** A datagram of the server's flight 4 (a handshake record of epoch 0: ServerHello … ServerHelloDone). */
-const isFlight4 = (d: Buffer) => d.length > 13 && d[0] === 22 && d.readUInt16BE(3) === 0 && [2, 11, 12, 13, 14].includes(d[13]);
-
 /** The server sends its flight 4 again 300 ms later (as a server whose resend timer fired does): the client's DTLS state 1.5 s after connecting. */
 async function handshakeWithRepeatedFlight4(): Promise<{ connected: boolean; resent: number; clientFlight: number; retransmits: number }> {
-  const config = { iceAdditionalHostAddresses: ['127.0.0.1'], iceUseIpv4: true, iceUseIpv6: false };
-  const server = new RTCPeerConnection(config);
-  const client = new RTCPeerConnection(config);
   let resent = 0;
-  try {
-    server.addTransceiver('audio', { direction: 'sendonly' });
-    client.addTransceiver('audio', { direction: 'recvonly' });
-    await server.setLocalDescription(await server.createOffer());
-    const conn = (server as unknown as { iceTransports: { connection: { send(d: Buffer): Promise<void> } }[] }).iceTransports[0].connection;
-    const send = conn.send.bind(conn);
-    conn.send = async (d: Buffer) => {
-      await send(d);
-      if (isFlight4(d)) {
-        resent++;
-        setTimeout(() => void send(d).catch(() => undefined), 300);
-      }
-    };
-    await client.setRemoteDescription(server.localDescription!);
-    await client.setLocalDescription(await client.createAnswer());
-    await server.setRemoteDescription(client.localDescription!);
-    const connected = await new Promise<boolean>((resolve) => {
-      const t = setTimeout(() => resolve(false), 6000);
-      client.connectionStateChange.subscribe((s) => {
-        if (s === 'connected') (clearTimeout(t), resolve(true));
-        if (s === 'failed') (clearTimeout(t), resolve(false));
-      });
-    });
+  const serverSend = async (d: Buffer, send: (d: Buffer) => Promise<void>) => {
+    await send(d);
+    if (isFlight4(d)) {
+      resent++;
+      setTimeout(() => void send(d).catch(() => undefined), 300);
+    }
+  };
+  return withDtlsPair({ serverSend }, async ({ client, connected }) => {
     const before = dtlsTimerStats().retransmits;
     await new Promise((r) => setTimeout(r, 1500));
     const dtls = (client as unknown as { dtlsTransports: { dtls: { dtls: { flight: number } } }[] }).dtlsTransports[0].dtls.dtls;
     return { connected, resent, clientFlight: dtls.flight, retransmits: dtlsTimerStats().retransmits - before };
-  } finally {
-    await Promise.all([server.close(), client.close()]);
-  }
+  });
 }
 
 describe('a resent flight 4', () => {

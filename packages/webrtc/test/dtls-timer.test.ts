@@ -4,14 +4,13 @@
  * DTLS clients: one that is never answered, and a peer connection whose server answers slowly.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { DtlsClient, RTCPeerConnection } from 'werift';
+import { DtlsClient } from 'werift';
 import { DTLS_INITIAL_TIMEOUT_MS, dtlsTimerStats, setDtlsRfcTimer } from '../src/index.js';
+import { isClientHello, isHelloVerifyRequest, withDtlsPair } from './dtlsPair.js';
 
 afterAll(() => setDtlsRfcTimer(true));
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const isClientHello = (d: Buffer) => d.length > 13 && d[0] === 22 && d[13] === 1;
-const isHelloVerifyRequest = (d: Buffer) => d.length > 13 && d[0] === 22 && d.readUInt16BE(3) === 0 && d[13] === 3;
 
 /** A DTLS client whose ClientHellos go nowhere: the times (ms after connect) it sent them. */
 function unanswered(): { sent: number[]; transport: { closed: boolean } } {
@@ -62,44 +61,19 @@ describe('the DTLS retransmission timer', () => {
   it('lets a server that answers after 700 ms complete the handshake with one ClientHello; werift sent two', async () => {
     const run = async (rfcTimer: boolean) => {
       setDtlsRfcTimer(rfcTimer);
-      const config = { iceAdditionalHostAddresses: ['127.0.0.1'], iceUseIpv4: true, iceUseIpv6: false };
-      const server = new RTCPeerConnection(config);
-      const client = new RTCPeerConnection(config);
-      try {
-        server.addTransceiver('audio', { direction: 'sendonly' });
-        client.addTransceiver('audio', { direction: 'recvonly' });
-        await server.setLocalDescription(await server.createOffer());
-        type Conn = { send(d: Buffer): Promise<void> };
-        const serverConn = (server as unknown as { iceTransports: { connection: Conn }[] }).iceTransports[0].connection;
-        const serverSend = serverConn.send.bind(serverConn);
-        // A busy server: its HelloVerifyRequest leaves 700 ms late.
-        serverConn.send = async (d: Buffer) => {
-          if (isHelloVerifyRequest(d)) await sleep(700);
-          await serverSend(d);
-        };
-        await client.setRemoteDescription(server.localDescription!);
-        const clientConn = (client as unknown as { iceTransports: { connection: Conn }[] }).iceTransports[0].connection;
-        const clientSend = clientConn.send.bind(clientConn);
-        let firstHellos = 0;
-        clientConn.send = async (d: Buffer) => {
-          // The first ClientHello carries an empty cookie. After the record (13 bytes) and handshake
-          // (12) headers: version (2), random (32), session id (length at 59), cookie length.
-          if (isClientHello(d) && d[60 + d[59]] === 0) firstHellos++;
-          await clientSend(d);
-        };
-        await client.setLocalDescription(await client.createAnswer());
-        await server.setRemoteDescription(client.localDescription!);
-        const connected = await new Promise<boolean>((resolve) => {
-          const t = setTimeout(() => resolve(false), 8000);
-          client.connectionStateChange.subscribe((s) => {
-            if (s === 'connected') (clearTimeout(t), resolve(true));
-            if (s === 'failed') (clearTimeout(t), resolve(false));
-          });
-        });
-        return { connected, firstHellos };
-      } finally {
-        await Promise.all([server.close(), client.close()]);
-      }
+      let firstHellos = 0;
+      // A busy server: its HelloVerifyRequest leaves 700 ms late.
+      const serverSend = async (d: Buffer, send: (d: Buffer) => Promise<void>) => {
+        if (isHelloVerifyRequest(d)) await sleep(700);
+        await send(d);
+      };
+      const clientSend = async (d: Buffer, send: (d: Buffer) => Promise<void>) => {
+        // The first ClientHello carries an empty cookie. After the record (13 bytes) and handshake
+        // (12) headers: version (2), random (32), session id (length at 59), cookie length.
+        if (isClientHello(d) && d[60 + d[59]] === 0) firstHellos++;
+        await send(d);
+      };
+      return withDtlsPair({ serverSend, clientSend, timeoutMs: 8000 }, async ({ connected }) => ({ connected, firstHellos }));
     };
     const rfc = await run(true);
     expect(rfc.connected).toBe(true);
