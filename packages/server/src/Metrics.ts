@@ -7,6 +7,19 @@ import type { Restreams } from './Restreams.js';
 
 type Totals = { packetsIn: number; packetsOut: number; dropped: Record<string, number>; lost: number; late: number; fec: number; plc: number; fades: number; decodes: number; encodes: number };
 
+/** A counter whose total its source keeps: read at each scrape. */
+function totalCounter(registry: Registry, name: string, help: string, total: () => number): Counter {
+  return new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(total());
+    },
+  });
+}
+
 function zero(): Totals {
   return { packetsIn: 0, packetsOut: 0, dropped: {}, lost: 0, late: 0, fec: 0, plc: 0, fades: 0, decodes: 0, encodes: 0 };
 }
@@ -64,16 +77,7 @@ export class Metrics {
       if (events.rtpPort) add(t, { ...zero(), dropped: events.rtpPort.drops.snapshot() });
       return t;
     };
-    const counter = (name: string, help: string, pick: (t: Totals) => number) =>
-      new Counter({
-        name,
-        help,
-        registers: [this.registry],
-        collect() {
-          this.reset();
-          this.inc(pick(live()));
-        },
-      });
+    const counter = (name: string, help: string, pick: (t: Totals) => number) => totalCounter(this.registry, name, help, () => pick(live()));
     counter('mcu_rtp_packets_in_total', 'Audio packets accepted into jitter buffers', (t) => t.packetsIn);
     counter('mcu_rtp_packets_out_total', 'Mixed audio packets sent to participants', (t) => t.packetsOut);
     counter('mcu_jitter_lost_total', 'Frames missing at playout (recovered by FEC or concealed)', (t) => t.lost);
@@ -147,15 +151,7 @@ export class Metrics {
         },
       });
     }
-    new Counter({
-      name: 'mcu_video_process_restarts_total',
-      help: 'ffmpeg decoders and encoders restarted after a crash',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(videoStats().reduce((n, v) => n + v.stats.restarts, 0));
-      },
-    });
+    totalCounter(this.registry, 'mcu_video_process_restarts_total', 'ffmpeg decoders and encoders restarted after a crash', () => videoStats().reduce((n, v) => n + v.stats.restarts, 0));
     webrtcMetrics(this.registry, edge);
   }
 
@@ -226,51 +222,11 @@ export function webrtcMetrics(registry: Registry, edge: WebRtcEdge): void {
       for (const [reason, n] of Object.entries(edge.stats().closedByReason)) this.inc({ reason }, n);
     },
   });
-  new Counter({
-    name: 'mcu_webrtc_sessions_rejected_total',
-    help: 'WebRTC sessions refused because the node was full',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(edge.stats().rejected);
-    },
-  });
-  new Counter({
-    name: 'mcu_webrtc_dtls_repeated_hello_dropped_total',
-    help: 'Repeated DTLS HelloVerifyRequests the node dropped (a slow or distant server answered a resent ClientHello too; werift failed the handshake on them)',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(dtlsHelloGuardStats().droppedHelloVerifyRequests);
-    },
-  });
-  new Counter({
-    name: 'mcu_webrtc_dtls_repeated_flight4_dropped_total',
-    help: "Messages of a DTLS server's resent flight 4 the node dropped once its flight 5 was out (werift ran flight 5 again on them and failed the session 30 s later)",
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(dtlsHelloGuardStats().droppedFlight4);
-    },
-  });
-  new Counter({
-    name: 'mcu_webrtc_dtls_retransmits_total',
-    help: 'DTLS handshake flights the node sent again because no answer came in time (1 s, then doubled)',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(dtlsTimerStats().retransmits);
-    },
-  });
-  new Counter({
-    name: 'mcu_webrtc_dtls_handshakes_abandoned_total',
-    help: 'DTLS handshakes the node gave up after its last retransmission went unanswered (31 s)',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(dtlsTimerStats().gaveUp);
-    },
-  });
+  totalCounter(registry, 'mcu_webrtc_sessions_rejected_total', 'WebRTC sessions refused because the node was full', () => edge.stats().rejected);
+  totalCounter(registry, 'mcu_webrtc_dtls_repeated_hello_dropped_total', 'Repeated DTLS HelloVerifyRequests the node dropped (a slow or distant server answered a resent ClientHello too; werift failed the handshake on them)', () => dtlsHelloGuardStats().droppedHelloVerifyRequests);
+  totalCounter(registry, 'mcu_webrtc_dtls_repeated_flight4_dropped_total', "Messages of a DTLS server's resent flight 4 the node dropped once its flight 5 was out (werift ran flight 5 again on them and failed the session 30 s later)", () => dtlsHelloGuardStats().droppedFlight4);
+  totalCounter(registry, 'mcu_webrtc_dtls_retransmits_total', 'DTLS handshake flights the node sent again because no answer came in time (1 s, then doubled)', () => dtlsTimerStats().retransmits);
+  totalCounter(registry, 'mcu_webrtc_dtls_handshakes_abandoned_total', 'DTLS handshakes the node gave up after its last retransmission went unanswered (31 s)', () => dtlsTimerStats().gaveUp);
   new Counter({
     name: 'mcu_webrtc_port_dropped_total',
     help: "Datagrams the node's shared WebRTC port (--rtc-port) dropped, by reason (unknown_source, unknown_ufrag, bad_integrity, …)",
@@ -296,22 +252,6 @@ export function restreamMetrics(registry: Registry, restreams: Restreams): void 
       for (const [state, n] of Object.entries(restreams.totals().byState)) if (state !== 'stopped') this.set({ state }, n);
     },
   });
-  new Counter({
-    name: 'mcu_restream_reconnects_total',
-    help: 'RTMP connections of restreams started again after a drop or a failure',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(restreams.totals().reconnects);
-    },
-  });
-  new Counter({
-    name: 'mcu_restream_bytes_total',
-    help: 'Bytes restreams wrote to RTMP servers (FLV)',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(restreams.totals().bytes);
-    },
-  });
+  totalCounter(registry, 'mcu_restream_reconnects_total', 'RTMP connections of restreams started again after a drop or a failure', () => restreams.totals().reconnects);
+  totalCounter(registry, 'mcu_restream_bytes_total', 'Bytes restreams wrote to RTMP servers (FLV)', () => restreams.totals().bytes);
 }
