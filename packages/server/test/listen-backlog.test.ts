@@ -5,11 +5,9 @@
  * the rest and they wait for a SYN-ACK retransmission (1 s); with the front's, none overflows.
  * Counted by the kernel (TcpExtListenOverflows), with real sockets from a child process.
  */
-import { fork } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { listen, LISTEN_BACKLOG } from '../src/HttpFront.js';
 
@@ -24,7 +22,7 @@ function listenOverflows(): number {
 
 const CLIENT = `
 const net = require('node:net');
-const [port, n] = process.argv.slice(2).map(Number);
+const [port, n] = process.argv.slice(1).map(Number);
 process.on('message', () => {
   const t0 = performance.now();
   const answered = [];
@@ -43,13 +41,9 @@ process.on('message', () => {
 });
 process.send('ready');
 `;
-const dir = mkdtempSync(join(tmpdir(), 'mcu-backlog-'));
-const clientFile = join(dir, 'client.cjs');
-writeFileSync(clientFile, CLIENT);
-
 /** `n` connections while this process's event loop is blocked for `stallMs`. */
 async function burst(port: number, n: number, stallMs: number): Promise<{ answered: number; maxMs: number; overflows: number }> {
-  const child = fork(clientFile, [String(port), String(n)]);
+  const child = spawn(process.execPath, ['-e', CLIENT, '--', String(port), String(n)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
     await new Promise((r) => child.once('message', r));
     const result = new Promise<{ answered: number; maxMs: number }>((r) => child.once('message', r));
