@@ -330,6 +330,9 @@ const video720p = VIDEO_VIEWERS > 0 ? await measureVideo() : null;
 const baseline = pick('werift');
 const fast = pick('fast');
 const perViewer = pick('per-viewer');
+const helloGuard = dtlsHelloGuardStats();
+const dtlsTimer = dtlsTimerStats();
+const edgeStats = node.edge.stats();
 const result = {
   viewers: connectMs.length,
   failed,
@@ -345,11 +348,11 @@ const result = {
   /** Which public-key code the DTLS handshakes used (MCU_FAST_DTLS_CRYPTO=0: werift's own JavaScript). */
   dtlsCrypto: fastDtlsCryptoEnabled() ? 'openssl' : 'werift',
   /** Repeated HelloVerifyRequests the node's DTLS clients dropped (werift failed the handshake on them; MCU_DTLS_HELLO_GUARD=0 puts that back). */
-  repeatedHelloVerifyDropped: dtlsHelloGuardStats().enabled ? dtlsHelloGuardStats().droppedHelloVerifyRequests : null,
+  repeatedHelloVerifyDropped: helloGuard.enabled ? helloGuard.droppedHelloVerifyRequests : null,
   /** DTLS flights the node resent for want of an answer, on RFC 6347's timer (1 s, doubled); null with werift's (MCU_DTLS_RFC_TIMER=0). */
-  dtlsRetransmits: dtlsTimerStats().enabled ? dtlsTimerStats().retransmits : null,
+  dtlsRetransmits: dtlsTimer.enabled ? dtlsTimer.retransmits : null,
   /** Messages of a viewer's resent flight 4 dropped because the node's flight 5 was out (werift failed those sessions 30 s later). */
-  repeatedFlight4Dropped: dtlsHelloGuardStats().enabled ? dtlsHelloGuardStats().droppedFlight4 : null,
+  repeatedFlight4Dropped: helloGuard.enabled ? helloGuard.droppedFlight4 : null,
   idleCpuPct: +idleCpu.toFixed(1),
   cpuPerViewerPct: fast.cpuPerViewerPct,
   viewersPerCore: fast.viewersPerCore,
@@ -371,8 +374,8 @@ const result = {
   loadAverage1m: [+loadAtStart.toFixed(1), +loadavg()[0].toFixed(1)],
   /** One UDP port for every session (null: a port each), with its batching. */
   /** Sessions the node created and closed during the run, by reason (a viewer should not lose its session). */
-  sessions: { created: node.edge.stats().created, closedByReason: node.edge.stats().closedByReason },
-  rtcPort: node.edge.stats().rtcPort,
+  sessions: { created: edgeStats.created, closedByReason: edgeStats.closedByReason },
+  rtcPort: edgeStats.rtcPort,
 };
 
 for (const c of children) await request(c, 'close', 'closed');
