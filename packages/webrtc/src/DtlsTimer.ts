@@ -32,7 +32,7 @@ interface FlightLike {
   nextFlight: number | undefined;
   dtls: { flight: number };
   /** werift's TransportContext around the session's IceTransport, around its ICE connection. */
-  transport: { closed?: boolean; socket?: { closed?: boolean; ice?: { state?: string } } };
+  transport: { socket?: { closed?: boolean; ice?: { state?: string } } };
   send(buffers: Buffer[]): Promise<unknown>;
   setState(state: string): void;
 }
@@ -68,8 +68,7 @@ let enabled = false;
 
 /** The session is gone: its DTLS socket was closed, or (a peer connection closed) its ICE connection. */
 function isClosed(t: FlightLike['transport']): boolean {
-  const socket = t.socket;
-  return t.closed === true || socket?.closed === true || socket?.ice?.state === 'closed';
+  return t.socket?.closed === true || t.socket?.ice?.state === 'closed';
 }
 
 async function transmit(this: FlightLike, buffers: Buffer[]): Promise<void> {
