@@ -1,10 +1,11 @@
 /**
- * The restream keeps the program's lip sync: a presenter beeps and flashes at the same instants
- * once a second (with sender reports); beeps and flashes are found in the program itself (the Opus
- * mix and the H.264 rendition, by their RTP timestamps on the media clock) and in what nginx-rtmp
- * recorded of the restream (AAC and the same H.264, by their FLV timestamps). Mapping the FLV
- * timeline onto the media clock by the (copied) flashes, where the restream's beeps land against
- * the program's is what the restream adds to the skew, whatever the program's own is.
+ * The restream keeps the program's lip sync: a presenter beeps and flashes at the same instants,
+ * 0.9 to 1.2 s apart in a pattern that repeats every 4.2 s (with sender reports); beeps and flashes
+ * are found in the program itself (the Opus mix and the H.264 rendition, by their RTP timestamps
+ * on the media clock) and in what nginx-rtmp recorded of the restream (AAC and the same H.264, by
+ * their FLV timestamps). Mapping the FLV timeline onto the media clock by the (copied) flashes,
+ * where the restream's beeps land against the program's is what the restream adds to the skew,
+ * whatever the program's own is.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -24,8 +25,8 @@ let clip: Clip;
 let nginx: NginxRtmp;
 
 beforeAll(async () => {
-  // One second of black with a white first frame (a keyframe), looped by the presenter.
-  clip = lavfiClip({ source: 'color=c=black', width: W, height: H, frames: FPS, codec: 'vp8', gop: FPS, filter: "geq=lum='if(eq(N,0),235,16)':cb=128:cr=128" });
+  // 1.2 s of black with a white first frame (the only keyframe): the presenter starts it over at each mark.
+  clip = lavfiClip({ source: 'color=c=black', width: W, height: H, frames: 36, codec: 'vp8', gop: 36, filter: "geq=lum='if(eq(N,0),235,16)':cb=128:cr=128" });
   nginx = await NginxRtmp.start();
 });
 afterAll(async () => {
@@ -40,7 +41,25 @@ function tone(hz: number, amplitude: number): Int16Array {
   return pcm;
 }
 
-/** Beeps (audio frame 50·k) and flashes (video frame 30·k) at the same sender instants, with sender reports. */
+/**
+ * The marks (a beep and a flash together), ms into the pattern: 1.0, 1.2, 0.9 and 1.1 s apart, all
+ * on whole 100 ms, where an audio frame (20 ms) and a video frame (33.3 ms) begin together. Marks
+ * evenly spaced would make the restream's timeline fit the program's a whole period off as well as
+ * it fits the right way, and pair the restream's first beep with one the program had played before
+ * the restream began (seen: "−40 ms" from a start-up gap that the restream never carried).
+ */
+const MARK_PERIOD_MS = 4200;
+const MARKS_MS = [0, 1000, 2200, 3100];
+
+/** Time since the last mark at sender time `t` ms. */
+function sinceMark(t: number): number {
+  const r = t % MARK_PERIOD_MS;
+  let last = 0;
+  for (const m of MARKS_MS) if (m <= r) last = m;
+  return r - last;
+}
+
+/** Beeps and flashes at the marks' sender instants, with sender reports. */
 function presenter(event: MixerEvent, id: string): () => void {
   const encoder = new OpusEncoder({ sampleRate: 48_000, channels: 1 });
   const packetizer = new Vp8Packetizer();
@@ -59,13 +78,13 @@ function presenter(event: MixerEvent, id: string): () => void {
     const elapsed = senderNow() - t0;
     while (audioNext * 20 <= elapsed) {
       const i = audioNext++;
-      const n = encoder.encode(i % 50 === 0 ? beep : quiet, out);
+      const n = encoder.encode(sinceMark(i * 20) === 0 ? beep : quiet, out);
       event.mixer.participant(id)?.jitter.push(audioSeq, (a0 + i * 960) >>> 0, out, performance.now(), -1, 0, n);
       audioSeq = (audioSeq + 1) & 0xffff;
     }
     while ((videoNext * 1000) / FPS <= elapsed) {
       const j = videoNext++;
-      const frame = clip.frames[j % clip.frames.length];
+      const frame = clip.frames[Math.round((sinceMark((j * 1000) / FPS) * FPS) / 1000)];
       packetizer.packetize(frame, frame.length, (payload, length, last) => {
         const packet = buildRtp({ payloadType: 96, sequenceNumber: videoSeq, timestamp: (v0 + j * 3000) >>> 0, ssrc: 0x1234, marker: last }, payload.subarray(0, length));
         videoSeq = (videoSeq + 1) & 0xffff;
@@ -192,19 +211,23 @@ describe('restream lip sync', () => {
     const a = spawnSync(ff, ['-v', 'error', '-copyts', '-i', recorded, '-map', '0:a', '-af', 'aresample=async=1:min_hard_comp=0.015:first_pts=0', '-ac', '1', '-ar', '48000', '-f', 's16le', 'pipe:1'], { maxBuffer: 1 << 28 });
     expect(a.status, a.stderr.toString()).toBe(0);
     const rtmpBeeps = loudOnsets(new Int16Array(a.stdout.buffer, a.stdout.byteOffset, a.stdout.length >> 1), 0);
-    const v = spawnSync(ff, ['-v', 'error', '-i', recorded, '-map', '0:v', '-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'], { maxBuffer: 1 << 28 });
-    expect(v.status, v.stderr.toString()).toBe(0);
-    const probe = spawnSync('ffprobe', ['-v', 'error', '-select_streams', 'v', '-show_entries', 'frame=pts_time', '-of', 'csv=p=0', recorded], { encoding: 'utf8' });
-    const times = probe.stdout.trim().split('\n').map((l) => Number(l) * 1000);
-    const count = Math.min(times.length, v.stdout.length / (W * H));
-    const lumas = Array.from({ length: count }, (_, k) => meanLuma(v.stdout.subarray(k * W * H, (k + 1) * W * H), W * H));
-    const rtmpFlashes = brightOnsets(lumas, times.slice(0, count));
+    // Each picture's brightness and time from one pass (signalstats): two passes (raw pictures from
+    // ffmpeg, times from ffprobe's frame list) can disagree on the count: ffprobe's CSV gives the
+    // encoder's SEI side data of the first keyframe a line of its own, which shifted every time by
+    // a frame (33 ms) in the recordings that begin at that keyframe.
+    const v = spawnSync('ffprobe', ['-v', 'error', '-f', 'lavfi', '-i', `movie='${recorded}',signalstats`, '-show_entries', 'frame=pts_time:frame_tags=lavfi.signalstats.YAVG', '-of', 'json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    expect(v.status, v.stderr).toBe(0);
+    const rtmpPictures = (JSON.parse(v.stdout) as { frames: { pts_time: string; tags: Record<string, string> }[] }).frames;
+    const times = rtmpPictures.map((f) => Number(f.pts_time) * 1000);
+    const lumas = rtmpPictures.map((f) => Number(f.tags['lavfi.signalstats.YAVG']));
+    expect(times.every(Number.isFinite) && lumas.every(Number.isFinite)).toBe(true);
+    const rtmpFlashes = brightOnsets(lumas, times);
     const rtmpSkews = skews(rtmpFlashes, rtmpBeeps);
 
     // The FLV timeline is the media clock shifted by some offset. The video is the program's own
     // H.264, copied: find that offset from the flashes (the one that matches the most of them),
     // then see where the restream's beeps fall against the program's beeps on the same mapping.
-    // (Flashes and beeps come once a second, so a mapping a whole second off gives the same answer.)
+    // (The marks' uneven spacing leaves one mapping that fits them all; `MARKS_MS`.)
     let offset = NaN;
     let matched = 0;
     for (const p0 of programFlashes) {
