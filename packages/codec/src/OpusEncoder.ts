@@ -24,7 +24,7 @@ export interface OpusEncoderOptions {
 
 // 32 kb/s keeps wideband speech clear and stays low enough for SILK, where FEC lives;
 // 10 % expected loss is where libopus starts spending bits on LBRR by default.
-const defaults = {
+export const OPUS_ENCODER_DEFAULTS = Object.freeze({
   sampleRate: 48000,
   channels: 1,
   bitrate: 32000,
@@ -33,7 +33,7 @@ const defaults = {
   application: 'voip',
   complexity: 5,
   signal: 'auto',
-} as const satisfies Required<OpusEncoderOptions>;
+} as const satisfies Required<OpusEncoderOptions>);
 
 function checkRange(name: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
@@ -53,7 +53,7 @@ export class OpusEncoder {
   readonly #engine: EncoderEngine;
 
   constructor(opts: OpusEncoderOptions = {}) {
-    const o = { ...defaults, ...opts };
+    const o = { ...OPUS_ENCODER_DEFAULTS, ...opts };
     if (o.sampleRate !== 48000) throw new RangeError(`sampleRate must be 48000, not ${o.sampleRate}`);
     if (o.channels !== 1 && o.channels !== 2) throw new RangeError(`channels must be 1 or 2, not ${o.channels}`);
     if (!(o.application in opusApplication)) throw new RangeError(`unknown application '${o.application}'`);

@@ -1,6 +1,6 @@
 export { OpusDecoder } from './OpusDecoder.js';
 export type { OpusDecoderOptions } from './OpusDecoder.js';
-export { OpusEncoder } from './OpusEncoder.js';
+export { OpusEncoder, OPUS_ENCODER_DEFAULTS } from './OpusEncoder.js';
 export type { OpusEncoderOptions, OpusApplication, OpusSignal } from './OpusEncoder.js';
 export { CodecPool } from './CodecPool.js';
 export type { CodecPoolOptions } from './CodecPool.js';

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { RTP_FIXED_HEADER_LENGTH, writeRtp, writeRtpHeader } from '@mcu/rtp';
 import type { JitterBufferOptions, RtpBuildFields } from '@mcu/rtp';
-import { CodecPool, OpusDecoder, OpusEncoder } from '@mcu/codec';
+import { CodecPool, OPUS_ENCODER_DEFAULTS, OpusDecoder, OpusEncoder } from '@mcu/codec';
 import type { OpusEncoderOptions } from '@mcu/codec';
 import { Participant } from './Participant.js';
 import type { Stage } from './Participant.js';
@@ -27,6 +27,12 @@ export interface AudioMixerOptions {
   random?: () => number;
   /** Called with each tick's duration in seconds (metrics). */
   onTick?: (seconds: number) => void;
+  /**
+   * A speaker's mix-minus expects the loss its listener reports (RTCP), so that its in-band FEC
+   * runs only on a path that loses packets (ListenerLoss.ts). Default on; off: every encoder
+   * keeps `encoder.expectedLossPercent`.
+   */
+  lossAdaptiveFec?: boolean;
 }
 
 /**
@@ -84,6 +90,9 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
   private readonly decoders: CodecPool<OpusDecoder>;
   private readonly encoders: CodecPool<OpusEncoder>;
   private readonly sharedEncoder: OpusEncoder;
+  /** The encoders' configured expected loss: the shared mix's, and a mix-minus's while its listener's is unknown. */
+  private readonly defaultLossPercent: number;
+  private readonly lossAdaptiveFec: boolean;
   private readonly sum: Int32Array;
   private readonly mixPcm: Int16Array;
   private readonly shared = new Uint8Array(1500);
@@ -150,6 +159,8 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     this.decoders = new CodecPool(() => new OpusDecoder({ sampleRate: 48_000, channels: 1 }));
     this.encoders = new CodecPool(() => new OpusEncoder(encoderOptions));
     this.sharedEncoder = new OpusEncoder(encoderOptions);
+    this.defaultLossPercent = encoderOptions.expectedLossPercent ?? OPUS_ENCODER_DEFAULTS.expectedLossPercent;
+    this.lossAdaptiveFec = opts.lossAdaptiveFec ?? true;
     this.programSsrc = (this.random() * TWO_32) >>> 0;
     this.programSeq = Math.floor(this.random() * 0x10000);
     this.programTimestampBase = Math.floor(this.random() * TWO_32);
@@ -192,6 +203,27 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
 
   participant(id: string): Participant | undefined {
     return this.byId.get(id);
+  }
+
+  /**
+   * A report block from participant `id` about the mix it receives (its `outSsrc`): `fractionLost`
+   * in 1/256, as RTCP carries it. Its mix-minus encoder expects that loss from its next encode.
+   * Unknown participants are ignored.
+   */
+  reportLoss(id: string, fractionLost: number): void {
+    this.byId.get(id)?.listenerLoss.report(fractionLost, this.now());
+  }
+
+  /** The loss % participant `p` reports for its mix (highest of the last 10 s), or null while unknown. */
+  reportedLossPercent(p: Participant): number | null {
+    const reported = p.listenerLoss.percent(this.now());
+    return reported < 0 ? null : reported;
+  }
+
+  /** The expected loss % this participant's mix-minus is encoded for: its reported loss, else the default. */
+  expectedLossPercent(p: Participant): number {
+    if (!this.lossAdaptiveFec) return this.defaultLossPercent;
+    return this.reportedLossPercent(p) ?? this.defaultLossPercent;
   }
 
   /**
@@ -410,7 +442,10 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
           p.inProgramMix = true;
         }
         p.audible = speaking && p.hasPcm && !p.stopped;
-        if ((speaking || roomSpeaking) && p.receives && !p.encoder) p.encoder = this.encoders.acquire();
+        if ((speaking || roomSpeaking) && p.receives && !p.encoder) {
+          p.encoder = this.encoders.acquire();
+          p.encoderLossPercent = this.defaultLossPercent;
+        }
       } else {
         if (!p.decodedThisTick) p.jitter.pop(now);
         this.releaseCodecs(p);
@@ -441,6 +476,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
       if (!p || !p.receives || p.leaving || !p.encoder) continue;
       if (p.hasPcm) limitMinusInto(this.sum, p.pcm, this.mixPcm, samples);
       else limitInto(this.sum, this.mixPcm, samples);
+      this.tuneFec(p, p.encoder);
       p.mixMinusLength = p.encoder.encode(this.mixPcm, p.mixMinus);
       this.stats.encodes++;
     }
@@ -534,6 +570,7 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
       // Its own voice is in the room's sum (or, on the tick it leaves the program, in the program's).
       if (p.inBackstageMix || p.inProgramMix) limitMinusInto(room, p.pcm, this.mixPcm, samples);
       else limitInto(room, this.mixPcm, samples);
+      this.tuneFec(p, p.encoder);
       p.mixMinusLength = p.encoder.encode(this.mixPcm, p.mixMinus);
       this.stats.encodes++;
     }
@@ -618,10 +655,23 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
       this.decoders.release(p.decoder);
       p.decoder = null;
     }
-    if (p.encoder) {
-      this.encoders.release(p.encoder);
-      p.encoder = null;
-    }
+    if (p.encoder) this.releaseEncoder(p);
+  }
+
+  /** Sets the expected loss of `p`'s mix-minus encoder when it changed (a call into libopus only then). */
+  private tuneFec(p: Participant, encoder: OpusEncoder): void {
+    const want = this.expectedLossPercent(p);
+    if (p.encoderLossPercent === want) return;
+    encoder.setExpectedLossPercent(want);
+    p.encoderLossPercent = want;
+  }
+
+  /** Back to the pool at the default expected loss: the pool also serves the backstage room's shared mix. */
+  private releaseEncoder(p: Participant): void {
+    const encoder = p.encoder!;
+    if (p.encoderLossPercent !== this.defaultLossPercent) encoder.setExpectedLossPercent(this.defaultLossPercent);
+    this.encoders.release(encoder);
+    p.encoder = null;
   }
 
   private detach(p: Participant): void {
@@ -636,9 +686,8 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     this.backstageSelection.remove(p.slot);
     if (p.backstage) this.backstageCount--;
     if (p.decoder) this.decoders.release(p.decoder);
-    if (p.encoder) this.encoders.release(p.encoder);
+    if (p.encoder) this.releaseEncoder(p);
     p.decoder = null;
-    p.encoder = null;
     if (wasSpeaker && !this.closed) this.emit('speakers', this.speakerIds);
   }
 

@@ -92,7 +92,15 @@ export interface RtpParticipantInfo extends ParticipantSummary {
   remotePort: number;
   payloadType: number;
   speaking: boolean;
-  stats: Participant['stats'] & { jitter: Participant['jitter']['stats']; packetsIn: number; rtcpIn: number };
+  stats: Participant['stats'] & {
+    jitter: Participant['jitter']['stats'];
+    packetsIn: number;
+    rtcpIn: number;
+    /** Loss % it reports for its mix (RTCP), null while unknown (no report in 30 s). */
+    reportedLossPercent: number | null;
+    /** Loss % its mix-minus encoder expects (in-band FEC above 0). */
+    fecExpectedLossPercent: number;
+  };
 }
 
 /** A participant whose transport lives elsewhere (a WHIP session): the event only tracks it. */
@@ -396,6 +404,7 @@ export class MixerEvent {
           // Kernel arrival times are on performance.now()'s clock: the event's own when it runs on the system timer.
           kernelArrivalTimes: this.timer === systemTimer,
           onSenderReport: (sr) => this.senderReport(id, 'audio', sr),
+          onReceiverReport: (block) => this.mixer.reportLoss(id, block.fractionLost),
         },
         this.drops,
         this.socketIo(),
@@ -428,7 +437,14 @@ export class MixerEvent {
       speaking: this.mixer.selection.isSpeaker(p.slot),
       muted: p.muted,
       stage: p.stage,
-      stats: { ...p.stats, jitter: { ...p.jitter.stats }, packetsIn: ep.stats.packetsIn, rtcpIn: ep.stats.rtcpIn },
+      stats: {
+        ...p.stats,
+        jitter: { ...p.jitter.stats },
+        packetsIn: ep.stats.packetsIn,
+        rtcpIn: ep.stats.rtcpIn,
+        reportedLossPercent: this.mixer.reportedLossPercent(p),
+        fecExpectedLossPercent: this.mixer.expectedLossPercent(p),
+      },
       avSync: p.lipSync?.stats() ?? null,
     };
   }

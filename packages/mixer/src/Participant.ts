@@ -2,6 +2,7 @@ import { JitterBuffer } from '@mcu/rtp';
 import type { JitterBufferOptions } from '@mcu/rtp';
 import type { OpusDecoder, OpusEncoder } from '@mcu/codec';
 import type { LipSync } from './LipSync.js';
+import { ListenerLoss } from './ListenerLoss.js';
 import { PresenterTaps } from './PresenterTaps.js';
 
 /**
@@ -69,6 +70,10 @@ export class Participant {
   inBackstageMix = false;
   /** Leaving after one more tick, in which it fades out. */
   leaving = false;
+  /** The loss this participant reports for the mix it receives (RTCP): what its mix-minus encoder expects. */
+  readonly listenerLoss = new ListenerLoss();
+  /** Expected loss % set on `encoder` (AudioMixer keeps it in step with `listenerLoss`). */
+  encoderLossPercent = -1;
   /** This tick's encoded mix-minus (valid when `mixMinusLength` > 0). */
   readonly mixMinus: Uint8Array;
   mixMinusLength = 0;

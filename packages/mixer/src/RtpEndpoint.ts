@@ -1,6 +1,6 @@
 import type dgram from 'node:dgram';
 import { ipv4ToInt, isRtcpPacket, openUdpSocket, parseRtcp, parseRtp, readAudioLevel, RtpHeader } from '@mcu/rtp';
-import type { SenderReport, UdpSendBatch } from '@mcu/rtp';
+import type { ReportBlock, SenderReport, UdpSendBatch } from '@mcu/rtp';
 import type { MixTransport, Participant } from './Participant.js';
 import type { DropCounters } from './DropCounters.js';
 
@@ -19,6 +19,8 @@ export interface RtpEndpointOptions {
   now?: () => number;
   /** Sender reports of the participant's stream (for lip sync). */
   onSenderReport?: (sr: SenderReport) => void;
+  /** Report blocks (in its RRs and SRs) about the mix this participant receives: the loss on its path. */
+  onReceiverReport?: (block: ReportBlock) => void;
   /**
    * Native path: the arrival times `receive` is given (the kernel's, on performance.now()'s clock)
    * are on this endpoint's clock (`now` is the system's); false: `receive` uses `now()` instead.
@@ -239,8 +241,11 @@ export class RtpEndpoint implements MixTransport {
       this.rtcpIn++;
       const { packets, error } = parseRtcp(msg.length === length ? msg : msg.subarray(0, length));
       if (error) drops.drop(`rtcp_${error}`);
-      const onSr = this.opts.onSenderReport;
-      if (onSr) for (const p of packets) if (p.type === 'sr' && p.ssrc === this.latchedSsrc) onSr(p);
+      const { onSenderReport: onSr, onReceiverReport: onRr } = this.opts;
+      for (const p of packets) {
+        if (p.type === 'sr' && p.ssrc === this.latchedSsrc) onSr?.(p);
+        if (onRr && (p.type === 'sr' || p.type === 'rr')) for (const b of p.reports) if (b.ssrc === this.participant.outSsrc) onRr(b);
+      }
       return;
     }
     const h = scratchHeader;

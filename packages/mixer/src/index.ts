@@ -5,6 +5,7 @@ export type { SelectionOptions } from './Selection.js';
 export { AudioMixer } from './AudioMixer.js';
 export type { AudioMixerOptions, AudioMixerEvents, AudioMixerStats, MixerSink, ProgramSink } from './AudioMixer.js';
 export { Participant } from './Participant.js';
+export { ListenerLoss, LISTENER_LOSS_DEFAULTS } from './ListenerLoss.js';
 export type { ParticipantAudioStats, MixTransport, Stage } from './Participant.js';
 export { PresenterTaps } from './PresenterTaps.js';
 export type { TapSink } from './PresenterTaps.js';

@@ -39,6 +39,11 @@ export interface PeerOptions {
   /** Tone frequency in Hz; 0 sends silence. */
   freq?: number;
   amplitude?: number;
+  /**
+   * Speech-like: the tone rises and falls four times a second, as syllables do. SILK's voice
+   * activity detector soon takes a steady tone for background noise (and then sends no in-band FEC).
+   */
+  syllables?: boolean;
   audioLevelExtId?: number;
   payloadType?: number;
   /** Probability of dropping an outgoing packet. */
@@ -55,8 +60,8 @@ export interface PeerOptions {
  */
 const CYCLE_FRAMES = 50;
 const encodedCycles = new Map<string, Buffer[]>();
-function encodedCycle(freq: number, amplitude: number): Buffer[] {
-  const key = `${freq}/${amplitude}`;
+function encodedCycle(freq: number, amplitude: number, syllables = false): Buffer[] {
+  const key = `${freq}/${amplitude}/${syllables}`;
   let frames = encodedCycles.get(key);
   if (!frames) {
     const enc = new OpusEncoder({ bitrate: 32_000, fec: true, expectedLossPercent: 15 });
@@ -66,6 +71,7 @@ function encodedCycle(freq: number, amplitude: number): Buffer[] {
     for (let f = 0; f < CYCLE_FRAMES; f++) {
       if (freq > 0) toneFrame(freq, f, amplitude, pcm);
       else pcm.fill(0);
+      if (syllables) for (let i = 0; i < FRAME; i++) pcm[i] = Math.round(pcm[i] * (0.1 + 0.9 * Math.abs(Math.sin((2 * Math.PI * 2 * (f * FRAME + i)) / SAMPLE_RATE))));
       frames.push(Buffer.from(out.subarray(0, enc.encode(pcm, out))));
     }
     enc.close();
@@ -121,7 +127,7 @@ export class RtpPeer {
   sendFrame(): void {
     if (!this.target) throw new Error('peer not connected');
     const freq = this.opts.freq ?? 0;
-    const payload = encodedCycle(freq, this.opts.amplitude ?? 8000)[this.frame % CYCLE_FRAMES];
+    const payload = encodedCycle(freq, this.opts.amplitude ?? 8000, this.opts.syllables)[this.frame % CYCLE_FRAMES];
     const level = freq > 0 ? 10 : 127;
     const extensions = this.opts.audioLevelExtId
       ? [audioLevelExtension(level, freq > 0, this.opts.audioLevelExtId)]

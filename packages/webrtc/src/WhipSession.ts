@@ -62,6 +62,12 @@ export class WhipSession extends WebRtcSession {
       });
       if (t.kind === 'audio' && audioSendRecv && this.participant) {
         const sender = t.sender;
+        // The browser's reports about its mix-minus: the loss its FEC is sized for (ListenerLoss.ts).
+        sender.onRtcp.subscribe((rtcp) => {
+          const reports = (rtcp as { reports?: { ssrc: number; fractionLost: number }[] }).reports;
+          if (!reports || this.isClosed) return;
+          for (const r of reports) if (r.ssrc === sender.ssrc) this.event.mixer.reportLoss(this.id, r.fractionLost);
+        });
         this.participant.transport = {
           send: (packet, length) => {
             this.stats.packetsOut++;

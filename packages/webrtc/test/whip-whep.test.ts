@@ -45,6 +45,15 @@ describe('WHIP and WHEP between werift peers', () => {
     const r = viewer.received.slice(-100);
     for (let i = 1; i < r.length; i++) expect((r[i].seq - r[i - 1].seq) & 0xffff).toBe(1);
 
+    // Each presenter's werift receiver reports on its mix-minus (RTCP RR, every 0.5–1.5 s): no
+    // loss on loopback, so its mix-minus is encoded without in-band FEC.
+    const mixer = node.registry.get(ev.id).mixer.mixer;
+    for (const c of [a, b]) {
+      const p = mixer.participant(c.location!.split('/').pop()!)!;
+      expect(mixer.reportedLossPercent(p)).toBe(0);
+      expect(mixer.expectedLossPercent(p)).toBe(0);
+    }
+
     const parts = (await (await fetch(`${base}/api/events/${ev.id}/participants`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()) as { participants: { kind: string }[] };
     expect(parts.participants.filter((p: { kind: string }) => p.kind === 'whip')).toHaveLength(2);
 
