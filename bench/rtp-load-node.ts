@@ -31,6 +31,8 @@ process.on('message', async (msg: { cmd: string; native?: boolean; shared?: bool
       ioTickP99: s.ioTickMs?.p99 ?? null,
       sent: ev.mixer.stats.packetsOut - sent0,
       speakers: s.speakers.length,
+      // What the speakers' mix-minus encoders expect (their listeners' reported loss, or the default).
+      mixMinusExpectedLossPercent: s.speakers.map((id) => ev.mixer.expectedLossPercent(ev.mixer.participant(id)!)),
       dropped: s.dropped,
     });
   } else if (msg.cmd === 'stop') {

@@ -13,9 +13,18 @@
  * constant here. The load generator is the same in both runs (native sockets where the addon is
  * built, so that it costs little beside the node on a 2-core box).
  *
+ * Every simulated participant also sends an RTCP receiver report about the mix it gets once a
+ * second (RFC 3550 §6.4.2, from its own reception statistics), as an RTP endpoint does: the loss
+ * in it is what the node sizes each speaker's in-band FEC by (ListenerLoss.ts).
+ *
  * Usage: npm run bench:rtp-load [-- --n 150,1000] [-- --seconds 8] [-- --paths dgram,native,shared]
- *        [-- --send-thread] [-- --profile] [-- --json]
+ *        [-- --send-thread] [-- --no-reports] [-- --speech] [-- --profile] [-- --json]
  *   --send-thread: the native paths send each tick's mixes from a native sender thread (MixerEvent sendThread).
+ *   --no-reports: the participants send no RTCP (a peer that sends none: every encoder keeps FEC at 10 %).
+ *   --speech: the talkers' tones rise and fall four times a second, as syllables do. By default they
+ *     are steady, the load Janus AudioBridge's figure was measured with; libopus's voice activity
+ *     detector soon takes a steady tone for noise and codes no in-band FEC for it, so only speech
+ *     shows what FEC costs the encoders (about a quarter of an encode on the frames it runs).
  *   --profile: also writes a --cpu-prof profile of the last run of the largest size into bench/results/.
  */
 import { fork } from 'node:child_process';
@@ -26,8 +35,8 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { audioLevelExtension, buildRtp, ipv4ToInt, nativeUdp, parseRtp, RtpHeader, UdpSendBatch, UdpSocketSet } from '@mcu/rtp';
-import { OpusDecoder, OpusEncoder } from '@mcu/codec';
+import { audioLevelExtension, buildReceiverReport, buildRtp, ipv4ToInt, nativeUdp, parseRtp, ReceiverStats, RtpHeader, UdpSendBatch, UdpSocketSet } from '@mcu/rtp';
+import { OPUS_ENCODER_DEFAULTS, OpusDecoder, OpusEncoder } from '@mcu/codec';
 
 const { values } = parseArgs({
   options: {
@@ -36,6 +45,8 @@ const { values } = parseArgs({
     paths: { type: 'string', default: 'dgram,native,shared' },
     profile: { type: 'boolean', default: false },
     'send-thread': { type: 'boolean', default: false },
+    'no-reports': { type: 'boolean', default: false },
+    speech: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 });
@@ -54,6 +65,10 @@ if (PATHS.some((p) => p !== 'dgram') && nativeUdp() === null) {
 const JANUS_CPU_PER_PARTICIPANT_PCT = 1;
 const TARGET_CPU_PER_PARTICIPANT_PCT = 0.05;
 const TALKERS = 3;
+const REPORTS = !values['no-reports'];
+const SPEECH = values.speech === true;
+/** Syllables: the envelope of a talker's tone at sample x (1 when steady). */
+const envelope = (x: number) => (SPEECH ? 0.1 + 0.9 * Math.abs(Math.sin((2 * Math.PI * 2 * x) / 48_000)) : 1);
 
 /** One second of Opus frames of a tone (0: silence), each packet pre-built with its RFC 6464 level. */
 function cycle(freq: number): Buffer[] {
@@ -62,7 +77,7 @@ function cycle(freq: number): Buffer[] {
   const out = new Uint8Array(1500);
   const packets: Buffer[] = [];
   for (let f = 0; f < 50; f++) {
-    for (let i = 0; i < 960; i++) pcm[i] = freq ? Math.round(8000 * Math.sin((2 * Math.PI * freq * (f * 960 + i)) / 48_000)) : 0;
+    for (let i = 0; i < 960; i++) pcm[i] = freq ? Math.round(8000 * envelope(f * 960 + i) * Math.sin((2 * Math.PI * freq * (f * 960 + i)) / 48_000)) : 0;
     const payload = Buffer.from(out.subarray(0, enc.encode(pcm, out)));
     packets.push(buildRtp({ payloadType: 111, sequenceNumber: 0, timestamp: 0, ssrc: 0, extensions: [audioLevelExtension(freq ? 10 : 127, freq > 0, 1)] }, payload));
   }
@@ -85,6 +100,7 @@ interface Measured {
   ioTickP99: number | null;
   sent: number;
   speakers: number;
+  mixMinusExpectedLossPercent: number[];
   dropped: Record<string, number>;
   native: boolean;
 }
@@ -104,6 +120,34 @@ interface LoadGenerator {
   close(): void;
 }
 
+/**
+ * Each participant's reception of its mix (RFC 3550 A.1/A.3 statistics) and its receiver report,
+ * once a second, participant i in round k when (k + i) % 50 is 0: spread over the second, as
+ * endpoints that joined at different times send them.
+ */
+class Receptions {
+  private readonly stats: (ReceiverStats | null)[];
+  private readonly h = new RtpHeader();
+
+  constructor(n: number) {
+    this.stats = Array.from({ length: n }, () => null);
+  }
+
+  onPacket(i: number, packet: Uint8Array, length: number, atMs: number): void {
+    if (parseRtp(packet, this.h, length) !== null) return;
+    let s = this.stats[i];
+    if (s === null || s.ssrc !== this.h.ssrc) s = this.stats[i] = new ReceiverStats({ ssrc: this.h.ssrc, clockRate: 48_000 });
+    s.onPacket(this.h.sequenceNumber, this.h.timestamp, atMs);
+  }
+
+  /** Participant i's receiver report this round, or null (not its turn, nothing received yet). */
+  reportOf(i: number, k: number): Buffer | null {
+    const s = this.stats[i];
+    if (!REPORTS || s === null || (k + i) % 50 !== 0) return null;
+    return buildReceiverReport({ ssrc: i + 1000, reports: [s.reportBlock(performance.now())] });
+  }
+}
+
 function packetOf(i: number, k: number, scratch: Buffer): Buffer {
   const template = (i < TALKERS ? talk[i] : silence)[k % 50];
   template.copy(scratch);
@@ -120,20 +164,25 @@ async function nativeGenerator(n: number): Promise<LoadGenerator> {
   const scratch = Buffer.alloc(1500);
   const lo = ipv4ToInt('127.0.0.1');
   let targets: number[] = [];
+  const receptions = new Receptions(n);
+  const indexOfSlot = new Map(socks.map((s, i) => [s.slot, i]));
+  const visit = (slot: number, packet: Uint8Array, length: number, _ip: number, _port: number, atMs: number) => receptions.onPacket(indexOfSlot.get(slot)!, packet, length, atMs);
   const g: LoadGenerator = {
     ports: socks.map((s) => s.port),
     received: 0,
     setTargets: (ports) => (targets = ports),
     round(k) {
-      g.received += set.read(() => {});
+      g.received += set.read(visit);
       for (let i = 0; i < n; i++) {
         const p = packetOf(i, k, scratch);
         const len = (i < TALKERS ? talk[i] : silence)[k % 50].length;
         batch.add(i, socks[i].fd, lo, targets[i], p, len, false);
+        const rr = receptions.reportOf(i, k);
+        if (rr) batch.add(i, socks[i].fd, lo, targets[i], rr, rr.length, false);
       }
       batch.flush();
     },
-    drain: () => void (g.received += set.read(() => {})),
+    drain: () => void (g.received += set.read(visit)),
     close: () => set.close(),
   };
   return g;
@@ -141,6 +190,7 @@ async function nativeGenerator(n: number): Promise<LoadGenerator> {
 
 async function dgramGenerator(n: number): Promise<LoadGenerator> {
   const sockets: dgram.Socket[] = [];
+  const receptions = new Receptions(n);
   const g: LoadGenerator = {
     ports: [],
     received: 0,
@@ -149,6 +199,8 @@ async function dgramGenerator(n: number): Promise<LoadGenerator> {
       for (let i = 0; i < n; i++) {
         const p = Buffer.from(packetOf(i, k, Buffer.alloc(1500)).subarray(0, (i < TALKERS ? talk[i] : silence)[k % 50].length));
         sockets[i].send(p, targets[i], '127.0.0.1');
+        const rr = receptions.reportOf(i, k);
+        if (rr) sockets[i].send(rr, targets[i], '127.0.0.1');
       }
     },
     drain: () => {},
@@ -157,7 +209,10 @@ async function dgramGenerator(n: number): Promise<LoadGenerator> {
   let targets: number[] = [];
   for (let i = 0; i < n; i++) {
     const s = dgram.createSocket({ type: 'udp4', recvBufferSize: 1 << 20 });
-    s.on('message', () => void g.received++);
+    s.on('message', (m) => {
+      g.received++;
+      receptions.onPacket(i, m, m.length, performance.now());
+    });
     s.bind(0, '127.0.0.1');
     await once(s, 'listening');
     sockets.push(s);
@@ -231,6 +286,7 @@ async function run(n: number, path: Path, profileDir: string | null) {
     ioTickP99Ms: m.ioTickP99 === null ? null : +m.ioTickP99.toFixed(2),
     skippedTicks: m.skipped,
     speakers: m.speakers,
+    mixMinusExpectedLossPercent: m.mixMinusExpectedLossPercent,
     dropped: m.dropped,
     loadGeneratorCpuPct: +genCpuPct.toFixed(1),
   };
@@ -249,27 +305,35 @@ async function measureFloor(n: number) {
     const u = process.cpuUsage();
     return u.user + u.system;
   };
-  const enc = new OpusEncoder({ sampleRate: 48_000, channels: 1 });
   const dec = new OpusDecoder({ sampleRate: 48_000, channels: 1 });
   const pcm = new Int16Array(960);
   const out = new Uint8Array(1500);
   const back = new Int16Array(960);
   const FRAMES = 400;
-  let t0 = cpuUs();
-  for (let f = 0; f < FRAMES; f++) {
-    for (let i = 0; i < 960; i++) {
-      const x = f * 960 + i;
-      pcm[i] = Math.round(4000 * (Math.sin((2 * Math.PI * 300 * x) / 48_000) + Math.sin((2 * Math.PI * 550 * x) / 48_000)));
+  let t0 = 0;
+  // A mix of two talkers, encoded as the node's encoders are: at the default expected loss (the
+  // shared mix; FEC where the VAD finds voice) and at 0 % (a mix-minus whose listener reports none).
+  const encodeAt = (expectedLossPercent: number) => {
+    const enc = new OpusEncoder({ sampleRate: 48_000, channels: 1, expectedLossPercent });
+    t0 = cpuUs();
+    for (let f = 0; f < FRAMES; f++) {
+      for (let i = 0; i < 960; i++) {
+        const x = f * 960 + i;
+        pcm[i] = Math.round(4000 * (envelope(x) * Math.sin((2 * Math.PI * 300 * x) / 48_000) + envelope(x + 12_000) * Math.sin((2 * Math.PI * 550 * x) / 48_000)));
+      }
+      enc.encode(pcm, out);
     }
-    enc.encode(pcm, out);
-  }
-  const encodeUs = (cpuUs() - t0) / FRAMES;
+    const us = (cpuUs() - t0) / FRAMES;
+    enc.close();
+    return us;
+  };
+  const encodeUs = encodeAt(OPUS_ENCODER_DEFAULTS.expectedLossPercent);
+  const encodeNoFecUs = encodeAt(0);
   const h = new RtpHeader();
   const payloads = talk[0].map((p) => (parseRtp(p, h), p.subarray(h.payloadOffset, h.payloadOffset + h.payloadLength)));
   t0 = cpuUs();
   for (let f = 0; f < FRAMES; f++) dec.decode(payloads[f % 50], back);
   const decodeUs = (cpuUs() - t0) / FRAMES;
-  enc.close();
   dec.close();
   // One socket to n receivers and back to one socket: the shared port's system calls.
   const one = UdpSocketSet.open({ bufferBytes: 4 << 20 })!;
@@ -304,9 +368,12 @@ async function measureFloor(n: number) {
   const start = performance.now();
   for (let k = 1; k <= WAKES; k++) await sleep(Math.max(0, start + k * 20 - performance.now()));
   const wakeUs = (cpuUs() - t0) / WAKES;
-  const perMixUs = ((TALKERS + 1) * encodeUs + TALKERS * decodeUs + wakeUs) / n + perDatagram.sendUs + perDatagram.readUs;
+  // The mix-minus encoders expect what their listeners report: 0 % on loopback, once reports come.
+  const mixMinusEncodeUs = REPORTS ? encodeNoFecUs : encodeUs;
+  const perMixUs = (encodeUs + TALKERS * mixMinusEncodeUs + TALKERS * decodeUs + wakeUs) / n + perDatagram.sendUs + perDatagram.readUs;
   return {
     encodeUs: +encodeUs.toFixed(1),
+    mixMinusEncodeUs: +mixMinusEncodeUs.toFixed(1),
     decodeUs: +decodeUs.toFixed(1),
     wakeUs: +wakeUs.toFixed(1),
     sendUs: +perDatagram.sendUs.toFixed(2),
@@ -355,6 +422,10 @@ const lines = SIZES.map((n) => {
     talking: TALKERS,
     seconds: MS / 1000,
     sendThread: values['send-thread'],
+    /** Participants send RTCP receiver reports (the mix-minus FEC follows them). */
+    reports: REPORTS,
+    /** Talkers rise and fall as syllables do (else steady tones). */
+    speech: SPEECH,
     native: nat ?? null,
     shared: shared ?? null,
     dgram: base ?? null,
@@ -394,7 +465,7 @@ else {
   for (const l of lines) {
     const f = l.floor;
     console.log(
-      `floor at ${l.participants}: encode ${f.encodeUs} µs × ${TALKERS + 1} and decode ${f.decodeUs} µs × ${TALKERS} per tick, a wake-up ${f.wakeUs} µs per tick, kernel ${f.sendUs} µs out + ${f.readUs} µs in per datagram = ${f.perMixUs} µs per mix, ${f.perParticipantPct} % per participant`,
+      `floor at ${l.participants}: encode ${f.encodeUs} µs (shared) + ${f.mixMinusEncodeUs} µs × ${TALKERS} (mix-minus) and decode ${f.decodeUs} µs × ${TALKERS} per tick, a wake-up ${f.wakeUs} µs per tick, kernel ${f.sendUs} µs out + ${f.readUs} µs in per datagram = ${f.perMixUs} µs per mix, ${f.perParticipantPct} % per participant`,
     );
   }
   for (const l of lines) console.log(JSON.stringify(l));
