@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { OpusEncoder } from '@mcu/codec';
-import { buildReceiverReport } from '@mcu/rtp';
+import { buildReceiverReport, buildSenderReport, ntpFromUnixMs } from '@mcu/rtp';
 import { ListenerLoss, MixerEvent } from '../src/index.js';
 import { pace, RtpPeer, toneFrame } from './peer.js';
 import { opusHasLbrr } from './opusLbrr.js';
@@ -67,10 +67,17 @@ describe('loss-adaptive FEC on plain RTP', () => {
     const last = peer.received.slice(-n);
     return last.filter((r) => opusHasLbrr(r.payload)).length / Math.max(1, last.length);
   };
-  const report = (peer: RtpPeer, fractionLost: number) => {
-    const ssrc = peer.received.at(-1)!.ssrc;
+  /** A receiver report about the mix `peer` gets (or about `about`); as a sender report's block with `asSender`, as an endpoint that sends media reports. */
+  const report = (peer: RtpPeer, fractionLost: number, opts: { asSender?: boolean; about?: number } = {}) => {
+    const ssrc = opts.about ?? peer.received.at(-1)!.ssrc;
     const highestSeq = peer.received.at(-1)!.seq;
-    peer.sendRaw(buildReceiverReport({ ssrc: peer.ssrc, reports: [{ ssrc, fractionLost, cumulativeLost: 0, highestSeq, jitter: 0, lsr: 0, dlsr: 0 }] }));
+    const reports = [{ ssrc, fractionLost, cumulativeLost: 0, highestSeq, jitter: 0, lsr: 0, dlsr: 0 }];
+    const ntp = ntpFromUnixMs(Date.now());
+    peer.sendRaw(
+      opts.asSender
+        ? buildSenderReport({ ssrc: peer.ssrc, ntpSec: ntp.sec, ntpFrac: ntp.frac, rtpTimestamp: 0, packetCount: 1, octetCount: 100, reports })
+        : buildReceiverReport({ ssrc: peer.ssrc, reports }),
+    );
   };
 
   it('a speaker reporting no loss gets its mix-minus without LBRR, one reporting loss or nothing with it; the shared mix keeps it', async () => {
@@ -93,7 +100,8 @@ describe('loss-adaptive FEC on plain RTP', () => {
     for (const p of all) expect(lbrrShare(p)).toBeGreaterThan(0.4);
 
     report(clean.peer, 0);
-    report(lossy.peer, 13); // 13/256 = 5.1 %: the encoder is told 6
+    report(clean.peer, 200, { about: 0x1234_5678 }); // about another stream: not its mix
+    report(lossy.peer, 13, { asSender: true }); // 13/256 = 5.1 %: the encoder is told 6
     await pace(all, 600);
     expect(lbrrShare(clean.peer)).toBe(0);
     expect(lbrrShare(lossy.peer)).toBeGreaterThan(0.4);
