@@ -37,6 +37,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { audioLevelExtension, buildReceiverReport, buildRtp, ipv4ToInt, nativeUdp, parseRtp, ReceiverStats, RtpHeader, UdpSendBatch, UdpSocketSet } from '@mcu/rtp';
 import { OPUS_ENCODER_DEFAULTS, OpusDecoder, OpusEncoder } from '@mcu/codec';
+import { syllableEnvelope } from '../packages/mixer/test/peer.js';
 
 const { values } = parseArgs({
   options: {
@@ -68,7 +69,7 @@ const TALKERS = 3;
 const REPORTS = !values['no-reports'];
 const SPEECH = values.speech === true;
 /** Syllables: the envelope of a talker's tone at sample x (1 when steady). */
-const envelope = (x: number) => (SPEECH ? 0.1 + 0.9 * Math.abs(Math.sin((2 * Math.PI * 2 * x) / 48_000)) : 1);
+const envelope = (x: number) => (SPEECH ? syllableEnvelope(x) : 1);
 
 /** One second of Opus frames of a tone (0: silence), each packet pre-built with its RFC 6464 level. */
 function cycle(freq: number): Buffer[] {
@@ -310,12 +311,11 @@ async function measureFloor(n: number) {
   const out = new Uint8Array(1500);
   const back = new Int16Array(960);
   const FRAMES = 400;
-  let t0 = 0;
   // A mix of two talkers, encoded as the node's encoders are: at the default expected loss (the
   // shared mix; FEC where the VAD finds voice) and at 0 % (a mix-minus whose listener reports none).
   const encodeAt = (expectedLossPercent: number) => {
     const enc = new OpusEncoder({ sampleRate: 48_000, channels: 1, expectedLossPercent });
-    t0 = cpuUs();
+    const begin = cpuUs();
     for (let f = 0; f < FRAMES; f++) {
       for (let i = 0; i < 960; i++) {
         const x = f * 960 + i;
@@ -323,7 +323,7 @@ async function measureFloor(n: number) {
       }
       enc.encode(pcm, out);
     }
-    const us = (cpuUs() - t0) / FRAMES;
+    const us = (cpuUs() - begin) / FRAMES;
     enc.close();
     return us;
   };
@@ -331,7 +331,7 @@ async function measureFloor(n: number) {
   const encodeNoFecUs = encodeAt(0);
   const h = new RtpHeader();
   const payloads = talk[0].map((p) => (parseRtp(p, h), p.subarray(h.payloadOffset, h.payloadOffset + h.payloadLength)));
-  t0 = cpuUs();
+  let t0 = cpuUs();
   for (let f = 0; f < FRAMES; f++) dec.decode(payloads[f % 50], back);
   const decodeUs = (cpuUs() - t0) / FRAMES;
   dec.close();

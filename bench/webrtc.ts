@@ -372,9 +372,9 @@ const result = {
   /** 720p video viewers on the same node (null: --video-viewers 0). */
   video720p,
   loadAverage1m: [+loadAtStart.toFixed(1), +loadavg()[0].toFixed(1)],
-  /** One UDP port for every session (null: a port each), with its batching. */
   /** Sessions the node created and closed during the run, by reason (a viewer should not lose its session). */
   sessions: { created: edgeStats.created, closedByReason: edgeStats.closedByReason },
+  /** One UDP port for every session (null: a port each), with its batching. */
   rtcPort: edgeStats.rtcPort,
 };
 

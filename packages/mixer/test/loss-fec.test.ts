@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { OpusEncoder } from '@mcu/codec';
 import { buildReceiverReport, buildSenderReport, ntpFromUnixMs } from '@mcu/rtp';
 import { ListenerLoss, MixerEvent } from '../src/index.js';
-import { pace, RtpPeer, toneFrame } from './peer.js';
+import { pace, RtpPeer, syllableEnvelope, toneFrame } from './peer.js';
 import { opusHasLbrr } from './opusLbrr.js';
 
 const EXT = 1;
@@ -41,7 +41,7 @@ describe('ListenerLoss', () => {
 /** A 440 Hz tone rising and falling four times a second: SILK's VAD takes a steady tone for noise after ~0.6 s. */
 function syllable(f: number): Int16Array {
   const pcm = toneFrame(440, f);
-  for (let i = 0; i < pcm.length; i++) pcm[i] = Math.round(pcm[i] * (0.1 + 0.9 * Math.abs(Math.sin((2 * Math.PI * 2 * (f * 960 + i)) / 48_000))));
+  for (let i = 0; i < pcm.length; i++) pcm[i] = Math.round(pcm[i] * syllableEnvelope(f * 960 + i));
   return pcm;
 }
 
@@ -80,15 +80,17 @@ describe('loss-adaptive FEC on plain RTP', () => {
     );
   };
 
+  /** A plain-RTP participant of `event` talking in syllables (0 Hz: silent). */
+  const join = async (freq: number) => {
+    const peer = await RtpPeer.open({ freq, syllables: true, audioLevelExtId: EXT });
+    closers.push(peer);
+    const info = await event!.addRtpParticipant({ host: '127.0.0.1', port: peer.port, payloadType: 111, audioLevelExtId: EXT });
+    peer.connect(info.host, info.port);
+    return { peer, id: info.id };
+  };
+
   it('a speaker reporting no loss gets its mix-minus without LBRR, one reporting loss or nothing with it; the shared mix keeps it', async () => {
     event = new MixerEvent({ id: 'fec', maxSpeakers: 3, rtpPort: 0 });
-    const join = async (freq: number) => {
-      const peer = await RtpPeer.open({ freq, syllables: true, audioLevelExtId: EXT });
-      closers.push(peer);
-      const info = await event!.addRtpParticipant({ host: '127.0.0.1', port: peer.port, payloadType: 111, audioLevelExtId: EXT });
-      peer.connect(info.host, info.port);
-      return { peer, id: info.id };
-    };
     const clean = await join(440);
     const lossy = await join(620);
     const silent = await join(880); // sends no RTCP
@@ -121,20 +123,12 @@ describe('loss-adaptive FEC on plain RTP', () => {
 
   it('with lossAdaptiveFec off every encoder keeps the configured expected loss', async () => {
     event = new MixerEvent({ id: 'fec-off', maxSpeakers: 3, rtpPort: 0, mixer: { lossAdaptiveFec: false } });
-    const peers: RtpPeer[] = [];
-    const ids: string[] = [];
-    for (const freq of [440, 620]) {
-      const peer = await RtpPeer.open({ freq, syllables: true, audioLevelExtId: EXT });
-      closers.push(peer);
-      const info = await event.addRtpParticipant({ host: '127.0.0.1', port: peer.port, payloadType: 111, audioLevelExtId: EXT });
-      peer.connect(info.host, info.port);
-      peers.push(peer);
-      ids.push(info.id);
-    }
-    await pace(peers, 600);
-    report(peers[0], 0);
-    await pace(peers, 600);
-    expect(lbrrShare(peers[0])).toBeGreaterThan(0.4);
-    expect(event.participantInfo(ids[0])!.stats).toMatchObject({ reportedLossPercent: 0, fecExpectedLossPercent: 10 });
+    const a = await join(440);
+    const b = await join(620);
+    await pace([a.peer, b.peer], 600);
+    report(a.peer, 0);
+    await pace([a.peer, b.peer], 600);
+    expect(lbrrShare(a.peer)).toBeGreaterThan(0.4);
+    expect(event.participantInfo(a.id)!.stats).toMatchObject({ reportedLossPercent: 0, fecExpectedLossPercent: 10 });
   });
 });

@@ -58,6 +58,11 @@ export interface PeerOptions {
  * Encoded frames of one second of a tone, shared by every peer sending that tone: encoding 50
  * streams live would cost the test process more CPU than the mixer it is testing.
  */
+/** Syllables: the envelope, at sample `x` (48 kHz), of a tone that rises and falls four times a second. */
+export function syllableEnvelope(x: number): number {
+  return 0.1 + 0.9 * Math.abs(Math.sin((2 * Math.PI * 2 * x) / SAMPLE_RATE));
+}
+
 const CYCLE_FRAMES = 50;
 const encodedCycles = new Map<string, Buffer[]>();
 function encodedCycle(freq: number, amplitude: number, syllables = false): Buffer[] {
@@ -71,7 +76,7 @@ function encodedCycle(freq: number, amplitude: number, syllables = false): Buffe
     for (let f = 0; f < CYCLE_FRAMES; f++) {
       if (freq > 0) toneFrame(freq, f, amplitude, pcm);
       else pcm.fill(0);
-      if (syllables) for (let i = 0; i < FRAME; i++) pcm[i] = Math.round(pcm[i] * (0.1 + 0.9 * Math.abs(Math.sin((2 * Math.PI * 2 * (f * FRAME + i)) / SAMPLE_RATE))));
+      if (syllables) for (let i = 0; i < FRAME; i++) pcm[i] = Math.round(pcm[i] * syllableEnvelope(f * FRAME + i));
       frames.push(Buffer.from(out.subarray(0, enc.encode(pcm, out))));
     }
     enc.close();
