@@ -20,14 +20,17 @@ export interface Ran {
   stderr: string;
 }
 
-/** Runs `mcu args…` to its end (at most 20 s). */
-export function run(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Ran> {
+/** Runs `mcu args…` to its end (at most 20 s); `onStdout` sees what it has printed so far, as it prints. */
+export function run(args: string[], env: NodeJS.ProcessEnv = cleanEnv(), onStdout?: (soFar: string) => void): Promise<Ran> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
     let stdout = '';
     let stderr = '';
-    child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stdout!.on('data', (b: Buffer) => {
+      stdout += b.toString();
+      onStdout?.(stdout);
+    });
     child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
     child.on('close', (code) => {
