@@ -129,7 +129,8 @@ export function viewerKeyOf(claims: Pick<TokenClaims, 'sub' | 'jti'>): string {
 
 /** The id of the one hand a viewer may have in an event (22 base64url characters of a SHA-256). */
 export function handIdFor(event: string, viewerKey: string): string {
-  return createHash('sha256').update(`${event}\n${viewerKey}`).digest('base64url').slice(0, 22);
+  // Never a leading '-' or '_' (as restream ids): `mcu event invite <event> -abc…` read one as an option.
+  return createHash('sha256').update(`${event}\n${viewerKey}`).digest('base64url').slice(0, 22).replace(/^[-_]/, 'h');
 }
 
 /** An invitation grant's subject binds it to its hand: `hand:<id>`. */
