@@ -147,6 +147,8 @@ interface Run {
   skews: number[];
   avSync: Record<string, unknown> | null;
   stretched: number;
+  /** What the audio waits in its jitter buffer (its target or its depth, whichever is more; lip-sync delay left out), ms, every 50 ms over the measured window. */
+  audioWaitMs: number[];
 }
 
 const events: MixerEvent[] = [];
@@ -179,7 +181,12 @@ async function run(maxLipSyncDelayMs: number, warmupMs: number, measureMs: numbe
   presenter.start();
   await sleep(warmupMs);
   const measureFrom = systemMediaClock.nowMs();
+  // What the audio waits in its jitter buffer over the measured window (lip-sync delay left out).
+  const jitter = event.mixer.participant(id)!.jitter;
+  const waits: number[] = [];
+  const sampler = setInterval(() => waits.push(Math.max(jitter.targetDelayMs, jitter.depthMs) - jitter.syncDelayAppliedMs), 50);
   await sleep(measureMs);
+  clearInterval(sampler);
   presenter.stop();
   const summary = event.participantSummary(id)!;
   const video = event.videoMixer!;
@@ -191,7 +198,7 @@ async function run(maxLipSyncDelayMs: number, warmupMs: number, measureMs: numbe
     const b = beeps.reduce((best, t) => (Math.abs(t - f) < Math.abs(best - f) ? t : best), -Infinity);
     if (Math.abs(f - b) < 500) skews.push(f - b);
   }
-  return { skews, avSync: summary.avSync as Record<string, unknown> | null, stretched: summary.stats.jitter.stretched };
+  return { skews, avSync: summary.avSync as Record<string, unknown> | null, stretched: summary.stats.jitter.stretched, audioWaitMs: waits };
 }
 
 function median(xs: number[]): number {
@@ -204,8 +211,10 @@ describe('lip sync from the presenters’ sender reports', () => {
     const r = await run(0, 2500, 5000);
     expect(r.skews.length).toBeGreaterThanOrEqual(4);
     const skew = median(r.skews);
-    console.log(`uncompensated program skew (flash − beep): ${r.skews.map((s) => s.toFixed(0)).join(', ')} ms; stats ${JSON.stringify(r.avSync)}`);
-    expect(skew).toBeGreaterThan(90);
+    console.log(`uncompensated program skew (flash − beep): ${r.skews.map((s) => s.toFixed(0)).join(', ')} ms; stats ${JSON.stringify(r.avSync)}; audio jitter wait median ${median(r.audioWaitMs)} ms, max ${Math.max(...r.audioWaitMs)} ms`);
+    // Video 150 ms late, less what the audio waits in its jitter buffer (20 ms on a quiet machine,
+    // more on a loaded one, where the presenter's own timer is late too), less a tick or two.
+    expect(skew).toBeGreaterThan(VIDEO_LATE_MS - median(r.audioWaitMs) - 40);
     expect(skew).toBeLessThan(220);
     // The mixer's own measurement agrees with what a viewer sees.
     expect(r.avSync).not.toBeNull();

@@ -223,14 +223,29 @@ export class WebRtcEdge {
         this.log[level](fields, `${sessionNoun[session.kind]} left`);
       }
     });
+    let answer: string;
     try {
-      const answer = await session.answer(offer, this.allow, this.opts.publicIp);
-      answered = true;
-      this.log.info({ event: session.eventId, session: session.id, kind: session.kind }, `${sessionNoun[session.kind]} joined`);
-      return { session, answer };
+      answer = await session.answer(offer, this.allow, this.opts.publicIp);
     } catch (err) {
+      if (session.closeReason !== null) throw this.closedWhileAnswering(session);
       session.close('negotiation_failed');
       throw new ValidationError(`SDP offer could not be negotiated: ${(err as Error).message}`.slice(0, 300), 'sdp');
     }
+    // An answer to a session that is gone would send the peer to connect to nothing.
+    if (session.closeReason !== null) throw this.closedWhileAnswering(session);
+    answered = true;
+    this.log.info({ event: session.eventId, session: session.id, kind: session.kind }, `${sessionNoun[session.kind]} joined`);
+    return { session, answer };
+  }
+
+  /**
+   * The node closed a session while its offer was being answered (the event ended, the node is
+   * draining, a newer session took the presenter's place): the offer was fine, so the peer is
+   * told why and when to try again, not that its SDP was bad.
+   */
+  private closedWhileAnswering(session: WebRtcSession): ServiceUnavailableError {
+    const reason = session.closeReason;
+    this.log.info({ event: session.eventId, session: session.id, kind: session.kind, reason }, `${sessionNoun[session.kind]} closed while negotiating`);
+    return new ServiceUnavailableError(`the session was closed while its offer was being answered (${reason}); try again`, 1, 'session_closed');
   }
 }

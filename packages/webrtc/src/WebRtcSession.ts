@@ -85,27 +85,55 @@ export abstract class WebRtcSession extends EventEmitter<SessionEvents> {
     return this.pc.connectionState;
   }
 
-  /** Applies the offer, waits for ICE gathering (WHIP/WHEP are not trickled) and returns the answer. */
+  /**
+   * Applies the offer, waits for ICE gathering (WHIP/WHEP are not trickled) and returns the answer.
+   * Rejects as soon as the session is closed meanwhile: werift's `setRemoteDescription` never
+   * settles on a peer connection closed while it runs, and a request must not wait forever.
+   */
   async answer(offer: string, allow: (address: string) => boolean, publicIp?: string): Promise<string> {
-    await this.pc.setRemoteDescription({ type: 'offer', sdp: filterCandidates(offer, allow) });
+    await this.unlessClosed(this.pc.setRemoteDescription({ type: 'offer', sdp: filterCandidates(offer, allow) }));
     widenIceUfrag(this.pc);
-    await this.pc.setLocalDescription(await this.pc.createAnswer());
+    await this.unlessClosed(this.pc.createAnswer().then((a) => this.pc.setLocalDescription(a)));
     if (this.pc.iceGatheringState !== 'complete') {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 5000);
-        this.pc.iceGatheringStateChange.subscribe((s) => {
-          if (s === 'complete') {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-      });
+      await this.unlessClosed(
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 5000);
+          this.pc.iceGatheringStateChange.subscribe((s) => {
+            if (s === 'complete') {
+              clearTimeout(timer);
+              resolve();
+            }
+          });
+        }),
+      );
     }
     // On a shared port, the session's Binding requests are routed to it from now on (before the answer leaves).
     for (const { transport, ufrag, password } of sharedTransportsOf(this.pc as unknown as Parameters<typeof sharedTransportsOf>[0])) transport.bindCredentials(ufrag, password);
     const sdp = this.pc.localDescription?.sdp;
     if (!sdp) throw new Error('no local description');
     return filterCandidates(sdp, allow, publicIp);
+  }
+
+  /** `step`, or a rejection once the session closes (whichever comes first). */
+  private unlessClosed<T>(step: Promise<T>): Promise<T> {
+    if (this.closed) {
+      step.catch(() => undefined);
+      return Promise.reject(new Error(`session closed (${this.closeReason})`));
+    }
+    return new Promise<T>((resolve, reject) => {
+      const onClose = (reason: string) => reject(new Error(`session closed (${reason})`));
+      this.once('close', onClose);
+      step.then(
+        (v) => {
+          this.off('close', onClose);
+          resolve(v);
+        },
+        (err: unknown) => {
+          this.off('close', onClose);
+          reject(err);
+        },
+      );
+    });
   }
 
   /** Lets a session refresh its liveness from something other than received media. */

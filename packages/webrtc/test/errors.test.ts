@@ -1,5 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { McuNode } from '@mcu/server';
+import { WebRtcSession } from '../src/index.js';
 import { LOOPBACK, WebRtcClient } from './client.js';
 
 const ADMIN = 'webrtc-errors-admin-token-0123456789';
@@ -94,6 +95,33 @@ describe('WHIP/WHEP error paths', () => {
     expect(patch.headers.get('allow')).toMatch(/DELETE/);
     for (const c of clients) expect(await c.hangUp()).toBe(200);
     expect(node.edge.size).toBe(0);
+  });
+
+  it('a session the node closes while answering its offer gets 503 with the reason, not a 400 or a dead answer', async () => {
+    // The event ends while werift is answering (a real race: an offer that arrives as the event
+    // ends or moves). Both the step that is interrupted and the one after it are tried.
+    const answer = WebRtcSession.prototype.answer;
+    for (const when of ['during', 'after'] as const) {
+      const ev = await createEvent();
+      const viewerOffer = (await realOffer()).replace(/a=sendrecv/g, 'a=recvonly');
+      const before = node.edge.stats().closedByReason.event_ended ?? 0;
+      const spy = vi.spyOn(WebRtcSession.prototype, 'answer').mockImplementationOnce(async function (this: WebRtcSession, ...args) {
+        const answering = answer.apply(this, args);
+        if (when === 'during') node.edge.endEvent(ev.id);
+        const sdp = await answering;
+        if (when === 'after') node.edge.endEvent(ev.id);
+        return sdp;
+      });
+      const res = await post(ev.whep, viewerOffer, { token: ev.tokens.viewer });
+      spy.mockRestore();
+      expect(res.status).toBe(503);
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('session_closed');
+      expect(body.error.message).toMatch(/event_ended/);
+      expect(node.edge.stats().closedByReason.event_ended).toBe(before + 1);
+      expect(node.edge.size).toBe(0);
+    }
   });
 
   it('closes a WHIP session that sends no media', async () => {
