@@ -20,7 +20,7 @@ function endpointWithName() {
   return u.toString();
 }
 
-const state = { connected: false, session: null, error: null, probe: null, stats: null, reconnects: 0, reconnecting: false, resume: null, kicked: false };
+const state = { connected: false, session: null, error: null, probe: null, stats: null, reconnects: 0, reconnecting: false, resume: null, kicked: false, retrying: null };
 window.mcu = state;
 let pc = null;
 let stream = null;
@@ -76,7 +76,23 @@ async function start() {
     const freq = Number(document.getElementById('tone').value);
     stream = source === 'test' ? testStream(freq, q.get('color') ?? '#c0392b') : await cameraAndMicrophone();
     document.getElementById('preview').srcObject = stream;
-    await connect();
+    // A 503 (the node is draining, its event moving or ending as the offer arrived) says when to
+    // try again; anything else is for the presenter to read.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await connect();
+        state.retrying = null;
+        break;
+      } catch (err) {
+        pc?.close();
+        pc = null;
+        if (err.status !== 503 || attempt >= BACKOFF_MS.length) throw err;
+        // Not state.error: that is for a failure the page gave up on.
+        state.retrying = String(err.message ?? err);
+        show(status, `retrying (attempt ${attempt}: ${state.retrying})…`, 'muted');
+        await new Promise((r) => setTimeout(r, Math.max(BACKOFF_MS[attempt], (err.retryAfter ?? 0) * 1000)));
+      }
+    }
     document.getElementById('stop').disabled = false;
     watch();
   } catch (err) {

@@ -9,7 +9,7 @@ const status = document.getElementById('status');
 const player = document.getElementById('player');
 document.getElementById('event').textContent = eventId;
 
-const state = { connected: false, session: null, error: null, probe: null, reconnects: 0, stalls: 0 };
+const state = { connected: false, session: null, error: null, probe: null, reconnects: 0, stalls: 0, retrying: null };
 // The program audio never pauses (50 packets/s, silence included): nothing for this long while
 // connected means the node or relay serving us is gone or drained us. Play again at once (the node
 // places the viewer again) instead of waiting the browser's several seconds for ICE to give up.
@@ -44,12 +44,20 @@ async function connect() {
   };
   try {
     state.session = await negotiate(pc, endpoint, token);
+    state.error = null;
+    state.retrying = null;
     // Hands and invitations go to the node this viewer plays from (a relay in a cluster).
     hands.nodeIs(new URL(state.session).origin);
   } catch (err) {
-    state.error = String(err.message ?? err);
-    show(status, state.error, 'err');
-    if (err.status === 401 || err.status === 403 || err.status === 404) return;
+    const message = String(err.message ?? err);
+    show(status, message, 'err');
+    // A bad or expired link, or an event that does not exist: the page gives up (state.error).
+    // Anything else is tried again (state.retrying), as the node's Retry-After says.
+    if (err.status === 401 || err.status === 403 || err.status === 404) {
+      state.error = message;
+      return;
+    }
+    state.retrying = message;
     scheduleReconnect(err.retryAfter ? err.retryAfter * 1000 : 2000);
   }
 }
