@@ -225,8 +225,10 @@ const pick = (path: string) => {
 /**
  * Video: one 720p VP8 rendition (pre-encoded by ffmpeg at --video-kbps, 30 fps, looped) fanned
  * out to --video-viewers more viewers (video only) on the same node, by the path a program video
- * viewer gets (ViewerVideo, FastSender per viewer: native AES-GCM, batched). Their CPU is the
- * node's CPU with them minus the CPU just before they joined (the audio viewers stay).
+ * viewer gets: the rendition's group (VideoGroup), whose native fan-out sends each packet to every
+ * viewer in one addon call; and, as the in-run baseline, the per-viewer path (ViewerVideo and
+ * FastSender per viewer: native AES-GCM, batched), with the fan-out switched off. Each path's cost
+ * is the node's CPU with the rendition flowing minus paused (the audio viewers stay).
  */
 async function measureVideo() {
   const clip = lavfiClip({ source: 'testsrc2=duration=10', width: 1280, height: 720, frames: 90, codec: 'vp8', gop: 30, bitrateKbps: VIDEO_KBPS });
@@ -285,11 +287,18 @@ async function measureVideo() {
   let sampled = 0;
   let verified = 0;
   let sourcePackets = 0;
-  const costs: number[] = [];
-  for (let round = 0; round < 2; round++) {
+  const costs: Record<BenchPath, number[]> = { werift: [], 'per-viewer': [], fast: [] };
+  const lossBy: Record<BenchPath, { received: number; lost: number }> = { werift: { received: 0, lost: 0 }, 'per-viewer': { received: 0, lost: 0 }, fast: { received: 0, lost: 0 } };
+  const rounds: BenchPath[] = ['fast', 'per-viewer', 'fast', 'per-viewer'];
+  let groupViewers = 0;
+  for (const path of rounds) {
+    setNativeFanOut(path === 'fast');
+    // Viewers join the group at its next packet, and leave it at once when it is switched off.
+    await new Promise((r) => setTimeout(r, 1000));
+    if (path === 'fast') groupViewers = Math.max(groupViewers, node.edge.stats().videoFanOut?.viewers ?? 0);
     await Promise.all(vchildren.map((c) => request(c, 'reset', 'reset')));
     const p0 = packets;
-    log(`measuring ${viewers} video viewers for ${SECONDS} s, then ${SECONDS} s without video…`);
+    log(`measuring ${viewers} video viewers (${path}) for ${SECONDS} s, then ${SECONDS} s without video…`);
     const on = await cpuWindow(SECONDS * 1000);
     const sent = packets - p0;
     const counts = await Promise.all(vchildren.map((c) => request<{ received: number[]; lost: number[]; sampled: number; verified: number }>(c, 'count', 'count')));
@@ -297,31 +306,47 @@ async function measureVideo() {
     sampled += counts.reduce((x, c) => x + c.sampled, 0);
     verified += counts.reduce((x, c) => x + c.verified, 0);
     received += rx;
-    lost += counts.flatMap((c) => c.lost).reduce((x, y) => x + y, 0);
+    const roundLost = counts.flatMap((c) => c.lost).reduce((x, y) => x + y, 0);
+    lost += roundLost;
+    lossBy[path].received += rx;
+    lossBy[path].lost += roundLost;
     sourcePackets += sent;
     sender.stop();
     await new Promise((r) => setTimeout(r, 500));
     const off = await cpuWindow(SECONDS * 1000);
     sender.start();
     await new Promise((r) => setTimeout(r, 1000));
-    costs.push((((on - off) / 100) * 1e6) / Math.max(1, rx / SECONDS));
+    costs[path].push((((on - off) / 100) * 1e6) / Math.max(1, rx / SECONDS));
   }
+  setNativeFanOut(true);
   for (const c of vchildren) await request(c, 'close', 'closed');
   sender.stop();
   server.close();
-  const sourcePps = sourcePackets / (2 * SECONDS);
+  const sourcePps = sourcePackets / (rounds.length * SECONDS);
   // Per packet received, at the rendition's packet rate (as for audio: a starved node sends less).
-  const usPerPacket = Math.min(...costs);
+  const usPerPacket = Math.min(...costs.fast);
   const perViewer = (usPerPacket * sourcePps) / 1e4;
+  const baselineUs = Math.min(...costs['per-viewer']);
+  const baselinePerViewer = (baselineUs * sourcePps) / 1e4;
+  const lossOf = (p: BenchPath) => +((lossBy[p].lost / Math.max(1, lossBy[p].received + lossBy[p].lost)) * 100).toFixed(3);
   return {
+    /** The rendition's group (one native call per packet for its viewers). */
     usPerPacket: +usPerPacket.toFixed(2),
     viewers,
+    /** Viewers the group sent for (the rest from JavaScript: transport not ready, not GCM). */
+    groupViewers,
     failed: joined.reduce((a, j) => a + j.failed, 0),
     kbps: clipKbps,
     packetsPerSecond: Math.round(sourcePps),
     cpuPerViewerPct: +perViewer.toFixed(4),
     viewersPerCore: Math.round(100 / perViewer),
-    lossPct: +((lost / Math.max(1, received + lost)) * 100).toFixed(3),
+    lossPct: lossOf('fast'),
+    /** The per-viewer path in the same run (the fan-out off). */
+    perViewerUsPerPacket: +baselineUs.toFixed(2),
+    perViewerViewersPerCore: Math.round(100 / baselinePerViewer),
+    perViewerLossPct: lossOf('per-viewer'),
+    ratio: +(baselineUs / usPerPacket).toFixed(2),
+    allLossPct: +((lost / Math.max(1, received + lost)) * 100).toFixed(3),
     verifiedPct: +((verified / Math.max(1, sampled)) * 100).toFixed(2),
   };
 }
@@ -397,7 +422,11 @@ if (values.json) {
   row('per-viewer', perViewer, '   (ours per viewer: native AES-GCM, one sendmmsg a tick)');
   row('fast', fast, `   (one native call a packet for every viewer${result.nativeFanOut ? '' : ': NOT BUILT'})`);
   console.log(`  ratio ${result.ratio}× werift's path (target ≥ 5×, ≥ 2,500 viewers/core)`);
-  if (video720p) console.log(`  720p video (${video720p.kbps} kbps, ${video720p.packetsPerSecond} packets/s): ${video720p.viewers} viewers, ${video720p.cpuPerViewerPct} % core/viewer = ${video720p.viewersPerCore} viewers/core, loss ${video720p.lossPct} %`);
+  if (video720p) {
+    console.log(`  720p video (${video720p.kbps} kbps, ${video720p.packetsPerSecond} packets/s), ${video720p.viewers} viewers (${video720p.groupViewers} in the rendition's native group):`);
+    console.log(`    group (one native call a packet): ${video720p.usPerPacket} µs/viewer-packet, ${video720p.cpuPerViewerPct} % core/viewer = ${video720p.viewersPerCore} viewers/core, loss ${video720p.lossPct} %`);
+    console.log(`    per-viewer (baseline, same run):  ${video720p.perViewerUsPerPacket} µs/viewer-packet = ${video720p.perViewerViewersPerCore} viewers/core, loss ${video720p.perViewerLossPct} %; ratio ${video720p.ratio}×`);
+  }
   console.log(`  load average ${result.loadAverage1m.join(' → ')}`);
   console.log(JSON.stringify(result));
 }

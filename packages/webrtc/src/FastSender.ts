@@ -136,6 +136,8 @@ export class FastSender {
   private absSendTimeId: number | undefined;
   private readonly absSendTimeExt = { id: 0, payload: Buffer.alloc(3) };
   packetsSent = 0;
+  /** Packets sent again for a NACK (`resend`). */
+  packetsResent = 0;
 
   constructor(
     private readonly sender: RTCRtpSender,
@@ -245,6 +247,19 @@ export class FastSender {
    * carries the real send time.
    */
   send(packet: Buffer, parsed: ParsedHeader, mediaMs?: number): void {
+    this.transmit(packet, parsed, mediaMs, false);
+  }
+
+  /**
+   * Sends a packet again (a viewer's NACK), sealed and sent as `send` does, but leaving the
+   * sender's state alone: its last sequence number, timestamp and NTP time (its sender reports)
+   * and its packet count stay those of the live stream.
+   */
+  resend(packet: Buffer, parsed: ParsedHeader): void {
+    this.transmit(packet, parsed, undefined, true);
+  }
+
+  private transmit(packet: Buffer, parsed: ParsedHeader, mediaMs: number | undefined, again: boolean): void {
     const s = this.sender as unknown as SenderInternals;
     if (s.dtlsTransport.state !== 'connected' || !s.codec) return;
     const h = this.header;
@@ -258,17 +273,21 @@ export class FastSender {
     h.csrc = this.csrc;
     h.csrcLength = parsed.csrcCount;
     const payload = packet.subarray(parsed.payloadOffset, parsed.payloadOffset + parsed.payloadLength);
-    s.sequenceNumber = h.sequenceNumber;
-    s.timestamp = h.timestamp;
     const sentAt = ntpNow();
-    s.ntpTimestamp = mediaMs === undefined ? sentAt : ntpOfUnixMs(mediaMs);
     h.extensions = this.extensions(s, sentAt);
-    s.rtpTimestamp = h.timestamp;
-    s.octetCount += payload.length;
-    s.packetCount = (s.packetCount + 1) >>> 0;
-    this.packetsSent++;
-    // werift starts its sender-report loop from its own sendRtp; this path must start it too.
-    if (!s.rtcpRunning) void s.runRtcp().catch(() => undefined);
+    if (again) {
+      this.packetsResent++;
+    } else {
+      s.sequenceNumber = h.sequenceNumber;
+      s.timestamp = h.timestamp;
+      s.ntpTimestamp = mediaMs === undefined ? sentAt : ntpOfUnixMs(mediaMs);
+      s.rtpTimestamp = h.timestamp;
+      s.octetCount += payload.length;
+      s.packetCount = (s.packetCount + 1) >>> 0;
+      this.packetsSent++;
+      // werift starts its sender-report loop from its own sendRtp; this path must start it too.
+      if (!s.rtcpRunning) void s.runRtcp().catch(() => undefined);
+    }
     if (this.retransmit) {
       s.rtpCache[h.sequenceNumber % RTP_HISTORY_SIZE] = {
         header: new RtpHeader({ ...h, csrc: [...this.csrc], extensions: [] }),

@@ -230,9 +230,10 @@ export class NativeFanOut {
 
   /**
    * Takes `member`'s sender into the group when its transport allows (see the file comment); true
-   * when it is in. Cheap when not: the first failing condition returns.
+   * when it is in. Cheap when not: the first failing condition returns. `offsets` are added to
+   * each packet's sequence number and timestamp before werift's own offsets.
    */
-  attach(member: FanOutMember, rtpSender: RTCRtpSender): boolean {
+  attach(member: FanOutMember, rtpSender: RTCRtpSender, offsets?: { seq: number; ts: number }): boolean {
     if (this.bySlot.has(member)) return true;
     if (!nativeFanOutEnabled() || !member.wantsNative()) return false;
     const s = rtpSender as unknown as SenderFields;
@@ -258,8 +259,9 @@ export class NativeFanOut {
     st.fill(0, b, b + STRIDE);
     st[b + W.SSRC] = s.ssrc >>> 0;
     st[b + W.PT] = s.codec.payloadType;
-    st[b + W.SEQ_OFFSET] = s.seqOffset >>> 0;
-    st[b + W.TS_OFFSET] = s.timestampOffset >>> 0;
+    // werift's random offsets, plus the member's own (a video viewer's continuity across rendition switches).
+    st[b + W.SEQ_OFFSET] = (s.seqOffset + (offsets?.seq ?? 0)) >>> 0;
+    st[b + W.TS_OFFSET] = (s.timestampOffset + (offsets?.ts ?? 0)) >>> 0;
     st[b + W.IPV4] = ipv4;
     st[b + W.PORT] = pair.remoteAddr[1];
     st[b + W.FD] = fd;

@@ -24,6 +24,8 @@ export interface EdgeStats {
   rtcPort: SharedUdpPortStats | null;
   /** The native fan-out groups of every program feed, summed (null: the addon is not built). */
   fanOut: NativeFanOutStats | null;
+  /** The same for the program video's rendition groups (null: none, or no addon). */
+  videoFanOut: NativeFanOutStats | null;
 }
 
 /**
@@ -110,7 +112,8 @@ export class WebRtcEdge {
       this.fanOuts.set(source.id, fanOut);
     }
     const videoSection = summary.media.find((m) => m.kind === 'video' && (m.direction === 'recvonly' || m.direction === 'sendrecv'));
-    const video = source.video && videoSection ? { source: source.video, rendition: opts.rendition, initialKbps: videoSection.bandwidthKbps ?? summary.bandwidthKbps, chooser: this.opts.renditionChooser } : undefined;
+    // The fan-out's own video source: its rendition groups serve every viewer of the feed.
+    const video = fanOut.video && videoSection ? { source: fanOut.video.source, rendition: opts.rendition, initialKbps: videoSection.bandwidthKbps ?? summary.bandwidthKbps, chooser: this.opts.renditionChooser } : undefined;
     const config = opts.videoCodec ? withOnlyVideoCodec(this.config, opts.videoCodec) : this.config;
     return this.start(new WhepSession(opts.eventId ?? source.id, config, this.mediaTimeoutMs, fanOut, this.path, video), offer);
   }
@@ -156,7 +159,14 @@ export class WebRtcEdge {
       fanOut ??= { viewers: 0, sent: 0, fallbacks: 0, failed: 0, calls: 0, senderReports: 0 };
       for (const k of Object.keys(fanOut) as (keyof NativeFanOutStats)[]) fanOut[k] += n[k];
     }
-    return { whipSessions: whip, whepSessions: whep, ...this.counters, closedByReason: { ...this.counters.closedByReason }, rtcPort: this.openedPort?.stats() ?? null, fanOut };
+    let videoFanOut: NativeFanOutStats | null = null;
+    for (const f of this.fanOuts.values()) {
+      const n = f.video?.nativeStats() ?? null;
+      if (n === null) continue;
+      videoFanOut ??= { viewers: 0, sent: 0, fallbacks: 0, failed: 0, calls: 0, senderReports: 0 };
+      for (const k of Object.keys(videoFanOut) as (keyof NativeFanOutStats)[]) videoFanOut[k] += n[k];
+    }
+    return { whipSessions: whip, whepSessions: whep, ...this.counters, closedByReason: { ...this.counters.closedByReason }, rtcPort: this.openedPort?.stats() ?? null, fanOut, videoFanOut };
   }
 
   get size(): number {

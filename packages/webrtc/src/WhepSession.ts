@@ -6,6 +6,7 @@ import { FastSender } from './FastSender.js';
 import { NativeFanOut } from './NativeFanOut.js';
 import type { FanOutMember, NativeFanOutStats } from './NativeFanOut.js';
 import { ViewerVideo } from './ViewerVideo.js';
+import { VideoGroups } from './VideoGroup.js';
 import type { ViewerVideoOptions } from './ViewerVideo.js';
 
 /** How a program packet reaches each viewer: werift's generic sender, or the shared-parse fast path. */
@@ -63,8 +64,12 @@ export class ProgramFanOut {
   private unsubscribe: (() => void) | null = null;
   /** The native group (null: the addon is not built). */
   readonly native: NativeFanOut | null = NativeFanOut.create();
+  /** The program video's rendition groups (null: the feed has no video). */
+  readonly video: VideoGroups | null;
 
-  constructor(private readonly source: ProgramSource) {}
+  constructor(private readonly source: ProgramSource) {
+    this.video = source.video ? new VideoGroups(source.video) : null;
+  }
 
   add(viewer: WhepSession): () => void {
     this.viewers.add(viewer);
@@ -139,7 +144,9 @@ export class WhepSession extends WebRtcSession implements FanOutMember {
   private attachVideo(sender: RTCRtpSender, source: ProgramVideoSource, opts: ViewerVideoOptions): void {
     this.videoSender = sender;
     // Video viewers NACK lost packets: keep the history werift answers them from.
-    const video = new ViewerVideo(sender, new FastSender(sender, { retransmit: true, absSendTime: true }), source, opts);
+    // Through the feed's rendition groups when the video is the feed's own (a preview's is not).
+    const groups = source === this.program.video?.source ? this.program.video : undefined;
+    const video = new ViewerVideo(sender, new FastSender(sender, { retransmit: true, absSendTime: true }), source, { ...opts, groups });
     this.video = video;
     if (source.replayGop) {
       // Live packets wait until the transport is up; then the cached group of pictures goes first
