@@ -438,6 +438,12 @@ export class NativeFanOut {
     }
   }
 
+  /** Brings `member`'s counters up to date now (the group reports every VALIDATE_MS otherwise). */
+  flush(member: FanOutMember): void {
+    const slot = this.bySlot.get(member);
+    if (slot !== undefined) this.report(slot, this.slots[slot]!);
+  }
+
   /** Reports a viewer's packets and bytes since last time to its session, transport and pair. */
   private report(slot: number, e: Slot): void {
     const b = slot * STRIDE;

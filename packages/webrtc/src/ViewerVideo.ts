@@ -137,6 +137,11 @@ export class ViewerVideo implements VideoGroupMember {
     this.onPacket(this.current, packet, length, mediaMs, true);
   }
 
+  /** Brings the counters of what the native group sent for this viewer up to date (it reports them every 200 ms). */
+  flushCounts(): void {
+    if (this.group !== null) this.group.native?.flush(this);
+  }
+
   /** Whether the native group sends this viewer's video. */
   get native(): boolean {
     return this.group?.native?.has(this) ?? false;
@@ -162,6 +167,7 @@ export class ViewerVideo implements VideoGroupMember {
   }
 
   describe(): Record<string, unknown> {
+    this.flushCounts();
     return {
       rendition: this.current ?? null,
       renditionPending: this.pending,

@@ -50,6 +50,14 @@ export interface WebRtcEdgeOptions extends WebRtcOptions {
   log?: Logger;
 }
 
+/**
+ * A session closed for a reason of the node's (its event ended, the node drains or shuts down, a
+ * newer session replaced it), not because its own connection failed or closed (the offer's fault).
+ */
+function closedByNode(reason: string | null): boolean {
+  return reason !== null && reason !== 'peer_closed' && reason !== 'ice_failed' && reason !== 'negotiation_failed';
+}
+
 /** How a session is named in the logs: WHIP sessions are participants, WHEP sessions viewers. */
 const sessionNoun = { whip: 'WHIP participant', whep: 'WHEP viewer' } as const;
 
@@ -237,12 +245,13 @@ export class WebRtcEdge {
     try {
       answer = await session.answer(offer, this.allow, this.opts.publicIp);
     } catch (err) {
-      if (session.closeReason !== null) throw this.closedWhileAnswering(session);
+      if (closedByNode(session.closeReason)) throw this.closedWhileAnswering(session);
       session.close('negotiation_failed');
       throw new ValidationError(`SDP offer could not be negotiated: ${(err as Error).message}`.slice(0, 300), 'sdp');
     }
     // An answer to a session that is gone would send the peer to connect to nothing.
-    if (session.closeReason !== null) throw this.closedWhileAnswering(session);
+    if (closedByNode(session.closeReason)) throw this.closedWhileAnswering(session);
+    if (session.closeReason !== null) throw new ValidationError(`SDP offer could not be negotiated: the connection ${session.closeReason === 'ice_failed' ? 'failed' : 'closed'} while it was answered`, 'sdp');
     answered = true;
     this.log.info({ event: session.eventId, session: session.id, kind: session.kind }, `${sessionNoun[session.kind]} joined`);
     return { session, answer };

@@ -160,6 +160,7 @@ export class WhepSession extends WebRtcSession implements FanOutMember {
   }
 
   get videoPacketsOut(): number {
+    this.video?.flushCounts();
     return this.video?.packetsOut ?? 0;
   }
 
@@ -218,6 +219,7 @@ export class WhepSession extends WebRtcSession implements FanOutMember {
   }
 
   override describe(): Record<string, unknown> {
+    this.program.native?.flush(this);
     return { ...super.describe(), videoPacketsOut: this.videoPacketsOut, pliReceived: this.pliReceived, audioNativeSrtpPackets: this.fast?.nativePackets ?? 0, audioNativeFanOutPackets: this.fast?.nativeFanOutPackets ?? 0, audioNativeFanOut: this.program.native?.has(this) ?? false, audioDirectPackets: this.fast?.directPackets ?? 0, ...this.video?.describe() };
   }
 

@@ -166,7 +166,7 @@ describe('WHIP/WHEP error paths', () => {
       else await res.arrayBuffer();
     }
     // Only client errors or successes: never a 500.
-    expect([...statuses.keys()].every((s) => s === 201 || s === 400)).toBe(true);
+    expect([...statuses.keys()].every((s) => s === 201 || s === 400), JSON.stringify([...statuses])).toBe(true);
     expect(statuses.get(400)).toBeGreaterThan(100);
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
   }, 120_000);
