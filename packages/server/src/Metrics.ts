@@ -222,6 +222,17 @@ export function webrtcMetrics(registry: Registry, edge: WebRtcEdge): void {
       for (const [reason, n] of Object.entries(edge.stats().closedByReason)) this.inc({ reason }, n);
     },
   });
+  new Gauge({
+    name: 'mcu_webrtc_native_fanout_viewers',
+    help: "WHEP viewers the native fan-out sends for (one addon call a packet for all of them), by media; the rest are sent to from JavaScript (transport not ready, not AES-GCM, not IPv4, or the addon not built)",
+    labelNames: ['media'],
+    registers: [registry],
+    collect() {
+      const s = edge.stats();
+      this.set({ media: 'audio' }, s.fanOut?.viewers ?? 0);
+      this.set({ media: 'video' }, s.videoFanOut?.viewers ?? 0);
+    },
+  });
   totalCounter(registry, 'mcu_webrtc_sessions_rejected_total', 'WebRTC sessions refused because the node was full', () => edge.stats().rejected);
   totalCounter(registry, 'mcu_webrtc_dtls_repeated_hello_dropped_total', 'Repeated DTLS HelloVerifyRequests the node dropped (a slow or distant server answered a resent ClientHello too; werift failed the handshake on them)', () => dtlsHelloGuardStats().droppedHelloVerifyRequests);
   totalCounter(registry, 'mcu_webrtc_dtls_repeated_flight4_dropped_total', "Messages of a DTLS server's resent flight 4 the node dropped once its flight 5 was out (werift ran flight 5 again on them and failed the session 30 s later)", () => dtlsHelloGuardStats().droppedFlight4);

@@ -167,6 +167,9 @@ describe('one UDP port for every WebRTC session', () => {
     const metrics = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })).text();
     expect(metrics).toMatch(/mcu_webrtc_port_dropped_total\{reason="bad_integrity"\} [1-9]/);
     expect(metrics).toMatch(/^mcu_webrtc_dtls_repeated_hello_dropped_total \d+$/m);
+    // The audio viewer is sent to by the native fan-out; no video viewer here.
+    expect(metrics).toMatch(/^mcu_webrtc_native_fanout_viewers\{media="audio"\} [1-9]/m);
+    expect(metrics).toMatch(/^mcu_webrtc_native_fanout_viewers\{media="video"\} 0$/m);
     await new Promise((r) => setTimeout(r, 100));
     // Nothing answered the stranger, and the viewer still plays.
     expect(answers).toHaveLength(0);
