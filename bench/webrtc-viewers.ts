@@ -83,6 +83,8 @@ function countRtp(v: Viewer): void {
 const STALL_MS = Number(process.env.BENCH_STALL_MS ?? 8000);
 /** Overall bound: a viewer not connected by then is counted as failed, never waited for. */
 const GIVE_UP_MS = Number(process.env.BENCH_GIVE_UP_MS ?? 40_000);
+/** One attempt's bound, whatever it waits on (the POST, gathering, negotiation): then it starts over. */
+const ATTEMPT_MS = STALL_MS + 15_000;
 let retries = 0;
 /** Why attempts were started over, and how often. */
 const retryReasons = new Map<string, number>();
@@ -96,20 +98,31 @@ const retryReasons = new Map<string, number>();
 async function connect(start: number): Promise<Viewer> {
   let lastError: unknown;
   while (performance.now() - start < GIVE_UP_MS) {
+    const held: { pc?: RTCPeerConnection } = {};
+    let hung: NodeJS.Timeout | undefined;
     try {
-      return await attempt(start, Math.min(STALL_MS, GIVE_UP_MS - (performance.now() - start)));
+      return await Promise.race([
+        attempt(start, Math.min(STALL_MS, GIVE_UP_MS - (performance.now() - start)), held),
+        new Promise<never>((_, reject) => {
+          hung = setTimeout(() => reject(new Error(`attempt unfinished after ${ATTEMPT_MS} ms (${held.pc?.connectionState ?? 'no connection'}; signaling ${held.pc?.signalingState ?? '-'})`)), ATTEMPT_MS);
+        }),
+      ]);
     } catch (err) {
+      void held.pc?.close().catch(() => undefined);
       lastError = err;
       retries++;
       const why = String(err instanceof Error ? err.message : err).replace(/\d+ ms/, 'N ms');
       retryReasons.set(why, (retryReasons.get(why) ?? 0) + 1);
+    } finally {
+      clearTimeout(hung);
     }
   }
   throw lastError instanceof Error ? lastError : new Error(String(lastError));
 }
 
-async function attempt(start: number, stallMs: number): Promise<Viewer> {
+async function attempt(start: number, stallMs: number, held: { pc?: RTCPeerConnection }): Promise<Viewer> {
   const pc = new RTCPeerConnection(peerConfig(loopback));
+  held.pc = pc;
   const v: Viewer = { pc, connectMs: -1, received: 0, lost: 0, sampled: 0, verified: 0, lastSeq: -1, location: null, phases: [] };
   const t = pc.addTransceiver(media, { direction: 'recvonly' });
   t.onTrack.subscribe((track) => {
@@ -132,6 +145,7 @@ async function attempt(start: number, stallMs: number): Promise<Viewer> {
       method: 'POST',
       headers: { 'content-type': 'application/sdp', authorization: `Bearer ${token}` },
       body: filterCandidates(pc.localDescription!.sdp, allow),
+      signal: AbortSignal.timeout(ATTEMPT_MS),
     });
     if (res.status === 201) {
       v.location = res.headers.get('location');

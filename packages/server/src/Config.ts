@@ -44,6 +44,7 @@ export const nodeConfigSchema = z.object({
   iceHostAddresses: z.array(z.string().min(1)).optional(),
   /** Close a WebRTC session after this long without media. */
   rtcMediaTimeoutMs: z.number().int().positive().default(30_000),
+  rtcAnswerTimeoutMs: z.number().int().positive().default(10_000),
   maxRtcSessions: z.number().int().positive().default(500),
   /** Most delay lip sync adds to a presenter's audio or video to line them up (0: measure only). */
   maxLipSyncDelayMs: z.number().int().min(0).max(1000).default(200),

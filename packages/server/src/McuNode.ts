@@ -138,6 +138,7 @@ export class McuNode {
       iceAllow: this.config.iceAllow,
       additionalHostAddresses: this.config.iceHostAddresses,
       mediaTimeoutMs: this.config.rtcMediaTimeoutMs,
+      answerTimeoutMs: this.config.rtcAnswerTimeoutMs,
       maxSessions: this.config.maxRtcSessions,
       log: this.log,
     });

@@ -164,7 +164,7 @@ export function webrtcOperations(kind: 'whip' | 'whep', auth: readonly Role[], s
       ok: { status: 201, description: 'SDP answer; Location is the session resource', content: 'sdp', headers: ['location', 'etag'] },
       errors: {
         ...(kind === 'whep' ? ({ 307: 'play on this relay instead (Location; the token rides in ?token=)' } as Record<number, string>) : {}),
-        503: 'the node serves its maximum of WebRTC sessions, or is draining, or the session was closed while its offer was answered (code session_closed: the event ended, or a newer session replaced it)',
+        503: 'the node serves its maximum of WebRTC sessions, or is draining, or the session was closed while its offer was answered (code session_closed: the event ended, a newer session replaced it, or the negotiation did not finish within rtcAnswerTimeoutMs)',
       },
     },
     [`DELETE /${kind}/:id/:sid`]: { summary: 'End the session', tag, auth, tokenInQuery: kind === 'whep', ok: { status: 200, description: 'ended' } },

@@ -42,6 +42,8 @@ export interface WebRtcOptions {
   mediaTimeoutMs?: number;
   /** At most this many WebRTC sessions per node; beyond it, 503 with Retry-After. */
   maxSessions?: number;
+  /** An offer not answered within this long (a stuck negotiation) closes its session: 503 with Retry-After. Default 10 s. */
+  answerTimeoutMs?: number;
   /** How WHEP viewers are moved between renditions by their bandwidth (RenditionChooser's defaults otherwise). */
   renditionChooser?: RenditionChooserOptions;
 }

@@ -67,6 +67,7 @@ export class WebRtcEdge {
   private readonly allow: (address: string) => boolean;
   private readonly mediaTimeoutMs: number;
   private readonly maxSessions: number;
+  private readonly answerTimeoutMs: number;
   private readonly fanOuts = new Map<string, ProgramFanOut>();
   /** Per-viewer send path for new and existing viewers ('fast' unless benchmarking the baseline). */
   private path: SendPath = 'fast';
@@ -83,6 +84,7 @@ export class WebRtcEdge {
     this.allow = addressAllowList(opts.iceAllow);
     this.mediaTimeoutMs = opts.mediaTimeoutMs ?? 30_000;
     this.maxSessions = opts.maxSessions ?? 500;
+    this.answerTimeoutMs = opts.answerTimeoutMs ?? 10_000;
   }
 
   /**
@@ -242,12 +244,17 @@ export class WebRtcEdge {
       }
     });
     let answer: string;
+    // A negotiation that never ends (werift waiting on something that will not come) must not
+    // hold the request and the session forever.
+    const timer = setTimeout(() => session.close('negotiation_timeout'), this.answerTimeoutMs);
     try {
-      answer = await session.answer(offer, this.allow, this.opts.publicIp);
+      answer = await session.unlessClosed(session.answer(offer, this.allow, this.opts.publicIp));
     } catch (err) {
       if (closedByNode(session.closeReason)) throw this.closedWhileAnswering(session);
       session.close('negotiation_failed');
       throw new ValidationError(`SDP offer could not be negotiated: ${(err as Error).message}`.slice(0, 300), 'sdp');
+    } finally {
+      clearTimeout(timer);
     }
     // An answer to a session that is gone would send the peer to connect to nothing.
     if (closedByNode(session.closeReason)) throw this.closedWhileAnswering(session);

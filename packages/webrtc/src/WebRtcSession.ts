@@ -115,7 +115,7 @@ export abstract class WebRtcSession extends EventEmitter<SessionEvents> {
   }
 
   /** `step`, or a rejection once the session closes (whichever comes first). */
-  private unlessClosed<T>(step: Promise<T>): Promise<T> {
+  unlessClosed<T>(step: Promise<T>): Promise<T> {
     if (this.closed) {
       step.catch(() => undefined);
       return Promise.reject(new Error(`session closed (${this.closeReason})`));

@@ -40,6 +40,7 @@ beforeAll(async () => {
     iceHostAddresses: LOOPBACK.additionalHostAddresses,
     maxRtcSessions: 3,
     rtcMediaTimeoutMs: 1500,
+    rtcAnswerTimeoutMs: 1000,
   });
   base = (await node.listen()).url;
 });
@@ -122,6 +123,27 @@ describe('WHIP/WHEP error paths', () => {
       expect(node.edge.stats().closedByReason.event_ended).toBe(before + 1);
       expect(node.edge.size).toBe(0);
     }
+  });
+
+  it('an offer whose negotiation never ends gets 503 after the answer timeout, and its session is gone', async () => {
+    const ev = await createEvent();
+    const viewerOffer = (await realOffer()).replace(/a=sendrecv/g, 'a=recvonly');
+    const before = node.edge.stats().closedByReason.negotiation_timeout ?? 0;
+    // werift waiting for something that never comes (as its setRemoteDescription does on a closed connection).
+    const spy = vi.spyOn(WebRtcSession.prototype, 'answer').mockImplementationOnce(() => new Promise<string>(() => undefined));
+    const t0 = performance.now();
+    const res = await post(ev.whep, viewerOffer, { token: ev.tokens.viewer });
+    const took = performance.now() - t0;
+    spy.mockRestore();
+    expect(res.status).toBe(503);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('session_closed');
+    expect(body.error.message).toMatch(/negotiation_timeout/);
+    expect(took).toBeGreaterThanOrEqual(900);
+    expect(took).toBeLessThan(5000);
+    expect(node.edge.stats().closedByReason.negotiation_timeout).toBe(before + 1);
+    expect(node.edge.size).toBe(0);
   });
 
   it('closes a WHIP session that sends no media', async () => {
