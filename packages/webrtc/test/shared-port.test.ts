@@ -163,7 +163,8 @@ describe('one UDP port for every WebRTC session', () => {
     expect(delta('unknown_ufrag')).toBe(1);
     expect(delta('bad_integrity')).toBe(1);
     expect(delta('no_username')).toBe(1);
-    // And the node exports them.
+    // And the node exports them. (The viewer joins the native fan-out at a program packet once its transport is up.)
+    expect(await until(() => (node.edge.stats().fanOut?.viewers ?? 0) >= 1, 5000, 20)).toBe(true);
     const metrics = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })).text();
     expect(metrics).toMatch(/mcu_webrtc_port_dropped_total\{reason="bad_integrity"\} [1-9]/);
     expect(metrics).toMatch(/^mcu_webrtc_dtls_repeated_hello_dropped_total \d+$/m);
