@@ -112,7 +112,7 @@ export function ntpOfUnixMs(ms: number): bigint {
 }
 
 /** werift answers NACKs from a 128-entry history indexed by sequence number. */
-const RTP_HISTORY_SIZE = 128;
+export const RTP_HISTORY_SIZE = 128;
 
 export interface FastSenderOptions {
   /** Keep each sent packet in werift's history so that viewers' NACKs are answered (video). */
@@ -136,8 +136,6 @@ export class FastSender {
   private absSendTimeId: number | undefined;
   private readonly absSendTimeExt = { id: 0, payload: Buffer.alloc(3) };
   packetsSent = 0;
-  /** Packets sent again for a NACK (`resend`). */
-  packetsResent = 0;
 
   constructor(
     private readonly sender: RTCRtpSender,
@@ -275,9 +273,7 @@ export class FastSender {
     const payload = packet.subarray(parsed.payloadOffset, parsed.payloadOffset + parsed.payloadLength);
     const sentAt = ntpNow();
     h.extensions = this.extensions(s, sentAt);
-    if (again) {
-      this.packetsResent++;
-    } else {
+    if (!again) {
       s.sequenceNumber = h.sequenceNumber;
       s.timestamp = h.timestamp;
       s.ntpTimestamp = mediaMs === undefined ? sentAt : ntpOfUnixMs(mediaMs);

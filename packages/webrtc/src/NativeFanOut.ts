@@ -190,6 +190,17 @@ export interface NativeFanOutStats {
   senderReports: number;
 }
 
+/** Groups' counters summed (null: none of them has the addon). */
+export function sumFanOutStats(all: Iterable<NativeFanOutStats | null>): NativeFanOutStats | null {
+  let total: NativeFanOutStats | null = null;
+  for (const n of all) {
+    if (n === null) continue;
+    total ??= { viewers: 0, sent: 0, fallbacks: 0, failed: 0, calls: 0, senderReports: 0 };
+    for (const k of Object.keys(total) as (keyof NativeFanOutStats)[]) total[k] += n[k];
+  }
+  return total;
+}
+
 export class NativeFanOut {
   private readonly native: SrtpFanOutNative;
   private state = new Uint32Array(64 * STRIDE);

@@ -7,7 +7,7 @@
  * answered from here (ViewerVideo).
  */
 import { parseRtp, RtpHeader as ParsedHeaderClass } from '@mcu/rtp';
-import { NativeFanOut } from './NativeFanOut.js';
+import { NativeFanOut, sumFanOutStats } from './NativeFanOut.js';
 import type { FanOutMember, NativeFanOutStats } from './NativeFanOut.js';
 import type { ProgramVideoSource } from './WhepSession.js';
 
@@ -134,13 +134,6 @@ export class VideoGroups {
 
   /** The native groups' counters, summed (null: no group has the addon). */
   nativeStats(): NativeFanOutStats | null {
-    let total: NativeFanOutStats | null = null;
-    for (const g of this.groups.values()) {
-      const n = g.nativeStats();
-      if (n === null) continue;
-      total ??= { viewers: 0, sent: 0, fallbacks: 0, failed: 0, calls: 0, senderReports: 0 };
-      for (const k of Object.keys(total) as (keyof NativeFanOutStats)[]) total[k] += n[k];
-    }
-    return total;
+    return sumFanOutStats([...this.groups.values()].map((g) => g.nativeStats()));
   }
 }

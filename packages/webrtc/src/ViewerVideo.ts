@@ -16,6 +16,7 @@
 import { isKeyframePacket, parseRtp, RtpHeader as ParsedHeaderClass } from '@mcu/rtp';
 import type { VideoCodec } from '@mcu/rtp';
 import type { RTCRtpSender, RtcpPacket } from 'werift';
+import { RTP_HISTORY_SIZE } from './FastSender.js';
 import type { FastSender } from './FastSender.js';
 import { RenditionChooser } from './RenditionChooser.js';
 import type { RenditionChooserOptions } from './RenditionChooser.js';
@@ -40,8 +41,6 @@ export interface ViewerVideoOptions {
   groups?: VideoGroups;
 }
 
-/** werift answers NACKs from a 128-entry history indexed by sequence number (see FastSender). */
-const WERIFT_HISTORY = 128;
 const RTCP_RTPFB = 205;
 
 export class ViewerVideo implements VideoGroupMember {
@@ -256,7 +255,7 @@ export class ViewerVideo implements VideoGroupMember {
     if (group === null || this.closed || this.renditionStartSeq < 0) return;
     const s = this.sender as unknown as { seqOffset: number; rtpCache: ({ header: { sequenceNumber: number } } | undefined)[] };
     for (const seq of lost) {
-      const cached = s.rtpCache[seq % WERIFT_HISTORY];
+      const cached = s.rtpCache[seq % RTP_HISTORY_SIZE];
       if (cached !== undefined && cached.header.sequenceNumber === seq) continue;
       const own = (seq - s.seqOffset) & 0xffff;
       // Before the current rendition began (another stream's packet), or not sent yet.

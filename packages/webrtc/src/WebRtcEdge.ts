@@ -8,6 +8,7 @@ import type { WebRtcOptions } from './PeerConfig.js';
 import { addressAllowList, summarizeOffer } from './Sdp.js';
 import { SharedUdpPort } from './SharedUdpPort.js';
 import type { SharedUdpPortStats } from './SharedUdpPort.js';
+import { sumFanOutStats } from './NativeFanOut.js';
 import type { NativeFanOutStats } from './NativeFanOut.js';
 import type { WebRtcSession } from './WebRtcSession.js';
 import { ProgramFanOut, WhepSession } from './WhepSession.js';
@@ -162,20 +163,9 @@ export class WebRtcEdge {
     let whip = 0;
     let whep = 0;
     for (const s of this.sessions.values()) (s.kind === 'whip' ? whip++ : whep++);
-    let fanOut: NativeFanOutStats | null = null;
-    for (const f of this.fanOuts.values()) {
-      const n = f.nativeStats();
-      if (n === null) continue;
-      fanOut ??= { viewers: 0, sent: 0, fallbacks: 0, failed: 0, calls: 0, senderReports: 0 };
-      for (const k of Object.keys(fanOut) as (keyof NativeFanOutStats)[]) fanOut[k] += n[k];
-    }
-    let videoFanOut: NativeFanOutStats | null = null;
-    for (const f of this.fanOuts.values()) {
-      const n = f.video?.nativeStats() ?? null;
-      if (n === null) continue;
-      videoFanOut ??= { viewers: 0, sent: 0, fallbacks: 0, failed: 0, calls: 0, senderReports: 0 };
-      for (const k of Object.keys(videoFanOut) as (keyof NativeFanOutStats)[]) videoFanOut[k] += n[k];
-    }
+    const feeds = [...this.fanOuts.values()];
+    const fanOut = sumFanOutStats(feeds.map((f) => f.nativeStats()));
+    const videoFanOut = sumFanOutStats(feeds.map((f) => f.video?.nativeStats() ?? null));
     return { whipSessions: whip, whepSessions: whep, ...this.counters, closedByReason: { ...this.counters.closedByReason }, rtcPort: this.openedPort?.stats() ?? null, fanOut, videoFanOut };
   }
 

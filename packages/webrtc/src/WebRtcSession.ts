@@ -87,25 +87,23 @@ export abstract class WebRtcSession extends EventEmitter<SessionEvents> {
 
   /**
    * Applies the offer, waits for ICE gathering (WHIP/WHEP are not trickled) and returns the answer.
-   * Rejects as soon as the session is closed meanwhile: werift's `setRemoteDescription` never
-   * settles on a peer connection closed while it runs, and a request must not wait forever.
+   * May never settle if the session is closed meanwhile (werift's `setRemoteDescription` does not,
+   * on a peer connection closed under it): callers wait through `unlessClosed`.
    */
   async answer(offer: string, allow: (address: string) => boolean, publicIp?: string): Promise<string> {
-    await this.unlessClosed(this.pc.setRemoteDescription({ type: 'offer', sdp: filterCandidates(offer, allow) }));
+    await this.pc.setRemoteDescription({ type: 'offer', sdp: filterCandidates(offer, allow) });
     widenIceUfrag(this.pc);
-    await this.unlessClosed(this.pc.createAnswer().then((a) => this.pc.setLocalDescription(a)));
+    await this.pc.setLocalDescription(await this.pc.createAnswer());
     if (this.pc.iceGatheringState !== 'complete') {
-      await this.unlessClosed(
-        new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, 5000);
-          this.pc.iceGatheringStateChange.subscribe((s) => {
-            if (s === 'complete') {
-              clearTimeout(timer);
-              resolve();
-            }
-          });
-        }),
-      );
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 5000);
+        this.pc.iceGatheringStateChange.subscribe((s) => {
+          if (s === 'complete') {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
     }
     // On a shared port, the session's Binding requests are routed to it from now on (before the answer leaves).
     for (const { transport, ufrag, password } of sharedTransportsOf(this.pc as unknown as Parameters<typeof sharedTransportsOf>[0])) transport.bindCredentials(ufrag, password);

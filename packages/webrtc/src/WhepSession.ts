@@ -220,7 +220,9 @@ export class WhepSession extends WebRtcSession implements FanOutMember {
 
   override describe(): Record<string, unknown> {
     this.program.native?.flush(this);
-    return { ...super.describe(), videoPacketsOut: this.videoPacketsOut, pliReceived: this.pliReceived, audioNativeSrtpPackets: this.fast?.nativePackets ?? 0, audioNativeFanOutPackets: this.fast?.nativeFanOutPackets ?? 0, audioNativeFanOut: this.program.native?.has(this) ?? false, audioDirectPackets: this.fast?.directPackets ?? 0, ...this.video?.describe() };
+    // (The video's description brings its counters up to date first.)
+    const video = this.video?.describe();
+    return { ...super.describe(), videoPacketsOut: this.video?.packetsOut ?? 0, pliReceived: this.pliReceived, audioNativeSrtpPackets: this.fast?.nativePackets ?? 0, audioNativeFanOutPackets: this.fast?.nativeFanOutPackets ?? 0, audioNativeFanOut: this.program.native?.has(this) ?? false, audioDirectPackets: this.fast?.directPackets ?? 0, ...video };
   }
 
   protected release(): void {

@@ -32,6 +32,15 @@ async function realOffer(): Promise<string> {
   return sdp;
 }
 
+/** A 503 saying the session was closed while its offer was answered, with Retry-After and the reason. */
+async function expectSessionClosed(res: Response, reason: RegExp): Promise<void> {
+  expect(res.status).toBe(503);
+  expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+  const body = (await res.json()) as { error: { code: string; message: string } };
+  expect(body.error.code).toBe('session_closed');
+  expect(body.error.message).toMatch(reason);
+}
+
 beforeAll(async () => {
   node = new McuNode({
     port: 0,
@@ -115,11 +124,7 @@ describe('WHIP/WHEP error paths', () => {
       });
       const res = await post(ev.whep, viewerOffer, { token: ev.tokens.viewer });
       spy.mockRestore();
-      expect(res.status).toBe(503);
-      expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
-      const body = (await res.json()) as { error: { code: string; message: string } };
-      expect(body.error.code).toBe('session_closed');
-      expect(body.error.message).toMatch(/event_ended/);
+      await expectSessionClosed(res, /event_ended/);
       expect(node.edge.stats().closedByReason.event_ended).toBe(before + 1);
       expect(node.edge.size).toBe(0);
     }
@@ -135,11 +140,7 @@ describe('WHIP/WHEP error paths', () => {
     const res = await post(ev.whep, viewerOffer, { token: ev.tokens.viewer });
     const took = performance.now() - t0;
     spy.mockRestore();
-    expect(res.status).toBe(503);
-    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
-    const body = (await res.json()) as { error: { code: string; message: string } };
-    expect(body.error.code).toBe('session_closed');
-    expect(body.error.message).toMatch(/negotiation_timeout/);
+    await expectSessionClosed(res, /negotiation_timeout/);
     expect(took).toBeGreaterThanOrEqual(900);
     expect(took).toBeLessThan(5000);
     expect(node.edge.stats().closedByReason.negotiation_timeout).toBe(before + 1);
