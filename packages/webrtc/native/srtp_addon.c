@@ -1,5 +1,6 @@
 /*
- * SRTP protection of outgoing RTP with AEAD_AES_128_GCM (RFC 7714) for the per-viewer send path.
+ * SRTP protection of outgoing RTP with AEAD_AES_128_GCM (RFC 7714) for the per-viewer send path,
+ * and the opening of incoming SRTCP (SrtcpGcmOpen: a viewer's receiver reports, NACKs and PLIs).
  *
  * werift (and node:crypto generally) builds a new cipher for every packet: createCipheriv expands
  * the AES key, allocates a context and several Buffers, about 7 us per packet on the development
@@ -166,6 +167,99 @@ static napi_value protect(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* new SrtcpGcmOpen(key: Uint8Array(16), salt: Uint8Array(12)): the remote side's SRTCP session key. */
+static napi_value open_ctor(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], self;
+  napi_get_cb_info(env, info, &argc, argv, &self, NULL);
+  uint8_t *key, *salt;
+  size_t key_len, salt_len;
+  if (argc < 2) {
+    napi_throw_type_error(env, NULL, "SrtcpGcmOpen(key, salt)");
+    return NULL;
+  }
+  if (!bytes_arg(env, argv[0], "key must be a Uint8Array", &key, &key_len)) return NULL;
+  if (!bytes_arg(env, argv[1], "salt must be a Uint8Array", &salt, &salt_len)) return NULL;
+  if (key_len != KEY_LEN || salt_len != SALT_LEN) {
+    napi_throw_range_error(env, NULL, "AEAD_AES_128_GCM needs a 16-byte key and a 12-byte salt");
+    return NULL;
+  }
+  GcmSession *s = (GcmSession *)calloc(1, sizeof(GcmSession));
+  if (!s) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  s->ctx = EVP_CIPHER_CTX_new();
+  if (!s->ctx || EVP_DecryptInit_ex(s->ctx, EVP_aes_128_gcm(), NULL, NULL, NULL) != 1 ||
+      EVP_CIPHER_CTX_ctrl(s->ctx, EVP_CTRL_GCM_SET_IVLEN, SALT_LEN, NULL) != 1 ||
+      EVP_DecryptInit_ex(s->ctx, NULL, NULL, key, NULL) != 1) {
+    if (s->ctx) EVP_CIPHER_CTX_free(s->ctx);
+    free(s);
+    napi_throw_error(env, NULL, "OpenSSL could not set up AES-128-GCM");
+    return NULL;
+  }
+  memcpy(s->salt, salt, SALT_LEN);
+  if (napi_wrap(env, self, s, finalize, NULL, NULL) != napi_ok) {
+    EVP_CIPHER_CTX_free(s->ctx);
+    free(s);
+    napi_throw_error(env, NULL, "could not wrap the session");
+    return NULL;
+  }
+  return self;
+}
+
+/*
+ * open(packet: Uint8Array, out: Uint8Array) → the plain compound RTCP's length in `out`, -1 when it
+ * does not authenticate (or OpenSSL failed), -2 when the packet is not encrypted (E flag clear:
+ * the caller leaves it to werift). RFC 7714 §9: packet = first 8 header bytes || ciphertext ||
+ * 16-byte tag || E flag and 31-bit SRTCP index; IV = (0x0000 || SSRC || 0x0000 || index) XOR
+ * salt; AAD = the 8 header bytes || E flag and index. `packet` is not changed.
+ */
+static napi_value open_rtcp(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], self, result;
+  napi_get_cb_info(env, info, &argc, argv, &self, NULL);
+  GcmSession *s = unwrap(env, self);
+  if (!s) return NULL;
+  if (argc < 2) {
+    napi_throw_type_error(env, NULL, "open(packet, out)");
+    return NULL;
+  }
+  uint8_t *packet, *out;
+  size_t packet_len, out_len;
+  if (!bytes_arg(env, argv[0], "packet must be a Uint8Array", &packet, &packet_len)) return NULL;
+  if (!bytes_arg(env, argv[1], "out must be a Uint8Array", &out, &out_len)) return NULL;
+  int32_t total = -1;
+  if (packet_len >= 8 + TAG_LEN + 4) {
+    size_t index_off = packet_len - 4, tag_off = index_off - TAG_LEN;
+    if (out_len < tag_off) {
+      napi_throw_range_error(env, NULL, "out is smaller than the plain RTCP");
+      return NULL;
+    }
+    if ((packet[index_off] & 0x80) == 0) {
+      total = -2;
+    } else {
+      uint8_t iv[SALT_LEN] = {0};
+      memcpy(iv + 2, packet + 4, 4); /* SSRC of the first packet */
+      memcpy(iv + 8, packet + index_off, 4);
+      iv[8] &= 0x7f; /* the index without the E flag */
+      for (int i = 0; i < SALT_LEN; i++) iv[i] ^= s->salt[i];
+      int n = 0, m = 0;
+      if (EVP_DecryptInit_ex(s->ctx, NULL, NULL, NULL, iv) == 1 &&
+          EVP_DecryptUpdate(s->ctx, NULL, &n, packet, 8) == 1 &&
+          EVP_DecryptUpdate(s->ctx, NULL, &n, packet + index_off, 4) == 1 &&
+          EVP_DecryptUpdate(s->ctx, out + 8, &n, packet + 8, (int)(tag_off - 8)) == 1 &&
+          EVP_CIPHER_CTX_ctrl(s->ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN, packet + tag_off) == 1 &&
+          EVP_DecryptFinal_ex(s->ctx, out + 8 + n, &m) == 1) {
+        memcpy(out, packet, 8);
+        total = (int32_t)tag_off;
+      }
+    }
+  }
+  napi_create_int32(env, total, &result);
+  return result;
+}
+
 static napi_value close_session(napi_env env, napi_callback_info info) {
   napi_value self;
   napi_get_cb_info(env, info, NULL, NULL, &self, NULL);
@@ -220,6 +314,76 @@ static napi_value send_to(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * X25519 (RFC 7748) for the DTLS handshakes, with OpenSSL's raw keys: no KeyObject, no PEM or
+ * DER. node:crypto's generateKeyPairSync('x25519') followed by a JWK export of the key deadlocks
+ * Node 20 now and then: the export holds the key's mutex while it allocates, the allocation runs
+ * the garbage collector, and the collector destroys the key-generation job, which takes the same
+ * mutex (seen in a node answering 300 viewers, and in 2,000 plain generate-and-export calls).
+ *
+ * x25519KeyPair(publicOut: Uint8Array(32), secretOut: Uint8Array(32)) → 0, or -1 if OpenSSL failed.
+ */
+static napi_value x25519_key_pair(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint8_t *pub, *sec;
+  size_t pub_len, sec_len;
+  if (argc < 2) {
+    napi_throw_type_error(env, NULL, "x25519KeyPair(publicOut, secretOut)");
+    return NULL;
+  }
+  if (!bytes_arg(env, argv[0], "publicOut must be a Uint8Array", &pub, &pub_len)) return NULL;
+  if (!bytes_arg(env, argv[1], "secretOut must be a Uint8Array", &sec, &sec_len)) return NULL;
+  if (pub_len != 32 || sec_len != 32) {
+    napi_throw_range_error(env, NULL, "X25519 keys are 32 bytes");
+    return NULL;
+  }
+  int32_t rc = -1;
+  EVP_PKEY *pkey = NULL;
+  EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, NULL);
+  size_t pl = 32, sl = 32;
+  if (ctx && EVP_PKEY_keygen_init(ctx) == 1 && EVP_PKEY_keygen(ctx, &pkey) == 1 &&
+      EVP_PKEY_get_raw_public_key(pkey, pub, &pl) == 1 && EVP_PKEY_get_raw_private_key(pkey, sec, &sl) == 1 && pl == 32 && sl == 32)
+    rc = 0;
+  EVP_PKEY_free(pkey);
+  EVP_PKEY_CTX_free(ctx);
+  napi_create_int32(env, rc, &result);
+  return result;
+}
+
+/* x25519(secret: Uint8Array(32), peer: Uint8Array(32), out: Uint8Array(32)) → 0, or -1 (OpenSSL refused: e.g. a low-order peer key). */
+static napi_value x25519_derive(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint8_t *secret, *peer, *out;
+  size_t secret_len, peer_len, out_len;
+  if (argc < 3) {
+    napi_throw_type_error(env, NULL, "x25519(secret, peer, out)");
+    return NULL;
+  }
+  if (!bytes_arg(env, argv[0], "secret must be a Uint8Array", &secret, &secret_len)) return NULL;
+  if (!bytes_arg(env, argv[1], "peer must be a Uint8Array", &peer, &peer_len)) return NULL;
+  if (!bytes_arg(env, argv[2], "out must be a Uint8Array", &out, &out_len)) return NULL;
+  if (secret_len != 32 || peer_len != 32 || out_len != 32) {
+    napi_throw_range_error(env, NULL, "X25519 keys and secrets are 32 bytes");
+    return NULL;
+  }
+  int32_t rc = -1;
+  EVP_PKEY *priv = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, secret, 32);
+  EVP_PKEY *pub = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, peer, 32);
+  EVP_PKEY_CTX *ctx = priv ? EVP_PKEY_CTX_new(priv, NULL) : NULL;
+  size_t len = 32;
+  if (ctx && pub && EVP_PKEY_derive_init(ctx) == 1 && EVP_PKEY_derive_set_peer(ctx, pub) == 1 && EVP_PKEY_derive(ctx, out, &len) == 1 && len == 32)
+    rc = 0;
+  EVP_PKEY_CTX_free(ctx);
+  EVP_PKEY_free(pub);
+  EVP_PKEY_free(priv);
+  napi_create_int32(env, rc, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"protect", NULL, protect, NULL, NULL, NULL, napi_default, NULL},
@@ -228,9 +392,20 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value cls;
   napi_define_class(env, "SrtpGcm", NAPI_AUTO_LENGTH, ctor, NULL, 2, methods, &cls);
   napi_set_named_property(env, exports, "SrtpGcm", cls);
+  napi_property_descriptor open_methods[] = {
+      {"open", NULL, open_rtcp, NULL, NULL, NULL, napi_default, NULL},
+      {"close", NULL, close_session, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_value open_cls;
+  napi_define_class(env, "SrtcpGcmOpen", NAPI_AUTO_LENGTH, open_ctor, NULL, 2, open_methods, &open_cls);
+  napi_set_named_property(env, exports, "SrtcpGcmOpen", open_cls);
   napi_value fn;
   napi_create_function(env, "sendTo", NAPI_AUTO_LENGTH, send_to, NULL, &fn);
   napi_set_named_property(env, exports, "sendTo", fn);
+  napi_create_function(env, "x25519KeyPair", NAPI_AUTO_LENGTH, x25519_key_pair, NULL, &fn);
+  napi_set_named_property(env, exports, "x25519KeyPair", fn);
+  napi_create_function(env, "x25519", NAPI_AUTO_LENGTH, x25519_derive, NULL, &fn);
+  napi_set_named_property(env, exports, "x25519", fn);
   mcu_srtp_fanout_init(env, exports);
   return exports;
 }

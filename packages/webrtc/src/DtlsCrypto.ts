@@ -5,7 +5,8 @@
  * 0.5 ms for the shared secret), parses its own certificate and key from PEM for every session,
  * and signs (ServerKeyExchange, CertificateVerify) from a PEM string that node parses again each
  * time. Together that is about 3 ms of the event loop per handshake, on both ends; with OpenSSL
- * it is about 0.2 ms. The results are the same bytes: X25519 is RFC 7748 either way, the
+ * it is about 0.2 ms. X25519 runs in the native addon (OpenSSL's raw keys), werift's tweetnacl
+ * where the addon is not built. The results are the same bytes: X25519 is RFC 7748 either way, the
  * signatures are DER ECDSA (or PKCS#1 v1.5 for an RSA key) from the same key.
  *
  * What is replaced, all through objects werift exports or imports (no file of werift is changed):
@@ -17,10 +18,11 @@
  * On by default from the first import of @mcu/webrtc; `setFastDtlsCrypto(false)` (or
  * MCU_FAST_DTLS_CRYPTO=0) puts werift's own functions back, for comparison.
  */
-import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
+import { createPrivateKey, sign as cryptoSign } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import nacl from 'tweetnacl';
 import { CipherContext } from 'werift';
+import { loadSrtpGcm } from './SrtpGcm.js';
 
 interface PemPrivateKey {
   toDER(): Buffer;
@@ -52,28 +54,36 @@ const original = {
   generateKeySignature: proto.generateKeySignature,
 };
 
-// RFC 8410 DER wrapper around a raw 32-byte X25519 private key (only for a secret this module did
-// not make: OpenSSL decodes PKCS#8 in about 0.45 ms, a JWK in 0.01 ms).
-const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
+interface X25519Binding {
+  x25519KeyPair(publicOut: Uint8Array, secretOut: Uint8Array): number;
+  x25519(secret: Uint8Array, peer: Uint8Array, out: Uint8Array): number;
+}
 
-/** The KeyObject behind each secret key handed out, by its ArrayBuffer (werift wraps that buffer). */
-const secretKeys = new WeakMap<ArrayBufferLike, KeyObject>();
+/**
+ * X25519 in the native addon (OpenSSL's raw keys). Not node:crypto's KeyObjects: a JWK export of
+ * a key from generateKeyPairSync deadlocks Node 20 now and then (native/srtp_addon.c says how),
+ * and importing a raw secret as PKCS#8 costs about 0.4 ms. Without the addon, werift's tweetnacl.
+ */
+function x25519Native(): X25519Binding | null {
+  const b = loadSrtpGcm().binding as unknown as Partial<X25519Binding> | null;
+  return b && typeof b.x25519KeyPair === 'function' && typeof b.x25519 === 'function' ? (b as X25519Binding) : null;
+}
 
 function x25519KeyPair(): { publicKey: Uint8Array; secretKey: Uint8Array } {
-  const { privateKey } = generateKeyPairSync('x25519');
-  const jwk = privateKey.export({ format: 'jwk' });
+  const native = x25519Native();
   // Own 32-byte buffers: werift reads `keys.secretKey.buffer`.
-  const secretKey = new Uint8Array(Buffer.from(jwk.d!, 'base64url'));
-  secretKeys.set(secretKey.buffer, privateKey);
-  return { publicKey: new Uint8Array(Buffer.from(jwk.x!, 'base64url')), secretKey };
+  const publicKey = new Uint8Array(32);
+  const secretKey = new Uint8Array(32);
+  if (native === null || native.x25519KeyPair(publicKey, secretKey) !== 0) return original.keyPair();
+  return { publicKey, secretKey };
 }
 
 function x25519(secret: Uint8Array, peer: Uint8Array): Uint8Array {
-  if (secret.length !== 32 || peer.length !== 32) return original.scalarMult(secret, peer);
-  const own = secret.byteOffset === 0 && secret.buffer.byteLength === 32 ? secretKeys.get(secret.buffer) : undefined;
-  const privateKey = own ?? createPrivateKey({ key: Buffer.concat([PKCS8_X25519, secret]), format: 'der', type: 'pkcs8' });
-  const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(peer).toString('base64url') }, format: 'jwk' });
-  return new Uint8Array(diffieHellman({ privateKey, publicKey }));
+  const native = x25519Native();
+  const out = new Uint8Array(32);
+  // What OpenSSL refuses (a low-order peer key: an all-zero secret) werift's function answers as before.
+  if (native === null || secret.length !== 32 || peer.length !== 32 || native.x25519(secret, peer, out) !== 0) return original.scalarMult(secret, peer);
+  return out;
 }
 
 // tweetnacl hangs `base` and the lengths on scalarMult, and fromSecretKey on keyPair; the replacements keep them.
