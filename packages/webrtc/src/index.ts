@@ -21,7 +21,7 @@ export { RenditionChooser, renditionChooserDefaults } from './RenditionChooser.j
 export type { RenditionOption, RenditionChooserOptions } from './RenditionChooser.js';
 export { ViewerVideo } from './ViewerVideo.js';
 export type { ViewerVideoOptions } from './ViewerVideo.js';
-export { loadSrtpGcm, nativeSrtpEnabled, setNativeSrtp, SRTP_GCM_TAG_BYTES } from './SrtpGcm.js';
+export { loadSrtpGcm, nativeSrtpEnabled, openSrtcpNatively, setNativeSrtcpIn, setNativeSrtp, srtcpInStats, SRTP_GCM_TAG_BYTES } from './SrtpGcm.js';
 export type { SrtpGcmSession } from './SrtpGcm.js';
 export { SharedUdpPort, SharedPortTransport, setBatchWeriftSends } from './SharedUdpPort.js';
 export type { SharedUdpPortOptions, SharedUdpPortStats } from './SharedUdpPort.js';

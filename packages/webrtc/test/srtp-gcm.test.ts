@@ -5,10 +5,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ProtectionProfileAeadAes128Gcm, RtpHeader, SrtpSession } from 'werift';
+import { ProtectionProfileAeadAes128Gcm, RtcpReceiverInfo, RtcpRrPacket, RtcpSrPacket, RtcpSenderInfo, RtpHeader, SrtcpSession, SrtpSession } from 'werift';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { loadSrtpGcm, socketFd, SRTP_GCM_TAG_BYTES } from '../src/SrtpGcm.js';
+import { loadSrtpGcm, openSrtcpNatively, socketFd, srtcpInStats, SRTP_GCM_TAG_BYTES } from '../src/SrtpGcm.js';
 import { ipv4ToInt } from '../src/Sdp.js';
 
 function sessions() {
@@ -55,6 +55,59 @@ describe('native SRTP AES-GCM', () => {
     expect(b.localContext.getSrtpSsrcState(0x1234_5678).rolloverCounter).toBe(1);
     native.close();
     expect(() => native.protect(Buffer.alloc(64), 12, 10, 0)).toThrow(/closed/);
+  });
+
+  it('opens SRTCP sealed by werift to the same plain RTCP, and refuses a tampered or unsealed packet', () => {
+    const keys = { localMasterKey: randomBytes(16), localMasterSalt: randomBytes(12), remoteMasterKey: randomBytes(16), remoteMasterSalt: randomBytes(12) };
+    // The peer seals with its local keys; this side opens with the same keys as its remote ones.
+    const peer = new SrtcpSession({ keys, profile: ProtectionProfileAeadAes128Gcm });
+    const mirrored = { localMasterKey: keys.remoteMasterKey, localMasterSalt: keys.remoteMasterSalt, remoteMasterKey: keys.localMasterKey, remoteMasterSalt: keys.localMasterSalt };
+    const here = new SrtcpSession({ keys: mirrored, profile: ProtectionProfileAeadAes128Gcm });
+    const cipher = here.remoteContext.cipher as unknown as { srtcpSessionKey: Buffer; srtcpSessionSalt: Buffer };
+    const open = new binding!.SrtcpGcmOpen!(cipher.srtcpSessionKey, cipher.srtcpSessionSalt.subarray(0, 12));
+    for (let i = 0; i < 50; i++) {
+      const rr = new RtcpRrPacket({ ssrc: 0xaabb_0000 + i, reports: [new RtcpReceiverInfo({ ssrc: 7, fractionLost: i, packetsLost: i * 3, highestSequence: 1000 + i, jitter: i, lsr: i * 1000, dlsr: 5 })] });
+      const sr = new RtcpSrPacket({ ssrc: 0xaabb_0000 + i, senderInfo: new RtcpSenderInfo({ ntpTimestamp: BigInt(i) << 32n, rtpTimestamp: i * 960, packetCount: i, octetCount: i * 100 }) });
+      const plain = Buffer.concat(i % 2 ? [rr.serialize()] : [sr.serialize(), rr.serialize()]);
+      const sealed = peer.encrypt(plain);
+      const out = Buffer.alloc(sealed.length);
+      const n = open.open(sealed, out);
+      expect(n).toBe(plain.length);
+      expect(out.subarray(0, n).equals(plain), `packet ${i}`).toBe(true);
+      expect(out.subarray(0, n).equals(here.decrypt(sealed))).toBe(true);
+      // One bit changed anywhere (header, ciphertext, tag, index) and it does not open.
+      const bad = Buffer.from(sealed);
+      bad[(i * 7) % bad.length] ^= 0x01;
+      if ((i * 7) % bad.length === bad.length - 4) bad[bad.length - 4] |= 0x80; // keep the E flag: a flipped E is the next case
+      expect(open.open(bad, Buffer.alloc(bad.length))).toBe(-1);
+    }
+    // E flag clear (authenticated only): left to werift.
+    const unsealed = Buffer.from(peer.encrypt(new RtcpRrPacket({ ssrc: 1 }).serialize()));
+    unsealed[unsealed.length - 4] &= 0x7f;
+    expect(open.open(unsealed, Buffer.alloc(unsealed.length))).toBe(-2);
+    expect(open.open(Buffer.alloc(12), Buffer.alloc(12))).toBe(-1); // too short to hold a tag and an index
+    expect(() => open.open(peer.encrypt(new RtcpRrPacket({ ssrc: 1 }).serialize()), Buffer.alloc(4))).toThrow(RangeError);
+    open.close();
+    expect(() => open.open(Buffer.alloc(64), Buffer.alloc(64))).toThrow(/closed/);
+  });
+
+  it('a werift SRTCP session opened natively hands werift the same RTCP, and werift still drops what fails', () => {
+    const keys = { localMasterKey: randomBytes(16), localMasterSalt: randomBytes(12), remoteMasterKey: randomBytes(16), remoteMasterSalt: randomBytes(12) };
+    const peer = new SrtcpSession({ keys, profile: ProtectionProfileAeadAes128Gcm });
+    const here = new SrtcpSession({ keys: { localMasterKey: keys.remoteMasterKey, localMasterSalt: keys.remoteMasterSalt, remoteMasterKey: keys.localMasterKey, remoteMasterSalt: keys.localMasterSalt }, profile: ProtectionProfileAeadAes128Gcm });
+    const dtls = { srtcp: here };
+    expect(openSrtcpNatively(dtls)).toBe(true);
+    expect(openSrtcpNatively(dtls)).toBe(false); // once per SRTCP session
+    const before = srtcpInStats();
+    const plain = new RtcpRrPacket({ ssrc: 5, reports: [new RtcpReceiverInfo({ ssrc: 9, fractionLost: 3, packetsLost: 4, highestSequence: 77, jitter: 2, lsr: 1, dlsr: 2 })] }).serialize();
+    const sealed = peer.encrypt(plain);
+    expect(here.decrypt(sealed).equals(plain)).toBe(true);
+    const bad = Buffer.from(sealed);
+    bad[10] ^= 0xff;
+    expect(() => here.decrypt(bad)).toThrow(); // werift's own decrypt refuses it, as before
+    const after = srtcpInStats();
+    expect(after.opened - before.opened).toBe(1);
+    expect(after.toWerift - before.toWerift).toBe(1);
   });
 
   it('refuses bad arguments with an error, not a crash', () => {

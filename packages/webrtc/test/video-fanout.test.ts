@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { GenericNack, RTCPeerConnection, RtcpTransportLayerFeedback } from 'werift';
 import type { RTCRtpTransceiver, RtpPacket } from 'werift';
 import { MixerEvent } from '@mcu/mixer';
-import { peerConfig, programSourceOf, setNativeFanOut, WebRtcEdge } from '../src/index.js';
+import { peerConfig, programSourceOf, setNativeFanOut, srtcpInStats, WebRtcEdge } from '../src/index.js';
 import type { WhepSession } from '../src/index.js';
 import { closeVideoEvent, LOOPBACK, playInProcess } from './client.js';
 import { ClipSender, lavfiClip, until, Viewer } from '../../mixer/test/videoMedia.js';
@@ -111,12 +111,15 @@ describe('program video through its rendition group', () => {
     const asked = a.packets[a.packets.length - 20];
     const future = (a.packets[a.packets.length - 1].seq + 5000) & 0xffff;
     const resentBefore = a.whep.describe().videoPacketsResent as number;
+    const openedBefore = srtcpInStats().opened;
     const nack = new RtcpTransportLayerFeedback({ feedback: new GenericNack({ senderSsrc: 1, mediaSourceSsrc: ssrc, lost: [asked.seq, future] }) });
     await a.transceiver.receiver.dtlsTransport.sendRtcp([nack]);
     const again = () => a.packets.filter((p) => p.seq === asked.seq);
     expect(await until(() => again().length >= 2, 5000, 20), JSON.stringify(a.whep.describe())).toBe(true);
     expect(again()[1].payload.equals(asked.payload)).toBe(true);
     expect(a.whep.describe().videoPacketsResent).toBe(resentBefore + 1);
+    // The NACK came in as SRTCP, opened natively (werift parsed the plain RTCP it was given).
+    expect(srtcpInStats().opened).toBeGreaterThan(openedBefore);
     expect(a.packets.some((p) => p.seq === future)).toBe(false);
     // Viewer b asked nothing and got nothing twice.
     expect(b.packets.length - new Set(b.packets.map((p) => p.seq)).size).toBe(0);
