@@ -11,10 +11,13 @@
  * path sends each tick's datagrams in one sendmmsg on it; werift's own path stays the baseline.
  *
  * Usage: npm run bench:webrtc [-- --viewers 200] [-- --seconds 10] [-- --rtc-port 40000] [-- --json]
+ *        [-- --profile]  (a CPU profile of one more `fast` window, not measured, in bench/results/)
+ *        [-- --ab-srtcp-in]  (also the fast path with the viewers' SRTCP opened by werift: `fast-werift-in`)
  */
 import { fork } from 'node:child_process';
 import http from 'node:http';
 import { loadavg } from 'node:os';
+import { readFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
@@ -23,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { buildRtp } from '@mcu/rtp';
 import { OpusEncoder } from '@mcu/codec';
 import { McuNode } from '@mcu/server';
-import { dtlsHelloGuardStats, dtlsTimerStats, fanOutBinding, setBatchWeriftSends, fastDtlsCryptoEnabled, loadSrtpGcm, setNativeFanOut, setNativeSrtp } from '@mcu/webrtc';
+import { dtlsHelloGuardStats, dtlsTimerStats, fanOutBinding, setBatchWeriftSends, fastDtlsCryptoEnabled, loadSrtpGcm, setNativeFanOut, setNativeSrtcpIn, setNativeSrtp, srtcpInStats } from '@mcu/webrtc';
 import type { ProgramSource, VideoPacketSink } from '@mcu/webrtc';
 import { ClipSender, lavfiClip } from '../packages/mixer/test/videoMedia.js';
 
@@ -38,6 +41,8 @@ const { values } = parseArgs({
     'video-viewers': { type: 'string', default: '100' },
     'video-kbps': { type: 'string', default: '2500' },
     'rtc-port': { type: 'string' },
+    profile: { type: 'boolean', default: false },
+    'ab-srtcp-in': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 });
@@ -96,6 +101,17 @@ const presenter = setInterval(() => {
   seq++;
   sock.send(p, part.port, '127.0.0.1');
 }, 20);
+
+/** Voluntary context switches of this process's main thread (the node's event loop): each is a sleep and a wake-up. */
+function mainThreadSwitches(): number {
+  try {
+    const status = readFileSync(`/proc/self/task/${process.pid}/status`, 'utf8');
+    const n = (name: string) => Number(/^NAME:\s+(\d+)/m.exec(status.replace(name, 'NAME'))?.[1] ?? NaN);
+    return n('voluntary_ctxt_switches');
+  } catch {
+    return NaN;
+  }
+}
 
 function cpuWindow(ms: number): Promise<number> {
   const start = process.cpuUsage();
@@ -164,7 +180,7 @@ if (failed) log(`  ${failed} viewers failed: ${connected.flatMap((c) => c.failur
 const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.max(0, Math.ceil((p / 100) * xs.length) - 1))] ?? NaN;
 log(`  ${connectMs.length} connected in ${(allConnectedMs / 1000).toFixed(1)} s`);
 
-type BenchPath = 'werift' | 'per-viewer' | 'fast';
+type BenchPath = 'werift' | 'per-viewer' | 'fast' | 'fast-werift-in';
 
 /**
  * werift's sendRtp per viewer; ours per viewer (FastSender: native AES-GCM, the tick's datagrams
@@ -173,12 +189,17 @@ type BenchPath = 'werift' | 'per-viewer' | 'fast';
 async function measure(path: BenchPath) {
   node.edge.setSendPath(path === 'werift' ? 'werift' : 'fast');
   setNativeSrtp(true);
-  setNativeFanOut(path === 'fast');
+  setNativeFanOut(path === 'fast' || path === 'fast-werift-in');
+  setNativeSrtcpIn(path !== 'fast-werift-in');
   // werift's path as werift sends: a dgram.send a datagram (the shared port would batch them).
   setBatchWeriftSends(path !== 'werift');
   await new Promise((r) => setTimeout(r, 1500));
   await Promise.all(children.map((c) => request(c, 'reset', 'reset')));
+  const switches0 = mainThreadSwitches();
+  const in0 = node.edge.stats().rtcPort?.datagramsIn ?? 0;
   const cpu = await cpuWindow(SECONDS * 1000);
+  const wakeupsPerSecond = Math.round((mainThreadSwitches() - switches0) / SECONDS);
+  const datagramsInPerSecond = Math.round(((node.edge.stats().rtcPort?.datagramsIn ?? 0) - in0) / SECONDS);
   const counts = await Promise.all(children.map((c) => request<{ received: number[]; lost: number[]; sampled: number; verified: number }>(c, 'count', 'count')));
   const received = counts.flatMap((c) => c.received).reduce((a, b) => a + b, 0);
   const sampled = counts.reduce((a, c) => a + c.sampled, 0);
@@ -200,15 +221,49 @@ async function measure(path: BenchPath) {
     pps: Math.round(received / SECONDS),
     /** Of the packets the viewers decrypted (a sample), the share that authenticated. */
     verifiedPct: +((verified / Math.max(1, sampled)) * 100).toFixed(2),
+    /** The node's event loop waking (main thread context switches), and what the viewers sent it. */
+    wakeupsPerSecond,
+    datagramsInPerSecond,
   };
+}
+
+/**
+ * One more `fast` window under the V8 profiler (in this process: the node), written to
+ * bench/results/webrtc-fast-<time>.cpuprofile. Not one of the measured windows: the profiler
+ * costs CPU of its own.
+ */
+async function profileFastWindow(): Promise<void> {
+  const { Session } = await import('node:inspector/promises');
+  const { writeFile } = await import('node:fs/promises');
+  node.edge.setSendPath('fast');
+  setNativeSrtp(true);
+  setNativeFanOut(true);
+  setBatchWeriftSends(true);
+  await new Promise((r) => setTimeout(r, 1500));
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  log(`profiling the fast send path for ${SECONDS} s…`);
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  const { profile } = await session.post('Profiler.stop');
+  session.disconnect();
+  const file = fileURLToPath(new URL(`./results/webrtc-fast-${N}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`, import.meta.url));
+  await writeFile(file, JSON.stringify(profile));
+  log(`  profile: ${file}`);
 }
 
 // Alternate the paths twice so that noise hits all of them; keep the best of each.
 const runs = [] as Awaited<ReturnType<typeof measure>>[];
-for (const path of ['werift', 'per-viewer', 'fast', 'werift', 'per-viewer', 'fast'] as const) {
+const order: BenchPath[] = values['ab-srtcp-in'] ? ['werift', 'per-viewer', 'fast', 'fast-werift-in'] : ['werift', 'per-viewer', 'fast'];
+for (const path of [...order, ...order]) {
   log(`measuring the ${path} send path for ${SECONDS} s…`);
-  runs.push(await measure(path));
+  const r = await measure(path);
+  log(`  ${r.cpuPct} % of a core, ${r.usPerPacket} µs/viewer-packet; the node's loop woke ${r.wakeupsPerSecond}/s, ${r.datagramsInPerSecond} datagrams/s in`);
+  runs.push(r);
 }
+if (values.profile) await profileFastWindow();
 const pick = (path: string) => {
   const rs = runs.filter((r) => r.path === path);
   const cpuPerViewerPct = Math.min(...rs.map((r) => r.cpuPerViewerPct));
@@ -287,9 +342,10 @@ async function measureVideo() {
   let sampled = 0;
   let verified = 0;
   let sourcePackets = 0;
-  const costs: Record<BenchPath, number[]> = { werift: [], 'per-viewer': [], fast: [] };
-  const lossBy: Record<BenchPath, { received: number; lost: number }> = { werift: { received: 0, lost: 0 }, 'per-viewer': { received: 0, lost: 0 }, fast: { received: 0, lost: 0 } };
-  const rounds: BenchPath[] = ['fast', 'per-viewer', 'fast', 'per-viewer'];
+  const costs: Record<VideoPath, number[]> = { 'per-viewer': [], fast: [] };
+  const lossBy: Record<VideoPath, { received: number; lost: number }> = { 'per-viewer': { received: 0, lost: 0 }, fast: { received: 0, lost: 0 } };
+  type VideoPath = 'per-viewer' | 'fast';
+  const rounds: VideoPath[] = ['fast', 'per-viewer', 'fast', 'per-viewer'];
   let groupViewers = 0;
   for (const path of rounds) {
     setNativeFanOut(path === 'fast');
@@ -328,7 +384,7 @@ async function measureVideo() {
   const perViewer = (usPerPacket * sourcePps) / 1e4;
   const baselineUs = Math.min(...costs['per-viewer']);
   const baselinePerViewer = (baselineUs * sourcePps) / 1e4;
-  const lossOf = (p: BenchPath) => +((lossBy[p].lost / Math.max(1, lossBy[p].received + lossBy[p].lost)) * 100).toFixed(3);
+  const lossOf = (p: VideoPath) => +((lossBy[p].lost / Math.max(1, lossBy[p].received + lossBy[p].lost)) * 100).toFixed(3);
   return {
     /** The rendition's group (one native call per packet for its viewers). */
     usPerPacket: +usPerPacket.toFixed(2),
@@ -355,6 +411,7 @@ const video720p = VIDEO_VIEWERS > 0 ? await measureVideo() : null;
 const baseline = pick('werift');
 const fast = pick('fast');
 const perViewer = pick('per-viewer');
+const fastWeriftIn = values['ab-srtcp-in'] ? pick('fast-werift-in') : null;
 const helloGuard = dtlsHelloGuardStats();
 const dtlsTimer = dtlsTimerStats();
 const edgeStats = node.edge.stats();
@@ -394,6 +451,9 @@ const result = {
   nativeSrtp: loadSrtpGcm().binding !== null,
   nativeFanOut: fanOutBinding() !== null,
   ratio: +(baseline.cpuPerViewerPct / fast.cpuPerViewerPct).toFixed(2),
+  /** The viewers' SRTCP opened natively (packets), and left to werift (--ab-srtcp-in: the fast path with werift opening it, same run). */
+  srtcpIn: srtcpInStats(),
+  fastWeriftInUsPerViewerPacket: fastWeriftIn?.usPerPacket ?? null,
   /** 720p video viewers on the same node (null: --video-viewers 0). */
   video720p,
   loadAverage1m: [+loadAtStart.toFixed(1), +loadavg()[0].toFixed(1)],
@@ -422,6 +482,7 @@ if (values.json) {
   row('per-viewer', perViewer, '   (ours per viewer: native AES-GCM, one sendmmsg a tick)');
   row('fast', fast, `   (one native call a packet for every viewer${result.nativeFanOut ? '' : ': NOT BUILT'})`);
   console.log(`  ratio ${result.ratio}× werift's path (target ≥ 5×, ≥ 2,500 viewers/core)`);
+  if (fastWeriftIn) console.log(`  fast with the viewers' SRTCP opened by werift (same run): ${fastWeriftIn.usPerPacket} µs/viewer-packet, ${fastWeriftIn.viewersPerCore} viewers/core`);
   if (video720p) {
     console.log(`  720p video (${video720p.kbps} kbps, ${video720p.packetsPerSecond} packets/s), ${video720p.viewers} viewers (${video720p.groupViewers} in the rendition's native group):`);
     console.log(`    group (one native call a packet): ${video720p.usPerPacket} µs/viewer-packet, ${video720p.cpuPerViewerPct} % core/viewer = ${video720p.viewersPerCore} viewers/core, loss ${video720p.lossPct} %`);
