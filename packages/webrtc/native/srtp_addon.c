@@ -65,15 +65,18 @@ static void finalize(napi_env env, void *data, void *hint) {
   free(s);
 }
 
-/* new SrtpGcm(key: Uint8Array(16), salt: Uint8Array(12)) */
-static napi_value ctor(napi_env env, napi_callback_info info) {
+/*
+ * The constructors' shared body: one AES-128-GCM context for sealing (SrtpGcm) or opening
+ * (SrtcpGcmOpen), keyed once, wrapped onto `this`.
+ */
+static napi_value new_session(napi_env env, napi_callback_info info, int open, const char *usage) {
   size_t argc = 2;
   napi_value argv[2], self;
   napi_get_cb_info(env, info, &argc, argv, &self, NULL);
   uint8_t *key, *salt;
   size_t key_len, salt_len;
   if (argc < 2) {
-    napi_throw_type_error(env, NULL, "SrtpGcm(key, salt)");
+    napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
   if (!bytes_arg(env, argv[0], "key must be a Uint8Array", &key, &key_len)) return NULL;
@@ -88,9 +91,11 @@ static napi_value ctor(napi_env env, napi_callback_info info) {
     return NULL;
   }
   s->ctx = EVP_CIPHER_CTX_new();
-  if (!s->ctx || EVP_EncryptInit_ex(s->ctx, EVP_aes_128_gcm(), NULL, NULL, NULL) != 1 ||
-      EVP_CIPHER_CTX_ctrl(s->ctx, EVP_CTRL_GCM_SET_IVLEN, SALT_LEN, NULL) != 1 ||
-      EVP_EncryptInit_ex(s->ctx, NULL, NULL, key, NULL) != 1) {
+  int ok = s->ctx != NULL;
+  if (ok) ok = (open ? EVP_DecryptInit_ex(s->ctx, EVP_aes_128_gcm(), NULL, NULL, NULL) : EVP_EncryptInit_ex(s->ctx, EVP_aes_128_gcm(), NULL, NULL, NULL)) == 1;
+  if (ok) ok = EVP_CIPHER_CTX_ctrl(s->ctx, EVP_CTRL_GCM_SET_IVLEN, SALT_LEN, NULL) == 1;
+  if (ok) ok = (open ? EVP_DecryptInit_ex(s->ctx, NULL, NULL, key, NULL) : EVP_EncryptInit_ex(s->ctx, NULL, NULL, key, NULL)) == 1;
+  if (!ok) {
     if (s->ctx) EVP_CIPHER_CTX_free(s->ctx);
     free(s);
     napi_throw_error(env, NULL, "OpenSSL could not set up AES-128-GCM");
@@ -104,6 +109,11 @@ static napi_value ctor(napi_env env, napi_callback_info info) {
     return NULL;
   }
   return self;
+}
+
+/* new SrtpGcm(key: Uint8Array(16), salt: Uint8Array(12)) */
+static napi_value ctor(napi_env env, napi_callback_info info) {
+  return new_session(env, info, 0, "SrtpGcm(key, salt)");
 }
 
 static GcmSession *unwrap(napi_env env, napi_value self) {
@@ -169,43 +179,7 @@ static napi_value protect(napi_env env, napi_callback_info info) {
 
 /* new SrtcpGcmOpen(key: Uint8Array(16), salt: Uint8Array(12)): the remote side's SRTCP session key. */
 static napi_value open_ctor(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], self;
-  napi_get_cb_info(env, info, &argc, argv, &self, NULL);
-  uint8_t *key, *salt;
-  size_t key_len, salt_len;
-  if (argc < 2) {
-    napi_throw_type_error(env, NULL, "SrtcpGcmOpen(key, salt)");
-    return NULL;
-  }
-  if (!bytes_arg(env, argv[0], "key must be a Uint8Array", &key, &key_len)) return NULL;
-  if (!bytes_arg(env, argv[1], "salt must be a Uint8Array", &salt, &salt_len)) return NULL;
-  if (key_len != KEY_LEN || salt_len != SALT_LEN) {
-    napi_throw_range_error(env, NULL, "AEAD_AES_128_GCM needs a 16-byte key and a 12-byte salt");
-    return NULL;
-  }
-  GcmSession *s = (GcmSession *)calloc(1, sizeof(GcmSession));
-  if (!s) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
-  s->ctx = EVP_CIPHER_CTX_new();
-  if (!s->ctx || EVP_DecryptInit_ex(s->ctx, EVP_aes_128_gcm(), NULL, NULL, NULL) != 1 ||
-      EVP_CIPHER_CTX_ctrl(s->ctx, EVP_CTRL_GCM_SET_IVLEN, SALT_LEN, NULL) != 1 ||
-      EVP_DecryptInit_ex(s->ctx, NULL, NULL, key, NULL) != 1) {
-    if (s->ctx) EVP_CIPHER_CTX_free(s->ctx);
-    free(s);
-    napi_throw_error(env, NULL, "OpenSSL could not set up AES-128-GCM");
-    return NULL;
-  }
-  memcpy(s->salt, salt, SALT_LEN);
-  if (napi_wrap(env, self, s, finalize, NULL, NULL) != napi_ok) {
-    EVP_CIPHER_CTX_free(s->ctx);
-    free(s);
-    napi_throw_error(env, NULL, "could not wrap the session");
-    return NULL;
-  }
-  return self;
+  return new_session(env, info, 1, "SrtcpGcmOpen(key, salt)");
 }
 
 /*
