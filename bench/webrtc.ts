@@ -106,8 +106,7 @@ const presenter = setInterval(() => {
 function mainThreadSwitches(): number {
   try {
     const status = readFileSync(`/proc/self/task/${process.pid}/status`, 'utf8');
-    const n = (name: string) => Number(/^NAME:\s+(\d+)/m.exec(status.replace(name, 'NAME'))?.[1] ?? NaN);
-    return n('voluntary_ctxt_switches');
+    return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
   } catch {
     return NaN;
   }
@@ -186,7 +185,7 @@ type BenchPath = 'werift' | 'per-viewer' | 'fast' | 'fast-werift-in';
  * werift's sendRtp per viewer; ours per viewer (FastSender: native AES-GCM, the tick's datagrams
  * in one sendmmsg); ours in one native call per packet for every viewer (NativeFanOut).
  */
-async function measure(path: BenchPath) {
+async function usePath(path: BenchPath): Promise<void> {
   node.edge.setSendPath(path === 'werift' ? 'werift' : 'fast');
   setNativeSrtp(true);
   setNativeFanOut(path === 'fast' || path === 'fast-werift-in');
@@ -194,6 +193,10 @@ async function measure(path: BenchPath) {
   // werift's path as werift sends: a dgram.send a datagram (the shared port would batch them).
   setBatchWeriftSends(path !== 'werift');
   await new Promise((r) => setTimeout(r, 1500));
+}
+
+async function measure(path: BenchPath) {
+  await usePath(path);
   await Promise.all(children.map((c) => request(c, 'reset', 'reset')));
   const switches0 = mainThreadSwitches();
   const in0 = node.edge.stats().rtcPort?.datagramsIn ?? 0;
@@ -221,7 +224,7 @@ async function measure(path: BenchPath) {
     pps: Math.round(received / SECONDS),
     /** Of the packets the viewers decrypted (a sample), the share that authenticated. */
     verifiedPct: +((verified / Math.max(1, sampled)) * 100).toFixed(2),
-    /** The node's event loop waking (main thread context switches), and what the viewers sent it. */
+    /** The node's event loop sleeping and waking (main thread voluntary context switches), and what the viewers sent it. */
     wakeupsPerSecond,
     datagramsInPerSecond,
   };
@@ -235,11 +238,7 @@ async function measure(path: BenchPath) {
 async function profileFastWindow(): Promise<void> {
   const { Session } = await import('node:inspector/promises');
   const { writeFile } = await import('node:fs/promises');
-  node.edge.setSendPath('fast');
-  setNativeSrtp(true);
-  setNativeFanOut(true);
-  setBatchWeriftSends(true);
-  await new Promise((r) => setTimeout(r, 1500));
+  await usePath('fast');
   const session = new Session();
   session.connect();
   await session.post('Profiler.enable');

@@ -64,9 +64,13 @@ interface X25519Binding {
  * a key from generateKeyPairSync deadlocks Node 20 now and then (native/srtp_addon.c says how),
  * and importing a raw secret as PKCS#8 costs about 0.4 ms. Without the addon, werift's tweetnacl.
  */
+let x25519Binding: X25519Binding | null | undefined;
 function x25519Native(): X25519Binding | null {
-  const b = loadSrtpGcm().binding as unknown as Partial<X25519Binding> | null;
-  return b && typeof b.x25519KeyPair === 'function' && typeof b.x25519 === 'function' ? (b as X25519Binding) : null;
+  if (x25519Binding === undefined) {
+    const b = loadSrtpGcm().binding as unknown as Partial<X25519Binding> | null;
+    x25519Binding = b && typeof b.x25519KeyPair === 'function' && typeof b.x25519 === 'function' ? (b as X25519Binding) : null;
+  }
+  return x25519Binding;
 }
 
 function x25519KeyPair(): { publicKey: Uint8Array; secretKey: Uint8Array } {

@@ -103,7 +103,7 @@ export abstract class WebRtcSession extends EventEmitter<SessionEvents> {
     this.pc.connectionStateChange.subscribe((state) => {
       if (state === 'failed') this.close('ice_failed');
       else if (state === 'closed') this.close('peer_closed');
-      else if (state === 'connected') for (const d of this.pc.dtlsTransports) openSrtcpNatively(d as unknown as { srtcp?: unknown });
+      else if (state === 'connected') for (const d of this.pc.dtlsTransports) openSrtcpNatively(d);
     });
     this.stopWatchdog = watchdogs.add(Math.min(1000, this.mediaTimeoutMs), () => {
       this.beforeWatchdog();
