@@ -1,5 +1,29 @@
 /** Child of bench:rtp-load: one mixer event with N plain-RTP participants; reports its own CPU. */
+import { readdirSync, readFileSync } from 'node:fs';
+import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { MixerEvent } from '@mcu/mixer';
+
+/** CPU µs of each thread of this process (Linux: the scheduler's own runtime, /proc/self/task/N/schedstat); null elsewhere. */
+function threadCpuUs(): Map<number, number> | null {
+  try {
+    const m = new Map<number, number>();
+    for (const t of readdirSync('/proc/self/task')) m.set(+t, +readFileSync(`/proc/self/task/${t}/schedstat`, 'utf8').split(' ')[0] / 1000);
+    return m;
+  } catch {
+    return null;
+  }
+}
+
+/** V8's garbage collections, counted while a window is measured: major (mark-compact) and minor, and the main thread's pauses. */
+const gc = { major: 0, minor: 0, pauseMs: 0 };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+    if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) gc.major++;
+    else if (kind === constants.NODE_PERFORMANCE_GC_MINOR) gc.minor++;
+    gc.pauseMs += e.duration;
+  }
+}).observe({ entryTypes: ['gc'] });
 
 let event: MixerEvent | null = null;
 process.on('message', async (msg: { cmd: string; native?: boolean; shared?: boolean; sendThread?: boolean; peers?: { port: number }[]; ms?: number }) => {
@@ -13,6 +37,8 @@ process.on('message', async (msg: { cmd: string; native?: boolean; shared?: bool
     ev.mixer.tickStats.reset();
     ev.ioTickStats.reset();
     const sent0 = ev.mixer.stats.packetsOut;
+    const threads0 = threadCpuUs();
+    const gc0 = { ...gc };
     const start = process.cpuUsage();
     const t0 = performance.now();
     const ticks0 = ev.clock.executedTicks;
@@ -20,11 +46,23 @@ process.on('message', async (msg: { cmd: string; native?: boolean; shared?: bool
     await new Promise((r) => setTimeout(r, msg.ms));
     const d = process.cpuUsage(start);
     const elapsed = performance.now() - t0;
+    const threads1 = threadCpuUs();
+    // The main thread (its id is the process's) against V8's and libuv's helper threads.
+    let mainUs = 0;
+    let helpersUs = 0;
+    for (const [tid, us] of threads1 ?? []) {
+      const d = us - (threads0?.get(tid) ?? 0);
+      if (tid === process.pid) mainUs += d;
+      else helpersUs += d;
+    }
     const s = ev.stats();
     process.send!({
       cmd: 'measured',
       native: ev.nativeRtp,
       cpuPct: ((d.user + d.system) / 1000 / elapsed) * 100,
+      mainThreadCpuPct: threads1 ? mainUs / 1000 / elapsed * 100 : null,
+      helperThreadsCpuPct: threads1 ? helpersUs / 1000 / elapsed * 100 : null,
+      gc: { major: gc.major - gc0.major, minor: gc.minor - gc0.minor, pauseMs: +(gc.pauseMs - gc0.pauseMs).toFixed(1) },
       ticks: ev.clock.executedTicks - ticks0,
       skipped: ev.clock.skippedTicks - skipped0,
       tickP99: s.tickMs.p99,

@@ -17,7 +17,7 @@
  * second (RFC 3550 §6.4.2, from its own reception statistics), as an RTP endpoint does: the loss
  * in it is what the node sizes each speaker's in-band FEC by (ListenerLoss.ts).
  *
- * Usage: npm run bench:rtp-load [-- --n 150,1000] [-- --seconds 8] [-- --paths dgram,native,shared]
+ * Usage: npm run bench:rtp-load [-- --n 150,1000] [-- --seconds 8] [-- --settle 10] [-- --paths dgram,native,shared]
  *        [-- --send-thread] [-- --no-reports] [-- --speech] [-- --profile] [-- --json]
  *   --send-thread: the native paths send each tick's mixes from a native sender thread (MixerEvent sendThread).
  *   --no-reports: the participants send no RTCP (a peer that sends none: every encoder keeps FEC at 10 %).
@@ -25,6 +25,11 @@
  *     are steady, the load Janus AudioBridge's figure was measured with; libopus's voice activity
  *     detector soon takes a steady tone for noise and codes no in-band FEC for it, so only speech
  *     shows what FEC costs the encoders (about a quarter of an encode on the frames it runs).
+ *   --settle: seconds the node runs under load before its window is measured (default 10). A new
+ *     Node process's V8 runs three full garbage collections about 8–9 s after it starts (its memory
+ *     reducer, after the first mark-compact of start-up), which cost the node about a tenth more in
+ *     a window that holds them (measured 2026-12-07: the helper threads 0.9 % of a core against
+ *     0.13 %); a server that runs for hours pays them once. Each window reports the collections it held.
  *   --profile: also writes a --cpu-prof profile of the last run of the largest size into bench/results/.
  */
 import { fork } from 'node:child_process';
@@ -43,6 +48,7 @@ const { values } = parseArgs({
   options: {
     n: { type: 'string', default: '150,1000' },
     seconds: { type: 'string', default: '8' },
+    settle: { type: 'string', default: '10' },
     paths: { type: 'string', default: 'dgram,native,shared' },
     profile: { type: 'boolean', default: false },
     'send-thread': { type: 'boolean', default: false },
@@ -53,10 +59,11 @@ const { values } = parseArgs({
 });
 const SIZES = values.n!.split(',').map(Number);
 const MS = Number(values.seconds) * 1000;
+const SETTLE_MS = Number(values.settle) * 1000;
 type Path = 'dgram' | 'native' | 'shared';
 const PATHS = values.paths!.split(',') as Path[];
-if (!SIZES.every((n) => Number.isInteger(n) && n > 3) || !(MS > 0) || !PATHS.every((p) => p === 'dgram' || p === 'native' || p === 'shared')) {
-  process.stderr.write('bench:rtp-load: --n takes whole numbers above 3 (comma-separated), --seconds a positive number, --paths dgram, native and/or shared\n');
+if (!SIZES.every((n) => Number.isInteger(n) && n > 3) || !(MS > 0) || !(SETTLE_MS >= 0) || !PATHS.every((p) => p === 'dgram' || p === 'native' || p === 'shared')) {
+  process.stderr.write('bench:rtp-load: --n takes whole numbers above 3 (comma-separated), --seconds a positive number, --settle a number of seconds, --paths dgram, native and/or shared\n');
   process.exit(2);
 }
 if (PATHS.some((p) => p !== 'dgram') && nativeUdp() === null) {
@@ -95,6 +102,9 @@ const cpuMs = () => {
 
 interface Measured {
   cpuPct: number;
+  mainThreadCpuPct: number | null;
+  helperThreadsCpuPct: number | null;
+  gc: { major: number; minor: number; pauseMs: number };
   ticks: number;
   skipped: number;
   tickP99: number;
@@ -254,7 +264,7 @@ async function run(n: number, path: Path, profileDir: string | null) {
     }
   };
   const looping = loop();
-  await sleep(2000);
+  await sleep(SETTLE_MS);
   const gen0 = cpuMs();
   const t0 = performance.now();
   const m = await ask<Measured>({ cmd: 'measure', ms: MS }, 'measured');
@@ -274,6 +284,11 @@ async function run(n: number, path: Path, profileDir: string | null) {
     path,
     native: m.native,
     nodeCpuPct: +m.cpuPct.toFixed(1),
+    /** Of it, the node's main thread (JavaScript, libopus, system calls) and V8's and libuv's helper threads (concurrent GC, compilation); null off Linux. */
+    mainThreadCpuPct: m.mainThreadCpuPct === null ? null : +m.mainThreadCpuPct.toFixed(2),
+    helperThreadsCpuPct: m.helperThreadsCpuPct === null ? null : +m.helperThreadsCpuPct.toFixed(2),
+    /** Garbage collections in the window, and the main thread's pauses for them. */
+    gc: m.gc,
     cpuPerParticipantPct: +(m.cpuPct / n).toFixed(4),
     /** CPU per mix actually sent (one participant's tick: its packet in, its mix out): holds when a starved node skips ticks. */
     cpuUsPerMix: +(((m.cpuPct / 100) * MS * 1000) / Math.max(1, m.sent)).toFixed(2),
@@ -421,6 +436,7 @@ const lines = SIZES.map((n) => {
     participants: n,
     talking: TALKERS,
     seconds: MS / 1000,
+    settleSeconds: SETTLE_MS / 1000,
     sendThread: values['send-thread'],
     /** Participants send RTCP receiver reports (the mix-minus FEC follows them). */
     reports: REPORTS,
@@ -455,11 +471,11 @@ const lines = SIZES.map((n) => {
 });
 if (values.json) for (const l of lines) console.log(JSON.stringify(l));
 else {
-  console.log(`bench:rtp-load — plain-RTP participants (3 talking), 50 packets/s each way, ${MS / 1000} s each; Janus AudioBridge ≈ ${JANUS_CPU_PER_PARTICIPANT_PCT} % of a core per participant`);
-  console.log('participants  path    node CPU %  % per participant  µs per mix  × less than Janus  mixes back %  tick p99 ms  io tick p99 ms  skipped  load gen CPU %');
+  console.log(`bench:rtp-load — plain-RTP participants (3 talking), 50 packets/s each way, ${MS / 1000} s each after ${SETTLE_MS / 1000} s under load; Janus AudioBridge ≈ ${JANUS_CPU_PER_PARTICIPANT_PCT} % of a core per participant`);
+  console.log('participants  path    node CPU %  helper threads %  GCs major/minor  % per participant  µs per mix  × less than Janus  mixes back %  tick p99 ms  io tick p99 ms  skipped  load gen CPU %');
   for (const r of rows) {
     console.log(
-      `${String(r.n).padStart(12)}  ${r.path.padEnd(6)}  ${String(r.nodeCpuPct).padStart(10)}  ${String(r.cpuPerParticipantPct).padStart(17)}  ${String(r.cpuUsPerMix).padStart(10)}  ${String(r.lessThanJanus).padStart(17)}  ${String(r.returnedPct).padStart(12)}  ${String(r.tickP99Ms).padStart(11)}  ${String(r.ioTickP99Ms ?? '-').padStart(14)}  ${String(r.skippedTicks).padStart(7)}  ${String(r.loadGeneratorCpuPct).padStart(14)}`,
+      `${String(r.n).padStart(12)}  ${r.path.padEnd(6)}  ${String(r.nodeCpuPct).padStart(10)}  ${String(r.helperThreadsCpuPct ?? '-').padStart(16)}  ${`${r.gc.major}/${r.gc.minor}`.padStart(15)}  ${String(r.cpuPerParticipantPct).padStart(17)}  ${String(r.cpuUsPerMix).padStart(10)}  ${String(r.lessThanJanus).padStart(17)}  ${String(r.returnedPct).padStart(12)}  ${String(r.tickP99Ms).padStart(11)}  ${String(r.ioTickP99Ms ?? '-').padStart(14)}  ${String(r.skippedTicks).padStart(7)}  ${String(r.loadGeneratorCpuPct).padStart(14)}`,
     );
   }
   for (const l of lines) {
