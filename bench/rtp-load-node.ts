@@ -1,7 +1,7 @@
 /** Child of bench:rtp-load: one mixer event with N plain-RTP participants; reports its own CPU. */
 import { readdirSync, readFileSync } from 'node:fs';
-import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { MixerEvent } from '@mcu/mixer';
+import { gcSince, gcSnapshot } from './gc.js';
 
 /** CPU µs of each thread of this process (Linux: the scheduler's own runtime, /proc/self/task/N/schedstat); null elsewhere. */
 function threadCpuUs(): Map<number, number> | null {
@@ -13,17 +13,6 @@ function threadCpuUs(): Map<number, number> | null {
     return null;
   }
 }
-
-/** V8's garbage collections, counted while a window is measured: major (mark-compact) and minor, and the main thread's pauses. */
-const gc = { major: 0, minor: 0, pauseMs: 0 };
-new PerformanceObserver((list) => {
-  for (const e of list.getEntries()) {
-    const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
-    if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) gc.major++;
-    else if (kind === constants.NODE_PERFORMANCE_GC_MINOR) gc.minor++;
-    gc.pauseMs += e.duration;
-  }
-}).observe({ entryTypes: ['gc'] });
 
 let event: MixerEvent | null = null;
 process.on('message', async (msg: { cmd: string; native?: boolean; shared?: boolean; sendThread?: boolean; peers?: { port: number }[]; ms?: number }) => {
@@ -38,7 +27,7 @@ process.on('message', async (msg: { cmd: string; native?: boolean; shared?: bool
     ev.ioTickStats.reset();
     const sent0 = ev.mixer.stats.packetsOut;
     const threads0 = threadCpuUs();
-    const gc0 = { ...gc };
+    const gc0 = gcSnapshot();
     const start = process.cpuUsage();
     const t0 = performance.now();
     const ticks0 = ev.clock.executedTicks;
@@ -62,7 +51,7 @@ process.on('message', async (msg: { cmd: string; native?: boolean; shared?: bool
       cpuPct: ((d.user + d.system) / 1000 / elapsed) * 100,
       mainThreadCpuPct: threads1 ? mainUs / 1000 / elapsed * 100 : null,
       helperThreadsCpuPct: threads1 ? helpersUs / 1000 / elapsed * 100 : null,
-      gc: { major: gc.major - gc0.major, minor: gc.minor - gc0.minor, pauseMs: +(gc.pauseMs - gc0.pauseMs).toFixed(1) },
+      gc: gcSince(gc0),
       ticks: ev.clock.executedTicks - ticks0,
       skipped: ev.clock.skippedTicks - skipped0,
       tickP99: s.tickMs.p99,

@@ -29,6 +29,7 @@ import { McuNode } from '@mcu/server';
 import { dtlsHelloGuardStats, dtlsTimerStats, fanOutBinding, setBatchWeriftSends, fastDtlsCryptoEnabled, loadSrtpGcm, setNativeFanOut, setNativeSrtcpIn, setNativeSrtp, srtcpInStats } from '@mcu/webrtc';
 import type { ProgramSource, VideoPacketSink } from '@mcu/webrtc';
 import { ClipSender, lavfiClip } from '../packages/mixer/test/videoMedia.js';
+import { gcSince, gcSnapshot } from './gc.js';
 
 // Nodes log lifecycle events at info by default; a benchmark reports its own figures.
 process.env.MCU_LOG_LEVEL ??= 'error';
@@ -199,9 +200,11 @@ async function measure(path: BenchPath) {
   await usePath(path);
   await Promise.all(children.map((c) => request(c, 'reset', 'reset')));
   const switches0 = mainThreadSwitches();
+  const gc0 = gcSnapshot();
   const in0 = node.edge.stats().rtcPort?.datagramsIn ?? 0;
   const cpu = await cpuWindow(SECONDS * 1000);
   const wakeupsPerSecond = Math.round((mainThreadSwitches() - switches0) / SECONDS);
+  const gc = gcSince(gc0);
   const datagramsInPerSecond = Math.round(((node.edge.stats().rtcPort?.datagramsIn ?? 0) - in0) / SECONDS);
   const counts = await Promise.all(children.map((c) => request<{ received: number[]; lost: number[]; sampled: number; verified: number }>(c, 'count', 'count')));
   const received = counts.flatMap((c) => c.received).reduce((a, b) => a + b, 0);
@@ -227,6 +230,8 @@ async function measure(path: BenchPath) {
     /** The node's event loop sleeping and waking (main thread voluntary context switches), and what the viewers sent it. */
     wakeupsPerSecond,
     datagramsInPerSecond,
+    /** V8's garbage collections in the window (the whole process: node and bench). */
+    gc,
   };
 }
 
@@ -259,7 +264,7 @@ const order: BenchPath[] = values['ab-srtcp-in'] ? ['werift', 'per-viewer', 'fas
 for (const path of [...order, ...order]) {
   log(`measuring the ${path} send path for ${SECONDS} s…`);
   const r = await measure(path);
-  log(`  ${r.cpuPct} % of a core, ${r.usPerPacket} µs/viewer-packet; the node's loop woke ${r.wakeupsPerSecond}/s, ${r.datagramsInPerSecond} datagrams/s in`);
+  log(`  ${r.cpuPct} % of a core, ${r.usPerPacket} µs/viewer-packet; the node's loop woke ${r.wakeupsPerSecond}/s, ${r.datagramsInPerSecond} datagrams/s in; GCs ${r.gc.major} major, ${r.gc.minor} minor`);
   runs.push(r);
 }
 if (values.profile) await profileFastWindow();
