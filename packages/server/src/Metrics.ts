@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { WebRtcEdge } from '@mcu/webrtc';
-import { dtlsHelloGuardStats, dtlsTimerStats } from '@mcu/webrtc';
+import { dtlsHelloGuardStats, dtlsTimerStats, ownPortStunStats } from '@mcu/webrtc';
 import type { VideoMixerStats, VideoRenditionStatsSnapshot } from '@mcu/mixer';
 import type { EventRecord, EventRegistry } from './EventRegistry.js';
 import type { Restreams } from './Restreams.js';
@@ -247,6 +247,16 @@ export function webrtcMetrics(registry: Registry, edge: WebRtcEdge): void {
       this.reset();
       const port = edge.stats().rtcPort;
       if (port) for (const [reason, n] of Object.entries(port.dropped)) this.inc({ reason }, n);
+    },
+  });
+  new Counter({
+    name: 'mcu_webrtc_stun_dropped_total',
+    help: 'ICE Binding requests dropped on sessions with a UDP port of their own (no --rtc-port), by reason (unknown_ufrag, bad_integrity, no_username, malformed_stun)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(ownPortStunStats().dropped)) this.inc({ reason }, n);
     },
   });
 }

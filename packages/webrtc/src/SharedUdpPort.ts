@@ -19,7 +19,8 @@
  */
 import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
-import { classes, methods, parseMessage, UdpTransport } from 'werift';
+import { classes, methods, UdpTransport } from 'werift';
+import { stunRequestRefusal } from './StunGuard.js';
 import { ipv4ToInt, isRtcpPacket, nativeUdp, socketFd, UdpSendBatch } from '@mcu/rtp';
 import type { NativeUdp } from '@mcu/rtp';
 
@@ -401,20 +402,10 @@ export class SharedUdpPort {
 
   /** The transport a Binding request is for, when its USERNAME and MESSAGE-INTEGRITY say so; null (counted) otherwise. */
   #verify(msg: Buffer): SharedPortTransport | null {
-    const unverified = parseMessage(msg);
-    const username = unverified?.getAttributeValue('USERNAME') as string | undefined;
-    if (typeof username !== 'string') {
-      this.#drop(unverified ? 'no_username' : 'malformed_stun');
-      return null;
-    }
-    const colon = username.indexOf(':');
-    const t = this.#byUfrag.get(colon < 0 ? username : username.slice(0, colon));
-    if (t === undefined || t.password === null) {
-      this.#drop('unknown_ufrag');
-      return null;
-    }
-    if (!parseMessage(msg, t.password)) {
-      this.#drop('bad_integrity');
+    let t: SharedPortTransport | undefined;
+    const refusal = stunRequestRefusal(msg, (ufrag) => (t = this.#byUfrag.get(ufrag))?.password);
+    if (refusal !== null || t === undefined) {
+      this.#drop(refusal ?? 'unknown_ufrag');
       return null;
     }
     return t;

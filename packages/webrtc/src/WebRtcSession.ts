@@ -3,7 +3,8 @@ import { EventEmitter } from 'node:events';
 import { RTCPeerConnection } from 'werift';
 import type { PeerConfig } from 'werift';
 import { filterCandidates } from './Sdp.js';
-import { sharedTransportsOf } from './SharedUdpPort.js';
+import { SharedPortTransport, sharedTransportsOf } from './SharedUdpPort.js';
+import { guardIceRequests } from './StunGuard.js';
 import { openSrtcpNatively } from './SrtpGcm.js';
 
 export type SessionKind = 'whip' | 'whep';
@@ -141,6 +142,8 @@ export abstract class WebRtcSession extends EventEmitter<SessionEvents> {
     }
     // On a shared port, the session's Binding requests are routed to it from now on (before the answer leaves).
     for (const { transport, ufrag, password } of sharedTransportsOf(this.pc as unknown as Parameters<typeof sharedTransportsOf>[0])) transport.bindCredentials(ufrag, password);
+    // On a port of its own, werift would answer any Binding request: the same check goes in front of it.
+    guardIceRequests(this.pc, (t) => t instanceof SharedPortTransport);
     const sdp = this.pc.localDescription?.sdp;
     if (!sdp) throw new Error('no local description');
     return filterCandidates(sdp, allow, publicIp);

@@ -29,4 +29,5 @@ export { NativeFanOut, fanOutBinding, nativeFanOutEnabled, setNativeFanOut } fro
 export type { FanOutMember, NativeFanOutStats } from './NativeFanOut.js';
 export { setFastDtlsCrypto, fastDtlsCryptoEnabled, weriftDtlsCrypto } from './DtlsCrypto.js';
 export { setDtlsHelloGuard, dtlsHelloGuardStats } from './DtlsHello.js';
+export { guardIceRequests, isStunRequest, ownPortStunStats, stunRequestRefusal } from './StunGuard.js';
 export { setDtlsRfcTimer, dtlsTimerStats, DTLS_INITIAL_TIMEOUT_MS, DTLS_MAX_RETRANSMITS } from './DtlsTimer.js';
