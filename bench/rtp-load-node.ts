@@ -15,9 +15,9 @@ function threadCpuUs(): Map<number, number> | null {
 }
 
 let event: MixerEvent | null = null;
-process.on('message', async (msg: { cmd: string; native?: boolean; shared?: boolean; sendThread?: boolean; peers?: { port: number }[]; ms?: number }) => {
+process.on('message', async (msg: { cmd: string; complexity?: number; native?: boolean; shared?: boolean; sendThread?: boolean; peers?: { port: number }[]; ms?: number }) => {
   if (msg.cmd === 'add') {
-    event = new MixerEvent({ id: 'load', maxSpeakers: 3, nativeUdp: msg.native, sendThread: msg.sendThread === true, ...(msg.shared ? { rtpPort: 0 } : {}) });
+    event = new MixerEvent({ id: 'load', maxSpeakers: 3, ...(msg.complexity !== undefined ? { mixer: { encoder: { complexity: msg.complexity } } } : {}), nativeUdp: msg.native, sendThread: msg.sendThread === true, ...(msg.shared ? { rtpPort: 0 } : {}) });
     const infos = [];
     for (const p of msg.peers!) infos.push(await event.addRtpParticipant({ host: '127.0.0.1', port: p.port, payloadType: 111, audioLevelExtId: 1 }));
     process.send!({ cmd: 'added', ports: infos.map((i) => i.port) });

@@ -17,7 +17,7 @@
  * second (RFC 3550 §6.4.2, from its own reception statistics), as an RTP endpoint does: the loss
  * in it is what the node sizes each speaker's in-band FEC by (ListenerLoss.ts).
  *
- * Usage: npm run bench:rtp-load [-- --n 150,1000] [-- --seconds 8] [-- --settle 10] [-- --paths dgram,native,shared]
+ * Usage: npm run bench:rtp-load [-- --n 150,1000] [-- --seconds 8] [-- --settle 10] [-- --complexity 5] [-- --paths dgram,native,shared]
  *        [-- --send-thread] [-- --no-reports] [-- --speech] [-- --profile] [-- --json]
  *   --send-thread: the native paths send each tick's mixes from a native sender thread (MixerEvent sendThread).
  *   --no-reports: the participants send no RTCP (a peer that sends none: every encoder keeps FEC at 10 %).
@@ -30,6 +30,8 @@
  *     reducer, after the first mark-compact of start-up), which cost the node about a tenth more in
  *     a window that holds them (measured 2026-12-07: the helper threads 0.9 % of a core against
  *     0.13 %); a server that runs for hours pays them once. Each window reports the collections it held.
+ *   --complexity N: the node's encoders at libopus complexity N (0–10; the node's default, 5,
+ *     unless given): what `opusComplexity` saves a node on a slow host.
  *   --profile: also writes a --cpu-prof profile of the last run of the largest size into bench/results/.
  */
 import { fork } from 'node:child_process';
@@ -49,6 +51,7 @@ const { values } = parseArgs({
     n: { type: 'string', default: '150,1000' },
     seconds: { type: 'string', default: '8' },
     settle: { type: 'string', default: '10' },
+    complexity: { type: 'string', default: String(OPUS_ENCODER_DEFAULTS.complexity) },
     paths: { type: 'string', default: 'dgram,native,shared' },
     profile: { type: 'boolean', default: false },
     'send-thread': { type: 'boolean', default: false },
@@ -60,10 +63,12 @@ const { values } = parseArgs({
 const SIZES = values.n!.split(',').map(Number);
 const MS = Number(values.seconds) * 1000;
 const SETTLE_MS = Number(values.settle) * 1000;
+/** libopus complexity of the node's encoders (its `opusComplexity`), and of the floor's. */
+const COMPLEXITY = Number(values.complexity);
 type Path = 'dgram' | 'native' | 'shared';
 const PATHS = values.paths!.split(',') as Path[];
-if (!SIZES.every((n) => Number.isInteger(n) && n > 3) || !(MS > 0) || !(SETTLE_MS >= 0) || !PATHS.every((p) => p === 'dgram' || p === 'native' || p === 'shared')) {
-  process.stderr.write('bench:rtp-load: --n takes whole numbers above 3 (comma-separated), --seconds a positive number, --settle a number of seconds, --paths dgram, native and/or shared\n');
+if (!SIZES.every((n) => Number.isInteger(n) && n > 3) || !(MS > 0) || !(SETTLE_MS >= 0) || !(Number.isInteger(COMPLEXITY) && COMPLEXITY >= 0 && COMPLEXITY <= 10) || !PATHS.every((p) => p === 'dgram' || p === 'native' || p === 'shared')) {
+  process.stderr.write('bench:rtp-load: --n takes whole numbers above 3 (comma-separated), --seconds a positive number, --settle a number of seconds, --complexity 0–10, --paths dgram, native and/or shared\n');
   process.exit(2);
 }
 if (PATHS.some((p) => p !== 'dgram') && nativeUdp() === null) {
@@ -250,7 +255,7 @@ async function run(n: number, path: Path, profileDir: string | null) {
       child.send(msg);
     });
   const gen = nativeUdp() !== null ? await nativeGenerator(n) : await dgramGenerator(n);
-  const { ports } = await ask<{ ports: number[] }>({ cmd: 'add', native: path !== 'dgram', shared: path === 'shared', sendThread: values['send-thread'], peers: gen.ports.map((port) => ({ port })) }, 'added');
+  const { ports } = await ask<{ ports: number[] }>({ cmd: 'add', complexity: COMPLEXITY, native: path !== 'dgram', shared: path === 'shared', sendThread: values['send-thread'], peers: gen.ports.map((port) => ({ port })) }, 'added');
   gen.setTargets(ports);
 
   // Every participant sends one packet per 20 ms, on absolute deadlines.
@@ -329,7 +334,7 @@ async function measureFloor(n: number) {
   // A mix of two talkers, encoded as the node's encoders are: at the default expected loss (the
   // shared mix; FEC where the VAD finds voice) and at 0 % (a mix-minus whose listener reports none).
   const encodeAt = (expectedLossPercent: number) => {
-    const enc = new OpusEncoder({ sampleRate: 48_000, channels: 1, expectedLossPercent });
+    const enc = new OpusEncoder({ sampleRate: 48_000, channels: 1, expectedLossPercent, complexity: COMPLEXITY });
     const begin = cpuUs();
     for (let f = 0; f < FRAMES; f++) {
       for (let i = 0; i < 960; i++) {
@@ -437,6 +442,8 @@ const lines = SIZES.map((n) => {
     talking: TALKERS,
     seconds: MS / 1000,
     settleSeconds: SETTLE_MS / 1000,
+    /** libopus complexity of the node's encoders and of the floor's. */
+    complexity: COMPLEXITY,
     sendThread: values['send-thread'],
     /** Participants send RTCP receiver reports (the mix-minus FEC follows them). */
     reports: REPORTS,
@@ -471,7 +478,7 @@ const lines = SIZES.map((n) => {
 });
 if (values.json) for (const l of lines) console.log(JSON.stringify(l));
 else {
-  console.log(`bench:rtp-load — plain-RTP participants (3 talking), 50 packets/s each way, ${MS / 1000} s each after ${SETTLE_MS / 1000} s under load; Janus AudioBridge ≈ ${JANUS_CPU_PER_PARTICIPANT_PCT} % of a core per participant`);
+  console.log(`bench:rtp-load — plain-RTP participants (3 talking), 50 packets/s each way, Opus complexity ${COMPLEXITY}, ${MS / 1000} s each after ${SETTLE_MS / 1000} s under load; Janus AudioBridge ≈ ${JANUS_CPU_PER_PARTICIPANT_PCT} % of a core per participant`);
   console.log('participants  path    node CPU %  helper threads %  GCs major/minor  % per participant  µs per mix  × less than Janus  mixes back %  tick p99 ms  io tick p99 ms  skipped  load gen CPU %');
   for (const r of rows) {
     console.log(

@@ -50,6 +50,8 @@ export class OpusEncoder {
   readonly sampleRate: number;
   readonly channels: 1 | 2;
   readonly application: OpusApplication;
+  /** libopus complexity it was made with, 0–10. */
+  readonly complexity: number;
   readonly #engine: EncoderEngine;
 
   constructor(opts: OpusEncoderOptions = {}) {
@@ -61,13 +63,14 @@ export class OpusEncoder {
     this.sampleRate = o.sampleRate;
     this.channels = o.channels;
     this.application = o.application;
+    this.complexity = checkRange('complexity', o.complexity, 0, 10);
     this.#engine = createEncoderEngine(o.sampleRate, o.channels, opusApplication[o.application]);
     try {
       this.#engine.setDtx(false);
       this.setBitrate(o.bitrate);
       this.setFec(o.fec);
       this.setExpectedLossPercent(o.expectedLossPercent);
-      this.#engine.setComplexity(checkRange('complexity', o.complexity, 0, 10));
+      this.#engine.setComplexity(this.complexity);
       this.#engine.setSignal(opusSignal[o.signal]);
     } catch (err) {
       this.#engine.close();

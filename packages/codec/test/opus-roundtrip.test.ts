@@ -96,6 +96,24 @@ describe('OpusEncoder → OpusDecoder', () => {
     }
   });
 
+  it('complexity reaches libopus: 0 and 10 code the same voice differently, both decodable', () => {
+    const pcm = sine(300, 0.4);
+    for (let i = 0; i < pcm.length; i++) pcm[i] = Math.round(pcm[i] * 0.6 + 0.4 * 10000 * Math.sin((2 * Math.PI * 550 * i) / 48000) * Math.sin((2 * Math.PI * 4 * i) / 48000));
+    const coded = [0, 10].map((complexity) => {
+      const enc = new OpusEncoder({ complexity });
+      expect(enc.complexity).toBe(complexity);
+      const packets = encodeFrames(enc, pcm);
+      enc.close();
+      const dec = new OpusDecoder();
+      const back = decodeAll(dec, packets);
+      dec.close();
+      return { packets, back };
+    });
+    const differing = coded[0].packets.filter((p, i) => Buffer.compare(Buffer.from(p), Buffer.from(coded[1].packets[i])) !== 0).length;
+    expect(differing).toBeGreaterThan(coded[0].packets.length / 2);
+    for (const c of coded) expect(rms(c.back.subarray(4800))).toBeGreaterThan(1000);
+  });
+
   it('validates options at construction', () => {
     expect(() => new OpusEncoder({ bitrate: 100 })).toThrow(RangeError);
     expect(() => new OpusEncoder({ complexity: 11 })).toThrow(RangeError);

@@ -46,6 +46,12 @@ export const nodeConfigSchema = z.object({
   rtcMediaTimeoutMs: z.number().int().positive().default(30_000),
   rtcAnswerTimeoutMs: z.number().int().positive().default(10_000),
   maxRtcSessions: z.number().int().positive().default(500),
+  /**
+   * libopus complexity of the mixer's encoders (the shared mix and each speaker's mix-minus), 0–10:
+   * lower costs less CPU per encode for somewhat lower quality. 5 by default; on a slow host 3 is
+   * about 15 % less CPU for the whole node at 150 participants (docs/performance.md).
+   */
+  opusComplexity: z.number().int().min(0).max(10).default(5),
   /** Most delay lip sync adds to a presenter's audio or video to line them up (0: measure only). */
   maxLipSyncDelayMs: z.number().int().min(0).max(1000).default(200),
   /** Where recordings are stored (segments and manifests; ciphertext only). */

@@ -29,6 +29,8 @@ export interface EventRegistryOptions {
   videoRenditions?: VideoRenditionOptions[];
   /** See MixerEventOptions.maxLipSyncDelayMs. */
   maxLipSyncDelayMs?: number;
+  /** libopus complexity of the mixer's encoders (NodeConfig.opusComplexity); the codec's default when unset. */
+  opusComplexity?: number;
   /** Each event's ffmpeg deaths and restarts are logged here (with the event's id). */
   log?: Logger;
 }
@@ -84,7 +86,7 @@ export class EventRegistry extends EventEmitter<EventRegistryEvents> {
       rtpHost: this.opts.rtpHost,
       rtpAdvertiseHost: this.opts.rtpAdvertiseHost,
       ...(this.rtpPort !== null ? { rtpPort: this.rtpPort } : {}),
-      mixer: { onTick: this.opts.onTick },
+      mixer: { onTick: this.opts.onTick, ...(this.opts.opusComplexity !== undefined ? { encoder: { complexity: this.opts.opusComplexity } } : {}) },
       maxLipSyncDelayMs: this.opts.maxLipSyncDelayMs,
       video: { compositor: { labels: true }, ...(this.opts.videoRenditions ? { renditions: this.opts.videoRenditions } : {}), log: this.opts.log?.child({ event: id }) },
     });

@@ -129,6 +129,7 @@ export class McuNode {
       onTick: (seconds) => this.metrics.tickSeconds.observe(seconds),
       videoRenditions: this.config.videoRenditions,
       maxLipSyncDelayMs: this.config.maxLipSyncDelayMs,
+      opusComplexity: this.config.opusComplexity,
       log: this.log,
     });
     this.edge = new WebRtcEdge({
