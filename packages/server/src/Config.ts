@@ -48,8 +48,8 @@ export const nodeConfigSchema = z.object({
   maxRtcSessions: z.number().int().positive().default(500),
   /**
    * libopus complexity of the mixer's encoders (the shared mix and each speaker's mix-minus), 0–10:
-   * lower costs less CPU per encode for somewhat lower quality. 5 by default; on a slow host 3 is
-   * about 15 % less CPU for the whole node at 150 participants (docs/performance.md).
+   * lower costs less CPU per encode for somewhat lower quality. 5 by default; 3 cost the whole node
+   * 5–12 % less CPU at 150 participants on 2026-12-07 (docs/performance.md).
    */
   opusComplexity: z.number().int().min(0).max(10).default(5),
   /** Most delay lip sync adds to a presenter's audio or video to line them up (0: measure only). */
