@@ -17,7 +17,7 @@
  * second (RFC 3550 §6.4.2, from its own reception statistics), as an RTP endpoint does: the loss
  * in it is what the node sizes each speaker's in-band FEC by (ListenerLoss.ts).
  *
- * Usage: npm run bench:rtp-load [-- --n 150,1000] [-- --seconds 8] [-- --settle 10] [-- --complexity 5] [-- --paths dgram,native,shared]
+ * Usage: npm run bench:rtp-load [-- --n 150,1000] [-- --seconds 8] [-- --settle 10] [-- --rounds 3] [-- --complexity 5] [-- --paths dgram,native,shared]
  *        [-- --send-thread] [-- --no-reports] [-- --speech] [-- --profile] [-- --json]
  *   --send-thread: the native paths send each tick's mixes from a native sender thread (MixerEvent sendThread).
  *   --no-reports: the participants send no RTCP (a peer that sends none: every encoder keeps FEC at 10 %).
@@ -30,6 +30,8 @@
  *     reducer, after the first mark-compact of start-up), which cost the node about a tenth more in
  *     a window that holds them (measured 2026-12-07: the helper threads 0.9 % of a core against
  *     0.13 %); a server that runs for hours pays them once. Each window reports the collections it held.
+ *   --rounds R: every path R times, alternated; each row is the path's median round by CPU per mix,
+ *     and lists every round's (a single 8 s window of a shared VM moves by 10–20 %).
  *   --complexity N: the node's encoders at libopus complexity N (0–10; the node's default, 5,
  *     unless given): what `opusComplexity` saves a node on a slow host.
  *   --profile: also writes a --cpu-prof profile of the last run of the largest size into bench/results/.
@@ -51,6 +53,7 @@ const { values } = parseArgs({
     n: { type: 'string', default: '150,1000' },
     seconds: { type: 'string', default: '8' },
     settle: { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '1' },
     complexity: { type: 'string', default: String(OPUS_ENCODER_DEFAULTS.complexity) },
     paths: { type: 'string', default: 'dgram,native,shared' },
     profile: { type: 'boolean', default: false },
@@ -63,12 +66,13 @@ const { values } = parseArgs({
 const SIZES = values.n!.split(',').map(Number);
 const MS = Number(values.seconds) * 1000;
 const SETTLE_MS = Number(values.settle) * 1000;
+const ROUNDS = Number(values.rounds);
 /** libopus complexity of the node's encoders (its `opusComplexity`), and of the floor's. */
 const COMPLEXITY = Number(values.complexity);
 type Path = 'dgram' | 'native' | 'shared';
 const PATHS = values.paths!.split(',') as Path[];
-if (!SIZES.every((n) => Number.isInteger(n) && n > 3) || !(MS > 0) || !(SETTLE_MS >= 0) || !(Number.isInteger(COMPLEXITY) && COMPLEXITY >= 0 && COMPLEXITY <= 10) || !PATHS.every((p) => p === 'dgram' || p === 'native' || p === 'shared')) {
-  process.stderr.write('bench:rtp-load: --n takes whole numbers above 3 (comma-separated), --seconds a positive number, --settle a number of seconds, --complexity 0–10, --paths dgram, native and/or shared\n');
+if (!SIZES.every((n) => Number.isInteger(n) && n > 3) || !(MS > 0) || !(SETTLE_MS >= 0) || !(Number.isInteger(ROUNDS) && ROUNDS >= 1) || !(Number.isInteger(COMPLEXITY) && COMPLEXITY >= 0 && COMPLEXITY <= 10) || !PATHS.every((p) => p === 'dgram' || p === 'native' || p === 'shared')) {
+  process.stderr.write('bench:rtp-load: --n takes whole numbers above 3 (comma-separated), --seconds a positive number, --settle a number of seconds, --rounds a whole number from 1, --complexity 0–10, --paths dgram, native and/or shared\n');
   process.exit(2);
 }
 if (PATHS.some((p) => p !== 'dgram') && nativeUdp() === null) {
@@ -403,17 +407,27 @@ async function measureFloor(n: number) {
   };
 }
 
-type Row = Awaited<ReturnType<typeof run>>;
+type Row = Awaited<ReturnType<typeof run>> & { roundsCpuUsPerMix?: number[] };
 const rows: Row[] = [];
 const floors = new Map<number, Awaited<ReturnType<typeof measureFloor>>>();
 for (const n of SIZES) floors.set(n, await measureFloor(n));
 const profileTmp = values.profile ? join(tmpdir(), `rtp-load-prof-${process.pid}`) : null;
 for (const n of SIZES) {
+  // Every path once per round, the paths alternated so that a slow minute of the machine hits all of them.
+  const byPath = new Map<Path, Row[]>(PATHS.map((p) => [p, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const path of PATHS) {
+      const last = n === SIZES[SIZES.length - 1] && path === PATHS[PATHS.length - 1] && round === ROUNDS - 1;
+      const row = await run(n, path, last ? profileTmp : null);
+      byPath.get(path)!.push(row);
+      if (!values.json) console.error(`  ${n} participants, ${path}${ROUNDS > 1 ? ` (round ${round + 1})` : ''}: ${row.nodeCpuPct} % of a core, ${row.returnedPct} % of mixes back`);
+    }
+  }
+  // Each path's row is its median round by CPU per mix (of an even number, the upper of the middle two), with every round's figure beside it.
   for (const path of PATHS) {
-    const last = n === SIZES[SIZES.length - 1] && path === PATHS[PATHS.length - 1];
-    const row = await run(n, path, last ? profileTmp : null);
-    rows.push(row);
-    if (!values.json) console.error(`  ${n} participants, ${path}: ${row.nodeCpuPct} % of a core, ${row.returnedPct} % of mixes back`);
+    const runs = byPath.get(path)!;
+    const sorted = [...runs].sort((a, b) => a.cpuUsPerMix - b.cpuUsPerMix);
+    rows.push({ ...sorted[Math.floor(sorted.length / 2)], roundsCpuUsPerMix: runs.map((r) => r.cpuUsPerMix) });
   }
 }
 let profile: string | null = null;
@@ -442,6 +456,8 @@ const lines = SIZES.map((n) => {
     talking: TALKERS,
     seconds: MS / 1000,
     settleSeconds: SETTLE_MS / 1000,
+    /** Runs of every path, alternated; each row is its path's median round (roundsCpuUsPerMix: every round's µs per mix). */
+    rounds: ROUNDS,
     /** libopus complexity of the node's encoders and of the floor's. */
     complexity: COMPLEXITY,
     sendThread: values['send-thread'],
