@@ -89,8 +89,6 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
   private readonly freeSlots: number[] = [];
   private readonly decoders: CodecPool<OpusDecoder>;
   private readonly encoders: CodecPool<OpusEncoder>;
-  /** libopus complexity of every encoder of this mixer (the shared mix's and the mix-minus'). */
-  readonly encoderComplexity: number;
   private readonly sharedEncoder: OpusEncoder;
   /** The encoders' configured expected loss: the shared mix's, and a mix-minus's while its listener's is unknown. */
   private readonly defaultLossPercent: number;
@@ -162,7 +160,6 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
     this.encoders = new CodecPool(() => new OpusEncoder(encoderOptions));
     this.sharedEncoder = new OpusEncoder(encoderOptions);
     this.defaultLossPercent = encoderOptions.expectedLossPercent ?? OPUS_ENCODER_DEFAULTS.expectedLossPercent;
-    this.encoderComplexity = this.sharedEncoder.complexity;
     this.lossAdaptiveFec = opts.lossAdaptiveFec ?? true;
     this.programSsrc = (this.random() * TWO_32) >>> 0;
     this.programSeq = Math.floor(this.random() * 0x10000);
@@ -180,6 +177,11 @@ export class AudioMixer extends EventEmitter<AudioMixerEvents> {
       csrcs: this.sharedCsrcs,
       csrcCount: 0,
     };
+  }
+
+  /** libopus complexity of every encoder of this mixer (the shared mix's and the mix-minus', made with the same options). */
+  get encoderComplexity(): number {
+    return this.sharedEncoder.complexity;
   }
 
   get size(): number {

@@ -10,7 +10,12 @@
  */
 import { parseMessage } from 'werift';
 
-/** A STUN request (RFC 5389 §6: first two bits zero, the magic cookie, class bits 00). */
+/**
+ * A STUN request (RFC 5389 §6: first two bits zero, the magic cookie, class bits 00). As wide as
+ * werift's own `isStunMessage` (any first byte below 64), not RFC 7983's 0–3 that the shared port
+ * demultiplexes by (SharedUdpPort's `looksLikeStun`): nothing werift would take for a request may
+ * pass unchecked.
+ */
 export function isStunRequest(data: Uint8Array): boolean {
   return (
     data.length >= 20 &&
